@@ -1,0 +1,63 @@
+// seqrec eval: evaluates a checkpoint under the configured protocol; prints one JSON line.
+#include <torch/torch.h>
+
+#include <cstdio>
+
+#include "cli/commands.h"
+#include "seqrec/common/error.h"
+#include "seqrec/common/fs.h"
+#include "seqrec/common/log.h"
+#include "seqrec/config/config_node.h"
+#include "seqrec/config/options.h"
+#include "seqrec/data/interaction_store.h"
+#include "seqrec/eval/evaluator.h"
+#include "seqrec/train/checkpoint.h"
+
+namespace seqrec::cli {
+namespace {
+
+std::string dir_of(const std::string& path) {
+  const auto slash = path.find_last_of('/');
+  return slash == std::string::npos ? "." : path.substr(0, slash);
+}
+
+}  // namespace
+
+/// The run config next to a checkpoint (written by train) unless --config is given.
+config::ConfigNode load_run_config(const CliArgs& args) {
+  std::string file = args.config_file;
+  if (file.empty() && path_exists(dir_of(args.checkpoint) + "/config.yaml")) file = dir_of(args.checkpoint) + "/config.yaml";
+  std::vector<std::string> overrides = args.overrides;
+  if (!args.data_dir.empty()) overrides.push_back("data.dir=" + args.data_dir);
+  return config::load_config(file, overrides);
+}
+
+int run_eval(const CliArgs& args) {
+  config::ConfigNode root = load_run_config(args);
+  config::DataOptions data_opts = config::read_data_options(root.child("data"));
+  config::EvalOptions eval_opts = config::read_eval_options(root.child("eval"));
+  config::ConfigNode train_node = root.child("train");
+  const int64_t threads = train_node.get<int64_t>("threads", 0);
+  ignore_sections(root, "data eval");
+  root.finish();
+  if (data_opts.dir.empty()) throw ConfigError("data.dir", "required key is missing (or pass --data DIR)");
+  const data::Split split = data::parse_split(args.split, "--split");
+  set_threads(threads);
+
+  data::InteractionStore store = data::InteractionStore::open(data_opts.dir + "/interactions.bin");
+  train::LoadedModel loaded = train::load_checkpoint(args.checkpoint);
+  if (loaded.context.num_items != store.num_items())
+    throw CheckpointError(args.checkpoint + ": built for " + std::to_string(loaded.context.num_items) +
+                          " items, but " + data_opts.dir + " has " + std::to_string(store.num_items()) +
+                          " (a different prepared dataset?)");
+  eval::EvalResult r = eval::evaluate(*loaded.model, store, split, eval_opts, loaded.context.max_seq_len);
+  const std::string line = eval::to_json_line(r.metrics, data::split_name(split), eval_opts.protocol, r.users);
+  std::printf("%s\n", line.c_str());
+  append_line(dir_of(args.checkpoint) + "/eval.jsonl", line);
+  std::fprintf(stderr, "%-10s %s (%s, %ld users, %.2fs)\n", "metric", "value", eval_opts.protocol.c_str(),
+               long(r.users), r.seconds);
+  for (const auto& [name, value] : r.metrics) std::fprintf(stderr, "%-10s %.4f\n", name.c_str(), value);
+  return 0;
+}
+
+}  // namespace seqrec::cli

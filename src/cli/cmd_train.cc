@@ -1,0 +1,81 @@
+// seqrec train: config -> model -> Trainer; prints the test metrics of the best checkpoint.
+#include <torch/torch.h>
+
+#include <cstdio>
+#include <thread>
+
+#include "cli/commands.h"
+#include "seqrec/common/error.h"
+#include "seqrec/common/fs.h"
+#include "seqrec/common/log.h"
+#include "seqrec/config/config_node.h"
+#include "seqrec/config/options.h"
+#include "seqrec/data/interaction_store.h"
+#include "seqrec/data/split.h"
+#include "seqrec/eval/metrics.h"
+#include "seqrec/models/registry.h"
+#include "seqrec/train/trainer.h"
+
+namespace seqrec::cli {
+
+void ignore_sections(config::ConfigNode& root, const std::string& own) {
+  for (const char* s : {"synth", "prepare", "data", "model", "train", "eval", "serve"})
+    if (own.find(s) == std::string::npos) root.ignore(s);
+}
+
+void set_threads(int64_t threads) {
+  const int64_t n = threads > 0 ? threads : std::max<int64_t>(1, std::thread::hardware_concurrency());
+  torch::set_num_threads(static_cast<int>(n));
+}
+
+namespace {
+
+void check_metric_is_computed(const std::string& metric, const std::vector<int64_t>& ks) {
+  const auto at = metric.find('@');
+  if (at == std::string::npos) return;  // mrr
+  const int64_t k = std::stoll(metric.substr(at + 1));
+  if (std::find(ks.begin(), ks.end(), k) == ks.end())
+    throw ConfigError("train.metric", "'" + metric + "' needs " + std::to_string(k) + " in eval.ks");
+}
+
+}  // namespace
+
+int run_train(const CliArgs& args) {
+  config::ConfigNode root = config::load_config(args.config_file, args.overrides);
+  train::TrainerSetup setup;
+  setup.data = config::read_data_options(root.child("data"));
+  setup.train = config::read_train_options(root.child("train"));
+  setup.eval = config::read_eval_options(root.child("eval"));
+  if (setup.data.dir.empty()) throw ConfigError("data.dir", "required key is missing (the prepared directory)");
+  if (setup.train.out_dir.empty()) throw ConfigError("train.out_dir", "required key is missing");
+  check_metric_is_computed(setup.train.metric, setup.eval.ks);
+
+  data::InteractionStore store = data::InteractionStore::open(setup.data.dir + "/interactions.bin");
+  setup.context.num_items = store.num_items();
+  setup.context.max_seq_len = setup.data.max_seq_len;
+  setup.context.item_counts = data::train_item_counts(store);
+  set_threads(setup.train.threads);
+  torch::manual_seed(static_cast<uint64_t>(setup.train.seed));  // model initialisation
+  config::ConfigNode model_node = root.child("model");
+  models::SequenceRecommender model = models::make_model(model_node, setup.context);
+  ignore_sections(root, "data model train eval");
+  root.finish();
+  setup.model_yaml = model_node.dump();
+
+  make_dirs(setup.train.out_dir);
+  write_file_atomic(setup.train.out_dir + "/config.yaml", root.dump() + "\n");
+  log_info("train: %s on %s (%ld users, %ld items%s), resolved config in %s/config.yaml",
+           model_node.get<std::string>("name", "").c_str(), setup.data.dir.c_str(), long(store.num_users()),
+           long(store.num_items()), store.has_timestamps() ? "" : ", no timestamps",
+           setup.train.out_dir.c_str());
+
+  train::Trainer trainer(model, store, setup);
+  train::TrainSummary s = trainer.fit(args.resume);
+  log_info("done: %ld epochs in %.1fs, best valid %s %.4f at epoch %ld; test (%s protocol) below",
+           long(s.epochs_run), s.train_seconds, setup.train.metric.c_str(), s.best_metric, long(s.best_epoch),
+           setup.eval.protocol.c_str());
+  std::printf("%s\n", eval::to_json_line(s.test, "test", setup.eval.protocol, s.test_users).c_str());
+  return 0;
+}
+
+}  // namespace seqrec::cli

@@ -1,0 +1,49 @@
+// The subcommands of the seqrec CLI: one run_<cmd> per cmd_<cmd>.cc, dispatched by main.cc.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace seqrec::cli {
+
+/// Parsed command-line arguments (paths and overrides; hyper-parameters live in the config).
+struct CliArgs {
+  std::string config_file;              ///< --config
+  std::vector<std::string> overrides;   ///< --set key=value (repeatable)
+  std::string out;                      ///< --out (synth/prepare output dir)
+  std::string input;                    ///< --input (prepare)
+  std::string format;                   ///< --format (prepare)
+  std::string items;                    ///< --items (prepare)
+  std::string items_format;             ///< --items-format (prepare)
+  std::string checkpoint;               ///< --checkpoint (eval/recommend)
+  std::string data_dir;                 ///< --data (eval/recommend)
+  std::string split = "test";           ///< --split (eval)
+  bool resume = false;                  ///< --resume (train)
+  std::string user;                     ///< --user raw id (recommend)
+  std::string history;                  ///< --history raw ids, comma/space separated (recommend)
+  int64_t k = 10;                       ///< --k (recommend)
+};
+
+int run_synth(const CliArgs& args);
+int run_prepare(const CliArgs& args);
+int run_train(const CliArgs& args);
+int run_eval(const CliArgs& args);
+int run_recommend(const CliArgs& args);
+
+}  // namespace seqrec::cli
+
+namespace seqrec::config {
+class ConfigNode;
+}
+
+namespace seqrec::cli {
+
+/// Marks the top-level sections of other commands (synth, prepare, data, model, train, eval, serve)
+/// as read, except `own` ones, so one YAML file can drive every command; unknown sections still fail.
+void ignore_sections(config::ConfigNode& root, const std::string& own);
+
+/// Sets LibTorch's intra-op threads (0 = all cores).
+void set_threads(int64_t threads);
+
+}  // namespace seqrec::cli

@@ -1,0 +1,89 @@
+// seqrec command-line entry point: a table of subcommands and the top-level error boundary.
+#include <CLI/CLI.hpp>
+
+#include <cstdio>
+#include <functional>
+
+#include "cli/commands.h"
+#include "seqrec/common/error.h"
+
+namespace {
+
+using seqrec::cli::CliArgs;
+
+void add_common(CLI::App* cmd, CliArgs& args) {
+  cmd->add_option("-c,--config", args.config_file, "YAML config file");
+  cmd->add_option("--set", args.overrides, "override a config key: dotted.key=value (repeatable)");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"seqrec: sequential recommenders -- prepare, train, evaluate, recommend"};
+  app.require_subcommand(1);
+  CliArgs args;
+  struct Command {
+    const char* name;
+    const char* help;
+    int (*run)(const CliArgs&);
+  };
+  const Command commands[] = {
+      {"synth", "generate the synthetic demo dataset", seqrec::cli::run_synth},
+      {"prepare", "raw interactions -> prepared store", seqrec::cli::run_prepare},
+      {"train", "train a model (validation each epoch, test at the end)", seqrec::cli::run_train},
+      {"eval", "evaluate a checkpoint", seqrec::cli::run_eval},
+      {"recommend", "top-k items for a user or a history", seqrec::cli::run_recommend},
+  };
+  std::vector<std::pair<CLI::App*, const Command*>> subs;
+  for (const auto& c : commands) {
+    CLI::App* sub = app.add_subcommand(c.name, c.help);
+    add_common(sub, args);
+    subs.emplace_back(sub, &c);
+  }
+  CLI::App* synth = subs[0].first;
+  synth->add_option("-o,--out", args.out, "output directory (synth.output)");
+  CLI::App* prepare = subs[1].first;
+  prepare->add_option("-i,--input", args.input, "interactions file (prepare.input)");
+  prepare->add_option("-f,--format", args.format,
+                      "csv | movielens_dat | movielens_csv | sasrec_pairs | user_sequences (prepare.format)");
+  prepare->add_option("--items", args.items, "item table file (prepare.items)");
+  prepare->add_option("--items-format", args.items_format, "none | table | movielens_dat (prepare.items_format)");
+  prepare->add_option("-o,--out", args.out, "output directory (prepare.output)");
+  subs[2].first->add_flag("--resume", args.resume, "continue from train.out_dir/last.* if present");
+  CLI::App* eval = subs[3].first;
+  eval->add_option("--checkpoint", args.checkpoint, "checkpoint (.safetensors)")->required();
+  eval->add_option("--data", args.data_dir, "prepared data dir (default: data.dir of the run's config)");
+  eval->add_option("--split", args.split, "valid | test");
+  CLI::App* rec = subs[4].first;
+  rec->add_option("--checkpoint", args.checkpoint, "checkpoint (.safetensors)")->required();
+  rec->add_option("--data", args.data_dir, "prepared data dir (default: data.dir of the run's config)");
+  rec->add_option("--user", args.user, "raw user id: recommend after the user's whole history");
+  rec->add_option("--history", args.history, "raw item ids, oldest first (comma or space separated)");
+  rec->add_option("-k,--k", args.k, "number of items");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  try {
+    for (const auto& [sub, cmd] : subs)
+      if (sub->parsed()) return cmd->run(args);
+  } catch (const seqrec::ConfigError& e) {
+    std::fprintf(stderr, "ConfigError: %s\n", e.what());
+    return 2;
+  } catch (const seqrec::DataError& e) {
+    std::fprintf(stderr, "DataError: %s\n", e.what());
+    return 1;
+  } catch (const seqrec::CheckpointError& e) {
+    std::fprintf(stderr, "CheckpointError: %s\n", e.what());
+    return 1;
+  } catch (const seqrec::RequestError& e) {
+    std::fprintf(stderr, "RequestError: %s\n", e.what());
+    return 2;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 1;
+  }
+  return 1;
+}

@@ -1,0 +1,459 @@
+// ConfigNode over yaml-cpp. This is the only translation unit that includes yaml-cpp, so the
+// rest of seqrec (and its compile times) never see it.
+#include "seqrec/config/config_node.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <set>
+#include <sstream>
+#include <type_traits>
+
+#include "seqrec/common/error.h"
+
+namespace seqrec::config {
+namespace {
+
+/// The shared state behind every ConfigNode of one tree (named here so helpers can use it).
+struct TreeState {
+  YAML::Node root = YAML::Node(YAML::NodeType::Map);
+  /// Full dotted paths read as a value by get()/require().
+  std::set<std::string> read;
+  /// Full dotted paths handed out by child().
+  std::set<std::string> children;
+};
+
+}  // namespace
+
+struct ConfigNode::Impl : TreeState {};
+
+namespace {
+
+std::string join(const std::string& path, const std::string& key) {
+  return path.empty() ? key : path + "." + key;
+}
+
+std::vector<std::string> split_path(const std::string& path) {
+  std::vector<std::string> parts;
+  if (path.empty()) return parts;
+  size_t start = 0;
+  while (true) {
+    size_t dot = path.find('.', start);
+    parts.push_back(path.substr(start, dot == std::string::npos ? std::string::npos : dot - start));
+    if (dot == std::string::npos) break;
+    start = dot + 1;
+  }
+  return parts;
+}
+
+/// Short human text of a node for error messages ("abc", "[1, 2]", "null").
+std::string node_text(const YAML::Node& node) {
+  if (!node.IsDefined() || node.IsNull()) return "null";
+  if (node.IsScalar()) return node.Scalar();
+  YAML::Emitter out;
+  out << YAML::Flow << node;
+  return out.c_str();
+}
+
+/// Shortest decimal text that round-trips, always recognisable as a float ("1.0", not "1").
+std::string format_double(double v) {
+  if (std::isnan(v)) return ".nan";
+  if (std::isinf(v)) return v > 0 ? ".inf" : "-.inf";
+  char buf[64];
+  for (int precision = 15; precision <= 17; ++precision) {
+    std::snprintf(buf, sizeof buf, "%.*g", precision, v);
+    if (std::strtod(buf, nullptr) == v) break;
+  }
+  std::string s = buf;
+  if (s.find_first_of(".e") == std::string::npos) s += ".0";
+  return s;
+}
+
+bool parse_int64(const std::string& s, int64_t* out) {
+  if (s.empty()) return false;
+  // strtoll alone would accept leading spaces and hex-less junk like "12abc" up to the junk.
+  size_t i = (s[0] == '+' || s[0] == '-') ? 1 : 0;
+  if (i == s.size()) return false;
+  for (size_t j = i; j < s.size(); ++j)
+    if (s[j] < '0' || s[j] > '9') return false;
+  errno = 0;
+  long long v = std::strtoll(s.c_str(), nullptr, 10);
+  if (errno == ERANGE) return false;
+  *out = static_cast<int64_t>(v);
+  return true;
+}
+
+bool parse_double(const std::string& s, double* out) {
+  // YAML spellings of the special values (strtod knows "inf"/"nan", not ".inf").
+  if (s == ".inf" || s == ".Inf" || s == ".INF" || s == "+.inf") {
+    *out = HUGE_VAL;
+    return true;
+  }
+  if (s == "-.inf" || s == "-.Inf" || s == "-.INF") {
+    *out = -HUGE_VAL;
+    return true;
+  }
+  if (s == ".nan" || s == ".NaN" || s == ".NAN") {
+    *out = std::nan("");
+    return true;
+  }
+  if (s.empty()) return false;
+  // Only plain decimal notation: no hex floats, no leading whitespace, no "inf" words.
+  for (char c : s)
+    if (!((c >= '0' && c <= '9') || c == '.' || c == 'e' || c == 'E' || c == '+' || c == '-'))
+      return false;
+  char* end = nullptr;
+  errno = 0;
+  double v = std::strtod(s.c_str(), &end);
+  if (end != s.c_str() + s.size() || errno == ERANGE) return false;
+  *out = v;
+  return true;
+}
+
+bool parse_bool(const std::string& s, bool* out) {
+  if (s == "true" || s == "True" || s == "TRUE") {
+    *out = true;
+    return true;
+  }
+  if (s == "false" || s == "False" || s == "FALSE") {
+    *out = false;
+    return true;
+  }
+  return false;
+}
+
+// Per-type decoding and encoding. decode() returns false on a type mismatch.
+template <typename T>
+struct Codec;
+
+template <>
+struct Codec<bool> {
+  static const char* name() { return "boolean (true/false)"; }
+  static bool decode(const YAML::Node& n, bool* out) {
+    return n.IsScalar() && parse_bool(n.Scalar(), out);
+  }
+  static YAML::Node encode(bool v) { return YAML::Node(v ? "true" : "false"); }
+};
+
+template <>
+struct Codec<int64_t> {
+  static const char* name() { return "integer"; }
+  static bool decode(const YAML::Node& n, int64_t* out) {
+    return n.IsScalar() && parse_int64(n.Scalar(), out);
+  }
+  static YAML::Node encode(int64_t v) { return YAML::Node(std::to_string(v)); }
+};
+
+template <>
+struct Codec<double> {
+  static const char* name() { return "number"; }
+  static bool decode(const YAML::Node& n, double* out) {
+    return n.IsScalar() && parse_double(n.Scalar(), out);
+  }
+  static YAML::Node encode(double v) { return YAML::Node(format_double(v)); }
+};
+
+template <>
+struct Codec<std::string> {
+  static const char* name() { return "string"; }
+  static bool decode(const YAML::Node& n, std::string* out) {
+    if (!n.IsScalar()) return false;
+    *out = n.Scalar();
+    return true;
+  }
+  // The emitter quotes "" itself; "123" or "true" stay plain, which get<std::string> accepts.
+  static YAML::Node encode(const std::string& v) { return YAML::Node(v); }
+};
+
+template <typename E>
+struct Codec<std::vector<E>> {
+  static std::string name() { return std::string("list of ") + Codec<E>::name() + " values"; }
+  static YAML::Node encode(const std::vector<E>& v) {
+    YAML::Node n(YAML::NodeType::Sequence);
+    for (const auto& e : v) n.push_back(Codec<E>::encode(e));
+    n.SetStyle(YAML::EmitterStyle::Flow);
+    return n;
+  }
+};
+
+/// Decodes `n` at `full` into T or throws the type-mismatch ConfigError.
+template <typename T>
+T decode_or_throw(const YAML::Node& n, const std::string& full) {
+  T value{};
+  if (!Codec<T>::decode(n, &value))
+    throw ConfigError(full, std::string("expected ") + Codec<T>::name() + ", got '" +
+                                node_text(n) + "'");
+  return value;
+}
+
+template <typename T>
+struct Decoder {
+  static T run(const YAML::Node& n, const std::string& full) { return decode_or_throw<T>(n, full); }
+};
+
+template <typename E>
+struct Decoder<std::vector<E>> {
+  static std::vector<E> run(const YAML::Node& n, const std::string& full) {
+    if (!n.IsSequence())
+      throw ConfigError(full, "expected " + Codec<std::vector<E>>::name() + ", got '" +
+                                  node_text(n) + "'");
+    std::vector<E> out;
+    out.reserve(n.size());
+    for (size_t i = 0; i < n.size(); ++i)
+      out.push_back(decode_or_throw<E>(n[i], full + "[" + std::to_string(i) + "]"));
+    return out;
+  }
+};
+
+/// Child `key` of mapping `m`, or an undefined node; never modifies `m`.
+YAML::Node lookup(const YAML::Node& m, const std::string& key) {
+  if (!m.IsMap()) return YAML::Node(YAML::NodeType::Undefined);
+  for (auto it = m.begin(); it != m.end(); ++it)
+    if (it->first.IsScalar() && it->first.Scalar() == key) return it->second;
+  return YAML::Node(YAML::NodeType::Undefined);
+}
+
+/// Candidates for "did you mean": keys read or child()-ed directly under `path`.
+std::vector<std::string> known_keys(const TreeState& impl, const std::string& path) {
+  std::set<std::string> out;
+  auto collect = [&](const std::set<std::string>& s) {
+    for (const auto& full : s) {
+      size_t dot = full.rfind('.');
+      std::string parent = dot == std::string::npos ? "" : full.substr(0, dot);
+      if (parent == path) out.insert(dot == std::string::npos ? full : full.substr(dot + 1));
+    }
+  };
+  collect(impl.read);
+  collect(impl.children);
+  return {out.begin(), out.end()};
+}
+
+std::string unknown_key_message(const std::vector<std::string>& known, const std::string& key,
+                                const std::string& path) {
+  std::string best;
+  int64_t best_d = 4;
+  for (const auto& k : known) {
+    int64_t d = edit_distance(k, key);
+    if (d < best_d) {
+      best_d = d;
+      best = k;
+    }
+  }
+  if (!best.empty()) return "unknown key (did you mean '" + best + "'?)";
+  if (known.empty())
+    return path.empty() ? "unknown key (no keys are read at the top level)"
+                        : "unknown key (no keys are read under '" + path + "')";
+  std::string list;
+  for (const auto& k : known) list += (list.empty() ? "" : ", ") + k;
+  return "unknown key (valid keys: " + list + ")";
+}
+
+void check_unread(const TreeState& impl, const YAML::Node& node, const std::string& path) {
+  if (!node.IsMap()) return;
+  for (auto it = node.begin(); it != node.end(); ++it) {
+    std::string key = it->first.IsScalar() ? it->first.Scalar() : node_text(it->first);
+    std::string full = join(path, key);
+    if (impl.read.count(full)) continue;
+    if (impl.children.count(full)) {
+      check_unread(impl, it->second, full);
+      continue;
+    }
+    throw ConfigError(full, unknown_key_message(known_keys(impl, path), key, path));
+  }
+}
+
+YAML::Node parse_yaml(const std::string& text, const std::string& origin) {
+  try {
+    return YAML::Load(text);
+  } catch (const YAML::ParserException& e) {
+    // yaml-cpp marks are 0-based; editors count from 1.
+    throw ConfigError("", origin + ":" + std::to_string(e.mark.line + 1) + ":" +
+                              std::to_string(e.mark.column + 1) + ": YAML syntax error: " + e.msg);
+  } catch (const YAML::Exception& e) {
+    throw ConfigError("", origin + ": cannot parse YAML: " + e.what());
+  }
+}
+
+}  // namespace
+
+ConfigNode::ConfigNode() : impl_(std::make_shared<Impl>()) {}
+
+ConfigNode::ConfigNode(std::shared_ptr<Impl> impl, std::string path)
+    : impl_(std::move(impl)), path_(std::move(path)) {}
+
+ConfigNode ConfigNode::parse(const std::string& text, const std::string& origin) {
+  YAML::Node root = parse_yaml(text, origin);
+  ConfigNode out;
+  if (!root.IsDefined() || root.IsNull()) return out;  // empty document: empty config
+  if (!root.IsMap())
+    throw ConfigError("", origin + ": the top level must be a mapping of keys, got '" +
+                              node_text(root) + "'");
+  out.impl_->root = root;
+  return out;
+}
+
+ConfigNode ConfigNode::load_file(const std::string& file) {
+  std::ifstream in(file, std::ios::binary);
+  if (!in) throw ConfigError("", "cannot read config '" + file + "': " + std::strerror(errno));
+  std::ostringstream text;
+  text << in.rdbuf();
+  if (in.bad()) throw ConfigError("", "cannot read config '" + file + "': read error");
+  return parse(text.str(), file);
+}
+
+namespace {
+
+/// The mapping at `path` below `root`, creating (or replacing nulls with) empty mappings when
+/// `create`; throws ConfigError when a step is a scalar or list. `where` prefixes errors.
+YAML::Node walk(YAML::Node root, const std::vector<std::string>& parts, bool create,
+                const std::string& base, const std::string& where) {
+  YAML::Node cur = root;
+  std::string full = base;
+  for (const auto& part : parts) {
+    full = join(full, part);
+    if (!cur.IsMap()) throw ConfigError(where, "'" + full + "' is not under a mapping");
+    YAML::Node next = lookup(cur, part);
+    if (!next.IsDefined() || next.IsNull()) {
+      if (!create) return YAML::Node(YAML::NodeType::Undefined);
+      cur[part] = YAML::Node(YAML::NodeType::Map);
+      next = lookup(cur, part);
+    } else if (!next.IsMap()) {
+      throw ConfigError(where.empty() ? full : where,
+                        "expected a mapping at '" + full + "', got '" + node_text(next) + "'");
+    }
+    // reset() rebinds the handle; plain assignment would overwrite the tree node.
+    cur.reset(next);
+  }
+  return cur;
+}
+
+}  // namespace
+
+void ConfigNode::apply_override(const std::string& assignment) {
+  const std::string where = "--set " + assignment;
+  size_t eq = assignment.find('=');
+  if (eq == std::string::npos || eq == 0) throw ConfigError(where, "expected key=value");
+  std::string dotted = assignment.substr(0, eq);
+  std::string text = assignment.substr(eq + 1);
+  std::vector<std::string> parts = split_path(dotted);
+  for (const auto& p : parts)
+    if (p.empty()) throw ConfigError(where, "empty key segment in '" + dotted + "'");
+
+  YAML::Node value;
+  if (text.empty()) {
+    value = YAML::Node(std::string());
+  } else {
+    try {
+      value = YAML::Load(text);
+    } catch (const YAML::Exception& e) {
+      throw ConfigError(where, "cannot parse value '" + text + "' as YAML: " + e.msg);
+    }
+    // "a: b" or "x #y" parse as a mapping / comment; the user meant the literal text.
+    bool explicit_map = !text.empty() && text[0] == '{';
+    if (!value.IsDefined() || (value.IsMap() && !explicit_map) ||
+        (value.IsNull() && text != "null" && text != "~"))
+      value = YAML::Node(text);
+  }
+
+  std::vector<std::string> parents(parts.begin(), parts.end() - 1);
+  YAML::Node self = walk(impl_->root, split_path(path_), true, "", where);
+  YAML::Node parent = walk(self, parents, true, path_, where);
+  parent[parts.back()] = value;
+}
+
+const std::string& ConfigNode::path() const { return path_; }
+
+bool ConfigNode::has(const std::string& key) const {
+  YAML::Node self = walk(impl_->root, split_path(path_), false, "", path_);
+  YAML::Node v = lookup(self, key);
+  return v.IsDefined() && !v.IsNull();
+}
+
+ConfigNode ConfigNode::child(const std::string& key) {
+  std::string full = join(path_, key);
+  walk(impl_->root, split_path(full), true, "", full);
+  impl_->children.insert(full);
+  return ConfigNode(impl_, full);
+}
+
+template <typename T>
+T ConfigNode::get(const std::string& key, const T& default_value) {
+  std::string full = join(path_, key);
+  YAML::Node self = walk(impl_->root, split_path(path_), true, "", path_);
+  impl_->read.insert(full);
+  YAML::Node v = lookup(self, key);
+  if (!v.IsDefined() || v.IsNull()) {
+    // Written back so that dump() shows the resolved config.
+    self[key] = Codec<T>::encode(default_value);
+    return default_value;
+  }
+  return Decoder<T>::run(v, full);
+}
+
+template <typename T>
+T ConfigNode::require(const std::string& key) {
+  std::string full = join(path_, key);
+  YAML::Node self = walk(impl_->root, split_path(path_), false, "", path_);
+  impl_->read.insert(full);
+  YAML::Node v = lookup(self, key);
+  if (!v.IsDefined() || v.IsNull()) throw ConfigError(full, "required key is missing");
+  return Decoder<T>::run(v, full);
+}
+
+// get/require live here (yaml-cpp stays private), so every supported T is instantiated here.
+#define SEQREC_INSTANTIATE(T)                                    \
+  template T ConfigNode::get<T>(const std::string&, const T&); \
+  template T ConfigNode::require<T>(const std::string&);
+SEQREC_INSTANTIATE(bool)
+SEQREC_INSTANTIATE(int64_t)
+SEQREC_INSTANTIATE(double)
+SEQREC_INSTANTIATE(std::string)
+SEQREC_INSTANTIATE(std::vector<int64_t>)
+SEQREC_INSTANTIATE(std::vector<double>)
+SEQREC_INSTANTIATE(std::vector<std::string>)
+#undef SEQREC_INSTANTIATE
+
+void ConfigNode::ignore(const std::string& key) { impl_->read.insert(join(path_, key)); }
+
+void ConfigNode::finish() const {
+  YAML::Node self = walk(impl_->root, split_path(path_), false, "", path_);
+  if (self.IsDefined()) check_unread(*impl_, self, path_);
+}
+
+std::string ConfigNode::dump() const {
+  YAML::Node self = walk(impl_->root, split_path(path_), false, "", path_);
+  if (!self.IsDefined()) return "{}\n";
+  YAML::Emitter out;
+  out << self;
+  std::string s = out.c_str();
+  if (s.empty() || s.back() != '\n') s += '\n';
+  return s;
+}
+
+ConfigNode load_config(const std::string& file, const std::vector<std::string>& overrides) {
+  ConfigNode root = file.empty() ? ConfigNode() : ConfigNode::load_file(file);
+  for (const auto& o : overrides) root.apply_override(o);
+  return root;
+}
+
+int64_t edit_distance(const std::string& a, const std::string& b) {
+  std::vector<int64_t> prev(b.size() + 1), cur(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) prev[j] = static_cast<int64_t>(j);
+  for (size_t i = 1; i <= a.size(); ++i) {
+    cur[0] = static_cast<int64_t>(i);
+    for (size_t j = 1; j <= b.size(); ++j) {
+      int64_t sub = prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1);
+      cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, sub});
+    }
+    std::swap(prev, cur);
+  }
+  return prev[b.size()];
+}
+
+}  // namespace seqrec::config

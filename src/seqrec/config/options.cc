@@ -1,0 +1,120 @@
+// Readers and validation of the run-level options (data:, train:, eval:).
+#include "seqrec/config/options.h"
+
+#include <algorithm>
+
+#include "seqrec/common/error.h"
+#include "seqrec/config/config_node.h"
+
+namespace seqrec::config {
+namespace {
+
+void require_one_of(const std::string& value, const std::vector<std::string>& allowed,
+                    const std::string& path) {
+  if (std::find(allowed.begin(), allowed.end(), value) != allowed.end()) return;
+  std::string list;
+  for (const auto& a : allowed) list += (list.empty() ? "" : ", ") + a;
+  throw ConfigError(path, "'" + value + "' is not one of: " + list);
+}
+
+void require_positive(int64_t value, const std::string& path) {
+  if (value < 1) throw ConfigError(path, "must be >= 1, got " + std::to_string(value));
+}
+
+std::string key(const ConfigNode& node, const std::string& name) {
+  return node.path().empty() ? name : node.path() + "." + name;
+}
+
+}  // namespace
+
+DataOptions read_data_options(ConfigNode node) {
+  DataOptions o;
+  o.dir = node.get<std::string>("dir", o.dir);
+  o.max_seq_len = node.get<int64_t>("max_seq_len", o.max_seq_len);
+  o.chunk_long_sequences = node.get<bool>("chunk_long_sequences", o.chunk_long_sequences);
+  o.prefetch_batches = node.get<int64_t>("prefetch_batches", o.prefetch_batches);
+  require_positive(o.max_seq_len, key(node, "max_seq_len"));
+  require_positive(o.prefetch_batches, key(node, "prefetch_batches"));
+  return o;
+}
+
+LossOptions read_loss_options(ConfigNode node) {
+  LossOptions o;
+  o.name = node.get<std::string>("name", o.name);
+  require_one_of(o.name, {"bce", "sampled_softmax", "softmax"}, key(node, "name"));
+  o.num_negatives = node.get<int64_t>("num_negatives", o.name == "sampled_softmax" ? 128 : 1);
+  o.temperature = node.get<double>("temperature", o.name == "bce" ? 1.0 : 0.05);
+  o.exclude_history = node.get<bool>("exclude_history", o.name == "bce");
+  if (o.name != "softmax") require_positive(o.num_negatives, key(node, "num_negatives"));
+  if (o.name == "bce" && o.num_negatives != 1)
+    throw ConfigError(key(node, "num_negatives"), "bce uses exactly one negative per position");
+  if (!(o.temperature > 0)) throw ConfigError(key(node, "temperature"), "must be > 0");
+  return o;
+}
+
+TrainOptions read_train_options(ConfigNode node) {
+  TrainOptions o;
+  o.out_dir = node.get<std::string>("out_dir", o.out_dir);
+  o.epochs = node.get<int64_t>("epochs", o.epochs);
+  o.batch_size = node.get<int64_t>("batch_size", o.batch_size);
+  o.lr = node.get<double>("lr", o.lr);
+  o.beta1 = node.get<double>("beta1", o.beta1);
+  o.beta2 = node.get<double>("beta2", o.beta2);
+  o.eps = node.get<double>("eps", o.eps);
+  o.weight_decay = node.get<double>("weight_decay", o.weight_decay);
+  o.schedule = node.get<std::string>("schedule", o.schedule);
+  o.warmup_ratio = node.get<double>("warmup_ratio", o.warmup_ratio);
+  o.warmup_steps = node.get<int64_t>("warmup_steps", o.warmup_steps);
+  o.min_lr_ratio = node.get<double>("min_lr_ratio", o.min_lr_ratio);
+  o.clip_norm = node.get<double>("clip_norm", o.clip_norm);
+  o.seed = node.get<int64_t>("seed", o.seed);
+  o.eval_every = node.get<int64_t>("eval_every", o.eval_every);
+  o.metric = node.get<std::string>("metric", o.metric);
+  o.patience = node.get<int64_t>("patience", o.patience);
+  o.log_every = node.get<int64_t>("log_every", o.log_every);
+  o.threads = node.get<int64_t>("threads", o.threads);
+  o.length_bucketing = node.get<bool>("length_bucketing", o.length_bucketing);
+  o.loss = read_loss_options(node.child("loss"));
+
+  require_positive(o.epochs, key(node, "epochs"));
+  require_positive(o.batch_size, key(node, "batch_size"));
+  require_positive(o.eval_every, key(node, "eval_every"));
+  require_positive(o.log_every, key(node, "log_every"));
+  require_one_of(o.schedule, {"constant", "cosine"}, key(node, "schedule"));
+  if (!(o.lr > 0)) throw ConfigError(key(node, "lr"), "must be > 0");
+  if (!(o.beta1 >= 0 && o.beta1 < 1)) throw ConfigError(key(node, "beta1"), "must be in [0, 1)");
+  if (!(o.beta2 >= 0 && o.beta2 < 1)) throw ConfigError(key(node, "beta2"), "must be in [0, 1)");
+  if (o.weight_decay < 0) throw ConfigError(key(node, "weight_decay"), "must be >= 0");
+  if (o.warmup_ratio < 0 || o.warmup_ratio >= 1)
+    throw ConfigError(key(node, "warmup_ratio"), "must be in [0, 1)");
+  if (o.clip_norm < 0) throw ConfigError(key(node, "clip_norm"), "must be >= 0 (0 = off)");
+  if (o.patience < 0) throw ConfigError(key(node, "patience"), "must be >= 0 (0 = off)");
+  if (o.threads < 0) throw ConfigError(key(node, "threads"), "must be >= 0 (0 = all cores)");
+  if (o.metric != "mrr" && o.metric.rfind("hr@", 0) != 0 && o.metric.rfind("ndcg@", 0) != 0)
+    throw ConfigError(key(node, "metric"), "expected hr@K, ndcg@K or mrr, got '" + o.metric + "'");
+  return o;
+}
+
+EvalOptions read_eval_options(ConfigNode node) {
+  EvalOptions o;
+  o.protocol = node.get<std::string>("protocol", o.protocol);
+  require_one_of(o.protocol, {"full", "sampled"}, key(node, "protocol"));
+  o.num_negatives = node.get<int64_t>("num_negatives", o.num_negatives);
+  o.ks = node.get<std::vector<int64_t>>("ks", o.ks);
+  o.history_mask = node.get<std::string>("history_mask", o.history_mask);
+  require_one_of(o.history_mask, {"full", "window", "none"}, key(node, "history_mask"));
+  o.batch_size = node.get<int64_t>("batch_size", o.batch_size);
+  o.seed = node.get<int64_t>("seed", o.seed);
+  o.max_users = node.get<int64_t>("max_users", o.max_users);
+  require_positive(o.num_negatives, key(node, "num_negatives"));
+  require_positive(o.batch_size, key(node, "batch_size"));
+  if (o.ks.empty()) throw ConfigError(key(node, "ks"), "needs at least one cut-off");
+  for (size_t i = 0; i < o.ks.size(); ++i)
+    if (o.ks[i] < 1)
+      throw ConfigError(key(node, "ks") + "[" + std::to_string(i) + "]",
+                        "k=" + std::to_string(o.ks[i]) + " must be >= 1");
+  if (o.max_users < 0) throw ConfigError(key(node, "max_users"), "must be >= 0");
+  return o;
+}
+
+}  // namespace seqrec::config

@@ -1,0 +1,70 @@
+// Options structs of the run-level config sections (data:, train:, eval:) and their readers.
+// Model options live next to each model and are read by models/registry.cc.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace seqrec::config {
+
+class ConfigNode;
+
+/// `data:` -- which prepared store to use and how sequences are cut.
+struct DataOptions {
+  std::string dir;                   ///< prepared directory (output of `seqrec prepare`)
+  int64_t max_seq_len = 200;         ///< L: history length fed to the model
+  bool chunk_long_sequences = false; ///< HLLM: cut long training parts into chunks of L+1
+  int64_t prefetch_batches = 4;      ///< batches prepared ahead by the loader thread
+};
+
+/// `train.loss:` -- the training objective.
+struct LossOptions {
+  std::string name = "bce";          ///< bce | sampled_softmax | softmax
+  int64_t num_negatives = 1;         ///< per position (bce: 1; sampled_softmax: R)
+  double temperature = 1.0;          ///< logits are divided by it (sampled_softmax / softmax)
+  bool exclude_history = true;       ///< negatives avoid the user's training items
+};
+
+/// `train:` -- optimisation and the training loop.
+struct TrainOptions {
+  std::string out_dir;               ///< checkpoints, metrics.jsonl, resolved config
+  int64_t epochs = 100;              ///< maximum epochs
+  int64_t batch_size = 128;          ///< sequences per step (per process)
+  double lr = 1e-3;                  ///< peak learning rate
+  double beta1 = 0.9;                ///< AdamW betas
+  double beta2 = 0.98;
+  double eps = 1e-8;                 ///< AdamW epsilon
+  double weight_decay = 0.0;         ///< decoupled (AdamW) weight decay
+  std::string schedule = "constant"; ///< constant | cosine (cosine decays to min_lr_ratio*lr)
+  double warmup_ratio = 0.0;         ///< share of all steps spent in linear warm-up
+  int64_t warmup_steps = 0;          ///< warm-up steps (overrides warmup_ratio when > 0)
+  double min_lr_ratio = 0.0;         ///< cosine floor as a share of lr
+  double clip_norm = 0.0;            ///< global gradient-norm clip (0 = off)
+  int64_t seed = 42;                 ///< fixes data order, sampling and init
+  int64_t eval_every = 1;            ///< validate every N epochs
+  std::string metric = "ndcg@10";    ///< model selection / early stopping metric (higher is better)
+  int64_t patience = 0;              ///< stop after N evaluations without improvement (0 = never)
+  int64_t log_every = 20;            ///< progress-bar refresh in steps
+  int64_t threads = 0;               ///< intra-op threads (0 = all cores)
+  bool length_bucketing = true;      ///< group similar lengths into batches and trim padding
+  LossOptions loss;                  ///< train.loss
+};
+
+/// `eval:` -- the evaluation protocol.
+struct EvalOptions {
+  std::string protocol = "full";     ///< full | sampled
+  int64_t num_negatives = 100;       ///< sampled: negatives per user (not in the user's history)
+  std::vector<int64_t> ks = {1, 5, 10, 20, 50, 200};  ///< cut-offs for hr@k / ndcg@k
+  std::string history_mask = "full"; ///< full (HLLM) | window (GR: last L) | none
+  int64_t batch_size = 512;          ///< users per forward pass
+  int64_t seed = 7;                  ///< sampled negatives are a function of (seed, user)
+  int64_t max_users = 0;             ///< evaluate only the first N users (0 = all)
+};
+
+DataOptions read_data_options(ConfigNode node);
+LossOptions read_loss_options(ConfigNode node);
+TrainOptions read_train_options(ConfigNode node);
+EvalOptions read_eval_options(ConfigNode node);
+
+}  // namespace seqrec::config

@@ -1,0 +1,101 @@
+// SequenceBatch (the first torch type of the pipeline) and the batchers that build it:
+// TrainBatcher (shuffled, bucketed, negatives sampled, prefetched in a background thread) and
+// make_eval_batch (histories of evaluation queries).
+//
+// Layout: sequences are left-padded with item 0. A batch may be narrower than the model's L: it is
+// trimmed to its longest sequence, and `position_offset` = L - width keeps absolute positions
+// (the newest item is always at position L-1, as in the SASRec code).
+#pragma once
+
+#include <torch/types.h>
+
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "seqrec/data/interaction_store.h"
+#include "seqrec/data/split.h"
+
+namespace seqrec::data {
+
+/// A batch of left-padded sequences.
+struct SequenceBatch {
+  torch::Tensor item_ids;        ///< [B, W] int64, 0 = padding
+  torch::Tensor timestamps;      ///< [B, W] int64 (undefined without timestamps)
+  torch::Tensor targets;         ///< [B, W] int64 next item per position, 0 = no target (train)
+  torch::Tensor target_timestamps;  ///< [B, W] int64 timestamp of each target (train, optional)
+  torch::Tensor negatives;       ///< [B, W, R] int64 sampled negatives per position (train, optional)
+  torch::Tensor user_ids;        ///< [B] int64 dense user index
+  int64_t position_offset = 0;   ///< L - W
+};
+
+/// Options of the training batcher.
+struct TrainBatcherOptions {
+  int64_t max_seq_len = 200;     ///< L
+  int64_t batch_size = 128;      ///< B
+  int64_t num_negatives = 0;     ///< R per position (0 = none)
+  bool exclude_history = false;  ///< negatives avoid the user's training items
+  bool length_bucketing = true;  ///< batch similar lengths together and trim padding
+  bool chunk_long_sequences = false;  ///< HLLM: non-overlapping chunks of L+1 instead of the last L+1
+  uint64_t seed = 42;
+  int64_t rank = 0;              ///< this process's shard (data parallel)
+  int64_t world_size = 1;
+  int64_t prefetch = 4;          ///< batches buffered ahead
+};
+
+/// One training sample: events [begin, end) of a user's store row; input = [begin, end-1),
+/// targets = [begin+1, end).
+struct TrainSample {
+  int64_t user;
+  int64_t begin;
+  int64_t end;
+};
+
+/// Builds the training samples (GR/SASRec: the last L+1 training items of each user).
+std::vector<TrainSample> build_train_samples(const InteractionStore& store, int64_t max_seq_len,
+                                             bool chunk_long_sequences);
+
+/// Produces training batches for an epoch; a background thread builds them ahead of use.
+class TrainBatcher {
+ public:
+  TrainBatcher(InteractionStore store, TrainBatcherOptions options);
+  ~TrainBatcher();
+  TrainBatcher(const TrainBatcher&) = delete;
+  TrainBatcher& operator=(const TrainBatcher&) = delete;
+
+  /// Training samples over all ranks.
+  int64_t num_samples() const { return static_cast<int64_t>(samples_.size()); }
+  /// Batches this rank gets per epoch.
+  int64_t batches_per_epoch() const;
+  /// Starts producing the batches of `epoch` (order is a function of seed and epoch only).
+  void start_epoch(int64_t epoch);
+  /// Next batch of the current epoch; false when the epoch is done.
+  bool next(SequenceBatch* batch);
+
+ private:
+  std::vector<std::vector<int64_t>> plan_epoch(int64_t epoch) const;
+  SequenceBatch make_batch(const std::vector<int64_t>& sample_ids, uint64_t seed) const;
+  void stop();
+
+  InteractionStore store_;
+  TrainBatcherOptions options_;
+  std::vector<TrainSample> samples_;
+  // Prefetch state.
+  std::thread worker_;
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  std::deque<SequenceBatch> queue_;
+  int64_t remaining_ = 0;         // batches not yet handed out this epoch
+  bool stop_ = false;
+  std::exception_ptr error_;
+};
+
+/// A batch of evaluation histories (last L items of each query's history), queries [begin, end).
+SequenceBatch make_eval_batch(const std::vector<EvalQuery>& queries, int64_t begin, int64_t end,
+                              int64_t max_seq_len);
+
+}  // namespace seqrec::data

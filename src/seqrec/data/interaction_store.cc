@@ -1,0 +1,323 @@
+// InteractionStore: writing, memory-mapping and verifying the prepared interaction file.
+#include "seqrec/data/interaction_store.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <stdexcept>
+
+#include "seqrec/common/error.h"
+
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "seqrec interaction stores are little endian; big-endian hosts are not supported"
+#endif
+
+namespace seqrec::data {
+namespace {
+
+constexpr uint64_t kFnvOffset = 14695981039346656037ULL;
+constexpr uint64_t kFnvPrime = 1099511628211ULL;
+constexpr uint32_t kFlagTimestamps = 1u;
+
+/// FNV-1a 64 continued from `h` over `len` bytes.
+uint64_t fnv1a(uint64_t h, const void* data, size_t len) {
+  const auto* p = static_cast<const unsigned char*>(data);
+  for (size_t i = 0; i < len; ++i) {
+    h ^= p[i];
+    h *= kFnvPrime;
+  }
+  return h;
+}
+
+/// Checks the CSR invariants shared by open(), from_data() and write_store().
+/// `where` prefixes every message (the path, or a description for in-memory data).
+void validate_csr(const std::string& where, uint64_t num_users, uint64_t num_items,
+                  uint64_t num_events, const uint64_t* offsets, const int32_t* items,
+                  const int64_t* timestamps) {
+  if (num_items > static_cast<uint64_t>(INT32_MAX)) {
+    throw DataError(where + ": expected at most " + std::to_string(INT32_MAX) + " items, got " +
+                    std::to_string(num_items));
+  }
+  if (offsets[0] != 0) {
+    throw DataError(where + ": bad user offsets: expected first offset 0, got " +
+                    std::to_string(offsets[0]));
+  }
+  for (uint64_t u = 0; u < num_users; ++u) {
+    if (offsets[u + 1] < offsets[u]) {
+      throw DataError(where + ": bad user offsets: not monotone at user " + std::to_string(u) +
+                      " (" + std::to_string(offsets[u]) + " > " + std::to_string(offsets[u + 1]) +
+                      ")");
+    }
+  }
+  if (offsets[num_users] != num_events) {
+    throw DataError(where + ": bad user offsets: expected last offset " +
+                    std::to_string(num_events) + ", got " + std::to_string(offsets[num_users]));
+  }
+  const int64_t max_item = static_cast<int64_t>(num_items);
+  for (uint64_t e = 0; e < num_events; ++e) {
+    if (items[e] < 1 || items[e] > max_item) {
+      throw DataError(where + ": item id out of range at event " + std::to_string(e) +
+                      ": expected 1.." + std::to_string(max_item) + ", got " +
+                      std::to_string(items[e]));
+    }
+  }
+  if (timestamps != nullptr) {
+    for (uint64_t u = 0; u < num_users; ++u) {
+      for (uint64_t e = offsets[u] + 1; e < offsets[u + 1]; ++e) {
+        if (timestamps[e] < timestamps[e - 1]) {
+          throw DataError(where + ": timestamps of user " + std::to_string(u) +
+                          " are not in time order at event " + std::to_string(e));
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+
+struct InteractionStore::Impl {
+  std::string path;
+  void* map = nullptr;       // mmap base when opened from a file
+  size_t map_len = 0;
+  StoreData owned;           // the vectors when built in memory
+  std::vector<int64_t> ts_copy;  // aligned copy when the mapped timestamps are misaligned
+  const uint64_t* offsets = nullptr;
+  const int32_t* items = nullptr;
+  const int64_t* timestamps = nullptr;
+  int64_t num_users = 0;
+  int64_t num_items = 0;
+  int64_t num_events = 0;
+  bool has_timestamps = false;
+
+  Impl() = default;
+  Impl(const Impl&) = delete;
+  Impl& operator=(const Impl&) = delete;
+  ~Impl() {
+    if (map != nullptr) ::munmap(map, map_len);
+  }
+};
+
+void write_store(const StoreData& data, const std::string& path) {
+  if (data.user_offsets.empty()) {
+    throw DataError(path + ": cannot write store: expected at least 1 user offset, got 0");
+  }
+  const uint64_t num_users = data.user_offsets.size() - 1;
+  const uint64_t num_events = data.item_ids.size();
+  if (data.has_timestamps && data.timestamps.size() != num_events) {
+    throw DataError(path + ": cannot write store: expected " + std::to_string(num_events) +
+                    " timestamps, got " + std::to_string(data.timestamps.size()));
+  }
+  if (data.num_items < 0) {
+    throw DataError(path + ": cannot write store: expected num_items >= 0, got " +
+                    std::to_string(data.num_items));
+  }
+  // Never write a file that open() would reject.
+  validate_csr(path + " (store being written)", num_users, static_cast<uint64_t>(data.num_items),
+               num_events, data.user_offsets.data(), data.item_ids.data(),
+               data.has_timestamps ? data.timestamps.data() : nullptr);
+
+  StoreHeader header{};
+  std::memcpy(header.magic, kStoreMagic, sizeof header.magic);
+  header.version = kStoreVersion;
+  header.flags = data.has_timestamps ? kFlagTimestamps : 0u;
+  header.num_users = num_users;
+  header.num_items = static_cast<uint64_t>(data.num_items);
+  header.num_events = num_events;
+  uint64_t h = kFnvOffset;
+  h = fnv1a(h, data.user_offsets.data(), data.user_offsets.size() * sizeof(uint64_t));
+  h = fnv1a(h, data.item_ids.data(), num_events * sizeof(int32_t));
+  if (data.has_timestamps) h = fnv1a(h, data.timestamps.data(), num_events * sizeof(int64_t));
+  header.checksum = h;
+
+  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
+  std::FILE* f = std::fopen(tmp.c_str(), "wb");
+  if (f == nullptr) throw DataError("cannot write " + path + ": " + std::strerror(errno));
+  auto put = [&](const void* p, size_t n) {
+    return n == 0 || std::fwrite(p, 1, n, f) == n;
+  };
+  bool ok = put(&header, sizeof header) &&
+            put(data.user_offsets.data(), data.user_offsets.size() * sizeof(uint64_t)) &&
+            put(data.item_ids.data(), num_events * sizeof(int32_t)) &&
+            (!data.has_timestamps || put(data.timestamps.data(), num_events * sizeof(int64_t)));
+  ok = std::fflush(f) == 0 && ok;
+  const int saved = errno;
+  ok = std::fclose(f) == 0 && ok;
+  if (!ok) {
+    std::remove(tmp.c_str());
+    throw DataError("cannot write " + path + ": " + std::strerror(saved));
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    const int e = errno;
+    std::remove(tmp.c_str());
+    throw DataError("cannot write " + path + ": rename failed: " + std::strerror(e));
+  }
+}
+
+InteractionStore InteractionStore::open(const std::string& path) {
+  auto impl = std::make_shared<Impl>();
+  impl->path = path;
+
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw DataError("cannot open " + path + ": " + std::strerror(errno));
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) {
+    const int e = errno;
+    ::close(fd);
+    throw DataError("cannot stat " + path + ": " + std::strerror(e));
+  }
+  const uint64_t size = static_cast<uint64_t>(st.st_size);
+  if (size < sizeof(StoreHeader)) {
+    ::close(fd);
+    throw DataError(path + ": truncated: expected at least " + std::to_string(sizeof(StoreHeader)) +
+                    " bytes (header), got " + std::to_string(size));
+  }
+  void* map = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
+  const int map_errno = errno;
+  ::close(fd);  // the mapping keeps the file alive
+  if (map == MAP_FAILED) {
+    throw DataError("cannot mmap " + path + ": " + std::strerror(map_errno));
+  }
+  impl->map = map;
+  impl->map_len = size;
+  const auto* base = static_cast<const unsigned char*>(map);
+
+  StoreHeader header;
+  std::memcpy(&header, base, sizeof header);
+  if (std::memcmp(header.magic, kStoreMagic, sizeof header.magic) != 0) {
+    throw DataError(path + ": not a seqrec interaction store (bad magic)");
+  }
+  if (header.version != kStoreVersion) {
+    throw DataError(path + ": unsupported store version: expected " +
+                    std::to_string(kStoreVersion) + ", got " + std::to_string(header.version));
+  }
+  if ((header.flags & ~kFlagTimestamps) != 0) {
+    throw DataError(path + ": unknown store flags: expected 0 or 1, got " +
+                    std::to_string(header.flags));
+  }
+  const bool has_ts = (header.flags & kFlagTimestamps) != 0;
+
+  // Compute the expected size with overflow guards: a corrupted header must not wrap around.
+  const uint64_t limit = uint64_t{1} << 60;
+  if (header.num_users >= limit / 8 || header.num_events >= limit / 16) {
+    throw DataError(path + ": corrupted header: implausible sizes (users " +
+                    std::to_string(header.num_users) + ", events " +
+                    std::to_string(header.num_events) + ")");
+  }
+  const uint64_t offsets_bytes = (header.num_users + 1) * sizeof(uint64_t);
+  const uint64_t items_bytes = header.num_events * sizeof(int32_t);
+  const uint64_t ts_bytes = has_ts ? header.num_events * sizeof(int64_t) : 0;
+  const uint64_t expected = sizeof(StoreHeader) + offsets_bytes + items_bytes + ts_bytes;
+  if (size < expected) {
+    throw DataError(path + ": truncated: expected " + std::to_string(expected) + " bytes, got " +
+                    std::to_string(size));
+  }
+  if (size > expected) {
+    throw DataError(path + ": size mismatch: expected " + std::to_string(expected) +
+                    " bytes, got " + std::to_string(size) + " (trailing data)");
+  }
+  const uint64_t checksum =
+      fnv1a(kFnvOffset, base + sizeof(StoreHeader), size - sizeof(StoreHeader));
+  if (checksum != header.checksum) {
+    throw DataError(path + ": checksum mismatch (file corrupted)");
+  }
+
+  impl->num_users = static_cast<int64_t>(header.num_users);
+  impl->num_items = static_cast<int64_t>(header.num_items);
+  impl->num_events = static_cast<int64_t>(header.num_events);
+  impl->has_timestamps = has_ts;
+  const unsigned char* p = base + sizeof(StoreHeader);
+  impl->offsets = reinterpret_cast<const uint64_t*>(p);
+  impl->items = reinterpret_cast<const int32_t*>(p + offsets_bytes);
+  if (has_ts) {
+    const unsigned char* ts = p + offsets_bytes + items_bytes;
+    // The layout has no padding: with an odd event count the i64 block is only 4-aligned.
+    if (reinterpret_cast<uintptr_t>(ts) % alignof(int64_t) != 0) {
+      impl->ts_copy.resize(header.num_events);
+      std::memcpy(impl->ts_copy.data(), ts, ts_bytes);
+      impl->timestamps = impl->ts_copy.data();
+    } else {
+      impl->timestamps = reinterpret_cast<const int64_t*>(ts);
+    }
+  }
+  validate_csr(path, header.num_users, header.num_items, header.num_events, impl->offsets,
+               impl->items, impl->timestamps);
+
+  InteractionStore store;
+  store.impl_ = std::move(impl);
+  return store;
+}
+
+InteractionStore InteractionStore::from_data(StoreData data) {
+  const std::string where = "in-memory interaction store";
+  if (data.user_offsets.empty()) {
+    throw DataError(where + ": expected at least 1 user offset, got 0");
+  }
+  if (data.num_items < 0) {
+    throw DataError(where + ": expected num_items >= 0, got " + std::to_string(data.num_items));
+  }
+  const uint64_t num_events = data.item_ids.size();
+  if (data.has_timestamps && data.timestamps.size() != num_events) {
+    throw DataError(where + ": expected " + std::to_string(num_events) + " timestamps, got " +
+                    std::to_string(data.timestamps.size()));
+  }
+  if (!data.has_timestamps && !data.timestamps.empty()) {
+    throw DataError(where + ": expected no timestamps (has_timestamps is false), got " +
+                    std::to_string(data.timestamps.size()));
+  }
+  const uint64_t num_users = data.user_offsets.size() - 1;
+  validate_csr(where, num_users, static_cast<uint64_t>(data.num_items), num_events,
+               data.user_offsets.data(), data.item_ids.data(),
+               data.has_timestamps ? data.timestamps.data() : nullptr);
+
+  auto impl = std::make_shared<Impl>();
+  impl->owned = std::move(data);
+  impl->num_users = static_cast<int64_t>(num_users);
+  impl->num_items = impl->owned.num_items;
+  impl->num_events = static_cast<int64_t>(num_events);
+  impl->has_timestamps = impl->owned.has_timestamps;
+  impl->offsets = impl->owned.user_offsets.data();
+  impl->items = impl->owned.item_ids.data();
+  impl->timestamps = impl->has_timestamps ? impl->owned.timestamps.data() : nullptr;
+  InteractionStore store;
+  store.impl_ = std::move(impl);
+  return store;
+}
+
+int64_t InteractionStore::num_users() const { return impl_ ? impl_->num_users : 0; }
+int64_t InteractionStore::num_items() const { return impl_ ? impl_->num_items : 0; }
+int64_t InteractionStore::num_events() const { return impl_ ? impl_->num_events : 0; }
+bool InteractionStore::has_timestamps() const { return impl_ && impl_->has_timestamps; }
+
+Span<int32_t> InteractionStore::items(int64_t user) const {
+  if (!impl_ || user < 0 || user >= impl_->num_users) {
+    throw std::out_of_range("InteractionStore::items: user " + std::to_string(user) +
+                            " out of range");
+  }
+  const uint64_t b = impl_->offsets[user];
+  const uint64_t e = impl_->offsets[user + 1];
+  return Span<int32_t>{impl_->items + b, static_cast<int64_t>(e - b)};
+}
+
+Span<int64_t> InteractionStore::timestamps(int64_t user) const {
+  if (!impl_ || user < 0 || user >= impl_->num_users) {
+    throw std::out_of_range("InteractionStore::timestamps: user " + std::to_string(user) +
+                            " out of range");
+  }
+  if (!impl_->has_timestamps) return Span<int64_t>{};
+  const uint64_t b = impl_->offsets[user];
+  const uint64_t e = impl_->offsets[user + 1];
+  return Span<int64_t>{impl_->timestamps + b, static_cast<int64_t>(e - b)};
+}
+
+const std::string& InteractionStore::path() const {
+  static const std::string kEmpty;
+  return impl_ ? impl_->path : kEmpty;
+}
+
+}  // namespace seqrec::data

@@ -1,0 +1,48 @@
+// Leave-one-out split.
+#include "seqrec/data/split.h"
+
+#include "seqrec/common/error.h"
+
+namespace seqrec::data {
+
+Split parse_split(const std::string& name, const std::string& path) {
+  if (name == "valid") return Split::kValid;
+  if (name == "test") return Split::kTest;
+  throw ConfigError(path, "'" + name + "' is not one of: valid, test");
+}
+
+const char* split_name(Split split) { return split == Split::kValid ? "valid" : "test"; }
+
+std::vector<EvalQuery> eval_queries(const InteractionStore& store, Split split) {
+  std::vector<EvalQuery> queries;
+  queries.reserve(store.num_users());
+  const int64_t drop = split == Split::kValid ? 2 : 1;  // events after the history
+  for (int64_t u = 0; u < store.num_users(); ++u) {
+    Span<int32_t> items = store.items(u);
+    if (items.size() < 3) continue;
+    EvalQuery q;
+    q.user = u;
+    const int64_t h = items.size() - drop;  // history length
+    q.history = {items.ptr, h};
+    q.target = items[h];
+    if (store.has_timestamps()) {
+      Span<int64_t> ts = store.timestamps(u);
+      q.history_ts = {ts.ptr, h};
+      q.target_ts = ts[h];
+    }
+    queries.push_back(q);
+  }
+  return queries;
+}
+
+std::vector<int64_t> train_item_counts(const InteractionStore& store) {
+  std::vector<int64_t> counts(store.num_items() + 1, 0);
+  for (int64_t u = 0; u < store.num_users(); ++u) {
+    Span<int32_t> items = store.items(u);
+    const int64_t n = train_length(items.size());
+    for (int64_t i = 0; i < n; ++i) ++counts[items[i]];
+  }
+  return counts;
+}
+
+}  // namespace seqrec::data

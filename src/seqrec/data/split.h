@@ -1,0 +1,41 @@
+// Leave-one-out split over an InteractionStore (no torch).
+//
+// For a user with n events: n >= 3 -> train = items[0, n-2), valid target = items[n-2] (history =
+// items[0, n-2)), test target = items[n-1] (history = items[0, n-1), valid item included).
+// Users with n < 3 are training-only (as in the SASRec code) and are never evaluated.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "seqrec/data/interaction_store.h"
+
+namespace seqrec::data {
+
+/// Which held-out item an evaluation targets.
+enum class Split { kValid, kTest };
+
+/// "valid" / "test" -> Split; throws ConfigError(path) otherwise.
+Split parse_split(const std::string& name, const std::string& path);
+const char* split_name(Split split);
+
+/// Number of leading items of a user with n events that are used for training.
+inline int64_t train_length(int64_t n) { return n >= 3 ? n - 2 : n; }
+
+/// One evaluation query: predict `target` from everything the user did before it.
+struct EvalQuery {
+  int64_t user = 0;            ///< dense user index
+  Span<int32_t> history;       ///< all items before the target, oldest first
+  Span<int64_t> history_ts;    ///< their timestamps (empty without timestamps)
+  int32_t target = 0;          ///< the held-out item
+  int64_t target_ts = 0;       ///< its timestamp (0 without timestamps)
+};
+
+/// Queries of every user with n >= 3 (in user order) for a split.
+std::vector<EvalQuery> eval_queries(const InteractionStore& store, Split split);
+
+/// Occurrences of each item in the training parts, [V+1] (index 0 = 0).
+std::vector<int64_t> train_item_counts(const InteractionStore& store);
+
+}  // namespace seqrec::data

@@ -1,0 +1,128 @@
+// Evaluation protocols.
+#include "seqrec/eval/evaluator.h"
+
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <chrono>
+#include <unordered_set>
+
+#include "seqrec/common/random.h"
+#include "seqrec/data/batcher.h"
+
+namespace seqrec::eval {
+namespace {
+
+torch::Tensor last_states(models::SequenceRecommenderImpl& model, const data::SequenceBatch& batch) {
+  auto h = model.encode(batch);                       // [B, W, D]
+  return h.select(1, h.size(1) - 1);                  // [B, D] (left padding: newest item is last)
+}
+
+}  // namespace
+
+torch::Tensor full_scores(models::SequenceRecommenderImpl& model, const data::SequenceBatch& batch,
+                          const std::vector<data::Span<int32_t>>& histories, const std::string& history_mask,
+                          int64_t max_seq_len, const torch::Tensor& keep) {
+  auto scores = torch::matmul(last_states(model, batch), model.all_item_embeddings().t()).contiguous();  // [B, V+1]
+  const int64_t b = scores.size(0), v1 = scores.size(1);
+  const float neg_inf = -std::numeric_limits<float>::infinity();
+  float* s = scores.data_ptr<float>();
+  const int64_t* kp = keep.defined() ? keep.data_ptr<int64_t>() : nullptr;
+  for (int64_t row = 0; row < b; ++row) {
+    float* r = s + row * v1;
+    const float kept = kp ? r[kp[row]] : 0.f;
+    r[0] = neg_inf;
+    if (history_mask != "none") {
+      const auto& hist = histories[row];
+      const int64_t from = history_mask == "window" ? std::max<int64_t>(0, hist.size() - max_seq_len) : 0;
+      for (int64_t i = from; i < hist.size(); ++i) r[hist[i]] = neg_inf;
+    }
+    if (kp) r[kp[row]] = kept;  // a repeated target stays rankable
+  }
+  return scores;
+}
+
+std::vector<int64_t> sampled_candidates(const data::EvalQuery& query, int64_t num_items, int64_t num_negatives,
+                                        int64_t seed) {
+  std::unordered_set<int64_t> taken(query.history.begin(), query.history.end());
+  taken.insert(query.target);
+  std::vector<int64_t> out = {query.target};
+  Rng rng(derive_seed({static_cast<uint64_t>(seed), 0x5a3b1eULL, static_cast<uint64_t>(query.user)}));
+  const int64_t available = num_items - static_cast<int64_t>(taken.size());
+  const int64_t want = std::min(num_negatives, std::max<int64_t>(0, available));
+  while (static_cast<int64_t>(out.size()) < want + 1) {
+    const int64_t item = 1 + static_cast<int64_t>(rng.below(num_items));
+    if (taken.insert(item).second) out.push_back(item);
+  }
+  return out;
+}
+
+EvalResult evaluate(models::SequenceRecommenderImpl& model, const data::InteractionStore& store,
+                    data::Split split, const config::EvalOptions& options, int64_t max_seq_len) {
+  const auto start = std::chrono::steady_clock::now();
+  torch::NoGradGuard no_grad;
+  model.eval();
+  std::vector<data::EvalQuery> queries = data::eval_queries(store, split);
+  if (options.max_users > 0 && static_cast<int64_t>(queries.size()) > options.max_users)
+    queries.resize(options.max_users);
+  MetricAccumulator acc(options.ks);
+  const int64_t n = static_cast<int64_t>(queries.size());
+  for (int64_t begin = 0; begin < n; begin += options.batch_size) {
+    const int64_t end = std::min(n, begin + options.batch_size);
+    data::SequenceBatch batch = data::make_eval_batch(queries, begin, end, max_seq_len);
+    if (options.protocol == "full") {
+      std::vector<data::Span<int32_t>> histories;
+      for (int64_t i = begin; i < end; ++i) histories.push_back(queries[i].history);
+      auto scores = full_scores(model, batch, histories, options.history_mask, max_seq_len, batch.targets);
+      auto target_scores = scores.gather(1, batch.targets.unsqueeze(1));         // [B, 1]
+      auto ranks = scores.ge(target_scores).sum(1) - 1;                          // [B] pessimistic ties
+      auto* r = ranks.data_ptr<int64_t>();
+      for (int64_t i = 0; i < end - begin; ++i) acc.add(r[i]);
+    } else {
+      const int64_t c = options.num_negatives + 1;
+      auto cands = torch::zeros({end - begin, c}, torch::kInt64);                // [B, N+1]
+      auto* cp = cands.data_ptr<int64_t>();
+      std::vector<int64_t> sizes;
+      for (int64_t i = begin; i < end; ++i) {
+        auto ids = sampled_candidates(queries[i], store.num_items(), options.num_negatives, options.seed);
+        std::copy(ids.begin(), ids.end(), cp + (i - begin) * c);
+        sizes.push_back(static_cast<int64_t>(ids.size()));
+      }
+      auto h = last_states(model, batch);                                        // [B, D]
+      auto scores = torch::matmul(model.item_embeddings(cands), h.unsqueeze(-1)).squeeze(-1);  // [B, N+1]
+      auto* sp = scores.contiguous().data_ptr<float>();
+      for (int64_t i = 0; i < end - begin; ++i) {
+        int64_t rank = 0;
+        for (int64_t j = 1; j < sizes[i]; ++j) rank += sp[i * c + j] >= sp[i * c];
+        acc.add(rank);
+      }
+    }
+  }
+  EvalResult result;
+  result.metrics = acc.result();
+  result.users = acc.count();
+  result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return result;
+}
+
+TopK recommend(models::SequenceRecommenderImpl& model, const std::vector<int32_t>& history, int64_t k,
+               int64_t max_seq_len) {
+  torch::NoGradGuard no_grad;
+  model.eval();
+  data::EvalQuery q;
+  q.history = {history.data(), static_cast<int64_t>(history.size())};
+  std::vector<data::EvalQuery> queries = {q};
+  data::SequenceBatch batch = data::make_eval_batch(queries, 0, 1, max_seq_len);
+  auto scores = full_scores(model, batch, {q.history}, "full", max_seq_len, torch::Tensor());  // [1, V+1]
+  const int64_t avail = scores.size(1) - 1 - static_cast<int64_t>(std::unordered_set<int32_t>(history.begin(), history.end()).size());
+  auto top = scores.topk(std::max<int64_t>(0, std::min(k, avail)), 1);                           // partial selection
+  TopK out;
+  auto ids = std::get<1>(top)[0], vals = std::get<0>(top)[0];
+  for (int64_t i = 0; i < ids.size(0); ++i) {
+    out.ids.push_back(ids[i].item<int64_t>());
+    out.scores.push_back(vals[i].item<float>());
+  }
+  return out;
+}
+
+}  // namespace seqrec::eval

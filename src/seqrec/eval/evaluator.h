@@ -1,0 +1,49 @@
+// Evaluation protocols over a model: `full` (rank every item, history masked) and `sampled`
+// (target among 1 + N sampled negatives). The metric code only sees ranks.
+#pragma once
+
+#include <torch/types.h>
+
+#include <string>
+#include <vector>
+
+#include "seqrec/config/options.h"
+#include "seqrec/data/interaction_store.h"
+#include "seqrec/data/split.h"
+#include "seqrec/eval/metrics.h"
+#include "seqrec/models/recommender.h"
+
+namespace seqrec::eval {
+
+/// Result of one evaluation run.
+struct EvalResult {
+  MetricSet metrics;      ///< averaged metrics
+  int64_t users = 0;      ///< queries evaluated
+  double seconds = 0;     ///< wall time
+};
+
+/// Evaluates `model` on `split` of `store` under `options` (model is put in eval mode and left so).
+EvalResult evaluate(models::SequenceRecommenderImpl& model, const data::InteractionStore& store,
+                    data::Split split, const config::EvalOptions& options, int64_t max_seq_len);
+
+/// Scores of every item for the last position of each history row: [B, V+1], with padding and
+/// (per `history_mask`) the history items set to -inf, except the items in `keep` [B] (the targets;
+/// pass an undefined tensor to keep nothing).
+torch::Tensor full_scores(models::SequenceRecommenderImpl& model, const data::SequenceBatch& batch,
+                          const std::vector<data::Span<int32_t>>& histories, const std::string& history_mask,
+                          int64_t max_seq_len, const torch::Tensor& keep);
+
+/// Sampled candidates of one query: the target first, then `num_negatives` distinct-from-history
+/// items drawn uniformly, a function of (seed, user) only.
+std::vector<int64_t> sampled_candidates(const data::EvalQuery& query, int64_t num_items, int64_t num_negatives,
+                                        int64_t seed);
+
+/// Top-k item ids and scores of a history (most recent last), history items excluded.
+struct TopK {
+  std::vector<int64_t> ids;
+  std::vector<float> scores;
+};
+TopK recommend(models::SequenceRecommenderImpl& model, const std::vector<int32_t>& history, int64_t k,
+               int64_t max_seq_len);
+
+}  // namespace seqrec::eval

@@ -1,0 +1,40 @@
+// The one model interface: every sequential recommender maps a SequenceBatch to hidden states and
+// exposes the item embeddings those states are scored against (score = dot product; models with
+// l2-normalised outputs thereby score by cosine).
+#pragma once
+
+#include <torch/nn/module.h>
+#include <torch/types.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "seqrec/data/batcher.h"
+
+namespace seqrec::models {
+
+/// What a model needs to know about the data it is built for (saved with the checkpoint).
+struct ModelContext {
+  int64_t num_items = 0;                 ///< V; ids 1..V, 0 = padding
+  int64_t max_seq_len = 200;             ///< L
+  std::vector<int64_t> item_counts;      ///< training counts [V+1] (most-pop); may be empty on load
+};
+
+/// Base class of all sequential recommenders.
+class SequenceRecommenderImpl : public torch::nn::Module {
+ public:
+  /// Hidden state at every position: [B, W, D] for batch.item_ids [B, W].
+  virtual torch::Tensor encode(const data::SequenceBatch& batch) = 0;
+  /// Output embeddings of `item_ids` [...] -> [..., D].
+  virtual torch::Tensor item_embeddings(const torch::Tensor& item_ids) = 0;
+  /// All output item embeddings [V+1, D] (row 0 = padding, never recommended).
+  virtual torch::Tensor all_item_embeddings() = 0;
+  /// False for models fitted by counting (most-pop): the trainer skips optimisation.
+  virtual bool trainable() const { return true; }
+};
+
+using SequenceRecommender = std::shared_ptr<SequenceRecommenderImpl>;
+
+}  // namespace seqrec::models

@@ -1,0 +1,47 @@
+// models/registry.cc -- the only file that names every model.
+#include "seqrec/models/registry.h"
+
+#include "seqrec/common/error.h"
+#include "seqrec/config/config_node.h"
+#include "seqrec/models/most_pop.h"
+#include "seqrec/models/sasrec.h"
+
+namespace seqrec::models {
+namespace {
+
+SequenceRecommender build_sasrec(config::ConfigNode node, const ModelContext& context) {
+  return std::make_shared<SasRecImpl>(read_sasrec_options(node, context));
+}
+
+SequenceRecommender build_most_pop(config::ConfigNode, const ModelContext& context) {
+  return std::make_shared<MostPopImpl>(context.num_items, context.item_counts);
+}
+
+struct ModelEntry {
+  const char* name;
+  SequenceRecommender (*build)(config::ConfigNode node, const ModelContext& context);
+};
+
+const ModelEntry kModels[] = {
+    {"sasrec", build_sasrec},
+    {"most_pop", build_most_pop},
+};
+
+}  // namespace
+
+std::vector<std::string> model_names() {
+  std::vector<std::string> names;
+  for (const auto& e : kModels) names.emplace_back(e.name);
+  return names;
+}
+
+SequenceRecommender make_model(config::ConfigNode node, const ModelContext& context) {
+  const std::string name = node.require<std::string>("name");
+  for (const auto& e : kModels)
+    if (name == e.name) return e.build(node, context);
+  std::string list;
+  for (const auto& n : model_names()) list += (list.empty() ? "" : ", ") + n;
+  throw ConfigError(node.path() + ".name", "unknown model '" + name + "' (known: " + list + ")");
+}
+
+}  // namespace seqrec::models

@@ -1,0 +1,165 @@
+// SASRec: both variants share one block implementation; the variant only moves the LayerNorms.
+#include "seqrec/models/sasrec.h"
+
+#include <torch/nn/functional/activation.h>
+#include <torch/nn/functional/normalization.h>
+#include <torch/nn/init.h>
+
+#include <cmath>
+
+#include "seqrec/common/error.h"
+#include "seqrec/config/config_node.h"
+
+namespace seqrec::models {
+
+namespace F = torch::nn::functional;
+
+SasRecOptions read_sasrec_options(config::ConfigNode node, const ModelContext& context) {
+  SasRecOptions o;
+  o.num_items = context.num_items;
+  o.max_seq_len = context.max_seq_len;
+  o.variant = node.get<std::string>("variant", o.variant);
+  const bool gr = o.variant == "gr";
+  if (!gr && o.variant != "post_ln")
+    throw ConfigError(node.path() + ".variant", "'" + o.variant + "' is not one of: gr, post_ln");
+  o.hidden_dim = node.get<int64_t>("hidden_dim", o.hidden_dim);
+  o.num_blocks = node.get<int64_t>("num_blocks", o.num_blocks);
+  o.num_heads = node.get<int64_t>("num_heads", o.num_heads);
+  o.ffn_dim = node.get<int64_t>("ffn_dim", o.hidden_dim);
+  o.dropout = node.get<double>("dropout", o.dropout);
+  o.l2_norm_output = node.get<bool>("l2_norm_output", o.l2_norm_output);
+  o.layer_norm_eps = node.get<double>("layer_norm_eps", gr ? 1e-8 : 1e-12);
+  const std::string p = node.path();
+  if (o.hidden_dim < 1) throw ConfigError(p + ".hidden_dim", "must be >= 1");
+  if (o.num_blocks < 1) throw ConfigError(p + ".num_blocks", "must be >= 1");
+  if (o.num_heads < 1 || o.hidden_dim % o.num_heads != 0)
+    throw ConfigError(p + ".num_heads", "num_heads (" + std::to_string(o.num_heads) +
+                                            ") must divide hidden_dim (" + std::to_string(o.hidden_dim) + ")");
+  if (o.ffn_dim < 1) throw ConfigError(p + ".ffn_dim", "must be >= 1");
+  if (o.dropout < 0 || o.dropout >= 1) throw ConfigError(p + ".dropout", "must be in [0, 1)");
+  if (o.num_items < 1) throw ConfigError(p, "the data has no items");
+  return o;
+}
+
+torch::Tensor causal_padding_mask(const torch::Tensor& item_ids) {
+  const int64_t w = item_ids.size(1);
+  auto causal = torch::ones({w, w}, torch::kBool).tril();                       // [W, W]
+  auto key_valid = item_ids.ne(0).unsqueeze(1);                                  // [B, 1, W]
+  auto diag = torch::eye(w, torch::kBool);                                       // [W, W]
+  return (causal.unsqueeze(0).logical_and(key_valid)).logical_or(diag).unsqueeze(1);  // [B, 1, W, W]
+}
+
+SasRecBlockImpl::SasRecBlockImpl(const SasRecOptions& options) : options_(options) {
+  const int64_t d = options.hidden_dim;
+  auto ln = torch::nn::LayerNormOptions({d}).eps(options.layer_norm_eps);
+  attn_layer_norm = register_module("attn_layer_norm", torch::nn::LayerNorm(ln));
+  q_proj = register_module("q_proj", torch::nn::Linear(d, d));
+  kv_proj = register_module("kv_proj", torch::nn::Linear(d, 2 * d));
+  out_proj = register_module("out_proj", torch::nn::Linear(d, d));
+  ffn_layer_norm = register_module("ffn_layer_norm", torch::nn::LayerNorm(ln));
+  ffn_in = register_module("ffn_in", torch::nn::Linear(d, options.ffn_dim));
+  ffn_out = register_module("ffn_out", torch::nn::Linear(options.ffn_dim, d));
+  dropout = register_module("dropout", torch::nn::Dropout(options.dropout));
+}
+
+torch::Tensor SasRecBlockImpl::attend(const torch::Tensor& q_src, const torch::Tensor& kv_src,
+                                      const torch::Tensor& allowed) {
+  const int64_t b = q_src.size(0), w = q_src.size(1), h = options_.num_heads;
+  const int64_t dh = options_.hidden_dim / h;
+  auto q = q_proj(q_src).view({b, w, h, dh}).transpose(1, 2);                  // [B, H, W, dh]
+  auto kv = kv_proj(kv_src).view({b, w, 2, h, dh}).permute({2, 0, 3, 1, 4});   // [2, B, H, W, dh]
+  auto scores = torch::matmul(q, kv[0].transpose(-2, -1)) / std::sqrt(double(dh));  // [B, H, W, W]
+  scores = scores.masked_fill(allowed.logical_not(), -std::numeric_limits<float>::infinity());
+  auto probs = dropout(torch::softmax(scores, -1));                              // [B, H, W, W]
+  auto out = torch::matmul(probs, kv[1]).transpose(1, 2).reshape({b, w, h * dh});  // [B, W, D]
+  return out_proj(out);
+}
+
+torch::Tensor SasRecBlockImpl::forward(const torch::Tensor& x, const torch::Tensor& allowed,
+                                       const torch::Tensor& keep) {
+  if (options_.variant == "gr") {
+    // SASRec code: queries are normalised, keys/values are not; residuals add the normalised input.
+    auto q = attn_layer_norm(x);                                    // [B, W, D]
+    auto a = attend(q, x, allowed) + q;                             // [B, W, D]
+    auto n = ffn_layer_norm(a);                                     // [B, W, D]
+    auto f = dropout(ffn_out(dropout(torch::relu(ffn_in(n)))));    // [B, W, D]
+    return (f + n) * keep;
+  }
+  // RecBole post-LN: LN(x + Dropout(MHA(x))), then LN(a + Dropout(FFN_gelu(a))).
+  auto a = attn_layer_norm(x + dropout(attend(x, x, allowed)));      // [B, W, D]
+  auto f = dropout(ffn_out(torch::gelu(ffn_in(a))));                 // [B, W, D]
+  return ffn_layer_norm(a + f) * keep;
+}
+
+SasRecImpl::SasRecImpl(const SasRecOptions& options) : options_(options) {
+  const int64_t d = options.hidden_dim;
+  item_embedding = register_module(
+      "item_embedding",
+      torch::nn::Embedding(torch::nn::EmbeddingOptions(options.num_items + 1, d).padding_idx(0)));
+  position_embedding = register_module("position_embedding", torch::nn::Embedding(options.max_seq_len, d));
+  auto ln = torch::nn::LayerNormOptions({d}).eps(options.layer_norm_eps);
+  if (options.variant == "gr") {
+    last_layer_norm = register_module("last_layer_norm", torch::nn::LayerNorm(ln));
+  } else {
+    emb_layer_norm = register_module("emb_layer_norm", torch::nn::LayerNorm(ln));
+  }
+  emb_dropout = register_module("emb_dropout", torch::nn::Dropout(options.dropout));
+  blocks = register_module("blocks", torch::nn::ModuleList());
+  for (int64_t i = 0; i < options.num_blocks; ++i) blocks->push_back(SasRecBlock(options));
+  reset_parameters();
+}
+
+void SasRecImpl::reset_parameters() {
+  torch::NoGradGuard no_grad;
+  for (auto& p : named_parameters()) {
+    const std::string& name = p.key();
+    torch::Tensor t = p.value();
+    if (name.find("layer_norm") != std::string::npos) continue;  // LayerNorm keeps 1 / 0
+    if (t.dim() < 2) {
+      t.zero_();
+      continue;
+    }
+    if (options_.variant == "gr") {
+      torch::nn::init::xavier_normal_(t);  // SASRec code: xavier_normal_ on every matrix
+    } else {
+      t.normal_(0.0, 0.02);  // RecBole init
+    }
+  }
+  item_embedding->weight[0].zero_();
+}
+
+torch::Tensor SasRecImpl::encode(const data::SequenceBatch& batch) {
+  const auto& ids = batch.item_ids;                                 // [B, W]
+  TORCH_CHECK(ids.dim() == 2, "item_ids must be [B, W]");
+  const int64_t w = ids.size(1);
+  TORCH_CHECK(batch.position_offset + w <= options_.max_seq_len, "sequence longer than max_seq_len");
+  auto positions = torch::arange(batch.position_offset, batch.position_offset + w,
+                                 ids.options());                    // [W]
+  auto keep = ids.ne(0).unsqueeze(-1).to(torch::kFloat);            // [B, W, 1]
+  torch::Tensor x;
+  if (options_.variant == "gr") {
+    x = item_embedding(ids) * std::sqrt(double(options_.hidden_dim)) + position_embedding(positions);
+    x = emb_dropout(x) * keep;                                      // [B, W, D]
+  } else {
+    x = emb_dropout(emb_layer_norm(item_embedding(ids) + position_embedding(positions)));
+  }
+  auto allowed = causal_padding_mask(ids);                          // [B, 1, W, W]
+  for (const auto& block : *blocks) x = block->as<SasRecBlock>()->forward(x, allowed, keep);
+  if (options_.variant == "gr") x = last_layer_norm(x);
+  if (options_.l2_norm_output) x = F::normalize(x, F::NormalizeFuncOptions().dim(-1).eps(1e-6));
+  return x;                                                         // [B, W, D]
+}
+
+torch::Tensor SasRecImpl::item_embeddings(const torch::Tensor& item_ids) {
+  auto e = item_embedding(item_ids);                                // [..., D]
+  if (options_.l2_norm_output) e = F::normalize(e, F::NormalizeFuncOptions().dim(-1).eps(1e-6));
+  return e;
+}
+
+torch::Tensor SasRecImpl::all_item_embeddings() {
+  auto e = item_embedding->weight;                                  // [V+1, D]
+  if (options_.l2_norm_output) e = F::normalize(e, F::NormalizeFuncOptions().dim(-1).eps(1e-6));
+  return e;
+}
+
+}  // namespace seqrec::models

@@ -1,0 +1,87 @@
+// SASRec (Kang & McAuley 2018) in its two published shapes:
+//  - variant "gr": the SASRec paper / generative-recommenders form (pre-LN queries:
+//    Q = LN(x); a = MHA(Q, x, x) + Q; x = FFN(LN(a)) + LN(a); final LN), ReLU FFN, inputs scaled by
+//    sqrt(D); GR additionally l2-normalises the output (`l2_norm_output: true`, systems.md §2.3 end);
+//  - variant "post_ln": the RecBole / HLLM IDNet form (x = Dropout(LN(E + P)); post-LN blocks,
+//    GELU FFN, init N(0, 0.02)), systems.md §1.7.
+#pragma once
+
+#include <torch/nn/modules/container/modulelist.h>
+#include <torch/nn/modules/dropout.h>
+#include <torch/nn/modules/embedding.h>
+#include <torch/nn/modules/linear.h>
+#include <torch/nn/modules/normalization.h>
+
+#include <string>
+
+#include "seqrec/models/recommender.h"
+
+namespace seqrec::config {
+class ConfigNode;
+}
+
+namespace seqrec::models {
+
+/// SASRec architecture options (the `model:` subtree).
+struct SasRecOptions {
+  int64_t num_items = 0;           ///< V (from the data)
+  int64_t max_seq_len = 200;       ///< L (from data.max_seq_len)
+  int64_t hidden_dim = 50;         ///< D
+  int64_t num_blocks = 2;          ///< transformer blocks
+  int64_t num_heads = 1;           ///< must divide hidden_dim
+  int64_t ffn_dim = 0;             ///< FFN inner size (0 = hidden_dim)
+  double dropout = 0.2;            ///< embedding, attention and FFN dropout
+  std::string variant = "gr";      ///< gr | post_ln
+  bool l2_norm_output = false;     ///< l2-normalise hidden states and item embeddings (GR)
+  double layer_norm_eps = 1e-8;    ///< LayerNorm epsilon (RecBole: 1e-12)
+};
+
+/// Reads and validates SasRecOptions from a `model:` node (num_items / max_seq_len from context).
+SasRecOptions read_sasrec_options(config::ConfigNode node, const ModelContext& context);
+
+/// One SASRec block.
+class SasRecBlockImpl : public torch::nn::Module {
+ public:
+  explicit SasRecBlockImpl(const SasRecOptions& options);
+  /// x [B, W, D], allowed [B, 1, W, W] bool attention mask, keep [B, W, 1] -> [B, W, D].
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& allowed, const torch::Tensor& keep);
+
+ private:
+  torch::Tensor attend(const torch::Tensor& q_src, const torch::Tensor& kv_src, const torch::Tensor& allowed);
+  SasRecOptions options_;
+  torch::nn::LayerNorm attn_layer_norm{nullptr};
+  torch::nn::Linear q_proj{nullptr};
+  torch::nn::Linear kv_proj{nullptr};
+  torch::nn::Linear out_proj{nullptr};
+  torch::nn::LayerNorm ffn_layer_norm{nullptr};
+  torch::nn::Linear ffn_in{nullptr};
+  torch::nn::Linear ffn_out{nullptr};
+  torch::nn::Dropout dropout{nullptr};
+};
+TORCH_MODULE(SasRecBlock);
+
+/// SASRec.
+class SasRecImpl : public SequenceRecommenderImpl {
+ public:
+  explicit SasRecImpl(const SasRecOptions& options);
+  torch::Tensor encode(const data::SequenceBatch& batch) override;
+  torch::Tensor item_embeddings(const torch::Tensor& item_ids) override;
+  torch::Tensor all_item_embeddings() override;
+  const SasRecOptions& options() const { return options_; }
+
+ private:
+  void reset_parameters();
+  SasRecOptions options_;
+  torch::nn::Embedding item_embedding{nullptr};
+  torch::nn::Embedding position_embedding{nullptr};
+  torch::nn::LayerNorm emb_layer_norm{nullptr};   // post_ln only
+  torch::nn::LayerNorm last_layer_norm{nullptr};  // gr only
+  torch::nn::Dropout emb_dropout{nullptr};
+  torch::nn::ModuleList blocks{nullptr};
+};
+
+/// Causal attention mask for left-padded ids [B, W]: allowed(i, j) = j <= i and ids[j] != 0, plus the
+/// diagonal (so padded rows stay finite). Returns [B, 1, W, W] bool.
+torch::Tensor causal_padding_mask(const torch::Tensor& item_ids);
+
+}  // namespace seqrec::models

@@ -1,0 +1,53 @@
+// Training objectives.
+#include "seqrec/train/losses.h"
+
+#include <torch/nn/functional/activation.h>
+#include <torch/nn/functional/loss.h>
+
+namespace seqrec::train {
+
+namespace F = torch::nn::functional;
+
+torch::Tensor bce_loss(const torch::Tensor& h, const torch::Tensor& pos, const torch::Tensor& neg) {
+  auto pos_logits = (h * pos).sum(-1);                                   // [N]
+  auto neg_logits = (h * neg).sum(-1);                                   // [N]
+  // -log sigmoid(x) = softplus(-x); -log(1 - sigmoid(x)) = softplus(x) (stable forms).
+  return (F::softplus(-pos_logits) + F::softplus(neg_logits)).mean();
+}
+
+torch::Tensor sampled_softmax_loss(const torch::Tensor& h, const torch::Tensor& pos, const torch::Tensor& neg,
+                                   const torch::Tensor& pos_ids, const torch::Tensor& neg_ids,
+                                   double temperature) {
+  auto pos_logits = (h * pos).sum(-1, /*keepdim=*/true);                 // [N, 1]
+  auto neg_logits = torch::matmul(neg, h.unsqueeze(-1)).squeeze(-1);     // [N, R]
+  neg_logits = neg_logits.masked_fill(neg_ids.eq(pos_ids.unsqueeze(-1)), -5e4 * temperature);
+  auto logits = torch::cat({pos_logits, neg_logits}, 1) / temperature;   // [N, R+1]
+  return -torch::log_softmax(logits, 1).select(1, 0).mean();
+}
+
+torch::Tensor full_softmax_loss(const torch::Tensor& h, const torch::Tensor& items, const torch::Tensor& targets,
+                                double temperature) {
+  auto logits = torch::matmul(h, items.t()) / temperature;               // [N, V+1]
+  logits.select(1, 0).fill_(-std::numeric_limits<float>::infinity());    // never predict padding
+  return F::cross_entropy(logits, targets);
+}
+
+torch::Tensor compute_loss(models::SequenceRecommenderImpl& model, const data::SequenceBatch& batch,
+                           const config::LossOptions& options) {
+  auto hidden = model.encode(batch);                                     // [B, W, D]
+  const int64_t d = hidden.size(-1);
+  auto valid = batch.targets.reshape({-1}).ne(0).nonzero().squeeze(1);   // [N]
+  auto h = hidden.reshape({-1, d}).index_select(0, valid);               // [N, D]
+  auto pos_ids = batch.targets.reshape({-1}).index_select(0, valid);     // [N]
+  if (options.name == "softmax")
+    return full_softmax_loss(h, model.all_item_embeddings(), pos_ids, options.temperature);
+  TORCH_CHECK(batch.negatives.defined(), "this loss needs sampled negatives");
+  const int64_t r = batch.negatives.size(-1);
+  auto neg_ids = batch.negatives.reshape({-1, r}).index_select(0, valid);  // [N, R]
+  auto pos = model.item_embeddings(pos_ids);                             // [N, D]
+  auto neg = model.item_embeddings(neg_ids);                             // [N, R, D]
+  if (options.name == "bce") return bce_loss(h, pos, neg.squeeze(1));
+  return sampled_softmax_loss(h, pos, neg, pos_ids, neg_ids, options.temperature);
+}
+
+}  // namespace seqrec::train

@@ -1,0 +1,32 @@
+// Training objectives over the supervised (non-padding) positions of a batch.
+#pragma once
+
+#include <torch/types.h>
+
+#include "seqrec/config/options.h"
+#include "seqrec/data/batcher.h"
+#include "seqrec/models/recommender.h"
+
+namespace seqrec::train {
+
+/// SASRec paper: mean over positions of -log sigmoid(q.p) - log(1 - sigmoid(q.n)).
+/// h, pos, neg: [N, D].
+torch::Tensor bce_loss(const torch::Tensor& h, const torch::Tensor& pos, const torch::Tensor& neg);
+
+/// GR sampled softmax (systems.md §2.4): logits [q.p, q.n_1..q.n_R] / T, negatives equal to the
+/// positive id masked to -5e4, cross-entropy with label 0, mean over positions.
+/// h, pos: [N, D]; neg: [N, R, D]; pos_ids [N]; neg_ids [N, R].
+torch::Tensor sampled_softmax_loss(const torch::Tensor& h, const torch::Tensor& pos, const torch::Tensor& neg,
+                                   const torch::Tensor& pos_ids, const torch::Tensor& neg_ids,
+                                   double temperature);
+
+/// Full softmax cross-entropy over all items (padding column excluded): h [N, D], items [V+1, D],
+/// targets [N] -> mean over positions.
+torch::Tensor full_softmax_loss(const torch::Tensor& h, const torch::Tensor& items, const torch::Tensor& targets,
+                                double temperature);
+
+/// Encodes `batch` with `model` and applies the configured loss to positions with a target.
+torch::Tensor compute_loss(models::SequenceRecommenderImpl& model, const data::SequenceBatch& batch,
+                           const config::LossOptions& options);
+
+}  // namespace seqrec::train

@@ -1,0 +1,51 @@
+// AdamW (decoupled weight decay, exactly torch.optim.AdamW's update) and learning-rate schedules.
+// Our own implementation so that its state is plain named tensors (checkpointable, resumable).
+#pragma once
+
+#include <torch/types.h>
+
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace seqrec::train {
+
+/// AdamW hyper-parameters.
+struct AdamWOptions {
+  double lr = 1e-3;
+  double beta1 = 0.9;
+  double beta2 = 0.999;
+  double eps = 1e-8;
+  double weight_decay = 0.0;
+};
+
+/// AdamW over a fixed list of named parameters.
+class AdamW {
+ public:
+  AdamW(std::vector<std::pair<std::string, torch::Tensor>> params, AdamWOptions options);
+  /// One update with learning rate `lr` (parameters without a gradient are skipped).
+  void step(double lr);
+  void zero_grad();
+  /// Optimiser state as named tensors ("<param>.exp_avg", "<param>.exp_avg_sq") plus the step count.
+  std::vector<std::pair<std::string, torch::Tensor>> state() const;
+  int64_t step_count() const { return step_; }
+  /// Restores state(); throws CheckpointError when a tensor is missing or has the wrong shape.
+  void load_state(const std::vector<std::pair<std::string, torch::Tensor>>& state, int64_t step_count);
+  const std::vector<std::pair<std::string, torch::Tensor>>& params() const { return params_; }
+
+ private:
+  std::vector<std::pair<std::string, torch::Tensor>> params_;
+  std::vector<torch::Tensor> exp_avg_, exp_avg_sq_;
+  AdamWOptions options_;
+  int64_t step_ = 0;
+};
+
+/// Learning rate at `step` (0-based) of `total` steps: linear warm-up over `warmup` steps from 0,
+/// then constant or cosine decay to min_ratio * lr.
+double scheduled_lr(const std::string& schedule, double lr, int64_t step, int64_t total, int64_t warmup,
+                    double min_ratio);
+
+/// Scales gradients so that their global l2 norm is at most max_norm; returns the norm before.
+double clip_grad_norm(const std::vector<std::pair<std::string, torch::Tensor>>& params, double max_norm);
+
+}  // namespace seqrec::train

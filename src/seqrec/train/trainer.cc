@@ -1,0 +1,181 @@
+// The training loop.
+#include "seqrec/train/trainer.h"
+
+#include <torch/torch.h>
+
+#include <chrono>
+#include <cmath>
+
+#include "seqrec/common/error.h"
+#include "seqrec/common/fs.h"
+#include "seqrec/common/log.h"
+#include "seqrec/common/progress.h"
+#include "seqrec/common/random.h"
+#include "seqrec/eval/evaluator.h"
+#include "seqrec/train/losses.h"
+
+namespace seqrec::train {
+namespace {
+
+std::string metrics_json(const eval::MetricSet& m, const std::string& split, const std::string& protocol,
+                         int64_t users, int64_t epoch) {
+  std::string line = eval::to_json_line(m, split, protocol, users);
+  // Insert the epoch as the first field of the object.
+  return "{\"epoch\":" + std::to_string(epoch) + "," + line.substr(1);
+}
+
+double metric_value(const eval::MetricSet& m, const std::string& name) {
+  auto it = m.find(name);
+  if (it == m.end()) throw ConfigError("train.metric", "'" + name + "' is not computed (check eval.ks)");
+  return it->second;
+}
+
+}  // namespace
+
+Trainer::Trainer(models::SequenceRecommender model, data::InteractionStore store, TrainerSetup setup)
+    : model_(std::move(model)), store_(std::move(store)), setup_(std::move(setup)) {}
+
+double Trainer::train_epoch(int64_t epoch, AdamW& optimizer, data::TrainBatcher& batcher) {
+  const auto& t = setup_.train;
+  const int64_t steps_per_epoch = batcher.batches_per_epoch();
+  const int64_t total_steps = steps_per_epoch * t.epochs;
+  const int64_t warmup = t.warmup_steps > 0 ? t.warmup_steps
+                                            : static_cast<int64_t>(std::floor(t.warmup_ratio * total_steps));
+  // Dropout randomness is a function of (seed, epoch): resume reproduces the same run.
+  torch::manual_seed(derive_seed({static_cast<uint64_t>(t.seed), 0xd20bULL, static_cast<uint64_t>(epoch)}));
+  model_->train();
+  batcher.start_epoch(epoch);
+  ProgressBar bar("epoch " + std::to_string(epoch + 1) + "/" + std::to_string(t.epochs), steps_per_epoch,
+                  t.log_every);
+  data::SequenceBatch batch;
+  double loss_sum = 0;
+  int64_t step = 0;
+  const auto& params = optimizer.params();
+  while (batcher.next(&batch)) {
+    const double lr = scheduled_lr(t.schedule, t.lr, optimizer.step_count(), total_steps, warmup, t.min_lr_ratio);
+    optimizer.zero_grad();
+    torch::Tensor loss = compute_loss(*model_, batch, t.loss);
+    loss.backward();
+    if (sync_) sync_(params);  // the one place where gradients of all processes meet
+    if (t.clip_norm > 0) clip_grad_norm(params, t.clip_norm);
+    optimizer.step(lr);
+    const double l = loss.item<double>();
+    if (!std::isfinite(l)) throw Error("training diverged: loss is " + std::to_string(l) + " at epoch " +
+                                       std::to_string(epoch + 1) + " step " + std::to_string(step + 1) +
+                                       " (try a lower train.lr or train.clip_norm)");
+    loss_sum += l;
+    ++step;
+    if (setup_.rank == 0) bar.update(step, l, lr, batch.item_ids.size(0));
+  }
+  const double mean = step > 0 ? loss_sum / step : 0;
+  if (setup_.rank == 0) bar.finish(mean);
+  return mean;
+}
+
+TrainSummary Trainer::fit(bool resume) {
+  const auto& t = setup_.train;
+  const bool writer = setup_.rank == 0;
+  const std::string dir = t.out_dir;
+  if (writer) make_dirs(dir);
+  const std::string last_path = dir + "/last.safetensors", state_path = dir + "/last.state.safetensors",
+                    best_path = dir + "/best.safetensors", log_path = dir + "/metrics.jsonl";
+  TrainSummary summary;
+  int64_t start_epoch = 0, bad_evals = 0;
+  double best = -std::numeric_limits<double>::infinity();
+
+  NamedTensors params;
+  for (const auto& p : model_->named_parameters())
+    if (p.value().requires_grad()) params.emplace_back(p.key(), p.value());
+  AdamW optimizer(params, {t.lr, t.beta1, t.beta2, t.eps, t.weight_decay});
+
+  if (resume && path_exists(state_path) && path_exists(last_path)) {
+    std::map<std::string, std::string> meta;
+    load_state_into(*model_, load_tensors(last_path, nullptr), last_path);
+    NamedTensors opt_state = load_tensors(state_path, &meta);
+    optimizer.load_state(opt_state, std::stoll(meta.at("step")));
+    start_epoch = std::stoll(meta.at("epoch"));
+    best = std::stod(meta.at("best_metric"));
+    summary.best_epoch = std::stoll(meta.at("best_epoch"));
+    bad_evals = std::stoll(meta.at("bad_evals"));
+    log_info("resuming %s from epoch %ld (best %s %.4f at epoch %ld)", dir.c_str(), long(start_epoch),
+             t.metric.c_str(), best, long(summary.best_epoch));
+  } else if (resume) {
+    log_warn("--resume: no %s yet; starting from scratch", state_path.c_str());
+  }
+  summary.best_metric = best;
+
+  data::TrainBatcherOptions bo;
+  bo.max_seq_len = setup_.data.max_seq_len;
+  bo.batch_size = t.batch_size;
+  bo.num_negatives = t.loss.name == "softmax" ? 0 : t.loss.num_negatives;
+  bo.exclude_history = t.loss.exclude_history;
+  bo.length_bucketing = t.length_bucketing;
+  bo.chunk_long_sequences = setup_.data.chunk_long_sequences;
+  bo.seed = static_cast<uint64_t>(t.seed);
+  bo.rank = setup_.rank;
+  bo.world_size = setup_.world_size;
+  bo.prefetch = setup_.data.prefetch_batches;
+  data::TrainBatcher batcher(store_, bo);
+  if (writer)
+    log_info("training %ld sequences, %ld batches/epoch, %ld params", long(batcher.num_samples()),
+             long(batcher.batches_per_epoch()), long([&] {
+               int64_t n = 0;
+               for (auto& [k, p] : params) n += p.numel();
+               return n;
+             }()));
+
+  const auto train_start = std::chrono::steady_clock::now();
+  int64_t epoch = start_epoch;
+  const bool trainable = model_->trainable() && !params.empty();
+  for (; epoch < (trainable ? t.epochs : 0); ++epoch) {
+    summary.final_loss = train_epoch(epoch, optimizer, batcher);
+    const bool last_epoch = epoch + 1 == t.epochs;
+    bool stop = false;
+    if ((epoch + 1) % t.eval_every == 0 || last_epoch) {
+      eval::EvalResult r = eval::evaluate(*model_, store_, data::Split::kValid, setup_.eval, setup_.data.max_seq_len);
+      const double value = metric_value(r.metrics, t.metric);
+      if (writer) {
+        append_line(log_path, metrics_json(r.metrics, "valid", setup_.eval.protocol, r.users, epoch + 1));
+        log_info("[eval] epoch %ld split=valid %s=%.4f (best %.4f) users=%ld (%.1fs)", long(epoch + 1),
+                 t.metric.c_str(), value, std::max(best, value), long(r.users), r.seconds);
+      }
+      if (value > best) {
+        best = value;
+        summary.best_epoch = epoch + 1;
+        bad_evals = 0;
+        if (writer) save_checkpoint(best_path, *model_, setup_.model_yaml, setup_.context);
+      } else if (t.patience > 0 && ++bad_evals >= t.patience) {
+        stop = true;
+        if (writer) log_info("early stop: no improvement in %ld evaluations", long(bad_evals));
+      }
+    }
+    if (writer) {
+      save_checkpoint(last_path, *model_, setup_.model_yaml, setup_.context);
+      save_tensors(state_path, optimizer.state(),
+                   {{"epoch", std::to_string(epoch + 1)}, {"step", std::to_string(optimizer.step_count())},
+                    {"best_metric", std::to_string(best)}, {"best_epoch", std::to_string(summary.best_epoch)},
+                    {"bad_evals", std::to_string(bad_evals)}});
+    }
+    if (stop) {
+      ++epoch;
+      break;
+    }
+  }
+  summary.train_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - train_start).count();
+  summary.epochs_run = epoch;
+  summary.best_metric = best;
+
+  // Final test numbers come from the best-validation checkpoint.
+  if (!trainable) {
+    if (writer) save_checkpoint(best_path, *model_, setup_.model_yaml, setup_.context);
+  } else if (path_exists(best_path)) {
+    load_state_into(*model_, load_tensors(best_path, nullptr), best_path);
+  }
+  eval::EvalResult test = eval::evaluate(*model_, store_, data::Split::kTest, setup_.eval, setup_.data.max_seq_len);
+  summary.test = test.metrics;
+  summary.test_users = test.users;
+  if (writer) append_line(log_path, metrics_json(test.metrics, "test", setup_.eval.protocol, test.users, summary.best_epoch));
+  return summary;
+}
+
+}  // namespace seqrec::train

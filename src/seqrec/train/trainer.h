@@ -1,0 +1,66 @@
+// The training loop: batches -> loss -> gradients (one sync point) -> AdamW; per-epoch validation,
+// early stopping, best/last checkpoints and exact resume.
+//
+// Files in train.out_dir: last.safetensors (weights), last.state.safetensors (optimizer moments and
+// loop counters), best.safetensors, metrics.jsonl (one JSON line per evaluation).
+// Determinism: data order and negatives are functions of (seed, epoch); the torch generator is
+// reseeded from (seed, epoch) at each epoch start, so resuming at an epoch boundary reproduces an
+// uninterrupted run bit for bit on CPU.
+#pragma once
+
+#include <functional>
+#include <string>
+
+#include "seqrec/config/options.h"
+#include "seqrec/data/interaction_store.h"
+#include "seqrec/eval/metrics.h"
+#include "seqrec/models/recommender.h"
+#include "seqrec/data/batcher.h"
+#include "seqrec/train/checkpoint.h"
+#include "seqrec/train/optim.h"
+
+namespace seqrec::train {
+
+/// Everything the trainer needs besides the model and the data.
+struct TrainerSetup {
+  config::DataOptions data;
+  config::TrainOptions train;
+  config::EvalOptions eval;          ///< protocol used for validation (and the final test)
+  std::string model_yaml;            ///< resolved `model:` subtree, stored in checkpoints
+  models::ModelContext context;      ///< stored in checkpoints
+  int64_t rank = 0;                  ///< data-parallel rank (rank 0 writes files)
+  int64_t world_size = 1;
+};
+
+/// Where the gradients of all processes meet: the single-process default does nothing.
+using GradientSync = std::function<void(const NamedTensors& params)>;
+
+/// What training produced.
+struct TrainSummary {
+  int64_t epochs_run = 0;            ///< epochs completed in total (including resumed ones)
+  int64_t best_epoch = 0;            ///< epoch of the best validation metric (1-based)
+  double best_metric = 0;            ///< its value
+  eval::MetricSet test;              ///< test metrics of the best checkpoint
+  int64_t test_users = 0;
+  double train_seconds = 0;          ///< wall time of this invocation's training epochs
+  double final_loss = 0;             ///< mean loss of the last epoch
+};
+
+/// Trains `model` on `store`.
+class Trainer {
+ public:
+  Trainer(models::SequenceRecommender model, data::InteractionStore store, TrainerSetup setup);
+  /// Installs the gradient all-reduce (data parallel); default: none.
+  void set_gradient_sync(GradientSync sync) { sync_ = std::move(sync); }
+  /// Runs to train.epochs (or early stop). With resume, continues from out_dir/last.* if present.
+  TrainSummary fit(bool resume);
+
+ private:
+  double train_epoch(int64_t epoch, AdamW& optimizer, data::TrainBatcher& batcher);
+  models::SequenceRecommender model_;
+  data::InteractionStore store_;
+  TrainerSetup setup_;
+  GradientSync sync_;
+};
+
+}  // namespace seqrec::train

@@ -1,0 +1,184 @@
+// Tests of the interaction store: round trip and every verification step of open().
+#include "seqrec/data/interaction_store.h"
+
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "seqrec/common/error.h"
+#include "seqrec/common/fs.h"
+#include "support.h"
+
+namespace seqrec::data {
+namespace {
+
+using seqrec::testing::TempDir;
+
+/// Three users (one empty), odd event count so the timestamp block is misaligned in the file.
+StoreData sample(bool with_ts) {
+  StoreData d;
+  d.num_items = 5;
+  d.has_timestamps = with_ts;
+  d.user_offsets = {0, 3, 3, 5};
+  d.item_ids = {1, 5, 2, 4, 3};
+  if (with_ts) d.timestamps = {10, 20, 20, 7, 9};
+  return d;
+}
+
+void expect_equal(const InteractionStore& s, const StoreData& d) {
+  ASSERT_EQ(s.num_users(), static_cast<int64_t>(d.user_offsets.size()) - 1);
+  ASSERT_EQ(s.num_items(), d.num_items);
+  ASSERT_EQ(s.num_events(), static_cast<int64_t>(d.item_ids.size()));
+  ASSERT_EQ(s.has_timestamps(), d.has_timestamps);
+  for (int64_t u = 0; u < s.num_users(); ++u) {
+    const auto items = s.items(u);
+    const std::vector<int32_t> got(items.begin(), items.end());
+    const std::vector<int32_t> want(d.item_ids.begin() + d.user_offsets[u],
+                                    d.item_ids.begin() + d.user_offsets[u + 1]);
+    EXPECT_EQ(got, want) << "user " << u;
+    const auto ts = s.timestamps(u);
+    if (d.has_timestamps) {
+      const std::vector<int64_t> got_ts(ts.begin(), ts.end());
+      const std::vector<int64_t> want_ts(d.timestamps.begin() + d.user_offsets[u],
+                                         d.timestamps.begin() + d.user_offsets[u + 1]);
+      EXPECT_EQ(got_ts, want_ts) << "user " << u;
+    } else {
+      EXPECT_TRUE(ts.empty());
+    }
+  }
+}
+
+std::string write_sample(const TempDir& dir, bool with_ts) {
+  const std::string path = dir.file("store.bin");
+  write_store(sample(with_ts), path);
+  return path;
+}
+
+TEST(InteractionStore, RoundTripWithTimestamps) {
+  TempDir dir;
+  const std::string path = write_sample(dir, true);
+  const auto s = InteractionStore::open(path);
+  expect_equal(s, sample(true));
+  EXPECT_EQ(s.path(), path);
+  EXPECT_EQ(std::filesystem::file_size(path), 64u + 8u * 4u + 4u * 5u + 8u * 5u);
+  // No temp file is left next to the store.
+  int files = 0;
+  for (const auto& e : std::filesystem::directory_iterator(dir.path())) (void)e, ++files;
+  EXPECT_EQ(files, 1);
+}
+
+TEST(InteractionStore, RoundTripWithoutTimestamps) {
+  TempDir dir;
+  const auto s = InteractionStore::open(write_sample(dir, false));
+  expect_equal(s, sample(false));
+  EXPECT_TRUE(s.items(1).empty());
+}
+
+TEST(InteractionStore, CopiesShareTheMapping) {
+  TempDir dir;
+  InteractionStore copy;
+  {
+    const auto s = InteractionStore::open(write_sample(dir, true));
+    copy = s;
+  }
+  expect_equal(copy, sample(true));
+}
+
+TEST(InteractionStore, FromDataKeepsVectors) {
+  const auto s = InteractionStore::from_data(sample(true));
+  expect_equal(s, sample(true));
+  EXPECT_EQ(s.path(), "");
+}
+
+TEST(InteractionStore, TruncatedFile) {
+  TempDir dir;
+  const std::string path = write_sample(dir, true);
+  const auto size = std::filesystem::file_size(path);
+  std::filesystem::resize_file(path, size - 3);
+  ASSERT_THROWS_WITH(InteractionStore::open(path),
+                     "truncated: expected " + std::to_string(size) + " bytes, got " +
+                         std::to_string(size - 3));
+  std::filesystem::resize_file(path, 10);
+  ASSERT_THROWS_WITH(InteractionStore::open(path), "truncated");
+}
+
+TEST(InteractionStore, TrailingBytes) {
+  TempDir dir;
+  const std::string path = write_sample(dir, true);
+  append_line(path, "x");
+  ASSERT_THROWS_WITH(InteractionStore::open(path), "size mismatch");
+}
+
+TEST(InteractionStore, BadMagic) {
+  TempDir dir;
+  const std::string path = dir.write("junk.bin", std::string(200, 'x'));
+  ASSERT_THROWS_WITH(InteractionStore::open(path), "not a seqrec interaction store (bad magic)");
+  ASSERT_THROWS_WITH(InteractionStore::open(path), path);
+}
+
+void flip_byte(const std::string& path, std::streamoff at) {
+  std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+  f.seekg(at);
+  char c = 0;
+  f.get(c);
+  f.seekp(at);
+  f.put(static_cast<char>(c ^ 0x5a));
+}
+
+TEST(InteractionStore, BadVersion) {
+  TempDir dir;
+  const std::string path = write_sample(dir, false);
+  flip_byte(path, 8);
+  ASSERT_THROWS_WITH(InteractionStore::open(path), "version");
+}
+
+TEST(InteractionStore, CorruptedPayload) {
+  TempDir dir;
+  const std::string path = write_sample(dir, true);
+  flip_byte(path, 64 + 8 * 4 + 2);  // inside the item ids
+  ASSERT_THROWS_WITH(InteractionStore::open(path), "checksum mismatch (file corrupted)");
+}
+
+TEST(InteractionStore, MissingFile) {
+  TempDir dir;
+  ASSERT_THROWS_WITH(InteractionStore::open(dir.file("nope.bin")), "nope.bin");
+}
+
+TEST(InteractionStore, FromDataValidates) {
+  StoreData d = sample(false);
+  d.item_ids[1] = 6;  // V is 5
+  ASSERT_THROWS_WITH(InteractionStore::from_data(d), "expected 1..5, got 6");
+  d.item_ids[1] = 0;  // padding is never stored
+  ASSERT_THROWS_WITH(InteractionStore::from_data(d), "got 0");
+
+  d = sample(false);
+  d.user_offsets = {0, 3, 2, 5};
+  ASSERT_THROWS_WITH(InteractionStore::from_data(d), "monotone");
+  d.user_offsets = {0, 3, 3, 4};
+  ASSERT_THROWS_WITH(InteractionStore::from_data(d), "expected last offset 5, got 4");
+
+  d = sample(true);
+  d.timestamps.pop_back();
+  ASSERT_THROWS_WITH(InteractionStore::from_data(d), "expected 5 timestamps, got 4");
+  d = sample(true);
+  d.timestamps = {10, 5, 20, 7, 9};
+  ASSERT_THROWS_WITH(InteractionStore::from_data(d), "time order");
+}
+
+TEST(InteractionStore, WriteRefusesInvalidData) {
+  TempDir dir;
+  StoreData d = sample(false);
+  d.item_ids[0] = 9;
+  ASSERT_THROWS_WITH(write_store(d, dir.file("bad.bin")), "out of range");
+  EXPECT_FALSE(std::filesystem::exists(dir.file("bad.bin")));
+}
+
+TEST(InteractionStore, UserIndexOutOfRange) {
+  const auto s = InteractionStore::from_data(sample(false));
+  EXPECT_THROW(s.items(3), std::out_of_range);
+  EXPECT_THROW(s.items(-1), std::out_of_range);
+}
+
+}  // namespace
+}  // namespace seqrec::data

@@ -1,0 +1,513 @@
+// Tests of prepare (readers, filters, id mapping, outputs, failures) and of ItemCatalog/UserMap.
+#include "seqrec/data/prepare.h"
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "seqrec/common/error.h"
+#include "seqrec/common/fs.h"
+#include "seqrec/data/interaction_store.h"
+#include "seqrec/data/item_catalog.h"
+#include "support.h"
+
+namespace seqrec::data {
+namespace {
+
+using seqrec::testing::TempDir;
+using Seqs = std::vector<std::vector<int32_t>>;
+
+Seqs sequences(const InteractionStore& s) {
+  Seqs out;
+  for (int64_t u = 0; u < s.num_users(); ++u) {
+    const auto items = s.items(u);
+    out.emplace_back(items.begin(), items.end());
+  }
+  return out;
+}
+
+std::vector<std::vector<int64_t>> times(const InteractionStore& s) {
+  std::vector<std::vector<int64_t>> out;
+  for (int64_t u = 0; u < s.num_users(); ++u) {
+    const auto ts = s.timestamps(u);
+    out.emplace_back(ts.begin(), ts.end());
+  }
+  return out;
+}
+
+PrepareOptions options_for(const std::string& input, InputFormat format, const TempDir& dir) {
+  PrepareOptions o;
+  o.input = input;
+  o.format = format;
+  o.output = dir.file("out");
+  return o;
+}
+
+/// Entries of a directory (names), to check that nothing is left behind.
+std::vector<std::string> listing(const std::string& dir) {
+  std::vector<std::string> names;
+  for (const auto& e : std::filesystem::directory_iterator(dir)) {
+    names.push_back(e.path().filename().string());
+  }
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+TEST(Prepare, ParsesFormatNames) {
+  EXPECT_EQ(parse_input_format("csv", "p"), InputFormat::kCsv);
+  EXPECT_EQ(parse_input_format("movielens_dat", "p"), InputFormat::kMovieLensDat);
+  EXPECT_EQ(parse_input_format("movielens_csv", "p"), InputFormat::kMovieLensCsv);
+  EXPECT_EQ(parse_input_format("sasrec_pairs", "p"), InputFormat::kSasrecPairs);
+  EXPECT_EQ(parse_input_format("user_sequences", "p"), InputFormat::kUserSequences);
+  ASSERT_THROWS_WITH(parse_input_format("parquet", "prepare.format"), "prepare.format");
+  EXPECT_EQ(parse_item_format("none", "p"), ItemFormat::kNone);
+  EXPECT_EQ(parse_item_format("table", "p"), ItemFormat::kTable);
+  EXPECT_EQ(parse_item_format("movielens_dat", "p"), ItemFormat::kMovieLensDat);
+  ASSERT_THROWS_WITH(parse_item_format("xml", "prepare.items_format"), "got 'xml'");
+}
+
+TEST(Prepare, CsvWithCustomSeparatorAndColumns) {
+  TempDir dir;
+  // Non-integer ids: dense ids follow first appearance. Timestamps out of file order.
+  const std::string in = dir.write("data.csv",
+                                   "when;who;what\n"
+                                   "30;bob;x\n"
+                                   "10;bob;y\n"
+                                   "5;amy;z\n"
+                                   "20;bob;z\n");
+  PrepareOptions o = options_for(in, InputFormat::kCsv, dir);
+  o.sep = ";";
+  o.user_col = "who";
+  o.item_col = "what";
+  o.time_col = "when";
+  const PrepareReport r = prepare(o);
+  EXPECT_EQ(r.rows_read, 4);
+  EXPECT_EQ(r.num_users, 2);
+  EXPECT_EQ(r.num_items, 3);
+  EXPECT_EQ(r.num_events, 4);
+  EXPECT_TRUE(r.has_timestamps);
+  const auto s = InteractionStore::open(o.output + "/interactions.bin");
+  EXPECT_TRUE(s.has_timestamps());
+  // bob=0, amy=1; x=1, y=2, z=3. bob sorted by time: y(10) z(20) x(30).
+  EXPECT_EQ(sequences(s), (Seqs{{2, 3, 1}, {3}}));
+  EXPECT_EQ(times(s), (std::vector<std::vector<int64_t>>{{10, 20, 30}, {5}}));
+  EXPECT_EQ(read_file(o.output + "/users.tsv"), "0\tbob\n1\tamy\n");
+  EXPECT_EQ(read_file(o.output + "/items.tsv"), "item_id\traw_id\n1\tx\n2\ty\n3\tz\n");
+}
+
+TEST(Prepare, CsvTabSeparatorWithoutTimestamps) {
+  TempDir dir;
+  const std::string in = dir.write("data.tsv", "user_id\titem_id\nA\tp\nA\tq\nB\tp\n");
+  PrepareOptions o = options_for(in, InputFormat::kCsv, dir);
+  o.sep = "\\t";  // as written in a YAML config
+  o.time_col = "";
+  const PrepareReport r = prepare(o);
+  EXPECT_FALSE(r.has_timestamps);
+  const auto s = InteractionStore::open(o.output + "/interactions.bin");
+  EXPECT_FALSE(s.has_timestamps());
+  EXPECT_EQ(sequences(s), (Seqs{{1, 2}, {1}}));
+}
+
+TEST(Prepare, CsvMissingColumn) {
+  TempDir dir;
+  const std::string in = dir.write("cols.csv", "item_id,user,timestamp\n1,2,3\n");
+  PrepareOptions o = options_for(in, InputFormat::kCsv, dir);
+  ASSERT_THROWS_WITH(prepare(o), "cols.csv:1: expected a column named 'user_id'");
+}
+
+TEST(Prepare, HllmCsvStableSortOnEqualTimestamps) {
+  TempDir dir;
+  // HLLM layout. User 7: items 30 and 10 share timestamp 100 and keep their file order.
+  const std::string in = dir.write("hllm.csv",
+                                   "item_id,user_id,timestamp\n"
+                                   "30,7,100\n"
+                                   "10,7,100\n"
+                                   "20,7,50\n"
+                                   "40,7,100\n"
+                                   "10,3,1\n");
+  const auto events = read_events(options_for(in, InputFormat::kCsv, dir), nullptr);
+  ASSERT_EQ(events.size(), 5u);
+  EXPECT_EQ(events[0].item, "30");
+  EXPECT_EQ(events[0].user, "7");
+  EXPECT_EQ(events[0].timestamp, 100);
+  EXPECT_EQ(events[4].order, 4);
+
+  PrepareOptions o = options_for(in, InputFormat::kCsv, dir);
+  prepare(o);
+  const auto s = InteractionStore::open(o.output + "/interactions.bin");
+  // Numeric ids: users 3->0, 7->1; items 10->1, 20->2, 30->3, 40->4.
+  EXPECT_EQ(sequences(s), (Seqs{{1}, {2, 3, 1, 4}}));
+  EXPECT_EQ(times(s)[1], (std::vector<int64_t>{50, 100, 100, 100}));
+  EXPECT_EQ(read_file(o.output + "/users.tsv"), "0\t3\n1\t7\n");
+}
+
+TEST(Prepare, StableSortOnManyEqualTimestamps) {
+  TempDir dir;
+  // Enough events that an unstable sort (introsort beyond 16 elements) would reorder ties:
+  // item k has timestamp k % 3, so the expected order is by (k % 3, k).
+  std::string csv = "user_id,item_id,timestamp\n";
+  const int n = 60;
+  for (int k = n; k >= 1; --k) csv += "u," + std::to_string(k) + "," + std::to_string(k % 3) + "\n";
+  PrepareOptions o = options_for(dir.write("ties.csv", csv), InputFormat::kCsv, dir);
+  prepare(o);
+  const auto s = InteractionStore::open(o.output + "/interactions.bin");
+  std::vector<int32_t> want;
+  for (int r = 0; r < 3; ++r) {
+    for (int k = n; k >= 1; --k) {
+      if (k % 3 == r) want.push_back(k);  // numeric ids: dense id == raw id here
+    }
+  }
+  EXPECT_EQ(sequences(s), (Seqs{want}));
+}
+
+TEST(Prepare, MovieLensDat) {
+  TempDir dir;
+  const std::string in = dir.write("ratings.dat",
+                                   "1::1193::5::978300760\n"
+                                   "1::661::3::978302109\n"
+                                   "1::914::3::978301968\n"
+                                   "2::1357::5::978298709\n");
+  PrepareOptions o = options_for(in, InputFormat::kMovieLensDat, dir);
+  const PrepareReport r = prepare(o);
+  EXPECT_TRUE(r.has_timestamps);
+  EXPECT_EQ(r.num_users, 2);
+  EXPECT_EQ(r.num_items, 4);
+  const auto s = InteractionStore::open(o.output + "/interactions.bin");
+  // Items 661->1, 914->2, 1193->3, 1357->4; user 1 by time: 1193, 914, 661.
+  EXPECT_EQ(sequences(s), (Seqs{{3, 2, 1}, {4}}));
+  EXPECT_EQ(times(s)[0], (std::vector<int64_t>{978300760, 978301968, 978302109}));
+}
+
+TEST(Prepare, MovieLensDatBadTimestamp) {
+  TempDir dir;
+  const std::string in = dir.write("ratings.dat", "1::1::5::1\n\n1::2::5::2\n1::3::5::3\n1::4::4::abc\n");
+  ASSERT_THROWS_WITH(prepare(options_for(in, InputFormat::kMovieLensDat, dir)),
+                     "ratings.dat:5: expected integer timestamp, got 'abc'");
+  EXPECT_FALSE(path_exists(dir.file("out")));
+}
+
+TEST(Prepare, MovieLensCsv) {
+  TempDir dir;
+  const std::string in = dir.write("ratings.csv",
+                                   "userId,movieId,rating,timestamp\r\n"
+                                   "1,2,3.5,1112486027\r\n"
+                                   "1,29,3.5,1112484676\r\n"
+                                   "2,2,4.0,1112484819\r\n");
+  PrepareOptions o = options_for(in, InputFormat::kMovieLensCsv, dir);
+  const PrepareReport r = prepare(o);
+  EXPECT_TRUE(r.has_timestamps);
+  const auto s = InteractionStore::open(o.output + "/interactions.bin");
+  EXPECT_EQ(sequences(s), (Seqs{{2, 1}, {1}}));
+  EXPECT_EQ(read_file(o.output + "/items.tsv"), "item_id\traw_id\n1\t2\n2\t29\n");
+}
+
+TEST(Prepare, SasrecPairsKeepFileOrder) {
+  TempDir dir;
+  const std::string in = dir.write("pairs.txt", "1 3\n1 1\n2 2\n1 2\n2 3\n");
+  PrepareOptions o = options_for(in, InputFormat::kSasrecPairs, dir);
+  const PrepareReport r = prepare(o);
+  EXPECT_FALSE(r.has_timestamps);
+  EXPECT_EQ(r.rows_read, 5);
+  const auto s = InteractionStore::open(o.output + "/interactions.bin");
+  EXPECT_FALSE(s.has_timestamps());
+  EXPECT_EQ(sequences(s), (Seqs{{3, 1, 2}, {2, 3}}));
+}
+
+TEST(Prepare, UserSequencesWithTabAndHeader) {
+  TempDir dir;
+  const std::string in = dir.write("seq.tsv",
+                                   "user_id\tmovie_ids_in_time_order\n"
+                                   "5\t30 10 20\n"
+                                   "2\t10 40\n");
+  PrepareOptions o = options_for(in, InputFormat::kUserSequences, dir);
+  const PrepareReport r = prepare(o);
+  EXPECT_EQ(r.rows_read, 2);
+  EXPECT_EQ(r.num_events, 5);
+  const auto s = InteractionStore::open(o.output + "/interactions.bin");
+  // Users 2->0, 5->1; items 10,20,30,40 -> 1..4; order within a line kept.
+  EXPECT_EQ(sequences(s), (Seqs{{1, 4}, {3, 1, 2}}));
+  EXPECT_EQ(read_file(o.output + "/users.tsv"), "0\t2\n1\t5\n");
+}
+
+TEST(Prepare, UserSequencesWithSpacesNoHeader) {
+  TempDir dir;
+  const std::string in = dir.write("Beauty.txt", "1 1 2 3\n2 4 2\n3 5\n");
+  PrepareOptions o = options_for(in, InputFormat::kUserSequences, dir);
+  const PrepareReport r = prepare(o);
+  EXPECT_EQ(r.num_users, 3);
+  EXPECT_EQ(r.num_items, 5);
+  const auto s = InteractionStore::open(o.output + "/interactions.bin");
+  EXPECT_EQ(sequences(s), (Seqs{{1, 2, 3}, {4, 2}, {5}}));
+}
+
+TEST(Prepare, UserSequencesLineWithoutItems) {
+  TempDir dir;
+  const std::string in = dir.write("seqs.txt", "1 1 2\n2\n");
+  ASSERT_THROWS_WITH(prepare(options_for(in, InputFormat::kUserSequences, dir)),
+                     "seqs.txt:2: expected at least 2 fields");
+}
+
+TEST(Prepare, NonIntegerIdsUseFirstAppearanceAfterFiltering) {
+  TempDir dir;
+  // "zz" appears first but only once: after the item filter "b" is the first item seen.
+  const std::string in = dir.write("p.txt", "u1 zz\nu2 b\nu1 a\nu2 a\nu1 b\n");
+  PrepareOptions o = options_for(in, InputFormat::kSasrecPairs, dir);
+  o.min_item_interactions = 2;
+  prepare(o);
+  EXPECT_EQ(read_file(o.output + "/items.tsv"), "item_id\traw_id\n1\tb\n2\ta\n");
+  // u2 now has the first kept event.
+  EXPECT_EQ(read_file(o.output + "/users.tsv"), "0\tu2\n1\tu1\n");
+}
+
+/// u1,u2 form a 2-core on {a,b}; e is rare, so u4 and u5 fall below 2 after the first pass,
+/// which in turn leaves c and d with one interaction each: only a second pass removes u3.
+const char* const kCoreExample =
+    "u1 a\nu1 b\n"
+    "u2 a\nu2 b\n"
+    "u3 c\nu3 d\n"
+    "u4 c\nu4 e\n"
+    "u5 d\n";
+
+TEST(Prepare, MinCountFiltersOnePass) {
+  TempDir dir;
+  const std::string in = dir.write("core.txt", kCoreExample);
+  PrepareOptions o = options_for(in, InputFormat::kSasrecPairs, dir);
+  o.min_item_interactions = 2;
+  o.min_user_interactions = 2;
+  const auto kept = filter_events(read_events(o, nullptr), o);
+  std::vector<std::string> got;
+  for (const auto& e : kept) got.push_back(e.user + ":" + e.item);
+  // Items counted on the raw data (e dropped), then users (u4, u5 dropped); c and d survive.
+  EXPECT_EQ(got, (std::vector<std::string>{"u1:a", "u1:b", "u2:a", "u2:b", "u3:c", "u3:d"}));
+  EXPECT_EQ(kept[4].order, 4);  // original row order is preserved
+
+  const PrepareReport r = prepare(o);
+  EXPECT_EQ(r.num_users, 3);
+  EXPECT_EQ(r.num_items, 4);
+}
+
+TEST(Prepare, KcoreNeedsSeveralPasses) {
+  TempDir dir;
+  const std::string in = dir.write("core.txt", kCoreExample);
+  PrepareOptions o = options_for(in, InputFormat::kSasrecPairs, dir);
+  o.min_item_interactions = 2;
+  o.min_user_interactions = 2;
+  o.kcore = true;
+  const auto kept = filter_events(read_events(o, nullptr), o);
+  std::vector<std::string> got;
+  for (const auto& e : kept) got.push_back(e.user + ":" + e.item);
+  EXPECT_EQ(got, (std::vector<std::string>{"u1:a", "u1:b", "u2:a", "u2:b"}));
+
+  const PrepareReport r = prepare(o);
+  EXPECT_EQ(r.num_users, 2);
+  EXPECT_EQ(r.num_items, 2);
+  EXPECT_EQ(read_file(o.output + "/users.tsv"), "0\tu1\n1\tu2\n");
+}
+
+TEST(Prepare, EmptyAfterFiltering) {
+  TempDir dir;
+  const std::string in = dir.write("few.txt", "1 1\n2 2\n");
+  PrepareOptions o = options_for(in, InputFormat::kSasrecPairs, dir);
+  o.min_user_interactions = 5;
+  ASSERT_THROWS_WITH(prepare(o), "no interactions left after filtering");
+  EXPECT_EQ(listing(dir.path()), (std::vector<std::string>{"few.txt"}));
+}
+
+TEST(Prepare, MalformedRowNamesFileAndLine) {
+  TempDir dir;
+  const std::string in = dir.write("bad.csv", "item_id,user_id,timestamp\n1,1,5\n2,1\n3,1,7\n");
+  ASSERT_THROWS_WITH(prepare(options_for(in, InputFormat::kCsv, dir)),
+                     "bad.csv:3: expected 3 fields, got 2");
+  // Nothing is left behind: no output, no temp dir.
+  EXPECT_EQ(listing(dir.path()), (std::vector<std::string>{"bad.csv"}));
+}
+
+TEST(Prepare, SkipBadRowsCounts) {
+  TempDir dir;
+  const std::string in = dir.write("bad.csv",
+                                   "item_id,user_id,timestamp\n"
+                                   "1,1,5\n"
+                                   "2,1\n"
+                                   "3,1,x7\n"
+                                   ",1,8\n"
+                                   "4,2,9\n");
+  PrepareOptions o = options_for(in, InputFormat::kCsv, dir);
+  o.skip_bad_rows = true;
+  const PrepareReport r = prepare(o);
+  EXPECT_EQ(r.rows_skipped, 3);
+  EXPECT_EQ(r.rows_read, 2);
+  EXPECT_EQ(r.num_events, 2);
+  const auto meta = nlohmann::json::parse(read_file(o.output + "/meta.json"));
+  EXPECT_EQ(meta["rows_skipped"], 3);
+  EXPECT_EQ(meta["num_events"], 2);
+  EXPECT_EQ(meta["has_timestamps"], true);
+}
+
+TEST(Prepare, FailureKeepsOldOutputAndLeavesNoTemp) {
+  TempDir dir;
+  const std::string good = dir.write("good.txt", "1 1\n1 2\n");
+  PrepareOptions o = options_for(good, InputFormat::kSasrecPairs, dir);
+  prepare(o);
+  const std::string before = read_file(o.output + "/users.tsv");
+
+  // A missing item table fails after the interactions were read.
+  o.items = dir.file("missing_items.tsv");
+  o.items_format = ItemFormat::kTable;
+  EXPECT_THROW(prepare(o), Error);
+  EXPECT_EQ(read_file(o.output + "/users.tsv"), before);
+  EXPECT_EQ(listing(dir.path()), (std::vector<std::string>{"good.txt", "out"}));
+}
+
+TEST(Prepare, ReplacesEarlierOutput) {
+  TempDir dir;
+  PrepareOptions o = options_for(dir.write("a.txt", "1 1\n1 2\n"), InputFormat::kSasrecPairs, dir);
+  prepare(o);
+  o.input = dir.write("b.txt", "7 1\n8 1\n9 1\n");
+  const PrepareReport r = prepare(o);
+  EXPECT_EQ(r.num_users, 3);
+  EXPECT_EQ(UserMap::load(o.output).num_users(), 3);
+  EXPECT_EQ(listing(dir.path()), (std::vector<std::string>{"a.txt", "b.txt", "out"}));
+}
+
+TEST(Prepare, RefusesToReplaceUnrelatedDirectory) {
+  TempDir dir;
+  PrepareOptions o = options_for(dir.write("a.txt", "1 1\n"), InputFormat::kSasrecPairs, dir);
+  make_dirs(o.output);
+  dir.write("out/precious.txt", "keep me");
+  ASSERT_THROWS_WITH(prepare(o), "prepare.output");
+  EXPECT_EQ(read_file(dir.file("out/precious.txt")), "keep me");
+}
+
+TEST(Prepare, ItemTableTsv) {
+  TempDir dir;
+  const std::string in = dir.write("seq.txt", "1 2 1\n2 3\n");
+  const std::string items = dir.write("items.tsv",
+                                      "item_id\tasin\ttitle\n"
+                                      "1\tB001\tRed Lipstick\n"
+                                      "2\tB002\t\n"
+                                      "9\tB009\tNot in the data\n");
+  PrepareOptions o = options_for(in, InputFormat::kUserSequences, dir);
+  o.items = items;
+  o.items_format = ItemFormat::kTable;
+  const PrepareReport r = prepare(o);
+  EXPECT_EQ(r.items_with_text, 2);
+  EXPECT_EQ(read_file(o.output + "/items.tsv"),
+            "item_id\traw_id\tasin\ttitle\n"
+            "1\t1\tB001\tRed Lipstick\n"
+            "2\t2\tB002\t\n"
+            "3\t3\t\t\n");
+}
+
+TEST(Prepare, ItemTableCsvQuotedFieldsAreSanitised) {
+  TempDir dir;
+  const std::string in = dir.write("pairs.txt", "u a\nu b\n");
+  const std::string items = dir.write("items.csv",
+                                      "title,id,tag\n"
+                                      "\"Shoes, \"\"red\"\"\tbig\",a,x\n"
+                                      "Hat,b,y\n");
+  PrepareOptions o = options_for(in, InputFormat::kSasrecPairs, dir);
+  o.items = items;
+  o.items_format = ItemFormat::kTable;
+  o.items_sep = ",";
+  o.item_id_col = "id";
+  prepare(o);
+  EXPECT_EQ(read_file(o.output + "/items.tsv"),
+            "item_id\traw_id\ttitle\ttag\n"
+            "1\ta\tShoes, \"red\" big\tx\n"
+            "2\tb\tHat\ty\n");
+}
+
+TEST(Prepare, ItemTableBadRow) {
+  TempDir dir;
+  const std::string in = dir.write("pairs.txt", "u 1\n");
+  PrepareOptions o = options_for(in, InputFormat::kSasrecPairs, dir);
+  o.items = dir.write("items.tsv", "item_id\ttitle\n1\tA\textra\n");
+  o.items_format = ItemFormat::kTable;
+  ASSERT_THROWS_WITH(prepare(o), "items.tsv:2: expected 2 fields, got 3");
+  EXPECT_FALSE(path_exists(o.output));
+}
+
+TEST(Prepare, MoviesDatLatin1) {
+  TempDir dir;
+  const std::string in = dir.write("ratings.dat", "1::73::5::10\n1::2::4::20\n");
+  const std::string movies = dir.write("movies.dat",
+                                       "2::Jumanji (1995)::Adventure|Children's|Fantasy\n"
+                                       "73::Mis\xe9rables, Les (1995)::Drama|Musical\n"
+                                       "99::Unused (1990)::Drama\n");
+  PrepareOptions o = options_for(in, InputFormat::kMovieLensDat, dir);
+  o.items = movies;
+  o.items_format = ItemFormat::kMovieLensDat;
+  const PrepareReport r = prepare(o);
+  EXPECT_EQ(r.items_with_text, 2);
+  EXPECT_EQ(read_file(o.output + "/items.tsv"),
+            "item_id\traw_id\ttitle\tgenres\n"
+            "1\t2\tJumanji (1995)\tAdventure|Children's|Fantasy\n"
+            "2\t73\tMis\xc3\xa9rables, Les (1995)\tDrama|Musical\n");
+}
+
+TEST(Prepare, MetaJson) {
+  TempDir dir;
+  PrepareOptions o = options_for(dir.write("p.txt", "1 1\n1 2\n2 2\n"), InputFormat::kSasrecPairs, dir);
+  o.min_item_interactions = 1;
+  prepare(o);
+  const auto meta = nlohmann::json::parse(read_file(o.output + "/meta.json"));
+  EXPECT_EQ(meta["num_users"], 2);
+  EXPECT_EQ(meta["num_items"], 2);
+  EXPECT_EQ(meta["num_events"], 3);
+  EXPECT_EQ(meta["has_timestamps"], false);
+  EXPECT_EQ(meta["rows_skipped"], 0);
+  EXPECT_EQ(meta["options"]["format"], "sasrec_pairs");
+  EXPECT_EQ(meta["options"]["min_item_interactions"], 1);
+}
+
+TEST(ItemCatalog, LoadsPrepareOutput) {
+  TempDir dir;
+  const std::string in = dir.write("ratings.dat", "10::73::5::10\n10::2::4::20\n11::2::3::5\n");
+  PrepareOptions o = options_for(in, InputFormat::kMovieLensDat, dir);
+  o.items = dir.write("movies.dat", "2::Jumanji (1995)::Adventure\n73::Heat (1995)::Action|Crime\n");
+  o.items_format = ItemFormat::kMovieLensDat;
+  prepare(o);
+
+  const ItemCatalog cat = ItemCatalog::load(o.output);
+  EXPECT_EQ(cat.num_items(), 2);
+  EXPECT_EQ(cat.columns(), (std::vector<std::string>{"title", "genres"}));
+  EXPECT_EQ(cat.find("73"), 2);
+  EXPECT_EQ(cat.find("2"), 1);
+  EXPECT_EQ(cat.find("nope"), -1);
+  EXPECT_EQ(cat.raw_id(2), "73");
+  EXPECT_EQ(cat.title(2), "Heat (1995)");
+  EXPECT_EQ(cat.field(1, "genres"), "Adventure");
+  EXPECT_EQ(cat.field(1, "missing"), "");
+  EXPECT_THROW(cat.raw_id(3), std::out_of_range);
+
+  const UserMap users = UserMap::load(o.output);
+  EXPECT_EQ(users.num_users(), 2);
+  EXPECT_EQ(users.raw_id(0), "10");
+  EXPECT_EQ(users.find("11"), 1);
+  EXPECT_EQ(users.find("12"), -1);
+}
+
+TEST(ItemCatalog, WithoutTextColumns) {
+  TempDir dir;
+  PrepareOptions o = options_for(dir.write("p.txt", "1 5\n"), InputFormat::kSasrecPairs, dir);
+  prepare(o);
+  const ItemCatalog cat = ItemCatalog::load(o.output);
+  EXPECT_EQ(cat.num_items(), 1);
+  EXPECT_TRUE(cat.columns().empty());
+  EXPECT_EQ(cat.title(1), "");
+}
+
+TEST(ItemCatalog, MalformedFile) {
+  TempDir dir;
+  dir.write("items.tsv", "item_id\traw_id\ttitle\n1\ta\tA\n3\tc\tC\n");
+  ASSERT_THROWS_WITH(ItemCatalog::load(dir.path()), "items.tsv:3: expected item id 2");
+  dir.write("items.tsv", "id\traw\n");
+  ASSERT_THROWS_WITH(ItemCatalog::load(dir.path()), "items.tsv:1: expected header");
+  dir.write("users.tsv", "0\ta\n1\tb\textra\n");
+  ASSERT_THROWS_WITH(UserMap::load(dir.path()), "users.tsv:2: expected 2 fields, got 3");
+}
+
+}  // namespace
+}  // namespace seqrec::data
