@@ -15,14 +15,24 @@ torch::Tensor bce_loss(const torch::Tensor& h, const torch::Tensor& pos, const t
   return (F::softplus(-pos_logits) + F::softplus(neg_logits)).mean();
 }
 
-torch::Tensor sampled_softmax_loss(const torch::Tensor& h, const torch::Tensor& pos, const torch::Tensor& neg,
+torch::Tensor sampled_softmax_loss(const torch::Tensor& pos_logits, const torch::Tensor& neg_logits,
                                    const torch::Tensor& pos_ids, const torch::Tensor& neg_ids,
                                    double temperature) {
-  auto pos_logits = (h * pos).sum(-1, /*keepdim=*/true);                 // [N, 1]
-  auto neg_logits = torch::matmul(neg, h.unsqueeze(-1)).squeeze(-1);     // [N, R]
-  neg_logits = neg_logits.masked_fill(neg_ids.eq(pos_ids.unsqueeze(-1)), -5e4 * temperature);
-  auto logits = torch::cat({pos_logits, neg_logits}, 1) / temperature;   // [N, R+1]
+  auto masked = neg_logits.masked_fill(neg_ids.eq(pos_ids.unsqueeze(-1)), -5e4 * temperature);  // [N, R]
+  auto logits = torch::cat({pos_logits.unsqueeze(1), masked}, 1) / temperature;                  // [N, R+1]
   return -torch::log_softmax(logits, 1).select(1, 0).mean();
+}
+
+torch::Tensor item_logits(models::SequenceRecommenderImpl& model, const torch::Tensor& h, const torch::Tensor& ids) {
+  const int64_t n = h.size(0);
+  const int64_t per_row = ids.dim() == 2 ? ids.size(1) : 1;
+  auto flat = ids.reshape({n, per_row});                                              // [N, R]
+  if (model.all_item_embeddings().size(0) <= 64 * std::max<int64_t>(per_row, 16)) {
+    auto all = torch::matmul(h, model.all_item_embeddings().t());                    // [N, V+1]
+    return all.gather(1, flat).view(ids.sizes());
+  }
+  auto emb = model.item_embeddings(flat);                                             // [N, R, D]
+  return torch::matmul(emb, h.unsqueeze(-1)).squeeze(-1).view(ids.sizes());
 }
 
 torch::Tensor full_softmax_loss(const torch::Tensor& h, const torch::Tensor& items, const torch::Tensor& targets,
@@ -44,10 +54,11 @@ torch::Tensor compute_loss(models::SequenceRecommenderImpl& model, const data::S
   TORCH_CHECK(batch.negatives.defined(), "this loss needs sampled negatives");
   const int64_t r = batch.negatives.size(-1);
   auto neg_ids = batch.negatives.reshape({-1, r}).index_select(0, valid);  // [N, R]
-  auto pos = model.item_embeddings(pos_ids);                             // [N, D]
-  auto neg = model.item_embeddings(neg_ids);                             // [N, R, D]
-  if (options.name == "bce") return bce_loss(h, pos, neg.squeeze(1));
-  return sampled_softmax_loss(h, pos, neg, pos_ids, neg_ids, options.temperature);
+  if (options.name == "bce")
+    return bce_loss(h, model.item_embeddings(pos_ids), model.item_embeddings(neg_ids.squeeze(1)));
+  auto logits = item_logits(model, h, torch::cat({pos_ids.unsqueeze(1), neg_ids}, 1));  // [N, R+1]
+  return sampled_softmax_loss(logits.select(1, 0), logits.narrow(1, 1, r), pos_ids, neg_ids,
+                              options.temperature);
 }
 
 }  // namespace seqrec::train

@@ -13,12 +13,17 @@ namespace seqrec::train {
 /// h, pos, neg: [N, D].
 torch::Tensor bce_loss(const torch::Tensor& h, const torch::Tensor& pos, const torch::Tensor& neg);
 
-/// GR sampled softmax (systems.md §2.4): logits [q.p, q.n_1..q.n_R] / T, negatives equal to the
-/// positive id masked to -5e4, cross-entropy with label 0, mean over positions.
-/// h, pos: [N, D]; neg: [N, R, D]; pos_ids [N]; neg_ids [N, R].
-torch::Tensor sampled_softmax_loss(const torch::Tensor& h, const torch::Tensor& pos, const torch::Tensor& neg,
+/// GR sampled softmax (systems.md §2.4) from raw logits: [q.p, q.n_1..q.n_R] / T, negatives equal
+/// to the positive id masked to -5e4, cross-entropy with label 0, mean over positions.
+/// pos_logits [N]; neg_logits [N, R]; pos_ids [N]; neg_ids [N, R].
+torch::Tensor sampled_softmax_loss(const torch::Tensor& pos_logits, const torch::Tensor& neg_logits,
                                    const torch::Tensor& pos_ids, const torch::Tensor& neg_ids,
                                    double temperature);
+
+/// Logits of h [N, D] against items[ids] for ids [N] or [N, R]. Exact either way: with a small
+/// catalogue it multiplies against the whole table once and gathers (one GEMM instead of N tiny
+/// batched products and an [N, R, D] gather); otherwise it gathers the embeddings.
+torch::Tensor item_logits(models::SequenceRecommenderImpl& model, const torch::Tensor& h, const torch::Tensor& ids);
 
 /// Full softmax cross-entropy over all items (padding column excluded): h [N, D], items [V+1, D],
 /// targets [N] -> mean over positions.
