@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "cli/commands.h"
+#include "seqrec/common/allocator.h"
 #include "seqrec/config/config_node.h"
 #include "seqrec/config/options.h"
 #include "seqrec/data/batcher.h"
@@ -28,6 +29,7 @@ using Clock = std::chrono::steady_clock;
 static double secs(Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double>(b - a).count(); }
 
 int main(int argc, char** argv) {
+  if (!std::getenv("SEQREC_NO_MALLOC_TUNING")) tune_allocator();
   std::string config_file;
   std::vector<std::string> overrides;
   int64_t steps = 30, warmup = 3;

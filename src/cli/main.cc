@@ -5,6 +5,7 @@
 #include <functional>
 
 #include "cli/commands.h"
+#include "seqrec/common/allocator.h"
 #include "seqrec/common/error.h"
 
 namespace {
@@ -19,6 +20,7 @@ void add_common(CLI::App* cmd, CliArgs& args) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  seqrec::tune_allocator();
   CLI::App app{"seqrec: sequential recommenders -- prepare, train, evaluate, recommend"};
   app.require_subcommand(1);
   CliArgs args;

@@ -9,6 +9,8 @@
 
 #include "seqrec/common/error.h"
 #include "seqrec/config/config_node.h"
+#include "seqrec/nn/batched_matmul.h"
+#include "seqrec/nn/dropout.h"
 
 namespace seqrec::models {
 
@@ -49,6 +51,14 @@ torch::Tensor causal_padding_mask(const torch::Tensor& item_ids) {
   return (causal.unsqueeze(0).logical_and(key_valid)).logical_or(diag).unsqueeze(1);  // [B, 1, W, W]
 }
 
+torch::Tensor attention_bias(const torch::Tensor& item_ids, int64_t num_heads) {
+  const int64_t b = item_ids.size(0), w = item_ids.size(1);
+  auto allowed = causal_padding_mask(item_ids);                                  // [B, 1, W, W]
+  auto bias = torch::zeros({b, 1, w, w}, torch::kFloat)
+                  .masked_fill_(allowed.logical_not(), -std::numeric_limits<float>::infinity());
+  return bias.expand({b, num_heads, w, w}).reshape({b * num_heads, w, w});       // [B*H, W, W]
+}
+
 SasRecBlockImpl::SasRecBlockImpl(const SasRecOptions& options) : options_(options) {
   const int64_t d = options.hidden_dim;
   auto ln = torch::nn::LayerNormOptions({d}).eps(options.layer_norm_eps);
@@ -59,35 +69,40 @@ SasRecBlockImpl::SasRecBlockImpl(const SasRecOptions& options) : options_(option
   ffn_layer_norm = register_module("ffn_layer_norm", torch::nn::LayerNorm(ln));
   ffn_in = register_module("ffn_in", torch::nn::Linear(d, options.ffn_dim));
   ffn_out = register_module("ffn_out", torch::nn::Linear(options.ffn_dim, d));
-  dropout = register_module("dropout", torch::nn::Dropout(options.dropout));
 }
 
 torch::Tensor SasRecBlockImpl::attend(const torch::Tensor& q_src, const torch::Tensor& kv_src,
-                                      const torch::Tensor& allowed) {
+                                      const torch::Tensor& bias) {
   const int64_t b = q_src.size(0), w = q_src.size(1), h = options_.num_heads;
   const int64_t dh = options_.hidden_dim / h;
-  auto q = q_proj(q_src).view({b, w, h, dh}).transpose(1, 2);                  // [B, H, W, dh]
-  auto kv = kv_proj(kv_src).view({b, w, 2, h, dh}).permute({2, 0, 3, 1, 4});   // [2, B, H, W, dh]
-  auto scores = torch::matmul(q, kv[0].transpose(-2, -1)) / std::sqrt(double(dh));  // [B, H, W, W]
-  scores = scores.masked_fill(allowed.logical_not(), -std::numeric_limits<float>::infinity());
-  auto probs = dropout(torch::softmax(scores, -1));                              // [B, H, W, W]
-  auto out = torch::matmul(probs, kv[1]).transpose(1, 2).reshape({b, w, h * dh});  // [B, W, D]
+  // Scale q (B*W*dh values) rather than the scores (B*W*W): same result, far fewer operations.
+  auto q = (q_proj(q_src) * (1.0 / std::sqrt(double(dh)))).view({b, w, h, dh}).transpose(1, 2).reshape({b * h, w, dh});
+  auto kv = kv_proj(kv_src).view({b, w, 2, h, dh});                              // [B, W, 2, H, dh]
+  auto k = kv.select(2, 0).transpose(1, 2).reshape({b * h, w, dh});             // [B*H, W, dh]
+  auto v = kv.select(2, 1).transpose(1, 2).reshape({b * h, w, dh});             // [B*H, W, dh]
+  auto scores = nn::batched_matmul(q, k.transpose(1, 2), bias);                // [B*H, W, W] masked
+  auto probs = nn::fast_dropout(torch::softmax(scores, -1), options_.dropout, is_training());
+  auto out = nn::batched_matmul(probs, v).view({b, h, w, dh}).transpose(1, 2).reshape({b, w, h * dh});  // [B, W, D]
   return out_proj(out);
 }
 
-torch::Tensor SasRecBlockImpl::forward(const torch::Tensor& x, const torch::Tensor& allowed,
+torch::Tensor SasRecBlockImpl::drop(const torch::Tensor& x) {
+  return nn::fast_dropout(x, options_.dropout, is_training());
+}
+
+torch::Tensor SasRecBlockImpl::forward(const torch::Tensor& x, const torch::Tensor& bias,
                                        const torch::Tensor& keep) {
   if (options_.variant == "gr") {
     // SASRec code: queries are normalised, keys/values are not; residuals add the normalised input.
     auto q = attn_layer_norm(x);                                    // [B, W, D]
-    auto a = attend(q, x, allowed) + q;                             // [B, W, D]
+    auto a = attend(q, x, bias) + q;                             // [B, W, D]
     auto n = ffn_layer_norm(a);                                     // [B, W, D]
-    auto f = dropout(ffn_out(dropout(torch::relu(ffn_in(n)))));    // [B, W, D]
+    auto f = drop(ffn_out(drop(torch::relu(ffn_in(n)))));          // [B, W, D]
     return (f + n) * keep;
   }
   // RecBole post-LN: LN(x + Dropout(MHA(x))), then LN(a + Dropout(FFN_gelu(a))).
-  auto a = attn_layer_norm(x + dropout(attend(x, x, allowed)));      // [B, W, D]
-  auto f = dropout(ffn_out(torch::gelu(ffn_in(a))));                 // [B, W, D]
+  auto a = attn_layer_norm(x + drop(attend(x, x, bias)));         // [B, W, D]
+  auto f = drop(ffn_out(torch::gelu(ffn_in(a))));                    // [B, W, D]
   return ffn_layer_norm(a + f) * keep;
 }
 
@@ -103,7 +118,6 @@ SasRecImpl::SasRecImpl(const SasRecOptions& options) : options_(options) {
   } else {
     emb_layer_norm = register_module("emb_layer_norm", torch::nn::LayerNorm(ln));
   }
-  emb_dropout = register_module("emb_dropout", torch::nn::Dropout(options.dropout));
   blocks = register_module("blocks", torch::nn::ModuleList());
   for (int64_t i = 0; i < options.num_blocks; ++i) blocks->push_back(SasRecBlock(options));
   reset_parameters();
@@ -139,12 +153,13 @@ torch::Tensor SasRecImpl::encode(const data::SequenceBatch& batch) {
   torch::Tensor x;
   if (options_.variant == "gr") {
     x = item_embedding(ids) * std::sqrt(double(options_.hidden_dim)) + position_embedding(positions);
-    x = emb_dropout(x) * keep;                                      // [B, W, D]
+    x = nn::fast_dropout(x, options_.dropout, is_training()) * keep;                                      // [B, W, D]
   } else {
-    x = emb_dropout(emb_layer_norm(item_embedding(ids) + position_embedding(positions)));
+    x = nn::fast_dropout(emb_layer_norm(item_embedding(ids) + position_embedding(positions)), options_.dropout,
+                         is_training());
   }
-  auto allowed = causal_padding_mask(ids);                          // [B, 1, W, W]
-  for (const auto& block : *blocks) x = block->as<SasRecBlock>()->forward(x, allowed, keep);
+  auto bias = attention_bias(ids, options_.num_heads);               // [B*H, W, W]
+  for (const auto& block : *blocks) x = block->as<SasRecBlock>()->forward(x, bias, keep);
   if (options_.variant == "gr") x = last_layer_norm(x);
   if (options_.l2_norm_output) x = F::normalize(x, F::NormalizeFuncOptions().dim(-1).eps(1e-6));
   return x;                                                         // [B, W, D]

@@ -7,7 +7,6 @@
 #pragma once
 
 #include <torch/nn/modules/container/modulelist.h>
-#include <torch/nn/modules/dropout.h>
 #include <torch/nn/modules/embedding.h>
 #include <torch/nn/modules/linear.h>
 #include <torch/nn/modules/normalization.h>
@@ -43,11 +42,12 @@ SasRecOptions read_sasrec_options(config::ConfigNode node, const ModelContext& c
 class SasRecBlockImpl : public torch::nn::Module {
  public:
   explicit SasRecBlockImpl(const SasRecOptions& options);
-  /// x [B, W, D], allowed [B, 1, W, W] bool attention mask, keep [B, W, 1] -> [B, W, D].
-  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& allowed, const torch::Tensor& keep);
+  /// x [B, W, D], bias [B*H, W, W] additive attention mask (0 / -inf), keep [B, W, 1] -> [B, W, D].
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& bias, const torch::Tensor& keep);
 
  private:
-  torch::Tensor attend(const torch::Tensor& q_src, const torch::Tensor& kv_src, const torch::Tensor& allowed);
+  torch::Tensor attend(const torch::Tensor& q_src, const torch::Tensor& kv_src, const torch::Tensor& bias);
+  torch::Tensor drop(const torch::Tensor& x);
   SasRecOptions options_;
   torch::nn::LayerNorm attn_layer_norm{nullptr};
   torch::nn::Linear q_proj{nullptr};
@@ -56,7 +56,6 @@ class SasRecBlockImpl : public torch::nn::Module {
   torch::nn::LayerNorm ffn_layer_norm{nullptr};
   torch::nn::Linear ffn_in{nullptr};
   torch::nn::Linear ffn_out{nullptr};
-  torch::nn::Dropout dropout{nullptr};
 };
 TORCH_MODULE(SasRecBlock);
 
@@ -76,12 +75,15 @@ class SasRecImpl : public SequenceRecommenderImpl {
   torch::nn::Embedding position_embedding{nullptr};
   torch::nn::LayerNorm emb_layer_norm{nullptr};   // post_ln only
   torch::nn::LayerNorm last_layer_norm{nullptr};  // gr only
-  torch::nn::Dropout emb_dropout{nullptr};
   torch::nn::ModuleList blocks{nullptr};
 };
 
 /// Causal attention mask for left-padded ids [B, W]: allowed(i, j) = j <= i and ids[j] != 0, plus the
 /// diagonal (so padded rows stay finite). Returns [B, 1, W, W] bool.
 torch::Tensor causal_padding_mask(const torch::Tensor& item_ids);
+
+/// causal_padding_mask as an additive float bias (0 allowed, -inf masked), one copy per head:
+/// [B*H, W, W].
+torch::Tensor attention_bias(const torch::Tensor& item_ids, int64_t num_heads);
 
 }  // namespace seqrec::models

@@ -1,0 +1,16 @@
+// glibc malloc tuning.
+#include "seqrec/common/allocator.h"
+
+#include <malloc.h>
+
+namespace seqrec {
+
+void tune_allocator() {
+#if defined(__GLIBC__)
+  mallopt(M_MMAP_THRESHOLD, 1 << 30);   // blocks up to 1 GiB come from the heap
+  mallopt(M_TRIM_THRESHOLD, 1 << 30);   // and are not trimmed back eagerly
+  mallopt(M_TOP_PAD, 64 << 20);
+#endif
+}
+
+}  // namespace seqrec
