@@ -27,6 +27,7 @@ ProgressBar::ProgressBar(std::string label, int64_t total_steps, int64_t every)
 
 void ProgressBar::update(int64_t step, double loss, double lr, int64_t items) {
   items_ += items;
+  last_lr_ = lr;
   if (tty_ || step % every_ == 0) print(step, loss, lr, false);
 }
 
@@ -47,7 +48,7 @@ void ProgressBar::print(int64_t step, double loss, double lr, bool final) {
 
 double ProgressBar::finish(double mean_loss) {
   const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
-  print(total_, mean_loss, 0, true);
+  print(total_, mean_loss, last_lr_, true);
   return elapsed > 0 ? items_ / elapsed : 0;
 }
 

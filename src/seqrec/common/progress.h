@@ -21,6 +21,7 @@ class ProgressBar {
   void print(int64_t step, double loss, double lr, bool final);
   std::string label_;
   int64_t total_, every_, items_ = 0;
+  double last_lr_ = 0;
   bool tty_;
   std::chrono::steady_clock::time_point start_;
 };
