@@ -29,6 +29,7 @@ using Clock = std::chrono::steady_clock;
 static double secs(Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double>(b - a).count(); }
 
 int main(int argc, char** argv) {
+  ensure_passive_openmp(argv);
   if (!std::getenv("SEQREC_NO_MALLOC_TUNING")) tune_allocator();
   std::string config_file;
   std::vector<std::string> overrides;

@@ -20,6 +20,7 @@ void add_common(CLI::App* cmd, CliArgs& args) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  seqrec::ensure_passive_openmp(argv);
   seqrec::tune_allocator();
   CLI::App app{"seqrec: sequential recommenders -- prepare, train, evaluate, recommend"};
   app.require_subcommand(1);

@@ -1,1 +1,244 @@
-// placeholder
+// Integration tests of the `seqrec` binary: synth -> prepare -> train -> eval -> recommend, and the
+// error paths a user meets (exit codes and messages).
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+#include <sys/wait.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <set>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "support.h"
+
+namespace {
+
+using seqrec::testing::TempDir;
+
+struct Result {
+  int code = -1;
+  std::string out;
+  std::string err;
+};
+
+std::string slurp(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+std::vector<std::string> lines_of(const std::string& text) {
+  std::vector<std::string> lines;
+  std::istringstream in(text);
+  std::string line;
+  while (std::getline(in, line))
+    if (!line.empty()) lines.push_back(line);
+  return lines;
+}
+
+std::vector<std::string> split_tabs(const std::string& line) {
+  std::vector<std::string> f;
+  std::string cur;
+  for (char c : line) {
+    if (c == '\t') {
+      f.push_back(cur);
+      cur.clear();
+    } else {
+      cur += c;
+    }
+  }
+  f.push_back(cur);
+  return f;
+}
+
+/// Last JSON object line of stdout.
+nlohmann::json last_json(const std::string& out) {
+  auto lines = lines_of(out);
+  for (auto it = lines.rbegin(); it != lines.rend(); ++it)
+    if (!it->empty() && (*it)[0] == '{') return nlohmann::json::parse(*it);
+  return nlohmann::json();
+}
+
+class CliTest : public ::testing::Test {
+ protected:
+  static Result run(const std::string& args) {
+    const std::string out = dir_->file("last.stdout"), err = dir_->file("last.stderr");
+    const std::string cmd = "OMP_NUM_THREADS=1 " + std::string(SEQREC_BINARY) + " " + args + " > " + out + " 2> " + err;
+    const int status = std::system(cmd.c_str());
+    Result r;
+    r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    r.out = slurp(out);
+    r.err = slurp(err);
+    return r;
+  }
+
+  static std::string t(const std::string& name) { return dir_->file(name); }
+
+  /// demo.yaml, shrunk and redirected into the temp dir.
+  static std::string demo_args() {
+    std::string a = "--config " + std::string(SEQREC_SOURCE_DIR) + "/configs/demo.yaml";
+    for (const std::string& kv : std::vector<std::string>{"synth.num_users=300", "synth.num_items=100", "synth.output=" + t("raw"),
+          "prepare.input=" + t("raw/interactions.csv"), "prepare.items=" + t("raw/items.csv"),
+          "prepare.output=" + t("data"), "data.dir=" + t("data"), "data.max_seq_len=20", "model.hidden_dim=16",
+          "model.num_blocks=1", "train.out_dir=" + t("sasrec"), "train.epochs=10", "train.eval_every=5",
+          "train.batch_size=32", "train.lr=0.005", "train.loss.num_negatives=16", "train.threads=1",
+          "train.log_every=1000"})
+      a += " --set " + kv;
+    return a;
+  }
+
+  static void SetUpTestSuite() {
+    dir_ = new TempDir();
+    synth_ = new Result(run("synth " + demo_args()));
+    prepare_ = new Result(run("prepare " + demo_args()));
+    train_ = new Result(run("train " + demo_args()));
+    // most_pop through a config of its own (demo.yaml's model section has SASRec keys).
+    dir_->write("pop.yaml",
+                "data:\n  dir: " + t("data") + "\n  max_seq_len: 20\nmodel:\n  name: most_pop\ntrain:\n  out_dir: " +
+                    t("pop") + "\n  epochs: 1\n  metric: ndcg@10\n  threads: 1\neval:\n  protocol: full\n"
+                    "  history_mask: full\n  ks: [1, 5, 10, 20, 50]\n");
+    pop_ = new Result(run("train --config " + t("pop.yaml")));
+  }
+  static void TearDownTestSuite() {
+    delete synth_;
+    delete prepare_;
+    delete train_;
+    delete pop_;
+    delete dir_;
+  }
+
+  static void expect_ok(const Result& r, const char* what) {
+    ASSERT_EQ(r.code, 0) << what << " failed\nstdout: " << r.out << "\nstderr: " << r.err;
+  }
+
+  static TempDir* dir_;
+  static Result *synth_, *prepare_, *train_, *pop_;
+};
+
+TempDir* CliTest::dir_ = nullptr;
+Result* CliTest::synth_ = nullptr;
+Result* CliTest::prepare_ = nullptr;
+Result* CliTest::train_ = nullptr;
+Result* CliTest::pop_ = nullptr;
+
+TEST_F(CliTest, PipelineTrainsAModelThatBeatsMostPop) {
+  expect_ok(*synth_, "synth");
+  expect_ok(*prepare_, "prepare");
+  auto synth = last_json(synth_->out);
+  EXPECT_EQ(synth.at("users").get<int64_t>(), 300);
+  auto prep = last_json(prepare_->out);
+  EXPECT_EQ(prep.at("users").get<int64_t>(), 300);
+  EXPECT_EQ(prep.at("has_timestamps").get<bool>(), true);
+  EXPECT_GT(prep.at("items_with_text").get<int64_t>(), 0);
+  expect_ok(*train_, "train");
+  expect_ok(*pop_, "train most_pop");
+  for (const char* f : {"sasrec/best.safetensors", "sasrec/last.safetensors", "sasrec/config.yaml",
+                        "sasrec/metrics.jsonl", "pop/best.safetensors"})
+    EXPECT_TRUE(std::filesystem::exists(t(f))) << f;
+
+  auto mine = last_json(train_->out);
+  auto pop = last_json(pop_->out);
+  ASSERT_TRUE(mine.contains("hr@10")) << train_->out;
+  ASSERT_TRUE(pop.contains("hr@10")) << pop_->out;
+  EXPECT_EQ(mine.at("split"), "test");
+  EXPECT_EQ(mine.at("protocol"), "full");
+  EXPECT_EQ(mine.at("users"), pop.at("users"));
+  EXPECT_GT(mine.at("hr@10").get<double>(), pop.at("hr@10").get<double>() + 0.03)
+      << "sasrec " << mine.dump() << "\nmost_pop " << pop.dump();
+
+  // eval of the best checkpoint (config found next to it) reproduces the train's test line.
+  Result ev = run("eval --checkpoint " + t("sasrec/best.safetensors") + " --split test");
+  expect_ok(ev, "eval");
+  auto ej = last_json(ev.out);
+  ASSERT_TRUE(ej.contains("hr@10")) << ev.out;
+  EXPECT_DOUBLE_EQ(ej.at("hr@10").get<double>(), mine.at("hr@10").get<double>());
+  EXPECT_EQ(ej.at("users"), mine.at("users"));
+  Result ev_pop = run("eval --checkpoint " + t("pop/best.safetensors") + " --split valid");
+  expect_ok(ev_pop, "eval most_pop");
+  Result ev_valid = run("eval --checkpoint " + t("sasrec/best.safetensors") + " --split valid");
+  expect_ok(ev_valid, "eval valid");
+  EXPECT_GT(last_json(ev_valid.out).at("hr@10").get<double>(), last_json(ev_pop.out).at("hr@10").get<double>());
+}
+
+TEST_F(CliTest, RecommendForAUserAndForAHistory) {
+  expect_ok(*train_, "train");
+  auto users = lines_of(slurp(t("data/users.tsv")));
+  ASSERT_FALSE(users.empty());
+  const std::string user = split_tabs(users[0]).at(1);
+  Result r = run("recommend --checkpoint " + t("sasrec/best.safetensors") + " --user " + user);
+  expect_ok(r, "recommend --user");
+  auto lines = lines_of(r.out);
+  ASSERT_EQ(lines.size(), 11u) << r.out;  // header + k=10
+  EXPECT_EQ(lines[0], "rank\titem_id\tscore\ttitle");
+  double prev = 1e30;
+  std::set<std::string> ids;
+  for (size_t i = 1; i < lines.size(); ++i) {
+    auto f = split_tabs(lines[i]);
+    ASSERT_GE(f.size(), 3u) << lines[i];
+    EXPECT_EQ(f[0], std::to_string(i));
+    const double score = std::stod(f[2]);
+    EXPECT_LE(score, prev);
+    prev = score;
+    ids.insert(f[1]);
+  }
+  EXPECT_EQ(ids.size(), 10u);
+
+  auto items = lines_of(slurp(t("data/items.tsv")));
+  ASSERT_GE(items.size(), 4u);
+  const std::string a = split_tabs(items[1]).at(1), b = split_tabs(items[2]).at(1);
+  Result h = run("recommend --checkpoint " + t("sasrec/best.safetensors") + " --history '" + a + "," + b + "' --k 5");
+  expect_ok(h, "recommend --history");
+  auto hl = lines_of(h.out);
+  ASSERT_EQ(hl.size(), 6u) << h.out;
+  for (size_t i = 1; i < hl.size(); ++i) {
+    auto f = split_tabs(hl[i]);
+    EXPECT_NE(f.at(1), a);
+    EXPECT_NE(f.at(1), b);
+    EXPECT_FALSE(f.at(3).empty()) << "synthetic items have titles: " << hl[i];
+  }
+}
+
+TEST_F(CliTest, UnknownConfigKeySuggestsAName) {
+  expect_ok(*prepare_, "prepare");
+  Result r = run("train " + demo_args() + " --set model.hiden_dim=16 --set train.out_dir=" + t("typo"));
+  EXPECT_EQ(r.code, 2) << r.err;
+  EXPECT_NE(r.err.find("did you mean"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("hidden_dim"), std::string::npos) << r.err;
+}
+
+TEST_F(CliTest, MalformedCsvRowNamesFileAndLine) {
+  const std::string bad = dir_->write("bad.csv", "item_id,user_id,timestamp\ni1,u1,1\ni2,u1\ni3,u1,3\n");
+  Result r = run("prepare --input " + bad + " --out " + t("bad_data"));
+  EXPECT_EQ(r.code, 1) << r.err;
+  EXPECT_NE(r.err.find("bad.csv:3:"), std::string::npos) << r.err;
+  EXPECT_FALSE(std::filesystem::exists(t("bad_data")));
+}
+
+TEST_F(CliTest, EvalOnTruncatedCheckpointFailsClearly) {
+  expect_ok(*train_, "train");
+  const std::string bytes = slurp(t("sasrec/best.safetensors"));
+  ASSERT_GT(bytes.size(), 100u);
+  {
+    std::ofstream out(t("sasrec/cut.safetensors"), std::ios::binary);
+    out << bytes.substr(0, bytes.size() / 2);
+  }
+  Result r = run("eval --checkpoint " + t("sasrec/cut.safetensors"));
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.err.find("cut.safetensors"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("truncated"), std::string::npos) << r.err;
+  EXPECT_EQ(r.out.find("hr@10"), std::string::npos);
+}
+
+TEST_F(CliTest, RecommendUnknownUser) {
+  expect_ok(*train_, "train");
+  Result r = run("recommend --checkpoint " + t("sasrec/best.safetensors") + " --user no_such_user_42");
+  EXPECT_NE(r.code, 0);
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("unknown user id"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("no_such_user_42"), std::string::npos) << r.err;
+}
+
+}  // namespace

@@ -1,1 +1,383 @@
-// placeholder
+// Tests of the leave-one-out split and the batchers (build_train_samples, TrainBatcher,
+// eval_queries, make_eval_batch).
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <map>
+#include <set>
+#include <vector>
+
+#include "seqrec/data/batcher.h"
+#include "seqrec/data/interaction_store.h"
+#include "seqrec/data/split.h"
+#include "support.h"
+
+namespace seqrec::data {
+namespace {
+
+/// In-memory store from per-user item sequences (optionally with timestamps = 100*user + position).
+InteractionStore make_store(const std::vector<std::vector<int32_t>>& seqs, int64_t num_items,
+                            bool timestamps = false) {
+  StoreData d;
+  d.num_items = num_items;
+  d.has_timestamps = timestamps;
+  d.user_offsets.push_back(0);
+  for (size_t u = 0; u < seqs.size(); ++u) {
+    for (size_t i = 0; i < seqs[u].size(); ++i) {
+      d.item_ids.push_back(seqs[u][i]);
+      if (timestamps) d.timestamps.push_back(static_cast<int64_t>(100 * u + i));
+    }
+    d.user_offsets.push_back(d.item_ids.size());
+  }
+  return InteractionStore::from_data(std::move(d));
+}
+
+/// Many users with varied lengths (1..12) over 30 items, deterministic.
+InteractionStore varied_store(int64_t num_users = 41) {
+  std::vector<std::vector<int32_t>> seqs;
+  for (int64_t u = 0; u < num_users; ++u) {
+    const int64_t n = 1 + (u * 7) % 12;
+    std::vector<int32_t> s;
+    for (int64_t i = 0; i < n; ++i) s.push_back(static_cast<int32_t>(1 + (u * 5 + i * 3) % 30));
+    seqs.push_back(s);
+  }
+  return make_store(seqs, 30);
+}
+
+std::vector<int64_t> to_vec(const torch::Tensor& t) {
+  auto c = t.contiguous().to(torch::kLong);
+  return std::vector<int64_t>(c.data_ptr<int64_t>(), c.data_ptr<int64_t>() + c.numel());
+}
+
+/// Drains one epoch; returns the batches.
+std::vector<SequenceBatch> drain(TrainBatcher& b, int64_t epoch) {
+  b.start_epoch(epoch);
+  std::vector<SequenceBatch> out;
+  SequenceBatch batch;
+  while (b.next(&batch)) out.push_back(batch);
+  return out;
+}
+
+bool same_sample(const TrainSample& a, const TrainSample& b) {
+  return a.user == b.user && a.begin == b.begin && a.end == b.end;
+}
+
+TEST(BuildTrainSamples, LastLPlusOneOfTrainingPart) {
+  // user 0: 7 items -> train part = first 5 -> with L=3 the last 4 of them: [1, 5).
+  // user 1: 2 items (n < 3: trains on all) -> [0, 2).
+  // user 2: 1 item -> no sample. user 3: 3 items -> train length 1 -> no sample.
+  // user 4: 4 items -> train length 2 -> [0, 2). user 5: 5 items -> train 3 <= L+1 -> [0, 3).
+  auto store = make_store({{1, 2, 3, 4, 5, 6, 7}, {8, 9}, {10}, {1, 2, 3}, {4, 5, 6, 7}, {1, 2, 3, 4, 5}}, 10);
+  auto s = build_train_samples(store, 3, false);
+  ASSERT_EQ(s.size(), 4u);
+  EXPECT_TRUE(same_sample(s[0], {0, 1, 5}));
+  EXPECT_TRUE(same_sample(s[1], {1, 0, 2}));
+  EXPECT_TRUE(same_sample(s[2], {4, 0, 2}));
+  EXPECT_TRUE(same_sample(s[3], {5, 0, 3}));
+}
+
+TEST(BuildTrainSamples, ChunksDropOldestRemainder) {
+  // 13 items -> train length 11; L=3 -> span 4; 11 mod 4 = 3 oldest dropped -> [3,7), [7,11).
+  // 10 items -> train 8 -> 8 mod 4 = 0 -> [0,4), [4,8). 5 items -> train 3 <= 4 -> one sample [0,3).
+  std::vector<int32_t> a, b;
+  for (int i = 1; i <= 13; ++i) a.push_back(i);
+  for (int i = 1; i <= 10; ++i) b.push_back(i);
+  auto store = make_store({a, b, {1, 2, 3, 4, 5}}, 13);
+  auto s = build_train_samples(store, 3, true);
+  ASSERT_EQ(s.size(), 5u);
+  EXPECT_TRUE(same_sample(s[0], {0, 3, 7}));
+  EXPECT_TRUE(same_sample(s[1], {0, 7, 11}));
+  EXPECT_TRUE(same_sample(s[2], {1, 0, 4}));
+  EXPECT_TRUE(same_sample(s[3], {1, 4, 8}));
+  EXPECT_TRUE(same_sample(s[4], {2, 0, 3}));
+  // Without chunking the same store gives the last L+1 only.
+  auto plain = build_train_samples(store, 3, false);
+  ASSERT_EQ(plain.size(), 3u);
+  EXPECT_TRUE(same_sample(plain[0], {0, 7, 11}));
+  EXPECT_TRUE(same_sample(plain[1], {1, 4, 8}));
+}
+
+TEST(TrainBatcher, LeftPaddingTargetsAndFullWidthWithoutBucketing) {
+  // user 0: 7 items -> sample [1,5): input 2 3 4, targets 3 4 5 (L=4: one pad).
+  // user 1: 2 items -> input 8, target 9.
+  auto store = make_store({{1, 2, 3, 4, 5, 6, 7}, {8, 9}}, 10);
+  TrainBatcherOptions o;
+  o.max_seq_len = 4;
+  o.batch_size = 8;
+  o.length_bucketing = false;
+  TrainBatcher b(store, o);
+  ASSERT_EQ(b.num_samples(), 2);
+  ASSERT_EQ(b.batches_per_epoch(), 1);
+  auto batches = drain(b, 0);
+  ASSERT_EQ(batches.size(), 1u);
+  const auto& batch = batches[0];
+  ASSERT_EQ(batch.item_ids.sizes(), (torch::IntArrayRef{2, 4}));
+  EXPECT_EQ(batch.position_offset, 0);
+  EXPECT_FALSE(batch.negatives.defined());
+  auto users = to_vec(batch.user_ids);
+  std::map<int64_t, std::pair<std::vector<int64_t>, std::vector<int64_t>>> rows;
+  for (int64_t r = 0; r < 2; ++r) rows[users[r]] = {to_vec(batch.item_ids[r]), to_vec(batch.targets[r])};
+  ASSERT_EQ(rows.size(), 2u);
+  EXPECT_EQ(rows[0].first, (std::vector<int64_t>{0, 2, 3, 4}));
+  EXPECT_EQ(rows[0].second, (std::vector<int64_t>{0, 3, 4, 5}));
+  EXPECT_EQ(rows[1].first, (std::vector<int64_t>{0, 0, 0, 8}));
+  EXPECT_EQ(rows[1].second, (std::vector<int64_t>{0, 0, 0, 9}));
+}
+
+TEST(TrainBatcher, BucketingTrimsWidthAndSetsPositionOffset) {
+  auto store = make_store({{1, 2, 3, 4, 5, 6, 7}, {8, 9}, {3, 4, 5, 6, 7}}, 10, /*timestamps=*/true);
+  TrainBatcherOptions o;
+  o.max_seq_len = 10;
+  o.batch_size = 8;
+  TrainBatcher b(store, o);
+  auto batches = drain(b, 0);
+  ASSERT_EQ(batches.size(), 1u);
+  const auto& batch = batches[0];
+  // Longest input: user 0 has 5 training items -> 4 inputs.
+  ASSERT_EQ(batch.item_ids.size(1), 4);
+  EXPECT_EQ(batch.position_offset, 10 - 4);
+  auto users = to_vec(batch.user_ids);
+  for (int64_t r = 0; r < 3; ++r) {
+    auto ids = to_vec(batch.item_ids[r]);
+    auto tgt = to_vec(batch.targets[r]);
+    auto ts = to_vec(batch.timestamps[r]);
+    auto tts = to_vec(batch.target_timestamps[r]);
+    if (users[r] == 0) {
+      EXPECT_EQ(ids, (std::vector<int64_t>{1, 2, 3, 4}));
+      EXPECT_EQ(tgt, (std::vector<int64_t>{2, 3, 4, 5}));
+      EXPECT_EQ(ts, (std::vector<int64_t>{0, 1, 2, 3}));
+      EXPECT_EQ(tts, (std::vector<int64_t>{1, 2, 3, 4}));
+    } else if (users[r] == 1) {
+      EXPECT_EQ(ids, (std::vector<int64_t>{0, 0, 0, 8}));
+      EXPECT_EQ(tgt, (std::vector<int64_t>{0, 0, 0, 9}));
+      EXPECT_EQ(ts, (std::vector<int64_t>{0, 0, 0, 100}));
+      EXPECT_EQ(tts, (std::vector<int64_t>{0, 0, 0, 101}));
+    } else {
+      ASSERT_EQ(users[r], 2);
+      EXPECT_EQ(ids, (std::vector<int64_t>{0, 0, 3, 4}));
+      EXPECT_EQ(tgt, (std::vector<int64_t>{0, 0, 4, 5}));
+    }
+  }
+}
+
+TEST(TrainBatcher, EverySampleOnceAndTargetsAreNextItems) {
+  auto store = varied_store();
+  TrainBatcherOptions o;
+  o.max_seq_len = 6;
+  o.batch_size = 4;
+  TrainBatcher b(store, o);
+  auto samples = build_train_samples(store, 6, false);
+  ASSERT_EQ(b.num_samples(), static_cast<int64_t>(samples.size()));
+  std::set<int64_t> expected_users;
+  for (const auto& s : samples) expected_users.insert(s.user);
+  for (int64_t epoch = 0; epoch < 2; ++epoch) {
+    auto batches = drain(b, epoch);
+    EXPECT_EQ(static_cast<int64_t>(batches.size()), b.batches_per_epoch());
+    std::multiset<int64_t> seen;
+    for (const auto& batch : batches) {
+      const int64_t w = batch.item_ids.size(1);
+      EXPECT_EQ(batch.position_offset, 6 - w);
+      EXPECT_LE(batch.item_ids.size(0), 4);
+      auto users = to_vec(batch.user_ids);
+      for (int64_t r = 0; r < batch.item_ids.size(0); ++r) {
+        seen.insert(users[r]);
+        auto ids = to_vec(batch.item_ids[r]);
+        auto tgt = to_vec(batch.targets[r]);
+        Span<int32_t> items = store.items(users[r]);
+        const auto& s = *std::find_if(samples.begin(), samples.end(),
+                                      [&](const TrainSample& x) { return x.user == users[r]; });
+        const int64_t len = s.end - s.begin - 1;
+        for (int64_t t = 0; t < w; ++t) {
+          if (t < w - len) {
+            EXPECT_EQ(ids[t], 0);
+            EXPECT_EQ(tgt[t], 0);
+          } else {
+            const int64_t k = s.begin + t - (w - len);
+            EXPECT_EQ(ids[t], items[k]);
+            EXPECT_EQ(tgt[t], items[k + 1]);
+          }
+        }
+      }
+    }
+    EXPECT_EQ(seen.size(), samples.size());
+    EXPECT_EQ(std::set<int64_t>(seen.begin(), seen.end()), expected_users);
+  }
+}
+
+std::vector<int64_t> user_order(TrainBatcher& b, int64_t epoch) {
+  std::vector<int64_t> order;
+  for (const auto& batch : drain(b, epoch)) {
+    auto u = to_vec(batch.user_ids);
+    order.insert(order.end(), u.begin(), u.end());
+  }
+  return order;
+}
+
+TEST(TrainBatcher, OrderIsAFunctionOfSeedAndEpoch) {
+  auto store = varied_store();
+  TrainBatcherOptions o;
+  o.max_seq_len = 6;
+  o.batch_size = 3;
+  o.num_negatives = 2;
+  TrainBatcher b1(store, o), b2(store, o);
+  auto a3 = user_order(b1, 3);
+  auto a4 = user_order(b1, 4);
+  EXPECT_EQ(a3, user_order(b2, 3));
+  EXPECT_NE(a3, a4);
+  // Negatives too are reproducible for (seed, epoch).
+  auto x = drain(b1, 5), y = drain(b2, 5);
+  ASSERT_EQ(x.size(), y.size());
+  for (size_t i = 0; i < x.size(); ++i) {
+    EXPECT_TRUE(torch::equal(x[i].item_ids, y[i].item_ids));
+    EXPECT_TRUE(torch::equal(x[i].negatives, y[i].negatives));
+  }
+  TrainBatcherOptions o2 = o;
+  o2.seed = 43;
+  TrainBatcher b3(store, o2);
+  EXPECT_NE(a3, user_order(b3, 3));
+}
+
+TEST(TrainBatcher, NegativesAvoidTrainingItems) {
+  // 30 items; each user has seen 8 distinct items, so a uniform sampler would hit them often.
+  std::vector<std::vector<int32_t>> seqs;
+  for (int u = 0; u < 20; ++u) {
+    std::vector<int32_t> s;
+    for (int i = 0; i < 10; ++i) s.push_back(1 + (u + 3 * i) % 30);
+    seqs.push_back(s);
+  }
+  auto store = make_store(seqs, 30);
+  TrainBatcherOptions o;
+  o.max_seq_len = 8;
+  o.batch_size = 5;
+  o.num_negatives = 7;
+  o.exclude_history = true;
+  TrainBatcher b(store, o);
+  int64_t checked = 0;
+  for (const auto& batch : drain(b, 0)) {
+    ASSERT_EQ(batch.negatives.dim(), 3);
+    ASSERT_EQ(batch.negatives.size(2), 7);
+    auto users = to_vec(batch.user_ids);
+    for (int64_t r = 0; r < batch.item_ids.size(0); ++r) {
+      Span<int32_t> items = store.items(users[r]);
+      std::set<int64_t> train(items.begin(), items.begin() + train_length(items.size()));
+      auto tgt = to_vec(batch.targets[r]);
+      for (int64_t t = 0; t < batch.item_ids.size(1); ++t) {
+        auto negs = to_vec(batch.negatives[r][t]);
+        for (int64_t n : negs) {
+          if (tgt[t] == 0) {
+            EXPECT_EQ(n, 0);  // padding positions get no negatives
+            continue;
+          }
+          EXPECT_GE(n, 1);
+          EXPECT_LE(n, 30);
+          EXPECT_EQ(train.count(n), 0u) << "user " << users[r] << " negative " << n;
+          ++checked;
+        }
+      }
+    }
+  }
+  EXPECT_EQ(checked, 20 * 7 * 7);  // 20 users x 7 positions (8 training items) x 7 negatives
+
+  // Without exclusion, training items do show up (the check above can fail).
+  o.exclude_history = false;
+  TrainBatcher plain(store, o);
+  int64_t hits = 0;
+  for (const auto& batch : drain(plain, 0)) {
+    auto users = to_vec(batch.user_ids);
+    for (int64_t r = 0; r < batch.item_ids.size(0); ++r) {
+      Span<int32_t> items = store.items(users[r]);
+      std::set<int64_t> train(items.begin(), items.begin() + train_length(items.size()));
+      for (int64_t n : to_vec(batch.negatives[r])) hits += n != 0 && train.count(n);
+    }
+  }
+  EXPECT_GT(hits, 0);
+}
+
+TEST(TrainBatcher, ShardsAreDisjointAndCovering) {
+  auto store = varied_store(53);
+  TrainBatcherOptions o;
+  o.max_seq_len = 6;
+  o.batch_size = 4;
+  o.world_size = 2;
+  o.rank = 0;
+  TrainBatcher r0(store, o);
+  o.rank = 1;
+  TrainBatcher r1(store, o);
+  const int64_t n = r0.num_samples();
+  const int64_t global = (n + 3) / 4;
+  EXPECT_EQ(r0.batches_per_epoch() + r1.batches_per_epoch(), global);
+  EXPECT_EQ(r0.batches_per_epoch(), (global + 1) / 2);
+  for (int64_t epoch = 0; epoch < 2; ++epoch) {
+    auto a = user_order(r0, epoch), b = user_order(r1, epoch);
+    std::set<int64_t> sa(a.begin(), a.end()), sb(b.begin(), b.end());
+    EXPECT_EQ(sa.size(), a.size());
+    EXPECT_EQ(sb.size(), b.size());
+    for (int64_t u : sa) EXPECT_EQ(sb.count(u), 0u) << "user " << u << " on both ranks";
+    EXPECT_EQ(static_cast<int64_t>(a.size() + b.size()), n);
+    EXPECT_FALSE(a.empty());
+    EXPECT_FALSE(b.empty());
+  }
+}
+
+TEST(EvalQueries, ValidAndTestHistoriesAndTargets) {
+  auto store = make_store({{1, 2, 3, 4, 5}, {6, 7}, {8, 9, 10}}, 10, /*timestamps=*/true);
+  auto valid = eval_queries(store, Split::kValid);
+  ASSERT_EQ(valid.size(), 2u);  // user 1 has < 3 events
+  EXPECT_EQ(valid[0].user, 0);
+  EXPECT_EQ(std::vector<int32_t>(valid[0].history.begin(), valid[0].history.end()),
+            (std::vector<int32_t>{1, 2, 3}));
+  EXPECT_EQ(valid[0].target, 4);
+  EXPECT_EQ(std::vector<int64_t>(valid[0].history_ts.begin(), valid[0].history_ts.end()),
+            (std::vector<int64_t>{0, 1, 2}));
+  EXPECT_EQ(valid[0].target_ts, 3);
+  EXPECT_EQ(valid[1].user, 2);
+  EXPECT_EQ(valid[1].history.size(), 1);
+  EXPECT_EQ(valid[1].history[0], 8);
+  EXPECT_EQ(valid[1].target, 9);
+  EXPECT_EQ(valid[1].target_ts, 201);
+
+  auto test = eval_queries(store, Split::kTest);
+  ASSERT_EQ(test.size(), 2u);
+  EXPECT_EQ(std::vector<int32_t>(test[0].history.begin(), test[0].history.end()),
+            (std::vector<int32_t>{1, 2, 3, 4}));
+  EXPECT_EQ(test[0].target, 5);
+  EXPECT_EQ(test[0].target_ts, 4);
+  EXPECT_EQ(std::vector<int32_t>(test[1].history.begin(), test[1].history.end()),
+            (std::vector<int32_t>{8, 9}));
+  EXPECT_EQ(test[1].target, 10);
+
+  EXPECT_EQ(parse_split("valid", "x"), Split::kValid);
+  EXPECT_EQ(parse_split("test", "x"), Split::kTest);
+  ASSERT_THROWS_WITH(parse_split("train", "--split"), "--split");
+}
+
+TEST(TrainItemCounts, CountsOnlyTrainingParts) {
+  // user 0: 1 2 3 | 4 5 -> counts 1,2,3; user 1 (n=2): 2 3 both; user 2: 3 | 6 7.
+  auto store = make_store({{1, 2, 3, 4, 5}, {2, 3}, {3, 6, 7}}, 7);
+  EXPECT_EQ(train_item_counts(store), (std::vector<int64_t>{0, 1, 2, 3, 0, 0, 0, 0}));
+}
+
+TEST(MakeEvalBatch, TruncatesToLastLItemsAndLeftPads) {
+  auto store = make_store({{1, 2, 3, 4, 5, 6}, {7, 8, 9}}, 10, /*timestamps=*/true);
+  auto q = eval_queries(store, Split::kTest);  // histories 1..5 and 7 8
+  auto b = make_eval_batch(q, 0, 2, 3);
+  ASSERT_EQ(b.item_ids.sizes(), (torch::IntArrayRef{2, 3}));
+  EXPECT_EQ(b.position_offset, 0);
+  EXPECT_EQ(to_vec(b.item_ids[0]), (std::vector<int64_t>{3, 4, 5}));
+  EXPECT_EQ(to_vec(b.item_ids[1]), (std::vector<int64_t>{0, 7, 8}));
+  EXPECT_EQ(to_vec(b.targets), (std::vector<int64_t>{6, 9}));
+  EXPECT_EQ(to_vec(b.user_ids), (std::vector<int64_t>{0, 1}));
+  EXPECT_EQ(to_vec(b.timestamps[0]), (std::vector<int64_t>{2, 3, 4}));
+  EXPECT_EQ(to_vec(b.timestamps[1]), (std::vector<int64_t>{0, 100, 101}));
+  EXPECT_EQ(to_vec(b.target_timestamps), (std::vector<int64_t>{5, 102}));
+
+  // Narrow batch: width = longest history, offset keeps the newest item at L-1.
+  auto narrow = make_eval_batch(q, 1, 2, 10);
+  ASSERT_EQ(narrow.item_ids.sizes(), (torch::IntArrayRef{1, 2}));
+  EXPECT_EQ(narrow.position_offset, 8);
+  EXPECT_EQ(to_vec(narrow.item_ids[0]), (std::vector<int64_t>{7, 8}));
+  EXPECT_EQ(to_vec(narrow.user_ids), (std::vector<int64_t>{1}));
+}
+
+}  // namespace
+}  // namespace seqrec::data

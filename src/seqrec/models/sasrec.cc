@@ -9,7 +9,7 @@
 
 #include "seqrec/common/error.h"
 #include "seqrec/config/config_node.h"
-#include "seqrec/nn/batched_matmul.h"
+#include "seqrec/nn/attention.h"
 #include "seqrec/nn/dropout.h"
 
 namespace seqrec::models {
@@ -31,6 +31,7 @@ SasRecOptions read_sasrec_options(config::ConfigNode node, const ModelContext& c
   o.dropout = node.get<double>("dropout", o.dropout);
   o.l2_norm_output = node.get<bool>("l2_norm_output", o.l2_norm_output);
   o.layer_norm_eps = node.get<double>("layer_norm_eps", gr ? 1e-8 : 1e-12);
+  o.jagged_attention = node.get<bool>("jagged_attention", o.jagged_attention);
   const std::string p = node.path();
   if (o.hidden_dim < 1) throw ConfigError(p + ".hidden_dim", "must be >= 1");
   if (o.num_blocks < 1) throw ConfigError(p + ".num_blocks", "must be >= 1");
@@ -51,14 +52,6 @@ torch::Tensor causal_padding_mask(const torch::Tensor& item_ids) {
   return (causal.unsqueeze(0).logical_and(key_valid)).logical_or(diag).unsqueeze(1);  // [B, 1, W, W]
 }
 
-torch::Tensor attention_bias(const torch::Tensor& item_ids, int64_t num_heads) {
-  const int64_t b = item_ids.size(0), w = item_ids.size(1);
-  auto allowed = causal_padding_mask(item_ids);                                  // [B, 1, W, W]
-  auto bias = torch::zeros({b, 1, w, w}, torch::kFloat)
-                  .masked_fill_(allowed.logical_not(), -std::numeric_limits<float>::infinity());
-  return bias.expand({b, num_heads, w, w}).reshape({b * num_heads, w, w});       // [B*H, W, W]
-}
-
 SasRecBlockImpl::SasRecBlockImpl(const SasRecOptions& options) : options_(options) {
   const int64_t d = options.hidden_dim;
   auto ln = torch::nn::LayerNormOptions({d}).eps(options.layer_norm_eps);
@@ -72,36 +65,36 @@ SasRecBlockImpl::SasRecBlockImpl(const SasRecOptions& options) : options_(option
 }
 
 torch::Tensor SasRecBlockImpl::attend(const torch::Tensor& q_src, const torch::Tensor& kv_src,
-                                      const torch::Tensor& bias) {
+                                      const torch::Tensor& lengths) {
   const int64_t b = q_src.size(0), w = q_src.size(1), h = options_.num_heads;
   const int64_t dh = options_.hidden_dim / h;
   // Scale q (B*W*dh values) rather than the scores (B*W*W): same result, far fewer operations.
-  auto q = (q_proj(q_src) * (1.0 / std::sqrt(double(dh)))).view({b, w, h, dh}).transpose(1, 2).reshape({b * h, w, dh});
+  auto q = (q_proj(q_src) * (1.0 / std::sqrt(double(dh)))).view({b, w, h, dh}).transpose(1, 2);  // [B, H, W, dh]
   auto kv = kv_proj(kv_src).view({b, w, 2, h, dh});                              // [B, W, 2, H, dh]
-  auto k = kv.select(2, 0).transpose(1, 2).reshape({b * h, w, dh});             // [B*H, W, dh]
-  auto v = kv.select(2, 1).transpose(1, 2).reshape({b * h, w, dh});             // [B*H, W, dh]
-  auto scores = nn::batched_matmul(q, k.transpose(1, 2), bias);                // [B*H, W, W] masked
-  auto probs = nn::fast_dropout(torch::softmax(scores, -1), options_.dropout, is_training());
-  auto out = nn::batched_matmul(probs, v).view({b, h, w, dh}).transpose(1, 2).reshape({b, w, h * dh});  // [B, W, D]
-  return out_proj(out);
+  auto k = kv.select(2, 0).transpose(1, 2);                                      // [B, H, W, dh]
+  auto v = kv.select(2, 1).transpose(1, 2);                                      // [B, H, W, dh]
+  auto out = options_.jagged_attention
+                 ? nn::jagged_causal_attention(q, k, v, lengths, options_.dropout, is_training())
+                 : nn::padded_causal_attention(q, k, v, lengths, options_.dropout, is_training());
+  return out_proj(out.transpose(1, 2).reshape({b, w, h * dh}));                  // [B, W, D]
 }
 
 torch::Tensor SasRecBlockImpl::drop(const torch::Tensor& x) {
   return nn::fast_dropout(x, options_.dropout, is_training());
 }
 
-torch::Tensor SasRecBlockImpl::forward(const torch::Tensor& x, const torch::Tensor& bias,
+torch::Tensor SasRecBlockImpl::forward(const torch::Tensor& x, const torch::Tensor& lengths,
                                        const torch::Tensor& keep) {
   if (options_.variant == "gr") {
     // SASRec code: queries are normalised, keys/values are not; residuals add the normalised input.
     auto q = attn_layer_norm(x);                                    // [B, W, D]
-    auto a = attend(q, x, bias) + q;                             // [B, W, D]
+    auto a = attend(q, x, lengths) + q;                             // [B, W, D]
     auto n = ffn_layer_norm(a);                                     // [B, W, D]
     auto f = drop(ffn_out(drop(torch::relu(ffn_in(n)))));          // [B, W, D]
     return (f + n) * keep;
   }
   // RecBole post-LN: LN(x + Dropout(MHA(x))), then LN(a + Dropout(FFN_gelu(a))).
-  auto a = attn_layer_norm(x + drop(attend(x, x, bias)));         // [B, W, D]
+  auto a = attn_layer_norm(x + drop(attend(x, x, lengths)));         // [B, W, D]
   auto f = drop(ffn_out(torch::gelu(ffn_in(a))));                    // [B, W, D]
   return ffn_layer_norm(a + f) * keep;
 }
@@ -158,8 +151,8 @@ torch::Tensor SasRecImpl::encode(const data::SequenceBatch& batch) {
     x = nn::fast_dropout(emb_layer_norm(item_embedding(ids) + position_embedding(positions)), options_.dropout,
                          is_training());
   }
-  auto bias = attention_bias(ids, options_.num_heads);               // [B*H, W, W]
-  for (const auto& block : *blocks) x = block->as<SasRecBlock>()->forward(x, bias, keep);
+  auto lengths = ids.ne(0).sum(1);                                  // [B] (left padding)
+  for (const auto& block : *blocks) x = block->as<SasRecBlock>()->forward(x, lengths, keep);
   if (options_.variant == "gr") x = last_layer_norm(x);
   if (options_.l2_norm_output) x = F::normalize(x, F::NormalizeFuncOptions().dim(-1).eps(1e-6));
   return x;                                                         // [B, W, D]

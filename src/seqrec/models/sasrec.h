@@ -33,6 +33,7 @@ struct SasRecOptions {
   std::string variant = "gr";      ///< gr | post_ln
   bool l2_norm_output = false;     ///< l2-normalise hidden states and item embeddings (GR)
   double layer_norm_eps = 1e-8;    ///< LayerNorm epsilon (RecBole: 1e-12)
+  bool jagged_attention = true;    ///< compute attention on real positions only (same result)
 };
 
 /// Reads and validates SasRecOptions from a `model:` node (num_items / max_seq_len from context).
@@ -42,11 +43,11 @@ SasRecOptions read_sasrec_options(config::ConfigNode node, const ModelContext& c
 class SasRecBlockImpl : public torch::nn::Module {
  public:
   explicit SasRecBlockImpl(const SasRecOptions& options);
-  /// x [B, W, D], bias [B*H, W, W] additive attention mask (0 / -inf), keep [B, W, 1] -> [B, W, D].
-  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& bias, const torch::Tensor& keep);
+  /// x [B, W, D], lengths [B] real items per row (left padding), keep [B, W, 1] -> [B, W, D].
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& lengths, const torch::Tensor& keep);
 
  private:
-  torch::Tensor attend(const torch::Tensor& q_src, const torch::Tensor& kv_src, const torch::Tensor& bias);
+  torch::Tensor attend(const torch::Tensor& q_src, const torch::Tensor& kv_src, const torch::Tensor& lengths);
   torch::Tensor drop(const torch::Tensor& x);
   SasRecOptions options_;
   torch::nn::LayerNorm attn_layer_norm{nullptr};
@@ -81,9 +82,5 @@ class SasRecImpl : public SequenceRecommenderImpl {
 /// Causal attention mask for left-padded ids [B, W]: allowed(i, j) = j <= i and ids[j] != 0, plus the
 /// diagonal (so padded rows stay finite). Returns [B, 1, W, W] bool.
 torch::Tensor causal_padding_mask(const torch::Tensor& item_ids);
-
-/// causal_padding_mask as an additive float bias (0 allowed, -inf masked), one copy per head:
-/// [B*H, W, W].
-torch::Tensor attention_bias(const torch::Tensor& item_ids, int64_t num_heads);
 
 }  // namespace seqrec::models
