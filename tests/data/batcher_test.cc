@@ -98,8 +98,8 @@ TEST(BuildTrainSamples, ChunksDropOldestRemainder) {
 }
 
 TEST(TrainBatcher, LeftPaddingTargetsAndFullWidthWithoutBucketing) {
-  // user 0: 7 items -> sample [1,5): input 2 3 4, targets 3 4 5 (L=4: one pad).
-  // user 1: 2 items -> input 8, target 9.
+  // user 0: 7 items -> training part 1..5 -> sample [0,5): input 1 2 3 4, targets 2 3 4 5 (fills L=4).
+  // user 1: 2 items -> input 8, target 9 (three pads).
   auto store = make_store({{1, 2, 3, 4, 5, 6, 7}, {8, 9}}, 10);
   TrainBatcherOptions o;
   o.max_seq_len = 4;
@@ -118,8 +118,8 @@ TEST(TrainBatcher, LeftPaddingTargetsAndFullWidthWithoutBucketing) {
   std::map<int64_t, std::pair<std::vector<int64_t>, std::vector<int64_t>>> rows;
   for (int64_t r = 0; r < 2; ++r) rows[users[r]] = {to_vec(batch.item_ids[r]), to_vec(batch.targets[r])};
   ASSERT_EQ(rows.size(), 2u);
-  EXPECT_EQ(rows[0].first, (std::vector<int64_t>{0, 2, 3, 4}));
-  EXPECT_EQ(rows[0].second, (std::vector<int64_t>{0, 3, 4, 5}));
+  EXPECT_EQ(rows[0].first, (std::vector<int64_t>{1, 2, 3, 4}));
+  EXPECT_EQ(rows[0].second, (std::vector<int64_t>{2, 3, 4, 5}));
   EXPECT_EQ(rows[1].first, (std::vector<int64_t>{0, 0, 0, 8}));
   EXPECT_EQ(rows[1].second, (std::vector<int64_t>{0, 0, 0, 9}));
 }

@@ -26,6 +26,7 @@ SasRecOptions tiny_options(const std::string& variant) {
   o.hidden_dim = 8;
   o.num_blocks = 2;
   o.num_heads = 2;
+  o.ffn_dim = 12;
   o.dropout = 0.2;
   o.variant = variant;
   o.layer_norm_eps = variant == "gr" ? 1e-8 : 1e-12;
@@ -184,6 +185,20 @@ TEST(SasRec, ParameterNamesPostLn) {
   EXPECT_EQ(params["item_embedding.weight"].sizes(), (torch::IntArrayRef{21, 8}));
   EXPECT_EQ(params["position_embedding.weight"].sizes(), (torch::IntArrayRef{8, 8}));
   EXPECT_EQ(params["blocks.0.kv_proj.weight"].sizes(), (torch::IntArrayRef{16, 8}));
+  EXPECT_EQ(params["blocks.1.ffn_in.weight"].sizes(), (torch::IntArrayRef{12, 8}));
+}
+
+// SasRecOptions documents ffn_dim = 0 as "hidden_dim"; a model built from the struct directly
+// (without read_sasrec_options) must honour that instead of building a Linear(D, 0).
+TEST(SasRec, FfnDimZeroMeansHiddenDim) {
+  auto o = tiny_options("gr");
+  o.ffn_dim = 0;
+  std::shared_ptr<SasRecImpl> model;
+  ASSERT_NO_THROW(model = std::make_shared<SasRecImpl>(o));
+  auto params = model->named_parameters();
+  EXPECT_EQ(params["blocks.0.ffn_in.weight"].sizes(), (torch::IntArrayRef{8, 8}));
+  model->eval();
+  EXPECT_TRUE(torch::isfinite(model->encode(batch_of({{0, 1, 2}}, 8))).all().item<bool>());
 }
 
 TEST(SasRec, ReadOptionsValidates) {

@@ -3,6 +3,7 @@
 
 #include "seqrec/common/error.h"
 #include "seqrec/config/config_node.h"
+#include "seqrec/models/hstu.h"
 #include "seqrec/models/most_pop.h"
 #include "seqrec/models/sasrec.h"
 
@@ -11,6 +12,10 @@ namespace {
 
 SequenceRecommender build_sasrec(config::ConfigNode node, const ModelContext& context) {
   return std::make_shared<SasRecImpl>(read_sasrec_options(node, context));
+}
+
+SequenceRecommender build_hstu(config::ConfigNode node, const ModelContext& context) {
+  return std::make_shared<HstuImpl>(read_hstu_options(node, context));
 }
 
 SequenceRecommender build_most_pop(config::ConfigNode, const ModelContext& context) {
@@ -24,6 +29,7 @@ struct ModelEntry {
 
 const ModelEntry kModels[] = {
     {"sasrec", build_sasrec},
+    {"hstu", build_hstu},
     {"most_pop", build_most_pop},
 };
 

@@ -1,0 +1,188 @@
+// HSTU: GR's research implementation, one code path for the GR and HLLM-IDNet variants.
+#include "seqrec/models/hstu.h"
+
+#include <torch/nn/functional/normalization.h>
+#include <torch/nn/init.h>
+
+#include <cmath>
+
+#include "seqrec/common/error.h"
+#include "seqrec/config/config_node.h"
+#include "seqrec/nn/dropout.h"
+
+namespace seqrec::models {
+
+namespace F = torch::nn::functional;
+
+HstuOptions read_hstu_options(config::ConfigNode node, const ModelContext& context) {
+  HstuOptions o;
+  o.num_items = context.num_items;
+  o.max_seq_len = context.max_seq_len;
+  const std::string p = node.path();
+  o.variant = node.get<std::string>("variant", o.variant);
+  if (o.variant != "gr" && o.variant != "hllm")
+    throw ConfigError(p + ".variant", "'" + o.variant + "' is not one of: gr, hllm");
+  const bool gr = o.variant == "gr";
+  o.hidden_dim = node.get<int64_t>("hidden_dim", o.hidden_dim);
+  o.num_blocks = node.get<int64_t>("num_blocks", o.num_blocks);
+  o.num_heads = node.get<int64_t>("num_heads", o.num_heads);
+  if (o.hidden_dim < 1) throw ConfigError(p + ".hidden_dim", "must be >= 1");
+  if (o.num_blocks < 1) throw ConfigError(p + ".num_blocks", "must be >= 1");
+  if (o.num_heads < 1) throw ConfigError(p + ".num_heads", "must be >= 1");
+  const int64_t per_head = o.hidden_dim / o.num_heads;
+  o.attn_dim = node.get<int64_t>("attn_dim", per_head);
+  o.linear_dim = node.get<int64_t>("linear_dim", per_head);
+  o.dropout = node.get<double>("dropout", o.dropout);
+  o.position_bias = node.get<bool>("position_bias", gr);
+  o.time_bias = node.get<bool>("time_bias", gr);
+  o.output_slots = node.get<int64_t>("output_slots", o.output_slots);
+  if (o.attn_dim < 1) throw ConfigError(p + ".attn_dim", "must be >= 1");
+  if (o.linear_dim < 1) throw ConfigError(p + ".linear_dim", "must be >= 1");
+  if (o.dropout < 0 || o.dropout >= 1) throw ConfigError(p + ".dropout", "must be in [0, 1)");
+  if (o.output_slots < 0) throw ConfigError(p + ".output_slots", "must be >= 0");
+  if (o.num_items < 1) throw ConfigError(p, "the data has no items");
+  return o;
+}
+
+torch::Tensor time_buckets(const torch::Tensor& dt) {
+  auto gap = dt.abs().clamp_min(1).to(torch::kDouble);                         // |dt| >= 1
+  return (gap.log() / 0.301).floor().clamp(0, 128).to(torch::kLong);
+}
+
+RelativeBiasImpl::RelativeBiasImpl(int64_t n, bool position, bool time) : n_(n) {
+  if (position) position_weights = register_parameter("position_weights", torch::randn({2 * n - 1}) * 0.02);
+  if (time) time_weights = register_parameter("time_weights", torch::randn({129}) * 0.02);
+}
+
+torch::Tensor RelativeBiasImpl::forward(const torch::Tensor& ts, const torch::Tensor& next_ts, int64_t width) {
+  torch::Tensor bias;
+  if (position_weights.defined()) {
+    auto idx = torch::arange(width, torch::kLong);                             // [W]
+    auto rel = (n_ - 1) + idx.unsqueeze(0) - idx.unsqueeze(1);                 // [W, W]: N-1 + j - i
+    bias = position_weights.index_select(0, rel.reshape({-1})).view({1, width, width});  // [1, W, W]
+  }
+  if (time_weights.defined()) {
+    auto buckets = time_buckets(next_ts.unsqueeze(2) - ts.unsqueeze(1));       // [B, W, W]: ts_{i+1} - ts_j
+    auto t = time_weights.index_select(0, buckets.reshape({-1})).view(buckets.sizes());
+    bias = bias.defined() ? bias + t : t;
+  }
+  return bias;
+}
+
+HstuBlockImpl::HstuBlockImpl(const HstuOptions& o) : options_(o) {
+  const int64_t h = o.num_heads;
+  uvqk = register_module("uvqk", torch::nn::Linear(
+                                     torch::nn::LinearOptions(o.hidden_dim, h * (2 * o.linear_dim + 2 * o.attn_dim)).bias(false)));
+  output = register_module("output", torch::nn::Linear(h * o.linear_dim, o.hidden_dim));
+  torch::NoGradGuard no_grad;
+  uvqk->weight.normal_(0.0, 0.02);
+  torch::nn::init::xavier_uniform_(output->weight);
+}
+
+torch::Tensor HstuBlockImpl::forward(const torch::Tensor& x, const torch::Tensor& bias, const torch::Tensor& mask) {
+  const auto& o = options_;
+  const int64_t b = x.size(0), w = x.size(1), h = o.num_heads, dv = o.linear_dim, dqk = o.attn_dim;
+  auto normed = F::layer_norm(x, F::LayerNormFuncOptions({o.hidden_dim}).eps(1e-6));     // [B, W, D]
+  auto proj = torch::silu(uvqk(normed));                                                  // [B, W, H(2dv+2dqk)]
+  auto parts = proj.split_with_sizes({h * dv, h * dv, h * dqk, h * dqk}, -1);
+  auto u = parts[0];                                                                      // [B, W, H*dv]
+  auto v = parts[1].view({b, w, h, dv}).transpose(1, 2);                                  // [B, H, W, dv]
+  auto q = parts[2].view({b, w, h, dqk}).transpose(1, 2);                                 // [B, H, W, dqk]
+  auto k = parts[3].view({b, w, h, dqk}).transpose(1, 2);                                 // [B, H, W, dqk]
+  auto scores = torch::matmul(q, k.transpose(-2, -1));                                    // [B, H, W, W]
+  if (bias.defined()) scores = scores + bias.unsqueeze(1);
+  // HSTU eq. (2): pointwise SiLU, no softmax, divided by the padded length N (not the true one).
+  const double n = static_cast<double>(o.max_seq_len + o.output_slots);
+  auto attn = torch::silu(scores) * (mask / n);                                           // [B, H, W, W]
+  auto av = torch::matmul(attn, v).transpose(1, 2).reshape({b, w, h * dv});              // [B, W, H*dv]
+  auto gated = u * F::layer_norm(av, F::LayerNormFuncOptions({h * dv}).eps(1e-6));        // [B, W, H*dv]
+  return x + output(nn::fast_dropout(gated, o.dropout, is_training()));                   // [B, W, D]
+}
+
+namespace {
+
+// Truncated normal on [-2 std, 2 std] by redrawing the outliers (torch.nn.init.trunc_normal_).
+void trunc_normal(torch::Tensor t, double std) {
+  auto x = torch::randn_like(t);
+  for (auto out = x.abs().gt(2.0); out.any().item<bool>(); out = x.abs().gt(2.0))
+    x = torch::where(out, torch::randn_like(x), x);
+  t.copy_(x * std);
+}
+
+}  // namespace
+
+HstuImpl::HstuImpl(const HstuOptions& o) : options_(o) {
+  const int64_t d = o.hidden_dim, n = o.max_seq_len + o.output_slots;
+  item_embedding = register_module(
+      "item_embedding", torch::nn::Embedding(torch::nn::EmbeddingOptions(o.num_items + 1, d).padding_idx(0)));
+  position_embedding = register_module("position_embedding", torch::nn::Embedding(n, d));
+  blocks = register_module("blocks", torch::nn::ModuleList());
+  for (int64_t i = 0; i < o.num_blocks; ++i) blocks->push_back(HstuBlock(o));
+  if (o.position_bias || o.time_bias) {
+    relative_biases = register_module("relative_biases", torch::nn::ModuleList());
+    for (int64_t i = 0; i < o.num_blocks; ++i) relative_biases->push_back(RelativeBias(n, o.position_bias, o.time_bias));
+  }
+  torch::NoGradGuard no_grad;
+  // GR: item embeddings trunc-normal(0.02), positions trunc-normal(sqrt(1/d)).
+  trunc_normal(item_embedding->weight, 0.02);
+  trunc_normal(position_embedding->weight, std::sqrt(1.0 / d));
+  item_embedding->weight[0].zero_();
+}
+
+torch::Tensor next_timestamps(const data::SequenceBatch& batch, torch::Tensor* ts) {
+  const auto& ids = batch.item_ids;                                            // [B, W]
+  const int64_t w = ids.size(1);
+  if (!batch.timestamps.defined()) {
+    // No timestamps: event index as time (equal gaps), next item one step later.
+    *ts = torch::arange(w, ids.options()).unsqueeze(0).expand_as(ids);
+    return *ts + 1;
+  }
+  *ts = batch.timestamps;
+  if (batch.target_timestamps.defined() && batch.target_timestamps.dim() == 2) return batch.target_timestamps;
+  auto next = torch::empty_like(batch.timestamps);
+  next.narrow(1, 0, w - 1).copy_(batch.timestamps.narrow(1, 1, w - 1));
+  if (batch.target_timestamps.defined()) next.select(1, w - 1).copy_(batch.target_timestamps);
+  else next.select(1, w - 1).copy_(batch.timestamps.select(1, w - 1));
+  return next;
+}
+
+torch::Tensor HstuImpl::encode(const data::SequenceBatch& batch) {
+  const auto& o = options_;
+  const auto& ids = batch.item_ids;                                            // [B, W]
+  TORCH_CHECK(ids.dim() == 2, "item_ids must be [B, W]");
+  const int64_t w = ids.size(1);
+  auto valid = ids.ne(0);                                                      // [B, W]
+  auto keep = valid.unsqueeze(-1).to(torch::kFloat);                           // [B, W, 1]
+  // GR positions count from the oldest item of the window (its sequences are right-padded).
+  auto pad = w - valid.sum(1, /*keepdim=*/true);                               // [B, 1]
+  auto positions = (torch::arange(w, ids.options()).unsqueeze(0) - pad).clamp_min(0);  // [B, W]
+  auto e = item_embedding(ids);                                                // [B, W, D]
+  torch::Tensor x;
+  if (o.variant == "gr") {
+    x = nn::fast_dropout(e * std::sqrt(double(o.hidden_dim)) + position_embedding(positions), o.dropout,
+                         is_training()) * keep;
+  } else {
+    x = (e + position_embedding(positions)) * keep;  // HLLM IDNet: no scaling, no input dropout
+  }
+  auto causal = torch::ones({w, w}, torch::kBool).tril();                      // [W, W]
+  auto mask = causal.unsqueeze(0).logical_and(valid.unsqueeze(1)).logical_and(valid.unsqueeze(2))
+                  .unsqueeze(1).to(torch::kFloat);                             // [B, 1, W, W]
+  torch::Tensor ts;
+  torch::Tensor next_ts = (o.position_bias || o.time_bias) ? next_timestamps(batch, &ts) : torch::Tensor();
+  for (size_t i = 0; i < blocks->size(); ++i) {
+    torch::Tensor bias;
+    if (relative_biases) bias = relative_biases[i]->as<RelativeBias>()->forward(ts, next_ts, w);
+    x = blocks[i]->as<HstuBlock>()->forward(x, bias, mask) * keep;
+  }
+  return F::normalize(x, F::NormalizeFuncOptions().dim(-1).eps(1e-6));          // [B, W, D]
+}
+
+torch::Tensor HstuImpl::item_embeddings(const torch::Tensor& item_ids) {
+  return F::normalize(item_embedding(item_ids), F::NormalizeFuncOptions().dim(-1).eps(1e-6));
+}
+
+torch::Tensor HstuImpl::all_item_embeddings() {
+  return F::normalize(item_embedding->weight, F::NormalizeFuncOptions().dim(-1).eps(1e-6));
+}
+
+}  // namespace seqrec::models

@@ -1,0 +1,96 @@
+// HSTU (Zhai et al. 2024, "Actions Speak Louder than Words"), as coded in generative-recommenders
+// (systems.md §2.3): pointwise SiLU attention normalised by the padded length N, relative position
+// and time-bucket biases, U-gating, l2-normalised output. HLLM's IDNet variant (§1.7: no relative
+// bias, no sqrt(d) input scaling or input dropout, learnable absolute positions) is a
+// configuration of the same code (`variant: hllm`).
+#pragma once
+
+#include <torch/nn/modules/container/modulelist.h>
+#include <torch/nn/modules/embedding.h>
+#include <torch/nn/modules/linear.h>
+
+#include <string>
+
+#include "seqrec/models/recommender.h"
+
+namespace seqrec::config {
+class ConfigNode;
+}
+
+namespace seqrec::models {
+
+/// HSTU options (the `model:` subtree).
+struct HstuOptions {
+  int64_t num_items = 0;            ///< V (from the data)
+  int64_t max_seq_len = 200;        ///< L (from data.max_seq_len)
+  int64_t hidden_dim = 50;          ///< D (item embedding and model width)
+  int64_t num_blocks = 2;           ///< HSTU layers
+  int64_t num_heads = 1;            ///< H
+  int64_t attn_dim = 0;             ///< dqk per head (0 = D / H)
+  int64_t linear_dim = 0;           ///< dv per head (0 = D / H)
+  double dropout = 0.2;             ///< input dropout and the dropout before W_o
+  std::string variant = "gr";       ///< gr | hllm
+  bool position_bias = true;        ///< relative position bias rab^p (gr)
+  bool time_bias = true;            ///< time-bucket bias rab^t (gr)
+  int64_t output_slots = 11;        ///< GR gr_output_length + 1: N = L + output_slots
+};
+
+/// Reads and validates HstuOptions from a `model:` node.
+HstuOptions read_hstu_options(config::ConfigNode node, const ModelContext& context);
+
+/// GR time bucket of a gap in seconds: clamp(floor(ln(max(|dt|, 1)) / 0.301), 0, 128).
+torch::Tensor time_buckets(const torch::Tensor& dt);
+
+/// Relative attention bias of one layer (systems.md §2.3), shared by all heads.
+class RelativeBiasImpl : public torch::nn::Module {
+ public:
+  /// n: the padded length N; position / time: which parts are on.
+  RelativeBiasImpl(int64_t n, bool position, bool time);
+  /// next_ts: [B, W] timestamp of the item after each position; ts: [B, W] timestamps;
+  /// position_offset: absolute position of column 0. Returns [B, W, W] (rab^p + rab^t).
+  torch::Tensor forward(const torch::Tensor& ts, const torch::Tensor& next_ts, int64_t width);
+
+ private:
+  int64_t n_;
+  torch::Tensor position_weights;   // [2N-1] ~ N(0, 0.02)
+  torch::Tensor time_weights;       // [129] ~ N(0, 0.02)
+};
+TORCH_MODULE(RelativeBias);
+
+/// One HSTU layer.
+class HstuBlockImpl : public torch::nn::Module {
+ public:
+  explicit HstuBlockImpl(const HstuOptions& options);
+  /// x [B, W, D]; bias [B, W, W] or undefined; mask [B, 1, W, W] float (causal and real keys).
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& bias, const torch::Tensor& mask);
+
+ private:
+  HstuOptions options_;
+  torch::nn::Linear uvqk{nullptr};     // D -> H*(2*dv + 2*dqk), no bias
+  torch::nn::Linear output{nullptr};   // H*dv -> D, with bias
+};
+TORCH_MODULE(HstuBlock);
+
+/// The HSTU encoder with an item embedding table shared for input and scoring.
+class HstuImpl : public SequenceRecommenderImpl {
+ public:
+  explicit HstuImpl(const HstuOptions& options);
+  torch::Tensor encode(const data::SequenceBatch& batch) override;
+  torch::Tensor item_embeddings(const torch::Tensor& item_ids) override;
+  torch::Tensor all_item_embeddings() override;
+  const HstuOptions& options() const { return options_; }
+
+ private:
+  HstuOptions options_;
+  torch::nn::Embedding item_embedding{nullptr};
+  torch::nn::Embedding position_embedding{nullptr};
+  torch::nn::ModuleList blocks{nullptr};
+  torch::nn::ModuleList relative_biases{nullptr};  // one per block (gr)
+};
+
+/// Timestamps of the item after each position, [B, W]: the batch's per-position targets when
+/// training, otherwise the next column and, for the last column, the target (eval). Without
+/// timestamps, positions stand in for time (equal gaps).
+torch::Tensor next_timestamps(const data::SequenceBatch& batch, torch::Tensor* ts);
+
+}  // namespace seqrec::models

@@ -1,0 +1,158 @@
+// HSTU: time buckets, relative bias, one block against a hand-written loop reference, causality,
+// and the parameter-name pin (checkpoint format).
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <cmath>
+#include <vector>
+
+#include "seqrec/config/config_node.h"
+#include "seqrec/models/hstu.h"
+#include "seqrec/models/registry.h"
+#include "support.h"
+
+namespace seqrec::models {
+namespace {
+
+TEST(HstuTest, TimeBucketsMatchHandValues) {
+  // floor(ln(max(|dt|, 1)) / 0.301), clamped to [0, 128].
+  auto dt = torch::tensor({0LL, 1LL, -1LL, 2LL, 3LL, 100LL, 86400LL, -86400LL, 1LL << 62}, torch::kLong);
+  auto b = time_buckets(dt);
+  std::vector<int64_t> expected = {0, 0, 0, 2, 3, 15, 37, 37, 128};
+  // ln 2 / .301 = 2.30 -> 2; ln 3 / .301 = 3.65 -> 3; ln 100 / .301 = 15.30; ln 86400 / .301 = 37.8.
+  for (size_t i = 0; i < expected.size(); ++i) EXPECT_EQ(b[i].item<int64_t>(), expected[i]) << "i=" << i;
+}
+
+TEST(HstuTest, RelativeBiasIndexesPositionAndTimeTables) {
+  torch::manual_seed(0);
+  RelativeBias bias(4, true, true);                                   // N = 4: 7 position weights
+  auto params = bias->named_parameters();
+  auto pw = params["position_weights"], tw = params["time_weights"];
+  auto ts = torch::tensor({{0LL, 10LL, 100LL}}, torch::kLong);        // [1, 3]
+  auto next = torch::tensor({{10LL, 100LL, 1000LL}}, torch::kLong);
+  auto out = bias->forward(ts, next, 3);                              // [1, 3, 3]
+  for (int64_t i = 0; i < 3; ++i)
+    for (int64_t j = 0; j < 3; ++j) {
+      const int64_t dt = next[0][i].item<int64_t>() - ts[0][j].item<int64_t>();
+      const int64_t bucket = std::min<int64_t>(128, std::floor(std::log(std::max<int64_t>(std::abs(dt), 1)) / 0.301));
+      const float want = pw[3 + j - i].item<float>() + tw[bucket].item<float>();
+      EXPECT_FLOAT_EQ(out[0][i][j].item<float>(), want) << i << "," << j;
+    }
+}
+
+HstuOptions tiny_options() {
+  HstuOptions o;
+  o.num_items = 10;
+  o.max_seq_len = 3;
+  o.hidden_dim = 4;
+  o.num_blocks = 1;
+  o.num_heads = 1;
+  o.attn_dim = 2;
+  o.linear_dim = 2;
+  o.dropout = 0.0;
+  o.output_slots = 2;  // N = 5
+  return o;
+}
+
+std::vector<double> layer_norm(std::vector<double> v) {
+  double mean = 0, var = 0;
+  for (double x : v) mean += x;
+  mean /= v.size();
+  for (double x : v) var += (x - mean) * (x - mean);
+  var /= v.size();
+  for (double& x : v) x = (x - mean) / std::sqrt(var + 1e-6);
+  return v;
+}
+
+double silu(double x) { return x / (1 + std::exp(-x)); }
+
+TEST(HstuTest, BlockMatchesLoopReference) {
+  torch::manual_seed(1);
+  HstuOptions o = tiny_options();
+  HstuBlock block(o);
+  block->eval();
+  auto x = torch::randn({1, 3, 4});
+  auto bias = torch::randn({1, 3, 3});
+  auto mask = torch::ones({3, 3}).tril().view({1, 1, 3, 3});
+  auto y = block->forward(x, bias, mask);
+  auto params = block->named_parameters();
+  auto w = params["uvqk.weight"], wo = params["output.weight"], bo = params["output.bias"];  // [8, 4], [4, 2], [4]
+  const double n = 5;
+  std::vector<std::vector<double>> u(3), v(3), q(3), k(3);
+  for (int i = 0; i < 3; ++i) {
+    std::vector<double> xi(4);
+    for (int d = 0; d < 4; ++d) xi[d] = x[0][i][d].item<double>();
+    auto xn = layer_norm(xi);
+    for (int r = 0; r < 8; ++r) {
+      double s = 0;
+      for (int d = 0; d < 4; ++d) s += w[r][d].item<double>() * xn[d];
+      s = silu(s);
+      (r < 2 ? u[i] : r < 4 ? v[i] : r < 6 ? q[i] : k[i]).push_back(s);  // split order U, V, Q, K
+    }
+  }
+  for (int i = 0; i < 3; ++i) {
+    std::vector<double> av(2, 0.0);
+    for (int j = 0; j <= i; ++j) {  // causal
+      const double a = silu(q[i][0] * k[j][0] + q[i][1] * k[j][1] + bias[0][i][j].item<double>()) / n;
+      for (int c = 0; c < 2; ++c) av[c] += a * v[j][c];
+    }
+    auto avn = layer_norm(av);
+    for (int d = 0; d < 4; ++d) {
+      double out = x[0][i][d].item<double>() + bo[d].item<double>();
+      for (int c = 0; c < 2; ++c) out += wo[d][c].item<double>() * u[i][c] * avn[c];
+      EXPECT_NEAR(y[0][i][d].item<double>(), out, 1e-5) << "position " << i << " dim " << d;
+    }
+  }
+}
+
+data::SequenceBatch batch_of(std::vector<int64_t> ids) {
+  data::SequenceBatch b;
+  b.item_ids = torch::tensor(ids, torch::kLong).view({1, -1});
+  b.position_offset = 0;
+  return b;
+}
+
+TEST(HstuTest, ChangingAFutureItemChangesNoEarlierOutput) {
+  torch::manual_seed(2);
+  HstuOptions o = tiny_options();
+  o.max_seq_len = 5;
+  o.num_blocks = 2;
+  HstuImpl model(o);
+  model.eval();
+  auto a = model.encode(batch_of({0, 3, 4, 5, 6}));
+  auto b = model.encode(batch_of({0, 3, 4, 5, 9}));
+  EXPECT_TRUE(torch::allclose(a.narrow(1, 0, 4), b.narrow(1, 0, 4), 1e-6, 1e-7));
+  EXPECT_FALSE(torch::allclose(a.narrow(1, 4, 1), b.narrow(1, 4, 1)));
+  // Output rows are unit vectors (l2-normalised user states).
+  EXPECT_NEAR(a[0][4].norm().item<double>(), 1.0, 1e-5);
+}
+
+TEST(HstuTest, ParameterNamesArePinned) {
+  for (const char* variant : {"gr", "hllm"}) {
+    config::ConfigNode node = config::ConfigNode::parse(
+        std::string("name: hstu\nvariant: ") + variant + "\nhidden_dim: 8\nnum_blocks: 2\nnum_heads: 2\n");
+    ModelContext ctx{5, 4, {}};
+    auto model = make_model(node, ctx);
+    std::vector<std::string> names;
+    for (const auto& p : model->named_parameters()) names.push_back(p.key());
+    std::sort(names.begin(), names.end());
+    std::vector<std::string> expected = {"blocks.0.output.bias", "blocks.0.output.weight", "blocks.0.uvqk.weight",
+                                         "blocks.1.output.bias", "blocks.1.output.weight", "blocks.1.uvqk.weight",
+                                         "item_embedding.weight", "position_embedding.weight"};
+    if (std::string(variant) == "gr")
+      for (const char* n : {"relative_biases.0.position_weights", "relative_biases.0.time_weights",
+                            "relative_biases.1.position_weights", "relative_biases.1.time_weights"})
+        expected.push_back(n);
+    std::sort(expected.begin(), expected.end());
+    EXPECT_EQ(names, expected) << variant;
+  }
+}
+
+TEST(HstuTest, BadVariantIsAConfigError) {
+  config::ConfigNode node = config::ConfigNode::parse("name: hstu\nvariant: hstu2\n");
+  ModelContext ctx{5, 4, {}};
+  ASSERT_THROWS_WITH(make_model(node, ctx), "'hstu2' is not one of: gr, hllm");
+}
+
+}  // namespace
+}  // namespace seqrec::models
