@@ -9,6 +9,7 @@
 #include "seqrec/config/config_node.h"
 #include "seqrec/models/hstu.h"
 #include "seqrec/models/registry.h"
+#include "seqrec/nn/attention.h"
 #include "support.h"
 
 namespace seqrec::models {
@@ -73,8 +74,7 @@ TEST(HstuTest, BlockMatchesLoopReference) {
   block->eval();
   auto x = torch::randn({1, 3, 4});
   auto bias = torch::randn({1, 3, 3});
-  auto mask = torch::ones({3, 3}).tril().view({1, 1, 3, 3});
-  auto y = block->forward(x, bias, mask);
+  auto y = block->forward(x, bias, torch::tensor({3}, torch::kLong));
   auto params = block->named_parameters();
   auto w = params["uvqk.weight"], wo = params["output.weight"], bo = params["output.bias"];  // [8, 4], [4, 2], [4]
   const double n = 5;
@@ -110,6 +110,23 @@ data::SequenceBatch batch_of(std::vector<int64_t> ids) {
   b.item_ids = torch::tensor(ids, torch::kLong).view({1, -1});
   b.position_offset = 0;
   return b;
+}
+
+TEST(HstuTest, JaggedAndPaddedPointwiseAttentionAgree) {
+  torch::manual_seed(4);
+  auto q = torch::randn({3, 2, 5, 3}).requires_grad_(true), k = torch::randn({3, 2, 5, 3}).requires_grad_(true);
+  auto v = torch::randn({3, 2, 5, 4}).requires_grad_(true), bias = torch::randn({3, 5, 5}).requires_grad_(true);
+  auto lengths = torch::tensor({5, 2, 0}, torch::kLong);
+  auto weights = torch::randn({3, 2, 5, 4});
+  auto j = nn::jagged_pointwise_attention(q, k, v, bias, lengths, 7.0);
+  auto p = nn::padded_pointwise_attention(q, k, v, bias, lengths, 7.0);
+  EXPECT_TRUE(torch::allclose(j, p, 1e-5, 1e-6));
+  auto gj = torch::autograd::grad({(j * weights).sum()}, {q, k, v, bias});
+  auto gp = torch::autograd::grad({(p * weights).sum()}, {q, k, v, bias});
+  for (size_t i = 0; i < gj.size(); ++i) EXPECT_TRUE(torch::allclose(gj[i], gp[i], 1e-5, 1e-6)) << "input " << i;
+  // Without a bias too.
+  EXPECT_TRUE(torch::allclose(nn::jagged_pointwise_attention(q, k, v, {}, lengths, 7.0),
+                              nn::padded_pointwise_attention(q, k, v, {}, lengths, 7.0), 1e-5, 1e-6));
 }
 
 TEST(HstuTest, ChangingAFutureItemChangesNoEarlierOutput) {

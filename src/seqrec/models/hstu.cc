@@ -8,6 +8,7 @@
 
 #include "seqrec/common/error.h"
 #include "seqrec/config/config_node.h"
+#include "seqrec/nn/attention.h"
 #include "seqrec/nn/dropout.h"
 
 namespace seqrec::models {
@@ -36,6 +37,7 @@ HstuOptions read_hstu_options(config::ConfigNode node, const ModelContext& conte
   o.position_bias = node.get<bool>("position_bias", gr);
   o.time_bias = node.get<bool>("time_bias", gr);
   o.output_slots = node.get<int64_t>("output_slots", o.output_slots);
+  o.jagged_attention = node.get<bool>("jagged_attention", o.jagged_attention);
   if (o.attn_dim < 1) throw ConfigError(p + ".attn_dim", "must be >= 1");
   if (o.linear_dim < 1) throw ConfigError(p + ".linear_dim", "must be >= 1");
   if (o.dropout < 0 || o.dropout >= 1) throw ConfigError(p + ".dropout", "must be in [0, 1)");
@@ -79,7 +81,7 @@ HstuBlockImpl::HstuBlockImpl(const HstuOptions& o) : options_(o) {
   torch::nn::init::xavier_uniform_(output->weight);
 }
 
-torch::Tensor HstuBlockImpl::forward(const torch::Tensor& x, const torch::Tensor& bias, const torch::Tensor& mask) {
+torch::Tensor HstuBlockImpl::forward(const torch::Tensor& x, const torch::Tensor& bias, const torch::Tensor& lengths) {
   const auto& o = options_;
   const int64_t b = x.size(0), w = x.size(1), h = o.num_heads, dv = o.linear_dim, dqk = o.attn_dim;
   auto normed = F::layer_norm(x, F::LayerNormFuncOptions({o.hidden_dim}).eps(1e-6));     // [B, W, D]
@@ -89,12 +91,12 @@ torch::Tensor HstuBlockImpl::forward(const torch::Tensor& x, const torch::Tensor
   auto v = parts[1].view({b, w, h, dv}).transpose(1, 2);                                  // [B, H, W, dv]
   auto q = parts[2].view({b, w, h, dqk}).transpose(1, 2);                                 // [B, H, W, dqk]
   auto k = parts[3].view({b, w, h, dqk}).transpose(1, 2);                                 // [B, H, W, dqk]
-  auto scores = torch::matmul(q, k.transpose(-2, -1));                                    // [B, H, W, W]
-  if (bias.defined()) scores = scores + bias.unsqueeze(1);
   // HSTU eq. (2): pointwise SiLU, no softmax, divided by the padded length N (not the true one).
   const double n = static_cast<double>(o.max_seq_len + o.output_slots);
-  auto attn = torch::silu(scores) * (mask / n);                                           // [B, H, W, W]
-  auto av = torch::matmul(attn, v).transpose(1, 2).reshape({b, w, h * dv});              // [B, W, H*dv]
+  const torch::Tensor full_bias = bias.defined() ? bias.expand({b, w, w}) : bias;       // [B, W, W]
+  auto av = o.jagged_attention ? nn::jagged_pointwise_attention(q, k, v, full_bias, lengths, n)
+                               : nn::padded_pointwise_attention(q, k, v, full_bias, lengths, n);  // [B, H, W, dv]
+  av = av.transpose(1, 2).reshape({b, w, h * dv});                                        // [B, W, H*dv]
   auto gated = u * F::layer_norm(av, F::LayerNormFuncOptions({h * dv}).eps(1e-6));        // [B, W, H*dv]
   return x + output(nn::fast_dropout(gated, o.dropout, is_training()));                   // [B, W, D]
 }
@@ -164,15 +166,13 @@ torch::Tensor HstuImpl::encode(const data::SequenceBatch& batch) {
   } else {
     x = (e + position_embedding(positions)) * keep;  // HLLM IDNet: no scaling, no input dropout
   }
-  auto causal = torch::ones({w, w}, torch::kBool).tril();                      // [W, W]
-  auto mask = causal.unsqueeze(0).logical_and(valid.unsqueeze(1)).logical_and(valid.unsqueeze(2))
-                  .unsqueeze(1).to(torch::kFloat);                             // [B, 1, W, W]
+  auto lengths = valid.sum(1);                                                 // [B] (left padding)
   torch::Tensor ts;
   torch::Tensor next_ts = (o.position_bias || o.time_bias) ? next_timestamps(batch, &ts) : torch::Tensor();
   for (size_t i = 0; i < blocks->size(); ++i) {
     torch::Tensor bias;
     if (relative_biases) bias = relative_biases[i]->as<RelativeBias>()->forward(ts, next_ts, w);
-    x = blocks[i]->as<HstuBlock>()->forward(x, bias, mask) * keep;
+    x = blocks[i]->as<HstuBlock>()->forward(x, bias, lengths) * keep;
   }
   return F::normalize(x, F::NormalizeFuncOptions().dim(-1).eps(1e-6));          // [B, W, D]
 }

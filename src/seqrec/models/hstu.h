@@ -33,6 +33,7 @@ struct HstuOptions {
   bool position_bias = true;        ///< relative position bias rab^p (gr)
   bool time_bias = true;            ///< time-bucket bias rab^t (gr)
   int64_t output_slots = 11;        ///< GR gr_output_length + 1: N = L + output_slots
+  bool jagged_attention = true;     ///< attention over real positions only (same result)
 };
 
 /// Reads and validates HstuOptions from a `model:` node.
@@ -61,8 +62,8 @@ TORCH_MODULE(RelativeBias);
 class HstuBlockImpl : public torch::nn::Module {
  public:
   explicit HstuBlockImpl(const HstuOptions& options);
-  /// x [B, W, D]; bias [B, W, W] or undefined; mask [B, 1, W, W] float (causal and real keys).
-  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& bias, const torch::Tensor& mask);
+  /// x [B, W, D]; bias [B, W, W] (or [1, W, W]) or undefined; lengths [B] real items (left padding).
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& bias, const torch::Tensor& lengths);
 
  private:
   HstuOptions options_;

@@ -21,4 +21,15 @@ torch::Tensor jagged_causal_attention(const torch::Tensor& q, const torch::Tenso
 torch::Tensor padded_causal_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                                       const torch::Tensor& lengths, double dropout_p, bool training);
 
+/// HSTU pointwise attention (systems.md §2.3), jagged: out_i = sum_{j<=i} SiLU(q_i.k_j + bias_ij) / n
+/// * v_j over real positions only. q, k: [B, H, W, dqk]; v: [B, H, W, dv]; bias: [B, W, W] shared by
+/// the heads, or undefined; lengths [B]; n: the padded length HSTU divides by. Differentiable in
+/// q, k, v and bias. Scores are recomputed in backward (no [B, H, W, W] activations are kept).
+torch::Tensor jagged_pointwise_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                                         const torch::Tensor& bias, const torch::Tensor& lengths, double n);
+
+/// The padded reference of jagged_pointwise_attention (same contract).
+torch::Tensor padded_pointwise_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                                         const torch::Tensor& bias, const torch::Tensor& lengths, double n);
+
 }  // namespace seqrec::nn
