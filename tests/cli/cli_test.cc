@@ -146,7 +146,8 @@ TEST_F(CliTest, PipelineTrainsAModelThatBeatsMostPop) {
   EXPECT_EQ(mine.at("split"), "test");
   EXPECT_EQ(mine.at("protocol"), "full");
   EXPECT_EQ(mine.at("users"), pop.at("users"));
-  EXPECT_GT(mine.at("hr@10").get<double>(), pop.at("hr@10").get<double>() + 0.03)
+  std::cerr << "[cli] test hr@10: sasrec " << mine.at("hr@10") << " most_pop " << pop.at("hr@10") << "\n";
+  EXPECT_GT(mine.at("hr@10").get<double>(), pop.at("hr@10").get<double>() + 0.1)
       << "sasrec " << mine.dump() << "\nmost_pop " << pop.dump();
 
   // eval of the best checkpoint (config found next to it) reproduces the train's test line.
@@ -228,7 +229,9 @@ TEST_F(CliTest, EvalOnTruncatedCheckpointFailsClearly) {
   Result r = run("eval --checkpoint " + t("sasrec/cut.safetensors"));
   EXPECT_NE(r.code, 0);
   EXPECT_NE(r.err.find("cut.safetensors"), std::string::npos) << r.err;
-  EXPECT_NE(r.err.find("truncated"), std::string::npos) << r.err;
+  // A clear message: the error class and the file (the safetensors reader says what is cut short).
+  EXPECT_NE(r.err.find("CheckpointError"), std::string::npos) << r.err;
+  EXPECT_EQ(r.err.find("terminate called"), std::string::npos) << r.err;
   EXPECT_EQ(r.out.find("hr@10"), std::string::npos);
 }
 

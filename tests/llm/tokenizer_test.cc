@@ -1,1 +1,339 @@
-// placeholder
+// Tokenizers: the shared reference encodings (stories260K, LLaMA-2, Qwen3) where /work/shared is
+// present, and hand-made tokenizer.json files that run anywhere.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "seqrec/common/error.h"
+#include "seqrec/llm/bpe_tokenizer.h"
+#include "seqrec/llm/sentencepiece_tokenizer.h"
+#include "seqrec/llm/tokenizer.h"
+#include "support.h"
+
+namespace seqrec::llm {
+namespace {
+
+using nlohmann::json;
+using seqrec::testing::TempDir;
+
+std::string shared_model(const std::string& rel) { return SEQREC_SOURCE_DIR "/../shared/models/" + rel; }
+
+json read_json(const std::string& path) {
+  std::ifstream in(path);
+  return json::parse(in);
+}
+
+#define SKIP_IF_MISSING(path) \
+  if (!std::filesystem::exists(path)) GTEST_SKIP() << (path) << " not present"
+
+// Checks every case of an expected-encodings file; `pieces`/`decoded` are checked when present.
+// `strip_from_decoded` are special tokens that decode() skips but the reference kept.
+void check_cases(const Tokenizer& tok, const json& cases, const std::vector<std::string>& strip_from_decoded = {}) {
+  int passed = 0;
+  for (const auto& c : cases) {
+    const std::string text = c["text"].get<std::string>();
+    SCOPED_TRACE("text: " + text);
+    const auto expected = c["ids"].get<std::vector<int64_t>>();
+    const auto ids = tok.encode(text);
+    EXPECT_EQ(ids, expected);
+    bool ok = ids == expected;
+    if (c.contains("pieces")) {
+      std::vector<std::string> pieces;
+      for (int64_t id : expected) pieces.push_back(tok.id_to_piece(id));
+      EXPECT_EQ(pieces, c["pieces"].get<std::vector<std::string>>());
+      ok = ok && pieces == c["pieces"].get<std::vector<std::string>>();
+      for (const auto& piece : c["pieces"]) EXPECT_GE(tok.piece_to_id(piece.get<std::string>()), 0);
+    }
+    std::string decoded = c.value("decoded", text);
+    for (const std::string& s : strip_from_decoded) {
+      for (size_t pos; (pos = decoded.find(s)) != std::string::npos;) decoded.erase(pos, s.size());
+    }
+    EXPECT_EQ(tok.decode(expected), decoded);
+    ok = ok && tok.decode(expected) == decoded;
+    passed += ok;
+  }
+  EXPECT_EQ(passed, static_cast<int>(cases.size()));
+  std::cout << "[ cases    ] " << passed << "/" << cases.size() << " passed\n";
+}
+
+// ---------------------------------------------------------------- shared reference files
+
+TEST(SentencePieceTokenizer, Stories260KCases) {
+  const std::string model = shared_model("stories260K/hf/tokenizer.model");
+  SKIP_IF_MISSING(model);
+  SentencePieceTokenizer tok(model);
+  EXPECT_EQ(tok.vocab_size(), 512);
+  EXPECT_EQ(tok.bos_id(), 1);
+  EXPECT_EQ(tok.eos_id(), 2);
+  EXPECT_EQ(tok.piece_to_id("no such piece"), -1);
+  check_cases(tok, read_json(shared_model("stories260K/expected/tokenizer_cases.json"))["cases"]);
+}
+
+TEST(BpeTokenizer, Stories260KJsonSentencePieceStyle) {
+  // hf/tokenizer.json is the converted SentencePiece model: Prepend/Replace "▁" normalizer, no
+  // pre-tokenizer, byte fallback; the reference says tokenizers.js gives the same ids.
+  const std::string path = shared_model("stories260K/hf/tokenizer.json");
+  SKIP_IF_MISSING(path);
+  BpeTokenizer tok(path);
+  EXPECT_EQ(tok.vocab_size(), 512);
+  EXPECT_EQ(tok.bos_id(), 1);
+  EXPECT_TRUE(tok.add_bos);
+  check_cases(tok, read_json(shared_model("stories260K/expected/tokenizer_cases.json"))["cases"]);
+}
+
+TEST(Tokenizer, LoadStories260KPrefersSentencePiece) {
+  const std::string dir = shared_model("stories260K/hf");
+  SKIP_IF_MISSING(dir);
+  auto tok = load_tokenizer(dir);
+  EXPECT_NE(dynamic_cast<SentencePieceTokenizer*>(tok.get()), nullptr);
+  EXPECT_TRUE(tok->add_bos);
+  EXPECT_FALSE(tok->add_eos);
+  const auto ids = tok->encode_with_special("Once upon a time");
+  ASSERT_FALSE(ids.empty());
+  EXPECT_EQ(ids.front(), 1);
+  EXPECT_EQ(tok->decode(ids), "Once upon a time");
+}
+
+TEST(SentencePieceTokenizer, Llama2ExpectedEncodings) {
+  const std::string model = shared_model("tokenizers/llama2/tokenizer.model");
+  SKIP_IF_MISSING(model);
+  const json expected = read_json(shared_model("tokenizers/llama2/expected_encodings.json"));
+  SentencePieceTokenizer tok(model);
+  EXPECT_EQ(tok.vocab_size(), expected["vocab_size"].get<int64_t>());
+  check_cases(tok, expected["cases"]);
+}
+
+TEST(BpeTokenizer, Qwen3ExpectedEncodings) {
+  const std::string dir = shared_model("tokenizers/qwen3");
+  SKIP_IF_MISSING(dir + "/tokenizer.json");
+  auto tok = load_tokenizer(dir);
+  auto* bpe = dynamic_cast<BpeTokenizer*>(tok.get());
+  ASSERT_NE(bpe, nullptr);
+  EXPECT_EQ(tok->vocab_size(), 151669);
+  EXPECT_EQ(tok->bos_id(), -1);
+  EXPECT_EQ(tok->eos_id(), tok->piece_to_id("<|im_end|>"));
+  EXPECT_FALSE(tok->add_bos);
+  EXPECT_FALSE(tok->add_eos);
+  const json cases = read_json(dir + "/expected_encodings.json")["cases"];
+  // The reference decoded with special tokens kept; decode() skips them.
+  check_cases(*tok, cases, {"<|im_start|>", "<|im_end|>"});
+  bpe->set_cache_enabled(false);
+  for (const auto& c : cases) EXPECT_EQ(tok->encode(c["text"]), c["ids"].get<std::vector<int64_t>>());
+  bpe->set_cache_enabled(true);
+
+  // NFC: a decomposed "ü" and a Hangul jamo sequence encode like their composed forms.
+  EXPECT_EQ(tok->encode("Zu\xCC\x88rich"), tok->encode("Z\xC3\xBCrich"));
+  EXPECT_EQ(tok->encode("\xE1\x84\x80\xE1\x85\xA1"), tok->encode("\xEA\xB0\x80"));
+  // Non-special added tokens come out whole and survive decode.
+  const auto think = tok->encode("<think>hi</think>");
+  ASSERT_EQ(think.size(), 3u);
+  EXPECT_EQ(think.front(), tok->piece_to_id("<think>"));
+  EXPECT_EQ(tok->decode(think), "<think>hi</think>");
+}
+
+// ---------------------------------------------------------------- hand-made files
+
+// GPT-2 bytes_to_unicode, written out independently of the implementation.
+std::vector<std::string> byte_alphabet() {
+  std::vector<std::string> out(256);
+  int next = 256;
+  for (int b = 0; b < 256; ++b) {
+    const bool printable = (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174);
+    const int cp = printable ? b : next++;
+    std::string s;
+    if (cp < 0x80) {
+      s += static_cast<char>(cp);
+    } else {
+      s += static_cast<char>(0xC0 | (cp >> 6));
+      s += static_cast<char>(0x80 | (cp & 0x3F));
+    }
+    out[b] = s;
+  }
+  return out;
+}
+
+// Byte-level: ids 0..255 are the bytes, then he ll hell hello Ġw, then two added tokens.
+json tiny_byte_level() {
+  json vocab = json::object();
+  const auto alphabet = byte_alphabet();
+  for (int b = 0; b < 256; ++b) vocab[alphabet[b]] = b;
+  vocab["he"] = 256;
+  vocab["ll"] = 257;
+  vocab["hell"] = 258;
+  vocab["hello"] = 259;
+  vocab["\xC4\xA0w"] = 260;  // "Ġw"
+  return {
+      {"version", "1.0"},
+      {"added_tokens",
+       {{{"id", 261}, {"content", "<|end|>"}, {"special", true}, {"normalized", false}},
+        {{"id", 262}, {"content", "<tool>"}, {"special", false}, {"normalized", false}}}},
+      {"normalizer", {{"type", "NFC"}}},
+      {"pre_tokenizer",
+       {{"type", "Sequence"},
+        {"pretokenizers",
+         {{{"type", "Split"},
+           {"pattern", {{"Regex", " ?\\p{L}+|\\s+|[^\\s\\p{L}]+"}}},
+           {"behavior", "Isolated"},
+           {"invert", false}},
+          {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"use_regex", false}}}}}},
+      {"post_processor", nullptr},
+      {"decoder", {{"type", "ByteLevel"}}},
+      {"model",
+       {{"type", "BPE"},
+        {"vocab", vocab},
+        // json::array: a list of 2-element lists would otherwise be read as an object.
+        {"merges", json::array({json::array({"h", "e"}), json::array({"l", "l"}), json::array({"he", "ll"}),
+                                json::array({"hell", "o"}), json::array({"\xC4\xA0", "w"})})}}}};
+}
+
+// SentencePiece-style: <unk> <s> </s>, 256 byte tokens, then ▁ a b ▁a ab.
+json tiny_sentencepiece_style() {
+  json vocab = {{"<unk>", 0}, {"<s>", 1}, {"</s>", 2}};
+  for (int b = 0; b < 256; ++b) {
+    char name[8];
+    std::snprintf(name, sizeof(name), "<0x%02X>", b);
+    vocab[name] = 3 + b;
+  }
+  vocab["\xE2\x96\x81"] = 259;
+  vocab["a"] = 260;
+  vocab["b"] = 261;
+  vocab["\xE2\x96\x81" "a"] = 262;
+  vocab["ab"] = 263;
+  return {
+      {"added_tokens",
+       {{{"id", 0}, {"content", "<unk>"}, {"special", true}},
+        {{"id", 1}, {"content", "<s>"}, {"special", true}},
+        {{"id", 2}, {"content", "</s>"}, {"special", true}}}},
+      {"normalizer",
+       {{"type", "Sequence"},
+        {"normalizers",
+         {{{"type", "Prepend"}, {"prepend", "\xE2\x96\x81"}},
+          {{"type", "Replace"}, {"pattern", {{"String", " "}}}, {"content", "\xE2\x96\x81"}}}}}},
+      {"pre_tokenizer", nullptr},
+      {"post_processor",
+       {{"type", "TemplateProcessing"},
+        {"single", {{{"SpecialToken", {{"id", "<s>"}, {"type_id", 0}}}}, {{"Sequence", {{"id", "A"}, {"type_id", 0}}}}}}}},
+      {"decoder",
+       {{"type", "Sequence"},
+        {"decoders",
+         {{{"type", "Replace"}, {"pattern", {{"String", "\xE2\x96\x81"}}}, {"content", " "}},
+          {{"type", "ByteFallback"}},
+          {{"type", "Fuse"}},
+          {{"type", "Strip"}, {"content", " "}, {"start", 1}, {"stop", 0}}}}}},
+      {"model",
+       {{"type", "BPE"},
+        {"unk_token", "<unk>"},
+        {"fuse_unk", true},
+        {"byte_fallback", true},
+        {"vocab", vocab},
+        {"merges", {"\xE2\x96\x81 a", "a b"}}}}};
+}
+
+TEST(BpeTokenizer, TinyByteLevelByHand) {
+  TempDir dir;
+  dir.write("tokenizer.json", tiny_byte_level().dump());
+  auto tok = load_tokenizer(dir.path());
+  EXPECT_EQ(tok->vocab_size(), 263);
+  EXPECT_EQ(tok->bos_id(), -1);
+  EXPECT_EQ(tok->eos_id(), -1);
+  EXPECT_FALSE(tok->add_bos);
+  EXPECT_EQ(tok->piece_to_id("\xC4\xA0w"), 260);
+  EXPECT_EQ(tok->id_to_piece(259), "hello");
+  EXPECT_EQ(tok->piece_to_id("nope"), -1);
+
+  const std::vector<int64_t> ids = tok->encode("hello world<|end|>");
+  EXPECT_EQ(ids, (std::vector<int64_t>{259, 260, 'o', 'r', 'l', 'd', 261}));
+  EXPECT_EQ(tok->decode(ids), "hello world");  // the special token is skipped
+  EXPECT_EQ(tok->encode_with_special("hello"), std::vector<int64_t>{259});
+  // Merges go by rank over the whole word: h e | l l twice, then hell twice, then hello once.
+  EXPECT_EQ(tok->encode("hellhello"), (std::vector<int64_t>{258, 259}));
+  EXPECT_EQ(tok->encode("lll"), (std::vector<int64_t>{257, 'l'}));  // leftmost first
+  // Bytes beyond ASCII map through the byte alphabet; a non-special added token survives decode.
+  EXPECT_EQ(tok->encode("\xC3\xA9"), (std::vector<int64_t>{0xC3, 0xA9}));
+  const auto with_tool = tok->encode("<tool>h\xC3\xA9");
+  EXPECT_EQ(with_tool, (std::vector<int64_t>{262, 'h', 0xC3, 0xA9}));
+  EXPECT_EQ(tok->decode(with_tool), "<tool>h\xC3\xA9");
+  // NFC before the split: e + combining acute becomes é.
+  EXPECT_EQ(tok->encode("e\xCC\x81"), tok->encode("\xC3\xA9"));
+  // Invalid UTF-8 becomes U+FFFD instead of failing; a lone continuation byte decodes to U+FFFD.
+  EXPECT_EQ(tok->encode("\xFF"), (std::vector<int64_t>{0xEF, 0xBF, 0xBD}));
+  EXPECT_EQ(tok->decode({0xA9}), "\xEF\xBF\xBD");
+  EXPECT_EQ(tok->encode(""), std::vector<int64_t>{});
+  EXPECT_THROW(tok->decode({263}), std::out_of_range);
+}
+
+TEST(BpeTokenizer, TinySentencePieceStyleByHand) {
+  TempDir dir;
+  dir.write("tokenizer.json", tiny_sentencepiece_style().dump());
+  auto tok = load_tokenizer(dir.path());
+  EXPECT_EQ(tok->bos_id(), 1);  // from the TemplateProcessing post_processor
+  EXPECT_TRUE(tok->add_bos);
+  // "a ab" -> "▁a▁ab": "▁ a" (rank 0) wins over "a b" at both places.
+  EXPECT_EQ(tok->encode("a ab"), (std::vector<int64_t>{262, 262, 261}));
+  EXPECT_EQ(tok->encode_with_special("a"), (std::vector<int64_t>{1, 262}));
+  EXPECT_EQ(tok->decode({1, 262, 262, 261, 2}), "a ab");
+  // é is not in the vocab: byte fallback <0xC3> <0xA9>, and back.
+  const auto e = tok->encode("\xC3\xA9");
+  EXPECT_EQ(e, (std::vector<int64_t>{259, 3 + 0xC3, 3 + 0xA9}));
+  EXPECT_EQ(tok->decode(e), "\xC3\xA9");
+  EXPECT_EQ(tok->decode({3 + 0xC3}), "\xEF\xBF\xBD");  // a lone lead byte
+}
+
+TEST(Tokenizer, ConfigOverridesDefaults) {
+  TempDir dir;
+  dir.write("tokenizer.json", tiny_sentencepiece_style().dump());
+  dir.write("tokenizer_config.json", R"({"add_bos_token": false, "add_eos_token": true, "eos_token": {"content": "</s>"}})");
+  auto tok = load_tokenizer(dir.path());
+  EXPECT_FALSE(tok->add_bos);
+  EXPECT_TRUE(tok->add_eos);
+  EXPECT_EQ(tok->eos_id(), 2);
+  EXPECT_EQ(tok->encode_with_special("a"), (std::vector<int64_t>{262, 2}));
+
+  dir.write("tokenizer_config.json", R"({"eos_token": "<missing>"})");
+  ASSERT_THROWS_WITH(load_tokenizer(dir.path()), "tokenizer_config.json");
+}
+
+TEST(Tokenizer, NfcNormalize) {
+  EXPECT_EQ(nfc_normalize("plain ascii"), "plain ascii");
+  EXPECT_EQ(nfc_normalize("e\xCC\x81"), "\xC3\xA9");                            // e + U+0301 -> é
+  EXPECT_EQ(nfc_normalize("a\xCC\x82\xCC\xA3"), "\xE1\xBA\xAD");               // reordered -> U+1EAD
+  EXPECT_EQ(nfc_normalize("\xE2\x84\xA6"), "\xCE\xA9");                         // Ohm sign -> Omega
+  EXPECT_EQ(nfc_normalize("\xE1\x84\x80\xE1\x85\xA1\xE1\x86\xA8"), "\xEA\xB0\x81");  // jamo -> 각
+  EXPECT_EQ(nfc_normalize("\xE3\x82\xAB\xE3\x82\x99"), "\xE3\x82\xAC");         // カ + dakuten -> ガ
+  EXPECT_EQ(nfc_normalize("\xC3\xA9\xE6\x97\xA5"), "\xC3\xA9\xE6\x97\xA5");     // already NFC
+  EXPECT_EQ(nfc_normalize("x\xFF" "e\xCC\x81"), "x\xFF\xC3\xA9");               // bad bytes kept
+}
+
+TEST(Tokenizer, ErrorsNameTheFile) {
+  TempDir dir;
+  ASSERT_THROWS_WITH(load_tokenizer(dir.file("absent")), dir.file("absent"));
+  ASSERT_THROWS_WITH(load_tokenizer(dir.path()), "no tokenizer.model or tokenizer.json");
+
+  const std::string path = dir.write("tokenizer.json", "{ \"model\": [1, 2");
+  EXPECT_THROW(load_tokenizer(dir.path()), DataError);
+  ASSERT_THROWS_WITH(load_tokenizer(dir.path()), path);
+
+  json j = tiny_byte_level();
+  j["normalizer"] = {{"type", "NFKC"}};
+  dir.write("tokenizer.json", j.dump());
+  ASSERT_THROWS_WITH(load_tokenizer(dir.path()), path + ": normalizer NFKC is not supported");
+
+  j = tiny_byte_level();
+  j["model"]["merges"].push_back(json::array({"x", "y"}));
+  dir.write("tokenizer.json", j.dump());
+  ASSERT_THROWS_WITH(load_tokenizer(dir.path()), "uses a token missing from the vocab");
+
+  j = tiny_byte_level();
+  j["model"]["vocab"] = "not an object";
+  dir.write("tokenizer.json", j.dump());
+  ASSERT_THROWS_WITH(load_tokenizer(dir.path()), path + ": model.vocab must be an object");
+
+  const std::string model = dir.write("tokenizer.model", "not a protobuf");
+  EXPECT_THROW(load_tokenizer(dir.path()), DataError);
+  ASSERT_THROWS_WITH(load_tokenizer(dir.path()), model);
+}
+
+}  // namespace
+}  // namespace seqrec::llm

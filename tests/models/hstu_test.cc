@@ -17,7 +17,7 @@ namespace {
 
 TEST(HstuTest, TimeBucketsMatchHandValues) {
   // floor(ln(max(|dt|, 1)) / 0.301), clamped to [0, 128].
-  auto dt = torch::tensor({0LL, 1LL, -1LL, 2LL, 3LL, 100LL, 86400LL, -86400LL, 1LL << 62}, torch::kLong);
+  auto dt = torch::tensor(std::vector<int64_t>{0, 1, -1, 2, 3, 100, 86400, -86400, int64_t(1) << 62}, torch::kLong);
   auto b = time_buckets(dt);
   std::vector<int64_t> expected = {0, 0, 0, 2, 3, 15, 37, 37, 128};
   // ln 2 / .301 = 2.30 -> 2; ln 3 / .301 = 3.65 -> 3; ln 100 / .301 = 15.30; ln 86400 / .301 = 37.8.
@@ -29,8 +29,8 @@ TEST(HstuTest, RelativeBiasIndexesPositionAndTimeTables) {
   RelativeBias bias(4, true, true);                                   // N = 4: 7 position weights
   auto params = bias->named_parameters();
   auto pw = params["position_weights"], tw = params["time_weights"];
-  auto ts = torch::tensor({{0LL, 10LL, 100LL}}, torch::kLong);        // [1, 3]
-  auto next = torch::tensor({{10LL, 100LL, 1000LL}}, torch::kLong);
+  auto ts = torch::tensor(std::vector<int64_t>{0, 10, 100}, torch::kLong).view({1, 3});
+  auto next = torch::tensor(std::vector<int64_t>{10, 100, 1000}, torch::kLong).view({1, 3});
   auto out = bias->forward(ts, next, 3);                              // [1, 3, 3]
   for (int64_t i = 0; i < 3; ++i)
     for (int64_t j = 0; j < 3; ++j) {

@@ -243,6 +243,7 @@ TEST_F(TrainerTest, ShortTrainingLowersLossAndBeatsMostPop) {
   EXPECT_EQ(summary.epochs_run, 12);
   EXPECT_GE(summary.best_epoch, 1);
   const double after = mean_loss(*model, st, s.train.loss);
+  std::cerr << "[trainer] loss before " << before << " after " << after << "\n";
   EXPECT_LT(after, before * 0.8) << "before " << before << " after " << after;
   EXPECT_TRUE(std::filesystem::exists(out.file("best.safetensors")));
   EXPECT_TRUE(std::filesystem::exists(out.file("last.safetensors")));
@@ -253,7 +254,9 @@ TEST_F(TrainerTest, ShortTrainingLowersLossAndBeatsMostPop) {
     auto mine = eval::evaluate(*model, st, split, s.eval, kMaxLen);
     auto base = eval::evaluate(*pop, st, split, s.eval, kMaxLen);
     EXPECT_EQ(mine.users, base.users);
-    EXPECT_GT(mine.metrics.at("hr@10"), base.metrics.at("hr@10") + 0.05)
+    std::cerr << "[trainer] " << data::split_name(split) << " hr@10: sasrec " << mine.metrics.at("hr@10")
+              << " most_pop " << base.metrics.at("hr@10") << "\n";
+    EXPECT_GT(mine.metrics.at("hr@10"), base.metrics.at("hr@10") + 0.1)
         << data::split_name(split) << ": sasrec " << mine.metrics.at("hr@10") << " most_pop "
         << base.metrics.at("hr@10");
   }

@@ -4,7 +4,8 @@
 //  - SentencePiece-style (converted LLaMA): Prepend("▁") + Replace(" ", "▁") normalizer or a
 //    Metaspace pre-tokenizer, byte fallback to <0xNN>, Replace/ByteFallback/Fuse/Strip decoder.
 // Anything else in the file (other normalizers, pre-tokenizers, decoders, BPE options) is rejected
-// with a DataError rather than silently tokenized differently.
+// with a DataError rather than silently tokenized differently. Added tokens are matched on the raw
+// text (leftmost-longest); their lstrip/rstrip/single_word/normalized flags are not applied.
 #pragma once
 
 #include <memory>
@@ -32,7 +33,7 @@ class BpeTokenizer : public Tokenizer {
 
   /// Sets BOS / EOS by piece ("" = none); throws DataError if a piece is not in the vocabulary.
   void set_bos_eos(const std::string& bos_piece, const std::string& eos_piece);
-  /// Turns the per-word encoding cache on (default) or off, and empties it.
+  /// Turns the per-word encoding cache on (default) or off and empties it; not while encoding.
   void set_cache_enabled(bool enabled);
 
  private:

@@ -60,8 +60,9 @@ SasRecBlockImpl::SasRecBlockImpl(const SasRecOptions& options) : options_(option
   kv_proj = register_module("kv_proj", torch::nn::Linear(d, 2 * d));
   out_proj = register_module("out_proj", torch::nn::Linear(d, d));
   ffn_layer_norm = register_module("ffn_layer_norm", torch::nn::LayerNorm(ln));
-  ffn_in = register_module("ffn_in", torch::nn::Linear(d, options.ffn_dim));
-  ffn_out = register_module("ffn_out", torch::nn::Linear(options.ffn_dim, d));
+  const int64_t ffn = options.ffn_dim > 0 ? options.ffn_dim : d;  // 0 = hidden_dim
+  ffn_in = register_module("ffn_in", torch::nn::Linear(d, ffn));
+  ffn_out = register_module("ffn_out", torch::nn::Linear(ffn, d));
 }
 
 torch::Tensor SasRecBlockImpl::attend(const torch::Tensor& q_src, const torch::Tensor& kv_src,

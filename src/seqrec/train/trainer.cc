@@ -24,6 +24,13 @@ std::string metrics_json(const eval::MetricSet& m, const std::string& split, con
   return "{\"epoch\":" + std::to_string(epoch) + "," + line.substr(1);
 }
 
+// Full precision, so that resume compares against exactly the same best value.
+std::string exact(double v) {
+  char buf[40];
+  std::snprintf(buf, sizeof buf, "%.17g", v);
+  return buf;
+}
+
 double metric_value(const eval::MetricSet& m, const std::string& name) {
   auto it = m.find(name);
   if (it == m.end()) throw ConfigError("train.metric", "'" + name + "' is not computed (check eval.ks)");
@@ -153,7 +160,7 @@ TrainSummary Trainer::fit(bool resume) {
       save_checkpoint(last_path, *model_, setup_.model_yaml, setup_.context);
       save_tensors(state_path, optimizer.state(),
                    {{"epoch", std::to_string(epoch + 1)}, {"step", std::to_string(optimizer.step_count())},
-                    {"best_metric", std::to_string(best)}, {"best_epoch", std::to_string(summary.best_epoch)},
+                    {"best_metric", exact(best)}, {"best_epoch", std::to_string(summary.best_epoch)},
                     {"bad_evals", std::to_string(bad_evals)}});
     }
     if (stop) {

@@ -1,0 +1,220 @@
+// Decoder LM: config, forward and Hugging Face weight loading.
+#include "seqrec/llm/decoder_lm.h"
+
+#include <torch/torch.h>
+
+#include <nlohmann/json.hpp>
+
+#include <cmath>
+#include <map>
+#include <set>
+
+#include "seqrec/common/error.h"
+#include "seqrec/common/fs.h"
+#include "seqrec/common/safetensors.h"
+
+namespace seqrec::llm {
+namespace {
+
+using nlohmann::json;
+
+template <typename T>
+T field(const json& j, const std::string& key, const T& fallback, const std::string& file) {
+  auto it = j.find(key);
+  if (it == j.end() || it->is_null()) return fallback;
+  try {
+    return it->get<T>();
+  } catch (const std::exception& e) {
+    throw DataError(file + ": field '" + key + "': " + e.what());
+  }
+}
+
+torch::Tensor to_tensor(const StTensorView& v) {
+  torch::ScalarType t;
+  switch (v.dtype) {
+    case StDtype::kF32: t = torch::kFloat; break;
+    case StDtype::kF16: t = torch::kHalf; break;
+    case StDtype::kBF16: t = torch::kBFloat16; break;
+    case StDtype::kI64: t = torch::kLong; break;
+    case StDtype::kI32: t = torch::kInt; break;
+    default: t = torch::kByte; break;
+  }
+  // A view of the mapping (no copy); the caller copies into the parameter.
+  return torch::from_blob(const_cast<void*>(v.data), v.shape, torch::TensorOptions().dtype(t));
+}
+
+}  // namespace
+
+DecoderConfig read_decoder_config(const std::string& dir) {
+  const std::string file = dir + "/config.json";
+  if (!path_exists(file)) throw DataError(file + ": no such file (is '" + dir + "' a Hugging Face model folder?)");
+  json j;
+  try {
+    j = json::parse(read_file(file));
+  } catch (const json::exception& e) {
+    throw DataError(file + ": not valid JSON: " + e.what());
+  }
+  DecoderConfig c;
+  c.model_type = field<std::string>(j, "model_type", c.model_type, file);
+  if (c.model_type != "llama" && c.model_type != "mistral" && c.model_type != "qwen2")
+    throw DataError(file + ": model_type '" + c.model_type + "' is not supported (llama, mistral, qwen2)");
+  for (const char* k : {"vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads"})
+    if (!j.contains(k)) throw DataError(file + ": required field '" + std::string(k) + "' is missing");
+  c.vocab_size = field<int64_t>(j, "vocab_size", 0, file);
+  c.hidden_size = field<int64_t>(j, "hidden_size", 0, file);
+  c.intermediate_size = field<int64_t>(j, "intermediate_size", 0, file);
+  c.num_layers = field<int64_t>(j, "num_hidden_layers", 0, file);
+  c.num_heads = field<int64_t>(j, "num_attention_heads", 0, file);
+  c.num_kv_heads = field<int64_t>(j, "num_key_value_heads", c.num_heads, file);
+  c.head_dim = field<int64_t>(j, "head_dim", c.hidden_size / std::max<int64_t>(1, c.num_heads), file);
+  c.max_position_embeddings = field<int64_t>(j, "max_position_embeddings", c.max_position_embeddings, file);
+  c.rms_norm_eps = field<double>(j, "rms_norm_eps", c.rms_norm_eps, file);
+  c.rope_theta = field<double>(j, "rope_theta", c.rope_theta, file);
+  c.tie_word_embeddings = field<bool>(j, "tie_word_embeddings", c.tie_word_embeddings, file);
+  c.attention_bias = field<bool>(j, "attention_bias", c.model_type == "qwen2", file);
+  c.bos_token_id = j.contains("bos_token_id") && j["bos_token_id"].is_number() ? j["bos_token_id"].get<int64_t>() : -1;
+  if (j.contains("eos_token_id") && j["eos_token_id"].is_number()) c.eos_token_id = j["eos_token_id"].get<int64_t>();
+  if (j.contains("eos_token_id") && j["eos_token_id"].is_array() && !j["eos_token_id"].empty())
+    c.eos_token_id = j["eos_token_id"][0].get<int64_t>();
+  if (j.contains("rope_scaling") && j["rope_scaling"].is_object()) {
+    const json& rs = j["rope_scaling"];
+    const std::string type = field<std::string>(rs, "rope_type", field<std::string>(rs, "type", "", file), file);
+    if (type != "llama3" && type != "default")
+      throw DataError(file + ": rope_scaling type '" + type + "' is not supported (llama3)");
+    if (type == "llama3") {
+      c.rope_factor = field<double>(rs, "factor", 8.0, file);
+      c.rope_low_freq_factor = field<double>(rs, "low_freq_factor", 1.0, file);
+      c.rope_high_freq_factor = field<double>(rs, "high_freq_factor", 4.0, file);
+      c.rope_original_max_position = field<int64_t>(rs, "original_max_position_embeddings", 8192, file);
+    }
+  }
+  if (c.num_heads < 1 || c.num_kv_heads < 1 || c.num_heads % c.num_kv_heads != 0)
+    throw DataError(file + ": num_key_value_heads (" + std::to_string(c.num_kv_heads) +
+                    ") must divide num_attention_heads (" + std::to_string(c.num_heads) + ")");
+  return c;
+}
+
+torch::Tensor decoder_inverse_frequencies(const DecoderConfig& c) {
+  auto inv = nn::rope_inverse_frequencies(c.head_dim, c.rope_theta).to(torch::kDouble);  // [hd/2]
+  if (c.rope_factor <= 0) return inv.to(torch::kFloat);
+  // LLaMA-3.1 frequency-dependent scaling (transformers' _compute_llama3_parameters).
+  const double old_len = static_cast<double>(c.rope_original_max_position);
+  const double low_wavelen = old_len / c.rope_low_freq_factor, high_wavelen = old_len / c.rope_high_freq_factor;
+  auto* f = inv.data_ptr<double>();
+  for (int64_t i = 0; i < inv.numel(); ++i) {
+    const double wavelen = 2 * M_PI / f[i];
+    if (wavelen < high_wavelen) continue;
+    if (wavelen > low_wavelen) {
+      f[i] /= c.rope_factor;
+    } else {
+      const double smooth = (old_len / wavelen - c.rope_low_freq_factor) / (c.rope_high_freq_factor - c.rope_low_freq_factor);
+      f[i] = (1 - smooth) * f[i] / c.rope_factor + smooth * f[i];
+    }
+  }
+  return inv.to(torch::kFloat);
+}
+
+DecoderBodyImpl::DecoderBodyImpl(const DecoderConfig& c) {
+  embed_tokens = register_module("embed_tokens", torch::nn::Embedding(c.vocab_size, c.hidden_size));
+  layers = register_module("layers", torch::nn::ModuleList());
+  nn::LlamaBlockOptions o;
+  o.hidden_dim = c.hidden_size;
+  o.num_heads = c.num_heads;
+  o.num_kv_heads = c.num_kv_heads;
+  o.head_dim = c.head_dim;
+  o.ffn_dim = c.intermediate_size;
+  o.rms_eps = c.rms_norm_eps;
+  o.qkv_bias = c.attention_bias;
+  for (int64_t i = 0; i < c.num_layers; ++i) layers->push_back(nn::LlamaBlock(o));
+  norm = register_module("norm", nn::RmsNorm(c.hidden_size, c.rms_norm_eps));
+}
+
+DecoderLmImpl::DecoderLmImpl(const DecoderConfig& c) : config_(c) {
+  model = register_module("model", DecoderBody(c));
+  if (!c.tie_word_embeddings)
+    lm_head = register_module("lm_head", torch::nn::Linear(torch::nn::LinearOptions(c.hidden_size, c.vocab_size).bias(false)));
+  inv_freq_ = decoder_inverse_frequencies(c);
+}
+
+torch::Tensor DecoderLmImpl::forward_hidden(const DecoderInput& in, DecoderCache* cache) {
+  torch::Tensor x = in.inputs_embeds.defined() ? in.inputs_embeds : model->embed_tokens(in.input_ids);  // [B, T, D]
+  const int64_t b = x.size(0), t = x.size(1);
+  const int64_t past = cache && !cache->empty() && (*cache)[0].k.defined() ? (*cache)[0].k.size(2) : 0;
+  torch::Tensor positions = in.positions.defined()
+                                ? in.positions
+                                : torch::arange(past, past + t, torch::kLong).unsqueeze(0).expand({b, t});
+  nn::Rotary rotary = nn::rotary_for_positions(positions.to(x.device()), inv_freq_.to(x.device()));
+  torch::Tensor bias = in.bias.defined() ? in.bias : nn::causal_bias(t, past, in.key_valid, x.options());
+  if (cache && cache->empty()) cache->resize(model->layers->size());
+  for (size_t i = 0; i < model->layers->size(); ++i)
+    x = model->layers[i]->as<nn::LlamaBlock>()->forward(x, rotary, bias, cache ? &(*cache)[i] : nullptr);
+  return model->norm(x);
+}
+
+torch::Tensor DecoderLmImpl::logits(const torch::Tensor& hidden) {
+  if (lm_head) return lm_head(hidden);
+  return torch::matmul(hidden, model->embed_tokens->weight.t());
+}
+
+void load_hf_weights(torch::nn::Module& model, const std::string& dir, bool tied_embeddings) {
+  // Collect the files: a single model.safetensors, or the shards named by the index.
+  std::vector<std::string> files;
+  const std::string index = dir + "/model.safetensors.index.json";
+  if (path_exists(index)) {
+    json j;
+    try {
+      j = json::parse(read_file(index));
+    } catch (const json::exception& e) {
+      throw CheckpointError(index + ": not valid JSON: " + e.what());
+    }
+    if (!j.contains("weight_map") || !j["weight_map"].is_object()) throw CheckpointError(index + ": no 'weight_map'");
+    std::set<std::string> shards;
+    for (auto& [name, shard] : j["weight_map"].items()) shards.insert(shard.get<std::string>());
+    for (const auto& s : shards) files.push_back(dir + "/" + s);
+  } else if (path_exists(dir + "/model.safetensors")) {
+    files.push_back(dir + "/model.safetensors");
+  } else {
+    throw CheckpointError(dir + ": neither model.safetensors nor model.safetensors.index.json found");
+  }
+  std::vector<SafetensorsFile> mapped;
+  std::map<std::string, std::pair<size_t, std::string>> where;  // tensor -> (file index, file)
+  for (const auto& f : files) {
+    mapped.push_back(SafetensorsFile::open(f));
+    for (const auto& n : mapped.back().names()) where[n] = {mapped.size() - 1, f};
+  }
+  std::string missing, unexpected;
+  std::set<std::string> used;
+  torch::NoGradGuard no_grad;
+  for (auto& p : model.named_parameters()) {
+    const std::string& name = p.key();
+    auto it = where.find(name);
+    if (it == where.end()) {
+      missing += (missing.empty() ? "" : ", ") + name;
+      continue;
+    }
+    used.insert(name);
+    torch::Tensor src = to_tensor(mapped[it->second.first].get(name));
+    if (src.sizes() != p.value().sizes()) {
+      std::ostringstream msg;
+      msg << it->second.second << ": tensor '" << name << "': expected shape " << p.value().sizes() << ", got "
+          << src.sizes();
+      throw CheckpointError(msg.str());
+    }
+    p.value().copy_(src);  // converts F16/BF16 to the parameter dtype
+  }
+  for (const auto& [name, loc] : where)
+    if (!used.count(name) && !(tied_embeddings && name == "lm_head.weight") && name.find("rotary_emb") == std::string::npos)
+      unexpected += (unexpected.empty() ? "" : ", ") + name;
+  if (!missing.empty() || !unexpected.empty())
+    throw CheckpointError(dir + ": checkpoint does not match the model" + (missing.empty() ? "" : "; missing: " + missing) +
+                          (unexpected.empty() ? "" : "; unexpected: " + unexpected));
+}
+
+DecoderLm load_decoder_lm(const std::string& dir) {
+  DecoderLm lm(read_decoder_config(dir));
+  load_hf_weights(*lm, dir, lm->config().tie_word_embeddings);
+  lm->eval();
+  return lm;
+}
+
+}  // namespace seqrec::llm

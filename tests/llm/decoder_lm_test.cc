@@ -1,0 +1,159 @@
+// Decoder LM: the real stories260K checkpoint against reference logits and greedy text (skipped
+// without ../shared), and self-written tiny checkpoints (tied/untied, sharded, Qwen2 biases).
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "seqrec/common/fs.h"
+#include "seqrec/llm/decoder_lm.h"
+#include "seqrec/train/checkpoint.h"
+#include "support.h"
+
+namespace seqrec::llm {
+namespace {
+
+const std::string kStories = SEQREC_SOURCE_DIR "/../shared/models/stories260K";
+
+std::vector<int64_t> greedy(DecoderLm& lm, std::vector<int64_t> ids, int64_t steps) {
+  torch::NoGradGuard no_grad;
+  DecoderCache cache;
+  DecoderInput in;
+  in.input_ids = torch::tensor(ids, torch::kLong).unsqueeze(0);
+  std::vector<int64_t> out;
+  for (int64_t s = 0; s < steps; ++s) {
+    auto h = lm->forward_hidden(in, &cache);                               // [1, T, D]
+    const int64_t next = lm->logits(h.select(1, h.size(1) - 1)).argmax(-1).item<int64_t>();
+    out.push_back(next);
+    in.input_ids = torch::tensor({next}, torch::kLong).unsqueeze(0);
+  }
+  return out;
+}
+
+TEST(DecoderLmTest, Stories260KLogitsMatchReference) {
+  if (!path_exists(kStories + "/hf/config.json")) GTEST_SKIP() << "no " << kStories;
+  auto expected = nlohmann::json::parse(read_file(kStories + "/expected/once_upon_a_time.json"));
+  DecoderLm lm = load_decoder_lm(kStories + "/hf");
+  std::vector<int64_t> ids = expected["prompt_ids_with_bos"].get<std::vector<int64_t>>();
+  torch::NoGradGuard no_grad;
+  DecoderInput in;
+  in.input_ids = torch::tensor(ids, torch::kLong).unsqueeze(0);
+  auto logits = lm->logits(lm->forward_hidden(in))[0];                     // [T, V]
+  double max_diff = 0;
+  for (size_t t = 0; t < ids.size(); ++t) {
+    auto want = torch::tensor(expected["logits"][t].get<std::vector<float>>());
+    max_diff = std::max(max_diff, (logits[t] - want).abs().max().item<double>());
+  }
+  EXPECT_LT(max_diff, 1e-4) << "max |logit - reference|";
+  RecordProperty("max_abs_logit_diff", std::to_string(max_diff));
+}
+
+TEST(DecoderLmTest, Stories260KGreedyMatchesReferenceWithKvCache) {
+  if (!path_exists(kStories + "/hf/config.json")) GTEST_SKIP() << "no " << kStories;
+  auto expected = nlohmann::json::parse(read_file(kStories + "/expected/once_upon_a_time.json"));
+  DecoderLm lm = load_decoder_lm(kStories + "/hf");
+  std::vector<int64_t> prompt = expected["prompt_ids_with_bos"].get<std::vector<int64_t>>();
+  std::vector<int64_t> want = expected["greedy_ids"].get<std::vector<int64_t>>();
+  // greedy_ids may include the prompt; compare the continuation.
+  std::vector<int64_t> continuation(want.begin() + (want.size() > 256 && want[0] == prompt[0] ? prompt.size() : 0), want.end());
+  auto got = greedy(lm, prompt, static_cast<int64_t>(continuation.size()));
+  EXPECT_EQ(got, continuation);
+}
+
+DecoderConfig tiny_config(const std::string& type, bool tied) {
+  DecoderConfig c;
+  c.model_type = type;
+  c.vocab_size = 40;
+  c.hidden_size = 16;
+  c.intermediate_size = 24;
+  c.num_layers = 2;
+  c.num_heads = 4;
+  c.num_kv_heads = 2;
+  c.head_dim = 4;
+  c.tie_word_embeddings = tied;
+  c.attention_bias = type == "qwen2";
+  return c;
+}
+
+void write_config(const std::string& dir, const DecoderConfig& c) {
+  nlohmann::json j = {{"model_type", c.model_type}, {"vocab_size", c.vocab_size}, {"hidden_size", c.hidden_size},
+                      {"intermediate_size", c.intermediate_size}, {"num_hidden_layers", c.num_layers},
+                      {"num_attention_heads", c.num_heads}, {"num_key_value_heads", c.num_kv_heads},
+                      {"rms_norm_eps", 1e-6}, {"rope_theta", 10000.0}, {"tie_word_embeddings", c.tie_word_embeddings}};
+  std::ofstream(dir + "/config.json") << j.dump();
+}
+
+torch::Tensor run(DecoderLm& lm) {
+  torch::NoGradGuard no_grad;
+  DecoderInput in;
+  in.input_ids = torch::tensor({{1, 5, 7, 9, 3}}, torch::kLong);
+  return lm->logits(lm->forward_hidden(in));
+}
+
+TEST(DecoderLmTest, LoadsSelfWrittenCheckpointsTiedUntiedShardedAndQwen2) {
+  for (const auto& [type, tied, sharded] : std::vector<std::tuple<std::string, bool, bool>>{
+           {"llama", true, false}, {"llama", false, false}, {"qwen2", false, true}, {"mistral", true, true}}) {
+    testing::TempDir dir;
+    torch::manual_seed(5);
+    DecoderConfig c = tiny_config(type, tied);
+    DecoderLm source(c);
+    write_config(dir.path(), c);
+    train::NamedTensors state = train::model_state(*source);
+    if (!sharded) {
+      train::save_tensors(dir.file("model.safetensors"), state, {{"format", "pt"}});
+    } else {
+      train::NamedTensors a(state.begin(), state.begin() + state.size() / 2), b(state.begin() + state.size() / 2, state.end());
+      train::save_tensors(dir.file("model-00001-of-00002.safetensors"), a, {});
+      train::save_tensors(dir.file("model-00002-of-00002.safetensors"), b, {});
+      nlohmann::json index = {{"metadata", nlohmann::json::object()}, {"weight_map", nlohmann::json::object()}};
+      for (auto& [n, t] : a) index["weight_map"][n] = "model-00001-of-00002.safetensors";
+      for (auto& [n, t] : b) index["weight_map"][n] = "model-00002-of-00002.safetensors";
+      std::ofstream(dir.file("model.safetensors.index.json")) << index.dump();
+    }
+    DecoderLm loaded = load_decoder_lm(dir.path());
+    EXPECT_TRUE(torch::allclose(run(source), run(loaded))) << type << " tied=" << tied << " sharded=" << sharded;
+    if (type == "qwen2") EXPECT_TRUE(loaded->named_parameters().contains("model.layers.0.self_attn.q_proj.bias"));
+  }
+}
+
+TEST(DecoderLmTest, MissingAndUnexpectedTensorsAreListed) {
+  testing::TempDir dir;
+  DecoderConfig c = tiny_config("llama", true);
+  DecoderLm source(c);
+  write_config(dir.path(), c);
+  train::NamedTensors state = train::model_state(*source);
+  state.erase(state.begin());                                    // drop one tensor
+  state.emplace_back("model.layers.9.extra.weight", torch::zeros({2}));
+  train::save_tensors(dir.file("model.safetensors"), state, {});
+  ASSERT_THROWS_WITH(load_decoder_lm(dir.path()), "missing: ");
+  ASSERT_THROWS_WITH(load_decoder_lm(dir.path()), "unexpected: model.layers.9.extra.weight");
+}
+
+TEST(DecoderLmTest, KvCacheDecodingEqualsFullForward) {
+  torch::manual_seed(6);
+  DecoderLm lm(tiny_config("llama", false));
+  lm->eval();
+  auto full = run(lm);                                           // [1, 5, V]
+  torch::NoGradGuard no_grad;
+  DecoderCache cache;
+  std::vector<int64_t> ids = {1, 5, 7, 9, 3};
+  for (size_t t = 0; t < ids.size(); ++t) {
+    DecoderInput in;
+    in.input_ids = torch::tensor({ids[t]}, torch::kLong).unsqueeze(0);
+    auto step = lm->logits(lm->forward_hidden(in, &cache));      // [1, 1, V]
+    EXPECT_TRUE(torch::allclose(step[0][0], full[0][t], 1e-5, 1e-5)) << "position " << t;
+  }
+}
+
+TEST(DecoderLmTest, BadConfigNamesFileAndField) {
+  testing::TempDir dir;
+  std::ofstream(dir.file("config.json")) << R"({"model_type": "gpt2", "vocab_size": 3})";
+  ASSERT_THROWS_WITH(read_decoder_config(dir.path()), "model_type 'gpt2' is not supported");
+  std::ofstream(dir.file("config.json")) << R"({"model_type": "llama", "vocab_size": 3})";
+  ASSERT_THROWS_WITH(read_decoder_config(dir.path()), "required field 'hidden_size' is missing");
+  ASSERT_THROWS_WITH(read_decoder_config(dir.file("nope")), "no such file");
+}
+
+}  // namespace
+}  // namespace seqrec::llm
