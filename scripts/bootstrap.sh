@@ -10,7 +10,7 @@ build="${SEQREC_BUILD_DIR:-$root/build}"
 # Everything comes from Debian packages. libopenblas0-openmp matters for speed: without it
 # libtorch's BLAS calls go to the reference BLAS, about 7x slower for training.
 packages=(cmake ninja-build g++ libtorch-dev libyaml-cpp-dev libcli11-dev nlohmann-json3-dev
-          libgtest-dev libopenblas0-openmp libsentencepiece-dev libpcre2-dev pkg-config)
+          libgtest-dev libopenblas0-openmp libpcre2-dev pkg-config)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

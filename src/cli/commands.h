@@ -23,6 +23,15 @@ struct CliArgs {
   std::string user;                     ///< --user raw id (recommend)
   std::string history;                  ///< --history raw ids, comma/space separated (recommend)
   int64_t k = 10;                       ///< --k (recommend)
+  std::string lm_action;                ///< generate | score (lm)
+  std::string model_dir;                ///< --model Hugging Face folder (lm)
+  std::string prompt;                   ///< --prompt / --text (lm)
+  int64_t max_new_tokens = 64;          ///< --max-new-tokens (lm generate)
+  std::string strategy = "greedy";      ///< --strategy greedy|sample|beam (lm generate)
+  double temperature = 1.0;             ///< --temperature (lm generate)
+  double top_p = 1.0;                   ///< --top-p (lm generate)
+  int64_t seed = 0;                     ///< --seed (lm generate)
+  int64_t num_beams = 4;                ///< --num-beams (lm generate)
 };
 
 int run_synth(const CliArgs& args);
@@ -30,6 +39,7 @@ int run_prepare(const CliArgs& args);
 int run_train(const CliArgs& args);
 int run_eval(const CliArgs& args);
 int run_recommend(const CliArgs& args);
+int run_lm(const CliArgs& args);
 
 }  // namespace seqrec::cli
 

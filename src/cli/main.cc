@@ -63,6 +63,20 @@ int main(int argc, char** argv) {
   rec->add_option("--user", args.user, "raw user id: recommend after the user's whole history");
   rec->add_option("--history", args.history, "raw item ids, oldest first (comma or space separated)");
   rec->add_option("-k,--k", args.k, "number of items");
+  CLI::App* lm = app.add_subcommand("lm", "check a Hugging Face decoder LM: generate text or score it");
+  lm->require_subcommand(1);
+  CLI::App* lm_gen = lm->add_subcommand("generate", "generate a continuation of --prompt");
+  CLI::App* lm_score = lm->add_subcommand("score", "per-token log-probabilities of --text");
+  for (CLI::App* c : {lm_gen, lm_score}) {
+    c->add_option("--model", args.model_dir, "Hugging Face model folder (config.json, *.safetensors, tokenizer)")->required();
+    c->add_option("--prompt,--text", args.prompt, "input text")->required();
+  }
+  lm_gen->add_option("--max-new-tokens", args.max_new_tokens, "tokens to generate");
+  lm_gen->add_option("--strategy", args.strategy, "greedy | sample | beam");
+  lm_gen->add_option("--temperature", args.temperature, "sampling temperature");
+  lm_gen->add_option("--top-p", args.top_p, "nucleus sampling mass");
+  lm_gen->add_option("--seed", args.seed, "sampling seed");
+  lm_gen->add_option("--num-beams", args.num_beams, "beam width");
 
   try {
     app.parse(argc, argv);
@@ -72,6 +86,10 @@ int main(int argc, char** argv) {
   try {
     for (const auto& [sub, cmd] : subs)
       if (sub->parsed()) return cmd->run(args);
+    if (lm->parsed()) {
+      args.lm_action = lm_gen->parsed() ? "generate" : "score";
+      return seqrec::cli::run_lm(args);
+    }
   } catch (const seqrec::ConfigError& e) {
     std::fprintf(stderr, "ConfigError: %s\n", e.what());
     return 2;

@@ -2,6 +2,7 @@
 // present, and hand-made tokenizer.json files that run anywhere.
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -279,6 +280,139 @@ TEST(BpeTokenizer, TinySentencePieceStyleByHand) {
   EXPECT_EQ(e, (std::vector<int64_t>{259, 3 + 0xC3, 3 + 0xA9}));
   EXPECT_EQ(tok->decode(e), "\xC3\xA9");
   EXPECT_EQ(tok->decode({3 + 0xC3}), "\xEF\xBF\xBD");  // a lone lead byte
+}
+
+// ---------------------------------------------------------------- hand-made tokenizer.model
+
+// A minimal protobuf writer for ModelProto, independent of the reader.
+std::string pb_varint(uint64_t v) {
+  std::string out;
+  do {
+    uint8_t b = v & 0x7F;
+    v >>= 7;
+    if (v != 0) b |= 0x80;
+    out += static_cast<char>(b);
+  } while (v != 0);
+  return out;
+}
+std::string pb_tag(int field, int wire) { return pb_varint(static_cast<uint64_t>(field) << 3 | wire); }
+std::string pb_int(int field, int64_t v) { return pb_tag(field, 0) + pb_varint(static_cast<uint64_t>(v)); }
+std::string pb_bytes(int field, const std::string& s) { return pb_tag(field, 2) + pb_varint(s.size()) + s; }
+std::string pb_float(int field, float f) {
+  uint32_t bits;
+  std::memcpy(&bits, &f, 4);
+  std::string out = pb_tag(field, 5);
+  for (int i = 0; i < 4; ++i) out += static_cast<char>((bits >> (8 * i)) & 0xFF);
+  return out;
+}
+// Fields the reader does not know, one of each wire type.
+std::string pb_unknown_fields() {
+  return pb_int(1001, 7) + pb_tag(1002, 1) + std::string(8, '\x01') + pb_float(1003, 1.5f) + pb_bytes(1004, "junk");
+}
+
+struct SpModelOptions {
+  int model_type = 2;  // BPE
+  bool byte_fallback = true;
+  bool remove_extra_whitespaces = false;
+};
+
+// <unk> <s> </s>, 256 byte pieces, then ▁ a b ▁a ab aa (scores -5 -6 -7 -3 -1 -4) and the
+// user-defined <sep>.
+std::string tiny_sentencepiece_model(const SpModelOptions& o = {}) {
+  auto piece = [](const std::string& text, float score, int type) {
+    return pb_bytes(1, pb_bytes(1, text) + pb_float(2, score) + (type == 1 ? "" : pb_int(3, type)) +
+                           pb_unknown_fields());
+  };
+  std::string model;
+  model += piece("<unk>", 0, 2);
+  model += piece("<s>", 0, 3);
+  model += piece("</s>", 0, 3);
+  for (int b = 0; b < 256; ++b) {
+    char name[8];
+    std::snprintf(name, sizeof(name), "<0x%02X>", b);
+    model += piece(name, 0, 6);
+  }
+  model += piece("\xE2\x96\x81", -5, 1);
+  model += piece("a", -6, 1);
+  model += piece("b", -7, 1);
+  model += piece("\xE2\x96\x81" "a", -3, 1);
+  model += piece("ab", -1, 1);
+  model += piece("aa", -4, 1);
+  model += piece("<sep>", 0, 4);
+  model += pb_unknown_fields();
+  model += pb_bytes(2, pb_bytes(1, "train.txt") + pb_int(3, o.model_type) + pb_int(35, o.byte_fallback) +
+                           pb_unknown_fields() + pb_int(40, 0) + pb_int(41, 1) + pb_int(42, 2) + pb_int(43, -1));
+  model += pb_bytes(3, pb_bytes(1, "identity") + pb_int(3, 1) + pb_int(4, o.remove_extra_whitespaces) +
+                           pb_int(5, 1) + pb_unknown_fields());
+  return model;
+}
+
+TEST(SentencePieceTokenizer, TinyModelByHand) {
+  TempDir dir;
+  SentencePieceTokenizer tok(dir.write("tokenizer.model", tiny_sentencepiece_model()));
+  EXPECT_EQ(tok.vocab_size(), 266);
+  EXPECT_EQ(tok.bos_id(), 1);
+  EXPECT_EQ(tok.eos_id(), 2);
+  EXPECT_EQ(tok.piece_to_id("<s>"), 1);
+  EXPECT_EQ(tok.piece_to_id("<0x41>"), 3 + 0x41);
+  EXPECT_EQ(tok.piece_to_id("ab"), 263);
+  EXPECT_EQ(tok.piece_to_id("zz"), -1);
+  EXPECT_EQ(tok.id_to_piece(265), "<sep>");
+  EXPECT_THROW(tok.id_to_piece(266), std::out_of_range);
+
+  EXPECT_EQ(tok.encode(""), std::vector<int64_t>{});
+  // "▁ab": "ab" (-1) beats "▁a" (-3); there is no "▁ab".
+  EXPECT_EQ(tok.encode("ab"), (std::vector<int64_t>{259, 263}));
+  // "▁a▁ab": ab first, then the first ▁a; the second ▁ stays alone.
+  EXPECT_EQ(tok.encode("a ab"), (std::vector<int64_t>{262, 259, 263}));
+  // The user-defined piece is kept whole and frozen; equal-score "aa" pairs merge leftmost first.
+  EXPECT_EQ(tok.encode("<sep>aaa"), (std::vector<int64_t>{259, 265, 264, 260}));
+  // Spaces are kept (remove_extra_whitespaces is off).
+  EXPECT_EQ(tok.encode(" a"), (std::vector<int64_t>{259, 262}));
+  // Byte fallback for characters outside the vocabulary.
+  const auto e = tok.encode("\xC3\xA9");
+  EXPECT_EQ(e, (std::vector<int64_t>{259, 3 + 0xC3, 3 + 0xA9}));
+
+  EXPECT_EQ(tok.decode({1, 262, 259, 263, 2}), "a ab");
+  EXPECT_EQ(tok.decode(e), "\xC3\xA9");
+  EXPECT_EQ(tok.decode(tok.encode("<sep>aaa b")), "<sep>aaa b");
+  EXPECT_EQ(tok.decode(tok.encode(" a")), " a");
+  EXPECT_EQ(tok.decode({3 + 0xC3}), "\xEF\xBF\xBD");  // a lone lead byte
+  EXPECT_EQ(tok.decode({260, 0}), "a \xE2\x81\x87 ");  // unknown -> " ⁇ "
+  EXPECT_THROW(tok.decode({266}), std::out_of_range);
+}
+
+TEST(SentencePieceTokenizer, TinyModelOptions) {
+  TempDir dir;
+  SpModelOptions o;
+  o.remove_extra_whitespaces = true;
+  o.byte_fallback = false;
+  SentencePieceTokenizer tok(dir.write("a.model", tiny_sentencepiece_model(o)));
+  EXPECT_EQ(tok.encode("  a   ab "), tok.encode("a ab"));
+  EXPECT_EQ(tok.encode("   "), std::vector<int64_t>{});
+  EXPECT_EQ(tok.encode("\xC3\xA9"), (std::vector<int64_t>{259, 0}));  // no byte fallback: unk
+
+  o = {};
+  o.model_type = 1;  // unigram: Viterbi over the scores
+  SentencePieceTokenizer uni(dir.write("u.model", tiny_sentencepiece_model(o)));
+  EXPECT_EQ(uni.encode("ab"), (std::vector<int64_t>{259, 263}));  // -5 + -1 beats -3 + -7
+  EXPECT_EQ(uni.encode("a"), (std::vector<int64_t>{262}));
+  EXPECT_EQ(uni.encode("\xC3\xA9"), (std::vector<int64_t>{259, 3 + 0xC3, 3 + 0xA9}));
+}
+
+TEST(SentencePieceTokenizer, BadModelFiles) {
+  TempDir dir;
+  const std::string model = tiny_sentencepiece_model();
+  const std::string truncated = dir.write("truncated.model", model.substr(0, model.size() - 3));
+  ASSERT_THROWS_WITH(SentencePieceTokenizer{truncated}, truncated + ": truncated protobuf at byte");
+  EXPECT_THROW(SentencePieceTokenizer{truncated}, DataError);
+  const std::string cut = dir.write("cut.model", model.substr(0, 100));
+  ASSERT_THROWS_WITH(SentencePieceTokenizer{cut}, cut + ": truncated protobuf at byte");
+  const std::string garbage = dir.write("garbage.model", "\x0f\x01");
+  ASSERT_THROWS_WITH(SentencePieceTokenizer{garbage}, garbage + ": bad wire type 7 at byte 0");
+  const std::string empty = dir.write("empty.model", "");
+  ASSERT_THROWS_WITH(SentencePieceTokenizer{empty}, empty + ": SentencePiece model has no pieces");
+  ASSERT_THROWS_WITH(SentencePieceTokenizer{dir.file("absent.model")}, dir.file("absent.model"));
 }
 
 TEST(Tokenizer, ConfigOverridesDefaults) {

@@ -1,5 +1,6 @@
-// SentencePieceTokenizer: LLaMA-style tokenizer.model through the sentencepiece library (pimpl, so
-// that only the .cc sees sentencepiece headers).
+// SentencePieceTokenizer: LLaMA-style tokenizer.model read and applied without the sentencepiece
+// library (whose bundled protobuf clashes with LibTorch's): a hand-written reader of the ModelProto
+// wire format, the identity normaliser, BPE (with byte fallback) and unigram (Viterbi) encoding.
 #pragma once
 
 #include <memory>
