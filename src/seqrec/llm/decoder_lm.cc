@@ -210,6 +210,35 @@ void load_hf_weights(torch::nn::Module& model, const std::string& dir, bool tied
                           (unexpected.empty() ? "" : "; unexpected: " + unexpected));
 }
 
+namespace {
+
+torch::Tensor resized_rows(const torch::Tensor& old, int64_t rows) {
+  const int64_t keep = std::min<int64_t>(rows, old.size(0));
+  auto out = old.detach().mean(0, /*keepdim=*/true).expand({rows, old.size(1)}).clone();  // [rows, D]
+  out.narrow(0, 0, keep).copy_(old.detach().narrow(0, 0, keep));
+  return out;
+}
+
+}  // namespace
+
+void resize_token_embeddings(DecoderLmImpl& lm, int64_t vocab_size) {
+  TORCH_CHECK(vocab_size >= 1, "vocab_size must be >= 1");
+  const int64_t d = lm.config().hidden_size;
+  torch::NoGradGuard no_grad;
+  auto old_embed = lm.model->embed_tokens->weight;
+  auto embed = torch::nn::Embedding(vocab_size, d);
+  embed->weight.copy_(resized_rows(old_embed, vocab_size));
+  embed->to(old_embed.device(), old_embed.scalar_type());
+  lm.model->embed_tokens = lm.model->replace_module("embed_tokens", embed);
+  if (lm.lm_head) {
+    auto head = torch::nn::Linear(torch::nn::LinearOptions(d, vocab_size).bias(false));
+    head->weight.copy_(resized_rows(lm.lm_head->weight, vocab_size));
+    head->to(old_embed.device(), old_embed.scalar_type());
+    lm.lm_head = lm.replace_module("lm_head", head);
+  }
+  lm.mutable_config().vocab_size = vocab_size;
+}
+
 DecoderLm load_decoder_lm(const std::string& dir) {
   DecoderLm lm(read_decoder_config(dir));
   load_hf_weights(*lm, dir, lm->config().tie_word_embeddings);

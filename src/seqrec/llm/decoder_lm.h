@@ -75,6 +75,7 @@ class DecoderLmImpl : public torch::nn::Module {
   /// Next-token logits for hidden states: [.., V].
   torch::Tensor logits(const torch::Tensor& hidden);
   const DecoderConfig& config() const { return config_; }
+  DecoderConfig& mutable_config() { return config_; }
   DecoderBody model{nullptr};
   torch::nn::Linear lm_head{nullptr};  ///< undefined when tied to the embeddings
 
@@ -91,6 +92,11 @@ torch::Tensor decoder_inverse_frequencies(const DecoderConfig& config);
 /// index), converting F16/BF16 to the parameter dtype. Throws CheckpointError listing missing and
 /// unexpected tensor names, or naming a shape mismatch.
 void load_hf_weights(torch::nn::Module& model, const std::string& dir, bool tied_embeddings);
+
+/// Grows (or shrinks) the vocabulary to `vocab_size`: existing rows are kept, new embedding and
+/// output rows start at the mean of the existing ones (as transformers' mean resizing does), so new
+/// tokens begin as an "average" token. LC-Rec adds its semantic-ID tokens this way.
+void resize_token_embeddings(DecoderLmImpl& lm, int64_t vocab_size);
 
 /// read_decoder_config + construction + load_hf_weights.
 DecoderLm load_decoder_lm(const std::string& dir);

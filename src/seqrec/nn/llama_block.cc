@@ -39,7 +39,7 @@ torch::Tensor apply_rotary(const torch::Tensor& x, const Rotary& r) {
 }
 
 LlamaAttentionImpl::LlamaAttentionImpl(const LlamaBlockOptions& o) : options_(o) {
-  auto lin = [&](int64_t in, int64_t out, bool bias) { return torch::nn::Linear(torch::nn::LinearOptions(in, out).bias(bias)); };
+  auto lin = [&](int64_t in, int64_t out, bool bias) { return LoraLinear(in, out, bias); };
   q_proj = register_module("q_proj", lin(o.hidden_dim, o.num_heads * o.head_dim, o.qkv_bias));
   k_proj = register_module("k_proj", lin(o.hidden_dim, o.num_kv_heads * o.head_dim, o.qkv_bias));
   v_proj = register_module("v_proj", lin(o.hidden_dim, o.num_kv_heads * o.head_dim, o.qkv_bias));
@@ -74,7 +74,7 @@ torch::Tensor LlamaAttentionImpl::forward(const torch::Tensor& x, const Rotary& 
 }
 
 LlamaMlpImpl::LlamaMlpImpl(const LlamaBlockOptions& o) {
-  auto lin = [](int64_t in, int64_t out) { return torch::nn::Linear(torch::nn::LinearOptions(in, out).bias(false)); };
+  auto lin = [](int64_t in, int64_t out) { return LoraLinear(in, out, false); };
   gate_proj = register_module("gate_proj", lin(o.hidden_dim, o.ffn_dim));
   up_proj = register_module("up_proj", lin(o.hidden_dim, o.ffn_dim));
   down_proj = register_module("down_proj", lin(o.ffn_dim, o.hidden_dim));

@@ -6,6 +6,8 @@
 
 #include <torch/nn/module.h>
 #include <torch/nn/modules/linear.h>
+
+#include "seqrec/nn/lora.h"
 #include <torch/types.h>
 
 #include <string>
@@ -59,7 +61,7 @@ class LlamaAttentionImpl : public torch::nn::Module {
   explicit LlamaAttentionImpl(const LlamaBlockOptions& options);
   /// x [B, T, D]; bias: additive mask [B or 1, 1, T, S] over (cached + new) keys; cache updated when given.
   torch::Tensor forward(const torch::Tensor& x, const Rotary& rotary, const torch::Tensor& bias, KvCache* cache);
-  torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
+  LoraLinear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
 
  private:
   LlamaBlockOptions options_;
@@ -71,7 +73,7 @@ class LlamaMlpImpl : public torch::nn::Module {
  public:
   explicit LlamaMlpImpl(const LlamaBlockOptions& options);
   torch::Tensor forward(const torch::Tensor& x);
-  torch::nn::Linear gate_proj{nullptr}, up_proj{nullptr}, down_proj{nullptr};
+  LoraLinear gate_proj{nullptr}, up_proj{nullptr}, down_proj{nullptr};
 };
 TORCH_MODULE(LlamaMlp);
 
