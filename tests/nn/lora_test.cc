@@ -103,6 +103,30 @@ TEST(LoraTest, NoMatchingTargetIsAConfigError) {
   ASSERT_THROWS_WITH(apply_lora(*lm, o), "no linear layer matched");
 }
 
+TEST(GradientCheckpointingTest, SameGradientsAsKeepingActivations) {
+  for (double dropout : {0.0, 0.3}) {
+    std::vector<std::map<std::string, torch::Tensor>> grads(2);
+    std::vector<float> losses(2);
+    for (int checkpoint = 0; checkpoint < 2; ++checkpoint) {
+      torch::manual_seed(9);
+      llm::DecoderConfig c = tiny_lm()->config();
+      c.dropout = dropout;  // dropout masks must replay identically in the recomputation
+      torch::manual_seed(9);
+      llm::DecoderLm lm(c);
+      lm->gradient_checkpointing = checkpoint == 1;
+      lm->train();
+      torch::manual_seed(21);
+      auto loss = lm_loss(lm);
+      loss.backward();
+      losses[checkpoint] = loss.item<float>();
+      for (auto& p : lm->named_parameters()) grads[checkpoint][p.key()] = p.value().grad().clone();
+    }
+    EXPECT_FLOAT_EQ(losses[0], losses[1]);
+    for (auto& [name, g] : grads[0])
+      EXPECT_TRUE(torch::allclose(g, grads[1][name], 1e-5, 1e-6)) << name << " dropout " << dropout;
+  }
+}
+
 TEST(ResizeEmbeddingsTest, KeepsOldRowsAndStartsNewOnesAtTheMean) {
   llm::DecoderLm lm = tiny_lm();
   lm->eval();

@@ -1,6 +1,7 @@
 // Decoder LM: config, forward and Hugging Face weight loading.
 #include "seqrec/llm/decoder_lm.h"
 
+#include <ATen/CPUGeneratorImpl.h>
 #include <torch/torch.h>
 
 #include <nlohmann/json.hpp>
@@ -28,6 +29,41 @@ T field(const json& j, const std::string& key, const T& fallback, const std::str
     throw DataError(file + ": field '" + key + "': " + e.what());
   }
 }
+
+// Rotary tables and mask travel as a non-tensor argument: constants for autograd.
+struct BlockContext {
+  std::shared_ptr<nn::LlamaBlockImpl> block;
+  nn::Rotary rotary;
+  torch::Tensor bias;
+};
+
+// Runs a block without keeping its activations; backward re-runs it with the same generator state
+// (so dropout masks repeat) and backpropagates through the recomputation.
+struct CheckpointedBlock : public torch::autograd::Function<CheckpointedBlock> {
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& x, const BlockContext& bc) {
+    ctx->saved_data["rng"] = at::detail::getDefaultCPUGenerator().get_state();
+    ctx->save_for_backward({x});
+    auto* holder = new BlockContext(bc);  // released in backward
+    ctx->saved_data["context"] = reinterpret_cast<int64_t>(holder);
+    torch::NoGradGuard no_grad;
+    return bc.block->forward(x, bc.rotary, bc.bias, nullptr);
+  }
+  static torch::autograd::tensor_list backward(torch::autograd::AutogradContext* ctx, torch::autograd::tensor_list grads) {
+    std::unique_ptr<BlockContext> bc(reinterpret_cast<BlockContext*>(ctx->saved_data["context"].toInt()));
+    auto x = ctx->get_saved_variables()[0].detach().requires_grad_(true);
+    auto current = at::detail::getDefaultCPUGenerator().get_state();
+    at::Generator gen = at::detail::getDefaultCPUGenerator();
+    gen.set_state(ctx->saved_data["rng"].toTensor());
+    torch::Tensor out;
+    {
+      torch::AutoGradMode enable(true);
+      out = bc->block->forward(x, bc->rotary, bc->bias, nullptr);
+    }
+    gen.set_state(current);
+    torch::autograd::backward({out}, {grads[0]});  // accumulates the block's parameter gradients
+    return {x.grad(), torch::Tensor()};
+  }
+};
 
 torch::Tensor to_tensor(const StTensorView& v) {
   torch::ScalarType t;
@@ -72,6 +108,7 @@ DecoderConfig read_decoder_config(const std::string& dir) {
   c.rope_theta = field<double>(j, "rope_theta", c.rope_theta, file);
   c.tie_word_embeddings = field<bool>(j, "tie_word_embeddings", c.tie_word_embeddings, file);
   c.attention_bias = field<bool>(j, "attention_bias", c.model_type == "qwen2", file);
+  c.dropout = field<double>(j, "attention_dropout", 0.0, file);
   c.bos_token_id = j.contains("bos_token_id") && j["bos_token_id"].is_number() ? j["bos_token_id"].get<int64_t>() : -1;
   if (j.contains("eos_token_id") && j["eos_token_id"].is_number()) c.eos_token_id = j["eos_token_id"].get<int64_t>();
   if (j.contains("eos_token_id") && j["eos_token_id"].is_array() && !j["eos_token_id"].empty())
@@ -125,6 +162,7 @@ DecoderBodyImpl::DecoderBodyImpl(const DecoderConfig& c) {
   o.ffn_dim = c.intermediate_size;
   o.rms_eps = c.rms_norm_eps;
   o.qkv_bias = c.attention_bias;
+  o.dropout = c.dropout;
   for (int64_t i = 0; i < c.num_layers; ++i) layers->push_back(nn::LlamaBlock(o));
   norm = register_module("norm", nn::RmsNorm(c.hidden_size, c.rms_norm_eps));
 }
@@ -146,8 +184,16 @@ torch::Tensor DecoderLmImpl::forward_hidden(const DecoderInput& in, DecoderCache
   nn::Rotary rotary = nn::rotary_for_positions(positions.to(x.device()), inv_freq_.to(x.device()));
   torch::Tensor bias = in.bias.defined() ? in.bias : nn::causal_bias(t, past, in.key_valid, x.options());
   if (cache && cache->empty()) cache->resize(model->layers->size());
-  for (size_t i = 0; i < model->layers->size(); ++i)
-    x = model->layers[i]->as<nn::LlamaBlock>()->forward(x, rotary, bias, cache ? &(*cache)[i] : nullptr);
+  const bool checkpoint = gradient_checkpointing && is_training() && torch::GradMode::is_enabled() && !cache &&
+                          x.device().is_cpu();
+  for (size_t i = 0; i < model->layers->size(); ++i) {
+    auto block = model->layers[i]->as<nn::LlamaBlock>();
+    if (checkpoint) {
+      x = CheckpointedBlock::apply(x, BlockContext{model->layers->ptr<nn::LlamaBlockImpl>(i), rotary, bias});
+    } else {
+      x = block->forward(x, rotary, bias, cache ? &(*cache)[i] : nullptr);
+    }
+  }
   return model->norm(x);
 }
 

@@ -39,6 +39,7 @@ struct DecoderConfig {
   double rope_low_freq_factor = 1;
   double rope_high_freq_factor = 4;
   int64_t rope_original_max_position = 8192;
+  double dropout = 0.0;               ///< attention_dropout (also used on residual branches when training)
 };
 
 /// Parses <dir>/config.json; throws DataError naming the file and field for missing or bad values.
@@ -76,6 +77,9 @@ class DecoderLmImpl : public torch::nn::Module {
   torch::Tensor logits(const torch::Tensor& hidden);
   const DecoderConfig& config() const { return config_; }
   DecoderConfig& mutable_config() { return config_; }
+  /// Gradient checkpointing: when training, each block's activations are recomputed in backward
+  /// instead of being kept (dropout masks are replayed exactly).
+  bool gradient_checkpointing = false;
   DecoderBody model{nullptr};
   torch::nn::Linear lm_head{nullptr};  ///< undefined when tied to the embeddings
 
