@@ -2,6 +2,8 @@
 #include "seqrec/llm/decoder_lm.h"
 
 #include <ATen/CPUGeneratorImpl.h>
+#include <sys/mman.h>
+#include <unistd.h>
 #include <torch/torch.h>
 
 #include <nlohmann/json.hpp>
@@ -64,6 +66,15 @@ struct CheckpointedBlock : public torch::autograd::Function<CheckpointedBlock> {
     return {x.grad(), torch::Tensor()};
   }
 };
+
+// Drops the copied tensor's whole pages from this process's resident set (they stay in the page
+// cache), so the peak RSS of loading is about one copy of the weights, not two.
+void release_pages(const StTensorView& v) {
+  const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  const uintptr_t begin = (reinterpret_cast<uintptr_t>(v.data) + page - 1) / page * page;
+  const uintptr_t end = (reinterpret_cast<uintptr_t>(v.data) + static_cast<uintptr_t>(v.nbytes)) / page * page;
+  if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
+}
 
 torch::Tensor to_tensor(const StTensorView& v) {
   torch::ScalarType t;
@@ -247,6 +258,7 @@ void load_hf_weights(torch::nn::Module& model, const std::string& dir, bool tied
       throw CheckpointError(msg.str());
     }
     p.value().copy_(src);  // converts F16/BF16 to the parameter dtype
+    release_pages(mapped[it->second.first].get(name));
   }
   for (const auto& [name, loc] : where)
     if (!used.count(name) && !(tied_embeddings && name == "lm_head.weight") && name.find("rotary_emb") == std::string::npos)
