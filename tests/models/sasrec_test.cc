@@ -1,4 +1,4 @@
-// Tests of SASRec (both variants), the model registry, most-pop, fast_dropout and batched_matmul.
+// Tests of SASRec (both variants), the model registry, most-pop, fast_dropout.
 #include <torch/torch.h>
 
 #include <algorithm>
@@ -12,7 +12,6 @@
 #include "seqrec/models/most_pop.h"
 #include "seqrec/models/registry.h"
 #include "seqrec/models/sasrec.h"
-#include "seqrec/nn/batched_matmul.h"
 #include "seqrec/nn/dropout.h"
 #include "support.h"
 
@@ -295,39 +294,6 @@ TEST(FastDropout, ReproducibleUnderManualSeed) {
   EXPECT_FALSE(torch::equal(a, a2));
   torch::manual_seed(124);
   EXPECT_FALSE(torch::equal(a, nn::dropout_mask(like, 0.5)));
-}
-
-void check_bmm(bool with_bias) {
-  torch::manual_seed(5);
-  auto a = torch::randn({3, 4, 5}, torch::requires_grad());
-  auto b_src = torch::randn({3, 6, 5}, torch::requires_grad());
-  auto b = b_src.transpose(1, 2);  // non-contiguous [3, 5, 6]
-  auto bias = with_bias ? torch::randn({3, 4, 6}) : torch::Tensor();
-  auto out = nn::batched_matmul(a, b, bias);
-  auto ref = with_bias ? torch::bmm(a, b) + bias : torch::bmm(a, b);
-  ASSERT_EQ(out.sizes(), (torch::IntArrayRef{3, 4, 6}));
-  EXPECT_TRUE(torch::allclose(out, ref, 1e-5, 1e-5));
-  auto g = torch::randn({3, 4, 6});
-  auto got = torch::autograd::grad({out}, {a, b_src}, {g});
-  auto want = torch::autograd::grad({ref}, {a, b_src}, {g});
-  EXPECT_TRUE(torch::allclose(got[0], want[0], 1e-5, 1e-5));
-  EXPECT_TRUE(torch::allclose(got[1], want[1], 1e-5, 1e-5));
-  // Without grad mode the raw path gives the same numbers.
-  torch::NoGradGuard no_grad;
-  EXPECT_TRUE(torch::allclose(nn::batched_matmul(a, b, bias), ref, 1e-5, 1e-5));
-}
-
-TEST(BatchedMatmul, MatchesBmmWithoutBias) { check_bmm(false); }
-TEST(BatchedMatmul, MatchesBmmWithBias) { check_bmm(true); }
-
-TEST(BatchedMatmul, GradientOfOneArgumentOnly) {
-  torch::manual_seed(6);
-  auto a = torch::randn({2, 3, 4});
-  auto b = torch::randn({2, 4, 5}, torch::requires_grad());
-  auto out = nn::batched_matmul(a, b);
-  auto g = torch::randn({2, 3, 5});
-  auto got = torch::autograd::grad({out}, {b}, {g});
-  EXPECT_TRUE(torch::allclose(got[0], torch::bmm(a.transpose(1, 2), g), 1e-5, 1e-5));
 }
 
 }  // namespace
