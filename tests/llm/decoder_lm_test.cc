@@ -117,6 +117,66 @@ TEST(DecoderLmTest, LoadsSelfWrittenCheckpointsTiedUntiedShardedAndQwen2) {
   }
 }
 
+TEST(DecoderLmTest, LoadsHalfAndBfloat16Checkpoints) {
+  for (auto dtype : {torch::kHalf, torch::kBFloat16}) {
+    testing::TempDir dir;
+    torch::manual_seed(7);
+    DecoderConfig c = tiny_config("llama", false);
+    DecoderLm source(c);
+    write_config(dir.path(), c);
+    train::NamedTensors state;
+    for (auto& [n, t] : train::model_state(*source)) state.emplace_back(n, t.detach().to(dtype));
+    train::save_tensors(dir.file("model.safetensors"), state, {});
+    DecoderLm loaded = load_decoder_lm(dir.path());
+    // Parameters hold exactly the rounded values; outputs agree to the rounding of the weights.
+    for (auto& [n, t] : state) EXPECT_TRUE(torch::equal(loaded->named_parameters()[n], t.to(torch::kFloat))) << n;
+    const double tol = dtype == torch::kHalf ? 1e-2 : 5e-2;
+    EXPECT_TRUE(torch::allclose(run(source), run(loaded), tol, tol)) << c10::toString(dtype);
+  }
+}
+
+TEST(DecoderLmTest, WrongShapeNamesTensorAndShapes) {
+  testing::TempDir dir;
+  DecoderConfig c = tiny_config("llama", true);
+  DecoderLm source(c);
+  write_config(dir.path(), c);
+  train::NamedTensors state = train::model_state(*source);
+  for (auto& [n, t] : state)
+    if (n == "model.norm.weight") t = torch::ones({7});
+  train::save_tensors(dir.file("model.safetensors"), state, {});
+  ASSERT_THROWS_WITH(load_decoder_lm(dir.path()), "tensor 'model.norm.weight': expected shape [16], got [7]");
+}
+
+TEST(DecoderLmTest, Llama3RopeScalingMatchesHandValues) {
+  DecoderConfig c;
+  c.head_dim = 8;
+  c.rope_theta = 10000;
+  c.rope_factor = 8;
+  c.rope_low_freq_factor = 1;
+  c.rope_high_freq_factor = 4;
+  c.rope_original_max_position = 64;
+  auto inv = decoder_inverse_frequencies(c);
+  // Base frequencies 1, 0.1, 0.01, 0.001 (theta^(-2i/8)); wavelengths 2pi/f = 6.28, 62.8, 628, 6283.
+  // high_wavelen = 64/4 = 16, low_wavelen = 64/1 = 64: f0 kept; f1 (62.8, between) smoothed with
+  // s = (64/62.83 - 1) / (4 - 1) = 0.006237: (1 - s) * 0.1 / 8 + s * 0.1; f2, f3 divided by 8.
+  const double s = (64.0 / (2 * M_PI / 0.1) - 1.0) / 3.0;
+  EXPECT_NEAR(inv[0].item<double>(), 1.0, 1e-6);
+  EXPECT_NEAR(inv[1].item<double>(), (1 - s) * 0.1 / 8 + s * 0.1, 1e-7);
+  EXPECT_NEAR(inv[2].item<double>(), 0.01 / 8, 1e-8);
+  EXPECT_NEAR(inv[3].item<double>(), 0.001 / 8, 1e-9);
+}
+
+TEST(DecoderLmTest, InputsEmbedsEqualTokenIds) {
+  torch::manual_seed(10);
+  DecoderLm lm(tiny_config("qwen2", false));
+  lm->eval();
+  torch::NoGradGuard no_grad;
+  DecoderInput by_ids, by_embeds;
+  by_ids.input_ids = torch::tensor({{1, 5, 7}}, torch::kLong);
+  by_embeds.inputs_embeds = lm->model->embed_tokens(by_ids.input_ids);
+  EXPECT_TRUE(torch::allclose(lm->forward_hidden(by_ids), lm->forward_hidden(by_embeds)));
+}
+
 TEST(DecoderLmTest, MissingAndUnexpectedTensorsAreListed) {
   testing::TempDir dir;
   DecoderConfig c = tiny_config("llama", true);
