@@ -7,6 +7,7 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 repeats="${1:-3}"
+py="${PYTHON:-/usr/bin/python3}"  # Debian python3 with python3-torch
 data=../shared/datasets/ml-1m/ml-1m.txt
 [[ -f $data ]] || { echo "no $data: skipping" >&2; exit 0; }
 ninja -C build bench_train >/dev/null
@@ -14,7 +15,7 @@ build/seqrec prepare --config configs/ml-1m/sasrec_paper.yaml >/dev/null 2>&1
 for r in $(seq "$repeats"); do
   echo "{\"impl\":\"seqrec\",\"run\":$r,\"result\":$(build/bench_train --config configs/ml-1m/sasrec_paper.yaml --steps 30)}"
   echo "{\"impl\":\"seqrec-no-bucketing\",\"run\":$r,\"result\":$(build/bench_train --config configs/ml-1m/sasrec_paper.yaml --steps 30 --set train.length_bucketing=false)}"
-  if python3 -c "import torch" 2>/dev/null; then
-    echo "{\"impl\":\"pytorch\",\"run\":$r,\"result\":$(python3 bench/reference_sasrec.py "$data" --steps 30)}"
+  if "$py" -c "import torch" 2>/dev/null; then
+    echo "{\"impl\":\"pytorch\",\"run\":$r,\"result\":$("$py" bench/reference_sasrec.py "$data" --steps 30)}"
   fi
 done
