@@ -5,6 +5,10 @@
 
 #include <set>
 
+#include <cstdio>
+#include <nlohmann/json.hpp>
+
+#include "seqrec/common/fs.h"
 #include "seqrec/llm/generation.h"
 
 namespace seqrec::llm {
@@ -102,6 +106,44 @@ TEST(GenerationTest, UnknownStrategyIsRejected) {
   GenerationOptions o;
   o.strategy = "nucleus";
   EXPECT_THROW(generate(lm, {1}, o), std::exception);
+}
+
+TEST(GenerationTest, Bfloat16ComputeTracksFloat32) {
+  DecoderLm lm = tiny_lm(/*tied=*/false);
+  torch::NoGradGuard no_grad;
+  DecoderInput in;
+  in.input_ids = torch::tensor({{1, 5, 7, 9, 3}}, torch::kLong);
+  auto ref = torch::log_softmax(lm->logits(lm->forward_hidden(in)), -1);
+  lm->to(torch::kBFloat16);
+  auto hidden = lm->forward_hidden(in);
+  EXPECT_EQ(hidden.scalar_type(), torch::kBFloat16);
+  auto low = torch::log_softmax(lm->logits(hidden).to(torch::kFloat), -1);
+  EXPECT_LT((low - ref).abs().max().item<double>(), 0.1);
+  EXPECT_TRUE(torch::equal(low.argmax(-1), ref.argmax(-1)));
+}
+
+// The CLI on the real stories260K checkpoint: greedy text equals the reference continuation.
+TEST(LmCliTest, GenerateAndScoreStories260K) {
+  const std::string dir = SEQREC_SOURCE_DIR "/../shared/models/stories260K";
+  if (!path_exists(dir + "/hf/config.json")) GTEST_SKIP() << "no " << dir;
+  auto expected = nlohmann::json::parse(read_file(dir + "/expected/once_upon_a_time.json"));
+  const std::string cmd = std::string(SEQREC_BINARY) + " lm generate --model " + dir +
+                          "/hf --prompt 'Once upon a time' --max-new-tokens 40 2>/dev/null";
+  FILE* pipe = popen(cmd.c_str(), "r");
+  ASSERT_NE(pipe, nullptr);
+  std::string out;
+  char buf[4096];
+  while (size_t n = fread(buf, 1, sizeof buf, pipe)) out.append(buf, n);
+  ASSERT_EQ(pclose(pipe), 0) << out;
+  const std::string want = expected["greedy_text"].get<std::string>();
+  ASSERT_GT(out.size(), 60u);
+  EXPECT_EQ(want.substr(0, 60), out.substr(0, 60));
+  const std::string score = std::string(SEQREC_BINARY) + " lm score --model " + dir + "/hf --text 'Once upon a time' 2>/dev/null";
+  pipe = popen(score.c_str(), "r");
+  out.clear();
+  while (size_t n = fread(buf, 1, sizeof buf, pipe)) out.append(buf, n);
+  EXPECT_EQ(pclose(pipe), 0);
+  EXPECT_NE(out.find("\t403\t"), std::string::npos) << out;  // "Once" after BOS, token 403
 }
 
 }  // namespace
