@@ -4,6 +4,7 @@
 #include "seqrec/common/error.h"
 #include "seqrec/config/config_node.h"
 #include "seqrec/models/hstu.h"
+#include "seqrec/models/llama_id.h"
 #include "seqrec/models/most_pop.h"
 #include "seqrec/models/sasrec.h"
 
@@ -18,6 +19,10 @@ SequenceRecommender build_hstu(config::ConfigNode node, const ModelContext& cont
   return std::make_shared<HstuImpl>(read_hstu_options(node, context));
 }
 
+SequenceRecommender build_llama_id(config::ConfigNode node, const ModelContext& context) {
+  return std::make_shared<LlamaIdImpl>(read_llama_id_options(node, context));
+}
+
 SequenceRecommender build_most_pop(config::ConfigNode, const ModelContext& context) {
   return std::make_shared<MostPopImpl>(context.num_items, context.item_counts);
 }
@@ -30,6 +35,7 @@ struct ModelEntry {
 const ModelEntry kModels[] = {
     {"sasrec", build_sasrec},
     {"hstu", build_hstu},
+    {"llama_id", build_llama_id},
     {"most_pop", build_most_pop},
 };
 
