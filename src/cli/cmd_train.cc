@@ -71,9 +71,13 @@ int run_train(const CliArgs& args) {
 
   train::Trainer trainer(model, store, setup);
   train::TrainSummary s = trainer.fit(args.resume);
-  log_info("done: %ld epochs in %.1fs, best valid %s %.4f at epoch %ld; test (%s protocol) below",
-           long(s.epochs_run), s.train_seconds, setup.train.metric.c_str(), s.best_metric, long(s.best_epoch),
-           setup.eval.protocol.c_str());
+  if (s.epochs_run == 0)
+    log_info("done: %s has no trainable parameters (fitted from the training counts); test (%s protocol) below",
+             model_node.get<std::string>("name", "").c_str(), setup.eval.protocol.c_str());
+  else
+    log_info("done: %ld epochs in %.1fs, best valid %s %.4f at epoch %ld; test (%s protocol) below",
+             long(s.epochs_run), s.train_seconds, setup.train.metric.c_str(), s.best_metric, long(s.best_epoch),
+             setup.eval.protocol.c_str());
   std::printf("%s\n", eval::to_json_line(s.test, "test", setup.eval.protocol, s.test_users).c_str());
   return 0;
 }
