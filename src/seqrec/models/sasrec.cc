@@ -44,14 +44,6 @@ SasRecOptions read_sasrec_options(config::ConfigNode node, const ModelContext& c
   return o;
 }
 
-torch::Tensor causal_padding_mask(const torch::Tensor& item_ids) {
-  const int64_t w = item_ids.size(1);
-  auto causal = torch::ones({w, w}, torch::kBool).tril();                       // [W, W]
-  auto key_valid = item_ids.ne(0).unsqueeze(1);                                  // [B, 1, W]
-  auto diag = torch::eye(w, torch::kBool);                                       // [W, W]
-  return (causal.unsqueeze(0).logical_and(key_valid)).logical_or(diag).unsqueeze(1);  // [B, 1, W, W]
-}
-
 SasRecBlockImpl::SasRecBlockImpl(const SasRecOptions& options) : options_(options) {
   const int64_t d = options.hidden_dim;
   auto ln = torch::nn::LayerNormOptions({d}).eps(options.layer_norm_eps);

@@ -79,8 +79,4 @@ class SasRecImpl : public SequenceRecommenderImpl {
   torch::nn::ModuleList blocks{nullptr};
 };
 
-/// Causal attention mask for left-padded ids [B, W]: allowed(i, j) = j <= i and ids[j] != 0, plus the
-/// diagonal (so padded rows stay finite). Returns [B, 1, W, W] bool.
-torch::Tensor causal_padding_mask(const torch::Tensor& item_ids);
-
 }  // namespace seqrec::models
