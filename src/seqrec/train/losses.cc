@@ -27,8 +27,9 @@ torch::Tensor item_logits(models::SequenceRecommenderImpl& model, const torch::T
   const int64_t n = h.size(0);
   const int64_t per_row = ids.dim() == 2 ? ids.size(1) : 1;
   auto flat = ids.reshape({n, per_row});                                              // [N, R]
-  if (model.all_item_embeddings().size(0) <= 64 * std::max<int64_t>(per_row, 16)) {
-    auto all = torch::matmul(h, model.all_item_embeddings().t());                    // [N, V+1]
+  auto table = model.all_item_embeddings();                                           // [V+1, D], once per step
+  if (table.size(0) <= 64 * std::max<int64_t>(per_row, 16)) {
+    auto all = torch::matmul(h, table.t());                                           // [N, V+1]
     return all.gather(1, flat).view(ids.sizes());
   }
   auto emb = model.item_embeddings(flat);                                             // [N, R, D]
