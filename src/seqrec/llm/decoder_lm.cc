@@ -15,6 +15,7 @@
 #include "seqrec/common/error.h"
 #include "seqrec/common/fs.h"
 #include "seqrec/common/safetensors.h"
+#include "seqrec/nn/tensor_view.h"
 
 namespace seqrec::llm {
 namespace {
@@ -74,20 +75,6 @@ void release_pages(const StTensorView& v) {
   const uintptr_t begin = (reinterpret_cast<uintptr_t>(v.data) + page - 1) / page * page;
   const uintptr_t end = (reinterpret_cast<uintptr_t>(v.data) + static_cast<uintptr_t>(v.nbytes)) / page * page;
   if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
-}
-
-torch::Tensor to_tensor(const StTensorView& v) {
-  torch::ScalarType t;
-  switch (v.dtype) {
-    case StDtype::kF32: t = torch::kFloat; break;
-    case StDtype::kF16: t = torch::kHalf; break;
-    case StDtype::kBF16: t = torch::kBFloat16; break;
-    case StDtype::kI64: t = torch::kLong; break;
-    case StDtype::kI32: t = torch::kInt; break;
-    default: t = torch::kByte; break;
-  }
-  // A view of the mapping (no copy); the caller copies into the parameter.
-  return torch::from_blob(const_cast<void*>(v.data), v.shape, torch::TensorOptions().dtype(t));
 }
 
 }  // namespace
@@ -250,7 +237,7 @@ void load_hf_weights(torch::nn::Module& model, const std::string& dir, bool tied
       continue;
     }
     used.insert(name);
-    torch::Tensor src = to_tensor(mapped[it->second.first].get(name));
+    torch::Tensor src = nn::tensor_view(mapped[it->second.first].get(name));  // a view of the mapping
     if (src.sizes() != p.value().sizes()) {
       std::ostringstream msg;
       msg << it->second.second << ": tensor '" << name << "': expected shape " << p.value().sizes() << ", got "

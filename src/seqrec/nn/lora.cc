@@ -9,6 +9,7 @@
 #include "seqrec/common/error.h"
 #include "seqrec/common/safetensors.h"
 #include "seqrec/nn/dropout.h"
+#include "seqrec/nn/tensor_view.h"
 
 namespace seqrec::nn {
 namespace {
@@ -139,7 +140,7 @@ void load_lora(torch::nn::Module& model, const std::string& path) {
     const StTensorView& v = file.get(name);
     if (v.dtype != StDtype::kF32 || v.shape != t.sizes().vec())
       throw CheckpointError(path + ": tensor '" + name + "' has the wrong dtype or shape");
-    t.copy_(torch::from_blob(const_cast<void*>(v.data), v.shape, torch::kFloat));
+    t.copy_(tensor_view(v));
   }
   if (!missing.empty()) throw CheckpointError(path + ": missing adapter tensors: " + missing);
 }

@@ -10,33 +10,10 @@
 #include "seqrec/common/safetensors.h"
 #include "seqrec/config/config_node.h"
 #include "seqrec/models/registry.h"
+#include "seqrec/nn/tensor_view.h"
 
 namespace seqrec::train {
 namespace {
-
-StDtype to_st(torch::ScalarType t) {
-  switch (t) {
-    case torch::kFloat: return StDtype::kF32;
-    case torch::kHalf: return StDtype::kF16;
-    case torch::kBFloat16: return StDtype::kBF16;
-    case torch::kLong: return StDtype::kI64;
-    case torch::kInt: return StDtype::kI32;
-    case torch::kByte: return StDtype::kU8;
-    default: throw CheckpointError(std::string("cannot save tensors of dtype ") + c10::toString(t));
-  }
-}
-
-torch::ScalarType from_st(StDtype t) {
-  switch (t) {
-    case StDtype::kF32: return torch::kFloat;
-    case StDtype::kF16: return torch::kHalf;
-    case StDtype::kBF16: return torch::kBFloat16;
-    case StDtype::kI64: return torch::kLong;
-    case StDtype::kI32: return torch::kInt;
-    case StDtype::kU8: return torch::kByte;
-  }
-  return torch::kFloat;
-}
 
 std::string shape_str(torch::IntArrayRef s) {
   std::ostringstream out;
@@ -53,7 +30,7 @@ void save_tensors(const std::string& path, const NamedTensors& tensors,
   for (const auto& [name, t] : tensors) {
     keep.push_back(t.detach().to(torch::kCPU).contiguous());
     const auto& c = keep.back();
-    refs.push_back({name, to_st(c.scalar_type()), c.sizes().vec(), c.data_ptr()});
+    refs.push_back({name, nn::safetensors_dtype(c.scalar_type()), c.sizes().vec(), c.data_ptr()});
   }
   write_safetensors(path, refs, metadata);
 }
@@ -63,9 +40,7 @@ NamedTensors load_tensors(const std::string& path, std::map<std::string, std::st
   NamedTensors out;
   for (const auto& name : file.names()) {
     const StTensorView& v = file.get(name);
-    auto t = torch::empty(v.shape, torch::TensorOptions().dtype(from_st(v.dtype)));
-    std::memcpy(t.data_ptr(), v.data, v.nbytes);
-    out.emplace_back(name, t);
+    out.emplace_back(name, nn::tensor_view(v).clone());  // copied out of the mapping
   }
   if (metadata) *metadata = file.metadata();
   return out;
