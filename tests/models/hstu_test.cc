@@ -31,7 +31,7 @@ TEST(HstuTest, RelativeBiasIndexesPositionAndTimeTables) {
   auto pw = params["position_weights"], tw = params["time_weights"];
   auto ts = torch::tensor(std::vector<int64_t>{0, 10, 100}, torch::kLong).view({1, 3});
   auto next = torch::tensor(std::vector<int64_t>{10, 100, 1000}, torch::kLong).view({1, 3});
-  auto out = bias->forward(ts, next, 3);                              // [1, 3, 3]
+  auto out = bias->forward(bias->indices(ts, next, 3));                              // [1, 3, 3]
   for (int64_t i = 0; i < 3; ++i)
     for (int64_t j = 0; j < 3; ++j) {
       const int64_t dt = next[0][i].item<int64_t>() - ts[0][j].item<int64_t>();

@@ -56,16 +56,25 @@ RelativeBiasImpl::RelativeBiasImpl(int64_t n, bool position, bool time) : n_(n) 
   if (time) time_weights = register_parameter("time_weights", torch::randn({129}) * 0.02);
 }
 
-torch::Tensor RelativeBiasImpl::forward(const torch::Tensor& ts, const torch::Tensor& next_ts, int64_t width) {
-  torch::Tensor bias;
+RelativeBiasImpl::Indices RelativeBiasImpl::indices(const torch::Tensor& ts, const torch::Tensor& next_ts,
+                                                    int64_t width) const {
+  Indices out;
   if (position_weights.defined()) {
     auto idx = torch::arange(width, torch::kLong);                             // [W]
-    auto rel = (n_ - 1) + idx.unsqueeze(0) - idx.unsqueeze(1);                 // [W, W]: N-1 + j - i
-    bias = position_weights.index_select(0, rel.reshape({-1})).view({1, width, width});  // [1, W, W]
+    out.position = (n_ - 1) + idx.unsqueeze(0) - idx.unsqueeze(1);            // [W, W]: N-1 + j - i
   }
-  if (time_weights.defined()) {
-    auto buckets = time_buckets(next_ts.unsqueeze(2) - ts.unsqueeze(1));       // [B, W, W]: ts_{i+1} - ts_j
-    auto t = time_weights.index_select(0, buckets.reshape({-1})).view(buckets.sizes());
+  if (time_weights.defined()) out.time = time_buckets(next_ts.unsqueeze(2) - ts.unsqueeze(1));  // [B, W, W]
+  return out;
+}
+
+torch::Tensor RelativeBiasImpl::forward(const Indices& indices) {
+  torch::Tensor bias;
+  if (indices.position.defined()) {
+    const int64_t w = indices.position.size(0);
+    bias = position_weights.index_select(0, indices.position.reshape({-1})).view({1, w, w});  // [1, W, W]
+  }
+  if (indices.time.defined()) {
+    auto t = time_weights.index_select(0, indices.time.reshape({-1})).view(indices.time.sizes());  // [B, W, W]
     bias = bias.defined() ? bias + t : t;
   }
   return bias;
@@ -167,11 +176,15 @@ torch::Tensor HstuImpl::encode(const data::SequenceBatch& batch) {
     x = (e + position_embedding(positions)) * keep;  // HLLM IDNet: no scaling, no input dropout
   }
   auto lengths = valid.sum(1);                                                 // [B] (left padding)
-  torch::Tensor ts;
-  torch::Tensor next_ts = (o.position_bias || o.time_bias) ? next_timestamps(batch, &ts) : torch::Tensor();
+  RelativeBiasImpl::Indices bias_indices;  // shared by all layers: computed once
+  if (relative_biases) {
+    torch::Tensor ts;
+    torch::Tensor next_ts = next_timestamps(batch, &ts);
+    bias_indices = relative_biases[0]->as<RelativeBias>()->indices(ts, next_ts, w);
+  }
   for (size_t i = 0; i < blocks->size(); ++i) {
     torch::Tensor bias;
-    if (relative_biases) bias = relative_biases[i]->as<RelativeBias>()->forward(ts, next_ts, w);
+    if (relative_biases) bias = relative_biases[i]->as<RelativeBias>()->forward(bias_indices);
     x = blocks[i]->as<HstuBlock>()->forward(x, bias, lengths) * keep;
   }
   return F::normalize(x, F::NormalizeFuncOptions().dim(-1).eps(1e-6));          // [B, W, D]

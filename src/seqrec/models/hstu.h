@@ -47,9 +47,15 @@ class RelativeBiasImpl : public torch::nn::Module {
  public:
   /// n: the padded length N; position / time: which parts are on.
   RelativeBiasImpl(int64_t n, bool position, bool time);
-  /// next_ts: [B, W] timestamp of the item after each position; ts: [B, W] timestamps;
-  /// position_offset: absolute position of column 0. Returns [B, W, W] (rab^p + rab^t).
-  torch::Tensor forward(const torch::Tensor& ts, const torch::Tensor& next_ts, int64_t width);
+  /// Table indices of a batch, the same for every layer (compute once per forward): position
+  /// [W, W] = N-1 + j - i, time [B, W, W] = bucket(ts_{i+1} - ts_j); a part is undefined when off.
+  /// next_ts: [B, W] timestamp of the item after each position; ts: [B, W] timestamps.
+  struct Indices {
+    torch::Tensor position, time;
+  };
+  Indices indices(const torch::Tensor& ts, const torch::Tensor& next_ts, int64_t width) const;
+  /// This layer's bias for precomputed indices: [B or 1, W, W] (rab^p + rab^t).
+  torch::Tensor forward(const Indices& indices);
 
  private:
   int64_t n_;
