@@ -45,7 +45,7 @@ int run_eval(const CliArgs& args) {
   set_threads(threads);
 
   data::InteractionStore store = data::InteractionStore::open(data_opts.dir + "/interactions.bin");
-  train::LoadedModel loaded = train::load_checkpoint(args.checkpoint);
+  train::LoadedModel loaded = train::load_checkpoint(args.checkpoint, data_opts.dir);
   if (loaded.context.num_items != store.num_items())
     throw CheckpointError(args.checkpoint + ": built for " + std::to_string(loaded.context.num_items) +
                           " items, but " + data_opts.dir + " has " + std::to_string(store.num_items()) +

@@ -5,7 +5,10 @@
 #include "seqrec/common/error.h"
 #include "seqrec/common/log.h"
 #include "seqrec/config/config_node.h"
+#include "seqrec/data/item_catalog.h"
+#include "seqrec/data/item_text.h"
 #include "seqrec/data/prepare.h"
+#include "seqrec/llm/tokenizer.h"
 
 namespace seqrec::cli {
 
@@ -40,9 +43,32 @@ int run_prepare(const CliArgs& args) {
   if (o.min_item_interactions < 0) throw ConfigError("prepare.min_item_interactions", "must be >= 0");
   if (o.items_format != data::ItemFormat::kNone && o.items.empty())
     throw ConfigError("prepare.items", "items_format is set but no item file is given");
+  // Item texts for an item LLM (HLLM): tokenised once here, cached in <output>/item_tokens.bin.
+  const bool with_text = n.has("item_text");
+  data::ItemTextOptions text;
+  if (with_text) {
+    config::ConfigNode t = n.child("item_text");
+    text.tokenizer = t.require<std::string>("tokenizer");
+    text.text_keys = t.get<std::vector<std::string>>("text_keys", text.text_keys);
+    text.max_text_length = t.get<int64_t>("max_text_length", text.max_text_length);
+    text.prompt = t.get<std::string>("prompt", text.prompt);
+    if (text.max_text_length < 1) throw ConfigError(t.path() + ".max_text_length", "must be >= 1");
+    if (o.items_format == data::ItemFormat::kNone)
+      throw ConfigError(t.path(), "item texts need an item table (prepare.items)");
+  }
   ignore_sections(root, "prepare");
   root.finish();
+  std::unique_ptr<llm::Tokenizer> tokenizer;
+  if (with_text) tokenizer = llm::load_tokenizer(text.tokenizer);  // fail before the long part
   data::PrepareReport r = data::prepare(o);
+  if (with_text) {
+    auto tokens = data::ItemTokens::build(data::ItemCatalog::load(o.output), *tokenizer, text);
+    tokens.save(o.output + "/" + data::kItemTokensFile);
+    log_info("prepare: item texts tokenised: %ld items, %ld tokens (%.1f per item, max %ld)",
+             long(tokens.num_items()), long(tokens.total_tokens()),
+             tokens.num_items() ? double(tokens.total_tokens()) / tokens.num_items() : 0.0,
+             long(text.max_text_length));
+  }
   log_info("prepare: %ld rows read, %ld skipped -> %ld users, %ld items, %ld events%s -> %s", long(r.rows_read),
            long(r.rows_skipped), long(r.num_users), long(r.num_items), long(r.num_events),
            r.has_timestamps ? "" : " (no timestamps: event order only)", o.output.c_str());

@@ -28,7 +28,7 @@ int run_recommend(const CliArgs& args) {
   if (data_opts.dir.empty()) throw ConfigError("data.dir", "required key is missing (or pass --data DIR)");
   set_threads(0);
   data::ItemCatalog catalog = data::ItemCatalog::load(data_opts.dir);
-  train::LoadedModel loaded = train::load_checkpoint(args.checkpoint);
+  train::LoadedModel loaded = train::load_checkpoint(args.checkpoint, data_opts.dir);
 
   std::vector<int32_t> history;
   if (!args.user.empty()) {

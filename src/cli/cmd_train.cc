@@ -54,6 +54,7 @@ int run_train(const CliArgs& args) {
   setup.context.num_items = store.num_items();
   setup.context.max_seq_len = setup.data.max_seq_len;
   setup.context.item_counts = data::train_item_counts(store);
+  setup.context.data_dir = setup.data.dir;
   set_threads(setup.train.threads);
   torch::manual_seed(static_cast<uint64_t>(setup.train.seed));  // model initialisation
   config::ConfigNode model_node = root.child("model");

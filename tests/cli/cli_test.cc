@@ -13,67 +13,17 @@
 #include <string>
 #include <vector>
 
+#include "cli/cli_support.h"
 #include "support.h"
 
 namespace {
 
 using seqrec::testing::TempDir;
-
-struct Result {
-  int code = -1;
-  std::string out;
-  std::string err;
-};
-
-std::string slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
-
-std::vector<std::string> lines_of(const std::string& text) {
-  std::vector<std::string> lines;
-  std::istringstream in(text);
-  std::string line;
-  while (std::getline(in, line))
-    if (!line.empty()) lines.push_back(line);
-  return lines;
-}
-
-std::vector<std::string> split_tabs(const std::string& line) {
-  std::vector<std::string> f;
-  std::string cur;
-  for (char c : line) {
-    if (c == '\t') {
-      f.push_back(cur);
-      cur.clear();
-    } else {
-      cur += c;
-    }
-  }
-  f.push_back(cur);
-  return f;
-}
-
-/// Last JSON object line of stdout.
-nlohmann::json last_json(const std::string& out) {
-  auto lines = lines_of(out);
-  for (auto it = lines.rbegin(); it != lines.rend(); ++it)
-    if (!it->empty() && (*it)[0] == '{') return nlohmann::json::parse(*it);
-  return nlohmann::json();
-}
+using namespace seqrec::testing::cli;
 
 class CliTest : public ::testing::Test {
  protected:
-  static Result run(const std::string& args) {
-    const std::string out = dir_->file("last.stdout"), err = dir_->file("last.stderr");
-    const std::string cmd = "OMP_NUM_THREADS=1 " + std::string(SEQREC_BINARY) + " " + args + " > " + out + " 2> " + err;
-    const int status = std::system(cmd.c_str());
-    Result r;
-    r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    r.out = slurp(out);
-    r.err = slurp(err);
-    return r;
-  }
+  static Result run(const std::string& args) { return run_seqrec(args, *dir_); }
 
   static std::string t(const std::string& name) { return dir_->file(name); }
 

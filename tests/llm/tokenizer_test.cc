@@ -11,6 +11,7 @@
 #include "seqrec/llm/bpe_tokenizer.h"
 #include "seqrec/llm/sentencepiece_tokenizer.h"
 #include "seqrec/llm/tokenizer.h"
+#include "llm/tokenizer_fixtures.h"
 #include "support.h"
 
 namespace seqrec::llm {
@@ -18,6 +19,8 @@ namespace {
 
 using nlohmann::json;
 using seqrec::testing::TempDir;
+using seqrec::testing::byte_alphabet;
+using seqrec::testing::tiny_byte_level;
 
 std::string shared_model(const std::string& rel) { return SEQREC_SOURCE_DIR "/../shared/models/" + rel; }
 
@@ -135,59 +138,6 @@ TEST(BpeTokenizer, Qwen3ExpectedEncodings) {
 }
 
 // ---------------------------------------------------------------- hand-made files
-
-// GPT-2 bytes_to_unicode, written out independently of the implementation.
-std::vector<std::string> byte_alphabet() {
-  std::vector<std::string> out(256);
-  int next = 256;
-  for (int b = 0; b < 256; ++b) {
-    const bool printable = (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174);
-    const int cp = printable ? b : next++;
-    std::string s;
-    if (cp < 0x80) {
-      s += static_cast<char>(cp);
-    } else {
-      s += static_cast<char>(0xC0 | (cp >> 6));
-      s += static_cast<char>(0x80 | (cp & 0x3F));
-    }
-    out[b] = s;
-  }
-  return out;
-}
-
-// Byte-level: ids 0..255 are the bytes, then he ll hell hello Ġw, then two added tokens.
-json tiny_byte_level() {
-  json vocab = json::object();
-  const auto alphabet = byte_alphabet();
-  for (int b = 0; b < 256; ++b) vocab[alphabet[b]] = b;
-  vocab["he"] = 256;
-  vocab["ll"] = 257;
-  vocab["hell"] = 258;
-  vocab["hello"] = 259;
-  vocab["\xC4\xA0w"] = 260;  // "Ġw"
-  return {
-      {"version", "1.0"},
-      {"added_tokens",
-       {{{"id", 261}, {"content", "<|end|>"}, {"special", true}, {"normalized", false}},
-        {{"id", 262}, {"content", "<tool>"}, {"special", false}, {"normalized", false}}}},
-      {"normalizer", {{"type", "NFC"}}},
-      {"pre_tokenizer",
-       {{"type", "Sequence"},
-        {"pretokenizers",
-         {{{"type", "Split"},
-           {"pattern", {{"Regex", " ?\\p{L}+|\\s+|[^\\s\\p{L}]+"}}},
-           {"behavior", "Isolated"},
-           {"invert", false}},
-          {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"use_regex", false}}}}}},
-      {"post_processor", nullptr},
-      {"decoder", {{"type", "ByteLevel"}}},
-      {"model",
-       {{"type", "BPE"},
-        {"vocab", vocab},
-        // json::array: a list of 2-element lists would otherwise be read as an object.
-        {"merges", json::array({json::array({"h", "e"}), json::array({"l", "l"}), json::array({"he", "ll"}),
-                                json::array({"hell", "o"}), json::array({"\xC4\xA0", "w"})})}}}};
-}
 
 // SentencePiece-style: <unk> <s> </s>, 256 byte tokens, then ▁ a b ▁a ab.
 json tiny_sentencepiece_style() {

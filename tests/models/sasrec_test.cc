@@ -141,6 +141,31 @@ TEST_P(SasRecVariants, JaggedAttentionMatchesPadded) {
   }
 }
 
+// The TF SASRec code has no projection after attention: dropping it must equal an identity projection.
+TEST_P(SasRecVariants, NoOutputProjectionEqualsIdentityProjection) {
+  auto o = tiny_options(GetParam());
+  torch::manual_seed(5);
+  auto with = std::make_shared<SasRecImpl>(o);
+  o.attention_out_proj = false;
+  auto without = std::make_shared<SasRecImpl>(o);
+  {
+    torch::NoGradGuard no_grad;
+    auto src = with->named_parameters();
+    auto dst = without->named_parameters();
+    EXPECT_EQ(src.size(), dst.size() + 4);  // out_proj.{weight,bias} in each of 2 blocks
+    for (auto& kv : dst) kv.value().copy_(src[kv.key()]);
+    for (auto& kv : src) {
+      if (kv.key().find("out_proj.weight") != std::string::npos) kv.value().copy_(torch::eye(o.hidden_dim));
+      if (kv.key().find("out_proj.bias") != std::string::npos) kv.value().zero_();
+    }
+  }
+  with->eval();
+  without->eval();
+  auto batch = batch_of({{0, 0, 1, 2, 3}, {4, 5, 6, 7, 8}}, 8);
+  auto a = with->encode(batch), b = without->encode(batch);
+  EXPECT_TRUE(torch::allclose(a, b, 1e-5, 1e-6)) << (a - b).abs().max();
+}
+
 INSTANTIATE_TEST_SUITE_P(Variants, SasRecVariants, ::testing::Values("gr", "post_ln"));
 
 std::vector<std::string> sorted_keys(const torch::nn::Module& m) {

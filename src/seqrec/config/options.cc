@@ -41,10 +41,30 @@ DataOptions read_data_options(ConfigNode node) {
 LossOptions read_loss_options(ConfigNode node) {
   LossOptions o;
   o.name = node.get<std::string>("name", o.name);
-  require_one_of(o.name, {"bce", "sampled_softmax", "softmax"}, key(node, "name"));
+  require_one_of(o.name, {"bce", "sampled_softmax", "softmax", "nce"}, key(node, "name"));
   o.num_negatives = node.get<int64_t>("num_negatives", o.name == "sampled_softmax" ? 128 : 1);
   o.temperature = node.get<double>("temperature", o.name == "bce" ? 1.0 : 0.05);
-  o.exclude_history = node.get<bool>("exclude_history", o.name == "bce");
+  o.exclude_history = node.get<bool>("exclude_history", o.name == "bce" || o.name == "nce");
+  if (o.name == "nce") {
+    const std::string scale = node.get<std::string>("scale", "learnable");
+    o.learnable_scale = scale == "learnable";
+    if (!o.learnable_scale) {
+      try {
+        size_t used = 0;
+        o.scale = std::stod(scale, &used);
+        if (used != scale.size()) throw std::invalid_argument(scale);
+      } catch (const std::exception&) {
+        throw ConfigError(key(node, "scale"), "'" + scale + "' is neither 'learnable' nor a number");
+      }
+      if (!(o.scale > 0)) throw ConfigError(key(node, "scale"), "must be > 0");
+    }
+    o.max_scale = node.get<double>("max_scale", o.max_scale);
+    if (!(o.max_scale >= 1)) throw ConfigError(key(node, "max_scale"), "must be >= 1");
+    const std::string pool = node.get<std::string>("pool", "shared");
+    require_one_of(pool, {"shared", "per_position"}, key(node, "pool"));
+    o.shared_pool = pool == "shared";
+    o.dedup_threshold = node.get<double>("dedup_threshold", o.dedup_threshold);
+  }
   if (o.name != "softmax") require_positive(o.num_negatives, key(node, "num_negatives"));
   if (o.name == "bce" && o.num_negatives != 1)
     throw ConfigError(key(node, "num_negatives"), "bce uses exactly one negative per position");

@@ -20,10 +20,16 @@ struct DataOptions {
 
 /// `train.loss:` -- the training objective.
 struct LossOptions {
-  std::string name = "bce";          ///< bce | sampled_softmax | softmax
-  int64_t num_negatives = 1;         ///< per position (bce: 1; sampled_softmax: R)
+  std::string name = "bce";          ///< bce | sampled_softmax | softmax | nce
+  int64_t num_negatives = 1;         ///< per position (bce: 1; sampled_softmax: R; nce: drawn per position)
   double temperature = 1.0;          ///< logits are divided by it (sampled_softmax / softmax)
   bool exclude_history = true;       ///< negatives avoid the user's training items
+  // nce (HLLM, systems.md §1.6): cosine logits times a scale, near-duplicates of the positive masked.
+  bool learnable_scale = true;       ///< scale = exp(clamp(model.logit_scale, 0, ln max_scale))
+  double scale = 20.0;               ///< fixed scale when not learnable (HLLM fix_temp: 1/0.05)
+  double max_scale = 100.0;          ///< clamp of the learnable scale
+  bool shared_pool = true;           ///< all positions score against the batch's whole negative pool
+  double dedup_threshold = 0.99;     ///< negatives with cos(positive, negative) above it are dropped
 };
 
 /// `train:` -- optimisation and the training loop.

@@ -13,6 +13,7 @@
 #include <stdexcept>
 
 #include "seqrec/common/error.h"
+#include "seqrec/common/hash.h"
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "seqrec interaction stores are little endian; big-endian hosts are not supported"
@@ -21,19 +22,7 @@
 namespace seqrec::data {
 namespace {
 
-constexpr uint64_t kFnvOffset = 14695981039346656037ULL;
-constexpr uint64_t kFnvPrime = 1099511628211ULL;
 constexpr uint32_t kFlagTimestamps = 1u;
-
-/// FNV-1a 64 continued from `h` over `len` bytes.
-uint64_t fnv1a(uint64_t h, const void* data, size_t len) {
-  const auto* p = static_cast<const unsigned char*>(data);
-  for (size_t i = 0; i < len; ++i) {
-    h ^= p[i];
-    h *= kFnvPrime;
-  }
-  return h;
-}
 
 /// Checks the CSR invariants shared by open(), from_data() and write_store().
 /// `where` prefixes every message (the path, or a description for in-memory data).

@@ -38,6 +38,9 @@ struct BlockContext {
   std::shared_ptr<nn::LlamaBlockImpl> block;
   nn::Rotary rotary;
   torch::Tensor bias;
+  bool is_packed = false;
+  nn::PackedSegments packed;  // a copy (tensors are shared): backward runs after the caller returned
+  const nn::PackedSegments* packed_or_null() const { return is_packed ? &packed : nullptr; }
 };
 
 // Runs a block without keeping its activations; backward re-runs it with the same generator state
@@ -49,7 +52,7 @@ struct CheckpointedBlock : public torch::autograd::Function<CheckpointedBlock> {
     auto* holder = new BlockContext(bc);  // released in backward
     ctx->saved_data["context"] = reinterpret_cast<int64_t>(holder);
     torch::NoGradGuard no_grad;
-    return bc.block->forward(x, bc.rotary, bc.bias, nullptr);
+    return bc.block->forward(x, bc.rotary, bc.bias, nullptr, bc.packed_or_null());
   }
   static torch::autograd::tensor_list backward(torch::autograd::AutogradContext* ctx, torch::autograd::tensor_list grads) {
     std::unique_ptr<BlockContext> bc(reinterpret_cast<BlockContext*>(ctx->saved_data["context"].toInt()));
@@ -60,7 +63,7 @@ struct CheckpointedBlock : public torch::autograd::Function<CheckpointedBlock> {
     torch::Tensor out;
     {
       torch::AutoGradMode enable(true);
-      out = bc->block->forward(x, bc->rotary, bc->bias, nullptr);
+      out = bc->block->forward(x, bc->rotary, bc->bias, nullptr, bc->packed_or_null());
     }
     gen.set_state(current);
     torch::autograd::backward({out}, {grads[0]});  // accumulates the block's parameter gradients
@@ -180,16 +183,20 @@ torch::Tensor DecoderLmImpl::forward_hidden(const DecoderInput& in, DecoderCache
                                 ? in.positions
                                 : torch::arange(past, past + t, torch::kLong).unsqueeze(0).expand({b, t});
   nn::Rotary rotary = nn::rotary_for_positions(positions.to(x.device()), inv_freq_.to(x.device()));
-  torch::Tensor bias = in.bias.defined() ? in.bias : nn::causal_bias(t, past, in.key_valid, x.options());
+  TORCH_CHECK(!in.packed || (b == 1 && !cache && in.positions.defined()),
+              "packed input: one row, explicit positions, no cache");
+  torch::Tensor bias = in.packed || in.bias.defined() ? in.bias : nn::causal_bias(t, past, in.key_valid, x.options());
   if (cache && cache->empty()) cache->resize(model->layers->size());
   const bool checkpoint = gradient_checkpointing && is_training() && torch::GradMode::is_enabled() && !cache &&
                           x.device().is_cpu();
   for (size_t i = 0; i < model->layers->size(); ++i) {
     auto block = model->layers[i]->as<nn::LlamaBlock>();
     if (checkpoint) {
-      x = CheckpointedBlock::apply(x, BlockContext{model->layers->ptr<nn::LlamaBlockImpl>(i), rotary, bias});
+      BlockContext bc{model->layers->ptr<nn::LlamaBlockImpl>(i), rotary, bias, in.packed != nullptr,
+                      in.packed ? *in.packed : nn::PackedSegments{}};
+      x = CheckpointedBlock::apply(x, bc);
     } else {
-      x = block->forward(x, rotary, bias, cache ? &(*cache)[i] : nullptr);
+      x = block->forward(x, rotary, bias, cache ? &(*cache)[i] : nullptr, in.packed);
     }
   }
   return model->norm(x);
@@ -200,7 +207,8 @@ torch::Tensor DecoderLmImpl::logits(const torch::Tensor& hidden) {
   return torch::matmul(hidden, model->embed_tokens->weight.t());
 }
 
-void load_hf_weights(torch::nn::Module& model, const std::string& dir, bool tied_embeddings) {
+void load_hf_weights(torch::nn::Module& model, const std::string& dir, bool tied_embeddings,
+                     const std::set<std::string>& skip) {
   // Collect the files: a single model.safetensors, or the shards named by the index.
   std::vector<std::string> files;
   const std::string index = dir + "/model.safetensors.index.json";
@@ -231,6 +239,7 @@ void load_hf_weights(torch::nn::Module& model, const std::string& dir, bool tied
   torch::NoGradGuard no_grad;
   for (auto& p : model.named_parameters()) {
     const std::string& name = p.key();
+    if (skip.count(name)) continue;
     auto it = where.find(name);
     if (it == where.end()) {
       missing += (missing.empty() ? "" : ", ") + name;
@@ -248,7 +257,8 @@ void load_hf_weights(torch::nn::Module& model, const std::string& dir, bool tied
     release_pages(mapped[it->second.first].get(name));
   }
   for (const auto& [name, loc] : where)
-    if (!used.count(name) && !(tied_embeddings && name == "lm_head.weight") && name.find("rotary_emb") == std::string::npos)
+    if (!used.count(name) && !skip.count(name) && !(tied_embeddings && name == "lm_head.weight") &&
+        name.find("rotary_emb") == std::string::npos)
       unexpected += (unexpected.empty() ? "" : ", ") + name;
   if (!missing.empty() || !unexpected.empty())
     throw CheckpointError(dir + ": checkpoint does not match the model" + (missing.empty() ? "" : "; missing: " + missing) +

@@ -10,6 +10,7 @@
 #include <torch/nn/modules/linear.h>
 
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -62,6 +63,9 @@ struct DecoderInput {
   torch::Tensor positions;      ///< [B, T] int64; default past..past+T-1
   torch::Tensor key_valid;      ///< [B, past+T] bool: false for padding keys; default all valid
   torch::Tensor bias;           ///< optional additive attention mask [B or 1, 1, T, S] (overrides causal)
+  /// Packed segments (HLLM item texts): input is one row [1, T]; each segment attends causally to
+  /// itself only; positions must be given; no cache. Null = an ordinary batch.
+  const nn::PackedSegments* packed = nullptr;
 };
 
 /// KV caches of all layers.
@@ -94,8 +98,10 @@ torch::Tensor decoder_inverse_frequencies(const DecoderConfig& config);
 
 /// Loads every parameter of `model` from the safetensors in `dir` (single file or sharded with an
 /// index), converting F16/BF16 to the parameter dtype. Throws CheckpointError listing missing and
-/// unexpected tensor names, or naming a shape mismatch.
-void load_hf_weights(torch::nn::Module& model, const std::string& dir, bool tied_embeddings);
+/// unexpected tensor names, or naming a shape mismatch. Names in `skip` are neither loaded nor
+/// reported (HLLM's user LLM does not use the token embeddings of its checkpoint).
+void load_hf_weights(torch::nn::Module& model, const std::string& dir, bool tied_embeddings,
+                     const std::set<std::string>& skip = {});
 
 /// Grows (or shrinks) the vocabulary to `vocab_size`: existing rows are kept, new embedding and
 /// output rows start at the mean of the existing ones (as transformers' mean resizing does), so new

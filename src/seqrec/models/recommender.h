@@ -20,6 +20,7 @@ struct ModelContext {
   int64_t num_items = 0;                 ///< V; ids 1..V, 0 = padding
   int64_t max_seq_len = 200;             ///< L
   std::vector<int64_t> item_counts;      ///< training counts [V+1] (most-pop); may be empty on load
+  std::string data_dir;                  ///< prepared directory (text models read item_tokens.bin); not saved
 };
 
 /// Base class of all sequential recommenders.

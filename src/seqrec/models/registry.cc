@@ -3,6 +3,7 @@
 
 #include "seqrec/common/error.h"
 #include "seqrec/config/config_node.h"
+#include "seqrec/models/hllm.h"
 #include "seqrec/models/hstu.h"
 #include "seqrec/models/llama_id.h"
 #include "seqrec/models/most_pop.h"
@@ -27,6 +28,13 @@ SequenceRecommender build_most_pop(config::ConfigNode, const ModelContext& conte
   return std::make_shared<MostPopImpl>(context.num_items, context.item_counts);
 }
 
+SequenceRecommender build_hllm(config::ConfigNode node, const ModelContext& context) {
+  if (context.data_dir.empty()) throw ConfigError(node.path(), "hllm needs the prepared data directory (data.dir)");
+  auto tokens = std::make_shared<const data::ItemTokens>(
+      data::ItemTokens::load(context.data_dir + "/" + data::kItemTokensFile));
+  return std::make_shared<HllmImpl>(read_hllm_options(node, context), std::move(tokens));
+}
+
 struct ModelEntry {
   const char* name;
   SequenceRecommender (*build)(config::ConfigNode node, const ModelContext& context);
@@ -37,6 +45,7 @@ const ModelEntry kModels[] = {
     {"hstu", build_hstu},
     {"llama_id", build_llama_id},
     {"most_pop", build_most_pop},
+    {"hllm", build_hllm},
 };
 
 }  // namespace

@@ -32,6 +32,7 @@ SasRecOptions read_sasrec_options(config::ConfigNode node, const ModelContext& c
   o.l2_norm_output = node.get<bool>("l2_norm_output", o.l2_norm_output);
   o.layer_norm_eps = node.get<double>("layer_norm_eps", gr ? 1e-8 : 1e-12);
   o.jagged_attention = node.get<bool>("jagged_attention", o.jagged_attention);
+  o.attention_out_proj = node.get<bool>("attention_out_proj", o.attention_out_proj);
   const std::string p = node.path();
   if (o.hidden_dim < 1) throw ConfigError(p + ".hidden_dim", "must be >= 1");
   if (o.num_blocks < 1) throw ConfigError(p + ".num_blocks", "must be >= 1");
@@ -50,7 +51,7 @@ SasRecBlockImpl::SasRecBlockImpl(const SasRecOptions& options) : options_(option
   attn_layer_norm = register_module("attn_layer_norm", torch::nn::LayerNorm(ln));
   q_proj = register_module("q_proj", torch::nn::Linear(d, d));
   kv_proj = register_module("kv_proj", torch::nn::Linear(d, 2 * d));
-  out_proj = register_module("out_proj", torch::nn::Linear(d, d));
+  if (options.attention_out_proj) out_proj = register_module("out_proj", torch::nn::Linear(d, d));
   ffn_layer_norm = register_module("ffn_layer_norm", torch::nn::LayerNorm(ln));
   const int64_t ffn = options.ffn_dim > 0 ? options.ffn_dim : d;  // 0 = hidden_dim
   ffn_in = register_module("ffn_in", torch::nn::Linear(d, ffn));
@@ -69,7 +70,8 @@ torch::Tensor SasRecBlockImpl::attend(const torch::Tensor& q_src, const torch::T
   auto out = options_.jagged_attention
                  ? nn::jagged_causal_attention(q, k, v, lengths, options_.dropout, is_training())
                  : nn::padded_causal_attention(q, k, v, lengths, options_.dropout, is_training());
-  return out_proj(out.transpose(1, 2).reshape({b, w, h * dh}));                  // [B, W, D]
+  out = out.transpose(1, 2).reshape({b, w, h * dh});                             // [B, W, D]
+  return out_proj ? out_proj(out) : out;
 }
 
 torch::Tensor SasRecBlockImpl::drop(const torch::Tensor& x) {

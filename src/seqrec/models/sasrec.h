@@ -33,7 +33,10 @@ struct SasRecOptions {
   std::string variant = "gr";      ///< gr | post_ln
   bool l2_norm_output = false;     ///< l2-normalise hidden states and item embeddings (GR)
   double layer_norm_eps = 1e-8;    ///< LayerNorm epsilon (RecBole: 1e-12)
-  bool jagged_attention = true;    ///< compute attention on real positions only (same result)
+  bool jagged_attention = false;   ///< attention over real positions only (same result; slower for
+                                   ///< softmax attention at d=50, see docs/benchmarks.md)
+  bool attention_out_proj = true;  ///< output projection after attention (PyTorch MHA, RecBole);
+                                   ///< the original TF SASRec code has none
 };
 
 /// Reads and validates SasRecOptions from a `model:` node (num_items / max_seq_len from context).

@@ -5,6 +5,7 @@
 
 #include <cmath>
 
+#include "seqrec/nn/attention.h"
 #include "seqrec/nn/dropout.h"
 
 namespace seqrec::nn {
@@ -46,13 +47,59 @@ LlamaAttentionImpl::LlamaAttentionImpl(const LlamaBlockOptions& o) : options_(o)
   o_proj = register_module("o_proj", lin(o.num_heads * o.head_dim, o.hidden_dim, false));
 }
 
+PackedSegments pack_segments(const std::vector<int64_t>& lengths) {
+  PackedSegments p;
+  for (int64_t n : lengths) {
+    TORCH_CHECK(n >= 1, "packed segments must not be empty");
+    p.width = std::max(p.width, n);
+  }
+  int64_t total = 0;
+  for (int64_t n : lengths) total += n;
+  p.lengths = torch::tensor(lengths, torch::kLong);
+  p.slots = torch::empty({total}, torch::kLong);
+  auto* s = p.slots.data_ptr<int64_t>();
+  for (size_t i = 0; i < lengths.size(); ++i) {
+    const int64_t row = static_cast<int64_t>(i) * p.width + (p.width - lengths[i]);  // left padding
+    for (int64_t j = 0; j < lengths[i]; ++j) *s++ = row + j;
+  }
+  return p;
+}
+
+namespace {
+
+// Causal attention within the segments of a packed row. q, k, v: [1, H, T, hd] -> [1, T, H*hd].
+torch::Tensor packed_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                               const PackedSegments& p, double dropout, bool training) {
+  const int64_t h = q.size(1), t = q.size(2), hd = q.size(3);
+  const int64_t n = p.lengths.size(0), w = p.width;
+  auto slots = p.slots.to(q.device());
+  auto to_padded = [&](const torch::Tensor& z) {  // [1, H, T, hd] -> [N, H, W, hd], zeros in the padding
+    auto flat = z.squeeze(0).transpose(0, 1);                                                // [T, H, hd]
+    return torch::zeros({n * w, h, hd}, z.options()).index_copy(0, slots, flat).view({n, w, h, hd}).transpose(1, 2);
+  };
+  auto out = jagged_causal_attention(to_padded(q * (1.0 / std::sqrt(static_cast<double>(hd)))), to_padded(k),
+                                     to_padded(v), p.lengths.to(q.device()), dropout, training);  // [N, H, W, hd]
+  return out.transpose(1, 2).reshape({n * w, h * hd}).index_select(0, slots).view({1, t, h * hd});
+}
+
+}  // namespace
+
 torch::Tensor LlamaAttentionImpl::forward(const torch::Tensor& x, const Rotary& rotary, const torch::Tensor& bias,
-                                          KvCache* cache) {
+                                          KvCache* cache, const PackedSegments* packed) {
   const auto& o = options_;
   const int64_t b = x.size(0), t = x.size(1), hd = o.head_dim;
   auto q = apply_rotary(q_proj(x).view({b, t, o.num_heads, hd}).transpose(1, 2), rotary);     // [B, H, T, hd]
   auto k = apply_rotary(k_proj(x).view({b, t, o.num_kv_heads, hd}).transpose(1, 2), rotary);  // [B, Hkv, T, hd]
   auto v = v_proj(x).view({b, t, o.num_kv_heads, hd}).transpose(1, 2);                         // [B, Hkv, T, hd]
+  if (packed) {
+    TORCH_CHECK(b == 1 && !cache, "packed attention takes one packed row and no cache");
+    const int64_t group = o.num_heads / o.num_kv_heads;
+    if (group > 1) {
+      k = k.repeat_interleave(group, 1);
+      v = v.repeat_interleave(group, 1);
+    }
+    return o_proj(packed_attention(q, k, v, *packed, o.dropout, is_training()));
+  }
   if (cache) {
     if (cache->k.defined()) {
       k = torch::cat({cache->k, k}, 2);                                                          // [B, Hkv, S, hd]
@@ -93,8 +140,9 @@ LlamaBlockImpl::LlamaBlockImpl(const LlamaBlockOptions& o) : options_(o) {
 }
 
 torch::Tensor LlamaBlockImpl::forward(const torch::Tensor& x, const Rotary& rotary, const torch::Tensor& bias,
-                                      KvCache* cache) {
-  auto h = x + fast_dropout(self_attn(input_layernorm(x), rotary, bias, cache), options_.dropout, is_training());
+                                      KvCache* cache, const PackedSegments* packed) {
+  auto h = x + fast_dropout(self_attn(input_layernorm(x), rotary, bias, cache, packed), options_.dropout,
+                            is_training());
   return h + fast_dropout(mlp(post_attention_layernorm(h)), options_.dropout, is_training());
 }
 

@@ -11,6 +11,7 @@
 #include <torch/types.h>
 
 #include <string>
+#include <vector>
 
 namespace seqrec::nn {
 
@@ -55,12 +56,26 @@ struct KvCache {
   torch::Tensor k, v;
 };
 
+/// Several sequences packed into one row [1, T] (HLLM's item texts): each token attends causally
+/// within its own segment only, and no compute is spent on padding (the attention runs on a
+/// left-padded [N, W] view through the jagged kernel, which skips the padding).
+struct PackedSegments {
+  torch::Tensor lengths;  ///< [N] int64 tokens per segment (segments are consecutive in the row)
+  torch::Tensor slots;    ///< [T] int64 row-major slot of each packed token in the [N, W] view
+  int64_t width = 0;      ///< W = the longest segment
+};
+
+/// Builds PackedSegments for consecutive segments of the given lengths (each >= 1).
+PackedSegments pack_segments(const std::vector<int64_t>& lengths);
+
 /// Grouped-query self-attention with RoPE.
 class LlamaAttentionImpl : public torch::nn::Module {
  public:
   explicit LlamaAttentionImpl(const LlamaBlockOptions& options);
   /// x [B, T, D]; bias: additive mask [B or 1, 1, T, S] over (cached + new) keys; cache updated when given.
-  torch::Tensor forward(const torch::Tensor& x, const Rotary& rotary, const torch::Tensor& bias, KvCache* cache);
+  /// With `packed`, x is [1, T, D] holding the packed segments and bias / cache are not used.
+  torch::Tensor forward(const torch::Tensor& x, const Rotary& rotary, const torch::Tensor& bias, KvCache* cache,
+                        const PackedSegments* packed = nullptr);
   LoraLinear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
 
  private:
@@ -82,7 +97,7 @@ class LlamaBlockImpl : public torch::nn::Module {
  public:
   explicit LlamaBlockImpl(const LlamaBlockOptions& options);
   torch::Tensor forward(const torch::Tensor& x, const Rotary& rotary, const torch::Tensor& bias,
-                        KvCache* cache = nullptr);
+                        KvCache* cache = nullptr, const PackedSegments* packed = nullptr);
 
  private:
   LlamaBlockOptions options_;

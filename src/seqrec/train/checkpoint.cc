@@ -88,7 +88,7 @@ void load_state_into(torch::nn::Module& model, const NamedTensors& state, const 
   }
 }
 
-LoadedModel load_checkpoint(const std::string& path) {
+LoadedModel load_checkpoint(const std::string& path, const std::string& data_dir) {
   if (!path_exists(path)) throw CheckpointError(path + ": no such checkpoint file");
   std::map<std::string, std::string> meta;
   NamedTensors state = load_tensors(path, &meta);
@@ -104,6 +104,7 @@ LoadedModel load_checkpoint(const std::string& path) {
   out.model_yaml = get("model");
   out.context.num_items = std::stoll(get("num_items"));
   out.context.max_seq_len = std::stoll(get("max_seq_len"));
+  out.context.data_dir = data_dir;
   config::ConfigNode node = config::ConfigNode::parse(out.model_yaml, path + " [model]");
   out.model = models::make_model(node, out.context);
   node.finish();

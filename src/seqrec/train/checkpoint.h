@@ -44,6 +44,7 @@ struct LoadedModel {
 
 /// Loads a checkpoint, rebuilding the model from its saved config. Throws CheckpointError
 /// (what, expected, found) for a missing file, a foreign format or a mismatch.
-LoadedModel load_checkpoint(const std::string& path);
+/// `data_dir` is the prepared directory, for models that read files from it (hllm: item texts).
+LoadedModel load_checkpoint(const std::string& path, const std::string& data_dir = "");
 
 }  // namespace seqrec::train

@@ -3,6 +3,12 @@
 
 #include <torch/nn/functional/activation.h>
 #include <torch/nn/functional/loss.h>
+#include <torch/nn/functional/normalization.h>
+
+#include <cmath>
+#include <limits>
+
+#include "seqrec/common/error.h"
 
 namespace seqrec::train {
 
@@ -43,6 +49,50 @@ torch::Tensor full_softmax_loss(const torch::Tensor& h, const torch::Tensor& ite
   return F::cross_entropy(logits, targets);
 }
 
+torch::Tensor nce_loss(const torch::Tensor& q, const torch::Tensor& p, const torch::Tensor& neg,
+                       const torch::Tensor& scale, double dedup_threshold) {
+  auto pos = (q * p).sum(-1, /*keepdim=*/true);                                 // [N, 1]
+  torch::Tensor logits, near;
+  if (neg.dim() == 2) {                                                         // shared pool [M, D]
+    logits = torch::matmul(q, neg.t());                                         // [N, M]
+    near = torch::matmul(p, neg.t()).gt(dedup_threshold);
+  } else {                                                                      // per position [N, R, D]
+    logits = torch::matmul(neg, q.unsqueeze(-1)).squeeze(-1);                  // [N, R]
+    near = torch::matmul(neg, p.unsqueeze(-1)).squeeze(-1).gt(dedup_threshold);
+  }
+  // Mask after scaling: d(scale * -inf)/d(scale) would be 0 * -inf = NaN.
+  logits = (logits * scale).masked_fill(near, -std::numeric_limits<float>::infinity());
+  auto all = torch::cat({pos * scale, logits}, 1);                              // [N, 1 + M]
+  return -torch::log_softmax(all, 1).select(1, 0).mean();
+}
+
+torch::Tensor clamped_scale(const torch::Tensor& log_scale, double max_scale) {
+  return log_scale.clamp(0.0, std::log(max_scale)).exp();
+}
+
+namespace {
+
+torch::Tensor nce_from_batch(models::SequenceRecommenderImpl& model, const torch::Tensor& h, const torch::Tensor& pos_ids,
+                             const torch::Tensor& neg_ids, const config::LossOptions& options) {
+  auto l2 = [](const torch::Tensor& x) { return F::normalize(x, F::NormalizeFuncOptions().dim(-1).eps(1e-6)); };
+  torch::Tensor scale;
+  if (options.learnable_scale) {
+    auto* log_scale = model.named_parameters(/*recurse=*/false).find("logit_scale");
+    if (!log_scale)
+      throw ConfigError("train.loss.scale", "'learnable' needs a model with a logit_scale parameter (hllm); give a "
+                                            "fixed number such as 20 for ID models");
+    scale = clamped_scale(*log_scale, options.max_scale);
+  } else {
+    scale = torch::tensor(options.scale, h.options());
+  }
+  auto q = l2(h), p = l2(model.item_embeddings(pos_ids));
+  // Shared: every position scores against the negatives drawn for all positions of the batch.
+  auto neg = options.shared_pool ? l2(model.item_embeddings(neg_ids.reshape({-1}))) : l2(model.item_embeddings(neg_ids));
+  return nce_loss(q, p, neg, scale, options.dedup_threshold);
+}
+
+}  // namespace
+
 torch::Tensor compute_loss(models::SequenceRecommenderImpl& model, const data::SequenceBatch& batch,
                            const config::LossOptions& options) {
   auto hidden = model.encode(batch);                                     // [B, W, D]
@@ -55,6 +105,7 @@ torch::Tensor compute_loss(models::SequenceRecommenderImpl& model, const data::S
   TORCH_CHECK(batch.negatives.defined(), "this loss needs sampled negatives");
   const int64_t r = batch.negatives.size(-1);
   auto neg_ids = batch.negatives.reshape({-1, r}).index_select(0, valid);  // [N, R]
+  if (options.name == "nce") return nce_from_batch(model, h, pos_ids, neg_ids, options);
   if (options.name == "bce")
     return bce_loss(h, model.item_embeddings(pos_ids), model.item_embeddings(neg_ids.squeeze(1)));
   auto logits = item_logits(model, h, torch::cat({pos_ids.unsqueeze(1), neg_ids}, 1));  // [N, R+1]

@@ -30,6 +30,16 @@ torch::Tensor item_logits(models::SequenceRecommenderImpl& model, const torch::T
 torch::Tensor full_softmax_loss(const torch::Tensor& h, const torch::Tensor& items, const torch::Tensor& targets,
                                 double temperature);
 
+/// HLLM's nce loss (systems.md §1.6) on l2-normalised q [N, D] and p [N, D]: logits
+/// scale * [q.p, q.n_1..q.n_M], where negatives with p.n_j > dedup_threshold are dropped (-inf), and
+/// cross-entropy with label 0, averaged over positions. neg: [M, D] one pool shared by every
+/// position, or [N, R, D] per position. `scale` is a scalar tensor (learnable or constant).
+torch::Tensor nce_loss(const torch::Tensor& q, const torch::Tensor& p, const torch::Tensor& neg,
+                       const torch::Tensor& scale, double dedup_threshold);
+
+/// The learnable scale exp(clamp(log_scale, 0, ln max_scale)).
+torch::Tensor clamped_scale(const torch::Tensor& log_scale, double max_scale);
+
 /// Encodes `batch` with `model` and applies the configured loss to positions with a target.
 torch::Tensor compute_loss(models::SequenceRecommenderImpl& model, const data::SequenceBatch& batch,
                            const config::LossOptions& options);

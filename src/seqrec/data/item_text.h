@@ -1,0 +1,75 @@
+// Item texts for an item LLM (HLLM, systems.md §1.4), tokenised once at prepare time.
+//
+//   text_i = prompt + "".join(f"{key}: {value}" for key in text_keys if value is not empty)
+//   ids_i  = tokenizer(text_i) with BOS, truncated to max_text_length
+//
+// The model appends one [ITEM] slot and numbers positions right-aligned: item_positions(m, L) gives
+// arange(m + 1) + (L - m), so the [ITEM] slot always sits at position L.
+//
+// <prepared>/item_tokens.bin (little endian): magic "SEQRECIT", u32 version, u32 0, i64 num_items V,
+// i64 max_text_length, i64 vocab_size, i64 num_tokens, i64 description bytes, the description
+// (tokenizer, keys, prompt), offsets [V + 2] (item 0 = padding, empty), tokens int32 [num_tokens],
+// u64 FNV-1a 64 of everything before it.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "seqrec/data/interaction_store.h"
+
+namespace seqrec::llm {
+class Tokenizer;
+}
+
+namespace seqrec::data {
+
+class ItemCatalog;
+
+/// How item texts are built (the `prepare.item_text:` section).
+struct ItemTextOptions {
+  std::string tokenizer;                          ///< Hugging Face folder with the tokenizer files
+  std::vector<std::string> text_keys = {"title"}; ///< item-table columns, in this order
+  int64_t max_text_length = 256;                  ///< tokens kept (BOS included), before [ITEM]
+  std::string prompt = "Compress the following sentence into embedding: ";
+};
+
+/// The text of dense item `id` (1..V).
+std::string item_text(const ItemCatalog& catalog, int64_t id, const ItemTextOptions& options);
+
+/// Right-aligned positions of an item with m text tokens plus the [ITEM] slot: (L - m) .. L.
+std::vector<int64_t> item_positions(int64_t m, int64_t max_text_length);
+
+/// Token ids of every item (CSR), the content of item_tokens.bin.
+class ItemTokens {
+ public:
+  ItemTokens() = default;
+  /// Tokenises every item of `catalog`; throws ConfigError when a text key is not a catalog column.
+  static ItemTokens build(const ItemCatalog& catalog, const llm::Tokenizer& tokenizer,
+                          const ItemTextOptions& options);
+  /// Reads and verifies a file; DataError names the path and what is wrong (magic, version, size,
+  /// checksum, token range).
+  static ItemTokens load(const std::string& path);
+  /// Writes atomically (temp + rename).
+  void save(const std::string& path) const;
+
+  int64_t num_items() const { return static_cast<int64_t>(offsets_.size()) - 2; }
+  int64_t max_text_length() const { return max_text_length_; }
+  int64_t vocab_size() const { return vocab_size_; }
+  const std::string& description() const { return description_; }
+  /// Token ids of item `id` (1..V).
+  Span<int32_t> tokens(int64_t id) const;
+  int64_t total_tokens() const { return static_cast<int64_t>(tokens_.size()); }
+
+ private:
+  int64_t max_text_length_ = 0;
+  int64_t vocab_size_ = 0;
+  std::string description_;
+  std::vector<int64_t> offsets_;  // [V + 2]
+  std::vector<int32_t> tokens_;
+};
+
+/// The file name inside a prepared directory.
+constexpr const char* kItemTokensFile = "item_tokens.bin";
+
+}  // namespace seqrec::data

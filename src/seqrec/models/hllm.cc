@@ -1,0 +1,282 @@
+// HLLM: item LLM + user LLM (systems.md §1.4-§1.5).
+#include "seqrec/models/hllm.h"
+
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "seqrec/common/error.h"
+#include "seqrec/common/log.h"
+#include "seqrec/config/config_node.h"
+#include "seqrec/nn/lora.h"
+
+namespace seqrec::models {
+namespace {
+
+namespace F = torch::nn::functional;
+
+torch::Tensor l2n(const torch::Tensor& x) { return F::normalize(x, F::NormalizeFuncOptions().dim(-1).eps(1e-6)); }
+
+// A tower's architecture from YAML (HF config.json names where they exist).
+llm::DecoderConfig decoder_config_from(config::ConfigNode n) {
+  llm::DecoderConfig c;
+  c.vocab_size = n.get<int64_t>("vocab_size", 512);
+  c.hidden_size = n.get<int64_t>("hidden_size", 64);
+  c.intermediate_size = n.get<int64_t>("intermediate_size", 172);
+  c.num_layers = n.get<int64_t>("num_hidden_layers", 2);
+  c.num_heads = n.get<int64_t>("num_attention_heads", 4);
+  c.num_kv_heads = n.get<int64_t>("num_key_value_heads", c.num_heads);
+  c.max_position_embeddings = n.get<int64_t>("max_position_embeddings", 2048);
+  c.rms_norm_eps = n.get<double>("rms_norm_eps", 1e-5);
+  c.rope_theta = n.get<double>("rope_theta", 10000.0);
+  c.dropout = n.get<double>("attention_dropout", 0.0);
+  const std::string p = n.path();
+  if (c.hidden_size < 1 || c.vocab_size < 1 || c.intermediate_size < 1 || c.num_layers < 1)
+    throw ConfigError(p, "vocab_size, hidden_size, intermediate_size and num_hidden_layers must be >= 1");
+  if (c.num_heads < 1 || c.hidden_size % c.num_heads != 0)
+    throw ConfigError(p + ".num_attention_heads", "must divide hidden_size (" + std::to_string(c.hidden_size) + ")");
+  if (c.num_kv_heads < 1 || c.num_heads % c.num_kv_heads != 0)
+    throw ConfigError(p + ".num_key_value_heads", "must divide num_attention_heads");
+  c.head_dim = c.hidden_size / c.num_heads;
+  c.tie_word_embeddings = true;
+  return c;
+}
+
+LlmTowerOptions read_tower(config::ConfigNode n) {
+  LlmTowerOptions t;
+  t.pretrained = n.get<std::string>("pretrained", "");
+  if (n.has("config")) {
+    if (!t.pretrained.empty()) throw ConfigError(n.path(), "give either pretrained or config, not both");
+    t.config = decoder_config_from(n.child("config"));
+  } else if (t.pretrained.empty()) {
+    throw ConfigError(n.path(), "needs pretrained (a Hugging Face folder) or config (an architecture)");
+  }
+  t.freeze = n.get<bool>("freeze", t.freeze);
+  if (n.has("lora")) {
+    config::ConfigNode l = n.child("lora");
+    t.lora_rank = l.get<int64_t>("rank", 8);
+    t.lora_alpha = l.get<double>("alpha", t.lora_alpha);
+    t.lora_targets = l.get<std::vector<std::string>>("target_modules", t.lora_targets);
+    if (t.lora_rank < 1) throw ConfigError(l.path() + ".rank", "must be >= 1");
+  }
+  return t;
+}
+
+// Builds a tower. The user tower's token embeddings are never used: it gets a one-row table and
+// skips the checkpoint's embedding and output head.
+llm::DecoderLm build_tower(const LlmTowerOptions& t, bool user_tower) {
+  llm::DecoderConfig c = t.pretrained.empty() ? t.config : llm::read_decoder_config(t.pretrained);
+  if (user_tower) {
+    c.vocab_size = 1;
+    c.tie_word_embeddings = true;
+  }
+  llm::DecoderLm lm(c);
+  if (!t.pretrained.empty()) {
+    std::set<std::string> skip;
+    if (user_tower) skip = {"model.embed_tokens.weight", "lm_head.weight"};
+    llm::load_hf_weights(*lm, t.pretrained, c.tie_word_embeddings, skip);
+  }
+  if (t.lora_rank > 0) {
+    nn::LoraOptions lo;
+    lo.rank = t.lora_rank;
+    lo.alpha = t.lora_alpha;
+    lo.target_modules = t.lora_targets;
+    nn::apply_lora(*lm, lo);  // freezes the base weights
+  }
+  if (t.freeze)
+    for (auto& p : lm->parameters()) p.set_requires_grad(false);
+  if (user_tower) lm->model->embed_tokens->weight.set_requires_grad(false);
+  return lm;
+}
+
+}  // namespace
+
+HllmOptions read_hllm_options(config::ConfigNode node, const ModelContext& context) {
+  HllmOptions o;
+  o.num_items = context.num_items;
+  o.max_seq_len = context.max_seq_len;
+  o.item_llm = read_tower(node.child("item_llm"));
+  o.user_llm = read_tower(node.child("user_llm"));
+  o.item_token_std = node.get<double>("item_token_std", o.item_token_std);
+  o.logit_scale_init = node.get<double>("logit_scale_init", o.logit_scale_init);
+  o.gradient_checkpointing = node.get<bool>("gradient_checkpointing", o.gradient_checkpointing);
+  o.packed_items = node.get<bool>("packed_items", o.packed_items);
+  o.item_batch_size = node.get<int64_t>("item_batch_size", o.item_batch_size);
+  if (o.logit_scale_init < 1) throw ConfigError(node.path() + ".logit_scale_init", "must be >= 1");
+  if (o.item_batch_size < 1) throw ConfigError(node.path() + ".item_batch_size", "must be >= 1");
+  return o;
+}
+
+HllmImpl::HllmImpl(const HllmOptions& options, std::shared_ptr<const data::ItemTokens> tokens)
+    : options_(options), tokens_(std::move(tokens)) {
+  TORCH_CHECK(tokens_, "HLLM needs the item tokens");
+  item_llm = register_module("item_llm", build_tower(options.item_llm, false));
+  user_llm = register_module("user_llm", build_tower(options.user_llm, true));
+  const auto& ic = item_llm->config();
+  const auto& uc = user_llm->config();
+  if (tokens_->num_items() != options.num_items)
+    throw DataError("item_tokens.bin has " + std::to_string(tokens_->num_items()) + " items, the data has " +
+                    std::to_string(options.num_items) + " (re-run seqrec prepare)");
+  if (tokens_->vocab_size() > ic.vocab_size)
+    throw ConfigError("model.item_llm", "its vocabulary (" + std::to_string(ic.vocab_size) +
+                                            ") is smaller than the item texts' tokenizer's (" +
+                                            std::to_string(tokens_->vocab_size()) + ")");
+  if (ic.hidden_size != uc.hidden_size)
+    throw ConfigError("model.user_llm", "hidden size " + std::to_string(uc.hidden_size) +
+                                            " differs from the item LLM's " + std::to_string(ic.hidden_size));
+  item_llm->gradient_checkpointing = options.gradient_checkpointing;
+  user_llm->gradient_checkpointing = options.gradient_checkpointing;
+  item_token = register_parameter("item_token", torch::randn({ic.hidden_size}) * options.item_token_std);
+  if (options.item_llm.freeze) item_token.set_requires_grad(false);
+  logit_scale = register_parameter("logit_scale", torch::tensor(std::log(options.logit_scale_init)));
+}
+
+torch::Tensor HllmImpl::embed_packed(const std::vector<int64_t>& ids) {
+  const int64_t n = static_cast<int64_t>(ids.size()), l = tokens_->max_text_length();
+  std::vector<int64_t> tok, pos, lengths, slots;
+  for (int64_t id : ids) {
+    auto span = tokens_->tokens(id);
+    const int64_t m = span.size();
+    for (int64_t j = 0; j < m; ++j) tok.push_back(span[j]);
+    tok.push_back(0);  // the [ITEM] slot: its input embedding is replaced below
+    for (int64_t p : data::item_positions(m, l)) pos.push_back(p);
+    slots.push_back(static_cast<int64_t>(tok.size()) - 1);
+    lengths.push_back(m + 1);
+  }
+  const auto dev = item_token.device();
+  const int64_t t = static_cast<int64_t>(tok.size()), d = item_token.size(0);
+  nn::PackedSegments packed = nn::pack_segments(lengths);
+  auto slot_index = torch::tensor(slots, torch::kLong).to(dev);
+  auto emb = item_llm->model->embed_tokens(torch::tensor(tok, torch::kLong).view({1, t}).to(dev));     // [1, T, D]
+  emb = emb.index_copy(1, slot_index, item_token.view({1, 1, d}).expand({1, n, d}).contiguous());
+  llm::DecoderInput in;
+  in.inputs_embeds = emb;
+  in.positions = torch::tensor(pos, torch::kLong).view({1, t}).to(dev);
+  in.packed = &packed;
+  return item_llm->forward_hidden(in).squeeze(0).index_select(0, slot_index);                     // [n, D]
+}
+
+torch::Tensor HllmImpl::embed_padded(const std::vector<int64_t>& ids) {
+  const int64_t n = static_cast<int64_t>(ids.size()), l = tokens_->max_text_length();
+  int64_t w = 1;
+  for (int64_t id : ids) w = std::max(w, tokens_->tokens(id).size() + 1);
+  auto tok = torch::zeros({n, w}, torch::kLong), pos = torch::zeros({n, w}, torch::kLong);
+  auto valid = torch::zeros({n, w}, torch::kBool);
+  auto* tp = tok.data_ptr<int64_t>();
+  auto* pp = pos.data_ptr<int64_t>();
+  auto* vp = valid.data_ptr<bool>();
+  for (int64_t i = 0; i < n; ++i) {
+    auto span = tokens_->tokens(ids[i]);
+    const int64_t m = span.size(), pad = w - (m + 1);
+    auto p = data::item_positions(m, l);
+    for (int64_t j = 0; j <= m; ++j) {
+      tp[i * w + pad + j] = j < m ? span[j] : 0;
+      pp[i * w + pad + j] = p[j];
+      vp[i * w + pad + j] = true;
+    }
+  }
+  const auto dev = item_token.device();
+  const int64_t d = item_token.size(0);
+  auto emb = item_llm->model->embed_tokens(tok.to(dev));                                        // [n, W, D]
+  emb = torch::cat({emb.narrow(1, 0, w - 1), item_token.view({1, 1, d}).expand({n, 1, d})}, 1);
+  llm::DecoderInput in;
+  in.inputs_embeds = emb;
+  in.positions = pos.to(dev);
+  in.key_valid = valid.to(dev);
+  return item_llm->forward_hidden(in).select(1, w - 1);                                          // [n, D]
+}
+
+torch::Tensor HllmImpl::embed_items(const std::vector<int64_t>& ids) {
+  std::vector<torch::Tensor> parts;
+  const auto chunk = static_cast<size_t>(options_.item_batch_size);
+  for (size_t s = 0; s < ids.size(); s += chunk) {
+    std::vector<int64_t> part(ids.begin() + s, ids.begin() + std::min(ids.size(), s + chunk));
+    parts.push_back(options_.packed_items ? embed_packed(part) : embed_padded(part));
+  }
+  if (parts.empty()) return torch::zeros({0, item_token.size(0)}, item_token.options());
+  return parts.size() == 1 ? parts[0] : torch::cat(parts, 0);
+}
+
+int64_t HllmImpl::item_tower_version() const {
+  int64_t v = item_token._version();
+  for (const auto& p : item_llm->parameters()) v += p._version();
+  return v;
+}
+
+torch::Tensor HllmImpl::all_item_embeddings() {
+  const int64_t v = options_.num_items;
+  std::vector<int64_t> all(v);
+  for (int64_t i = 0; i < v; ++i) all[i] = i + 1;
+  if (is_training() && torch::GradMode::is_enabled()) {  // e.g. a full-softmax loss: no cache, with gradients
+    auto e = l2n(embed_items(all));
+    return torch::cat({torch::zeros({1, e.size(1)}, e.options()), e}, 0);
+  }
+  const int64_t version = item_tower_version();
+  if (!cache_.defined() || version != cache_version_) {
+    torch::NoGradGuard no_grad;
+    auto raw = embed_items(all);
+    raw_cache_ = torch::cat({torch::zeros({1, raw.size(1)}, raw.options()), raw}, 0);   // [V+1, D]
+    cache_ = l2n(raw_cache_);
+    cache_.select(0, 0).zero_();
+    cache_version_ = version;
+    ++catalogue_passes_;
+  }
+  return cache_;
+}
+
+torch::Tensor HllmImpl::item_embeddings(const torch::Tensor& item_ids) {
+  auto flat = item_ids.reshape({-1}).to(torch::kCPU);
+  auto out_shape = item_ids.sizes().vec();
+  out_shape.push_back(item_token.size(0));
+  if (is_training() && step_ids_.defined() && step_ids_.numel() > 0) {
+    auto rows = torch::searchsorted(step_ids_, flat).clamp_max(step_ids_.numel() - 1);
+    if (step_ids_.index_select(0, rows).eq(flat).all().item<bool>())
+      return step_table_.index_select(0, rows.to(step_table_.device())).view(out_shape);
+  }
+  if (!is_training()) return all_item_embeddings().index_select(0, flat.to(item_token.device())).view(out_shape);
+  auto uniq = std::get<0>(at::_unique(flat, /*sorted=*/true));
+  std::vector<int64_t> ids(uniq.data_ptr<int64_t>(), uniq.data_ptr<int64_t>() + uniq.numel());
+  ids.erase(std::remove(ids.begin(), ids.end(), 0), ids.end());
+  auto table = torch::cat({torch::zeros({1, item_token.size(0)}, item_token.options()), l2n(embed_items(ids))}, 0);
+  std::vector<int64_t> with_pad{0};
+  with_pad.insert(with_pad.end(), ids.begin(), ids.end());
+  auto rows = torch::searchsorted(torch::tensor(with_pad, torch::kLong), flat);
+  return table.index_select(0, rows.to(table.device())).view(out_shape);
+}
+
+torch::Tensor HllmImpl::encode(const data::SequenceBatch& batch) {
+  const auto& ids = batch.item_ids;                                                   // [B, W]
+  TORCH_CHECK(ids.dim() == 2, "item_ids must be [B, W]");
+  const int64_t b = ids.size(0), w = ids.size(1), d = item_token.size(0);
+  torch::Tensor inputs;                                                               // [B, W, D] raw
+  if (is_training()) {
+    // One item-LLM pass over everything this step needs: inputs, targets and negatives.
+    std::vector<torch::Tensor> parts{ids.reshape({-1})};
+    if (batch.targets.defined()) parts.push_back(batch.targets.reshape({-1}));
+    if (batch.negatives.defined()) parts.push_back(batch.negatives.reshape({-1}));
+    auto uniq = std::get<0>(at::_unique(torch::cat(parts).to(torch::kCPU), /*sorted=*/true));
+    uniq = uniq.masked_select(uniq.ne(0));                                            // [U]
+    std::vector<int64_t> list(uniq.data_ptr<int64_t>(), uniq.data_ptr<int64_t>() + uniq.numel());
+    auto raw = embed_items(list);                                                     // [U, D]
+    step_ids_ = uniq;
+    step_table_ = l2n(raw);
+    auto table = torch::cat({torch::zeros({1, d}, raw.options()), raw}, 0);           // row 0 = padding
+    auto rows = torch::searchsorted(uniq, ids.reshape({-1}).to(torch::kCPU)) + 1;
+    rows.masked_fill_(ids.reshape({-1}).to(torch::kCPU).eq(0), 0);
+    inputs = table.index_select(0, rows.to(table.device())).view({b, w, d});
+  } else {
+    step_ids_ = torch::Tensor();
+    step_table_ = torch::Tensor();
+    all_item_embeddings();  // fills the raw cache
+    inputs = raw_cache_.index_select(0, ids.reshape({-1}).to(raw_cache_.device())).view({b, w, d});
+  }
+  llm::DecoderInput in;
+  in.inputs_embeds = inputs;
+  // RoPE positions 0..L-1 over the left-padded sample (padding masked, not re-indexed), §1.5.
+  in.positions = (torch::arange(w, torch::kLong) + batch.position_offset).unsqueeze(0).expand({b, w}).to(inputs.device());
+  in.key_valid = ids.ne(0).to(inputs.device());
+  return l2n(user_llm->forward_hidden(in));                                           // [B, W, D]
+}
+
+}  // namespace seqrec::models

@@ -1,0 +1,90 @@
+// HLLM (ByteDance, systems.md §1): an item LLM turns each item's text into an embedding (the
+// final-norm hidden state at a learnable [ITEM] slot), a user LLM reads the sequence of item
+// embeddings as input embeddings and predicts the next item's embedding at every position.
+//
+// The item texts come tokenised from <data.dir>/item_tokens.bin (seqrec prepare, item_text:).
+// Item texts of a batch run packed into one row with block-diagonal causal attention (no compute on
+// padding); `packed_items: false` runs them as a left-padded batch instead (same result, for
+// benchmarks). Scores are cosines: encode() and item_embeddings() return l2-normalised vectors.
+//
+// Training step: encode() embeds the batch's inputs, targets and negatives in one item-LLM pass and
+// keeps them for the step, so the loss's item_embeddings() calls reuse them (gradients flow into the
+// item LLM through positives and negatives alike, as in HLLM). In eval mode all_item_embeddings()
+// embeds the catalogue once and caches it until a parameter of the item tower changes.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "seqrec/data/item_text.h"
+#include "seqrec/llm/decoder_lm.h"
+#include "seqrec/models/recommender.h"
+
+namespace seqrec::config {
+class ConfigNode;
+}
+
+namespace seqrec::models {
+
+/// One tower: a pretrained Hugging Face folder or an architecture to train from scratch.
+struct LlmTowerOptions {
+  std::string pretrained;        ///< HF folder ("" = from `config`)
+  llm::DecoderConfig config;     ///< used when pretrained is ""
+  bool freeze = false;           ///< no gradient into this tower
+  int64_t lora_rank = 0;         ///< > 0: LoRA adapters (base frozen)
+  double lora_alpha = 16;
+  std::vector<std::string> lora_targets = {"q_proj", "v_proj"};
+};
+
+struct HllmOptions {
+  int64_t num_items = 0;
+  int64_t max_seq_len = 10;
+  LlmTowerOptions item_llm;
+  LlmTowerOptions user_llm;
+  double item_token_std = 0.02;        ///< init of the [ITEM] input vector
+  double logit_scale_init = 1 / 0.07;  ///< exp(logit_scale) starts here (nce loss, scale: learnable)
+  bool gradient_checkpointing = false;
+  bool packed_items = true;            ///< packed block-diagonal item forward (false: padded batch)
+  int64_t item_batch_size = 256;       ///< items per item-LLM forward when embedding the catalogue
+};
+
+HllmOptions read_hllm_options(config::ConfigNode node, const ModelContext& context);
+
+class HllmImpl : public SequenceRecommenderImpl {
+ public:
+  HllmImpl(const HllmOptions& options, std::shared_ptr<const data::ItemTokens> tokens);
+  torch::Tensor encode(const data::SequenceBatch& batch) override;
+  torch::Tensor item_embeddings(const torch::Tensor& item_ids) override;
+  torch::Tensor all_item_embeddings() override;
+
+  /// Raw (not normalised) item-LLM embeddings of `ids` (each 1..V): [n, D].
+  torch::Tensor embed_items(const std::vector<int64_t>& ids);
+  /// How many times the catalogue was embedded (eval cache misses); for tests.
+  int64_t catalogue_passes() const { return catalogue_passes_; }
+  const HllmOptions& options() const { return options_; }
+
+  llm::DecoderLm item_llm{nullptr};
+  llm::DecoderLm user_llm{nullptr};
+  torch::Tensor item_token;   ///< [D] the [ITEM] slot's input vector
+  torch::Tensor logit_scale;  ///< scalar, log of the nce loss's scale
+
+ private:
+  torch::Tensor embed_packed(const std::vector<int64_t>& ids);
+  torch::Tensor embed_padded(const std::vector<int64_t>& ids);
+  int64_t item_tower_version() const;
+
+  HllmOptions options_;
+  std::shared_ptr<const data::ItemTokens> tokens_;
+  // The current training step's item embeddings (normalised), by item id.
+  torch::Tensor step_ids_;    ///< [U] sorted ids
+  torch::Tensor step_table_;  ///< [U, D]
+  // The eval cache.
+  torch::Tensor cache_;       ///< [V + 1, D] normalised, row 0 zero
+  torch::Tensor raw_cache_;   ///< [V + 1, D] as fed to the user LLM
+  int64_t cache_version_ = -1;
+  int64_t catalogue_passes_ = 0;
+};
+TORCH_MODULE(Hllm);
+
+}  // namespace seqrec::models
