@@ -50,7 +50,9 @@ int run_eval(const CliArgs& args) {
     throw CheckpointError(args.checkpoint + ": built for " + std::to_string(loaded.context.num_items) +
                           " items, but " + data_opts.dir + " has " + std::to_string(store.num_items()) +
                           " (a different prepared dataset?)");
-  eval::EvalResult r = eval::evaluate(*loaded.model, store, split, eval_opts, loaded.context.max_seq_len);
+  eval::EvalResult r = eval::evaluate(
+      *loaded.model, store, split, eval_opts, loaded.context.max_seq_len,
+      data::cold_items(store.num_items(), data_opts.cold_item_share, static_cast<uint64_t>(data_opts.cold_item_seed)));
   const std::string line = eval::to_json_line(r.metrics, data::split_name(split), eval_opts.protocol, r.users);
   std::printf("%s\n", line.c_str());
   append_line(dir_of(args.checkpoint) + "/eval.jsonl", line);

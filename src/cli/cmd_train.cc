@@ -54,6 +54,11 @@ int run_train(const CliArgs& args) {
   setup.context.num_items = store.num_items();
   setup.context.max_seq_len = setup.data.max_seq_len;
   setup.context.item_counts = data::train_item_counts(store);
+  // Cold-start items are never seen in training: most-popular must not count them either.
+  const auto cold = data::cold_items(store.num_items(), setup.data.cold_item_share,
+                                     static_cast<uint64_t>(setup.data.cold_item_seed));
+  for (size_t i = 0; i < cold.size(); ++i)
+    if (cold[i]) setup.context.item_counts[i] = 0;
   setup.context.data_dir = setup.data.dir;
   set_threads(setup.train.threads);
   torch::manual_seed(static_cast<uint64_t>(setup.train.seed));  // model initialisation

@@ -293,6 +293,52 @@ TEST(TrainBatcher, NegativesAvoidTrainingItems) {
   EXPECT_GT(hits, 0);
 }
 
+TEST(ColdItems, ShareSeedAndNeverPadding) {
+  auto a = cold_items(1000, 0.1, 3);
+  ASSERT_EQ(a.size(), 1001u);
+  EXPECT_EQ(a[0], 0);
+  EXPECT_EQ(std::count(a.begin(), a.end(), 1), 100);
+  EXPECT_EQ(cold_items(1000, 0.1, 3), a);   // a function of (V, share, seed)
+  EXPECT_NE(cold_items(1000, 0.1, 4), a);
+  EXPECT_TRUE(cold_items(1000, 0.0, 3).empty());
+  auto small = cold_items(7, 0.5, 1);
+  EXPECT_EQ(std::count(small.begin(), small.end(), 1), 4);  // round(3.5)
+}
+
+TEST(TrainBatcher, ColdItemsNeverAppearInSamplesOrNegatives) {
+  auto store = varied_store();
+  TrainBatcherOptions o;
+  o.max_seq_len = 6;
+  o.batch_size = 4;
+  o.num_negatives = 5;
+  o.excluded_items = cold_items(store.num_items(), 0.3, 9);
+  TrainBatcher b(store, o);
+  int64_t targets = 0;
+  for (const auto& batch : drain(b, 0)) {
+    auto users = to_vec(batch.user_ids);
+    for (int64_t r = 0; r < batch.item_ids.size(0); ++r) {
+      // Inputs and targets are the user's training items with the cold ones removed, in order.
+      Span<int32_t> items = store.items(users[r]);
+      std::vector<int64_t> warm;
+      for (int64_t i = 0; i < train_length(items.size()); ++i)
+        if (!o.excluded_items[items[i]]) warm.push_back(items[i]);
+      if (static_cast<int64_t>(warm.size()) > o.max_seq_len + 1) warm.erase(warm.begin(), warm.end() - (o.max_seq_len + 1));
+      std::vector<int64_t> in, out;
+      for (int64_t v : to_vec(batch.item_ids[r])) if (v) in.push_back(v);
+      for (int64_t v : to_vec(batch.targets[r])) if (v) out.push_back(v);
+      if (warm.size() < 2) {
+        EXPECT_TRUE(in.empty());
+        continue;
+      }
+      EXPECT_EQ(in, std::vector<int64_t>(warm.begin(), warm.end() - 1)) << "user " << users[r];
+      EXPECT_EQ(out, std::vector<int64_t>(warm.begin() + 1, warm.end())) << "user " << users[r];
+      targets += static_cast<int64_t>(out.size());
+    }
+    for (int64_t n : to_vec(batch.negatives.reshape({-1}))) EXPECT_FALSE(n && o.excluded_items[n]) << n;
+  }
+  EXPECT_GT(targets, 0);
+}
+
 TEST(TrainBatcher, ShardsAreDisjointAndCovering) {
   auto store = varied_store(53);
   TrainBatcherOptions o;

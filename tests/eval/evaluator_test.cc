@@ -93,6 +93,22 @@ TEST(Evaluator, FullProtocolHistoryMasks) {
   EXPECT_DOUBLE_EQ(evaluate(model, store, data::Split::kTest, full_options("none"), 2).metrics.at("mrr"), 0.2);
 }
 
+TEST(Evaluator, ColdStartMetricsCoverOnlyColdTargets) {
+  // Test targets: user 0 -> 3 (rank 0 after masking 1, 2), user 1 -> 6 (rank 3: 2, 3, 4 above after
+  // masking 1 and 5), user 2 -> 5 (rank 1: 3 above after masking 1, 2, 4). Items 5 and 6 are cold.
+  FixedModel model(default_scores());
+  auto store = make_store({{1, 2, 3}, {1, 5, 6}, {1, 2, 4, 5}}, 6);
+  std::vector<char> cold(7, 0);
+  cold[5] = cold[6] = 1;
+  auto r = evaluate(model, store, data::Split::kTest, full_options("full"), 5, cold);
+  EXPECT_EQ(r.users, 3);
+  EXPECT_DOUBLE_EQ(r.metrics.at("cold_users"), 2.0);
+  EXPECT_DOUBLE_EQ(r.metrics.at("mrr"), (1.0 + 1.0 / 4 + 1.0 / 2) / 3);
+  EXPECT_DOUBLE_EQ(r.metrics.at("cold_mrr"), (1.0 / 4 + 1.0 / 2) / 2);
+  EXPECT_DOUBLE_EQ(r.metrics.at("cold_hr@2"), 0.5);
+  EXPECT_EQ(evaluate(model, store, data::Split::kTest, full_options("full"), 5).metrics.count("cold_mrr"), 0u);
+}
+
 TEST(Evaluator, FullScoresMasksPaddingAndHistoryButKeepsTarget) {
   FixedModel model(default_scores());
   // History [1 3 2], target 3 (repeated).

@@ -35,6 +35,10 @@ DataOptions read_data_options(ConfigNode node) {
   o.prefetch_batches = node.get<int64_t>("prefetch_batches", o.prefetch_batches);
   require_positive(o.max_seq_len, key(node, "max_seq_len"));
   require_positive(o.prefetch_batches, key(node, "prefetch_batches"));
+  o.cold_item_share = node.get<double>("cold_item_share", o.cold_item_share);
+  o.cold_item_seed = node.get<int64_t>("cold_item_seed", o.cold_item_seed);
+  if (!(o.cold_item_share >= 0 && o.cold_item_share < 1))
+    throw ConfigError(key(node, "cold_item_share"), "must be in [0, 1)");
   return o;
 }
 

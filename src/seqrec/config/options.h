@@ -16,6 +16,11 @@ struct DataOptions {
   int64_t max_seq_len = 200;         ///< L: history length fed to the model
   bool chunk_long_sequences = false; ///< HLLM: cut long training parts into chunks of L+1
   int64_t prefetch_batches = 4;      ///< batches prepared ahead by the loader thread
+  /// Cold-start protocol: this share of the items (drawn with cold_item_seed) never appears in
+  /// training (inputs, targets or negatives); evaluation also reports cold_* metrics over the users
+  /// whose target is such an item. 0 = off.
+  double cold_item_share = 0.0;
+  int64_t cold_item_seed = 1;
 };
 
 /// `train.loss:` -- the training objective.

@@ -16,12 +16,29 @@ constexpr int64_t kBucketWindow = 32;
 }  // namespace
 
 std::vector<TrainSample> build_train_samples(const InteractionStore& store, int64_t max_seq_len,
-                                             bool chunk_long_sequences) {
+                                             bool chunk_long_sequences, const std::vector<char>& excluded) {
   std::vector<TrainSample> samples;
   samples.reserve(store.num_users());
   const int64_t span = max_seq_len + 1;
+  std::vector<int64_t> warm;  // event indices of the items that are not excluded
   for (int64_t u = 0; u < store.num_users(); ++u) {
     const int64_t n = train_length(store.items(u).size());
+    if (!excluded.empty()) {
+      // Count only items that stay: the sample spans the last L+1 (or chunks of L+1) kept items;
+      // the batcher drops the excluded ones inside the span.
+      Span<int32_t> items = store.items(u);
+      warm.clear();
+      for (int64_t i = 0; i < n; ++i)
+        if (!excluded[items[i]]) warm.push_back(i);
+      const int64_t nw = static_cast<int64_t>(warm.size());
+      if (nw < 2) continue;
+      if (!chunk_long_sequences || nw <= span) {
+        samples.push_back({u, warm[std::max<int64_t>(0, nw - span)], warm.back() + 1});
+        continue;
+      }
+      for (int64_t k = nw % span; k + span <= nw; k += span) samples.push_back({u, warm[k], warm[k + span - 1] + 1});
+      continue;
+    }
     if (n < 2) continue;  // needs one input and one target
     if (!chunk_long_sequences || n <= span) {
       samples.push_back({u, std::max<int64_t>(0, n - span), n});
@@ -35,7 +52,8 @@ std::vector<TrainSample> build_train_samples(const InteractionStore& store, int6
 
 TrainBatcher::TrainBatcher(InteractionStore store, TrainBatcherOptions options)
     : store_(std::move(store)), options_(options) {
-  samples_ = build_train_samples(store_, options_.max_seq_len, options_.chunk_long_sequences);
+  samples_ = build_train_samples(store_, options_.max_seq_len, options_.chunk_long_sequences,
+                                 options_.excluded_items);
 }
 
 TrainBatcher::~TrainBatcher() { stop(); }
@@ -100,23 +118,29 @@ SequenceBatch TrainBatcher::make_batch(const std::vector<int64_t>& sample_ids, u
   auto* ids = batch.item_ids.data_ptr<int64_t>();
   auto* tgt = batch.targets.data_ptr<int64_t>();
   auto* neg = num_neg > 0 ? batch.negatives.data_ptr<int64_t>() : nullptr;
+  const std::vector<char>& excluded = options_.excluded_items;
+  std::vector<int64_t> kept;
   for (int64_t row = 0; row < bsz; ++row) {
     const TrainSample& s = samples_[sample_ids[row]];
     Span<int32_t> items = store_.items(s.user);
     batch.user_ids.data_ptr<int64_t>()[row] = s.user;
-    const int64_t len = s.end - s.begin - 1;
+    // Events of the sample (cold-start items left out when asked).
+    kept.clear();
+    for (int64_t e = s.begin; e < s.end; ++e)
+      if (excluded.empty() || !excluded[items[e]]) kept.push_back(e);
+    const int64_t len = std::max<int64_t>(0, static_cast<int64_t>(kept.size()) - 1);
     const int64_t pad = width - len;
     for (int64_t t = 0; t < len; ++t) {
-      ids[row * width + pad + t] = items[s.begin + t];
-      tgt[row * width + pad + t] = items[s.begin + t + 1];
+      ids[row * width + pad + t] = items[kept[t]];
+      tgt[row * width + pad + t] = items[kept[t + 1]];
     }
     if (has_ts) {
       Span<int64_t> ts = store_.timestamps(s.user);
       auto* tsp = batch.timestamps.data_ptr<int64_t>();
       auto* ttp = batch.target_timestamps.data_ptr<int64_t>();
       for (int64_t t = 0; t < len; ++t) {
-        tsp[row * width + pad + t] = ts[s.begin + t];
-        ttp[row * width + pad + t] = ts[s.begin + t + 1];
+        tsp[row * width + pad + t] = ts[kept[t]];
+        ttp[row * width + pad + t] = ts[kept[t + 1]];
       }
     }
     if (num_neg == 0) continue;
@@ -131,7 +155,9 @@ SequenceBatch TrainBatcher::make_batch(const std::vector<int64_t>& sample_ids, u
         int tries = 0;
         do {
           item = 1 + static_cast<int64_t>(rng.below(num_items));
-        } while (options_.exclude_history && in_history[item] && ++tries < 100);
+        } while (((options_.exclude_history && in_history[item]) || (!excluded.empty() && excluded[item])) &&
+                 ++tries < 100);
+        while (!excluded.empty() && excluded[item]) item = item % num_items + 1;  // never a held-out item
         out[r] = item;
       }
     }

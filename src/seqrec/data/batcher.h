@@ -45,6 +45,7 @@ struct TrainBatcherOptions {
   int64_t rank = 0;              ///< this process's shard (data parallel)
   int64_t world_size = 1;
   int64_t prefetch = 4;          ///< batches buffered ahead
+  std::vector<char> excluded_items;  ///< [V+1] items dropped from samples and negatives (cold start); empty = none
 };
 
 /// One training sample: events [begin, end) of a user's store row; input = [begin, end-1),
@@ -56,8 +57,9 @@ struct TrainSample {
 };
 
 /// Builds the training samples (GR/SASRec: the last L+1 training items of each user).
+/// Items marked in `excluded` ([V+1], cold start) do not count: spans cover the last L+1 kept items.
 std::vector<TrainSample> build_train_samples(const InteractionStore& store, int64_t max_seq_len,
-                                             bool chunk_long_sequences);
+                                             bool chunk_long_sequences, const std::vector<char>& excluded = {});
 
 /// Produces training batches for an epoch; a background thread builds them ahead of use.
 class TrainBatcher {

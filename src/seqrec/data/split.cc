@@ -2,6 +2,9 @@
 #include "seqrec/data/split.h"
 
 #include "seqrec/common/error.h"
+#include "seqrec/common/random.h"
+
+#include <cmath>
 
 namespace seqrec::data {
 
@@ -43,6 +46,18 @@ std::vector<int64_t> train_item_counts(const InteractionStore& store) {
     for (int64_t i = 0; i < n; ++i) ++counts[items[i]];
   }
   return counts;
+}
+
+std::vector<char> cold_items(int64_t num_items, double share, uint64_t seed) {
+  if (share <= 0) return {};
+  std::vector<int64_t> ids(num_items);
+  for (int64_t i = 0; i < num_items; ++i) ids[i] = i + 1;
+  Rng rng(derive_seed({seed, 0xc01dULL, static_cast<uint64_t>(num_items)}));
+  shuffle(ids.begin(), ids.end(), rng);
+  std::vector<char> mask(num_items + 1, 0);
+  const auto n = static_cast<int64_t>(std::llround(share * static_cast<double>(num_items)));
+  for (int64_t i = 0; i < n; ++i) mask[ids[i]] = 1;
+  return mask;
 }
 
 }  // namespace seqrec::data

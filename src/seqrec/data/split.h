@@ -38,4 +38,8 @@ std::vector<EvalQuery> eval_queries(const InteractionStore& store, Split split);
 /// Occurrences of each item in the training parts, [V+1] (index 0 = 0).
 std::vector<int64_t> train_item_counts(const InteractionStore& store);
 
+/// Cold-start hold-out: a [V+1] mask with round(share * V) items set, drawn uniformly with `seed`
+/// (a function of (num_items, share, seed) only). Empty when share is 0.
+std::vector<char> cold_items(int64_t num_items, double share, uint64_t seed);
+
 }  // namespace seqrec::data

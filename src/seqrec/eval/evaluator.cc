@@ -58,14 +58,19 @@ std::vector<int64_t> sampled_candidates(const data::EvalQuery& query, int64_t nu
 }
 
 EvalResult evaluate(models::SequenceRecommenderImpl& model, const data::InteractionStore& store,
-                    data::Split split, const config::EvalOptions& options, int64_t max_seq_len) {
+                    data::Split split, const config::EvalOptions& options, int64_t max_seq_len,
+                    const std::vector<char>& cold_items) {
   const auto start = std::chrono::steady_clock::now();
   torch::NoGradGuard no_grad;
   model.eval();
   std::vector<data::EvalQuery> queries = data::eval_queries(store, split);
   if (options.max_users > 0 && static_cast<int64_t>(queries.size()) > options.max_users)
     queries.resize(options.max_users);
-  MetricAccumulator acc(options.ks);
+  MetricAccumulator acc(options.ks), cold(options.ks);
+  auto add = [&](int64_t query, int64_t rank) {
+    acc.add(rank);
+    if (!cold_items.empty() && cold_items[queries[query].target]) cold.add(rank);
+  };
   const int64_t n = static_cast<int64_t>(queries.size());
   for (int64_t begin = 0; begin < n; begin += options.batch_size) {
     const int64_t end = std::min(n, begin + options.batch_size);
@@ -77,7 +82,7 @@ EvalResult evaluate(models::SequenceRecommenderImpl& model, const data::Interact
       auto target_scores = scores.gather(1, batch.targets.unsqueeze(1));         // [B, 1]
       auto ranks = scores.ge(target_scores).sum(1) - 1;                          // [B] pessimistic ties
       auto* r = ranks.data_ptr<int64_t>();
-      for (int64_t i = 0; i < end - begin; ++i) acc.add(r[i]);
+      for (int64_t i = 0; i < end - begin; ++i) add(begin + i, r[i]);
     } else {
       const int64_t c = options.num_negatives + 1;
       auto cands = torch::zeros({end - begin, c}, torch::kInt64);                // [B, N+1]
@@ -94,13 +99,17 @@ EvalResult evaluate(models::SequenceRecommenderImpl& model, const data::Interact
       for (int64_t i = 0; i < end - begin; ++i) {
         int64_t rank = 0;
         for (int64_t j = 1; j < sizes[i]; ++j) rank += sp[i * c + j] >= sp[i * c];
-        acc.add(rank);
+        add(begin + i, rank);
       }
     }
   }
   EvalResult result;
   result.metrics = acc.result();
   result.users = acc.count();
+  if (!cold_items.empty()) {
+    for (const auto& [name, value] : cold.result()) result.metrics["cold_" + name] = value;
+    result.metrics["cold_users"] = static_cast<double>(cold.count());
+  }
   result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return result;
 }

@@ -23,8 +23,11 @@ struct EvalResult {
 };
 
 /// Evaluates `model` on `split` of `store` under `options` (model is put in eval mode and left so).
+/// With a cold-start mask ([V+1], data::cold_items), the metrics also hold cold_<metric> over the
+/// queries whose target is a held-out item, and cold_users (their number).
 EvalResult evaluate(models::SequenceRecommenderImpl& model, const data::InteractionStore& store,
-                    data::Split split, const config::EvalOptions& options, int64_t max_seq_len);
+                    data::Split split, const config::EvalOptions& options, int64_t max_seq_len,
+                    const std::vector<char>& cold_items = {});
 
 /// Scores of every item for the last position of each history row: [B, V+1], with padding and
 /// (per `history_mask`) the history items set to -inf, except the items in `keep` [B] (the targets;

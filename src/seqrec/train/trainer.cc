@@ -40,7 +40,10 @@ double metric_value(const eval::MetricSet& m, const std::string& name) {
 }  // namespace
 
 Trainer::Trainer(models::SequenceRecommender model, data::InteractionStore store, TrainerSetup setup)
-    : model_(std::move(model)), store_(std::move(store)), setup_(std::move(setup)) {}
+    : model_(std::move(model)), store_(std::move(store)), setup_(std::move(setup)) {
+  cold_items_ = data::cold_items(store_.num_items(), setup_.data.cold_item_share,
+                                 static_cast<uint64_t>(setup_.data.cold_item_seed));
+}
 
 double Trainer::train_epoch(int64_t epoch, AdamW& optimizer, data::TrainBatcher& batcher) {
   const auto& t = setup_.train;
@@ -122,6 +125,7 @@ TrainSummary Trainer::fit(bool resume) {
   bo.rank = setup_.rank;
   bo.world_size = setup_.world_size;
   bo.prefetch = setup_.data.prefetch_batches;
+  bo.excluded_items = cold_items_;
   data::TrainBatcher batcher(store_, bo);
   if (writer)
     log_info("training %ld sequences, %ld batches/epoch, %ld params", long(batcher.num_samples()),
@@ -139,7 +143,8 @@ TrainSummary Trainer::fit(bool resume) {
     const bool last_epoch = epoch + 1 == t.epochs;
     bool stop = false;
     if ((epoch + 1) % t.eval_every == 0 || last_epoch) {
-      eval::EvalResult r = eval::evaluate(*model_, store_, data::Split::kValid, setup_.eval, setup_.data.max_seq_len);
+      eval::EvalResult r = eval::evaluate(*model_, store_, data::Split::kValid, setup_.eval, setup_.data.max_seq_len,
+                                          cold_items_);
       const double value = metric_value(r.metrics, t.metric);
       if (writer) {
         append_line(log_path, metrics_json(r.metrics, "valid", setup_.eval.protocol, r.users, epoch + 1));
@@ -178,7 +183,8 @@ TrainSummary Trainer::fit(bool resume) {
   } else if (path_exists(best_path)) {
     load_state_into(*model_, load_tensors(best_path, nullptr), best_path);
   }
-  eval::EvalResult test = eval::evaluate(*model_, store_, data::Split::kTest, setup_.eval, setup_.data.max_seq_len);
+  eval::EvalResult test = eval::evaluate(*model_, store_, data::Split::kTest, setup_.eval, setup_.data.max_seq_len,
+                                                 cold_items_);
   summary.test = test.metrics;
   summary.test_users = test.users;
   if (writer) append_line(log_path, metrics_json(test.metrics, "test", setup_.eval.protocol, test.users, summary.best_epoch));

@@ -10,6 +10,7 @@
 
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "seqrec/config/options.h"
 #include "seqrec/data/interaction_store.h"
@@ -61,6 +62,7 @@ class Trainer {
   data::InteractionStore store_;
   TrainerSetup setup_;
   GradientSync sync_;
+  std::vector<char> cold_items_;  ///< cold-start hold-out mask (empty = off)
 };
 
 }  // namespace seqrec::train
