@@ -7,10 +7,11 @@ mode="${1:-demo}"
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build="${SEQREC_BUILD_DIR:-$root/build}"
 
-# Everything comes from Debian packages. libopenblas0-openmp matters for speed: without it
+# Everything comes from Debian packages (libgloo-dev: the headers c10d's Gloo process group needs
+# for multi-process training). libopenblas0-openmp matters for speed: without it
 # libtorch's BLAS calls go to the reference BLAS, about 7x slower for training.
 packages=(cmake ninja-build g++ libtorch-dev libyaml-cpp-dev libcli11-dev nlohmann-json3-dev
-          libgtest-dev libopenblas0-openmp libpcre2-dev pkg-config)
+          libgtest-dev libopenblas0-openmp libpcre2-dev pkg-config libgloo-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

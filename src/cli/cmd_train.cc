@@ -1,7 +1,10 @@
 // seqrec train: config -> model -> Trainer; prints the test metrics of the best checkpoint.
 #include <torch/torch.h>
 
+#include <chrono>
 #include <cstdio>
+#include <cstdlib>
+#include <memory>
 #include <thread>
 
 #include "cli/commands.h"
@@ -12,6 +15,8 @@
 #include "seqrec/config/options.h"
 #include "seqrec/data/interaction_store.h"
 #include "seqrec/data/split.h"
+#include "seqrec/dist/env.h"
+#include "seqrec/dist/process_group.h"
 #include "seqrec/eval/metrics.h"
 #include "seqrec/models/registry.h"
 #include "seqrec/train/trainer.h"
@@ -24,11 +29,39 @@ void ignore_sections(config::ConfigNode& root, const std::string& own) {
 }
 
 void set_threads(int64_t threads) {
-  const int64_t n = threads > 0 ? threads : std::max<int64_t>(1, std::thread::hardware_concurrency());
+  int64_t n = threads;
+  if (n <= 0) {
+    // All cores, shared fairly between the processes of a data-parallel job on this machine.
+    const char* local = std::getenv("LOCAL_WORLD_SIZE");
+    const int64_t share = local != nullptr ? std::max<int64_t>(1, std::atoll(local)) : 1;
+    n = std::max<int64_t>(1, std::thread::hardware_concurrency() / share);
+  }
   torch::set_num_threads(static_cast<int>(n));
 }
 
 namespace {
+
+// Joins the data-parallel job when the environment describes one (WORLD_SIZE or SLURM_NTASKS > 1).
+std::shared_ptr<dist::ProcessGroup> join_job() {
+  const dist::EnvLookup env = dist::process_env();
+  if (!dist::is_distributed(env)) return nullptr;
+  const dist::DistEnv d = dist::read_dist_env(env);
+  // set_threads shares the cores by LOCAL_WORLD_SIZE; under srun it comes from Slurm's variables.
+  ::setenv("LOCAL_WORLD_SIZE", std::to_string(d.local_world_size).c_str(), /*overwrite=*/0);
+  dist::InitOptions options;
+  if (const char* t = env("SEQREC_DIST_TIMEOUT"); t != nullptr && *t != '\0') {
+    const double seconds = std::atof(t);
+    if (!(seconds > 0)) throw ConfigError("SEQREC_DIST_TIMEOUT", "expected seconds > 0, got '" + std::string(t) + "'");
+    options.timeout = std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000));
+  }
+  if (const char* b = env("SEQREC_DIST_BACKEND"); b != nullptr && *b != '\0') options.backend = b;
+  auto group = dist::init_process_group(d, options);
+  if (d.rank != 0) set_log_level(1);  // rank 0 speaks for the job; the others only warn
+  log_info("rank %ld of %ld joined at %s:%ld (%s, local rank %ld)", long(d.rank), long(d.world_size),
+           d.master_addr.c_str(), long(d.master_port), group->backend().c_str(), long(d.local_rank));
+  dist::set_default_group(group);
+  return group;
+}
 
 void check_metric_is_computed(const std::string& metric, const std::vector<int64_t>& ks) {
   const auto at = metric.find('@');
@@ -50,6 +83,8 @@ int run_train(const CliArgs& args) {
   if (setup.train.out_dir.empty()) throw ConfigError("train.out_dir", "required key is missing");
   check_metric_is_computed(setup.train.metric, setup.eval.ks);
 
+  setup.group = join_job();
+  const bool writer = setup.group == nullptr || setup.group->rank() == 0;
   data::InteractionStore store = data::InteractionStore::open(setup.data.dir + "/interactions.bin");
   setup.context.num_items = store.num_items();
   setup.context.max_seq_len = setup.data.max_seq_len;
@@ -68,8 +103,10 @@ int run_train(const CliArgs& args) {
   root.finish();
   setup.model_yaml = model_node.dump();
 
-  make_dirs(setup.train.out_dir);
-  write_file_atomic(setup.train.out_dir + "/config.yaml", root.dump() + "\n");
+  if (writer) {
+    make_dirs(setup.train.out_dir);
+    write_file_atomic(setup.train.out_dir + "/config.yaml", root.dump() + "\n");
+  }
   log_info("train: %s on %s (%ld users, %ld items%s), resolved config in %s/config.yaml",
            model_node.get<std::string>("name", "").c_str(), setup.data.dir.c_str(), long(store.num_users()),
            long(store.num_items()), store.has_timestamps() ? "" : ", no timestamps",
@@ -84,7 +121,8 @@ int run_train(const CliArgs& args) {
     log_info("done: %ld epochs in %.1fs, best valid %s %.4f at epoch %ld; test (%s protocol) below",
              long(s.epochs_run), s.train_seconds, setup.train.metric.c_str(), s.best_metric, long(s.best_epoch),
              setup.eval.protocol.c_str());
-  std::printf("%s\n", eval::to_json_line(s.test, "test", setup.eval.protocol, s.test_users).c_str());
+  if (writer) std::printf("%s\n", eval::to_json_line(s.test, "test", setup.eval.protocol, s.test_users).c_str());
+  dist::set_default_group(nullptr);
   return 0;
 }
 

@@ -32,6 +32,12 @@ struct CliArgs {
   double top_p = 1.0;                   ///< --top-p (lm generate)
   int64_t seed = 0;                     ///< --seed (lm generate)
   int64_t num_beams = 4;                ///< --num-beams (lm generate)
+  int64_t nproc_per_node = 1;           ///< --nproc-per-node (launch)
+  int64_t nnodes = 1;                   ///< --nnodes (launch)
+  int64_t node_rank = 0;                ///< --node-rank (launch)
+  std::string master_addr = "127.0.0.1";  ///< --master-addr (launch)
+  int64_t master_port = 0;              ///< --master-port (launch; 0: a free port on one node, 29500 on several)
+  std::vector<std::string> command;     ///< seqrec arguments after `--` (launch)
 };
 
 int run_synth(const CliArgs& args);
@@ -40,6 +46,7 @@ int run_train(const CliArgs& args);
 int run_eval(const CliArgs& args);
 int run_recommend(const CliArgs& args);
 int run_lm(const CliArgs& args);
+int run_launch(const CliArgs& args);
 
 }  // namespace seqrec::cli
 

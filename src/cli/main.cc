@@ -78,6 +78,15 @@ int main(int argc, char** argv) {
   lm_gen->add_option("--seed", args.seed, "sampling seed");
   lm_gen->add_option("--num-beams", args.num_beams, "beam width");
 
+  CLI::App* launch = app.add_subcommand(
+      "launch", "run N data-parallel workers of a seqrec command on this machine (torchrun-style): launch [opts] -- train ...");
+  launch->add_option("--nproc-per-node", args.nproc_per_node, "workers on this machine")->required();
+  launch->add_option("--nnodes", args.nnodes, "machines in the job");
+  launch->add_option("--node-rank", args.node_rank, "this machine, 0..nnodes-1");
+  launch->add_option("--master-addr", args.master_addr, "address of node 0 (rendezvous)");
+  launch->add_option("--master-port", args.master_port, "rendezvous port (default: a free one on one node, 29500 on several)");
+  launch->add_option("command", args.command, "the seqrec command every worker runs, after --")->required();
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -86,6 +95,7 @@ int main(int argc, char** argv) {
   try {
     for (const auto& [sub, cmd] : subs)
       if (sub->parsed()) return cmd->run(args);
+    if (launch->parsed()) return seqrec::cli::run_launch(args);
     if (lm->parsed()) {
       args.lm_action = lm_gen->parsed() ? "generate" : "score";
       return seqrec::cli::run_lm(args);

@@ -339,29 +339,44 @@ TEST(TrainBatcher, ColdItemsNeverAppearInSamplesOrNegatives) {
   EXPECT_GT(targets, 0);
 }
 
-TEST(TrainBatcher, ShardsAreDisjointAndCovering) {
-  auto store = varied_store(53);
-  TrainBatcherOptions o;
-  o.max_seq_len = 6;
-  o.batch_size = 4;
-  o.world_size = 2;
-  o.rank = 0;
-  TrainBatcher r0(store, o);
-  o.rank = 1;
-  TrainBatcher r1(store, o);
-  const int64_t n = r0.num_samples();
-  const int64_t global = (n + 3) / 4;
-  EXPECT_EQ(r0.batches_per_epoch() + r1.batches_per_epoch(), global);
-  EXPECT_EQ(r0.batches_per_epoch(), (global + 1) / 2);
-  for (int64_t epoch = 0; epoch < 2; ++epoch) {
-    auto a = user_order(r0, epoch), b = user_order(r1, epoch);
-    std::set<int64_t> sa(a.begin(), a.end()), sb(b.begin(), b.end());
-    EXPECT_EQ(sa.size(), a.size());
-    EXPECT_EQ(sb.size(), b.size());
-    for (int64_t u : sa) EXPECT_EQ(sb.count(u), 0u) << "user " << u << " on both ranks";
-    EXPECT_EQ(static_cast<int64_t>(a.size() + b.size()), n);
-    EXPECT_FALSE(a.empty());
-    EXPECT_FALSE(b.empty());
+TEST(TrainBatcher, ShardsAreDisjointCoveringAndEqualInSteps) {
+  // Users with >= 2 training events give one sample each; sizes chosen to hit every case: whole
+  // rounds, a leftover split over ranks, and fewer leftover samples than ranks (padding).
+  for (int64_t num_users : {53, 41, 17, 9}) {
+    for (int64_t world : {2, 3}) {
+      for (bool bucketing : {true, false}) {
+        auto store = varied_store(num_users);
+        TrainBatcherOptions o;
+        o.max_seq_len = 6;
+        o.batch_size = 4;
+        o.world_size = world;
+        o.length_bucketing = bucketing;
+        std::vector<std::vector<int64_t>> orders(world);
+        std::vector<int64_t> steps(world);
+        int64_t n = 0;
+        for (int64_t r = 0; r < world; ++r) {
+          o.rank = r;
+          TrainBatcher batcher(store, o);
+          n = batcher.num_samples();
+          orders[r] = user_order(batcher, 1);
+          steps[r] = static_cast<int64_t>(drain(batcher, 1).size());
+          EXPECT_EQ(steps[r], batcher.batches_per_epoch());
+        }
+        SCOPED_TRACE("users " + std::to_string(num_users) + " world " + std::to_string(world) +
+                     " samples " + std::to_string(n) + (bucketing ? " bucketed" : ""));
+        for (int64_t r = 1; r < world; ++r) EXPECT_EQ(steps[r], steps[0]) << "rank " << r;
+        EXPECT_EQ(steps[0], (n + world * 4 - 1) / (world * 4));
+        // Covering: every sample exactly once, except that when fewer than W samples are left over
+        // after whole rounds the last batches are padded with repeats.
+        const int64_t left = n % (world * 4);
+        const int64_t repeats = left > 0 && left < world ? world - left : 0;
+        std::multiset<int64_t> all;
+        for (const auto& order : orders) all.insert(order.begin(), order.end());
+        EXPECT_EQ(static_cast<int64_t>(all.size()), n + repeats);
+        std::set<int64_t> distinct(all.begin(), all.end());
+        EXPECT_EQ(static_cast<int64_t>(distinct.size()), n);  // one sample per user here
+      }
+    }
   }
 }
 

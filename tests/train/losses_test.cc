@@ -197,5 +197,45 @@ TEST(Losses, ComputeLossGradientsFlow) {
   EXPECT_EQ(g[0].abs().sum().item<double>(), 0);
 }
 
+TEST(Losses, NceHandComputedWithSharedPoolAndThreshold) {
+  // Unit vectors in 2-D at angles: q at 0; positive at 60 deg (q.p = 0.5); pool n1 at 90 deg
+  // (q.n = 0), n2 at 180 deg (q.n = -1), n3 = the positive itself (p.n = 1 > 0.99: dropped).
+  auto unit = [](double deg) {
+    const double r = deg * M_PI / 180;
+    return torch::tensor({std::cos(r), std::sin(r)}, torch::kFloat);
+  };
+  auto q = unit(0).unsqueeze(0), p = unit(60).unsqueeze(0);               // [1, 2]
+  auto pool = torch::stack({unit(90), unit(180), unit(60)});              // [3, 2]
+  const double s = 1 / 0.25;
+  const double by_hand = -(s * 0.5) + std::log(std::exp(s * 0.5) + std::exp(0.0) + std::exp(-s));
+  EXPECT_NEAR(nce_loss(q, p, pool, torch::tensor(1 / 0.25), 0.99).item<double>(), by_hand, 1e-5);
+  // Two positions share the one pool: the mean of the per-position losses.
+  auto q2 = torch::stack({unit(0), unit(90)}), p2 = torch::stack({unit(60), unit(60)});
+  const double c = std::cos(M_PI / 6);  // q.p for q at 90 deg
+  const double second = -(s * c) + std::log(std::exp(s * c) + std::exp(s * 1.0) + std::exp(0.0));
+  EXPECT_NEAR(nce_loss(q2, p2, pool, torch::tensor(1 / 0.25), 0.99).item<double>(), (by_hand + second) / 2, 1e-5);
+}
+
+TEST(Losses, ComputeLossNcePoolsTheNegativesOfAllPositions) {
+  TableModel model(loss_table());
+  config::LossOptions nce;
+  nce.name = "nce";
+  nce.num_negatives = 2;
+  nce.learnable_scale = false;
+  nce.scale = 2.0;
+  // Supervised rows of loss_batch(2): inputs 1, 2, 3 -> targets 2, 3, 4, negatives {5,2}, {4,3}, {4,1}.
+  auto table = loss_table();
+  auto norm = [](const torch::Tensor& x) { return x / x.norm(2, -1, true); };
+  auto q = norm(torch::stack({table[1], table[2], table[3]}));
+  auto p = norm(torch::stack({table[2], table[3], table[4]}));
+  auto pool = norm(torch::stack({table[5], table[2], table[4], table[3], table[4], table[1]}));  // [3 x 2, D]
+  auto expected = nce_loss(q, p, pool, torch::tensor(1 / 0.5), 0.99);
+  auto got = compute_loss(model, loss_batch(2), nce);
+  EXPECT_TRUE(std::isfinite(got.item<double>()));
+  EXPECT_NEAR(got.item<double>(), expected.item<double>(), 1e-6);
+  got.backward();
+  EXPECT_GT(model.named_parameters()["table"].grad()[5].abs().sum().item<double>(), 0);  // a pool-only item learns
+}
+
 }  // namespace
 }  // namespace seqrec::train

@@ -26,7 +26,7 @@ struct DataOptions {
 /// `train.loss:` -- the training objective.
 struct LossOptions {
   std::string name = "bce";          ///< bce | sampled_softmax | softmax | nce
-  int64_t num_negatives = 1;         ///< per position (bce: 1; sampled_softmax: R; nce: drawn per position)
+  int64_t num_negatives = 1;         ///< per position (bce: 1; sampled_softmax: R; nce: R, pooled over all positions and ranks)
   double temperature = 1.0;          ///< logits are divided by it (sampled_softmax / softmax)
   bool exclude_history = true;       ///< negatives avoid the user's training items
   // nce (HLLM, systems.md §1.6): cosine logits times a scale, near-duplicates of the positive masked.

@@ -59,8 +59,9 @@ TrainBatcher::TrainBatcher(InteractionStore store, TrainBatcherOptions options)
 TrainBatcher::~TrainBatcher() { stop(); }
 
 int64_t TrainBatcher::batches_per_epoch() const {
-  const int64_t global = (num_samples() + options_.batch_size - 1) / options_.batch_size;
-  return (global - options_.rank + options_.world_size - 1) / options_.world_size;
+  // Same on every rank (see plan_epoch): full rounds of W batches, plus one batch when samples are left.
+  const int64_t per_round = options_.batch_size * options_.world_size;
+  return num_samples() / per_round + (num_samples() % per_round > 0 ? 1 : 0);
 }
 
 std::vector<std::vector<int64_t>> TrainBatcher::plan_epoch(int64_t epoch) const {
@@ -83,10 +84,30 @@ std::vector<std::vector<int64_t>> TrainBatcher::plan_epoch(int64_t epoch) const 
   for (size_t start = 0; start < order.size(); start += b)
     batches.emplace_back(order.begin() + start, order.begin() + std::min(order.size(), start + b));
   if (options_.length_bucketing) shuffle(batches.begin(), batches.end(), rng);
-  // Shard: rank r takes batches r, r+W, ... (disjoint, covering everything).
-  std::vector<std::vector<int64_t>> mine;
-  for (size_t i = options_.rank; i < batches.size(); i += options_.world_size)
-    mine.push_back(std::move(batches[i]));
+  const int64_t w = options_.world_size, rank = options_.rank;
+  if (w == 1) return batches;
+  // Shard. Every rank must take the same number of steps (each step ends in an all-reduce), so:
+  // full rounds of W batches are dealt round-robin (rank r takes batches r, r+W, ...), and the
+  // samples left over (fewer than W*B) are split into W near-equal last batches. Disjoint and
+  // covering; only when fewer than W samples are left over are a few repeated (DistributedSampler's
+  // padding).
+  std::vector<std::vector<int64_t>> full, mine;
+  std::vector<int64_t> leftover;
+  for (auto& batch : batches) {
+    if (static_cast<int64_t>(batch.size()) == b)
+      full.push_back(std::move(batch));
+    else
+      leftover = std::move(batch);  // at most one partial batch
+  }
+  const int64_t dealt = static_cast<int64_t>(full.size()) / w * w;
+  for (int64_t i = rank; i < dealt; i += w) mine.push_back(std::move(full[i]));
+  std::vector<int64_t> rest;
+  for (int64_t i = dealt; i < static_cast<int64_t>(full.size()); ++i) rest.insert(rest.end(), full[i].begin(), full[i].end());
+  rest.insert(rest.end(), leftover.begin(), leftover.end());
+  if (rest.empty()) return mine;
+  for (size_t i = 0; static_cast<int64_t>(rest.size()) < w; ++i) rest.push_back(order[i % order.size()]);
+  const int64_t n = static_cast<int64_t>(rest.size());
+  mine.emplace_back(rest.begin() + rank * n / w, rest.begin() + (rank + 1) * n / w);
   return mine;
 }
 

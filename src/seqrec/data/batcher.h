@@ -42,7 +42,7 @@ struct TrainBatcherOptions {
   bool length_bucketing = true;  ///< batch similar lengths together and trim padding
   bool chunk_long_sequences = false;  ///< HLLM: non-overlapping chunks of L+1 instead of the last L+1
   uint64_t seed = 42;
-  int64_t rank = 0;              ///< this process's shard (data parallel)
+  int64_t rank = 0;              ///< this process's shard (data parallel; shards are disjoint and cover all samples)
   int64_t world_size = 1;
   int64_t prefetch = 4;          ///< batches buffered ahead
   std::vector<char> excluded_items;  ///< [V+1] items dropped from samples and negatives (cold start); empty = none
@@ -71,7 +71,7 @@ class TrainBatcher {
 
   /// Training samples over all ranks.
   int64_t num_samples() const { return static_cast<int64_t>(samples_.size()); }
-  /// Batches this rank gets per epoch.
+  /// Batches this rank gets per epoch: the same on every rank (a data-parallel step is collective).
   int64_t batches_per_epoch() const;
   /// Starts producing the batches of `epoch` (order is a function of seed and epoch only).
   void start_epoch(int64_t epoch);

@@ -59,13 +59,20 @@ std::vector<int64_t> sampled_candidates(const data::EvalQuery& query, int64_t nu
 
 EvalResult evaluate(models::SequenceRecommenderImpl& model, const data::InteractionStore& store,
                     data::Split split, const config::EvalOptions& options, int64_t max_seq_len,
-                    const std::vector<char>& cold_items) {
+                    const std::vector<char>& cold_items, const EvalShard& shard) {
   const auto start = std::chrono::steady_clock::now();
   torch::NoGradGuard no_grad;
   model.eval();
   std::vector<data::EvalQuery> queries = data::eval_queries(store, split);
   if (options.max_users > 0 && static_cast<int64_t>(queries.size()) > options.max_users)
     queries.resize(options.max_users);
+  if (shard.world_size > 1) {
+    TORCH_CHECK(shard.sum, "a sharded evaluation needs EvalShard::sum");
+    // Strided, so that every rank gets a similar mix of short and long histories.
+    std::vector<data::EvalQuery> mine;
+    for (size_t i = shard.rank; i < queries.size(); i += shard.world_size) mine.push_back(queries[i]);
+    queries = std::move(mine);
+  }
   MetricAccumulator acc(options.ks), cold(options.ks);
   auto add = [&](int64_t query, int64_t rank) {
     acc.add(rank);
@@ -102,6 +109,10 @@ EvalResult evaluate(models::SequenceRecommenderImpl& model, const data::Interact
         add(begin + i, rank);
       }
     }
+  }
+  if (shard.world_size > 1) {  // sums and counts, not averages
+    acc.set_sums(shard.sum(acc.sums()));
+    if (!cold_items.empty()) cold.set_sums(shard.sum(cold.sums()));
   }
   EvalResult result;
   result.metrics = acc.result();

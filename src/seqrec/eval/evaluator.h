@@ -4,6 +4,7 @@
 
 #include <torch/types.h>
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -22,12 +23,23 @@ struct EvalResult {
   double seconds = 0;     ///< wall time
 };
 
+/// Which queries this process evaluates (data parallel), and how the ranks' metric sums meet.
+struct EvalShard {
+  int64_t rank = 0;                  ///< this process takes queries rank, rank + W, ...
+  int64_t world_size = 1;            ///< W
+  /// Element-wise sum over ranks (an all-reduce); required when world_size > 1.
+  std::function<std::vector<double>(const std::vector<double>&)> sum;
+};
+
 /// Evaluates `model` on `split` of `store` under `options` (model is put in eval mode and left so).
 /// With a cold-start mask ([V+1], data::cold_items), the metrics also hold cold_<metric> over the
 /// queries whose target is a held-out item, and cold_users (their number).
+/// Sharded: each rank ranks its queries and the per-query metric sums and the query count are
+/// summed over ranks before averaging, so the result equals the single-process one exactly (up to
+/// the order of additions).
 EvalResult evaluate(models::SequenceRecommenderImpl& model, const data::InteractionStore& store,
                     data::Split split, const config::EvalOptions& options, int64_t max_seq_len,
-                    const std::vector<char>& cold_items = {});
+                    const std::vector<char>& cold_items = {}, const EvalShard& shard = {});
 
 /// Scores of every item for the last position of each history row: [B, V+1], with padding and
 /// (per `history_mask`) the history items set to -inf, except the items in `keep` [B] (the targets;

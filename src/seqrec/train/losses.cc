@@ -9,6 +9,7 @@
 #include <limits>
 
 #include "seqrec/common/error.h"
+#include "seqrec/dist/all_gather.h"
 
 namespace seqrec::train {
 
@@ -86,8 +87,10 @@ torch::Tensor nce_from_batch(models::SequenceRecommenderImpl& model, const torch
     scale = torch::tensor(options.scale, h.options());
   }
   auto q = l2(h), p = l2(model.item_embeddings(pos_ids));
-  // Shared: every position scores against the negatives drawn for all positions of the batch.
-  auto neg = options.shared_pool ? l2(model.item_embeddings(neg_ids.reshape({-1}))) : l2(model.item_embeddings(neg_ids));
+  // Shared: every position scores against the negatives drawn for all positions of the batch, and
+  // in a data-parallel job of all ranks (gathered with gradient: pool = world x positions x R).
+  auto neg = options.shared_pool ? dist::gather_across_ranks(l2(model.item_embeddings(neg_ids.reshape({-1}))))
+                                 : l2(model.item_embeddings(neg_ids));
   return nce_loss(q, p, neg, scale, options.dedup_threshold);
 }
 

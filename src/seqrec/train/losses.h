@@ -40,7 +40,9 @@ torch::Tensor nce_loss(const torch::Tensor& q, const torch::Tensor& p, const tor
 /// The learnable scale exp(clamp(log_scale, 0, ln max_scale)).
 torch::Tensor clamped_scale(const torch::Tensor& log_scale, double max_scale);
 
-/// Encodes `batch` with `model` and applies the configured loss to positions with a target.
+/// Encodes `batch` with `model` and applies the configured loss to positions with a target. For
+/// nce with a shared pool the negatives of all positions form one pool, gathered across ranks in a
+/// data-parallel job (dist::gather_across_ranks: pool = world x positions x R).
 torch::Tensor compute_loss(models::SequenceRecommenderImpl& model, const data::SequenceBatch& batch,
                            const config::LossOptions& options);
 

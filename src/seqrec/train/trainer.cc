@@ -11,6 +11,8 @@
 #include "seqrec/common/log.h"
 #include "seqrec/common/progress.h"
 #include "seqrec/common/random.h"
+#include "seqrec/dist/grad_reducer.h"
+#include "seqrec/dist/process_group.h"
 #include "seqrec/eval/evaluator.h"
 #include "seqrec/train/losses.h"
 
@@ -43,6 +45,29 @@ Trainer::Trainer(models::SequenceRecommender model, data::InteractionStore store
     : model_(std::move(model)), store_(std::move(store)), setup_(std::move(setup)) {
   cold_items_ = data::cold_items(store_.num_items(), setup_.data.cold_item_share,
                                  static_cast<uint64_t>(setup_.data.cold_item_seed));
+  if (setup_.group) {
+    setup_.rank = setup_.group->rank();
+    setup_.world_size = setup_.group->world_size();
+  }
+}
+
+void Trainer::broadcast_model() {
+  if (!setup_.group || setup_.world_size == 1) return;
+  std::vector<torch::Tensor> tensors;
+  for (const auto& p : model_->parameters()) tensors.push_back(p);
+  for (const auto& b : model_->buffers()) tensors.push_back(b);
+  setup_.group->broadcast(tensors, 0);
+}
+
+eval::EvalResult Trainer::evaluate_split(data::Split split) {
+  eval::EvalShard shard;
+  if (setup_.group && setup_.world_size > 1) {
+    shard.rank = setup_.rank;
+    shard.world_size = setup_.world_size;
+    auto group = setup_.group;
+    shard.sum = [group](const std::vector<double>& v) { return group->all_reduce_sum(v); };
+  }
+  return eval::evaluate(*model_, store_, split, setup_.eval, setup_.data.max_seq_len, cold_items_, shard);
 }
 
 double Trainer::train_epoch(int64_t epoch, AdamW& optimizer, data::TrainBatcher& batcher) {
@@ -52,7 +77,11 @@ double Trainer::train_epoch(int64_t epoch, AdamW& optimizer, data::TrainBatcher&
   const int64_t warmup = t.warmup_steps > 0 ? t.warmup_steps
                                             : static_cast<int64_t>(std::floor(t.warmup_ratio * total_steps));
   // Dropout randomness is a function of (seed, epoch): resume reproduces the same run.
-  torch::manual_seed(derive_seed({static_cast<uint64_t>(t.seed), 0xd20bULL, static_cast<uint64_t>(epoch)}));
+  // With several ranks the rank joins the seed, so that ranks draw different dropout masks.
+  torch::manual_seed(setup_.world_size > 1
+                         ? derive_seed({static_cast<uint64_t>(t.seed), 0xd20bULL, static_cast<uint64_t>(epoch),
+                                        static_cast<uint64_t>(setup_.rank)})
+                         : derive_seed({static_cast<uint64_t>(t.seed), 0xd20bULL, static_cast<uint64_t>(epoch)}));
   model_->train();
   batcher.start_epoch(epoch);
   ProgressBar bar("epoch " + std::to_string(epoch + 1) + "/" + std::to_string(t.epochs), steps_per_epoch,
@@ -75,7 +104,8 @@ double Trainer::train_epoch(int64_t epoch, AdamW& optimizer, data::TrainBatcher&
                                        " (try a lower train.lr or train.clip_norm)");
     loss_sum += l;
     ++step;
-    if (setup_.rank == 0) bar.update(step, l, lr, batch.item_ids.size(0));
+    // seq/s of the whole job: every rank's batch has this size, up to one sequence in the last step.
+    if (setup_.rank == 0) bar.update(step, l, lr, batch.item_ids.size(0) * setup_.world_size);
   }
   const double mean = step > 0 ? loss_sum / step : 0;
   if (setup_.rank == 0) bar.finish(mean);
@@ -109,8 +139,37 @@ TrainSummary Trainer::fit(bool resume) {
     bad_evals = std::stoll(meta.at("bad_evals"));
     log_info("resuming %s from epoch %ld (best %s %.4f at epoch %ld)", dir.c_str(), long(start_epoch),
              t.metric.c_str(), best, long(summary.best_epoch));
-  } else if (resume) {
+  } else if (resume && writer) {
     log_warn("--resume: no %s yet; starting from scratch", state_path.c_str());
+  }
+  if (setup_.group && setup_.world_size > 1) {
+    // Rank 0's view wins (out_dir need not be shared between machines): same weights, optimizer
+    // state and loop counters everywhere, hence the same number of steps and the same decisions.
+    auto counters = torch::tensor({double(start_epoch), double(optimizer.step_count()), best,
+                                   double(summary.best_epoch), double(bad_evals)}, torch::kFloat64);  // [5]
+    setup_.group->broadcast({counters}, 0);
+    auto c = counters.data_ptr<double>();
+    start_epoch = static_cast<int64_t>(c[0]);
+    best = c[2];
+    summary.best_epoch = static_cast<int64_t>(c[3]);
+    bad_evals = static_cast<int64_t>(c[4]);
+    broadcast_model();
+    if (c[1] > 0) {
+      NamedTensors state = optimizer.state();
+      std::vector<torch::Tensor> tensors;
+      for (auto& [name, tensor] : state) tensors.push_back(tensor);
+      setup_.group->broadcast(tensors, 0);
+      optimizer.load_state(state, static_cast<int64_t>(c[1]));
+    }
+    if (!sync_) {
+      reducer_ = std::make_shared<dist::GradientReducer>(setup_.group, params);
+      auto reducer = reducer_;
+      sync_ = [reducer](const NamedTensors&) { reducer->finish(); };
+      if (writer)
+        log_info("data parallel: %ld ranks (%s), %ld gradient buckets, %.2f MB all-reduced per step",
+                 long(setup_.world_size), setup_.group->backend().c_str(), long(reducer_->num_buckets()),
+                 reducer_->bytes_per_step() / 1e6);
+    }
   }
   summary.best_metric = best;
 
@@ -143,8 +202,7 @@ TrainSummary Trainer::fit(bool resume) {
     const bool last_epoch = epoch + 1 == t.epochs;
     bool stop = false;
     if ((epoch + 1) % t.eval_every == 0 || last_epoch) {
-      eval::EvalResult r = eval::evaluate(*model_, store_, data::Split::kValid, setup_.eval, setup_.data.max_seq_len,
-                                          cold_items_);
+      eval::EvalResult r = evaluate_split(data::Split::kValid);
       const double value = metric_value(r.metrics, t.metric);
       if (writer) {
         append_line(log_path, metrics_json(r.metrics, "valid", setup_.eval.protocol, r.users, epoch + 1));
@@ -180,11 +238,11 @@ TrainSummary Trainer::fit(bool resume) {
   // Final test numbers come from the best-validation checkpoint.
   if (!trainable) {
     if (writer) save_checkpoint(best_path, *model_, setup_.model_yaml, setup_.context);
-  } else if (path_exists(best_path)) {
+  } else if (writer && path_exists(best_path)) {
     load_state_into(*model_, load_tensors(best_path, nullptr), best_path);
   }
-  eval::EvalResult test = eval::evaluate(*model_, store_, data::Split::kTest, setup_.eval, setup_.data.max_seq_len,
-                                                 cold_items_);
+  broadcast_model();  // the other ranks test rank 0's best weights
+  eval::EvalResult test = evaluate_split(data::Split::kTest);
   summary.test = test.metrics;
   summary.test_users = test.users;
   if (writer) append_line(log_path, metrics_json(test.metrics, "test", setup_.eval.protocol, test.users, summary.best_epoch));

@@ -6,19 +6,31 @@
 // Determinism: data order and negatives are functions of (seed, epoch); the torch generator is
 // reseeded from (seed, epoch) at each epoch start, so resuming at an epoch boundary reproduces an
 // uninterrupted run bit for bit on CPU.
+//
+// Data parallel (setup.group set): rank 0's weights (and, on resume, its optimizer state and loop
+// counters) are broadcast at the start, each rank trains on its shard of the samples, gradients are
+// averaged by a dist::GradientReducer, validation and test are sharded and reduced exactly, and
+// only rank 0 writes files and prints progress.
 #pragma once
 
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "seqrec/config/options.h"
 #include "seqrec/data/interaction_store.h"
+#include "seqrec/eval/evaluator.h"
 #include "seqrec/eval/metrics.h"
 #include "seqrec/models/recommender.h"
 #include "seqrec/data/batcher.h"
 #include "seqrec/train/checkpoint.h"
 #include "seqrec/train/optim.h"
+
+namespace seqrec::dist {
+class ProcessGroup;
+class GradientReducer;
+}  // namespace seqrec::dist
 
 namespace seqrec::train {
 
@@ -31,6 +43,7 @@ struct TrainerSetup {
   models::ModelContext context;      ///< stored in checkpoints
   int64_t rank = 0;                  ///< data-parallel rank (rank 0 writes files)
   int64_t world_size = 1;
+  std::shared_ptr<dist::ProcessGroup> group;  ///< data-parallel group (null: one process); sets rank/world_size
 };
 
 /// Where the gradients of all processes meet: the single-process default does nothing.
@@ -51,18 +64,22 @@ struct TrainSummary {
 class Trainer {
  public:
   Trainer(models::SequenceRecommender model, data::InteractionStore store, TrainerSetup setup);
-  /// Installs the gradient all-reduce (data parallel); default: none.
+  /// Installs the gradient all-reduce; default: none in one process, a dist::GradientReducer over
+  /// setup.group in a data-parallel job.
   void set_gradient_sync(GradientSync sync) { sync_ = std::move(sync); }
   /// Runs to train.epochs (or early stop). With resume, continues from out_dir/last.* if present.
   TrainSummary fit(bool resume);
 
  private:
   double train_epoch(int64_t epoch, AdamW& optimizer, data::TrainBatcher& batcher);
+  eval::EvalResult evaluate_split(data::Split split);
+  void broadcast_model();
   models::SequenceRecommender model_;
   data::InteractionStore store_;
   TrainerSetup setup_;
   GradientSync sync_;
   std::vector<char> cold_items_;  ///< cold-start hold-out mask (empty = off)
+  std::shared_ptr<dist::GradientReducer> reducer_;
 };
 
 }  // namespace seqrec::train
