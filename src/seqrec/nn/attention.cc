@@ -4,141 +4,224 @@
 #include <ATen/Parallel.h>
 #include <torch/torch.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <vector>
 
 #include "seqrec/common/random.h"
+#include "seqrec/nn/cpu_kernels.h"
 #include "seqrec/nn/dropout.h"
 
 namespace seqrec::nn {
 namespace {
 
-// Dropout keep-mask of one (sequence, head) block, as 0 or 1/(1-p), from its own stream.
-void fill_dropout(float* m, int64_t n, double p, uint64_t seed) {
-  Rng rng(seed);
-  const uint64_t threshold = static_cast<uint64_t>(p * 4294967296.0);
-  const float keep = static_cast<float>(1.0 / (1.0 - p));
-  for (int64_t i = 0; i < n; ++i) m[i] = (rng.next() >> 32) < threshold ? 0.f : keep;
+// Where row i of (sequence b, head h) starts in a [B, H, W, d] tensor whose last dim is dense.
+struct RowLayout {
+  float* base = nullptr;
+  int64_t sb = 0, sh = 0, si = 0;
+  float* row(int64_t b, int64_t h, int64_t i) const { return base + b * sb + h * sh + i * si; }
+};
+
+RowLayout layout_of(const torch::Tensor& t) {
+  TORCH_CHECK(t.stride(3) == 1, "attention inputs need a dense last dimension");
+  return {t.data_ptr<float>(), t.stride(0), t.stride(1), t.stride(2)};
 }
+
+// A [B, H, W, d] tensor stored as [B, W, H, d] (what the projections produce and the output
+// projection consumes, so no transposing copies on either side), zero-filled.
+torch::Tensor zeros_bwhd(int64_t b, int64_t h, int64_t w, int64_t d, const torch::TensorOptions& options) {
+  return torch::zeros({b, w, h, d}, options).transpose(1, 2);
+}
+
+// One (sequence, head) block of a left-padded batch: l real rows starting at row off.
+struct Block {
+  int64_t b = 0, h = 0, l = 0, off = 0;
+  int64_t probs_offset = 0;  // of its l x l probabilities in the saved buffer
+};
+
+// Blocks with l > 0, longest first (dynamic scheduling then balances the threads).
+std::vector<Block> plan_blocks(const torch::Tensor& lengths, int64_t h, int64_t w, int64_t* probs_size) {
+  std::vector<Block> blocks;
+  const int64_t* len = lengths.data_ptr<int64_t>();
+  for (int64_t bi = 0; bi < lengths.size(0); ++bi)
+    for (int64_t hi = 0; hi < h; ++hi)
+      if (len[bi] > 0) blocks.push_back({bi, hi, len[bi], w - len[bi], 0});
+  std::stable_sort(blocks.begin(), blocks.end(), [](const Block& x, const Block& y) { return x.l > y.l; });
+  int64_t offset = 0;
+  for (auto& blk : blocks) {
+    blk.probs_offset = offset;
+    offset += blk.l * blk.l;
+  }
+  if (probs_size) *probs_size = offset;
+  return blocks;
+}
+
+// Runs fn(block, scratch) for every block on the intra-op threads, each thread taking the next
+// block when done (costs differ by l^2). scratch: `scratch_floats` floats per thread.
+template <typename Fn>
+void for_each_block(const std::vector<Block>& blocks, int64_t scratch_floats, Fn&& fn) {
+  const int64_t n = static_cast<int64_t>(blocks.size());
+  if (n == 0) return;
+  std::atomic<int64_t> next{0};
+  const int64_t threads = std::min<int64_t>(at::get_num_threads(), n);
+  at::parallel_for(0, threads, 1, [&](int64_t, int64_t) {
+    std::vector<float> scratch(static_cast<size_t>(scratch_floats));
+    for (int64_t t; (t = next.fetch_add(1)) < n;) fn(blocks[t], scratch.data());
+  });
+}
+
+// Causal blocks are computed in row tiles: tile [r0, r1) only needs columns [0, r1).
+constexpr int64_t kRowTile = 64;
+
+// Seed of the dropout stream of row i of (sequence, head) block bh (identical in both passes).
+uint64_t dropout_seed(uint64_t seed, int64_t bh, int64_t i) { return derive_seed({seed, uint64_t(bh), uint64_t(i)}); }
 
 struct JaggedAttention : public torch::autograd::Function<JaggedAttention> {
   static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& q_in,
                                const torch::Tensor& k_in, const torch::Tensor& v_in, const torch::Tensor& lengths,
                                double p, bool training) {
-    auto q = q_in.contiguous(), k = k_in.contiguous(), v = v_in.contiguous();
+    auto dense = [](const torch::Tensor& t) { return t.stride(3) == 1 ? t : t.contiguous(); };
+    auto q = dense(q_in), k = dense(k_in), v = dense(v_in);
     const int64_t b = q.size(0), h = q.size(1), w = q.size(2), dh = q.size(3);
     const bool drop = training && p > 0;
-    auto out = torch::zeros_like(q);                                          // [B, H, W, dh]
-    auto probs = torch::empty({b, h, w, w}, q.options());                     // only l x l blocks used
-    torch::Tensor mask = drop ? torch::empty({b, h, w, w}, q.options()) : torch::Tensor();
+    int64_t probs_size = 0;
+    const std::vector<Block> blocks = plan_blocks(lengths, h, w, &probs_size);
+    auto out = zeros_bwhd(b, h, w, dh, q.options());                         // [B, H, W, dh]
+    auto probs = torch::empty({probs_size}, q.options());                    // l x l per block
     const uint64_t seed =
         drop ? static_cast<uint64_t>(torch::randint(1LL << 62, {1}, torch::kLong).item<int64_t>()) : 0;
-    const int64_t* len = lengths.data_ptr<int64_t>();
-    at::parallel_for(0, b * h, 1, [&](int64_t begin, int64_t end) {
-      for (int64_t bh = begin; bh < end; ++bh) {
-        const int64_t bi = bh / h, hi = bh % h, l = len[bi], off = w - l;
-        if (l == 0) continue;
-        auto qb = q[bi][hi].narrow(0, off, l), kb = k[bi][hi].narrow(0, off, l), vb = v[bi][hi].narrow(0, off, l);
-        auto pb = probs[bi][hi].narrow(0, 0, l).narrow(1, 0, l);               // [l, l] view (stride w)
-        torch::mm_out(pb, qb, kb.t());
-        float* pp = pb.data_ptr<float>();
-        for (int64_t i = 0; i < l; ++i) {  // causal softmax over j <= i
-          float* row = pp + i * w;
-          float mx = row[0];
-          for (int64_t j = 1; j <= i; ++j) mx = std::max(mx, row[j]);
-          float sum = 0;
-          for (int64_t j = 0; j <= i; ++j) sum += (row[j] = std::exp(row[j] - mx));
-          const float inv = 1.f / sum;
-          for (int64_t j = 0; j <= i; ++j) row[j] *= inv;
-          for (int64_t j = i + 1; j < l; ++j) row[j] = 0.f;
+    const RowLayout Q = layout_of(q), K = layout_of(k), V = layout_of(v), O = layout_of(out);
+    float* probs_base = probs.data_ptr<float>();
+    // Scratch: the dropped-out probabilities of one row tile.
+    for_each_block(blocks, drop ? kRowTile * w : 0, [&](const Block& blk, float* pd) {
+      const int64_t l = blk.l, bh = blk.b * h + blk.h;
+      const float *qb = Q.row(blk.b, blk.h, blk.off), *kb = K.row(blk.b, blk.h, blk.off),
+                  *vb = V.row(blk.b, blk.h, blk.off);
+      float* ob = O.row(blk.b, blk.h, blk.off);
+      float* pb = probs_base + blk.probs_offset;                              // [l, l], row stride l
+      for (int64_t r0 = 0; r0 < l; r0 += kRowTile) {
+        const int64_t r1 = std::min(l, r0 + kRowTile), rows = r1 - r0;
+        float* pt = pb + r0 * l;
+        cpu::gemm(false, true, rows, r1, dh, 1.f, qb + r0 * Q.si, Q.si, kb, K.si, 0.f, pt, l);  // S = Q K^T
+        for (int64_t i = r0; i < r1; ++i) {  // causal softmax over j <= i; zeros up to the tile edge
+          float* row = pb + i * l;
+          cpu::softmax_row(row, i + 1);
+          std::fill(row + i + 1, row + r1, 0.f);
         }
-        auto ob = out[bi][hi].narrow(0, off, l);
+        const float* a = pt;
         if (drop) {
-          auto mb = mask[bi][hi].narrow(0, 0, l).narrow(1, 0, l);
-          float* mp = mb.data_ptr<float>();
-          for (int64_t i = 0; i < l; ++i) fill_dropout(mp + i * w, l, p, derive_seed({seed, uint64_t(bh), uint64_t(i)}));
-          torch::mm_out(ob, pb * mb, vb);
-        } else {
-          torch::mm_out(ob, pb, vb);
+          for (int64_t i = r0; i < r1; ++i) {
+            float* m = pd + (i - r0) * l;
+            cpu::dropout_row(m, i + 1, p, dropout_seed(seed, bh, i));
+            cpu::mul_row(m, pb + i * l, m, i + 1);
+            std::fill(m + i + 1, m + r1, 0.f);
+          }
+          a = pd;
         }
+        cpu::gemm(false, false, rows, dh, r1, 1.f, a, l, vb, V.si, 0.f, ob + r0 * O.si, O.si);   // O = Pd V
       }
     });
-    ctx->save_for_backward({q, k, v, probs, drop ? mask : torch::Tensor(), lengths});
+    ctx->save_for_backward({q, k, v, probs, lengths});
     ctx->saved_data["drop"] = drop;
+    ctx->saved_data["p"] = p;
+    ctx->saved_data["seed"] = static_cast<int64_t>(seed);
     return out;
   }
 
   static torch::autograd::tensor_list backward(torch::autograd::AutogradContext* ctx,
                                                torch::autograd::tensor_list grads) {
     auto s = ctx->get_saved_variables();
-    const auto &q = s[0], &k = s[1], &v = s[2], &probs = s[3], &mask = s[4], &lengths = s[5];
+    const auto &q = s[0], &k = s[1], &v = s[2], &probs = s[3], &lengths = s[4];
     const bool drop = ctx->saved_data["drop"].toBool();
-    auto g = grads[0].contiguous();                                             // [B, H, W, dh]
-    const int64_t b = q.size(0), h = q.size(1), w = q.size(2);
-    auto gq = torch::zeros_like(q), gk = torch::zeros_like(k), gv = torch::zeros_like(v);
-    const int64_t* len = lengths.data_ptr<int64_t>();
-    at::parallel_for(0, b * h, 1, [&](int64_t begin, int64_t end) {
-      for (int64_t bh = begin; bh < end; ++bh) {
-        const int64_t bi = bh / h, hi = bh % h, l = len[bi], off = w - l;
-        if (l == 0) continue;
-        auto qb = q[bi][hi].narrow(0, off, l), kb = k[bi][hi].narrow(0, off, l), vb = v[bi][hi].narrow(0, off, l);
-        auto gb = g[bi][hi].narrow(0, off, l);
-        auto pb = probs[bi][hi].narrow(0, 0, l).narrow(1, 0, l);               // [l, l]
-        torch::Tensor pd = drop ? pb * mask[bi][hi].narrow(0, 0, l).narrow(1, 0, l) : pb;
-        auto gvb = gv[bi][hi].narrow(0, off, l);
-        torch::mm_out(gvb, pd.t(), gb);                                         // dV = Pd^T dO
-        auto dp = torch::mm(gb, vb.t());                                        // [l, l] dPd
-        if (drop) dp.mul_(mask[bi][hi].narrow(0, 0, l).narrow(1, 0, l));        // dP
-        // dS = P * (dP - rowsum(dP * P)); masked entries have P = 0.
-        float* dpp = dp.data_ptr<float>();
-        const float* pp = pb.data_ptr<float>();
-        for (int64_t i = 0; i < l; ++i) {
-          float dot = 0;
-          for (int64_t j = 0; j <= i; ++j) dot += dpp[i * l + j] * pp[i * w + j];
-          for (int64_t j = 0; j <= i; ++j) dpp[i * l + j] = pp[i * w + j] * (dpp[i * l + j] - dot);
-          for (int64_t j = i + 1; j < l; ++j) dpp[i * l + j] = 0.f;
+    const double p = ctx->saved_data["p"].toDouble();
+    const uint64_t seed = static_cast<uint64_t>(ctx->saved_data["seed"].toInt());
+    auto g = grads[0].stride(3) == 1 ? grads[0] : grads[0].contiguous();    // [B, H, W, dh]
+    const int64_t b = q.size(0), h = q.size(1), w = q.size(2), dh = q.size(3);
+    auto gq = zeros_bwhd(b, h, w, dh, q.options()), gk = zeros_bwhd(b, h, w, dh, q.options()),
+         gv = zeros_bwhd(b, h, w, dh, q.options());
+    const std::vector<Block> blocks = plan_blocks(lengths, h, w, nullptr);
+    const RowLayout Q = layout_of(q), K = layout_of(k), V = layout_of(v), G = layout_of(g), GQ = layout_of(gq),
+                    GK = layout_of(gk), GV = layout_of(gv);
+    const float* probs_base = probs.data_ptr<float>();
+    // Scratch per row tile: dP (then dS), and with dropout the mask and the dropped probabilities.
+    const int64_t tile = kRowTile * w;
+    for_each_block(blocks, (drop ? 3 : 1) * tile, [&](const Block& blk, float* scratch) {
+      const int64_t l = blk.l, bh = blk.b * h + blk.h;
+      float *dp = scratch, *mask = scratch + tile, *pd = scratch + 2 * tile;
+      const float *qb = Q.row(blk.b, blk.h, blk.off), *kb = K.row(blk.b, blk.h, blk.off),
+                  *vb = V.row(blk.b, blk.h, blk.off), *gb = G.row(blk.b, blk.h, blk.off);
+      float *gqb = GQ.row(blk.b, blk.h, blk.off), *gkb = GK.row(blk.b, blk.h, blk.off),
+            *gvb = GV.row(blk.b, blk.h, blk.off);
+      const float* pb = probs_base + blk.probs_offset;
+      for (int64_t r0 = 0; r0 < l; r0 += kRowTile) {
+        const int64_t r1 = std::min(l, r0 + kRowTile), rows = r1 - r0;
+        const float* a = pb + r0 * l;                                          // P tile, row stride l
+        if (drop) {
+          for (int64_t i = r0; i < r1; ++i) {
+            float *m = mask + (i - r0) * l, *d = pd + (i - r0) * l;
+            cpu::dropout_row(m, i + 1, p, dropout_seed(seed, bh, i));
+            cpu::mul_row(d, pb + i * l, m, i + 1);
+            std::fill(d + i + 1, d + r1, 0.f);
+          }
+          a = pd;
         }
-        auto gqb = gq[bi][hi].narrow(0, off, l), gkb = gk[bi][hi].narrow(0, off, l);
-        torch::mm_out(gqb, dp, kb);                                             // dQ = dS K
-        torch::mm_out(gkb, dp.t(), qb);                                         // dK = dS^T Q
+        cpu::gemm(true, false, r1, dh, rows, 1.f, a, l, gb + r0 * G.si, G.si, 1.f, gvb, GV.si);     // dV += Pd^T dO
+        cpu::gemm(false, true, rows, r1, dh, 1.f, gb + r0 * G.si, G.si, vb, V.si, 0.f, dp, l);      // dPd = dO V^T
+        for (int64_t i = r0; i < r1; ++i) {
+          float* d = dp + (i - r0) * l;
+          if (drop) cpu::mul_row(d, d, mask + (i - r0) * l, i + 1);                                 // dP
+          cpu::softmax_backward_row(d, pb + i * l, i + 1);                                          // dS
+          std::fill(d + i + 1, d + r1, 0.f);
+        }
+        cpu::gemm(false, false, rows, dh, r1, 1.f, dp, l, kb, K.si, 0.f, gqb + r0 * GQ.si, GQ.si);  // dQ = dS K
+        cpu::gemm(true, false, r1, dh, rows, 1.f, dp, l, qb + r0 * Q.si, Q.si, 1.f, gkb, GK.si);    // dK += dS^T Q
       }
     });
     return {gq, gk, gv, torch::Tensor(), torch::Tensor(), torch::Tensor()};
   }
 };
 
-// Scores of one (sequence, head) block: q_b k_b^T (+ bias block), [l, l] contiguous.
-torch::Tensor block_scores(const torch::Tensor& qb, const torch::Tensor& kb, const torch::Tensor& bias, int64_t bi,
-                           int64_t off, int64_t l) {
-  auto s = torch::mm(qb, kb.t());
-  if (bias.defined()) s.add_(bias[bi].narrow(0, off, l).narrow(1, off, l));
-  return s;
+// Pre-activation scores of one row tile of a pointwise block: S = Q_tile K^T (+ the bias rows),
+// rows x r1 into s (row stride ld).
+void pointwise_scores(const float* qt, int64_t qs, const float* kb, int64_t ks, const float* bias_rows,
+                      int64_t bias_ld, int64_t rows, int64_t r1, int64_t dqk, float* s, int64_t ld) {
+  cpu::gemm(false, true, rows, r1, dqk, 1.f, qt, qs, kb, ks, 0.f, s, ld);
+  if (bias_rows)
+    for (int64_t i = 0; i < rows; ++i) cpu::add_row(s + i * ld, bias_rows + i * bias_ld, r1);
 }
 
+// HSTU pointwise attention, one task per sequence (its heads share the bias, and so its gradient).
 struct JaggedPointwise : public torch::autograd::Function<JaggedPointwise> {
   static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& q_in,
                                const torch::Tensor& k_in, const torch::Tensor& v_in, const torch::Tensor& bias_in,
                                const torch::Tensor& lengths, double n) {
-    auto q = q_in.contiguous(), k = k_in.contiguous(), v = v_in.contiguous();
+    auto dense = [](const torch::Tensor& t) { return t.stride(3) == 1 ? t : t.contiguous(); };
+    auto q = dense(q_in), k = dense(k_in), v = dense(v_in);
     // An empty bias stands for "no bias" (autograd arguments must be defined tensors).
-    auto bias = bias_in.numel() > 0 ? bias_in.contiguous() : torch::Tensor();
-    const int64_t b = q.size(0), h = q.size(1), w = q.size(2);
-    auto out = torch::zeros({b, h, w, v.size(3)}, q.options());
-    const int64_t* len = lengths.data_ptr<int64_t>();
+    auto bias = bias_in.numel() > 0 ? bias_in.contiguous() : torch::Tensor();  // [B, W, W]
+    const int64_t b = q.size(0), h = q.size(1), w = q.size(2), dqk = q.size(3), dv = v.size(3);
+    auto out = zeros_bwhd(b, h, w, dv, q.options());                           // [B, H, W, dv]
+    const std::vector<Block> seqs = plan_blocks(lengths, 1, w, nullptr);
+    const RowLayout Q = layout_of(q), K = layout_of(k), V = layout_of(v), O = layout_of(out);
+    const float* bias_base = bias.defined() ? bias.data_ptr<float>() : nullptr;
     const float inv_n = static_cast<float>(1.0 / n);
-    at::parallel_for(0, b * h, 1, [&](int64_t begin, int64_t end) {
-      for (int64_t bh = begin; bh < end; ++bh) {
-        const int64_t bi = bh / h, hi = bh % h, l = len[bi], off = w - l;
-        if (l == 0) continue;
-        auto s = block_scores(q[bi][hi].narrow(0, off, l), k[bi][hi].narrow(0, off, l), bias, bi, off, l);
-        float* sp = s.data_ptr<float>();
-        for (int64_t i = 0; i < l; ++i)
-          for (int64_t j = 0; j < l; ++j) {
-            const float x = sp[i * l + j];
-            sp[i * l + j] = j <= i ? x / (1.f + std::exp(-x)) * inv_n : 0.f;  // SiLU / N, causal
+    for_each_block(seqs, kRowTile * w, [&](const Block& blk, float* a) {
+      const int64_t l = blk.l, off = blk.off;
+      const float* bias_b = bias_base ? bias_base + (blk.b * w + off) * w + off : nullptr;  // row stride w
+      for (int64_t hi = 0; hi < h; ++hi) {
+        const float *qb = Q.row(blk.b, hi, off), *kb = K.row(blk.b, hi, off), *vb = V.row(blk.b, hi, off);
+        float* ob = O.row(blk.b, hi, off);
+        for (int64_t r0 = 0; r0 < l; r0 += kRowTile) {
+          const int64_t r1 = std::min(l, r0 + kRowTile), rows = r1 - r0;
+          pointwise_scores(qb + r0 * Q.si, Q.si, kb, K.si, bias_b ? bias_b + r0 * w : nullptr, w, rows, r1, dqk, a, l);
+          for (int64_t i = r0; i < r1; ++i) {  // A = SiLU(S) / n over j <= i
+            float* row = a + (i - r0) * l;
+            cpu::silu_scale_row(row, i + 1, inv_n);
+            std::fill(row + i + 1, row + r1, 0.f);
           }
-        auto ob = out[bi][hi].narrow(0, off, l);
-        torch::mm_out(ob, s, v[bi][hi].narrow(0, off, l));
+          cpu::gemm(false, false, rows, dv, r1, 1.f, a, l, vb, V.si, 0.f, ob + r0 * O.si, O.si);  // O = A V
+        }
       }
     });
     ctx->save_for_backward({q, k, v, bias.defined() ? bias : torch::Tensor(), lengths});
@@ -149,46 +232,46 @@ struct JaggedPointwise : public torch::autograd::Function<JaggedPointwise> {
 
   static torch::autograd::tensor_list backward(torch::autograd::AutogradContext* ctx,
                                                torch::autograd::tensor_list grads) {
-    auto s = ctx->get_saved_variables();
-    const auto &q = s[0], &k = s[1], &v = s[2], &lengths = s[4];
+    auto saved = ctx->get_saved_variables();
+    const auto &q = saved[0], &k = saved[1], &v = saved[2], &lengths = saved[4];
     const bool has_bias = ctx->saved_data["has_bias"].toBool();
-    const torch::Tensor bias = has_bias ? s[3] : torch::Tensor();
+    const torch::Tensor bias = has_bias ? saved[3] : torch::Tensor();
     const float inv_n = static_cast<float>(1.0 / ctx->saved_data["n"].toDouble());
-    auto g = grads[0].contiguous();
-    const int64_t b = q.size(0), h = q.size(1), w = q.size(2);
-    auto gq = torch::zeros_like(q), gk = torch::zeros_like(k), gv = torch::zeros_like(v);
-    auto gbias = has_bias ? torch::zeros_like(bias) : torch::Tensor();
-    const int64_t* len = lengths.data_ptr<int64_t>();
-    // Parallel over sequences only: the heads of one sequence add into the same bias gradient.
-    at::parallel_for(0, b, 1, [&](int64_t begin, int64_t end) {
-      for (int64_t bi = begin; bi < end; ++bi) {
-        const int64_t l = len[bi], off = w - l;
-        if (l == 0) continue;
-        for (int64_t hi = 0; hi < h; ++hi) {
-          auto qb = q[bi][hi].narrow(0, off, l), kb = k[bi][hi].narrow(0, off, l), vb = v[bi][hi].narrow(0, off, l);
-          auto gb = g[bi][hi].narrow(0, off, l);
-          auto sc = block_scores(qb, kb, bias, bi, off, l);                      // [l, l] pre-activation
-          auto da = torch::mm(gb, vb.t());                                       // [l, l] dA
-          float* sp = sc.data_ptr<float>();
-          float* dp = da.data_ptr<float>();
-          for (int64_t i = 0; i < l; ++i)
-            for (int64_t j = 0; j < l; ++j) {
-              const int64_t ij = i * l + j;
-              if (j > i) {
-                sp[ij] = 0.f;
-                dp[ij] = 0.f;
-                continue;
-              }
-              const float x = sp[ij], sig = 1.f / (1.f + std::exp(-x));
-              sp[ij] = x * sig * inv_n;                                          // A
-              dp[ij] *= sig * (1.f + x * (1.f - sig)) * inv_n;                   // dS = dA SiLU'(S) / N
-            }
-          auto gvb = gv[bi][hi].narrow(0, off, l);
-          torch::mm_out(gvb, sc.t(), gb);                                        // dV = A^T dO
-          auto gqb = gq[bi][hi].narrow(0, off, l), gkb = gk[bi][hi].narrow(0, off, l);
-          torch::mm_out(gqb, da, kb);                                            // dQ = dS K
-          torch::mm_out(gkb, da.t(), qb);                                        // dK = dS^T Q
-          if (has_bias) gbias[bi].narrow(0, off, l).narrow(1, off, l).add_(da);
+    auto g = grads[0].stride(3) == 1 ? grads[0] : grads[0].contiguous();     // [B, H, W, dv]
+    const int64_t b = q.size(0), h = q.size(1), w = q.size(2), dqk = q.size(3), dv = v.size(3);
+    auto gq = zeros_bwhd(b, h, w, dqk, q.options()), gk = zeros_bwhd(b, h, w, dqk, q.options()),
+         gv = zeros_bwhd(b, h, w, dv, q.options());
+    auto gbias = has_bias ? torch::zeros_like(bias) : torch::Tensor();        // [B, W, W]
+    const std::vector<Block> seqs = plan_blocks(lengths, 1, w, nullptr);
+    const RowLayout Q = layout_of(q), K = layout_of(k), V = layout_of(v), G = layout_of(g), GQ = layout_of(gq),
+                    GK = layout_of(gk), GV = layout_of(gv);
+    const float* bias_base = has_bias ? bias.data_ptr<float>() : nullptr;
+    float* gbias_base = has_bias ? gbias.data_ptr<float>() : nullptr;
+    const int64_t tile = kRowTile * w;
+    // Scratch per row tile: S (then dS), A and dA.
+    for_each_block(seqs, 3 * tile, [&](const Block& blk, float* scratch) {
+      const int64_t l = blk.l, off = blk.off;
+      float *ds = scratch, *a = scratch + tile, *da = scratch + 2 * tile;
+      const float* bias_b = bias_base ? bias_base + (blk.b * w + off) * w + off : nullptr;
+      float* gbias_b = gbias_base ? gbias_base + (blk.b * w + off) * w + off : nullptr;
+      for (int64_t hi = 0; hi < h; ++hi) {
+        const float *qb = Q.row(blk.b, hi, off), *kb = K.row(blk.b, hi, off), *vb = V.row(blk.b, hi, off),
+                    *gb = G.row(blk.b, hi, off);
+        float *gqb = GQ.row(blk.b, hi, off), *gkb = GK.row(blk.b, hi, off), *gvb = GV.row(blk.b, hi, off);
+        for (int64_t r0 = 0; r0 < l; r0 += kRowTile) {
+          const int64_t r1 = std::min(l, r0 + kRowTile), rows = r1 - r0;
+          pointwise_scores(qb + r0 * Q.si, Q.si, kb, K.si, bias_b ? bias_b + r0 * w : nullptr, w, rows, r1, dqk, ds, l);
+          cpu::gemm(false, true, rows, r1, dv, 1.f, gb + r0 * G.si, G.si, vb, V.si, 0.f, da, l);  // dA = dO V^T
+          for (int64_t i = r0; i < r1; ++i) {
+            const int64_t t = (i - r0) * l;
+            cpu::silu_scale_backward_row(ds + t, a + t, da + t, i + 1, inv_n);  // A, and dS = dA SiLU'(S) / n
+            std::fill(ds + t + i + 1, ds + t + r1, 0.f);
+            std::fill(a + t + i + 1, a + t + r1, 0.f);
+            if (gbias_b) cpu::add_row(gbias_b + i * w, ds + t, i + 1);
+          }
+          cpu::gemm(true, false, r1, dv, rows, 1.f, a, l, gb + r0 * G.si, G.si, 1.f, gvb, GV.si);       // dV += A^T dO
+          cpu::gemm(false, false, rows, dqk, r1, 1.f, ds, l, kb, K.si, 0.f, gqb + r0 * GQ.si, GQ.si);  // dQ = dS K
+          cpu::gemm(true, false, r1, dqk, rows, 1.f, ds, l, qb + r0 * Q.si, Q.si, 1.f, gkb, GK.si);    // dK += dS^T Q
         }
       }
     });

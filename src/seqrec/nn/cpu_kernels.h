@@ -1,0 +1,66 @@
+// Small CPU building blocks for the fused attention kernels: a row-major GEMM on the BLAS that
+// LibTorch links (OpenBLAS here), and vectorised row operations (softmax, its backward, SiLU,
+// dropout masks). No torch: plain pointers, float32, row-major, `ld` = row stride in elements.
+//
+// The row operations are compiled for AVX-512, AVX2 and baseline x86-64 and picked at load time
+// (GCC target_clones), as ATen picks its kernels; results agree across them to float rounding.
+#pragma once
+
+#include <cstdint>
+
+namespace seqrec::nn::cpu {
+
+/// C[m, n] = alpha * op(A)[m, k] * op(B)[k, n] + beta * C, row-major, single call into sgemm.
+/// op(X) = X^T when trans_x. Inside a parallel region OpenBLAS runs it on the calling thread.
+void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
+          const float* b, int64_t ldb, float beta, float* c, int64_t ldc);
+
+/// exp(x) to about 2 ulp for x in [-87, 88] (clamped outside): the Cephes polynomial, vectorisable.
+float fast_exp(float x);
+
+/// In place: row[0..n) = softmax(row[0..n)).
+void softmax_row(float* row, int64_t n);
+
+/// Softmax backward for one row, in place on dp: dp[j] = p[j] * (dp[j] - sum_t dp[t] p[t]), j < n.
+void softmax_backward_row(float* dp, const float* p, int64_t n);
+
+/// Dropout keep-mask of n entries from its own stream: 0 with probability p, else 1 / (1 - p).
+void dropout_row(float* mask, int64_t n, double p, uint64_t seed);
+
+/// y[j] += x[j], j < n.
+void add_row(float* y, const float* x, int64_t n);
+
+/// y[j] = x[j] * m[j], j < n.
+void mul_row(float* y, const float* x, const float* m, int64_t n);
+
+/// HSTU pointwise attention rows: a[j] = SiLU(s[j]) * scale (in place on s), j < n.
+void silu_scale_row(float* s, int64_t n, float scale);
+
+/// Backward of silu_scale_row given the pre-activation s (overwritten with dS) and dA (read):
+/// s[j] = dA[j] * SiLU'(s[j]) * scale, and a[j] = SiLU(s[j]) * scale written to a, j < n.
+void silu_scale_backward_row(float* s, float* a, const float* da, int64_t n, float scale);
+
+/// Activation of a fused linear layer's epilogue.
+enum class Activation { kNone, kRelu, kGelu, kSilu };
+
+/// The element-wise tail of a linear layer y = x W^T, per row of n outputs:
+/// z = xW^T + bias; y = (dropout(act(z) * scale) + residual) * keep.
+struct Epilogue {
+  Activation activation = Activation::kNone;
+  float scale = 1.f;
+  float dropout = 0.f;  ///< probability of dropping (0: no dropout)
+};
+
+/// Forward of one row: z[j] += bias[j] (bias may be null) and y[j] as above (residual may be null;
+/// y may alias z when the activation is kNone). mask: n floats of scratch for the dropout keep-mask
+/// drawn from row_seed.
+void epilogue_forward_row(float* z, float* y, const float* bias, const float* residual, float keep, int64_t n,
+                          const Epilogue& e, uint64_t row_seed, float* mask);
+
+/// Backward of one row, from gy: gz[j] = dy/dz[j] * gy[j] (gz may alias gy), g_residual[j] = keep *
+/// gy[j] when g_residual is not null; g_bias[j] += gz[j] when g_bias is not null. z is the saved
+/// pre-activation (unused for kNone); the dropout mask is redrawn from row_seed into `mask`.
+void epilogue_backward_row(const float* gy, float* gz, float* g_residual, float* g_bias, const float* z, float keep,
+                           int64_t n, const Epilogue& e, uint64_t row_seed, float* mask);
+
+}  // namespace seqrec::nn::cpu
