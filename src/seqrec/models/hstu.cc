@@ -10,6 +10,7 @@
 #include "seqrec/config/config_node.h"
 #include "seqrec/nn/attention.h"
 #include "seqrec/nn/dropout.h"
+#include "seqrec/nn/fused_linear.h"
 
 namespace seqrec::models {
 
@@ -90,11 +91,14 @@ HstuBlockImpl::HstuBlockImpl(const HstuOptions& o) : options_(o) {
   torch::nn::init::xavier_uniform_(output->weight);
 }
 
-torch::Tensor HstuBlockImpl::forward(const torch::Tensor& x, const torch::Tensor& bias, const torch::Tensor& lengths) {
+torch::Tensor HstuBlockImpl::forward(const torch::Tensor& x, const torch::Tensor& bias, const torch::Tensor& lengths,
+                                     const torch::Tensor& keep) {
   const auto& o = options_;
   const int64_t b = x.size(0), w = x.size(1), h = o.num_heads, dv = o.linear_dim, dqk = o.attn_dim;
   auto normed = F::layer_norm(x, F::LayerNormFuncOptions({o.hidden_dim}).eps(1e-6));     // [B, W, D]
-  auto proj = torch::silu(uvqk(normed));                                                  // [B, W, H(2dv+2dqk)]
+  nn::FusedLinearOptions silu;
+  silu.activation = nn::cpu::Activation::kSilu;
+  auto proj = nn::fused_linear(normed, uvqk->weight, {}, silu);                           // [B, W, H(2dv+2dqk)]
   auto parts = proj.split_with_sizes({h * dv, h * dv, h * dqk, h * dqk}, -1);
   auto u = parts[0];                                                                      // [B, W, H*dv]
   auto v = parts[1].view({b, w, h, dv}).transpose(1, 2);                                  // [B, H, W, dv]
@@ -107,7 +111,9 @@ torch::Tensor HstuBlockImpl::forward(const torch::Tensor& x, const torch::Tensor
                                : nn::padded_pointwise_attention(q, k, v, full_bias, lengths, n);  // [B, H, W, dv]
   av = av.transpose(1, 2).reshape({b, w, h * dv});                                        // [B, W, H*dv]
   auto gated = u * F::layer_norm(av, F::LayerNormFuncOptions({h * dv}).eps(1e-6));        // [B, W, H*dv]
-  return x + output(nn::fast_dropout(gated, o.dropout, is_training()));                   // [B, W, D]
+  // (x + W_o Dropout(gated) + b_o) * keep in one pass after the GEMM.
+  return nn::fused_linear(nn::fast_dropout(gated, o.dropout, is_training()), output->weight, output->bias, {}, x,
+                          keep);                                                          // [B, W, D]
 }
 
 namespace {
@@ -185,7 +191,7 @@ torch::Tensor HstuImpl::encode(const data::SequenceBatch& batch) {
   for (size_t i = 0; i < blocks->size(); ++i) {
     torch::Tensor bias;
     if (relative_biases) bias = relative_biases[i]->as<RelativeBias>()->forward(bias_indices);
-    x = blocks[i]->as<HstuBlock>()->forward(x, bias, lengths) * keep;
+    x = blocks[i]->as<HstuBlock>()->forward(x, bias, lengths, keep);
   }
   return F::normalize(x, F::NormalizeFuncOptions().dim(-1).eps(1e-6));          // [B, W, D]
 }

@@ -69,7 +69,8 @@ class HstuBlockImpl : public torch::nn::Module {
  public:
   explicit HstuBlockImpl(const HstuOptions& options);
   /// x [B, W, D]; bias [B, W, W] (or [1, W, W]) or undefined; lengths [B] real items (left padding).
-  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& bias, const torch::Tensor& lengths);
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& bias, const torch::Tensor& lengths,
+                        const torch::Tensor& keep = {});
 
  private:
   HstuOptions options_;

@@ -11,6 +11,7 @@
 #include "seqrec/config/config_node.h"
 #include "seqrec/nn/attention.h"
 #include "seqrec/nn/dropout.h"
+#include "seqrec/nn/fused_linear.h"
 
 namespace seqrec::models {
 
@@ -63,15 +64,16 @@ torch::Tensor SasRecBlockImpl::attend(const torch::Tensor& q_src, const torch::T
   const int64_t b = q_src.size(0), w = q_src.size(1), h = options_.num_heads;
   const int64_t dh = options_.hidden_dim / h;
   // Scale q (B*W*dh values) rather than the scores (B*W*W): same result, far fewer operations.
-  auto q = (q_proj(q_src) * (1.0 / std::sqrt(double(dh)))).view({b, w, h, dh}).transpose(1, 2);  // [B, H, W, dh]
-  auto kv = kv_proj(kv_src).view({b, w, 2, h, dh});                              // [B, W, 2, H, dh]
+  nn::FusedLinearOptions scaled;
+  scaled.scale = 1.0 / std::sqrt(double(dh));
+  auto q = nn::fused_linear(q_src, q_proj->weight, q_proj->bias, scaled).view({b, w, h, dh}).transpose(1, 2);  // [B, H, W, dh]
+  auto kv = nn::fused_linear(kv_src, kv_proj->weight, kv_proj->bias, {}).view({b, w, 2, h, dh});  // [B, W, 2, H, dh]
   auto k = kv.select(2, 0).transpose(1, 2);                                      // [B, H, W, dh]
   auto v = kv.select(2, 1).transpose(1, 2);                                      // [B, H, W, dh]
   auto out = options_.jagged_attention
                  ? nn::jagged_causal_attention(q, k, v, lengths, options_.dropout, is_training())
                  : nn::padded_causal_attention(q, k, v, lengths, options_.dropout, is_training());
-  out = out.transpose(1, 2).reshape({b, w, h * dh});                             // [B, W, D]
-  return out_proj ? out_proj(out) : out;
+  return out.transpose(1, 2).reshape({b, w, h * dh});                           // [B, W, D]
 }
 
 torch::Tensor SasRecBlockImpl::drop(const torch::Tensor& x) {
@@ -80,18 +82,30 @@ torch::Tensor SasRecBlockImpl::drop(const torch::Tensor& x) {
 
 torch::Tensor SasRecBlockImpl::forward(const torch::Tensor& x, const torch::Tensor& lengths,
                                        const torch::Tensor& keep) {
+  // Linear layers carry their element-wise tails (bias, activation, dropout, residual, padding
+  // mask) in one fused pass: nn/fused_linear.h.
+  nn::FusedLinearOptions plain, dropped;
+  dropped.dropout = options_.dropout;
+  dropped.training = is_training();
   if (options_.variant == "gr") {
     // SASRec code: queries are normalised, keys/values are not; residuals add the normalised input.
     auto q = attn_layer_norm(x);                                    // [B, W, D]
-    auto a = attend(q, x, lengths) + q;                             // [B, W, D]
+    auto o = attend(q, x, lengths);                                 // [B, W, D]
+    auto a = out_proj ? nn::fused_linear(o, out_proj->weight, out_proj->bias, plain, q) : o + q;
     auto n = ffn_layer_norm(a);                                     // [B, W, D]
-    auto f = drop(ffn_out(drop(torch::relu(ffn_in(n)))));          // [B, W, D]
-    return (f + n) * keep;
+    nn::FusedLinearOptions relu_dropped = dropped;
+    relu_dropped.activation = nn::cpu::Activation::kRelu;
+    auto f = nn::fused_linear(n, ffn_in->weight, ffn_in->bias, relu_dropped);          // [B, W, F]
+    return nn::fused_linear(f, ffn_out->weight, ffn_out->bias, dropped, n, keep);     // (Dropout(FFN) + n) * keep
   }
   // RecBole post-LN: LN(x + Dropout(MHA(x))), then LN(a + Dropout(FFN_gelu(a))).
-  auto a = attn_layer_norm(x + drop(attend(x, x, lengths)));         // [B, W, D]
-  auto f = drop(ffn_out(torch::gelu(ffn_in(a))));                    // [B, W, D]
-  return ffn_layer_norm(a + f) * keep;
+  auto o = attend(x, x, lengths);                                                      // [B, W, D]
+  auto a = attn_layer_norm(out_proj ? nn::fused_linear(o, out_proj->weight, out_proj->bias, dropped, x)
+                                    : x + drop(o));                                    // [B, W, D]
+  nn::FusedLinearOptions gelu;
+  gelu.activation = nn::cpu::Activation::kGelu;
+  auto f = nn::fused_linear(a, ffn_in->weight, ffn_in->bias, gelu);                    // [B, W, F]
+  return ffn_layer_norm(nn::fused_linear(f, ffn_out->weight, ffn_out->bias, dropped, a)) * keep;
 }
 
 SasRecImpl::SasRecImpl(const SasRecOptions& options) : options_(options) {

@@ -33,8 +33,8 @@ struct SasRecOptions {
   std::string variant = "gr";      ///< gr | post_ln
   bool l2_norm_output = false;     ///< l2-normalise hidden states and item embeddings (GR)
   double layer_norm_eps = 1e-8;    ///< LayerNorm epsilon (RecBole: 1e-12)
-  bool jagged_attention = false;   ///< attention over real positions only (same result; slower for
-                                   ///< softmax attention at d=50, see docs/benchmarks.md)
+  bool jagged_attention = true;    ///< attention over real positions only (same result, tested;
+                                   ///< false: the padded ATen computation)
   bool attention_out_proj = true;  ///< output projection after attention (PyTorch MHA, RecBole);
                                    ///< the original TF SASRec code has none
 };
