@@ -125,7 +125,7 @@ TEST(HstuTest, JaggedAndPaddedPointwiseAttentionAgree) {
   auto gp = torch::autograd::grad({(p * weights).sum()}, {q, k, v, bias});
   for (size_t i = 0; i < gj.size(); ++i) EXPECT_TRUE(torch::allclose(gj[i], gp[i], 1e-5, 1e-6)) << "input " << i;
   // Without a bias too.
-  EXPECT_TRUE(torch::allclose(nn::jagged_pointwise_attention(q, k, v, {}, lengths, 7.0),
+  EXPECT_TRUE(torch::allclose(nn::jagged_pointwise_attention(q, k, v, torch::Tensor(), lengths, 7.0),
                               nn::padded_pointwise_attention(q, k, v, {}, lengths, 7.0), 1e-5, 1e-6));
 }
 

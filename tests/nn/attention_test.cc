@@ -131,5 +131,28 @@ TEST(JaggedPointwiseTest, LongSequencesWithBiasMatchPaddedValuesAndGradients) {
   for (size_t i = 0; i < 4; ++i) EXPECT_TRUE(torch::allclose(gj[i], gp[i], 1e-4, 1e-6)) << "input " << i;
 }
 
+TEST(JaggedPointwiseTest, BiasTablesEqualTheirMaterialisedBiasWithTableGradients) {
+  Inputs in = make_long_inputs(2, 4);
+  const int64_t w = 150, n = 161;
+  RelativeBiasTables tables;
+  tables.position_weights = (torch::randn({2 * n - 1}) * 0.3).requires_grad_(true);
+  tables.position_origin = n - 1;
+  tables.time_weights = (torch::randn({129}) * 0.3).requires_grad_(true);
+  tables.time_buckets = torch::randint(0, 129, {4, w, w}, torch::kLong).to(torch::kByte);
+  auto dense = materialize_bias(tables, 4, w);                                           // [4, W, W]
+  // The materialised form by hand at one entry: origin + j - i and the bucket of (b, i, j).
+  const int64_t b = 1, i = 100, j = 37;
+  const float by_hand = tables.position_weights[n - 1 + j - i].item<float>() +
+                        tables.time_weights[tables.time_buckets[b][i][j].item<uint8_t>()].item<float>();
+  EXPECT_FLOAT_EQ(dense[b][i][j].item<float>(), by_hand);
+  auto from_tables = jagged_pointwise_attention(in.q, in.k, in.v, tables, in.lengths, double(n));
+  auto from_dense = padded_pointwise_attention(in.q, in.k, in.v, dense, in.lengths, double(n));
+  EXPECT_TRUE(torch::allclose(from_tables, from_dense, 1e-5, 1e-6));
+  std::vector<torch::Tensor> inputs = {in.q, in.k, in.v, tables.position_weights, tables.time_weights};
+  auto gt = torch::autograd::grad({(from_tables * in.weights).sum()}, inputs);
+  auto gd = torch::autograd::grad({(from_dense * in.weights).sum()}, inputs);
+  for (size_t t = 0; t < inputs.size(); ++t) EXPECT_TRUE(torch::allclose(gt[t], gd[t], 1e-4, 1e-5)) << "input " << t;
+}
+
 }  // namespace
 }  // namespace seqrec::nn

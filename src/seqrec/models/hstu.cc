@@ -64,8 +64,22 @@ RelativeBiasImpl::Indices RelativeBiasImpl::indices(const torch::Tensor& ts, con
     auto idx = torch::arange(width, torch::kLong);                             // [W]
     out.position = (n_ - 1) + idx.unsqueeze(0) - idx.unsqueeze(1);            // [W, W]: N-1 + j - i
   }
-  if (time_weights.defined()) out.time = time_buckets(next_ts.unsqueeze(2) - ts.unsqueeze(1));  // [B, W, W]
+  if (time_weights.defined()) {
+    out.time = time_buckets(next_ts.unsqueeze(2) - ts.unsqueeze(1));          // [B, W, W]
+    out.time_u8 = out.time.to(torch::kByte);                                    // buckets are 0..128
+  }
   return out;
+}
+
+nn::RelativeBiasTables RelativeBiasImpl::tables(const Indices& indices) const {
+  nn::RelativeBiasTables t;
+  t.position_weights = position_weights;  // rab^p(i, j) = w_p[N - 1 + j - i]
+  t.position_origin = n_ - 1;
+  if (time_weights.defined()) {
+    t.time_weights = time_weights;
+    t.time_buckets = indices.time_u8;
+  }
+  return t;
 }
 
 torch::Tensor RelativeBiasImpl::forward(const Indices& indices) {
@@ -91,8 +105,7 @@ HstuBlockImpl::HstuBlockImpl(const HstuOptions& o) : options_(o) {
   torch::nn::init::xavier_uniform_(output->weight);
 }
 
-torch::Tensor HstuBlockImpl::forward(const torch::Tensor& x, const torch::Tensor& bias, const torch::Tensor& lengths,
-                                     const torch::Tensor& keep) {
+torch::Tensor HstuBlockImpl::run(const torch::Tensor& x, const torch::Tensor& keep, const Attend& attend) {
   const auto& o = options_;
   const int64_t b = x.size(0), w = x.size(1), h = o.num_heads, dv = o.linear_dim, dqk = o.attn_dim;
   auto normed = F::layer_norm(x, F::LayerNormFuncOptions({o.hidden_dim}).eps(1e-6));     // [B, W, D]
@@ -104,16 +117,31 @@ torch::Tensor HstuBlockImpl::forward(const torch::Tensor& x, const torch::Tensor
   auto v = parts[1].view({b, w, h, dv}).transpose(1, 2);                                  // [B, H, W, dv]
   auto q = parts[2].view({b, w, h, dqk}).transpose(1, 2);                                 // [B, H, W, dqk]
   auto k = parts[3].view({b, w, h, dqk}).transpose(1, 2);                                 // [B, H, W, dqk]
-  // HSTU eq. (2): pointwise SiLU, no softmax, divided by the padded length N (not the true one).
-  const double n = static_cast<double>(o.max_seq_len + o.output_slots);
-  const torch::Tensor full_bias = bias.defined() ? bias.expand({b, w, w}) : bias;       // [B, W, W]
-  auto av = o.jagged_attention ? nn::jagged_pointwise_attention(q, k, v, full_bias, lengths, n)
-                               : nn::padded_pointwise_attention(q, k, v, full_bias, lengths, n);  // [B, H, W, dv]
-  av = av.transpose(1, 2).reshape({b, w, h * dv});                                        // [B, W, H*dv]
+  auto av = attend(q, k, v).transpose(1, 2).reshape({b, w, h * dv});                     // [B, W, H*dv]
   auto gated = u * F::layer_norm(av, F::LayerNormFuncOptions({h * dv}).eps(1e-6));        // [B, W, H*dv]
   // (x + W_o Dropout(gated) + b_o) * keep in one pass after the GEMM.
   return nn::fused_linear(nn::fast_dropout(gated, o.dropout, is_training()), output->weight, output->bias, {}, x,
                           keep);                                                          // [B, W, D]
+}
+
+// HSTU eq. (2): pointwise SiLU, no softmax, divided by the padded length N (not the true one).
+torch::Tensor HstuBlockImpl::forward(const torch::Tensor& x, const torch::Tensor& bias, const torch::Tensor& lengths,
+                                     const torch::Tensor& keep) {
+  const double n = static_cast<double>(options_.max_seq_len + options_.output_slots);
+  return run(x, keep, [&](const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v) {
+    const int64_t b = q.size(0), w = q.size(2);
+    const torch::Tensor full_bias = bias.defined() ? bias.expand({b, w, w}) : bias;     // [B, W, W]
+    return options_.jagged_attention ? nn::jagged_pointwise_attention(q, k, v, full_bias, lengths, n)
+                                     : nn::padded_pointwise_attention(q, k, v, full_bias, lengths, n);
+  });
+}
+
+torch::Tensor HstuBlockImpl::forward(const torch::Tensor& x, const nn::RelativeBiasTables& bias,
+                                     const torch::Tensor& lengths, const torch::Tensor& keep) {
+  const double n = static_cast<double>(options_.max_seq_len + options_.output_slots);
+  return run(x, keep, [&](const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v) {
+    return nn::jagged_pointwise_attention(q, k, v, bias, lengths, n);
+  });
 }
 
 namespace {
@@ -188,10 +216,17 @@ torch::Tensor HstuImpl::encode(const data::SequenceBatch& batch) {
     torch::Tensor next_ts = next_timestamps(batch, &ts);
     bias_indices = relative_biases[0]->as<RelativeBias>()->indices(ts, next_ts, w);
   }
+  // The jagged CPU kernel reads the bias tables directly; otherwise the bias is built per layer.
+  const bool tables = o.jagged_attention && x.device().is_cpu() && x.scalar_type() == torch::kFloat;
   for (size_t i = 0; i < blocks->size(); ++i) {
-    torch::Tensor bias;
-    if (relative_biases) bias = relative_biases[i]->as<RelativeBias>()->forward(bias_indices);
-    x = blocks[i]->as<HstuBlock>()->forward(x, bias, lengths, keep);
+    auto* block = blocks[i]->as<HstuBlock>();
+    if (relative_biases && tables) {
+      x = block->forward(x, relative_biases[i]->as<RelativeBias>()->tables(bias_indices), lengths, keep);
+    } else {
+      torch::Tensor bias;
+      if (relative_biases) bias = relative_biases[i]->as<RelativeBias>()->forward(bias_indices);
+      x = block->forward(x, bias, lengths, keep);
+    }
   }
   return F::normalize(x, F::NormalizeFuncOptions().dim(-1).eps(1e-6));          // [B, W, D]
 }

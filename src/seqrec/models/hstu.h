@@ -9,9 +9,11 @@
 #include <torch/nn/modules/embedding.h>
 #include <torch/nn/modules/linear.h>
 
+#include <functional>
 #include <string>
 
 #include "seqrec/models/recommender.h"
+#include "seqrec/nn/attention.h"
 
 namespace seqrec::config {
 class ConfigNode;
@@ -52,10 +54,13 @@ class RelativeBiasImpl : public torch::nn::Module {
   /// next_ts: [B, W] timestamp of the item after each position; ts: [B, W] timestamps.
   struct Indices {
     torch::Tensor position, time;
+    torch::Tensor time_u8;  ///< time as uint8 (buckets are <= 128), for the table form
   };
   Indices indices(const torch::Tensor& ts, const torch::Tensor& next_ts, int64_t width) const;
   /// This layer's bias for precomputed indices: [B or 1, W, W] (rab^p + rab^t).
   torch::Tensor forward(const Indices& indices);
+  /// The same bias as tables for the jagged kernel (nothing [B, W, W] is built).
+  nn::RelativeBiasTables tables(const Indices& indices) const;
 
  private:
   int64_t n_;
@@ -68,11 +73,18 @@ TORCH_MODULE(RelativeBias);
 class HstuBlockImpl : public torch::nn::Module {
  public:
   explicit HstuBlockImpl(const HstuOptions& options);
-  /// x [B, W, D]; bias [B, W, W] (or [1, W, W]) or undefined; lengths [B] real items (left padding).
+  /// x [B, W, D]; bias [B, W, W] (or [1, W, W]) or undefined; lengths [B] real items (left padding);
+  /// keep [B, W, 1] zeroes the padding rows of the output (or undefined).
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& bias, const torch::Tensor& lengths,
                         const torch::Tensor& keep = {});
+  /// The same with the bias as tables (jagged kernel only).
+  torch::Tensor forward(const torch::Tensor& x, const nn::RelativeBiasTables& bias, const torch::Tensor& lengths,
+                        const torch::Tensor& keep);
 
  private:
+  using Attend = std::function<torch::Tensor(const torch::Tensor&, const torch::Tensor&, const torch::Tensor&)>;
+  /// The layer around its attention: attend(q, k, v) [B, H, W, d] -> [B, H, W, dv].
+  torch::Tensor run(const torch::Tensor& x, const torch::Tensor& keep, const Attend& attend);
   HstuOptions options_;
   torch::nn::Linear uvqk{nullptr};     // D -> H*(2*dv + 2*dqk), no bias
   torch::nn::Linear output{nullptr};   // H*dv -> D, with bias

@@ -182,39 +182,73 @@ struct JaggedAttention : public torch::autograd::Function<JaggedAttention> {
   }
 };
 
-// Pre-activation scores of one row tile of a pointwise block: S = Q_tile K^T (+ the bias rows),
-// rows x r1 into s (row stride ld).
-void pointwise_scores(const float* qt, int64_t qs, const float* kb, int64_t ks, const float* bias_rows,
-                      int64_t bias_ld, int64_t rows, int64_t r1, int64_t dqk, float* s, int64_t ld) {
+// The bias of a pointwise block, dense ([B, W, W]) or as tables, resolved to row pointers.
+struct BiasRows {
+  const float* dense = nullptr;       // [B, W, W]
+  const float* position = nullptr;    // [P]
+  int64_t origin = 0;
+  const float* time = nullptr;        // [T]
+  const uint8_t* buckets = nullptr;   // [B, W, W]
+  int64_t w = 0;
+
+  // Adds the bias of rows [r0, r0 + rows) (local indices of the block at `off` in sequence b),
+  // columns [0, r1), to the score tile s (row stride ld).
+  void add(int64_t b, int64_t off, int64_t r0, int64_t rows, int64_t r1, float* s, int64_t ld) const {
+    for (int64_t t = 0; t < rows; ++t) {
+      const int64_t i = r0 + t, row = (b * w + off + i) * w + off;
+      if (dense) cpu::add_row(s + t * ld, dense + row, r1);
+      if (position || time)
+        cpu::add_bias_tables_row(s + t * ld, position ? position + origin - i : nullptr, time,
+                                 buckets ? buckets + row : nullptr, r1);
+    }
+  }
+};
+
+// Pre-activation scores of one row tile of a pointwise block: S = Q_tile K^T + bias, rows x r1.
+void pointwise_scores(const float* qt, int64_t qs, const float* kb, int64_t ks, const BiasRows& bias, int64_t b,
+                      int64_t off, int64_t r0, int64_t rows, int64_t r1, int64_t dqk, float* s, int64_t ld) {
   cpu::gemm(false, true, rows, r1, dqk, 1.f, qt, qs, kb, ks, 0.f, s, ld);
-  if (bias_rows)
-    for (int64_t i = 0; i < rows; ++i) cpu::add_row(s + i * ld, bias_rows + i * bias_ld, r1);
+  bias.add(b, off, r0, rows, r1, s, ld);
 }
 
 // HSTU pointwise attention, one task per sequence (its heads share the bias, and so its gradient).
+// Inputs: q, k, v, then the bias as dense [B, W, W], position table, time table, time buckets
+// (each an empty tensor when absent), lengths, n, the position table's origin.
 struct JaggedPointwise : public torch::autograd::Function<JaggedPointwise> {
+  static BiasRows bias_rows(const torch::Tensor& dense, const torch::Tensor& position, const torch::Tensor& time,
+                            const torch::Tensor& buckets, int64_t origin, int64_t w) {
+    BiasRows r;
+    r.dense = dense.numel() > 0 ? dense.data_ptr<float>() : nullptr;
+    r.position = position.numel() > 0 ? position.data_ptr<float>() : nullptr;
+    r.origin = origin;
+    r.time = time.numel() > 0 ? time.data_ptr<float>() : nullptr;
+    r.buckets = r.time ? buckets.data_ptr<uint8_t>() : nullptr;
+    r.w = w;
+    return r;
+  }
+
   static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& q_in,
-                               const torch::Tensor& k_in, const torch::Tensor& v_in, const torch::Tensor& bias_in,
-                               const torch::Tensor& lengths, double n) {
-    auto dense = [](const torch::Tensor& t) { return t.stride(3) == 1 ? t : t.contiguous(); };
-    auto q = dense(q_in), k = dense(k_in), v = dense(v_in);
-    // An empty bias stands for "no bias" (autograd arguments must be defined tensors).
-    auto bias = bias_in.numel() > 0 ? bias_in.contiguous() : torch::Tensor();  // [B, W, W]
+                               const torch::Tensor& k_in, const torch::Tensor& v_in, const torch::Tensor& dense_in,
+                               const torch::Tensor& position_in, const torch::Tensor& time_in,
+                               const torch::Tensor& buckets_in, const torch::Tensor& lengths, double n, int64_t origin) {
+    auto dense_last = [](const torch::Tensor& t) { return t.stride(3) == 1 ? t : t.contiguous(); };
+    auto q = dense_last(q_in), k = dense_last(k_in), v = dense_last(v_in);
+    auto dense = dense_in.contiguous(), position = position_in.contiguous(), time = time_in.contiguous(),
+         buckets = buckets_in.contiguous();
     const int64_t b = q.size(0), h = q.size(1), w = q.size(2), dqk = q.size(3), dv = v.size(3);
     auto out = zeros_bwhd(b, h, w, dv, q.options());                           // [B, H, W, dv]
     const std::vector<Block> seqs = plan_blocks(lengths, 1, w, nullptr);
     const RowLayout Q = layout_of(q), K = layout_of(k), V = layout_of(v), O = layout_of(out);
-    const float* bias_base = bias.defined() ? bias.data_ptr<float>() : nullptr;
+    const BiasRows bias = bias_rows(dense, position, time, buckets, origin, w);
     const float inv_n = static_cast<float>(1.0 / n);
     for_each_block(seqs, kRowTile * w, [&](const Block& blk, float* a) {
       const int64_t l = blk.l, off = blk.off;
-      const float* bias_b = bias_base ? bias_base + (blk.b * w + off) * w + off : nullptr;  // row stride w
       for (int64_t hi = 0; hi < h; ++hi) {
         const float *qb = Q.row(blk.b, hi, off), *kb = K.row(blk.b, hi, off), *vb = V.row(blk.b, hi, off);
         float* ob = O.row(blk.b, hi, off);
         for (int64_t r0 = 0; r0 < l; r0 += kRowTile) {
           const int64_t r1 = std::min(l, r0 + kRowTile), rows = r1 - r0;
-          pointwise_scores(qb + r0 * Q.si, Q.si, kb, K.si, bias_b ? bias_b + r0 * w : nullptr, w, rows, r1, dqk, a, l);
+          pointwise_scores(qb + r0 * Q.si, Q.si, kb, K.si, bias, blk.b, off, r0, rows, r1, dqk, a, l);
           for (int64_t i = r0; i < r1; ++i) {  // A = SiLU(S) / n over j <= i
             float* row = a + (i - r0) * l;
             cpu::silu_scale_row(row, i + 1, inv_n);
@@ -224,50 +258,55 @@ struct JaggedPointwise : public torch::autograd::Function<JaggedPointwise> {
         }
       }
     });
-    ctx->save_for_backward({q, k, v, bias.defined() ? bias : torch::Tensor(), lengths});
+    ctx->save_for_backward({q, k, v, dense, position, time, buckets, lengths});
     ctx->saved_data["n"] = n;
-    ctx->saved_data["has_bias"] = bias.defined();
+    ctx->saved_data["origin"] = origin;
     return out;
   }
 
   static torch::autograd::tensor_list backward(torch::autograd::AutogradContext* ctx,
                                                torch::autograd::tensor_list grads) {
     auto saved = ctx->get_saved_variables();
-    const auto &q = saved[0], &k = saved[1], &v = saved[2], &lengths = saved[4];
-    const bool has_bias = ctx->saved_data["has_bias"].toBool();
-    const torch::Tensor bias = has_bias ? saved[3] : torch::Tensor();
+    const auto &q = saved[0], &k = saved[1], &v = saved[2], &dense = saved[3], &position = saved[4],
+               &time = saved[5], &buckets = saved[6], &lengths = saved[7];
     const float inv_n = static_cast<float>(1.0 / ctx->saved_data["n"].toDouble());
+    const int64_t origin = ctx->saved_data["origin"].toInt();
     auto g = grads[0].stride(3) == 1 ? grads[0] : grads[0].contiguous();     // [B, H, W, dv]
     const int64_t b = q.size(0), h = q.size(1), w = q.size(2), dqk = q.size(3), dv = v.size(3);
     auto gq = zeros_bwhd(b, h, w, dqk, q.options()), gk = zeros_bwhd(b, h, w, dqk, q.options()),
          gv = zeros_bwhd(b, h, w, dv, q.options());
-    auto gbias = has_bias ? torch::zeros_like(bias) : torch::Tensor();        // [B, W, W]
+    const BiasRows bias = bias_rows(dense, position, time, buckets, origin, w);
+    const int64_t threads = at::get_num_threads();
+    torch::Tensor g_dense = bias.dense ? torch::zeros_like(dense) : torch::Tensor();          // [B, W, W]
+    torch::Tensor g_position = bias.position ? torch::zeros({threads, position.numel()}, q.options()) : torch::Tensor();
+    torch::Tensor g_time = bias.time ? torch::zeros({threads, time.numel()}, q.options()) : torch::Tensor();
     const std::vector<Block> seqs = plan_blocks(lengths, 1, w, nullptr);
     const RowLayout Q = layout_of(q), K = layout_of(k), V = layout_of(v), G = layout_of(g), GQ = layout_of(gq),
                     GK = layout_of(gk), GV = layout_of(gv);
-    const float* bias_base = has_bias ? bias.data_ptr<float>() : nullptr;
-    float* gbias_base = has_bias ? gbias.data_ptr<float>() : nullptr;
     const int64_t tile = kRowTile * w;
     // Scratch per row tile: S (then dS), A and dA.
     for_each_block(seqs, 3 * tile, [&](const Block& blk, float* scratch) {
-      const int64_t l = blk.l, off = blk.off;
+      const int64_t l = blk.l, off = blk.off, t_id = at::get_thread_num();
       float *ds = scratch, *a = scratch + tile, *da = scratch + 2 * tile;
-      const float* bias_b = bias_base ? bias_base + (blk.b * w + off) * w + off : nullptr;
-      float* gbias_b = gbias_base ? gbias_base + (blk.b * w + off) * w + off : nullptr;
+      float* gpos = bias.position ? g_position.data_ptr<float>() + t_id * position.numel() : nullptr;
+      float* gtime = bias.time ? g_time.data_ptr<float>() + t_id * time.numel() : nullptr;
       for (int64_t hi = 0; hi < h; ++hi) {
         const float *qb = Q.row(blk.b, hi, off), *kb = K.row(blk.b, hi, off), *vb = V.row(blk.b, hi, off),
                     *gb = G.row(blk.b, hi, off);
         float *gqb = GQ.row(blk.b, hi, off), *gkb = GK.row(blk.b, hi, off), *gvb = GV.row(blk.b, hi, off);
         for (int64_t r0 = 0; r0 < l; r0 += kRowTile) {
           const int64_t r1 = std::min(l, r0 + kRowTile), rows = r1 - r0;
-          pointwise_scores(qb + r0 * Q.si, Q.si, kb, K.si, bias_b ? bias_b + r0 * w : nullptr, w, rows, r1, dqk, ds, l);
+          pointwise_scores(qb + r0 * Q.si, Q.si, kb, K.si, bias, blk.b, off, r0, rows, r1, dqk, ds, l);
           cpu::gemm(false, true, rows, r1, dv, 1.f, gb + r0 * G.si, G.si, vb, V.si, 0.f, da, l);  // dA = dO V^T
           for (int64_t i = r0; i < r1; ++i) {
-            const int64_t t = (i - r0) * l;
+            const int64_t t = (i - r0) * l, row = (blk.b * w + off + i) * w + off;
             cpu::silu_scale_backward_row(ds + t, a + t, da + t, i + 1, inv_n);  // A, and dS = dA SiLU'(S) / n
             std::fill(ds + t + i + 1, ds + t + r1, 0.f);
             std::fill(a + t + i + 1, a + t + r1, 0.f);
-            if (gbias_b) cpu::add_row(gbias_b + i * w, ds + t, i + 1);
+            if (bias.dense) cpu::add_row(g_dense.data_ptr<float>() + row, ds + t, i + 1);
+            if (gpos || gtime)
+              cpu::scatter_bias_tables_row(ds + t, gpos ? gpos + origin - i : nullptr, gtime,
+                                           bias.buckets ? bias.buckets + row : nullptr, i + 1);
           }
           cpu::gemm(true, false, r1, dv, rows, 1.f, a, l, gb + r0 * G.si, G.si, 1.f, gvb, GV.si);       // dV += A^T dO
           cpu::gemm(false, false, rows, dqk, r1, 1.f, ds, l, kb, K.si, 0.f, gqb + r0 * GQ.si, GQ.si);  // dQ = dS K
@@ -275,7 +314,9 @@ struct JaggedPointwise : public torch::autograd::Function<JaggedPointwise> {
         }
       }
     });
-    return {gq, gk, gv, gbias, torch::Tensor(), torch::Tensor()};
+    if (g_position.defined()) g_position = g_position.sum(0);
+    if (g_time.defined()) g_time = g_time.sum(0);
+    return {gq, gk, gv, g_dense, g_position, g_time, torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor()};
   }
 };
 
@@ -301,8 +342,46 @@ torch::Tensor jagged_pointwise_attention(const torch::Tensor& q, const torch::Te
               "lengths must be [B] int64");
   if (!q.device().is_cpu() || q.scalar_type() != torch::kFloat)
     return padded_pointwise_attention(q, k, v, bias, lengths, n);
-  return JaggedPointwise::apply(q, k, v, bias.defined() ? bias : torch::zeros({0}, q.options()),
-                                lengths.contiguous(), n);
+  auto none = torch::zeros({0}, q.options());
+  return JaggedPointwise::apply(q, k, v, bias.defined() ? bias.expand({q.size(0), q.size(2), q.size(2)}) : none, none,
+                                none, torch::zeros({0}, q.options().dtype(torch::kByte)), lengths.contiguous(), n,
+                                int64_t{0});
+}
+
+torch::Tensor materialize_bias(const RelativeBiasTables& bias, int64_t batch, int64_t width) {
+  torch::Tensor out;
+  if (bias.position_weights.defined()) {
+    auto idx = torch::arange(width, torch::kLong);                                             // [W]
+    auto rel = bias.position_origin + idx.unsqueeze(0) - idx.unsqueeze(1);                     // [W, W]: origin + j - i
+    out = bias.position_weights.index_select(0, rel.reshape({-1}).to(bias.position_weights.device()))
+              .view({1, width, width});
+  }
+  if (bias.time_weights.defined()) {
+    auto t = bias.time_weights.index_select(0, bias.time_buckets.reshape({-1}).to(torch::kLong))
+                 .view({batch, width, width});
+    out = out.defined() ? out + t : t;
+  }
+  return out.defined() ? out.expand({batch, width, width}) : out;
+}
+
+torch::Tensor jagged_pointwise_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                                         const RelativeBiasTables& bias, const torch::Tensor& lengths, double n) {
+  TORCH_CHECK(q.dim() == 4 && k.sizes() == q.sizes() && v.dim() == 4, "q, k, v must be [B, H, W, d]");
+  const int64_t w = q.size(2);
+  if (!q.device().is_cpu() || q.scalar_type() != torch::kFloat)
+    return padded_pointwise_attention(q, k, v, materialize_bias(bias, q.size(0), w), lengths, n);
+  TORCH_CHECK(!bias.position_weights.defined() ||
+                  (bias.position_origin >= w - 1 && bias.position_weights.numel() > bias.position_origin),
+              "position table too short for width ", w);
+  TORCH_CHECK(!bias.time_weights.defined() || (bias.time_buckets.scalar_type() == torch::kByte &&
+                                               bias.time_buckets.sizes() == torch::IntArrayRef({q.size(0), w, w})),
+              "time_buckets must be [B, W, W] uint8");
+  auto none = torch::zeros({0}, q.options());
+  return JaggedPointwise::apply(q, k, v, none, bias.position_weights.defined() ? bias.position_weights : none,
+                                bias.time_weights.defined() ? bias.time_weights : none,
+                                bias.time_weights.defined() ? bias.time_buckets
+                                                            : torch::zeros({0}, q.options().dtype(torch::kByte)),
+                                lengths.contiguous(), n, bias.position_origin);
 }
 
 torch::Tensor padded_causal_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,

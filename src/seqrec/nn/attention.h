@@ -32,4 +32,24 @@ torch::Tensor jagged_pointwise_attention(const torch::Tensor& q, const torch::Te
 torch::Tensor padded_pointwise_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                                          const torch::Tensor& bias, const torch::Tensor& lengths, double n);
 
+/// HSTU's relative bias in table form (systems.md §2.3): the bias of (sequence b, row i, column j)
+/// is position_weights[position_origin + j - i] + time_weights[time_buckets[b, i, j]], each part
+/// optional. The jagged kernel reads the tables directly, so no [B, W, W] bias is materialised
+/// (forward) or reduced (backward): per layer that saves two passes over B x W x W floats.
+struct RelativeBiasTables {
+  torch::Tensor position_weights;  ///< [P], or undefined
+  int64_t position_origin = 0;     ///< index of j - i = 0 (needs origin >= W - 1 and P > origin)
+  torch::Tensor time_weights;      ///< [T], or undefined
+  torch::Tensor time_buckets;      ///< [B, W, W] uint8 indices into time_weights (< T)
+  bool empty() const { return !position_weights.defined() && !time_weights.defined(); }
+};
+
+/// jagged_pointwise_attention with the bias given as tables; differentiable in q, k, v and both
+/// tables. On devices other than the CPU the bias is materialised and the padded path runs.
+torch::Tensor jagged_pointwise_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                                         const RelativeBiasTables& bias, const torch::Tensor& lengths, double n);
+
+/// The [B, W, W] bias the tables stand for (for the padded path and for tests).
+torch::Tensor materialize_bias(const RelativeBiasTables& bias, int64_t batch, int64_t width);
+
 }  // namespace seqrec::nn

@@ -120,6 +120,18 @@ SEQREC_VECTOR_CLONES void dropout_row(float* mask, int64_t n, double p, uint64_t
   }
 }
 
+SEQREC_VECTOR_CLONES float dot(const float* a, const float* b, int64_t n) {
+  float s = 0.f;
+#pragma omp simd reduction(+ : s)
+  for (int64_t j = 0; j < n; ++j) s += a[j] * b[j];
+  return s;
+}
+
+SEQREC_VECTOR_CLONES void axpy(float* y, const float* x, float alpha, int64_t n) {
+#pragma omp simd
+  for (int64_t j = 0; j < n; ++j) y[j] += alpha * x[j];
+}
+
 SEQREC_VECTOR_CLONES void add_row(float* y, const float* x, int64_t n) {
 #pragma omp simd
   for (int64_t j = 0; j < n; ++j) y[j] += x[j];
@@ -147,6 +159,22 @@ SEQREC_VECTOR_CLONES void silu_scale_backward_row(float* s, float* a, const floa
   }
 }
 
+SEQREC_VECTOR_CLONES void add_bias_tables_row(float* s, const float* pw, const float* tw, const uint8_t* tb,
+                                              int64_t n) {
+  if (pw) {
+#pragma omp simd
+    for (int64_t j = 0; j < n; ++j) s[j] += pw[j];
+  }
+  if (tw)
+    for (int64_t j = 0; j < n; ++j) s[j] += tw[tb[j]];
+}
+
+void scatter_bias_tables_row(const float* ds, float* gpw, float* gtw, const uint8_t* tb, int64_t n) {
+  if (gpw) add_row(gpw, ds, n);
+  if (gtw)
+    for (int64_t j = 0; j < n; ++j) gtw[tb[j]] += ds[j];
+}
+
 // Activation values and derivatives (inlined into the clones below).
 static inline __attribute__((always_inline)) float act_value(float x, Activation a) {
   switch (a) {
@@ -172,64 +200,62 @@ static inline __attribute__((always_inline)) float act_grad(float x, Activation 
   }
 }
 
-// One loop per activation so that each is vectorised without a branch inside.
+// The epilogue as a few short passes over a row that is in L1: each pass is a plain loop that
+// vectorises (conditions on optional operands stay outside the loops).
 template <Activation A>
-static inline __attribute__((always_inline)) void forward_loop(float* z, float* y, const float* bias,
-                                                               const float* residual, float keep, int64_t n,
-                                                               float scale, const float* mask) {
+static inline __attribute__((always_inline)) void activate(const float* z, float* y, float scale, int64_t n) {
 #pragma omp simd
-  for (int64_t j = 0; j < n; ++j) {
-    const float zz = z[j] + (bias ? bias[j] : 0.f);
-    z[j] = zz;
-    float out = act_value(zz, A) * scale * (mask ? mask[j] : 1.f);
-    y[j] = (out + (residual ? residual[j] : 0.f)) * keep;
-  }
+  for (int64_t j = 0; j < n; ++j) y[j] = act_value(z[j], A) * scale;
+}
+
+template <Activation A>
+static inline __attribute__((always_inline)) void activation_grad(const float* z, float* g, int64_t n) {
+#pragma omp simd
+  for (int64_t j = 0; j < n; ++j) g[j] *= act_grad(z[j], A);
 }
 
 SEQREC_VECTOR_CLONES void epilogue_forward_row(float* z, float* y, const float* bias, const float* residual,
                                                float keep, int64_t n, const Epilogue& e, uint64_t row_seed,
                                                float* mask) {
-  const float* m = nullptr;
+  if (bias) add_row(z, bias, n);
+  switch (e.activation) {
+    case Activation::kRelu: activate<Activation::kRelu>(z, y, e.scale, n); break;
+    case Activation::kSilu: activate<Activation::kSilu>(z, y, e.scale, n); break;
+    case Activation::kGelu: activate<Activation::kGelu>(z, y, e.scale, n); break;
+    default: activate<Activation::kNone>(z, y, e.scale, n); break;
+  }
   if (e.dropout > 0.f) {
     dropout_row(mask, n, e.dropout, row_seed);
-    m = mask;
+    mul_row(y, y, mask, n);
   }
-  switch (e.activation) {
-    case Activation::kRelu: forward_loop<Activation::kRelu>(z, y, bias, residual, keep, n, e.scale, m); break;
-    case Activation::kSilu: forward_loop<Activation::kSilu>(z, y, bias, residual, keep, n, e.scale, m); break;
-    case Activation::kGelu: forward_loop<Activation::kGelu>(z, y, bias, residual, keep, n, e.scale, m); break;
-    default: forward_loop<Activation::kNone>(z, y, bias, residual, keep, n, e.scale, m); break;
-  }
-}
-
-template <Activation A>
-static inline __attribute__((always_inline)) void backward_loop(const float* gy, float* gz, float* g_residual,
-                                                                float* g_bias, const float* z, float keep,
-                                                                int64_t n, float scale, const float* mask) {
+  if (residual) add_row(y, residual, n);
+  if (keep != 1.f) {
 #pragma omp simd
-  for (int64_t j = 0; j < n; ++j) {
-    const float g = gy[j] * keep;
-    if (g_residual) g_residual[j] = g;
-    const float d = g * scale * (mask ? mask[j] : 1.f) * (A == Activation::kNone ? 1.f : act_grad(z[j], A));
-    gz[j] = d;
-    if (g_bias) g_bias[j] += d;
+    for (int64_t j = 0; j < n; ++j) y[j] *= keep;
   }
 }
 
 SEQREC_VECTOR_CLONES void epilogue_backward_row(const float* gy, float* gz, float* g_residual, float* g_bias,
                                                 const float* z, float keep, int64_t n, const Epilogue& e,
                                                 uint64_t row_seed, float* mask) {
-  const float* m = nullptr;
+  const float k = keep, ks = keep * e.scale;
+  if (g_residual) {
+#pragma omp simd
+    for (int64_t j = 0; j < n; ++j) g_residual[j] = gy[j] * k;
+  }
+#pragma omp simd
+  for (int64_t j = 0; j < n; ++j) gz[j] = gy[j] * ks;
   if (e.dropout > 0.f) {
     dropout_row(mask, n, e.dropout, row_seed);
-    m = mask;
+    mul_row(gz, gz, mask, n);
   }
   switch (e.activation) {
-    case Activation::kRelu: backward_loop<Activation::kRelu>(gy, gz, g_residual, g_bias, z, keep, n, e.scale, m); break;
-    case Activation::kSilu: backward_loop<Activation::kSilu>(gy, gz, g_residual, g_bias, z, keep, n, e.scale, m); break;
-    case Activation::kGelu: backward_loop<Activation::kGelu>(gy, gz, g_residual, g_bias, z, keep, n, e.scale, m); break;
-    default: backward_loop<Activation::kNone>(gy, gz, g_residual, g_bias, z, keep, n, e.scale, m); break;
+    case Activation::kRelu: activation_grad<Activation::kRelu>(z, gz, n); break;
+    case Activation::kSilu: activation_grad<Activation::kSilu>(z, gz, n); break;
+    case Activation::kGelu: activation_grad<Activation::kGelu>(z, gz, n); break;
+    default: break;
   }
+  if (g_bias) add_row(g_bias, gz, n);
 }
 
 }  // namespace seqrec::nn::cpu

@@ -27,6 +27,12 @@ void softmax_backward_row(float* dp, const float* p, int64_t n);
 /// Dropout keep-mask of n entries from its own stream: 0 with probability p, else 1 / (1 - p).
 void dropout_row(float* mask, int64_t n, double p, uint64_t seed);
 
+/// sum_j a[j] b[j], j < n.
+float dot(const float* a, const float* b, int64_t n);
+
+/// y[j] += alpha * x[j], j < n.
+void axpy(float* y, const float* x, float alpha, int64_t n);
+
 /// y[j] += x[j], j < n.
 void add_row(float* y, const float* x, int64_t n);
 
@@ -39,6 +45,13 @@ void silu_scale_row(float* s, int64_t n, float scale);
 /// Backward of silu_scale_row given the pre-activation s (overwritten with dS) and dA (read):
 /// s[j] = dA[j] * SiLU'(s[j]) * scale, and a[j] = SiLU(s[j]) * scale written to a, j < n.
 void silu_scale_backward_row(float* s, float* a, const float* da, int64_t n, float scale);
+
+/// Relative-bias row (HSTU): s[j] += pw[j] + tw[tb[j]], j < n; pw or tw may be null (then tb is
+/// unused when tw is null).
+void add_bias_tables_row(float* s, const float* pw, const float* tw, const uint8_t* tb, int64_t n);
+
+/// Its backward: gpw[j] += ds[j] and gtw[tb[j]] += ds[j], j < n (either may be null).
+void scatter_bias_tables_row(const float* ds, float* gpw, float* gtw, const uint8_t* tb, int64_t n);
 
 /// Activation of a fused linear layer's epilogue.
 enum class Activation { kNone, kRelu, kGelu, kSilu };

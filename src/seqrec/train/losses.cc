@@ -10,6 +10,7 @@
 
 #include "seqrec/common/error.h"
 #include "seqrec/dist/all_gather.h"
+#include "seqrec/nn/gathered_dot.h"
 
 namespace seqrec::train {
 
@@ -35,10 +36,8 @@ torch::Tensor item_logits(models::SequenceRecommenderImpl& model, const torch::T
   const int64_t per_row = ids.dim() == 2 ? ids.size(1) : 1;
   auto flat = ids.reshape({n, per_row});                                              // [N, R]
   auto table = model.all_item_embeddings();                                           // [V+1, D], once per step
-  if (table.size(0) <= 64 * std::max<int64_t>(per_row, 16)) {
-    auto all = torch::matmul(h, table.t());                                           // [N, V+1]
-    return all.gather(1, flat).view(ids.sizes());
-  }
+  if (table.size(0) <= 64 * std::max<int64_t>(per_row, 16))
+    return nn::gathered_dot(h, table, flat).view(ids.sizes());                        // [N, R]
   auto emb = model.item_embeddings(flat);                                             // [N, R, D]
   return torch::matmul(emb, h.unsqueeze(-1)).squeeze(-1).view(ids.sizes());
 }

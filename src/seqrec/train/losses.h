@@ -21,8 +21,9 @@ torch::Tensor sampled_softmax_loss(const torch::Tensor& pos_logits, const torch:
                                    double temperature);
 
 /// Logits of h [N, D] against items[ids] for ids [N] or [N, R]. Exact either way: with a small
-/// catalogue it multiplies against the whole table once and gathers (one GEMM instead of N tiny
-/// batched products and an [N, R, D] gather); otherwise it gathers the embeddings.
+/// catalogue it takes the whole (normalised) table once and computes only the N x R products
+/// (nn::gathered_dot: no [N, R, D] gather, no [N, V] product); otherwise it gathers the
+/// embeddings of the ids from the model.
 torch::Tensor item_logits(models::SequenceRecommenderImpl& model, const torch::Tensor& h, const torch::Tensor& ids);
 
 /// Full softmax cross-entropy over all items (padding column excluded): h [N, D], items [V+1, D],
