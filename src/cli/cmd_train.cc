@@ -41,11 +41,13 @@ void set_threads(int64_t threads) {
 
 namespace {
 
-// Joins the data-parallel job when the environment describes one (WORLD_SIZE or SLURM_NTASKS > 1).
-std::shared_ptr<dist::ProcessGroup> join_job() {
+// Joins the data-parallel job when the environment describes one (WORLD_SIZE or SLURM_NTASKS > 1);
+// sets this process's local rank (it picks the GPU of train.device: cuda).
+std::shared_ptr<dist::ProcessGroup> join_job(int64_t* local_rank) {
   const dist::EnvLookup env = dist::process_env();
   if (!dist::is_distributed(env)) return nullptr;
   const dist::DistEnv d = dist::read_dist_env(env);
+  *local_rank = d.local_rank;
   // set_threads shares the cores by LOCAL_WORLD_SIZE; under srun it comes from Slurm's variables.
   ::setenv("LOCAL_WORLD_SIZE", std::to_string(d.local_world_size).c_str(), /*overwrite=*/0);
   dist::InitOptions options;
@@ -83,7 +85,7 @@ int run_train(const CliArgs& args) {
   if (setup.train.out_dir.empty()) throw ConfigError("train.out_dir", "required key is missing");
   check_metric_is_computed(setup.train.metric, setup.eval.ks);
 
-  setup.group = join_job();
+  setup.group = join_job(&setup.local_rank);
   const bool writer = setup.group == nullptr || setup.group->rank() == 0;
   data::InteractionStore store = data::InteractionStore::open(setup.data.dir + "/interactions.bin");
   setup.context.num_items = store.num_items();

@@ -304,3 +304,38 @@ TEST_F(TrainerTest, ResumeReproducesAnUninterruptedRun) {
 
 }  // namespace
 }  // namespace seqrec::train
+
+namespace seqrec::train {
+namespace {
+
+TEST(TrainerDeviceTest, DeviceNamesAreCheckedAndCudaWithoutAGpuIsAConfigError) {
+  EXPECT_TRUE(resolve_device("cpu", 3).is_cpu());
+  ASSERT_THROWS_WITH(config::read_train_options(config::ConfigNode::parse("train:\n  device: gpu\n").child("train")),
+                     "train.device: 'gpu' is not one of: cpu, cuda, cuda:N");
+  if (!torch::cuda::is_available()) {
+    ASSERT_THROWS_WITH(resolve_device("cuda", 0), "train.device: 'cuda' asked for, but this LibTorch has no CUDA");
+  } else {
+    EXPECT_EQ(resolve_device("cuda", 0), torch::Device(torch::kCUDA, 0));
+    ASSERT_THROWS_WITH(resolve_device("cuda:99", 0), "cuda:99 does not exist");
+  }
+}
+
+TEST_F(TrainerTest, TrainsAndEvaluatesOnTheGpu) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  auto st = store();
+  TempDir out;
+  auto s = setup(out.path(), 3, st);
+  s.train.device = "cuda";
+  auto model = build(kModelYaml, s.context);
+  Trainer trainer(model, st, s);
+  TrainSummary summary = trainer.fit(false);
+  EXPECT_TRUE(model->parameters().front().is_cuda());
+  EXPECT_GT(summary.test.at("hr@10"), 0.0);
+  // The checkpoint is device-free: it loads and evaluates on the CPU to the same numbers.
+  auto loaded = load_checkpoint(out.file("best.safetensors"));
+  auto cpu = eval::evaluate(*loaded.model, st, data::Split::kTest, s.eval, kMaxLen);
+  EXPECT_NEAR(cpu.metrics.at("hr@10"), summary.test.at("hr@10"), 1e-9);
+}
+
+}  // namespace
+}  // namespace seqrec::train

@@ -2,6 +2,7 @@
 #include "seqrec/config/options.h"
 
 #include <algorithm>
+#include <regex>
 
 #include "seqrec/common/error.h"
 #include "seqrec/config/config_node.h"
@@ -98,6 +99,7 @@ TrainOptions read_train_options(ConfigNode node) {
   o.log_every = node.get<int64_t>("log_every", o.log_every);
   o.threads = node.get<int64_t>("threads", o.threads);
   o.length_bucketing = node.get<bool>("length_bucketing", o.length_bucketing);
+  o.device = node.get<std::string>("device", o.device);
   o.loss = read_loss_options(node.child("loss"));
 
   require_positive(o.epochs, key(node, "epochs"));
@@ -114,6 +116,8 @@ TrainOptions read_train_options(ConfigNode node) {
   if (o.clip_norm < 0) throw ConfigError(key(node, "clip_norm"), "must be >= 0 (0 = off)");
   if (o.patience < 0) throw ConfigError(key(node, "patience"), "must be >= 0 (0 = off)");
   if (o.threads < 0) throw ConfigError(key(node, "threads"), "must be >= 0 (0 = all cores)");
+  if (!std::regex_match(o.device, std::regex("cpu|cuda(:[0-9]+)?")))
+    throw ConfigError(key(node, "device"), "'" + o.device + "' is not one of: cpu, cuda, cuda:N");
   if (o.metric != "mrr" && o.metric.rfind("hr@", 0) != 0 && o.metric.rfind("ndcg@", 0) != 0)
     throw ConfigError(key(node, "metric"), "expected hr@K, ndcg@K or mrr, got '" + o.metric + "'");
   return o;

@@ -59,6 +59,7 @@ struct TrainOptions {
   int64_t log_every = 20;            ///< progress-bar refresh in steps
   int64_t threads = 0;               ///< intra-op threads (0 = all cores)
   bool length_bucketing = true;      ///< group similar lengths into batches and trim padding
+  std::string device = "cpu";        ///< cpu | cuda (the GPU LOCAL_RANK names; cuda:N for one of them)
   LossOptions loss;                  ///< train.loss
 };
 

@@ -50,6 +50,19 @@ std::vector<TrainSample> build_train_samples(const InteractionStore& store, int6
   return samples;
 }
 
+SequenceBatch SequenceBatch::to(const torch::Device& device) const {
+  if (item_ids.device() == device) return *this;
+  auto move = [&](const torch::Tensor& t) { return t.defined() ? t.to(device, /*non_blocking=*/true) : t; };
+  SequenceBatch out = *this;
+  out.item_ids = move(item_ids);
+  out.timestamps = move(timestamps);
+  out.targets = move(targets);
+  out.target_timestamps = move(target_timestamps);
+  out.negatives = move(negatives);
+  out.user_ids = move(user_ids);
+  return out;
+}
+
 TrainBatcher::TrainBatcher(InteractionStore store, TrainBatcherOptions options)
     : store_(std::move(store)), options_(options) {
   samples_ = build_train_samples(store_, options_.max_seq_len, options_.chunk_long_sequences,

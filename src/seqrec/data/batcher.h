@@ -31,6 +31,8 @@ struct SequenceBatch {
   torch::Tensor negatives;       ///< [B, W, R] int64 sampled negatives per position (train, optional)
   torch::Tensor user_ids;        ///< [B] int64 dense user index
   int64_t position_offset = 0;   ///< L - W
+  /// The same batch with every tensor on `device` (the batch itself when already there).
+  SequenceBatch to(const torch::Device& device) const;
 };
 
 /// Options of the training batcher.

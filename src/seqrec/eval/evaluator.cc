@@ -13,9 +13,15 @@
 namespace seqrec::eval {
 namespace {
 
+// Where the model's parameters are (a CPU batch is moved there).
+torch::Device model_device(models::SequenceRecommenderImpl& model) {
+  const auto params = model.parameters();
+  return params.empty() ? torch::Device(torch::kCPU) : params.front().device();
+}
+
 torch::Tensor last_states(models::SequenceRecommenderImpl& model, const data::SequenceBatch& batch) {
-  auto h = model.encode(batch);                       // [B, W, D]
-  return h.select(1, h.size(1) - 1);                  // [B, D] (left padding: newest item is last)
+  auto h = model.encode(batch.to(model_device(model)));  // [B, W, D]
+  return h.select(1, h.size(1) - 1);                     // [B, D] (left padding: newest item is last)
 }
 
 }  // namespace
@@ -23,7 +29,9 @@ torch::Tensor last_states(models::SequenceRecommenderImpl& model, const data::Se
 torch::Tensor full_scores(models::SequenceRecommenderImpl& model, const data::SequenceBatch& batch,
                           const std::vector<data::Span<int32_t>>& histories, const std::string& history_mask,
                           int64_t max_seq_len, const torch::Tensor& keep) {
-  auto scores = torch::matmul(last_states(model, batch), model.all_item_embeddings().t()).contiguous();  // [B, V+1]
+  auto scores = torch::matmul(last_states(model, batch), model.all_item_embeddings().t())
+                    .to(torch::kCPU)
+                    .contiguous();                                                                  // [B, V+1]
   const int64_t b = scores.size(0), v1 = scores.size(1);
   const float neg_inf = -std::numeric_limits<float>::infinity();
   float* s = scores.data_ptr<float>();
@@ -73,6 +81,10 @@ EvalResult evaluate(models::SequenceRecommenderImpl& model, const data::Interact
     for (size_t i = shard.rank; i < queries.size(); i += shard.world_size) mine.push_back(queries[i]);
     queries = std::move(mine);
   }
+  // Batches of similar lengths: the model then pads little (metrics are sums, order-free).
+  std::stable_sort(queries.begin(), queries.end(), [&](const data::EvalQuery& a, const data::EvalQuery& b) {
+    return std::min<int64_t>(a.history.size(), max_seq_len) < std::min<int64_t>(b.history.size(), max_seq_len);
+  });
   MetricAccumulator acc(options.ks), cold(options.ks);
   auto add = [&](int64_t query, int64_t rank) {
     acc.add(rank);
@@ -101,8 +113,11 @@ EvalResult evaluate(models::SequenceRecommenderImpl& model, const data::Interact
         sizes.push_back(static_cast<int64_t>(ids.size()));
       }
       auto h = last_states(model, batch);                                        // [B, D]
-      auto scores = torch::matmul(model.item_embeddings(cands), h.unsqueeze(-1)).squeeze(-1);  // [B, N+1]
-      auto* sp = scores.contiguous().data_ptr<float>();
+      auto scores = torch::matmul(model.item_embeddings(cands.to(h.device())), h.unsqueeze(-1))
+                        .squeeze(-1)
+                        .to(torch::kCPU)
+                        .contiguous();                                           // [B, N+1]
+      auto* sp = scores.data_ptr<float>();
       for (int64_t i = 0; i < end - begin; ++i) {
         int64_t rank = 0;
         for (int64_t j = 1; j < sizes[i]; ++j) rank += sp[i * c + j] >= sp[i * c];

@@ -41,6 +41,32 @@ double metric_value(const eval::MetricSet& m, const std::string& name) {
 
 }  // namespace
 
+torch::Device resolve_device(const std::string& spec, int64_t local_rank) {
+  if (spec == "cpu") return torch::kCPU;
+  if (!torch::cuda::is_available())
+    throw ConfigError("train.device", "'" + spec + "' asked for, but this LibTorch has no CUDA or no GPU is visible "
+                                      "(use cpu)");
+  const int64_t index = spec == "cuda" ? local_rank : std::stoll(spec.substr(5));
+  const int64_t count = static_cast<int64_t>(torch::cuda::device_count());
+  if (index >= count)
+    throw ConfigError("train.device", "cuda:" + std::to_string(index) + " does not exist (" + std::to_string(count) +
+                                      " GPUs visible" + (spec == "cuda" ? ", picked by LOCAL_RANK" : "") + ")");
+  return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(index));
+}
+
+data::TrainBatcherOptions train_batcher_options(const config::DataOptions& data, const config::TrainOptions& t) {
+  data::TrainBatcherOptions bo;
+  bo.max_seq_len = data.max_seq_len;
+  bo.batch_size = t.batch_size;
+  bo.num_negatives = t.loss.name == "softmax" ? 0 : t.loss.num_negatives;
+  bo.exclude_history = t.loss.exclude_history;
+  bo.length_bucketing = t.length_bucketing;
+  bo.chunk_long_sequences = data.chunk_long_sequences;
+  bo.seed = static_cast<uint64_t>(t.seed);
+  bo.prefetch = data.prefetch_batches;
+  return bo;
+}
+
 Trainer::Trainer(models::SequenceRecommender model, data::InteractionStore store, TrainerSetup setup)
     : model_(std::move(model)), store_(std::move(store)), setup_(std::move(setup)) {
   cold_items_ = data::cold_items(store_.num_items(), setup_.data.cold_item_share,
@@ -49,6 +75,8 @@ Trainer::Trainer(models::SequenceRecommender model, data::InteractionStore store
     setup_.rank = setup_.group->rank();
     setup_.world_size = setup_.group->world_size();
   }
+  device_ = resolve_device(setup_.train.device, setup_.local_rank);
+  if (!device_.is_cpu()) model_->to(device_);
 }
 
 void Trainer::broadcast_model() {
@@ -91,6 +119,7 @@ double Trainer::train_epoch(int64_t epoch, AdamW& optimizer, data::TrainBatcher&
   int64_t step = 0;
   const auto& params = optimizer.params();
   while (batcher.next(&batch)) {
+    if (!device_.is_cpu()) batch = batch.to(device_);
     const double lr = scheduled_lr(t.schedule, t.lr, optimizer.step_count(), total_steps, warmup, t.min_lr_ratio);
     optimizer.zero_grad();
     torch::Tensor loss = compute_loss(*model_, batch, t.loss);
@@ -173,17 +202,9 @@ TrainSummary Trainer::fit(bool resume) {
   }
   summary.best_metric = best;
 
-  data::TrainBatcherOptions bo;
-  bo.max_seq_len = setup_.data.max_seq_len;
-  bo.batch_size = t.batch_size;
-  bo.num_negatives = t.loss.name == "softmax" ? 0 : t.loss.num_negatives;
-  bo.exclude_history = t.loss.exclude_history;
-  bo.length_bucketing = t.length_bucketing;
-  bo.chunk_long_sequences = setup_.data.chunk_long_sequences;
-  bo.seed = static_cast<uint64_t>(t.seed);
+  data::TrainBatcherOptions bo = train_batcher_options(setup_.data, t);
   bo.rank = setup_.rank;
   bo.world_size = setup_.world_size;
-  bo.prefetch = setup_.data.prefetch_batches;
   bo.excluded_items = cold_items_;
   data::TrainBatcher batcher(store_, bo);
   if (writer)

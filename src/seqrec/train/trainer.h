@@ -44,7 +44,16 @@ struct TrainerSetup {
   int64_t rank = 0;                  ///< data-parallel rank (rank 0 writes files)
   int64_t world_size = 1;
   std::shared_ptr<dist::ProcessGroup> group;  ///< data-parallel group (null: one process); sets rank/world_size
+  int64_t local_rank = 0;            ///< this process on its machine: train.device "cuda" means cuda:local_rank
 };
+
+/// The device train.device names: cpu, cuda (= cuda:local_rank) or cuda:N. Throws ConfigError
+/// (train.device) when CUDA is asked for and this LibTorch has none or the GPU does not exist.
+torch::Device resolve_device(const std::string& spec, int64_t local_rank);
+
+/// The batcher options a run's config implies (one process; the trainer adds rank, world size
+/// and the cold-start exclusions).
+data::TrainBatcherOptions train_batcher_options(const config::DataOptions& data, const config::TrainOptions& train);
 
 /// Where the gradients of all processes meet: the single-process default does nothing.
 using GradientSync = std::function<void(const NamedTensors& params)>;
@@ -80,6 +89,7 @@ class Trainer {
   GradientSync sync_;
   std::vector<char> cold_items_;  ///< cold-start hold-out mask (empty = off)
   std::shared_ptr<dist::GradientReducer> reducer_;
+  torch::Device device_ = torch::kCPU;  ///< where the model and its batches live
 };
 
 }  // namespace seqrec::train
