@@ -11,6 +11,7 @@
 #include "seqrec/nn/attention.h"
 #include "seqrec/nn/dropout.h"
 #include "seqrec/nn/fused_linear.h"
+#include "seqrec/nn/layer_norm.h"
 
 namespace seqrec::models {
 
@@ -108,7 +109,7 @@ HstuBlockImpl::HstuBlockImpl(const HstuOptions& o) : options_(o) {
 torch::Tensor HstuBlockImpl::run(const torch::Tensor& x, const torch::Tensor& keep, const Attend& attend) {
   const auto& o = options_;
   const int64_t b = x.size(0), w = x.size(1), h = o.num_heads, dv = o.linear_dim, dqk = o.attn_dim;
-  auto normed = F::layer_norm(x, F::LayerNormFuncOptions({o.hidden_dim}).eps(1e-6));     // [B, W, D]
+  auto normed = nn::layer_norm(x, {}, {}, 1e-6);                                          // [B, W, D]
   nn::FusedLinearOptions silu;
   silu.activation = nn::cpu::Activation::kSilu;
   auto proj = nn::fused_linear(normed, uvqk->weight, {}, silu);                           // [B, W, H(2dv+2dqk)]
@@ -118,7 +119,7 @@ torch::Tensor HstuBlockImpl::run(const torch::Tensor& x, const torch::Tensor& ke
   auto q = parts[2].view({b, w, h, dqk}).transpose(1, 2);                                 // [B, H, W, dqk]
   auto k = parts[3].view({b, w, h, dqk}).transpose(1, 2);                                 // [B, H, W, dqk]
   auto av = attend(q, k, v).transpose(1, 2).reshape({b, w, h * dv});                     // [B, W, H*dv]
-  auto gated = u * F::layer_norm(av, F::LayerNormFuncOptions({h * dv}).eps(1e-6));        // [B, W, H*dv]
+  auto gated = u * nn::layer_norm(av, {}, {}, 1e-6);                                      // [B, W, H*dv]
   // (x + W_o Dropout(gated) + b_o) * keep in one pass after the GEMM.
   return nn::fused_linear(nn::fast_dropout(gated, o.dropout, is_training()), output->weight, output->bias, {}, x,
                           keep);                                                          // [B, W, D]

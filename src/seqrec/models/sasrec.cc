@@ -12,6 +12,7 @@
 #include "seqrec/nn/attention.h"
 #include "seqrec/nn/dropout.h"
 #include "seqrec/nn/fused_linear.h"
+#include "seqrec/nn/layer_norm.h"
 
 namespace seqrec::models {
 
@@ -76,6 +77,15 @@ torch::Tensor SasRecBlockImpl::attend(const torch::Tensor& q_src, const torch::T
   return out.transpose(1, 2).reshape({b, w, h * dh});                           // [B, W, D]
 }
 
+namespace {
+
+// A LayerNorm module's parameters through the fused kernel (nn/layer_norm.h).
+torch::Tensor norm(const torch::nn::LayerNorm& ln, const torch::Tensor& x) {
+  return nn::layer_norm(x, ln->weight, ln->bias, ln->options.eps());
+}
+
+}  // namespace
+
 torch::Tensor SasRecBlockImpl::drop(const torch::Tensor& x) {
   return nn::fast_dropout(x, options_.dropout, is_training());
 }
@@ -89,10 +99,10 @@ torch::Tensor SasRecBlockImpl::forward(const torch::Tensor& x, const torch::Tens
   dropped.training = is_training();
   if (options_.variant == "gr") {
     // SASRec code: queries are normalised, keys/values are not; residuals add the normalised input.
-    auto q = attn_layer_norm(x);                                    // [B, W, D]
+    auto q = norm(attn_layer_norm, x);                                   // [B, W, D]
     auto o = attend(q, x, lengths);                                 // [B, W, D]
     auto a = out_proj ? nn::fused_linear(o, out_proj->weight, out_proj->bias, plain, q) : o + q;
-    auto n = ffn_layer_norm(a);                                     // [B, W, D]
+    auto n = norm(ffn_layer_norm, a);                                    // [B, W, D]
     nn::FusedLinearOptions relu_dropped = dropped;
     relu_dropped.activation = nn::cpu::Activation::kRelu;
     auto f = nn::fused_linear(n, ffn_in->weight, ffn_in->bias, relu_dropped);          // [B, W, F]
@@ -100,12 +110,12 @@ torch::Tensor SasRecBlockImpl::forward(const torch::Tensor& x, const torch::Tens
   }
   // RecBole post-LN: LN(x + Dropout(MHA(x))), then LN(a + Dropout(FFN_gelu(a))).
   auto o = attend(x, x, lengths);                                                      // [B, W, D]
-  auto a = attn_layer_norm(out_proj ? nn::fused_linear(o, out_proj->weight, out_proj->bias, dropped, x)
-                                    : x + drop(o));                                    // [B, W, D]
+  auto a = norm(attn_layer_norm, out_proj ? nn::fused_linear(o, out_proj->weight, out_proj->bias, dropped, x)
+                                          : x + drop(o));                                    // [B, W, D]
   nn::FusedLinearOptions gelu;
   gelu.activation = nn::cpu::Activation::kGelu;
   auto f = nn::fused_linear(a, ffn_in->weight, ffn_in->bias, gelu);                    // [B, W, F]
-  return ffn_layer_norm(nn::fused_linear(f, ffn_out->weight, ffn_out->bias, dropped, a)) * keep;
+  return norm(ffn_layer_norm, nn::fused_linear(f, ffn_out->weight, ffn_out->bias, dropped, a)) * keep;
 }
 
 SasRecImpl::SasRecImpl(const SasRecOptions& options) : options_(options) {
@@ -157,12 +167,12 @@ torch::Tensor SasRecImpl::encode(const data::SequenceBatch& batch) {
     x = item_embedding(ids) * std::sqrt(double(options_.hidden_dim)) + position_embedding(positions);
     x = nn::fast_dropout(x, options_.dropout, is_training()) * keep;                                      // [B, W, D]
   } else {
-    x = nn::fast_dropout(emb_layer_norm(item_embedding(ids) + position_embedding(positions)), options_.dropout,
+    x = nn::fast_dropout(norm(emb_layer_norm, item_embedding(ids) + position_embedding(positions)), options_.dropout,
                          is_training());
   }
   auto lengths = ids.ne(0).sum(1);                                  // [B] (left padding)
   for (const auto& block : *blocks) x = block->as<SasRecBlock>()->forward(x, lengths, keep);
-  if (options_.variant == "gr") x = last_layer_norm(x);
+  if (options_.variant == "gr") x = norm(last_layer_norm, x);
   if (options_.l2_norm_output) x = F::normalize(x, F::NormalizeFuncOptions().dim(-1).eps(1e-6));
   return x;                                                         // [B, W, D]
 }

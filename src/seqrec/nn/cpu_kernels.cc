@@ -175,6 +175,50 @@ void scatter_bias_tables_row(const float* ds, float* gpw, float* gtw, const uint
     for (int64_t j = 0; j < n; ++j) gtw[tb[j]] += ds[j];
 }
 
+SEQREC_VECTOR_CLONES void layer_norm_row(const float* x, float* y, const float* w, const float* b, int64_t n,
+                                         float eps, float* mean, float* rstd) {
+  float sum = 0.f;
+#pragma omp simd reduction(+ : sum)
+  for (int64_t j = 0; j < n; ++j) sum += x[j];
+  const float mu = sum / static_cast<float>(n);
+  float sq = 0.f;  // two passes over a row in L1: no cancellation from E[x^2] - E[x]^2
+#pragma omp simd reduction(+ : sq)
+  for (int64_t j = 0; j < n; ++j) sq += (x[j] - mu) * (x[j] - mu);
+  const float r = 1.f / std::sqrt(sq / static_cast<float>(n) + eps);
+  if (w) {
+#pragma omp simd
+    for (int64_t j = 0; j < n; ++j) y[j] = (x[j] - mu) * r * w[j] + (b ? b[j] : 0.f);
+  } else {
+#pragma omp simd
+    for (int64_t j = 0; j < n; ++j) y[j] = (x[j] - mu) * r;
+  }
+  *mean = mu;
+  *rstd = r;
+}
+
+SEQREC_VECTOR_CLONES void layer_norm_backward_row(const float* dy, const float* x, const float* w, float mean,
+                                                  float rstd, float* dx, float* dw, float* db, int64_t n) {
+  // g = dy * w; dx = rstd * (g - mean(g) - xhat * mean(g * xhat)).
+  float sum_g = 0.f, sum_gx = 0.f;
+#pragma omp simd reduction(+ : sum_g, sum_gx)
+  for (int64_t j = 0; j < n; ++j) {
+    const float g = dy[j] * (w ? w[j] : 1.f), xhat = (x[j] - mean) * rstd;
+    sum_g += g;
+    sum_gx += g * xhat;
+  }
+  if (dw) {
+#pragma omp simd
+    for (int64_t j = 0; j < n; ++j) dw[j] += dy[j] * (x[j] - mean) * rstd;
+  }
+  if (db) add_row(db, dy, n);
+  const float inv_n = 1.f / static_cast<float>(n), mg = sum_g * inv_n, mgx = sum_gx * inv_n;
+#pragma omp simd
+  for (int64_t j = 0; j < n; ++j) {
+    const float xhat = (x[j] - mean) * rstd;
+    dx[j] = rstd * (dy[j] * (w ? w[j] : 1.f) - mg - xhat * mgx);
+  }
+}
+
 // Activation values and derivatives (inlined into the clones below).
 static inline __attribute__((always_inline)) float act_value(float x, Activation a) {
   switch (a) {

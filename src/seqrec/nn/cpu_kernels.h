@@ -53,6 +53,16 @@ void add_bias_tables_row(float* s, const float* pw, const float* tw, const uint8
 /// Its backward: gpw[j] += ds[j] and gtw[tb[j]] += ds[j], j < n (either may be null).
 void scatter_bias_tables_row(const float* ds, float* gpw, float* gtw, const uint8_t* tb, int64_t n);
 
+/// LayerNorm of one row: y = (x - mean) * rstd * w + b (w, b may be null: no affine), with
+/// rstd = 1 / sqrt(var + eps) (biased variance); writes mean and rstd for the backward.
+void layer_norm_row(const float* x, float* y, const float* w, const float* b, int64_t n, float eps, float* mean,
+                    float* rstd);
+
+/// Its backward: dx from dy (dx may alias dy), and dw[j] += dy[j] * xhat[j], db[j] += dy[j]
+/// (dw, db may be null).
+void layer_norm_backward_row(const float* dy, const float* x, const float* w, float mean, float rstd, float* dx,
+                             float* dw, float* db, int64_t n);
+
 /// Activation of a fused linear layer's epilogue.
 enum class Activation { kNone, kRelu, kGelu, kSilu };
 

@@ -16,11 +16,13 @@ namespace seqrec::train {
 
 namespace F = torch::nn::functional;
 
-torch::Tensor bce_loss(const torch::Tensor& h, const torch::Tensor& pos, const torch::Tensor& neg) {
-  auto pos_logits = (h * pos).sum(-1);                                   // [N]
-  auto neg_logits = (h * neg).sum(-1);                                   // [N]
+torch::Tensor bce_from_logits(const torch::Tensor& pos_logits, const torch::Tensor& neg_logits) {
   // -log sigmoid(x) = softplus(-x); -log(1 - sigmoid(x)) = softplus(x) (stable forms).
   return (F::softplus(-pos_logits) + F::softplus(neg_logits)).mean();
+}
+
+torch::Tensor bce_loss(const torch::Tensor& h, const torch::Tensor& pos, const torch::Tensor& neg) {
+  return bce_from_logits((h * pos).sum(-1), (h * neg).sum(-1));          // [N], [N]
 }
 
 torch::Tensor sampled_softmax_loss(const torch::Tensor& pos_logits, const torch::Tensor& neg_logits,
@@ -108,9 +110,8 @@ torch::Tensor compute_loss(models::SequenceRecommenderImpl& model, const data::S
   const int64_t r = batch.negatives.size(-1);
   auto neg_ids = batch.negatives.reshape({-1, r}).index_select(0, valid);  // [N, R]
   if (options.name == "nce") return nce_from_batch(model, h, pos_ids, neg_ids, options);
-  if (options.name == "bce")
-    return bce_loss(h, model.item_embeddings(pos_ids), model.item_embeddings(neg_ids.squeeze(1)));
   auto logits = item_logits(model, h, torch::cat({pos_ids.unsqueeze(1), neg_ids}, 1));  // [N, R+1]
+  if (options.name == "bce") return bce_from_logits(logits.select(1, 0), logits.select(1, 1));
   return sampled_softmax_loss(logits.select(1, 0), logits.narrow(1, 1, r), pos_ids, neg_ids,
                               options.temperature);
 }

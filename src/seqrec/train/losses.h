@@ -12,6 +12,8 @@ namespace seqrec::train {
 /// SASRec paper: mean over positions of -log sigmoid(q.p) - log(1 - sigmoid(q.n)).
 /// h, pos, neg: [N, D].
 torch::Tensor bce_loss(const torch::Tensor& h, const torch::Tensor& pos, const torch::Tensor& neg);
+/// The same from the logits q.p [N] and q.n [N].
+torch::Tensor bce_from_logits(const torch::Tensor& pos_logits, const torch::Tensor& neg_logits);
 
 /// GR sampled softmax (systems.md §2.4) from raw logits: [q.p, q.n_1..q.n_R] / T, negatives equal
 /// to the positive id masked to -5e4, cross-entropy with label 0, mean over positions.
