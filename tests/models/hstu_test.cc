@@ -144,6 +144,28 @@ TEST(HstuTest, ChangingAFutureItemChangesNoEarlierOutput) {
   EXPECT_NEAR(a[0][4].norm().item<double>(), 1.0, 1e-5);
 }
 
+TEST(HstuTest, LastOnlyInferenceEqualsTheLastPositionOfTheFullPass) {
+  torch::manual_seed(8);
+  HstuOptions o = tiny_options();
+  o.max_seq_len = 6;
+  o.num_blocks = 3;
+  o.num_heads = 2;
+  for (bool jagged : {true, false}) {
+    o.jagged_attention = jagged;
+    HstuImpl model(o);
+    model.eval();
+    data::SequenceBatch b;
+    b.item_ids = torch::tensor({0, 0, 3, 4, 5, 6, 1, 2, 3, 4, 5, 6}, torch::kLong).view({2, 6});
+    b.timestamps = torch::tensor({0, 0, 10, 20, 400, 9000, 1, 2, 3, 50, 60, 70}, torch::kLong).view({2, 6});
+    torch::NoGradGuard no_grad;
+    auto full = model.encode(b);                                      // [2, 6, 4]
+    b.last_only = true;
+    auto last = model.encode(b);                                      // [2, 1, 4]
+    ASSERT_EQ(last.size(1), 1);
+    EXPECT_TRUE(torch::allclose(last.select(1, 0), full.select(1, 5), 1e-5, 1e-6)) << "jagged " << jagged;
+  }
+}
+
 TEST(HstuTest, ParameterNamesArePinned) {
   for (const char* variant : {"gr", "hllm"}) {
     config::ConfigNode node = config::ConfigNode::parse(

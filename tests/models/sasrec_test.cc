@@ -166,6 +166,22 @@ TEST_P(SasRecVariants, NoOutputProjectionEqualsIdentityProjection) {
   EXPECT_TRUE(torch::allclose(a, b, 1e-5, 1e-6)) << (a - b).abs().max();
 }
 
+TEST_P(SasRecVariants, LastOnlyInferenceEqualsTheLastPositionOfTheFullPass) {
+  torch::manual_seed(6);
+  auto model = std::make_shared<SasRecImpl>(tiny_options(GetParam()));
+  model->eval();
+  auto batch = batch_of({{0, 0, 1, 2, 3}, {4, 5, 6, 7, 8}, {0, 0, 0, 0, 9}}, 8);
+  torch::NoGradGuard no_grad;
+  auto full = model->encode(batch);                                  // [B, W, D]
+  batch.last_only = true;
+  auto last = model->encode(batch);                                  // [B, 1, D]
+  ASSERT_EQ(last.sizes(), (torch::IntArrayRef{3, 1, 8}));
+  EXPECT_TRUE(torch::allclose(last.select(1, 0), full.select(1, 4), 1e-5, 1e-6));
+  // In training the flag is ignored (every position is supervised).
+  model->train();
+  EXPECT_EQ(model->encode(batch).size(1), 5);
+}
+
 INSTANTIATE_TEST_SUITE_P(Variants, SasRecVariants, ::testing::Values("gr", "post_ln"));
 
 std::vector<std::string> sorted_keys(const torch::nn::Module& m) {

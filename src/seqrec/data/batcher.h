@@ -31,6 +31,7 @@ struct SequenceBatch {
   torch::Tensor negatives;       ///< [B, W, R] int64 sampled negatives per position (train, optional)
   torch::Tensor user_ids;        ///< [B] int64 dense user index
   int64_t position_offset = 0;   ///< L - W
+  bool last_only = false;        ///< the caller reads only the last position (eval): encode may skip the rest
   /// The same batch with every tensor on `device` (the batch itself when already there).
   SequenceBatch to(const torch::Device& device) const;
 };

@@ -20,7 +20,9 @@ torch::Device model_device(models::SequenceRecommenderImpl& model) {
 }
 
 torch::Tensor last_states(models::SequenceRecommenderImpl& model, const data::SequenceBatch& batch) {
-  auto h = model.encode(batch.to(model_device(model)));  // [B, W, D]
+  data::SequenceBatch b = batch.to(model_device(model));
+  b.last_only = true;                                    // only the newest position is read
+  auto h = model.encode(b);                              // [B, W or 1, D]
   return h.select(1, h.size(1) - 1);                     // [B, D] (left padding: newest item is last)
 }
 

@@ -106,23 +106,27 @@ HstuBlockImpl::HstuBlockImpl(const HstuOptions& o) : options_(o) {
   torch::nn::init::xavier_uniform_(output->weight);
 }
 
-torch::Tensor HstuBlockImpl::run(const torch::Tensor& x, const torch::Tensor& keep, const Attend& attend) {
+torch::Tensor HstuBlockImpl::run(const torch::Tensor& x_all, const torch::Tensor& keep_all, const Attend& attend,
+                                 bool last_only) {
   const auto& o = options_;
-  const int64_t b = x.size(0), w = x.size(1), h = o.num_heads, dv = o.linear_dim, dqk = o.attn_dim;
-  auto normed = nn::layer_norm(x, {}, {}, 1e-6);                                          // [B, W, D]
+  const int64_t b = x_all.size(0), w = x_all.size(1), h = o.num_heads, dv = o.linear_dim, dqk = o.attn_dim;
+  const int64_t nq = last_only ? 1 : w;  // query positions (the newest alone when last_only)
+  const torch::Tensor x = last_only ? x_all.narrow(1, w - 1, 1) : x_all;          // [B, Q, D]
+  const torch::Tensor keep = last_only && keep_all.defined() ? keep_all.narrow(1, w - 1, 1) : keep_all;
+  auto normed = nn::layer_norm(x_all, {}, {}, 1e-6);                                      // [B, W, D]
   nn::FusedLinearOptions silu;
   silu.activation = nn::cpu::Activation::kSilu;
   auto proj = nn::fused_linear(normed, uvqk->weight, {}, silu);                           // [B, W, H(2dv+2dqk)]
   auto parts = proj.split_with_sizes({h * dv, h * dv, h * dqk, h * dqk}, -1);
-  auto u = parts[0];                                                                      // [B, W, H*dv]
+  auto u = parts[0].narrow(1, w - nq, nq);                                                // [B, Q, H*dv]
   auto v = parts[1].view({b, w, h, dv}).transpose(1, 2);                                  // [B, H, W, dv]
-  auto q = parts[2].view({b, w, h, dqk}).transpose(1, 2);                                 // [B, H, W, dqk]
+  auto q = parts[2].narrow(1, w - nq, nq).reshape({b, nq, h, dqk}).transpose(1, 2);      // [B, H, Q, dqk]
   auto k = parts[3].view({b, w, h, dqk}).transpose(1, 2);                                 // [B, H, W, dqk]
-  auto av = attend(q, k, v).transpose(1, 2).reshape({b, w, h * dv});                     // [B, W, H*dv]
-  auto gated = u * nn::layer_norm(av, {}, {}, 1e-6);                                      // [B, W, H*dv]
+  auto av = attend(q, k, v).transpose(1, 2).reshape({b, nq, h * dv});                    // [B, Q, H*dv]
+  auto gated = u * nn::layer_norm(av, {}, {}, 1e-6);                                      // [B, Q, H*dv]
   // (x + W_o Dropout(gated) + b_o) * keep in one pass after the GEMM.
   return nn::fused_linear(nn::fast_dropout(gated, o.dropout, is_training()), output->weight, output->bias, {}, x,
-                          keep);                                                          // [B, W, D]
+                          keep);                                                          // [B, Q, D]
 }
 
 // HSTU eq. (2): pointwise SiLU, no softmax, divided by the padded length N (not the true one).
@@ -143,6 +147,18 @@ torch::Tensor HstuBlockImpl::forward(const torch::Tensor& x, const nn::RelativeB
   return run(x, keep, [&](const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v) {
     return nn::jagged_pointwise_attention(q, k, v, bias, lengths, n);
   });
+}
+
+torch::Tensor HstuBlockImpl::forward_last(const torch::Tensor& x, const torch::Tensor& bias_row,
+                                          const torch::Tensor& lengths, const torch::Tensor& keep) {
+  TORCH_CHECK(!is_training(), "forward_last is for inference");
+  const double n = static_cast<double>(options_.max_seq_len + options_.output_slots);
+  return run(
+      x, keep,
+      [&](const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v) {
+        return nn::last_query_pointwise_attention(q, k, v, bias_row, lengths, n);
+      },
+      /*last_only=*/true);
 }
 
 namespace {
@@ -219,9 +235,17 @@ torch::Tensor HstuImpl::encode(const data::SequenceBatch& batch) {
   }
   // The jagged CPU kernel reads the bias tables directly; otherwise the bias is built per layer.
   const bool tables = o.jagged_attention && x.device().is_cpu() && x.scalar_type() == torch::kFloat;
+  const bool last_only = batch.last_only && !is_training();
   for (size_t i = 0; i < blocks->size(); ++i) {
     auto* block = blocks[i]->as<HstuBlock>();
-    if (relative_biases && tables) {
+    if (last_only && i + 1 == blocks->size()) {  // inference reads the newest position only
+      torch::Tensor row;
+      if (relative_biases) {
+        auto* rb = relative_biases[i]->as<RelativeBias>();
+        row = nn::materialize_last_bias_row(rb->tables(bias_indices), ids.size(0), w);  // [B, W]
+      }
+      x = block->forward_last(x, row, lengths, keep);                                // [B, 1, D]
+    } else if (relative_biases && tables) {
       x = block->forward(x, relative_biases[i]->as<RelativeBias>()->tables(bias_indices), lengths, keep);
     } else {
       torch::Tensor bias;

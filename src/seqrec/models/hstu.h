@@ -80,11 +80,16 @@ class HstuBlockImpl : public torch::nn::Module {
   /// The same with the bias as tables (jagged kernel only).
   torch::Tensor forward(const torch::Tensor& x, const nn::RelativeBiasTables& bias, const torch::Tensor& lengths,
                         const torch::Tensor& keep);
+  /// Inference for the newest position only (attending to all): bias_row [B, W] is the bias's last
+  /// row (or undefined) -> [B, 1, D].
+  torch::Tensor forward_last(const torch::Tensor& x, const torch::Tensor& bias_row, const torch::Tensor& lengths,
+                             const torch::Tensor& keep);
 
  private:
   using Attend = std::function<torch::Tensor(const torch::Tensor&, const torch::Tensor&, const torch::Tensor&)>;
-  /// The layer around its attention: attend(q, k, v) [B, H, W, d] -> [B, H, W, dv].
-  torch::Tensor run(const torch::Tensor& x, const torch::Tensor& keep, const Attend& attend);
+  /// The layer around its attention: attend(q [B, H, Q, dqk], k, v [B, H, W, d]) -> [B, H, Q, dv],
+  /// Q = W, or 1 (the newest position) with last_only.
+  torch::Tensor run(const torch::Tensor& x, const torch::Tensor& keep, const Attend& attend, bool last_only = false);
   HstuOptions options_;
   torch::nn::Linear uvqk{nullptr};     // D -> H*(2*dv + 2*dqk), no bias
   torch::nn::Linear output{nullptr};   // H*dv -> D, with bias

@@ -26,7 +26,8 @@ struct ModelContext {
 /// Base class of all sequential recommenders.
 class SequenceRecommenderImpl : public torch::nn::Module {
  public:
-  /// Hidden state at every position: [B, W, D] for batch.item_ids [B, W].
+  /// Hidden state at every position: [B, W, D] for batch.item_ids [B, W]; with batch.last_only
+  /// (evaluation) a model may return only the last position, [B, 1, D].
   virtual torch::Tensor encode(const data::SequenceBatch& batch) = 0;
   /// Output embeddings of `item_ids` [...] -> [..., D].
   virtual torch::Tensor item_embeddings(const torch::Tensor& item_ids) = 0;

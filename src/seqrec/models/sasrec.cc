@@ -62,19 +62,24 @@ SasRecBlockImpl::SasRecBlockImpl(const SasRecOptions& options) : options_(option
 
 torch::Tensor SasRecBlockImpl::attend(const torch::Tensor& q_src, const torch::Tensor& kv_src,
                                       const torch::Tensor& lengths) {
-  const int64_t b = q_src.size(0), w = q_src.size(1), h = options_.num_heads;
+  const int64_t b = kv_src.size(0), w = kv_src.size(1), nq = q_src.size(1), h = options_.num_heads;
   const int64_t dh = options_.hidden_dim / h;
   // Scale q (B*W*dh values) rather than the scores (B*W*W): same result, far fewer operations.
   nn::FusedLinearOptions scaled;
   scaled.scale = 1.0 / std::sqrt(double(dh));
-  auto q = nn::fused_linear(q_src, q_proj->weight, q_proj->bias, scaled).view({b, w, h, dh}).transpose(1, 2);  // [B, H, W, dh]
+  auto q = nn::fused_linear(q_src, q_proj->weight, q_proj->bias, scaled).view({b, nq, h, dh}).transpose(1, 2);  // [B, H, Q, dh]
   auto kv = nn::fused_linear(kv_src, kv_proj->weight, kv_proj->bias, {}).view({b, w, 2, h, dh});  // [B, W, 2, H, dh]
   auto k = kv.select(2, 0).transpose(1, 2);                                      // [B, H, W, dh]
   auto v = kv.select(2, 1).transpose(1, 2);                                      // [B, H, W, dh]
-  auto out = options_.jagged_attention
-                 ? nn::jagged_causal_attention(q, k, v, lengths, options_.dropout, is_training())
-                 : nn::padded_causal_attention(q, k, v, lengths, options_.dropout, is_training());
-  return out.transpose(1, 2).reshape({b, w, h * dh});                           // [B, W, D]
+  torch::Tensor out;
+  if (nq != w) {
+    TORCH_CHECK(nq == 1 && !is_training(), "only the newest position alone, and only at inference");
+    out = nn::last_query_attention(q, k, v, lengths);                            // [B, H, 1, dh]
+  } else {
+    out = options_.jagged_attention ? nn::jagged_causal_attention(q, k, v, lengths, options_.dropout, is_training())
+                                    : nn::padded_causal_attention(q, k, v, lengths, options_.dropout, is_training());
+  }
+  return out.transpose(1, 2).reshape({b, nq, h * dh});                          // [B, Q, D]
 }
 
 namespace {
@@ -90,8 +95,13 @@ torch::Tensor SasRecBlockImpl::drop(const torch::Tensor& x) {
   return nn::fast_dropout(x, options_.dropout, is_training());
 }
 
-torch::Tensor SasRecBlockImpl::forward(const torch::Tensor& x, const torch::Tensor& lengths,
-                                       const torch::Tensor& keep) {
+torch::Tensor SasRecBlockImpl::forward(const torch::Tensor& x_all, const torch::Tensor& lengths,
+                                       const torch::Tensor& keep_all, bool last_only) {
+  // Keys and values always see every position; queries (and everything after attention) are the
+  // newest position alone when last_only.
+  const int64_t w = x_all.size(1);
+  const torch::Tensor x = last_only ? x_all.narrow(1, w - 1, 1) : x_all;          // [B, Q, D]
+  const torch::Tensor keep = last_only ? keep_all.narrow(1, w - 1, 1) : keep_all;  // [B, Q, 1]
   // Linear layers carry their element-wise tails (bias, activation, dropout, residual, padding
   // mask) in one fused pass: nn/fused_linear.h.
   nn::FusedLinearOptions plain, dropped;
@@ -99,8 +109,8 @@ torch::Tensor SasRecBlockImpl::forward(const torch::Tensor& x, const torch::Tens
   dropped.training = is_training();
   if (options_.variant == "gr") {
     // SASRec code: queries are normalised, keys/values are not; residuals add the normalised input.
-    auto q = norm(attn_layer_norm, x);                                   // [B, W, D]
-    auto o = attend(q, x, lengths);                                 // [B, W, D]
+    auto q = norm(attn_layer_norm, x);                                   // [B, Q, D]
+    auto o = attend(q, x_all, lengths);                                  // [B, Q, D]
     auto a = out_proj ? nn::fused_linear(o, out_proj->weight, out_proj->bias, plain, q) : o + q;
     auto n = norm(ffn_layer_norm, a);                                    // [B, W, D]
     nn::FusedLinearOptions relu_dropped = dropped;
@@ -109,7 +119,7 @@ torch::Tensor SasRecBlockImpl::forward(const torch::Tensor& x, const torch::Tens
     return nn::fused_linear(f, ffn_out->weight, ffn_out->bias, dropped, n, keep);     // (Dropout(FFN) + n) * keep
   }
   // RecBole post-LN: LN(x + Dropout(MHA(x))), then LN(a + Dropout(FFN_gelu(a))).
-  auto o = attend(x, x, lengths);                                                      // [B, W, D]
+  auto o = attend(x, x_all, lengths);                                                  // [B, Q, D]
   auto a = norm(attn_layer_norm, out_proj ? nn::fused_linear(o, out_proj->weight, out_proj->bias, dropped, x)
                                           : x + drop(o));                                    // [B, W, D]
   nn::FusedLinearOptions gelu;
@@ -171,10 +181,13 @@ torch::Tensor SasRecImpl::encode(const data::SequenceBatch& batch) {
                          is_training());
   }
   auto lengths = ids.ne(0).sum(1);                                  // [B] (left padding)
-  for (const auto& block : *blocks) x = block->as<SasRecBlock>()->forward(x, lengths, keep);
+  // Inference that reads only the newest position needs only it from the last block.
+  const bool last_only = batch.last_only && !is_training();
+  for (size_t i = 0; i < blocks->size(); ++i)
+    x = blocks[i]->as<SasRecBlock>()->forward(x, lengths, keep, last_only && i + 1 == blocks->size());
   if (options_.variant == "gr") x = norm(last_layer_norm, x);
   if (options_.l2_norm_output) x = F::normalize(x, F::NormalizeFuncOptions().dim(-1).eps(1e-6));
-  return x;                                                         // [B, W, D]
+  return x;                                                         // [B, W or 1, D]
 }
 
 torch::Tensor SasRecImpl::item_embeddings(const torch::Tensor& item_ids) {

@@ -46,10 +46,13 @@ SasRecOptions read_sasrec_options(config::ConfigNode node, const ModelContext& c
 class SasRecBlockImpl : public torch::nn::Module {
  public:
   explicit SasRecBlockImpl(const SasRecOptions& options);
-  /// x [B, W, D], lengths [B] real items per row (left padding), keep [B, W, 1] -> [B, W, D].
-  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& lengths, const torch::Tensor& keep);
+  /// x [B, W, D], lengths [B] real items per row (left padding), keep [B, W, 1] -> [B, W, D]; with
+  /// last_only (inference) only the newest position is computed (it still attends to all): [B, 1, D].
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& lengths, const torch::Tensor& keep,
+                        bool last_only = false);
 
  private:
+  /// q_src [B, Q, D] (Q = W, or 1 for the newest position only), kv_src [B, W, D] -> [B, Q, D].
   torch::Tensor attend(const torch::Tensor& q_src, const torch::Tensor& kv_src, const torch::Tensor& lengths);
   torch::Tensor drop(const torch::Tensor& x);
   SasRecOptions options_;

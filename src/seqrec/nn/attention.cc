@@ -384,6 +384,48 @@ torch::Tensor jagged_pointwise_attention(const torch::Tensor& q, const torch::Te
                                 lengths.contiguous(), n, bias.position_origin);
 }
 
+namespace {
+
+// Key-padding mask of left-padded rows: [B, W], true at real positions.
+torch::Tensor real_keys(const torch::Tensor& lengths, int64_t w) {
+  auto pos = torch::arange(w, lengths.options());                                     // [W]
+  return pos.unsqueeze(0).ge((w - lengths).unsqueeze(1));                             // [B, W]
+}
+
+}  // namespace
+
+torch::Tensor last_query_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                                   const torch::Tensor& lengths) {
+  const int64_t w = k.size(2);
+  auto valid = real_keys(lengths.to(q.device()), w).unsqueeze(1).unsqueeze(1);        // [B, 1, 1, W]
+  auto scores = torch::matmul(q, k.transpose(-2, -1)).masked_fill(valid.logical_not(), -INFINITY);  // [B, H, 1, W]
+  return torch::matmul(torch::softmax(scores, -1).nan_to_num(0.0), v);                // [B, H, 1, dh]
+}
+
+torch::Tensor last_query_pointwise_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                                             const torch::Tensor& bias_row, const torch::Tensor& lengths, double n) {
+  const int64_t w = k.size(2);
+  auto valid = real_keys(lengths.to(q.device()), w).unsqueeze(1).unsqueeze(1);        // [B, 1, 1, W]
+  auto scores = torch::matmul(q, k.transpose(-2, -1));                                // [B, H, 1, W]
+  if (bias_row.defined()) scores = scores + bias_row.unsqueeze(1).unsqueeze(1);
+  auto attn = torch::silu(scores) * (valid.to(q.scalar_type()) / n);
+  return torch::matmul(attn, v);                                                      // [B, H, 1, dv]
+}
+
+torch::Tensor materialize_last_bias_row(const RelativeBiasTables& bias, int64_t batch, int64_t width) {
+  torch::Tensor out;
+  if (bias.position_weights.defined()) {
+    auto rel = bias.position_origin - (width - 1) + torch::arange(width, torch::kLong);  // origin + j - (W - 1)
+    out = bias.position_weights.index_select(0, rel.to(bias.position_weights.device())).unsqueeze(0);  // [1, W]
+  }
+  if (bias.time_weights.defined()) {
+    auto row = bias.time_buckets.select(1, width - 1).to(torch::kLong);                // [B, W]
+    auto t = bias.time_weights.index_select(0, row.reshape({-1})).view({batch, width});
+    out = out.defined() ? out + t : t;
+  }
+  return out.defined() ? out.expand({batch, width}) : out;
+}
+
 torch::Tensor padded_causal_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                                       const torch::Tensor& lengths, double dropout_p, bool training) {
   const int64_t w = q.size(2);

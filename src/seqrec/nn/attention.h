@@ -32,6 +32,18 @@ torch::Tensor jagged_pointwise_attention(const torch::Tensor& q, const torch::Te
 torch::Tensor padded_pointwise_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                                          const torch::Tensor& bias, const torch::Tensor& lengths, double n);
 
+/// Softmax attention of one query per sequence, the newest position (inference: no dropout).
+/// q: [B, H, 1, dh] (already scaled); k, v: [B, H, W, dh]; lengths [B] real items at the end of
+/// each row. Equals the last row of jagged_causal_attention. Returns [B, H, 1, dh].
+torch::Tensor last_query_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                                   const torch::Tensor& lengths);
+
+/// HSTU's pointwise attention of the newest position only: sum_j SiLU(q.k_j + bias_j) / n * v_j
+/// over real j. q: [B, H, 1, dqk]; bias_row: [B, W] (the last row of the bias) or undefined.
+/// Equals the last row of jagged_pointwise_attention. Returns [B, H, 1, dv].
+torch::Tensor last_query_pointwise_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                                             const torch::Tensor& bias_row, const torch::Tensor& lengths, double n);
+
 /// HSTU's relative bias in table form (systems.md §2.3): the bias of (sequence b, row i, column j)
 /// is position_weights[position_origin + j - i] + time_weights[time_buckets[b, i, j]], each part
 /// optional. The jagged kernel reads the tables directly, so no [B, W, W] bias is materialised
@@ -51,5 +63,8 @@ torch::Tensor jagged_pointwise_attention(const torch::Tensor& q, const torch::Te
 
 /// The [B, W, W] bias the tables stand for (for the padded path and for tests).
 torch::Tensor materialize_bias(const RelativeBiasTables& bias, int64_t batch, int64_t width);
+
+/// Its last row only, [B, W] (or undefined when the tables are empty).
+torch::Tensor materialize_last_bias_row(const RelativeBiasTables& bias, int64_t batch, int64_t width);
 
 }  // namespace seqrec::nn
