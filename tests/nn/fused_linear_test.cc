@@ -97,5 +97,17 @@ TEST(FusedLinearTest, MismatchedShapesAreRejected) {
   EXPECT_THROW(fused_linear(c.x, c.weight, {}, {}, torch::randn({7, 3})), c10::Error);
 }
 
+TEST(SwiGluTest, EqualsSiluTimesUpValuesAndGradients) {
+  torch::manual_seed(12);
+  auto g = (torch::randn({3, 50, 172}) * 3).requires_grad_(true), u = torch::randn({3, 50, 172}).requires_grad_(true);
+  auto probe = torch::randn({3, 50, 172});
+  auto got = swiglu(g, u), want = torch::silu(g) * u;
+  EXPECT_TRUE(torch::allclose(got, want, 1e-5, 1e-6));
+  auto gg = torch::autograd::grad({(got * probe).sum()}, {g, u});
+  auto gw = torch::autograd::grad({(want * probe).sum()}, {g, u});
+  EXPECT_TRUE(torch::allclose(gg[0], gw[0], 1e-5, 1e-5));
+  EXPECT_TRUE(torch::allclose(gg[1], gw[1], 1e-5, 1e-5));
+}
+
 }  // namespace
 }  // namespace seqrec::nn

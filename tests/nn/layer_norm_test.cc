@@ -32,5 +32,19 @@ TEST(LayerNormTest, HandComputedRow) {
   EXPECT_NEAR(y[0][3].item<float>(), 3 * r, 1e-6);
 }
 
+TEST(RmsNormTest, EqualsTheDefinitionValuesAndGradients) {
+  torch::manual_seed(9);
+  auto x = (torch::randn({4, 70, 64}) * 2).requires_grad_(true);
+  auto w = torch::randn({64}).requires_grad_(true);
+  auto probe = torch::randn({4, 70, 64});
+  auto got = rms_norm(x, w, 1e-5);
+  auto want = x * torch::rsqrt(x.pow(2).mean(-1, true) + 1e-5) * w;
+  EXPECT_TRUE(torch::allclose(got, want, 1e-5, 1e-5));
+  auto gg = torch::autograd::grad({(got * probe).sum()}, {x, w});
+  auto gw = torch::autograd::grad({(want * probe).sum()}, {x, w});
+  EXPECT_TRUE(torch::allclose(gg[0], gw[0], 1e-4, 1e-4));
+  EXPECT_TRUE(torch::allclose(gg[1], gw[1], 1e-3, 1e-4));
+}
+
 }  // namespace
 }  // namespace seqrec::nn

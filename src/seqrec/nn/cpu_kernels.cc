@@ -219,6 +219,47 @@ SEQREC_VECTOR_CLONES void layer_norm_backward_row(const float* dy, const float* 
   }
 }
 
+SEQREC_VECTOR_CLONES void rms_norm_row(const float* x, float* y, const float* w, int64_t n, float eps,
+                                       float* rstd) {
+  float sq = 0.f;
+#pragma omp simd reduction(+ : sq)
+  for (int64_t j = 0; j < n; ++j) sq += x[j] * x[j];
+  const float r = 1.f / std::sqrt(sq / static_cast<float>(n) + eps);
+#pragma omp simd
+  for (int64_t j = 0; j < n; ++j) y[j] = x[j] * r * w[j];
+  *rstd = r;
+}
+
+SEQREC_VECTOR_CLONES void rms_norm_backward_row(const float* dy, const float* x, const float* w, float rstd,
+                                                float* dx, float* dw, int64_t n) {
+  // y = x r w, r = (mean(x^2) + eps)^-1/2: dx = r (dy w - x r^2 mean(dy w x)).
+  float dot = 0.f;
+#pragma omp simd reduction(+ : dot)
+  for (int64_t j = 0; j < n; ++j) dot += dy[j] * w[j] * x[j];
+  const float c = rstd * rstd * dot / static_cast<float>(n);
+  if (dw) {
+#pragma omp simd
+    for (int64_t j = 0; j < n; ++j) dw[j] += dy[j] * x[j] * rstd;
+  }
+#pragma omp simd
+  for (int64_t j = 0; j < n; ++j) dx[j] = rstd * (dy[j] * w[j] - x[j] * c);
+}
+
+SEQREC_VECTOR_CLONES void swiglu_row(const float* g, const float* u, float* y, int64_t n) {
+#pragma omp simd
+  for (int64_t j = 0; j < n; ++j) y[j] = g[j] / (1.f + exp_inline(-g[j])) * u[j];
+}
+
+SEQREC_VECTOR_CLONES void swiglu_backward_row(const float* dy, const float* g, const float* u, float* dg, float* du,
+                                              int64_t n) {
+#pragma omp simd
+  for (int64_t j = 0; j < n; ++j) {
+    const float x = g[j], sig = 1.f / (1.f + exp_inline(-x));
+    dg[j] = dy[j] * u[j] * sig * (1.f + x * (1.f - sig));
+    du[j] = dy[j] * x * sig;
+  }
+}
+
 // Activation values and derivatives (inlined into the clones below).
 static inline __attribute__((always_inline)) float act_value(float x, Activation a) {
   switch (a) {

@@ -63,6 +63,19 @@ void layer_norm_row(const float* x, float* y, const float* w, const float* b, in
 void layer_norm_backward_row(const float* dy, const float* x, const float* w, float mean, float rstd, float* dx,
                              float* dw, float* db, int64_t n);
 
+/// RMSNorm of one row: y = x * rstd * w, rstd = 1 / sqrt(mean(x^2) + eps); writes rstd.
+void rms_norm_row(const float* x, float* y, const float* w, int64_t n, float eps, float* rstd);
+
+/// Its backward: dx (may alias dy) and dw[j] += dy[j] * x[j] * rstd.
+void rms_norm_backward_row(const float* dy, const float* x, const float* w, float rstd, float* dx, float* dw,
+                           int64_t n);
+
+/// SwiGLU (LLaMA's MLP): y[j] = SiLU(g[j]) * u[j], j < n.
+void swiglu_row(const float* g, const float* u, float* y, int64_t n);
+
+/// Its backward: dg[j] = dy[j] u[j] SiLU'(g[j]), du[j] = dy[j] SiLU(g[j]).
+void swiglu_backward_row(const float* dy, const float* g, const float* u, float* dg, float* du, int64_t n);
+
 /// Activation of a fused linear layer's epilogue.
 enum class Activation { kNone, kRelu, kGelu, kSilu };
 

@@ -150,7 +150,43 @@ struct FusedLinear : public torch::autograd::Function<FusedLinear> {
   }
 };
 
+struct SwiGlu : public torch::autograd::Function<SwiGlu> {
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& g_in,
+                               const torch::Tensor& u_in) {
+    auto g = g_in.contiguous(), u = u_in.contiguous();
+    auto y = torch::empty_like(g);
+    const int64_t n = g.numel();
+    const float *gp = g.data_ptr<float>(), *up = u.data_ptr<float>();
+    float* yp = y.data_ptr<float>();
+    at::parallel_for(0, n, 1 << 14, [&](int64_t b, int64_t e) { cpu::swiglu_row(gp + b, up + b, yp + b, e - b); });
+    ctx->save_for_backward({g, u});
+    return y;
+  }
+
+  static torch::autograd::tensor_list backward(torch::autograd::AutogradContext* ctx,
+                                               torch::autograd::tensor_list grads) {
+    auto saved = ctx->get_saved_variables();
+    const auto &g = saved[0], &u = saved[1];
+    auto dy = grads[0].contiguous();
+    auto dg = torch::empty_like(g), du = torch::empty_like(u);
+    const int64_t n = g.numel();
+    const float *gp = g.data_ptr<float>(), *up = u.data_ptr<float>(), *dyp = dy.data_ptr<float>();
+    float *dgp = dg.data_ptr<float>(), *dup = du.data_ptr<float>();
+    at::parallel_for(0, n, 1 << 14, [&](int64_t b, int64_t e) {
+      cpu::swiglu_backward_row(dyp + b, gp + b, up + b, dgp + b, dup + b, e - b);
+    });
+    return {dg, du};
+  }
+};
+
 }  // namespace
+
+torch::Tensor swiglu(const torch::Tensor& g, const torch::Tensor& u) {
+  TORCH_CHECK(g.sizes() == u.sizes(), "swiglu: gate and up must have one shape");
+  if (!g.device().is_cpu() || g.scalar_type() != torch::kFloat || u.scalar_type() != torch::kFloat)
+    return torch::silu(g) * u;
+  return SwiGlu::apply(g, u);
+}
 
 torch::Tensor fused_linear(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias,
                            const FusedLinearOptions& options, const torch::Tensor& residual,

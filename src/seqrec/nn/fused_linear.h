@@ -29,4 +29,8 @@ torch::Tensor fused_linear(const torch::Tensor& x, const torch::Tensor& weight, 
                            const FusedLinearOptions& options, const torch::Tensor& residual = {},
                            const torch::Tensor& keep = {});
 
+/// LLaMA's gated MLP activation SiLU(g) * u in one pass each way (g, u: same shape). CPU float32
+/// runs the fused kernel; anything else silu(g) * u.
+torch::Tensor swiglu(const torch::Tensor& g, const torch::Tensor& u);
+
 }  // namespace seqrec::nn

@@ -7,6 +7,8 @@
 
 #include "seqrec/nn/attention.h"
 #include "seqrec/nn/dropout.h"
+#include "seqrec/nn/fused_linear.h"
+#include "seqrec/nn/layer_norm.h"
 
 namespace seqrec::nn {
 
@@ -14,11 +16,7 @@ RmsNormImpl::RmsNormImpl(int64_t dim, double eps) : eps_(eps) {
   weight = register_parameter("weight", torch::ones({dim}));
 }
 
-torch::Tensor RmsNormImpl::forward(const torch::Tensor& x) {
-  auto xf = x.to(torch::kFloat);
-  auto normed = xf * torch::rsqrt(xf.pow(2).mean(-1, /*keepdim=*/true) + eps_);
-  return (normed * weight.to(torch::kFloat)).to(x.scalar_type());
-}
+torch::Tensor RmsNormImpl::forward(const torch::Tensor& x) { return rms_norm(x, weight, eps_); }
 
 torch::Tensor rope_inverse_frequencies(int64_t head_dim, double theta) {
   auto i = torch::arange(0, head_dim, 2, torch::kDouble);                        // [hd/2]
@@ -128,7 +126,7 @@ LlamaMlpImpl::LlamaMlpImpl(const LlamaBlockOptions& o) {
 }
 
 torch::Tensor LlamaMlpImpl::forward(const torch::Tensor& x) {
-  return down_proj(torch::silu(gate_proj(x)) * up_proj(x));
+  return down_proj(swiglu(gate_proj(x), up_proj(x)));
 }
 
 LlamaBlockImpl::LlamaBlockImpl(const LlamaBlockOptions& o) : options_(o) {
