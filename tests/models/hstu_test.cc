@@ -41,6 +41,20 @@ TEST(HstuTest, RelativeBiasIndexesPositionAndTimeTables) {
     }
 }
 
+TEST(HstuTest, TimeBucketMatrixEqualsTheReferenceFormula) {
+  torch::manual_seed(3);
+  // Gaps of every size: zero, small, around the table edge (2^16) and far beyond, both signs.
+  auto ts = torch::cat({torch::randint(0, 100, {2, 8}, torch::kLong), torch::randint(0, 1LL << 40, {2, 8}, torch::kLong),
+                        torch::full({2, 4}, int64_t{1} << 16, torch::kLong)}, 1);                    // [2, 20]
+  auto next = torch::cat({torch::randint(0, 100, {2, 8}, torch::kLong), torch::randint(0, 1LL << 40, {2, 8}, torch::kLong),
+                          torch::randint(0, 1LL << 17, {2, 4}, torch::kLong)}, 1);
+  auto fast = time_bucket_matrix(ts, next);
+  auto ref = time_buckets(next.unsqueeze(2) - ts.unsqueeze(1));
+  ASSERT_EQ(fast.scalar_type(), torch::kByte);
+  EXPECT_TRUE(torch::equal(fast.to(torch::kLong), ref));
+  EXPECT_GT(ref.max().template item<int64_t>(), 80);  // the big gaps reach high buckets
+}
+
 HstuOptions tiny_options() {
   HstuOptions o;
   o.num_items = 10;

@@ -1,9 +1,11 @@
 // HSTU: GR's research implementation, one code path for the GR and HLLM-IDNet variants.
 #include "seqrec/models/hstu.h"
 
+#include <ATen/Parallel.h>
 #include <torch/nn/functional/normalization.h>
 #include <torch/nn/init.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include "seqrec/common/error.h"
@@ -53,6 +55,49 @@ torch::Tensor time_buckets(const torch::Tensor& dt) {
   return (gap.log() / 0.301).floor().clamp(0, 128).to(torch::kLong);
 }
 
+namespace {
+
+// The bucket of one gap, computed exactly as time_buckets does (double log), with the gaps below
+// 2^16 (every gap of sequences without timestamps, most gaps in seconds) from a table.
+class TimeBucketer {
+ public:
+  TimeBucketer() {
+    for (int64_t g = 0; g < kTable; ++g) table_[g] = exact(std::max<int64_t>(g, 1));
+  }
+  uint8_t operator()(int64_t dt) const {
+    const int64_t g = dt < 0 ? -dt : dt;
+    return g < kTable ? table_[g] : exact(g);
+  }
+
+ private:
+  static constexpr int64_t kTable = 1 << 16;
+  static uint8_t exact(int64_t g) {
+    const double b = std::floor(std::log(static_cast<double>(g)) / 0.301);
+    return static_cast<uint8_t>(std::min(128.0, std::max(0.0, b)));
+  }
+  uint8_t table_[kTable];
+};
+
+}  // namespace
+
+torch::Tensor time_bucket_matrix(const torch::Tensor& ts_in, const torch::Tensor& next_in) {
+  static const TimeBucketer bucket;
+  auto ts = ts_in.to(torch::kCPU, torch::kLong).contiguous(), next = next_in.to(torch::kCPU, torch::kLong).contiguous();
+  const int64_t b = ts.size(0), w = ts.size(1);
+  auto out = torch::empty({b, w, w}, torch::kByte);                            // [B, W, W]
+  const int64_t *tp = ts.data_ptr<int64_t>(), *np = next.data_ptr<int64_t>();
+  uint8_t* op = out.data_ptr<uint8_t>();
+  at::parallel_for(0, b * w, 64, [&](int64_t begin, int64_t end) {
+    for (int64_t bi = begin; bi < end; ++bi) {  // row i of sequence b: bucket(next_i - ts_j)
+      const int64_t row = bi / w, n = np[bi];
+      const int64_t* t = tp + row * w;
+      uint8_t* o = op + bi * w;
+      for (int64_t j = 0; j < w; ++j) o[j] = bucket(n - t[j]);
+    }
+  });
+  return out;
+}
+
 RelativeBiasImpl::RelativeBiasImpl(int64_t n, bool position, bool time) : n_(n) {
   if (position) position_weights = register_parameter("position_weights", torch::randn({2 * n - 1}) * 0.02);
   if (time) time_weights = register_parameter("time_weights", torch::randn({129}) * 0.02);
@@ -65,10 +110,7 @@ RelativeBiasImpl::Indices RelativeBiasImpl::indices(const torch::Tensor& ts, con
     auto idx = torch::arange(width, torch::kLong);                             // [W]
     out.position = (n_ - 1) + idx.unsqueeze(0) - idx.unsqueeze(1);            // [W, W]: N-1 + j - i
   }
-  if (time_weights.defined()) {
-    out.time = time_buckets(next_ts.unsqueeze(2) - ts.unsqueeze(1));          // [B, W, W]
-    out.time_u8 = out.time.to(torch::kByte);                                    // buckets are 0..128
-  }
+  if (time_weights.defined()) out.time = time_bucket_matrix(ts, next_ts).to(next_ts.device());  // [B, W, W] uint8
   return out;
 }
 
@@ -78,7 +120,7 @@ nn::RelativeBiasTables RelativeBiasImpl::tables(const Indices& indices) const {
   t.position_origin = n_ - 1;
   if (time_weights.defined()) {
     t.time_weights = time_weights;
-    t.time_buckets = indices.time_u8;
+    t.time_buckets = indices.time;
   }
   return t;
 }
@@ -90,7 +132,8 @@ torch::Tensor RelativeBiasImpl::forward(const Indices& indices) {
     bias = position_weights.index_select(0, indices.position.reshape({-1})).view({1, w, w});  // [1, W, W]
   }
   if (indices.time.defined()) {
-    auto t = time_weights.index_select(0, indices.time.reshape({-1})).view(indices.time.sizes());  // [B, W, W]
+    auto t = time_weights.index_select(0, indices.time.reshape({-1}).to(torch::kLong))
+                 .view(indices.time.sizes());                                  // [B, W, W]
     bias = bias.defined() ? bias + t : t;
   }
   return bias;

@@ -44,6 +44,10 @@ HstuOptions read_hstu_options(config::ConfigNode node, const ModelContext& conte
 /// GR time bucket of a gap in seconds: clamp(floor(ln(max(|dt|, 1)) / 0.301), 0, 128).
 torch::Tensor time_buckets(const torch::Tensor& dt);
 
+/// The same for every pair of a batch: [B, W, W] uint8 with entry (b, i, j) = bucket(next_ts[b, i]
+/// - ts[b, j]) (one pass, equal to time_buckets(next_ts.unsqueeze(2) - ts.unsqueeze(1))).
+torch::Tensor time_bucket_matrix(const torch::Tensor& ts, const torch::Tensor& next_ts);
+
 /// Relative attention bias of one layer (systems.md §2.3), shared by all heads.
 class RelativeBiasImpl : public torch::nn::Module {
  public:
@@ -53,8 +57,8 @@ class RelativeBiasImpl : public torch::nn::Module {
   /// [W, W] = N-1 + j - i, time [B, W, W] = bucket(ts_{i+1} - ts_j); a part is undefined when off.
   /// next_ts: [B, W] timestamp of the item after each position; ts: [B, W] timestamps.
   struct Indices {
-    torch::Tensor position, time;
-    torch::Tensor time_u8;  ///< time as uint8 (buckets are <= 128), for the table form
+    torch::Tensor position;  ///< [W, W] int64
+    torch::Tensor time;      ///< [B, W, W] uint8 (buckets are 0..128)
   };
   Indices indices(const torch::Tensor& ts, const torch::Tensor& next_ts, int64_t width) const;
   /// This layer's bias for precomputed indices: [B or 1, W, W] (rab^p + rab^t).
