@@ -22,40 +22,18 @@
 
 #include "seqrec/dist/process_group.h"
 #include "seqrec/train/checkpoint.h"
+#include "cli/cli_support.h"
 #include "support.h"
 
 namespace {
 
 using seqrec::testing::TempDir;
 
-std::string slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
+using seqrec::testing::cli::last_json;
+using seqrec::testing::cli::Result;
+using seqrec::testing::cli::slurp;
 
-struct Result {
-  int code = -1;
-  std::string out, err;
-};
-
-Result run(const TempDir& dir, const std::string& args) {
-  const std::string out = dir.file("cmd.stdout"), err = dir.file("cmd.stderr");
-  const std::string cmd = "OMP_NUM_THREADS=1 " + std::string(SEQREC_BINARY) + " " + args + " > " + out + " 2> " + err;
-  const int status = std::system(cmd.c_str());
-  Result r;
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  r.out = slurp(out);
-  r.err = slurp(err);
-  return r;
-}
-
-nlohmann::json last_json(const std::string& out) {
-  std::istringstream in(out);
-  std::string line, last;
-  while (std::getline(in, line))
-    if (!line.empty() && line[0] == '{') last = line;
-  return last.empty() ? nlohmann::json() : nlohmann::json::parse(last);
-}
+Result run(const TempDir& dir, const std::string& args) { return seqrec::testing::cli::run_seqrec(args, dir); }
 
 /// Validation lines of metrics.jsonl.
 std::vector<nlohmann::json> valid_metrics(const std::string& path) {

@@ -72,17 +72,23 @@ class DistTest : public ::testing::Test {
   Groups groups_;
 };
 
+// Rank r of a two-process job on this machine, rendezvous at 127.0.0.1:port.
+DistEnv loopback_env(int64_t r, int64_t port) {
+  DistEnv env;
+  env.world_size = 2;
+  env.rank = r;
+  env.local_rank = r;
+  env.local_world_size = 2;
+  env.master_addr = "127.0.0.1";
+  env.master_port = port;
+  return env;
+}
+
 TEST_F(DistTest, RendezvousOverTcpStoreJoinsAllRanks) {
   const int64_t port = free_port();
   std::vector<double> sums(2);
   on_each_rank(2, [&](int64_t r) {
-    DistEnv env;
-    env.world_size = 2;
-    env.rank = r;
-    env.local_rank = r;
-    env.local_world_size = 2;
-    env.master_addr = "127.0.0.1";
-    env.master_port = port;
+    DistEnv env = loopback_env(r, port);
     InitOptions options;
     options.backend = "gloo";
     options.timeout = std::chrono::seconds(20);
@@ -97,11 +103,7 @@ TEST_F(DistTest, RendezvousOverTcpStoreJoinsAllRanks) {
 }
 
 TEST_F(DistTest, RendezvousTimeoutNamesTheMissingPeers) {
-  DistEnv env;
-  env.world_size = 2;
-  env.local_world_size = 2;
-  env.master_addr = "127.0.0.1";
-  env.master_port = free_port();
+  DistEnv env = loopback_env(0, free_port());
   InitOptions options;
   options.backend = "gloo";
   options.timeout = std::chrono::milliseconds(300);
@@ -124,13 +126,7 @@ TEST(DistGpuTest, NcclGroupUsesTheLocalRanksGpu) {
   std::vector<torch::Tensor> sums(2);
   std::vector<std::string> devices(2);
   on_each_rank(2, [&](int64_t r) {
-    DistEnv env;
-    env.world_size = 2;
-    env.rank = r;
-    env.local_rank = r;
-    env.local_world_size = 2;
-    env.master_addr = "127.0.0.1";
-    env.master_port = port;
+    DistEnv env = loopback_env(r, port);
     InitOptions options;
     options.backend = "nccl";
     options.timeout = std::chrono::seconds(60);
