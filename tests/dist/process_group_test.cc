@@ -141,6 +141,29 @@ TEST(DistGpuTest, NcclGroupUsesTheLocalRanksGpu) {
   }
 }
 
+// The NCCL path with one process (what one GPU allows): the group is built on LOCAL_RANK's GPU and
+// collectives of CPU tensors are staged through it.
+TEST(DistGpuTest, NcclSingleProcessGroupRunsCollectivesOnTheGpu) {
+  if (!have_nccl()) GTEST_SKIP() << "this build has no NCCL (CPU LibTorch)";
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  DistEnv env;
+  env.world_size = 1;
+  env.local_world_size = 1;
+  env.master_addr = "127.0.0.1";
+  env.master_port = free_port();
+  InitOptions options;
+  options.backend = "nccl";
+  options.timeout = std::chrono::seconds(60);
+  auto group = init_process_group(env, options);
+  EXPECT_EQ(group->device().str(), "cuda:0");
+  auto t = torch::full({4}, 2.f);
+  group->all_reduce_sum(t);
+  EXPECT_TRUE(t.equal(torch::full({4}, 2.f)));
+  EXPECT_EQ(group->all_reduce_sum(std::vector<double>{1.5})[0], 1.5);
+  auto g = group->all_gather_rows(torch::arange(6, torch::kFloat).view({3, 2}));
+  EXPECT_TRUE(g.equal(torch::arange(6, torch::kFloat).view({3, 2})));
+}
+
 TEST_F(DistTest, BroadcastGivesEveryRankRankZerosTensors) {
   std::vector<std::vector<torch::Tensor>> tensors(2);
   for (int64_t r = 0; r < 2; ++r)
