@@ -94,6 +94,36 @@ TEST(JaggedAttentionTest, LongSequencesAcrossRowTilesMatchPadded) {
   for (size_t i = 0; i < 3; ++i) EXPECT_TRUE(torch::allclose(gj[i], gp[i], 1e-4, 1e-5)) << "input " << i;
 }
 
+TEST(JaggedAttentionTest, PackedRowsEqualThePaddedBatchWithTheSameDropout) {
+  Inputs in = make_long_inputs(2, 5);
+  // Pack the real rows of the padded inputs: sequence b's rows W - l .. W - 1, in order.
+  const int64_t w = 150;
+  std::vector<int64_t> rows, cu = {0};
+  for (int64_t b = 0; b < 4; ++b) {
+    const int64_t l = in.lengths[b].item<int64_t>();
+    for (int64_t i = w - l; i < w; ++i) rows.push_back(b * w + i);
+    cu.push_back(cu.back() + l);
+  }
+  auto index = torch::tensor(rows, torch::kLong);
+  auto pack = [&](const torch::Tensor& t) {  // [B, H, W, d] -> [T, H, d]
+    return t.transpose(1, 2).reshape({4 * w, t.size(1), t.size(3)}).index_select(0, index);
+  };
+  auto qp = pack(in.q.detach()).requires_grad_(true), kp = pack(in.k.detach()).requires_grad_(true),
+       vp = pack(in.v.detach()).requires_grad_(true);
+  for (double p : {0.0, 0.3}) {
+    torch::manual_seed(21);
+    auto padded = jagged_causal_attention(in.q, in.k, in.v, in.lengths, p, true);
+    torch::manual_seed(21);
+    auto packed = packed_causal_attention(qp, kp, vp, torch::tensor(cu, torch::kLong), p, true);
+    EXPECT_TRUE(torch::allclose(packed, pack(padded), 1e-5, 1e-6)) << "dropout " << p;
+    auto wp = pack(in.weights);
+    auto g_padded = torch::autograd::grad({(padded * in.weights).sum()}, {in.q, in.k, in.v});
+    auto g_packed = torch::autograd::grad({(packed * wp).sum()}, {qp, kp, vp});
+    for (size_t i = 0; i < 3; ++i)
+      EXPECT_TRUE(torch::allclose(g_packed[i], pack(g_padded[i]), 1e-5, 1e-6)) << "dropout " << p << " input " << i;
+  }
+}
+
 TEST(JaggedAttentionTest, DropoutBackwardMatchesFiniteDifferences) {
   // With the seed fixed the dropout mask is fixed, so the output is a smooth function of q, k, v.
   Inputs in = make_long_inputs(1, 3);

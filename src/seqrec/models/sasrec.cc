@@ -61,12 +61,20 @@ SasRecBlockImpl::SasRecBlockImpl(const SasRecOptions& options) : options_(option
 }
 
 torch::Tensor SasRecBlockImpl::attend(const torch::Tensor& q_src, const torch::Tensor& kv_src,
-                                      const torch::Tensor& lengths) {
-  const int64_t b = kv_src.size(0), w = kv_src.size(1), nq = q_src.size(1), h = options_.num_heads;
-  const int64_t dh = options_.hidden_dim / h;
+                                      const torch::Tensor& lengths, const torch::Tensor& cu_seqlens) {
+  const int64_t h = options_.num_heads, dh = options_.hidden_dim / h;
   // Scale q (B*W*dh values) rather than the scores (B*W*W): same result, far fewer operations.
   nn::FusedLinearOptions scaled;
   scaled.scale = 1.0 / std::sqrt(double(dh));
+  if (cu_seqlens.defined()) {  // packed rows [T, D]
+    const int64_t t = q_src.size(0);
+    auto q = nn::fused_linear(q_src, q_proj->weight, q_proj->bias, scaled).view({t, h, dh});      // [T, H, dh]
+    auto kv = nn::fused_linear(kv_src, kv_proj->weight, kv_proj->bias, {}).view({t, 2, h, dh});   // [T, 2, H, dh]
+    return nn::packed_causal_attention(q, kv.select(1, 0), kv.select(1, 1), cu_seqlens, options_.dropout,
+                                       is_training())
+        .reshape({t, h * dh});                                                                     // [T, D]
+  }
+  const int64_t b = kv_src.size(0), w = kv_src.size(1), nq = q_src.size(1);
   auto q = nn::fused_linear(q_src, q_proj->weight, q_proj->bias, scaled).view({b, nq, h, dh}).transpose(1, 2);  // [B, H, Q, dh]
   auto kv = nn::fused_linear(kv_src, kv_proj->weight, kv_proj->bias, {}).view({b, w, 2, h, dh});  // [B, W, 2, H, dh]
   auto k = kv.select(2, 0).transpose(1, 2);                                      // [B, H, W, dh]
@@ -95,13 +103,8 @@ torch::Tensor SasRecBlockImpl::drop(const torch::Tensor& x) {
   return nn::fast_dropout(x, options_.dropout, is_training());
 }
 
-torch::Tensor SasRecBlockImpl::forward(const torch::Tensor& x_all, const torch::Tensor& lengths,
-                                       const torch::Tensor& keep_all, bool last_only) {
-  // Keys and values always see every position; queries (and everything after attention) are the
-  // newest position alone when last_only.
-  const int64_t w = x_all.size(1);
-  const torch::Tensor x = last_only ? x_all.narrow(1, w - 1, 1) : x_all;          // [B, Q, D]
-  const torch::Tensor keep = last_only ? keep_all.narrow(1, w - 1, 1) : keep_all;  // [B, Q, 1]
+torch::Tensor SasRecBlockImpl::layers(const torch::Tensor& x, const torch::Tensor& keep,
+                                      const std::function<torch::Tensor(const torch::Tensor&)>& attend_fn) {
   // Linear layers carry their element-wise tails (bias, activation, dropout, residual, padding
   // mask) in one fused pass: nn/fused_linear.h.
   nn::FusedLinearOptions plain, dropped;
@@ -109,23 +112,39 @@ torch::Tensor SasRecBlockImpl::forward(const torch::Tensor& x_all, const torch::
   dropped.training = is_training();
   if (options_.variant == "gr") {
     // SASRec code: queries are normalised, keys/values are not; residuals add the normalised input.
-    auto q = norm(attn_layer_norm, x);                                   // [B, Q, D]
-    auto o = attend(q, x_all, lengths);                                  // [B, Q, D]
+    auto q = norm(attn_layer_norm, x);                                   // [.., D]
+    auto o = attend_fn(q);                                               // [.., D]
     auto a = out_proj ? nn::fused_linear(o, out_proj->weight, out_proj->bias, plain, q) : o + q;
-    auto n = norm(ffn_layer_norm, a);                                    // [B, W, D]
+    auto n = norm(ffn_layer_norm, a);                                    // [.., D]
     nn::FusedLinearOptions relu_dropped = dropped;
     relu_dropped.activation = nn::cpu::Activation::kRelu;
-    auto f = nn::fused_linear(n, ffn_in->weight, ffn_in->bias, relu_dropped);          // [B, W, F]
+    auto f = nn::fused_linear(n, ffn_in->weight, ffn_in->bias, relu_dropped);          // [.., F]
     return nn::fused_linear(f, ffn_out->weight, ffn_out->bias, dropped, n, keep);     // (Dropout(FFN) + n) * keep
   }
   // RecBole post-LN: LN(x + Dropout(MHA(x))), then LN(a + Dropout(FFN_gelu(a))).
-  auto o = attend(x, x_all, lengths);                                                  // [B, Q, D]
+  auto o = attend_fn(x);                                                               // [.., D]
   auto a = norm(attn_layer_norm, out_proj ? nn::fused_linear(o, out_proj->weight, out_proj->bias, dropped, x)
-                                          : x + drop(o));                                    // [B, W, D]
+                                          : x + drop(o));                                    // [.., D]
   nn::FusedLinearOptions gelu;
   gelu.activation = nn::cpu::Activation::kGelu;
-  auto f = nn::fused_linear(a, ffn_in->weight, ffn_in->bias, gelu);                    // [B, W, F]
-  return norm(ffn_layer_norm, nn::fused_linear(f, ffn_out->weight, ffn_out->bias, dropped, a)) * keep;
+  auto f = nn::fused_linear(a, ffn_in->weight, ffn_in->bias, gelu);                    // [.., F]
+  auto y = norm(ffn_layer_norm, nn::fused_linear(f, ffn_out->weight, ffn_out->bias, dropped, a));
+  return keep.defined() ? y * keep : y;
+}
+
+torch::Tensor SasRecBlockImpl::forward(const torch::Tensor& x_all, const torch::Tensor& lengths,
+                                       const torch::Tensor& keep_all, bool last_only) {
+  // Keys and values always see every position; queries (and everything after attention) are the
+  // newest position alone when last_only.
+  const int64_t w = x_all.size(1);
+  const torch::Tensor x = last_only ? x_all.narrow(1, w - 1, 1) : x_all;          // [B, Q, D]
+  const torch::Tensor keep = last_only ? keep_all.narrow(1, w - 1, 1) : keep_all;  // [B, Q, 1]
+  // gr: queries are LN(x) (given), keys/values x; post_ln: both x.
+  return layers(x, keep, [&](const torch::Tensor& q_src) { return attend(q_src, x_all, lengths); });
+}
+
+torch::Tensor SasRecBlockImpl::forward_packed(const torch::Tensor& x, const torch::Tensor& cu_seqlens) {
+  return layers(x, {}, [&](const torch::Tensor& q_src) { return attend(q_src, x, {}, cu_seqlens); });
 }
 
 SasRecImpl::SasRecImpl(const SasRecOptions& options) : options_(options) {
@@ -164,11 +183,39 @@ void SasRecImpl::reset_parameters() {
   item_embedding->weight[0].zero_();
 }
 
+torch::Tensor SasRecImpl::encode_packed(const data::SequenceBatch& batch) {
+  const auto& ids = batch.item_ids;                                 // [B, W]
+  const int64_t b = ids.size(0), w = ids.size(1), d = options_.hidden_dim;
+  auto valid = ids.ne(0);                                           // [B, W]
+  auto rows = valid.reshape({-1}).nonzero().squeeze(1);             // [T] real slots, row-major
+  auto lengths = valid.sum(1);                                      // [B]
+  auto cu = torch::cat({torch::zeros({1}, lengths.options()), lengths.cumsum(0)});  // [B + 1]
+  auto ids_p = ids.reshape({-1}).index_select(0, rows);             // [T]
+  auto pos_p = rows.remainder(w) + batch.position_offset;           // [T] absolute positions
+  torch::Tensor x;
+  if (options_.variant == "gr") {
+    x = nn::fast_dropout(item_embedding(ids_p) * std::sqrt(double(d)) + position_embedding(pos_p), options_.dropout,
+                         is_training());                            // [T, D]
+  } else {
+    x = nn::fast_dropout(norm(emb_layer_norm, item_embedding(ids_p) + position_embedding(pos_p)), options_.dropout,
+                         is_training());
+  }
+  for (const auto& block : *blocks) x = block->as<SasRecBlock>()->forward_packed(x, cu);
+  if (options_.variant == "gr") x = norm(last_layer_norm, x);
+  if (options_.l2_norm_output) x = F::normalize(x, F::NormalizeFuncOptions().dim(-1).eps(1e-6));
+  return torch::zeros({b * w, d}, x.options()).index_copy(0, rows, x).view({b, w, d});  // [B, W, D], 0 at padding
+}
+
 torch::Tensor SasRecImpl::encode(const data::SequenceBatch& batch) {
   const auto& ids = batch.item_ids;                                 // [B, W]
   TORCH_CHECK(ids.dim() == 2, "item_ids must be [B, W]");
   const int64_t w = ids.size(1);
   TORCH_CHECK(batch.position_offset + w <= options_.max_seq_len, "sequence longer than max_seq_len");
+  // The real positions alone, when the kernels allow it and every position is read.
+  const bool last_only = batch.last_only && !is_training();
+  if (options_.jagged_attention && !last_only && ids.device().is_cpu() &&
+      item_embedding->weight.scalar_type() == torch::kFloat)
+    return encode_packed(batch);
   auto positions = torch::arange(batch.position_offset, batch.position_offset + w,
                                  ids.options());                    // [W]
   auto keep = ids.ne(0).unsqueeze(-1).to(torch::kFloat);            // [B, W, 1]
@@ -182,7 +229,6 @@ torch::Tensor SasRecImpl::encode(const data::SequenceBatch& batch) {
   }
   auto lengths = ids.ne(0).sum(1);                                  // [B] (left padding)
   // Inference that reads only the newest position needs only it from the last block.
-  const bool last_only = batch.last_only && !is_training();
   for (size_t i = 0; i < blocks->size(); ++i)
     x = blocks[i]->as<SasRecBlock>()->forward(x, lengths, keep, last_only && i + 1 == blocks->size());
   if (options_.variant == "gr") x = norm(last_layer_norm, x);

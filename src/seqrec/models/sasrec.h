@@ -11,6 +11,7 @@
 #include <torch/nn/modules/linear.h>
 #include <torch/nn/modules/normalization.h>
 
+#include <functional>
 #include <string>
 
 #include "seqrec/models/recommender.h"
@@ -50,10 +51,18 @@ class SasRecBlockImpl : public torch::nn::Module {
   /// last_only (inference) only the newest position is computed (it still attends to all): [B, 1, D].
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& lengths, const torch::Tensor& keep,
                         bool last_only = false);
+  /// The same over packed rows: x [T, D], the rows of sequence b being cu_seqlens[b] ..
+  /// cu_seqlens[b + 1] - 1 ([B + 1] int64) -> [T, D]. No padding is computed anywhere.
+  torch::Tensor forward_packed(const torch::Tensor& x, const torch::Tensor& cu_seqlens);
 
  private:
-  /// q_src [B, Q, D] (Q = W, or 1 for the newest position only), kv_src [B, W, D] -> [B, Q, D].
-  torch::Tensor attend(const torch::Tensor& q_src, const torch::Tensor& kv_src, const torch::Tensor& lengths);
+  /// q_src [B, Q, D] (Q = W, or 1 for the newest position only), kv_src [B, W, D] -> [B, Q, D];
+  /// packed (cu_seqlens defined): q_src, kv_src [T, D] -> [T, D].
+  torch::Tensor attend(const torch::Tensor& q_src, const torch::Tensor& kv_src, const torch::Tensor& lengths,
+                       const torch::Tensor& cu_seqlens = {});
+  /// The block's layers after the input x [.., D] (rows; Q rows of queries), attention by attend_fn.
+  torch::Tensor layers(const torch::Tensor& x, const torch::Tensor& keep,
+                       const std::function<torch::Tensor(const torch::Tensor&)>& attend_fn);
   torch::Tensor drop(const torch::Tensor& x);
   SasRecOptions options_;
   torch::nn::LayerNorm attn_layer_norm{nullptr};
@@ -77,6 +86,8 @@ class SasRecImpl : public SequenceRecommenderImpl {
 
  private:
   void reset_parameters();
+  /// Training-time encode on the real positions only (CPU float32, jagged attention).
+  torch::Tensor encode_packed(const data::SequenceBatch& batch);
   SasRecOptions options_;
   torch::nn::Embedding item_embedding{nullptr};
   torch::nn::Embedding position_embedding{nullptr};

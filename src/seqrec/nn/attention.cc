@@ -16,16 +16,22 @@
 namespace seqrec::nn {
 namespace {
 
-// Where row i of (sequence b, head h) starts in a [B, H, W, d] tensor whose last dim is dense.
+// Where row i of (sequence b, head h) starts: in a [B, H, W, d] tensor (padded), or in packed rows
+// [T, H, d] where sequence b's rows begin at row seq_row0[b]. The last dim is dense either way.
 struct RowLayout {
   float* base = nullptr;
   int64_t sb = 0, sh = 0, si = 0;
-  float* row(int64_t b, int64_t h, int64_t i) const { return base + b * sb + h * sh + i * si; }
+  const int64_t* seq_row0 = nullptr;  // packed: first row of each sequence (cu_seqlens)
+  float* row(int64_t b, int64_t h, int64_t i) const {
+    return base + (seq_row0 ? seq_row0[b] * si : b * sb) + h * sh + i * si;
+  }
 };
 
-RowLayout layout_of(const torch::Tensor& t) {
-  TORCH_CHECK(t.stride(3) == 1, "attention inputs need a dense last dimension");
-  return {t.data_ptr<float>(), t.stride(0), t.stride(1), t.stride(2)};
+// [B, H, W, d] padded, or [T, H, d] packed with cu (cu_seqlens [B + 1]).
+RowLayout layout_of(const torch::Tensor& t, const int64_t* cu = nullptr) {
+  TORCH_CHECK(t.stride(-1) == 1, "attention inputs need a dense last dimension");
+  if (cu) return {t.data_ptr<float>(), 0, t.stride(1), t.stride(0), cu};
+  return {t.data_ptr<float>(), t.stride(0), t.stride(1), t.stride(2), nullptr};
 }
 
 // A [B, H, W, d] tensor stored as [B, W, H, d] (what the projections produce and the output
@@ -40,13 +46,15 @@ struct Block {
   int64_t probs_offset = 0;  // of its l x l probabilities in the saved buffer
 };
 
-// Blocks with l > 0, longest first (dynamic scheduling then balances the threads).
-std::vector<Block> plan_blocks(const torch::Tensor& lengths, int64_t h, int64_t w, int64_t* probs_size) {
+// Blocks with l > 0, longest first (dynamic scheduling then balances the threads). Packed rows
+// start at their sequence's first row (off 0); padded ones after the left padding (off W - l).
+std::vector<Block> plan_blocks(const torch::Tensor& lengths, int64_t h, int64_t w, int64_t* probs_size,
+                               bool packed = false) {
   std::vector<Block> blocks;
   const int64_t* len = lengths.data_ptr<int64_t>();
   for (int64_t bi = 0; bi < lengths.size(0); ++bi)
     for (int64_t hi = 0; hi < h; ++hi)
-      if (len[bi] > 0) blocks.push_back({bi, hi, len[bi], w - len[bi], 0});
+      if (len[bi] > 0) blocks.push_back({bi, hi, len[bi], packed ? 0 : w - len[bi], 0});
   std::stable_sort(blocks.begin(), blocks.end(), [](const Block& x, const Block& y) { return x.l > y.l; });
   int64_t offset = 0;
   for (auto& blk : blocks) {
@@ -77,21 +85,33 @@ constexpr int64_t kRowTile = 64;
 // Seed of the dropout stream of row i of (sequence, head) block bh (identical in both passes).
 uint64_t dropout_seed(uint64_t seed, int64_t bh, int64_t i) { return derive_seed({seed, uint64_t(bh), uint64_t(i)}); }
 
+// Padded q, k, v [B, H, W, dh], or packed [T, H, dh] with cu = cu_seqlens [B + 1] (empty when
+// padded); lengths [B] either way.
 struct JaggedAttention : public torch::autograd::Function<JaggedAttention> {
+  // Zero-filled output / gradient in the inputs' layout ([B, W, H, dh] storage when padded).
+  static torch::Tensor zeros_like_layout(const torch::Tensor& q, bool packed) {
+    return packed ? torch::zeros({q.size(0), q.size(1), q.size(2)}, q.options())
+                  : zeros_bwhd(q.size(0), q.size(1), q.size(2), q.size(3), q.options());
+  }
+
   static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& q_in,
                                const torch::Tensor& k_in, const torch::Tensor& v_in, const torch::Tensor& lengths,
-                               double p, bool training) {
-    auto dense = [](const torch::Tensor& t) { return t.stride(3) == 1 ? t : t.contiguous(); };
+                               const torch::Tensor& cu_in, double p, bool training) {
+    auto dense = [](const torch::Tensor& t) { return t.stride(-1) == 1 ? t : t.contiguous(); };
     auto q = dense(q_in), k = dense(k_in), v = dense(v_in);
-    const int64_t b = q.size(0), h = q.size(1), w = q.size(2), dh = q.size(3);
+    const bool packed = cu_in.numel() > 0;
+    auto cu = cu_in.contiguous();
+    const int64_t h = q.size(1), dh = q.size(-1);
+    const int64_t w = packed ? (lengths.numel() ? lengths.max().item<int64_t>() : 0) : q.size(2);
+    const int64_t* cup = packed ? cu.data_ptr<int64_t>() : nullptr;
     const bool drop = training && p > 0;
     int64_t probs_size = 0;
-    const std::vector<Block> blocks = plan_blocks(lengths, h, w, &probs_size);
-    auto out = zeros_bwhd(b, h, w, dh, q.options());                         // [B, H, W, dh]
+    const std::vector<Block> blocks = plan_blocks(lengths, h, w, &probs_size, packed);
+    auto out = zeros_like_layout(q, packed);                                 // like q
     auto probs = torch::empty({probs_size}, q.options());                    // l x l per block
     const uint64_t seed =
         drop ? static_cast<uint64_t>(torch::randint(1LL << 62, {1}, torch::kLong).item<int64_t>()) : 0;
-    const RowLayout Q = layout_of(q), K = layout_of(k), V = layout_of(v), O = layout_of(out);
+    const RowLayout Q = layout_of(q, cup), K = layout_of(k, cup), V = layout_of(v, cup), O = layout_of(out, cup);
     float* probs_base = probs.data_ptr<float>();
     // Scratch: the dropped-out probabilities of one row tile.
     for_each_block(blocks, drop ? kRowTile * w : 0, [&](const Block& blk, float* pd) {
@@ -122,7 +142,7 @@ struct JaggedAttention : public torch::autograd::Function<JaggedAttention> {
         cpu::gemm(false, false, rows, dh, r1, 1.f, a, l, vb, V.si, 0.f, ob + r0 * O.si, O.si);   // O = Pd V
       }
     });
-    ctx->save_for_backward({q, k, v, probs, lengths});
+    ctx->save_for_backward({q, k, v, probs, lengths, cu});
     ctx->saved_data["drop"] = drop;
     ctx->saved_data["p"] = p;
     ctx->saved_data["seed"] = static_cast<int64_t>(seed);
@@ -132,17 +152,19 @@ struct JaggedAttention : public torch::autograd::Function<JaggedAttention> {
   static torch::autograd::tensor_list backward(torch::autograd::AutogradContext* ctx,
                                                torch::autograd::tensor_list grads) {
     auto s = ctx->get_saved_variables();
-    const auto &q = s[0], &k = s[1], &v = s[2], &probs = s[3], &lengths = s[4];
+    const auto &q = s[0], &k = s[1], &v = s[2], &probs = s[3], &lengths = s[4], &cu = s[5];
     const bool drop = ctx->saved_data["drop"].toBool();
     const double p = ctx->saved_data["p"].toDouble();
     const uint64_t seed = static_cast<uint64_t>(ctx->saved_data["seed"].toInt());
-    auto g = grads[0].stride(3) == 1 ? grads[0] : grads[0].contiguous();    // [B, H, W, dh]
-    const int64_t b = q.size(0), h = q.size(1), w = q.size(2), dh = q.size(3);
-    auto gq = zeros_bwhd(b, h, w, dh, q.options()), gk = zeros_bwhd(b, h, w, dh, q.options()),
-         gv = zeros_bwhd(b, h, w, dh, q.options());
-    const std::vector<Block> blocks = plan_blocks(lengths, h, w, nullptr);
-    const RowLayout Q = layout_of(q), K = layout_of(k), V = layout_of(v), G = layout_of(g), GQ = layout_of(gq),
-                    GK = layout_of(gk), GV = layout_of(gv);
+    auto g = grads[0].stride(-1) == 1 ? grads[0] : grads[0].contiguous();  // like q
+    const bool packed = cu.numel() > 0;
+    const int64_t* cup = packed ? cu.data_ptr<int64_t>() : nullptr;
+    const int64_t h = q.size(1), dh = q.size(-1);
+    const int64_t w = packed ? (lengths.numel() ? lengths.max().item<int64_t>() : 0) : q.size(2);
+    auto gq = zeros_like_layout(q, packed), gk = zeros_like_layout(q, packed), gv = zeros_like_layout(q, packed);
+    const std::vector<Block> blocks = plan_blocks(lengths, h, w, nullptr, packed);
+    const RowLayout Q = layout_of(q, cup), K = layout_of(k, cup), V = layout_of(v, cup), G = layout_of(g, cup),
+                    GQ = layout_of(gq, cup), GK = layout_of(gk, cup), GV = layout_of(gv, cup);
     const float* probs_base = probs.data_ptr<float>();
     // Scratch per row tile: dP (then dS), and with dropout the mask and the dropped probabilities.
     const int64_t tile = kRowTile * w;
@@ -178,7 +200,7 @@ struct JaggedAttention : public torch::autograd::Function<JaggedAttention> {
         cpu::gemm(true, false, r1, dh, rows, 1.f, dp, l, qb + r0 * Q.si, Q.si, 1.f, gkb, GK.si);    // dK += dS^T Q
       }
     });
-    return {gq, gk, gv, torch::Tensor(), torch::Tensor(), torch::Tensor()};
+    return {gq, gk, gv, torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor()};
   }
 };
 
@@ -447,7 +469,19 @@ torch::Tensor jagged_causal_attention(const torch::Tensor& q, const torch::Tenso
   if (!q.device().is_cpu() || q.scalar_type() != torch::kFloat)
     return padded_causal_attention(q, k, v, lengths, dropout_p, training);
   auto len = lengths.contiguous();
-  return JaggedAttention::apply(q, k, v, len, dropout_p, training);
+  return JaggedAttention::apply(q, k, v, len, torch::zeros({0}, lengths.options()), dropout_p, training);
+}
+
+torch::Tensor packed_causal_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                                      const torch::Tensor& cu_seqlens, double dropout_p, bool training) {
+  TORCH_CHECK(q.dim() == 3 && k.sizes() == q.sizes() && v.sizes() == q.sizes(), "q, k, v must be [T, H, dh]");
+  TORCH_CHECK(cu_seqlens.dim() == 1 && cu_seqlens.scalar_type() == torch::kInt64 && cu_seqlens.size(0) >= 1,
+              "cu_seqlens must be [B + 1] int64");
+  TORCH_CHECK(q.device().is_cpu() && q.scalar_type() == torch::kFloat, "packed attention is the CPU float kernel");
+  auto cu = cu_seqlens.contiguous();
+  TORCH_CHECK(cu[-1].item<int64_t>() == q.size(0), "cu_seqlens must end at the number of rows");
+  auto lengths = (cu.narrow(0, 1, cu.size(0) - 1) - cu.narrow(0, 0, cu.size(0) - 1)).contiguous();  // [B]
+  return JaggedAttention::apply(q, k, v, lengths, cu, dropout_p, training);
 }
 
 }  // namespace seqrec::nn

@@ -17,6 +17,13 @@ namespace seqrec::nn {
 torch::Tensor jagged_causal_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                                       const torch::Tensor& lengths, double dropout_p, bool training);
 
+/// The same over packed rows: q, k, v [T, H, dh] (q scaled), the rows of sequence b being
+/// cu_seqlens[b] .. cu_seqlens[b + 1] - 1 (cu_seqlens [B + 1] int64, starting at 0, ending at T).
+/// No padding anywhere: the layers around attention can run on the T real rows only. CPU float32.
+/// Row i of a sequence equals row W - l + i of the padded computation (same dropout stream too).
+torch::Tensor packed_causal_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                                      const torch::Tensor& cu_seqlens, double dropout_p, bool training);
+
 /// The padded reference computation (causal + key-padding mask, softmax, dropout): same contract.
 torch::Tensor padded_causal_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                                       const torch::Tensor& lengths, double dropout_p, bool training);
