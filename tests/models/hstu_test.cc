@@ -180,6 +180,31 @@ TEST(HstuTest, LastOnlyInferenceEqualsTheLastPositionOfTheFullPass) {
   }
 }
 
+TEST(HstuTest, PackedTrainingEqualsThePaddedModelAtRealPositions) {
+  HstuOptions o = tiny_options();
+  o.max_seq_len = 6;
+  o.num_blocks = 2;
+  o.num_heads = 2;
+  o.jagged_attention = true;
+  torch::manual_seed(10);
+  HstuImpl packed(o);
+  o.jagged_attention = false;
+  torch::manual_seed(10);
+  HstuImpl padded(o);
+  data::SequenceBatch b;
+  b.item_ids = torch::tensor({0, 0, 3, 4, 5, 6, 1, 2, 3, 4, 5, 6, 0, 0, 0, 0, 0, 7}, torch::kLong).view({3, 6});
+  b.timestamps = torch::tensor({0, 0, 10, 20, 400, 9000, 1, 2, 3, 50, 60, 70, 0, 0, 0, 0, 0, 5}, torch::kLong).view({3, 6});
+  auto hp = packed.encode(b), hd = padded.encode(b);                   // training mode, dropout 0
+  auto real = b.item_ids.ne(0).unsqueeze(-1);
+  EXPECT_TRUE(torch::allclose(hp * real, hd * real, 1e-5, 1e-6));
+  auto w = torch::randn(hp.sizes()) * real;
+  (hp * w).sum().backward();
+  (hd * w).sum().backward();
+  auto pp = packed.named_parameters(), pd = padded.named_parameters();
+  for (const auto& kv : pp)
+    EXPECT_TRUE(torch::allclose(kv.value().grad(), pd[kv.key()].grad(), 1e-4, 1e-6)) << kv.key();
+}
+
 TEST(HstuTest, ParameterNamesArePinned) {
   for (const char* variant : {"gr", "hllm"}) {
     config::ConfigNode node = config::ConfigNode::parse(

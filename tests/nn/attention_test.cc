@@ -184,5 +184,34 @@ TEST(JaggedPointwiseTest, BiasTablesEqualTheirMaterialisedBiasWithTableGradients
   for (size_t t = 0; t < inputs.size(); ++t) EXPECT_TRUE(torch::allclose(gt[t], gd[t], 1e-4, 1e-5)) << "input " << t;
 }
 
+TEST(JaggedPointwiseTest, PackedRowsWithBiasTablesEqualThePaddedBatch) {
+  Inputs in = make_long_inputs(2, 4);
+  const int64_t w = 150, n = 161;
+  RelativeBiasTables tables;
+  tables.position_weights = (torch::randn({2 * n - 1}) * 0.3).requires_grad_(true);
+  tables.position_origin = n - 1;
+  tables.time_weights = (torch::randn({129}) * 0.3).requires_grad_(true);
+  tables.time_buckets = torch::randint(0, 129, {4, w, w}, torch::kLong).to(torch::kByte);
+  std::vector<int64_t> rows, cu = {0};
+  for (int64_t b = 0; b < 4; ++b) {
+    const int64_t l = in.lengths[b].item<int64_t>();
+    for (int64_t i = w - l; i < w; ++i) rows.push_back(b * w + i);
+    cu.push_back(cu.back() + l);
+  }
+  auto index = torch::tensor(rows, torch::kLong);
+  auto pack = [&](const torch::Tensor& t) { return t.transpose(1, 2).reshape({4 * w, t.size(1), t.size(3)}).index_select(0, index); };
+  auto qp = pack(in.q.detach()).requires_grad_(true), kp = pack(in.k.detach()).requires_grad_(true),
+       vp = pack(in.v.detach()).requires_grad_(true);
+  auto padded = jagged_pointwise_attention(in.q, in.k, in.v, tables, in.lengths, double(n));
+  auto packed = packed_pointwise_attention(qp, kp, vp, tables, torch::tensor(cu, torch::kLong), w, double(n));
+  EXPECT_TRUE(torch::allclose(packed, pack(padded), 1e-5, 1e-6));
+  auto g_padded = torch::autograd::grad({(padded * in.weights).sum()},
+                                        {in.q, in.k, in.v, tables.position_weights, tables.time_weights});
+  auto g_packed = torch::autograd::grad({(packed * pack(in.weights)).sum()},
+                                        {qp, kp, vp, tables.position_weights, tables.time_weights});
+  for (size_t i = 0; i < 3; ++i) EXPECT_TRUE(torch::allclose(g_packed[i], pack(g_padded[i]), 1e-5, 1e-6)) << i;
+  for (size_t i = 3; i < 5; ++i) EXPECT_TRUE(torch::allclose(g_packed[i], g_padded[i], 1e-4, 1e-5)) << i;
+}
+
 }  // namespace
 }  // namespace seqrec::nn

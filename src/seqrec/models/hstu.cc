@@ -192,6 +192,23 @@ torch::Tensor HstuBlockImpl::forward(const torch::Tensor& x, const nn::RelativeB
   });
 }
 
+torch::Tensor HstuBlockImpl::forward_packed(const torch::Tensor& x, const nn::RelativeBiasTables& bias,
+                                            const torch::Tensor& cu_seqlens, int64_t width) {
+  const auto& o = options_;
+  const int64_t t = x.size(0), h = o.num_heads, dv = o.linear_dim, dqk = o.attn_dim;
+  const double n = static_cast<double>(o.max_seq_len + o.output_slots);
+  auto normed = nn::layer_norm(x, {}, {}, 1e-6);                                          // [T, D]
+  nn::FusedLinearOptions silu;
+  silu.activation = nn::cpu::Activation::kSilu;
+  auto proj = nn::fused_linear(normed, uvqk->weight, {}, silu);                           // [T, H(2dv+2dqk)]
+  auto parts = proj.split_with_sizes({h * dv, h * dv, h * dqk, h * dqk}, -1);
+  auto av = nn::packed_pointwise_attention(parts[2].view({t, h, dqk}), parts[3].view({t, h, dqk}),
+                                           parts[1].view({t, h, dv}), bias, cu_seqlens, width, n)
+                .reshape({t, h * dv});                                                    // [T, H*dv]
+  auto gated = parts[0] * nn::layer_norm(av, {}, {}, 1e-6);                               // [T, H*dv]
+  return nn::fused_linear(nn::fast_dropout(gated, o.dropout, is_training()), output->weight, output->bias, {}, x);
+}
+
 torch::Tensor HstuBlockImpl::forward_last(const torch::Tensor& x, const torch::Tensor& bias_row,
                                           const torch::Tensor& lengths, const torch::Tensor& keep) {
   TORCH_CHECK(!is_training(), "forward_last is for inference");
@@ -251,11 +268,47 @@ torch::Tensor next_timestamps(const data::SequenceBatch& batch, torch::Tensor* t
   return next;
 }
 
+torch::Tensor HstuImpl::encode_packed(const data::SequenceBatch& batch, const RelativeBiasImpl::Indices& bias_indices) {
+  const auto& o = options_;
+  const auto& ids = batch.item_ids;                                            // [B, W]
+  const int64_t b = ids.size(0), w = ids.size(1), d = o.hidden_dim;
+  auto valid = ids.ne(0);                                                      // [B, W]
+  auto rows = valid.reshape({-1}).nonzero().squeeze(1);                        // [T] real slots, row-major
+  auto lengths = valid.sum(1);                                                 // [B]
+  auto cu = torch::cat({torch::zeros({1}, lengths.options()), lengths.cumsum(0)});  // [B + 1]
+  // GR positions count from the oldest item of the window: slot - (W - length) of the row's sequence.
+  auto seq = rows.div(w, "floor");                                             // [T]
+  auto positions = rows.remainder(w) - (w - lengths).index_select(0, seq);     // [T]
+  auto e = item_embedding(ids.reshape({-1}).index_select(0, rows));            // [T, D]
+  torch::Tensor x = o.variant == "gr"
+                        ? nn::fast_dropout(e * std::sqrt(double(d)) + position_embedding(positions), o.dropout,
+                                           is_training())
+                        : e + position_embedding(positions);                   // [T, D]
+  for (size_t i = 0; i < blocks->size(); ++i) {
+    nn::RelativeBiasTables tables;
+    if (relative_biases) tables = relative_biases[i]->as<RelativeBias>()->tables(bias_indices);
+    x = blocks[i]->as<HstuBlock>()->forward_packed(x, tables, cu, w);
+  }
+  x = F::normalize(x, F::NormalizeFuncOptions().dim(-1).eps(1e-6));            // [T, D]
+  return torch::zeros({b * w, d}, x.options()).index_copy(0, rows, x).view({b, w, d});  // [B, W, D], 0 at padding
+}
+
 torch::Tensor HstuImpl::encode(const data::SequenceBatch& batch) {
   const auto& o = options_;
   const auto& ids = batch.item_ids;                                            // [B, W]
   TORCH_CHECK(ids.dim() == 2, "item_ids must be [B, W]");
   const int64_t w = ids.size(1);
+  RelativeBiasImpl::Indices bias_indices;  // shared by all layers: computed once
+  if (relative_biases) {
+    torch::Tensor ts;
+    torch::Tensor next_ts = next_timestamps(batch, &ts);
+    bias_indices = relative_biases[0]->as<RelativeBias>()->indices(ts, next_ts, w);
+  }
+  // The jagged CPU kernel reads the bias tables directly; otherwise the bias is built per layer.
+  const bool tables = o.jagged_attention && ids.device().is_cpu() &&
+                      item_embedding->weight.scalar_type() == torch::kFloat;
+  const bool last_only = batch.last_only && !is_training();
+  if (tables && !last_only) return encode_packed(batch, bias_indices);  // the real positions alone
   auto valid = ids.ne(0);                                                      // [B, W]
   auto keep = valid.unsqueeze(-1).to(torch::kFloat);                           // [B, W, 1]
   // GR positions count from the oldest item of the window (its sequences are right-padded).
@@ -270,15 +323,6 @@ torch::Tensor HstuImpl::encode(const data::SequenceBatch& batch) {
     x = (e + position_embedding(positions)) * keep;  // HLLM IDNet: no scaling, no input dropout
   }
   auto lengths = valid.sum(1);                                                 // [B] (left padding)
-  RelativeBiasImpl::Indices bias_indices;  // shared by all layers: computed once
-  if (relative_biases) {
-    torch::Tensor ts;
-    torch::Tensor next_ts = next_timestamps(batch, &ts);
-    bias_indices = relative_biases[0]->as<RelativeBias>()->indices(ts, next_ts, w);
-  }
-  // The jagged CPU kernel reads the bias tables directly; otherwise the bias is built per layer.
-  const bool tables = o.jagged_attention && x.device().is_cpu() && x.scalar_type() == torch::kFloat;
-  const bool last_only = batch.last_only && !is_training();
   for (size_t i = 0; i < blocks->size(); ++i) {
     auto* block = blocks[i]->as<HstuBlock>();
     if (last_only && i + 1 == blocks->size()) {  // inference reads the newest position only
@@ -296,7 +340,7 @@ torch::Tensor HstuImpl::encode(const data::SequenceBatch& batch) {
       x = block->forward(x, bias, lengths, keep);
     }
   }
-  return F::normalize(x, F::NormalizeFuncOptions().dim(-1).eps(1e-6));          // [B, W, D]
+  return F::normalize(x, F::NormalizeFuncOptions().dim(-1).eps(1e-6));          // [B, W or 1, D]
 }
 
 torch::Tensor HstuImpl::item_embeddings(const torch::Tensor& item_ids) {

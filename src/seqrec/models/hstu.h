@@ -84,6 +84,10 @@ class HstuBlockImpl : public torch::nn::Module {
   /// The same with the bias as tables (jagged kernel only).
   torch::Tensor forward(const torch::Tensor& x, const nn::RelativeBiasTables& bias, const torch::Tensor& lengths,
                         const torch::Tensor& keep);
+  /// Training over packed rows: x [T, D], sequence b's rows cu_seqlens[b] .. cu_seqlens[b + 1] - 1;
+  /// the bias tables' time buckets in the padded batch's coordinates [B, width, width] -> [T, D].
+  torch::Tensor forward_packed(const torch::Tensor& x, const nn::RelativeBiasTables& bias,
+                               const torch::Tensor& cu_seqlens, int64_t width);
   /// Inference for the newest position only (attending to all): bias_row [B, W] is the bias's last
   /// row (or undefined) -> [B, 1, D].
   torch::Tensor forward_last(const torch::Tensor& x, const torch::Tensor& bias_row, const torch::Tensor& lengths,
@@ -110,6 +114,8 @@ class HstuImpl : public SequenceRecommenderImpl {
   const HstuOptions& options() const { return options_; }
 
  private:
+  /// Training-time encode on the real positions only (CPU float32, jagged attention).
+  torch::Tensor encode_packed(const data::SequenceBatch& batch, const RelativeBiasImpl::Indices& bias_indices);
   HstuOptions options_;
   torch::nn::Embedding item_embedding{nullptr};
   torch::nn::Embedding position_embedding{nullptr};

@@ -252,25 +252,30 @@ struct JaggedPointwise : public torch::autograd::Function<JaggedPointwise> {
   static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& q_in,
                                const torch::Tensor& k_in, const torch::Tensor& v_in, const torch::Tensor& dense_in,
                                const torch::Tensor& position_in, const torch::Tensor& time_in,
-                               const torch::Tensor& buckets_in, const torch::Tensor& lengths, double n, int64_t origin) {
-    auto dense_last = [](const torch::Tensor& t) { return t.stride(3) == 1 ? t : t.contiguous(); };
+                               const torch::Tensor& buckets_in, const torch::Tensor& lengths, const torch::Tensor& cu_in,
+                               double n, int64_t origin, int64_t bias_width) {
+    auto dense_last = [](const torch::Tensor& t) { return t.stride(-1) == 1 ? t : t.contiguous(); };
     auto q = dense_last(q_in), k = dense_last(k_in), v = dense_last(v_in);
     auto dense = dense_in.contiguous(), position = position_in.contiguous(), time = time_in.contiguous(),
-         buckets = buckets_in.contiguous();
-    const int64_t b = q.size(0), h = q.size(1), w = q.size(2), dqk = q.size(3), dv = v.size(3);
-    auto out = zeros_bwhd(b, h, w, dv, q.options());                           // [B, H, W, dv]
-    const std::vector<Block> seqs = plan_blocks(lengths, 1, w, nullptr);
-    const RowLayout Q = layout_of(q), K = layout_of(k), V = layout_of(v), O = layout_of(out);
-    const BiasRows bias = bias_rows(dense, position, time, buckets, origin, w);
+         buckets = buckets_in.contiguous(), cu = cu_in.contiguous();
+    const bool packed = cu.numel() > 0;
+    const int64_t* cup = packed ? cu.data_ptr<int64_t>() : nullptr;
+    const int64_t h = q.size(1), dv = v.size(-1), dqk = q.size(-1);
+    const int64_t w = packed ? (lengths.numel() ? lengths.max().item<int64_t>() : 0) : q.size(2);
+    auto out = packed ? torch::zeros({q.size(0), h, dv}, q.options())
+                      : zeros_bwhd(q.size(0), h, w, dv, q.options());           // like q, dv wide
+    const std::vector<Block> seqs = plan_blocks(lengths, 1, w, nullptr, packed);
+    const RowLayout Q = layout_of(q, cup), K = layout_of(k, cup), V = layout_of(v, cup), O = layout_of(out, cup);
+    const BiasRows bias = bias_rows(dense, position, time, buckets, origin, bias_width);
     const float inv_n = static_cast<float>(1.0 / n);
     for_each_block(seqs, kRowTile * w, [&](const Block& blk, float* a) {
-      const int64_t l = blk.l, off = blk.off;
+      const int64_t l = blk.l, off = blk.off, bias_off = bias.w - l;  // the bias is in padded coordinates
       for (int64_t hi = 0; hi < h; ++hi) {
         const float *qb = Q.row(blk.b, hi, off), *kb = K.row(blk.b, hi, off), *vb = V.row(blk.b, hi, off);
         float* ob = O.row(blk.b, hi, off);
         for (int64_t r0 = 0; r0 < l; r0 += kRowTile) {
           const int64_t r1 = std::min(l, r0 + kRowTile), rows = r1 - r0;
-          pointwise_scores(qb + r0 * Q.si, Q.si, kb, K.si, bias, blk.b, off, r0, rows, r1, dqk, a, l);
+          pointwise_scores(qb + r0 * Q.si, Q.si, kb, K.si, bias, blk.b, bias_off, r0, rows, r1, dqk, a, l);
           for (int64_t i = r0; i < r1; ++i) {  // A = SiLU(S) / n over j <= i
             float* row = a + (i - r0) * l;
             cpu::silu_scale_row(row, i + 1, inv_n);
@@ -280,9 +285,10 @@ struct JaggedPointwise : public torch::autograd::Function<JaggedPointwise> {
         }
       }
     });
-    ctx->save_for_backward({q, k, v, dense, position, time, buckets, lengths});
+    ctx->save_for_backward({q, k, v, dense, position, time, buckets, lengths, cu});
     ctx->saved_data["n"] = n;
     ctx->saved_data["origin"] = origin;
+    ctx->saved_data["bias_width"] = bias_width;
     return out;
   }
 
@@ -290,25 +296,30 @@ struct JaggedPointwise : public torch::autograd::Function<JaggedPointwise> {
                                                torch::autograd::tensor_list grads) {
     auto saved = ctx->get_saved_variables();
     const auto &q = saved[0], &k = saved[1], &v = saved[2], &dense = saved[3], &position = saved[4],
-               &time = saved[5], &buckets = saved[6], &lengths = saved[7];
+               &time = saved[5], &buckets = saved[6], &lengths = saved[7], &cu = saved[8];
     const float inv_n = static_cast<float>(1.0 / ctx->saved_data["n"].toDouble());
-    const int64_t origin = ctx->saved_data["origin"].toInt();
-    auto g = grads[0].stride(3) == 1 ? grads[0] : grads[0].contiguous();     // [B, H, W, dv]
-    const int64_t b = q.size(0), h = q.size(1), w = q.size(2), dqk = q.size(3), dv = v.size(3);
-    auto gq = zeros_bwhd(b, h, w, dqk, q.options()), gk = zeros_bwhd(b, h, w, dqk, q.options()),
-         gv = zeros_bwhd(b, h, w, dv, q.options());
-    const BiasRows bias = bias_rows(dense, position, time, buckets, origin, w);
+    const int64_t origin = ctx->saved_data["origin"].toInt(), bias_width = ctx->saved_data["bias_width"].toInt();
+    auto g = grads[0].stride(-1) == 1 ? grads[0] : grads[0].contiguous();   // like the output
+    const bool packed = cu.numel() > 0;
+    const int64_t* cup = packed ? cu.data_ptr<int64_t>() : nullptr;
+    const int64_t h = q.size(1), dqk = q.size(-1), dv = v.size(-1);
+    const int64_t w = packed ? (lengths.numel() ? lengths.max().item<int64_t>() : 0) : q.size(2);
+    auto zeros_like_q = [&](int64_t d) {
+      return packed ? torch::zeros({q.size(0), h, d}, q.options()) : zeros_bwhd(q.size(0), h, w, d, q.options());
+    };
+    auto gq = zeros_like_q(dqk), gk = zeros_like_q(dqk), gv = zeros_like_q(dv);
+    const BiasRows bias = bias_rows(dense, position, time, buckets, origin, bias_width);
     const int64_t threads = at::get_num_threads();
     torch::Tensor g_dense = bias.dense ? torch::zeros_like(dense) : torch::Tensor();          // [B, W, W]
     torch::Tensor g_position = bias.position ? torch::zeros({threads, position.numel()}, q.options()) : torch::Tensor();
     torch::Tensor g_time = bias.time ? torch::zeros({threads, time.numel()}, q.options()) : torch::Tensor();
-    const std::vector<Block> seqs = plan_blocks(lengths, 1, w, nullptr);
-    const RowLayout Q = layout_of(q), K = layout_of(k), V = layout_of(v), G = layout_of(g), GQ = layout_of(gq),
-                    GK = layout_of(gk), GV = layout_of(gv);
+    const std::vector<Block> seqs = plan_blocks(lengths, 1, w, nullptr, packed);
+    const RowLayout Q = layout_of(q, cup), K = layout_of(k, cup), V = layout_of(v, cup), G = layout_of(g, cup),
+                    GQ = layout_of(gq, cup), GK = layout_of(gk, cup), GV = layout_of(gv, cup);
     const int64_t tile = kRowTile * w;
     // Scratch per row tile: S (then dS), A and dA.
     for_each_block(seqs, 3 * tile, [&](const Block& blk, float* scratch) {
-      const int64_t l = blk.l, off = blk.off, t_id = at::get_thread_num();
+      const int64_t l = blk.l, off = blk.off, bias_off = bias.w - l, t_id = at::get_thread_num();
       float *ds = scratch, *a = scratch + tile, *da = scratch + 2 * tile;
       float* gpos = bias.position ? g_position.data_ptr<float>() + t_id * position.numel() : nullptr;
       float* gtime = bias.time ? g_time.data_ptr<float>() + t_id * time.numel() : nullptr;
@@ -318,10 +329,10 @@ struct JaggedPointwise : public torch::autograd::Function<JaggedPointwise> {
         float *gqb = GQ.row(blk.b, hi, off), *gkb = GK.row(blk.b, hi, off), *gvb = GV.row(blk.b, hi, off);
         for (int64_t r0 = 0; r0 < l; r0 += kRowTile) {
           const int64_t r1 = std::min(l, r0 + kRowTile), rows = r1 - r0;
-          pointwise_scores(qb + r0 * Q.si, Q.si, kb, K.si, bias, blk.b, off, r0, rows, r1, dqk, ds, l);
+          pointwise_scores(qb + r0 * Q.si, Q.si, kb, K.si, bias, blk.b, bias_off, r0, rows, r1, dqk, ds, l);
           cpu::gemm(false, true, rows, r1, dv, 1.f, gb + r0 * G.si, G.si, vb, V.si, 0.f, da, l);  // dA = dO V^T
           for (int64_t i = r0; i < r1; ++i) {
-            const int64_t t = (i - r0) * l, row = (blk.b * w + off + i) * w + off;
+            const int64_t t = (i - r0) * l, row = (blk.b * bias.w + bias_off + i) * bias.w + bias_off;
             cpu::silu_scale_backward_row(ds + t, a + t, da + t, i + 1, inv_n);  // A, and dS = dA SiLU'(S) / n
             std::fill(ds + t + i + 1, ds + t + r1, 0.f);
             std::fill(a + t + i + 1, a + t + r1, 0.f);
@@ -338,7 +349,18 @@ struct JaggedPointwise : public torch::autograd::Function<JaggedPointwise> {
     });
     if (g_position.defined()) g_position = g_position.sum(0);
     if (g_time.defined()) g_time = g_time.sum(0);
-    return {gq, gk, gv, g_dense, g_position, g_time, torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor()};
+    return {gq,
+            gk,
+            gv,
+            g_dense,
+            g_position,
+            g_time,
+            torch::Tensor(),
+            torch::Tensor(),
+            torch::Tensor(),
+            torch::Tensor(),
+            torch::Tensor(),
+            torch::Tensor()};
   }
 };
 
@@ -366,8 +388,8 @@ torch::Tensor jagged_pointwise_attention(const torch::Tensor& q, const torch::Te
     return padded_pointwise_attention(q, k, v, bias, lengths, n);
   auto none = torch::zeros({0}, q.options());
   return JaggedPointwise::apply(q, k, v, bias.defined() ? bias.expand({q.size(0), q.size(2), q.size(2)}) : none, none,
-                                none, torch::zeros({0}, q.options().dtype(torch::kByte)), lengths.contiguous(), n,
-                                int64_t{0});
+                                none, torch::zeros({0}, q.options().dtype(torch::kByte)), lengths.contiguous(),
+                                torch::zeros({0}, torch::kLong), n, int64_t{0}, q.size(2));
 }
 
 torch::Tensor materialize_bias(const RelativeBiasTables& bias, int64_t batch, int64_t width) {
@@ -403,7 +425,32 @@ torch::Tensor jagged_pointwise_attention(const torch::Tensor& q, const torch::Te
                                 bias.time_weights.defined() ? bias.time_weights : none,
                                 bias.time_weights.defined() ? bias.time_buckets
                                                             : torch::zeros({0}, q.options().dtype(torch::kByte)),
-                                lengths.contiguous(), n, bias.position_origin);
+                                lengths.contiguous(), torch::zeros({0}, torch::kLong), n, bias.position_origin, w);
+}
+
+torch::Tensor packed_pointwise_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                                         const RelativeBiasTables& bias, const torch::Tensor& cu_seqlens,
+                                         int64_t width, double n) {
+  TORCH_CHECK(q.dim() == 3 && k.sizes() == q.sizes() && v.dim() == 3, "q, k, v must be [T, H, d]");
+  TORCH_CHECK(q.device().is_cpu() && q.scalar_type() == torch::kFloat, "packed attention is the CPU float kernel");
+  auto cu = cu_seqlens.contiguous();
+  TORCH_CHECK(cu.dim() == 1 && cu.scalar_type() == torch::kInt64 && cu[-1].item<int64_t>() == q.size(0),
+              "cu_seqlens must be [B + 1] int64 ending at the number of rows");
+  auto lengths = (cu.narrow(0, 1, cu.size(0) - 1) - cu.narrow(0, 0, cu.size(0) - 1)).contiguous();  // [B]
+  TORCH_CHECK(lengths.numel() == 0 || lengths.max().item<int64_t>() <= width, "a sequence is longer than width");
+  TORCH_CHECK(!bias.position_weights.defined() ||
+                  (bias.position_origin >= width - 1 && bias.position_weights.numel() > bias.position_origin),
+              "position table too short for width ", width);
+  TORCH_CHECK(!bias.time_weights.defined() ||
+                  (bias.time_buckets.scalar_type() == torch::kByte &&
+                   bias.time_buckets.sizes() == torch::IntArrayRef({lengths.size(0), width, width})),
+              "time_buckets must be [B, width, width] uint8");
+  auto none = torch::zeros({0}, q.options());
+  return JaggedPointwise::apply(q, k, v, none, bias.position_weights.defined() ? bias.position_weights : none,
+                                bias.time_weights.defined() ? bias.time_weights : none,
+                                bias.time_weights.defined() ? bias.time_buckets
+                                                            : torch::zeros({0}, q.options().dtype(torch::kByte)),
+                                lengths, cu, n, bias.position_origin, width);
 }
 
 namespace {

@@ -68,6 +68,13 @@ struct RelativeBiasTables {
 torch::Tensor jagged_pointwise_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                                          const RelativeBiasTables& bias, const torch::Tensor& lengths, double n);
 
+/// The same over packed rows: q, k [T, H, dqk], v [T, H, dv], sequence b's rows cu_seqlens[b] ..
+/// cu_seqlens[b + 1] - 1; the time buckets stay in the padded batch's coordinates [B, width,
+/// width] (sequence b's l real items in its last l columns). CPU float32. Returns [T, H, dv].
+torch::Tensor packed_pointwise_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                                         const RelativeBiasTables& bias, const torch::Tensor& cu_seqlens,
+                                         int64_t width, double n);
+
 /// The [B, W, W] bias the tables stand for (for the padded path and for tests).
 torch::Tensor materialize_bias(const RelativeBiasTables& bias, int64_t batch, int64_t width);
 
