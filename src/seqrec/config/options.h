@@ -58,7 +58,8 @@ struct TrainOptions {
   int64_t patience = 0;              ///< stop after N evaluations without improvement (0 = never)
   int64_t log_every = 20;            ///< progress-bar refresh in steps
   int64_t threads = 0;               ///< intra-op threads (0 = all cores)
-  bool length_bucketing = true;      ///< group similar lengths into batches and trim padding
+  bool length_bucketing = false;     ///< group similar lengths into batches (off: random batches, as
+                                     ///< the papers' code; bucketing costs quality, docs/benchmarks.md)
   std::string device = "cpu";        ///< cpu | cuda (the GPU LOCAL_RANK names; cuda:N for one of them)
   LossOptions loss;                  ///< train.loss
 };

@@ -126,11 +126,9 @@ std::vector<std::vector<int64_t>> TrainBatcher::plan_epoch(int64_t epoch) const 
 
 SequenceBatch TrainBatcher::make_batch(const std::vector<int64_t>& sample_ids, uint64_t seed) const {
   const int64_t bsz = static_cast<int64_t>(sample_ids.size());
-  int64_t width = options_.max_seq_len;
-  if (options_.length_bucketing) {
-    width = 1;
-    for (int64_t id : sample_ids) width = std::max(width, samples_[id].end - samples_[id].begin - 1);
-  }
+  // Trimmed to the batch's longest sequence; position_offset keeps the positions absolute.
+  int64_t width = 1;
+  for (int64_t id : sample_ids) width = std::max(width, samples_[id].end - samples_[id].begin - 1);
   const int64_t num_neg = options_.num_negatives;
   const bool has_ts = store_.has_timestamps();
   auto i64 = torch::TensorOptions().dtype(torch::kInt64);

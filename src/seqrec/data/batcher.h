@@ -1,5 +1,6 @@
 // SequenceBatch (the first torch type of the pipeline) and the batchers that build it:
-// TrainBatcher (shuffled, bucketed, negatives sampled, prefetched in a background thread) and
+// TrainBatcher (shuffled, optionally length-bucketed, negatives sampled, prefetched in a background
+// thread) and
 // make_eval_batch (histories of evaluation queries).
 //
 // Layout: sequences are left-padded with item 0. A batch may be narrower than the model's L: it is
@@ -42,7 +43,8 @@ struct TrainBatcherOptions {
   int64_t batch_size = 128;      ///< B
   int64_t num_negatives = 0;     ///< R per position (0 = none)
   bool exclude_history = false;  ///< negatives avoid the user's training items
-  bool length_bucketing = true;  ///< batch similar lengths together and trim padding
+  bool length_bucketing = false; ///< batch similar lengths together (batches are always trimmed to
+                                 ///< their longest sequence)
   bool chunk_long_sequences = false;  ///< HLLM: non-overlapping chunks of L+1 instead of the last L+1
   uint64_t seed = 42;
   int64_t rank = 0;              ///< this process's shard (data parallel; shards are disjoint and cover all samples)
