@@ -84,6 +84,24 @@ Inputs make_long_inputs(int64_t heads, int64_t d) {
   return in;
 }
 
+// The real rows of padded [B, H, W, d] inputs packed as [T, H, d] (sequence b's rows W - l .. W - 1).
+struct Packing {
+  torch::Tensor index, cu;  // [T] rows of the flattened [B * W] slots, [B + 1]
+  torch::Tensor operator()(const torch::Tensor& t) const {
+    return t.transpose(1, 2).reshape({t.size(0) * t.size(2), t.size(1), t.size(3)}).index_select(0, index);
+  }
+};
+
+Packing packing_of(const torch::Tensor& lengths, int64_t w) {
+  std::vector<int64_t> rows, cu = {0};
+  for (int64_t b = 0; b < lengths.size(0); ++b) {
+    const int64_t l = lengths[b].item<int64_t>();
+    for (int64_t i = w - l; i < w; ++i) rows.push_back(b * w + i);
+    cu.push_back(cu.back() + l);
+  }
+  return {torch::tensor(rows, torch::kLong), torch::tensor(cu, torch::kLong)};
+}
+
 TEST(JaggedAttentionTest, LongSequencesAcrossRowTilesMatchPadded) {
   Inputs in = make_long_inputs(2, 5);
   auto jagged = jagged_causal_attention(in.q, in.k, in.v, in.lengths, 0.0, true);
@@ -96,25 +114,14 @@ TEST(JaggedAttentionTest, LongSequencesAcrossRowTilesMatchPadded) {
 
 TEST(JaggedAttentionTest, PackedRowsEqualThePaddedBatchWithTheSameDropout) {
   Inputs in = make_long_inputs(2, 5);
-  // Pack the real rows of the padded inputs: sequence b's rows W - l .. W - 1, in order.
-  const int64_t w = 150;
-  std::vector<int64_t> rows, cu = {0};
-  for (int64_t b = 0; b < 4; ++b) {
-    const int64_t l = in.lengths[b].item<int64_t>();
-    for (int64_t i = w - l; i < w; ++i) rows.push_back(b * w + i);
-    cu.push_back(cu.back() + l);
-  }
-  auto index = torch::tensor(rows, torch::kLong);
-  auto pack = [&](const torch::Tensor& t) {  // [B, H, W, d] -> [T, H, d]
-    return t.transpose(1, 2).reshape({4 * w, t.size(1), t.size(3)}).index_select(0, index);
-  };
+  const Packing pack = packing_of(in.lengths, 150);
   auto qp = pack(in.q.detach()).requires_grad_(true), kp = pack(in.k.detach()).requires_grad_(true),
        vp = pack(in.v.detach()).requires_grad_(true);
   for (double p : {0.0, 0.3}) {
     torch::manual_seed(21);
     auto padded = jagged_causal_attention(in.q, in.k, in.v, in.lengths, p, true);
     torch::manual_seed(21);
-    auto packed = packed_causal_attention(qp, kp, vp, torch::tensor(cu, torch::kLong), p, true);
+    auto packed = packed_causal_attention(qp, kp, vp, pack.cu, p, true);
     EXPECT_TRUE(torch::allclose(packed, pack(padded), 1e-5, 1e-6)) << "dropout " << p;
     auto wp = pack(in.weights);
     auto g_padded = torch::autograd::grad({(padded * in.weights).sum()}, {in.q, in.k, in.v});
@@ -192,18 +199,11 @@ TEST(JaggedPointwiseTest, PackedRowsWithBiasTablesEqualThePaddedBatch) {
   tables.position_origin = n - 1;
   tables.time_weights = (torch::randn({129}) * 0.3).requires_grad_(true);
   tables.time_buckets = torch::randint(0, 129, {4, w, w}, torch::kLong).to(torch::kByte);
-  std::vector<int64_t> rows, cu = {0};
-  for (int64_t b = 0; b < 4; ++b) {
-    const int64_t l = in.lengths[b].item<int64_t>();
-    for (int64_t i = w - l; i < w; ++i) rows.push_back(b * w + i);
-    cu.push_back(cu.back() + l);
-  }
-  auto index = torch::tensor(rows, torch::kLong);
-  auto pack = [&](const torch::Tensor& t) { return t.transpose(1, 2).reshape({4 * w, t.size(1), t.size(3)}).index_select(0, index); };
+  const Packing pack = packing_of(in.lengths, w);
   auto qp = pack(in.q.detach()).requires_grad_(true), kp = pack(in.k.detach()).requires_grad_(true),
        vp = pack(in.v.detach()).requires_grad_(true);
   auto padded = jagged_pointwise_attention(in.q, in.k, in.v, tables, in.lengths, double(n));
-  auto packed = packed_pointwise_attention(qp, kp, vp, tables, torch::tensor(cu, torch::kLong), w, double(n));
+  auto packed = packed_pointwise_attention(qp, kp, vp, tables, pack.cu, w, double(n));
   EXPECT_TRUE(torch::allclose(packed, pack(padded), 1e-5, 1e-6));
   auto g_padded = torch::autograd::grad({(padded * in.weights).sum()},
                                         {in.q, in.k, in.v, tables.position_weights, tables.time_weights});

@@ -408,35 +408,12 @@ torch::Tensor materialize_bias(const RelativeBiasTables& bias, int64_t batch, in
   return out.defined() ? out.expand({batch, width, width}) : out;
 }
 
-torch::Tensor jagged_pointwise_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
-                                         const RelativeBiasTables& bias, const torch::Tensor& lengths, double n) {
-  TORCH_CHECK(q.dim() == 4 && k.sizes() == q.sizes() && v.dim() == 4, "q, k, v must be [B, H, W, d]");
-  const int64_t w = q.size(2);
-  if (!q.device().is_cpu() || q.scalar_type() != torch::kFloat)
-    return padded_pointwise_attention(q, k, v, materialize_bias(bias, q.size(0), w), lengths, n);
-  TORCH_CHECK(!bias.position_weights.defined() ||
-                  (bias.position_origin >= w - 1 && bias.position_weights.numel() > bias.position_origin),
-              "position table too short for width ", w);
-  TORCH_CHECK(!bias.time_weights.defined() || (bias.time_buckets.scalar_type() == torch::kByte &&
-                                               bias.time_buckets.sizes() == torch::IntArrayRef({q.size(0), w, w})),
-              "time_buckets must be [B, W, W] uint8");
-  auto none = torch::zeros({0}, q.options());
-  return JaggedPointwise::apply(q, k, v, none, bias.position_weights.defined() ? bias.position_weights : none,
-                                bias.time_weights.defined() ? bias.time_weights : none,
-                                bias.time_weights.defined() ? bias.time_buckets
-                                                            : torch::zeros({0}, q.options().dtype(torch::kByte)),
-                                lengths.contiguous(), torch::zeros({0}, torch::kLong), n, bias.position_origin, w);
-}
+namespace {
 
-torch::Tensor packed_pointwise_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
-                                         const RelativeBiasTables& bias, const torch::Tensor& cu_seqlens,
-                                         int64_t width, double n) {
-  TORCH_CHECK(q.dim() == 3 && k.sizes() == q.sizes() && v.dim() == 3, "q, k, v must be [T, H, d]");
-  TORCH_CHECK(q.device().is_cpu() && q.scalar_type() == torch::kFloat, "packed attention is the CPU float kernel");
-  auto cu = cu_seqlens.contiguous();
-  TORCH_CHECK(cu.dim() == 1 && cu.scalar_type() == torch::kInt64 && cu[-1].item<int64_t>() == q.size(0),
-              "cu_seqlens must be [B + 1] int64 ending at the number of rows");
-  auto lengths = (cu.narrow(0, 1, cu.size(0) - 1) - cu.narrow(0, 0, cu.size(0) - 1)).contiguous();  // [B]
+// The pointwise kernel with the bias as tables; cu empty when the rows are padded [B, H, W, d].
+torch::Tensor pointwise_with_tables(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                                    const RelativeBiasTables& bias, const torch::Tensor& lengths,
+                                    const torch::Tensor& cu, double n, int64_t width) {
   TORCH_CHECK(lengths.numel() == 0 || lengths.max().item<int64_t>() <= width, "a sequence is longer than width");
   TORCH_CHECK(!bias.position_weights.defined() ||
                   (bias.position_origin >= width - 1 && bias.position_weights.numel() > bias.position_origin),
@@ -451,6 +428,29 @@ torch::Tensor packed_pointwise_attention(const torch::Tensor& q, const torch::Te
                                 bias.time_weights.defined() ? bias.time_buckets
                                                             : torch::zeros({0}, q.options().dtype(torch::kByte)),
                                 lengths, cu, n, bias.position_origin, width);
+}
+
+}  // namespace
+
+torch::Tensor jagged_pointwise_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                                         const RelativeBiasTables& bias, const torch::Tensor& lengths, double n) {
+  TORCH_CHECK(q.dim() == 4 && k.sizes() == q.sizes() && v.dim() == 4, "q, k, v must be [B, H, W, d]");
+  const int64_t w = q.size(2);
+  if (!q.device().is_cpu() || q.scalar_type() != torch::kFloat)
+    return padded_pointwise_attention(q, k, v, materialize_bias(bias, q.size(0), w), lengths, n);
+  return pointwise_with_tables(q, k, v, bias, lengths.contiguous(), torch::zeros({0}, torch::kLong), n, w);
+}
+
+torch::Tensor packed_pointwise_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                                         const RelativeBiasTables& bias, const torch::Tensor& cu_seqlens,
+                                         int64_t width, double n) {
+  TORCH_CHECK(q.dim() == 3 && k.sizes() == q.sizes() && v.dim() == 3, "q, k, v must be [T, H, d]");
+  TORCH_CHECK(q.device().is_cpu() && q.scalar_type() == torch::kFloat, "packed attention is the CPU float kernel");
+  auto cu = cu_seqlens.contiguous();
+  TORCH_CHECK(cu.dim() == 1 && cu.scalar_type() == torch::kInt64 && cu[-1].item<int64_t>() == q.size(0),
+              "cu_seqlens must be [B + 1] int64 ending at the number of rows");
+  auto lengths = (cu.narrow(0, 1, cu.size(0) - 1) - cu.narrow(0, 0, cu.size(0) - 1)).contiguous();  // [B]
+  return pointwise_with_tables(q, k, v, bias, lengths, cu, n, width);
 }
 
 namespace {
