@@ -50,6 +50,21 @@ std::vector<TrainSample> build_train_samples(const InteractionStore& store, int6
   return samples;
 }
 
+PackedPositions pack_positions(const torch::Tensor& item_ids) {
+  PackedPositions p;
+  p.batch = item_ids.size(0);
+  p.width = item_ids.size(1);
+  auto valid = item_ids.ne(0);                                                 // [B, W]
+  p.rows = valid.reshape({-1}).nonzero().squeeze(1);                           // [T]
+  p.lengths = valid.sum(1);                                                    // [B]
+  p.cu_seqlens = torch::cat({torch::zeros({1}, p.lengths.options()), p.lengths.cumsum(0)});  // [B + 1]
+  return p;
+}
+
+torch::Tensor PackedPositions::unpack(const torch::Tensor& x) const {
+  return torch::zeros({batch * width, x.size(-1)}, x.options()).index_copy(0, rows, x).view({batch, width, x.size(-1)});
+}
+
 SequenceBatch SequenceBatch::to(const torch::Device& device) const {
   if (item_ids.device() == device) return *this;
   auto move = [&](const torch::Tensor& t) { return t.defined() ? t.to(device, /*non_blocking=*/true) : t; };

@@ -37,6 +37,20 @@ struct SequenceBatch {
   SequenceBatch to(const torch::Device& device) const;
 };
 
+/// The real positions of a left-padded batch, packed row-major (what models encode during training:
+/// no layer computes padding).
+struct PackedPositions {
+  torch::Tensor rows;        ///< [T] int64: indices of the real slots in the flattened [B * W] batch
+  torch::Tensor lengths;     ///< [B] int64: real items per sequence
+  torch::Tensor cu_seqlens;  ///< [B + 1] int64: sequence b's packed rows are cu[b] .. cu[b + 1] - 1
+  int64_t batch = 0, width = 0;
+  /// [T, D] -> [B, W, D] with zeros at the padding.
+  torch::Tensor unpack(const torch::Tensor& x) const;
+};
+
+/// Packs the non-zero entries of item_ids [B, W].
+PackedPositions pack_positions(const torch::Tensor& item_ids);
+
 /// Options of the training batcher.
 struct TrainBatcherOptions {
   int64_t max_seq_len = 200;     ///< L

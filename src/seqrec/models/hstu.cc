@@ -271,15 +271,12 @@ torch::Tensor next_timestamps(const data::SequenceBatch& batch, torch::Tensor* t
 torch::Tensor HstuImpl::encode_packed(const data::SequenceBatch& batch, const RelativeBiasImpl::Indices& bias_indices) {
   const auto& o = options_;
   const auto& ids = batch.item_ids;                                            // [B, W]
-  const int64_t b = ids.size(0), w = ids.size(1), d = o.hidden_dim;
-  auto valid = ids.ne(0);                                                      // [B, W]
-  auto rows = valid.reshape({-1}).nonzero().squeeze(1);                        // [T] real slots, row-major
-  auto lengths = valid.sum(1);                                                 // [B]
-  auto cu = torch::cat({torch::zeros({1}, lengths.options()), lengths.cumsum(0)});  // [B + 1]
+  const int64_t w = ids.size(1), d = o.hidden_dim;
+  const data::PackedPositions packed = data::pack_positions(ids);
   // GR positions count from the oldest item of the window: slot - (W - length) of the row's sequence.
-  auto seq = rows.div(w, "floor");                                             // [T]
-  auto positions = rows.remainder(w) - (w - lengths).index_select(0, seq);     // [T]
-  auto e = item_embedding(ids.reshape({-1}).index_select(0, rows));            // [T, D]
+  auto seq = packed.rows.div(w, "floor");                                      // [T]
+  auto positions = packed.rows.remainder(w) - (w - packed.lengths).index_select(0, seq);  // [T]
+  auto e = item_embedding(ids.reshape({-1}).index_select(0, packed.rows));     // [T, D]
   torch::Tensor x = o.variant == "gr"
                         ? nn::fast_dropout(e * std::sqrt(double(d)) + position_embedding(positions), o.dropout,
                                            is_training())
@@ -287,10 +284,9 @@ torch::Tensor HstuImpl::encode_packed(const data::SequenceBatch& batch, const Re
   for (size_t i = 0; i < blocks->size(); ++i) {
     nn::RelativeBiasTables tables;
     if (relative_biases) tables = relative_biases[i]->as<RelativeBias>()->tables(bias_indices);
-    x = blocks[i]->as<HstuBlock>()->forward_packed(x, tables, cu, w);
+    x = blocks[i]->as<HstuBlock>()->forward_packed(x, tables, packed.cu_seqlens, w);
   }
-  x = F::normalize(x, F::NormalizeFuncOptions().dim(-1).eps(1e-6));            // [T, D]
-  return torch::zeros({b * w, d}, x.options()).index_copy(0, rows, x).view({b, w, d});  // [B, W, D], 0 at padding
+  return packed.unpack(F::normalize(x, F::NormalizeFuncOptions().dim(-1).eps(1e-6)));  // [B, W, D], 0 at padding
 }
 
 torch::Tensor HstuImpl::encode(const data::SequenceBatch& batch) {

@@ -185,13 +185,10 @@ void SasRecImpl::reset_parameters() {
 
 torch::Tensor SasRecImpl::encode_packed(const data::SequenceBatch& batch) {
   const auto& ids = batch.item_ids;                                 // [B, W]
-  const int64_t b = ids.size(0), w = ids.size(1), d = options_.hidden_dim;
-  auto valid = ids.ne(0);                                           // [B, W]
-  auto rows = valid.reshape({-1}).nonzero().squeeze(1);             // [T] real slots, row-major
-  auto lengths = valid.sum(1);                                      // [B]
-  auto cu = torch::cat({torch::zeros({1}, lengths.options()), lengths.cumsum(0)});  // [B + 1]
-  auto ids_p = ids.reshape({-1}).index_select(0, rows);             // [T]
-  auto pos_p = rows.remainder(w) + batch.position_offset;           // [T] absolute positions
+  const int64_t d = options_.hidden_dim;
+  const data::PackedPositions packed = data::pack_positions(ids);
+  auto ids_p = ids.reshape({-1}).index_select(0, packed.rows);      // [T]
+  auto pos_p = packed.rows.remainder(packed.width) + batch.position_offset;  // [T] absolute positions
   torch::Tensor x;
   if (options_.variant == "gr") {
     x = nn::fast_dropout(item_embedding(ids_p) * std::sqrt(double(d)) + position_embedding(pos_p), options_.dropout,
@@ -200,10 +197,10 @@ torch::Tensor SasRecImpl::encode_packed(const data::SequenceBatch& batch) {
     x = nn::fast_dropout(norm(emb_layer_norm, item_embedding(ids_p) + position_embedding(pos_p)), options_.dropout,
                          is_training());
   }
-  for (const auto& block : *blocks) x = block->as<SasRecBlock>()->forward_packed(x, cu);
+  for (const auto& block : *blocks) x = block->as<SasRecBlock>()->forward_packed(x, packed.cu_seqlens);
   if (options_.variant == "gr") x = norm(last_layer_norm, x);
   if (options_.l2_norm_output) x = F::normalize(x, F::NormalizeFuncOptions().dim(-1).eps(1e-6));
-  return torch::zeros({b * w, d}, x.options()).index_copy(0, rows, x).view({b, w, d});  // [B, W, D], 0 at padding
+  return packed.unpack(x);                                          // [B, W, D], 0 at padding
 }
 
 torch::Tensor SasRecImpl::encode(const data::SequenceBatch& batch) {
