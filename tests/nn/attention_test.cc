@@ -165,14 +165,21 @@ TEST(JaggedPointwiseTest, LongSequencesWithBiasMatchPaddedValuesAndGradients) {
   for (size_t i = 0; i < 4; ++i) EXPECT_TRUE(torch::allclose(gj[i], gp[i], 1e-4, 1e-6)) << "input " << i;
 }
 
-TEST(JaggedPointwiseTest, BiasTablesEqualTheirMaterialisedBiasWithTableGradients) {
-  Inputs in = make_long_inputs(2, 4);
-  const int64_t w = 150, n = 161;
+// Random position and time tables (as trained, with gradients) for `batch` rows of width w and
+// HSTU's normaliser n (position origin n - 1, 129 time buckets).
+RelativeBiasTables random_bias_tables(int64_t batch, int64_t w, int64_t n) {
   RelativeBiasTables tables;
   tables.position_weights = (torch::randn({2 * n - 1}) * 0.3).requires_grad_(true);
   tables.position_origin = n - 1;
   tables.time_weights = (torch::randn({129}) * 0.3).requires_grad_(true);
-  tables.time_buckets = torch::randint(0, 129, {4, w, w}, torch::kLong).to(torch::kByte);
+  tables.time_buckets = torch::randint(0, 129, {batch, w, w}, torch::kLong).to(torch::kByte);
+  return tables;
+}
+
+TEST(JaggedPointwiseTest, BiasTablesEqualTheirMaterialisedBiasWithTableGradients) {
+  Inputs in = make_long_inputs(2, 4);
+  const int64_t w = 150, n = 161;
+  RelativeBiasTables tables = random_bias_tables(4, w, n);
   auto dense = materialize_bias(tables, 4, w);                                           // [4, W, W]
   // The materialised form by hand at one entry: origin + j - i and the bucket of (b, i, j).
   const int64_t b = 1, i = 100, j = 37;
@@ -191,11 +198,7 @@ TEST(JaggedPointwiseTest, BiasTablesEqualTheirMaterialisedBiasWithTableGradients
 TEST(JaggedPointwiseTest, PackedRowsWithBiasTablesEqualThePaddedBatch) {
   Inputs in = make_long_inputs(2, 4);
   const int64_t w = 150, n = 161;
-  RelativeBiasTables tables;
-  tables.position_weights = (torch::randn({2 * n - 1}) * 0.3).requires_grad_(true);
-  tables.position_origin = n - 1;
-  tables.time_weights = (torch::randn({129}) * 0.3).requires_grad_(true);
-  tables.time_buckets = torch::randint(0, 129, {4, w, w}, torch::kLong).to(torch::kByte);
+  RelativeBiasTables tables = random_bias_tables(4, w, n);
   const Packing pack = packing_of(in.lengths, w);
   auto qp = pack(in.q.detach()).requires_grad_(true), kp = pack(in.k.detach()).requires_grad_(true),
        vp = pack(in.v.detach()).requires_grad_(true);

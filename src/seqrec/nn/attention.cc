@@ -289,6 +289,7 @@ struct JaggedPointwise : public torch::autograd::Function<JaggedPointwise> {
     ctx->saved_data["n"] = n;
     ctx->saved_data["origin"] = origin;
     ctx->saved_data["bias_width"] = bias_width;
+    ctx->saved_data["w"] = w;
     return out;
   }
 
@@ -302,8 +303,7 @@ struct JaggedPointwise : public torch::autograd::Function<JaggedPointwise> {
     auto g = grads[0].stride(-1) == 1 ? grads[0] : grads[0].contiguous();   // like the output
     const bool packed = cu.numel() > 0;
     const int64_t* cup = packed ? cu.data_ptr<int64_t>() : nullptr;
-    const int64_t h = q.size(1), dqk = q.size(-1), dv = v.size(-1);
-    const int64_t w = packed ? (lengths.numel() ? lengths.max().item<int64_t>() : 0) : q.size(2);
+    const int64_t h = q.size(1), dqk = q.size(-1), dv = v.size(-1), w = ctx->saved_data["w"].toInt();
     auto zeros_like_q = [&](int64_t d) {
       return packed ? torch::zeros({q.size(0), h, d}, q.options()) : zeros_bwhd(q.size(0), h, w, d, q.options());
     };
