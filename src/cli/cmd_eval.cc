@@ -42,6 +42,8 @@ int run_eval(const CliArgs& args) {
   root.finish();
   if (data_opts.dir.empty()) throw ConfigError("data.dir", "required key is missing (or pass --data DIR)");
   const data::Split split = data::parse_split(args.split, "--split");
+  if (split == data::Split::kValid && data_opts.holdout == 1)
+    throw ConfigError("--split", "valid: data.holdout is 1, so the validation item was trained on (use --split test)");
   set_threads(threads);
 
   data::InteractionStore store = data::InteractionStore::open(data_opts.dir + "/interactions.bin");

@@ -90,7 +90,7 @@ int run_train(const CliArgs& args) {
   data::InteractionStore store = data::InteractionStore::open(setup.data.dir + "/interactions.bin");
   setup.context.num_items = store.num_items();
   setup.context.max_seq_len = setup.data.max_seq_len;
-  setup.context.item_counts = data::train_item_counts(store);
+  setup.context.item_counts = data::train_item_counts(store, setup.data.holdout);
   // Cold-start items are never seen in training: most-popular must not count them either.
   const auto cold = data::cold_items(store.num_items(), setup.data.cold_item_share,
                                      static_cast<uint64_t>(setup.data.cold_item_seed));
@@ -119,6 +119,9 @@ int run_train(const CliArgs& args) {
   if (s.epochs_run == 0)
     log_info("done: %s has no trainable parameters (fitted from the training counts); test (%s protocol) below",
              model_node.get<std::string>("name", "").c_str(), setup.eval.protocol.c_str());
+  else if (setup.data.holdout == 1)
+    log_info("done: %ld epochs in %.1fs, no validation split (data.holdout 1); test of the last epoch's model "
+             "(%s protocol) below", long(s.epochs_run), s.train_seconds, setup.eval.protocol.c_str());
   else
     log_info("done: %ld epochs in %.1fs, best valid %s %.4f at epoch %ld; test (%s protocol) below",
              long(s.epochs_run), s.train_seconds, setup.train.metric.c_str(), s.best_metric, long(s.best_epoch),

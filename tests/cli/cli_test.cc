@@ -185,6 +185,28 @@ TEST_F(CliTest, EvalOnTruncatedCheckpointFailsClearly) {
   EXPECT_EQ(r.out.find("hr@10"), std::string::npos);
 }
 
+TEST_F(CliTest, HoldoutOneTrainsOnValidAndRefusesAValidationEval) {
+  expect_ok(*prepare_, "prepare");
+  const std::string args = demo_args() + " --set data.holdout=1 --set train.epochs=2 --set train.eval_every=1 --set train.out_dir=";
+  Result r = run("train " + args + t("gr"));
+  expect_ok(r, "train data.holdout=1");
+  EXPECT_NE(r.err.find("no validation split (data.holdout 1)"), std::string::npos) << r.err;
+  EXPECT_EQ(r.err.find("split=valid"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("[eval] epoch 2 split=test"), std::string::npos) << r.err;
+  // The test line printed is that of the last epoch's model, which eval reproduces.
+  Result ev = run("eval --checkpoint " + t("gr/last.safetensors") + " --split test");
+  expect_ok(ev, "eval test");
+  EXPECT_DOUBLE_EQ(last_json(ev.out).at("ndcg@10").get<double>(), last_json(r.out).at("ndcg@10").get<double>());
+  Result valid = run("eval --checkpoint " + t("gr/best.safetensors") + " --split valid");
+  EXPECT_EQ(valid.code, 2) << valid.err;
+  EXPECT_NE(valid.err.find("data.holdout is 1, so the validation item was trained on"), std::string::npos) << valid.err;
+  Result bad = run("train " + args + t("gr3") + " --set data.holdout=3");
+  EXPECT_EQ(bad.code, 2) << bad.err;
+  EXPECT_NE(bad.err.find("data.holdout: must be 2 (valid and test held out) or 1 (test only), not 3"), std::string::npos)
+      << bad.err;
+  EXPECT_FALSE(std::filesystem::exists(t("gr3/best.safetensors")));
+}
+
 TEST_F(CliTest, RecommendUnknownUser) {
   expect_ok(*train_, "train");
   Result r = run("recommend --checkpoint " + t("sasrec/best.safetensors") + " --user no_such_user_42");

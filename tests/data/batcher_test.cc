@@ -76,6 +76,21 @@ TEST(BuildTrainSamples, LastLPlusOneOfTrainingPart) {
   EXPECT_TRUE(same_sample(s[3], {5, 0, 3}));
 }
 
+TEST(BuildTrainSamples, HoldoutOneTrainsOnTheValidationItem) {
+  // GR's ignore_last_n = 1: only the test item is held out. user 0: 7 items -> train part = first 6
+  // -> with L=3 the last 4: [2, 6) (target 6 = the validation item of holdout 2); user 1 (n < 3)
+  // trains on all; user 3: 3 items -> train length 2 -> [0, 2).
+  auto store = make_store({{1, 2, 3, 4, 5, 6, 7}, {8, 9}, {10}, {1, 2, 3}}, 10);
+  auto s = build_train_samples(store, 3, false, {}, /*holdout=*/1);
+  ASSERT_EQ(s.size(), 3u);
+  EXPECT_TRUE(same_sample(s[0], {0, 2, 6}));
+  EXPECT_TRUE(same_sample(s[1], {1, 0, 2}));
+  EXPECT_TRUE(same_sample(s[2], {3, 0, 2}));
+  EXPECT_EQ(train_length(7, 1), 6);
+  EXPECT_EQ(train_length(7, 2), 5);
+  EXPECT_EQ(train_length(2, 1), 2);
+}
+
 TEST(BuildTrainSamples, ChunksDropOldestRemainder) {
   // 13 items -> train length 11; L=3 -> span 4; 11 mod 4 = 3 oldest dropped -> [3,7), [7,11).
   // 10 items -> train 8 -> 8 mod 4 = 0 -> [0,4), [4,8). 5 items -> train 3 <= 4 -> one sample [0,3).
@@ -416,6 +431,8 @@ TEST(TrainItemCounts, CountsOnlyTrainingParts) {
   // user 0: 1 2 3 | 4 5 -> counts 1,2,3; user 1 (n=2): 2 3 both; user 2: 3 | 6 7.
   auto store = make_store({{1, 2, 3, 4, 5}, {2, 3}, {3, 6, 7}}, 7);
   EXPECT_EQ(train_item_counts(store), (std::vector<int64_t>{0, 1, 2, 3, 0, 0, 0, 0}));
+  // holdout 1: the validation items 4 (user 0) and 6 (user 2) are counted too.
+  EXPECT_EQ(train_item_counts(store, 1), (std::vector<int64_t>{0, 1, 2, 3, 1, 0, 1, 0}));
 }
 
 TEST(MakeEvalBatch, TruncatesToLastLItemsAndLeftPads) {

@@ -266,6 +266,38 @@ TEST_F(TrainerTest, ShortTrainingLowersLossAndBeatsMostPop) {
   EXPECT_DOUBLE_EQ(summary.best_metric, eval::evaluate(*model, st, data::Split::kValid, s.eval, kMaxLen).metrics.at("hr@10"));
 }
 
+TEST_F(TrainerTest, HoldoutOneEvaluatesTestWithoutSelectionAndTestsTheLastModel) {
+  // GR's protocol: the validation item is trained on, every evaluation is on the test split, patience
+  // stops nothing and the model tested is the last epoch's.
+  auto st = store();
+  TempDir out;
+  auto s = setup(out.path(), 4, st);
+  s.data.holdout = 1;
+  s.context.item_counts = data::train_item_counts(st, 1);
+  s.train.eval_every = 1;
+  s.train.patience = 1;
+  auto model = build(kModelYaml, s.context);
+  Trainer trainer(model, st, s);
+  TrainSummary summary = trainer.fit(false);
+  EXPECT_EQ(summary.epochs_run, 4);
+  EXPECT_EQ(summary.best_epoch, 4);
+
+  std::ifstream log(out.file("metrics.jsonl"));
+  std::vector<std::string> lines;
+  for (std::string line; std::getline(log, line);) lines.push_back(line);
+  ASSERT_EQ(lines.size(), 5u);  // four evaluations during training, then the final test
+  for (const auto& line : lines) {
+    EXPECT_NE(line.find("\"split\":\"test\""), std::string::npos) << line;
+    EXPECT_EQ(line.find("valid"), std::string::npos) << line;
+  }
+  expect_same_tensors(load_tensors(out.file("best.safetensors"), nullptr),
+                      load_tensors(out.file("last.safetensors"), nullptr));
+  auto test = eval::evaluate(*model, st, data::Split::kTest, s.eval, kMaxLen);
+  EXPECT_DOUBLE_EQ(summary.test.at("hr@10"), test.metrics.at("hr@10"));
+  EXPECT_DOUBLE_EQ(summary.best_metric, test.metrics.at("hr@10"));  // the last evaluation, not a maximum
+  EXPECT_NE(lines[3].find("\"epoch\":4"), std::string::npos) << lines[3];
+}
+
 TEST_F(TrainerTest, ResumeReproducesAnUninterruptedRun) {
   auto st = store();
   TempDir a, b;

@@ -40,6 +40,10 @@ DataOptions read_data_options(ConfigNode node) {
   o.cold_item_seed = node.get<int64_t>("cold_item_seed", o.cold_item_seed);
   if (!(o.cold_item_share >= 0 && o.cold_item_share < 1))
     throw ConfigError(key(node, "cold_item_share"), "must be in [0, 1)");
+  o.holdout = node.get<int64_t>("holdout", o.holdout);
+  if (o.holdout != 1 && o.holdout != 2)
+    throw ConfigError(key(node, "holdout"), "must be 2 (valid and test held out) or 1 (test only), not " +
+                                                std::to_string(o.holdout));
   return o;
 }
 

@@ -21,6 +21,11 @@ struct DataOptions {
   /// whose target is such an item. 0 = off.
   double cold_item_share = 0.0;
   int64_t cold_item_seed = 1;
+  /// Items held out at the end of every evaluated user's sequence: 2 = the validation and the test
+  /// item (model selection on valid); 1 = the test item only, as GR's code (`ignore_last_n = 1`):
+  /// the validation item is trained on, there is no validation split, every evaluation during
+  /// training is on the test split and the last epoch's model is the one tested.
+  int64_t holdout = 2;
 };
 
 /// `train.loss:` -- the training objective.

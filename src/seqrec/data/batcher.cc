@@ -16,13 +16,14 @@ constexpr int64_t kBucketWindow = 32;
 }  // namespace
 
 std::vector<TrainSample> build_train_samples(const InteractionStore& store, int64_t max_seq_len,
-                                             bool chunk_long_sequences, const std::vector<char>& excluded) {
+                                             bool chunk_long_sequences, const std::vector<char>& excluded,
+                                             int64_t holdout) {
   std::vector<TrainSample> samples;
   samples.reserve(store.num_users());
   const int64_t span = max_seq_len + 1;
   std::vector<int64_t> warm;  // event indices of the items that are not excluded
   for (int64_t u = 0; u < store.num_users(); ++u) {
-    const int64_t n = train_length(store.items(u).size());
+    const int64_t n = train_length(store.items(u).size(), holdout);
     if (!excluded.empty()) {
       // Count only items that stay: the sample spans the last L+1 (or chunks of L+1) kept items;
       // the batcher drops the excluded ones inside the span.
@@ -81,7 +82,7 @@ SequenceBatch SequenceBatch::to(const torch::Device& device) const {
 TrainBatcher::TrainBatcher(InteractionStore store, TrainBatcherOptions options)
     : store_(std::move(store)), options_(options) {
   samples_ = build_train_samples(store_, options_.max_seq_len, options_.chunk_long_sequences,
-                                 options_.excluded_items);
+                                 options_.excluded_items, options_.holdout);
 }
 
 TrainBatcher::~TrainBatcher() { stop(); }
@@ -191,7 +192,7 @@ SequenceBatch TrainBatcher::make_batch(const std::vector<int64_t>& sample_ids, u
       }
     }
     if (num_neg == 0) continue;
-    const int64_t train_n = train_length(items.size());
+    const int64_t train_n = train_length(items.size(), options_.holdout);
     if (options_.exclude_history)
       for (int64_t t = 0; t < train_n; ++t) in_history[items[t]] = 1;
     for (int64_t t = 0; t < len; ++t) {

@@ -60,6 +60,7 @@ struct TrainBatcherOptions {
   bool length_bucketing = false; ///< batch similar lengths together (batches are always trimmed to
                                  ///< their longest sequence)
   bool chunk_long_sequences = false;  ///< HLLM: non-overlapping chunks of L+1 instead of the last L+1
+  int64_t holdout = 2;           ///< items held out per evaluated user (split.h: 2 = valid and test, 1 = test)
   uint64_t seed = 42;
   int64_t rank = 0;              ///< this process's shard (data parallel; shards are disjoint and cover all samples)
   int64_t world_size = 1;
@@ -78,7 +79,8 @@ struct TrainSample {
 /// Builds the training samples (GR/SASRec: the last L+1 training items of each user).
 /// Items marked in `excluded` ([V+1], cold start) do not count: spans cover the last L+1 kept items.
 std::vector<TrainSample> build_train_samples(const InteractionStore& store, int64_t max_seq_len,
-                                             bool chunk_long_sequences, const std::vector<char>& excluded = {});
+                                             bool chunk_long_sequences, const std::vector<char>& excluded = {},
+                                             int64_t holdout = 2);
 
 /// Produces training batches for an epoch; a background thread builds them ahead of use.
 class TrainBatcher {

@@ -38,11 +38,11 @@ std::vector<EvalQuery> eval_queries(const InteractionStore& store, Split split) 
   return queries;
 }
 
-std::vector<int64_t> train_item_counts(const InteractionStore& store) {
+std::vector<int64_t> train_item_counts(const InteractionStore& store, int64_t holdout) {
   std::vector<int64_t> counts(store.num_items() + 1, 0);
   for (int64_t u = 0; u < store.num_users(); ++u) {
     Span<int32_t> items = store.items(u);
-    const int64_t n = train_length(items.size());
+    const int64_t n = train_length(items.size(), holdout);
     for (int64_t i = 0; i < n; ++i) ++counts[items[i]];
   }
   return counts;

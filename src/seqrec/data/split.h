@@ -3,6 +3,8 @@
 // For a user with n events: n >= 3 -> train = items[0, n-2), valid target = items[n-2] (history =
 // items[0, n-2)), test target = items[n-1] (history = items[0, n-1), valid item included).
 // Users with n < 3 are training-only (as in the SASRec code) and are never evaluated.
+// With holdout 1 (GR's code, `ignore_last_n = 1`) only the test item is held out: train =
+// items[0, n-1) and there is no validation split.
 #pragma once
 
 #include <cstdint>
@@ -20,8 +22,9 @@ enum class Split { kValid, kTest };
 Split parse_split(const std::string& name, const std::string& path);
 const char* split_name(Split split);
 
-/// Number of leading items of a user with n events that are used for training.
-inline int64_t train_length(int64_t n) { return n >= 3 ? n - 2 : n; }
+/// Number of leading items of a user with n events that are used for training, when the last
+/// `holdout` items of every evaluated user (n >= 3) are held out: 2 = valid and test, 1 = test.
+inline int64_t train_length(int64_t n, int64_t holdout = 2) { return n >= 3 ? n - holdout : n; }
 
 /// One evaluation query: predict `target` from everything the user did before it.
 struct EvalQuery {
@@ -36,7 +39,7 @@ struct EvalQuery {
 std::vector<EvalQuery> eval_queries(const InteractionStore& store, Split split);
 
 /// Occurrences of each item in the training parts, [V+1] (index 0 = 0).
-std::vector<int64_t> train_item_counts(const InteractionStore& store);
+std::vector<int64_t> train_item_counts(const InteractionStore& store, int64_t holdout = 2);
 
 /// Cold-start hold-out: a [V+1] mask with round(share * V) items set, drawn uniformly with `seed`
 /// (a function of (num_items, share, seed) only). Empty when share is 0.

@@ -62,6 +62,7 @@ data::TrainBatcherOptions train_batcher_options(const config::DataOptions& data,
   bo.exclude_history = t.loss.exclude_history;
   bo.length_bucketing = t.length_bucketing;
   bo.chunk_long_sequences = data.chunk_long_sequences;
+  bo.holdout = data.holdout;
   bo.seed = static_cast<uint64_t>(t.seed);
   bo.prefetch = data.prefetch_batches;
   return bo;
@@ -215,6 +216,14 @@ TrainSummary Trainer::fit(bool resume) {
                return n;
              }()));
 
+  // holdout 1 (GR's protocol): no validation split. Evaluations during training are on the test
+  // split and only logged; nothing is selected on them and the last epoch's model is tested.
+  const bool select_on_valid = setup_.data.holdout == 2;
+  if (writer && !select_on_valid)
+    log_info("data.holdout 1: the validation item is trained on; evaluating test every %ld epochs without "
+             "model selection or early stopping (the last epoch's model is tested)", long(t.eval_every));
+  const data::Split monitor = select_on_valid ? data::Split::kValid : data::Split::kTest;
+
   const auto train_start = std::chrono::steady_clock::now();
   int64_t epoch = start_epoch;
   const bool trainable = model_->trainable() && !params.empty();
@@ -223,14 +232,21 @@ TrainSummary Trainer::fit(bool resume) {
     const bool last_epoch = epoch + 1 == t.epochs;
     bool stop = false;
     if ((epoch + 1) % t.eval_every == 0 || last_epoch) {
-      eval::EvalResult r = evaluate_split(data::Split::kValid);
+      eval::EvalResult r = evaluate_split(monitor);
       const double value = metric_value(r.metrics, t.metric);
       if (writer) {
-        append_line(log_path, metrics_json(r.metrics, "valid", setup_.eval.protocol, r.users, epoch + 1));
-        log_info("[eval] epoch %ld split=valid %s=%.4f (best %.4f) users=%ld (%.1fs)", long(epoch + 1),
-                 t.metric.c_str(), value, std::max(best, value), long(r.users), r.seconds);
+        append_line(log_path, metrics_json(r.metrics, data::split_name(monitor), setup_.eval.protocol, r.users, epoch + 1));
+        if (select_on_valid)
+          log_info("[eval] epoch %ld split=valid %s=%.4f (best %.4f) users=%ld (%.1fs)", long(epoch + 1),
+                   t.metric.c_str(), value, std::max(best, value), long(r.users), r.seconds);
+        else
+          log_info("[eval] epoch %ld split=test %s=%.4f users=%ld (%.1fs)", long(epoch + 1), t.metric.c_str(), value,
+                   long(r.users), r.seconds);
       }
-      if (value > best) {
+      if (!select_on_valid) {  // nothing is selected: the summary reports the last evaluation
+        best = value;
+        summary.best_epoch = epoch + 1;
+      } else if (value > best) {
         best = value;
         summary.best_epoch = epoch + 1;
         bad_evals = 0;
@@ -256,8 +272,8 @@ TrainSummary Trainer::fit(bool resume) {
   summary.epochs_run = epoch;
   summary.best_metric = best;
 
-  // Final test numbers come from the best-validation checkpoint.
-  if (!trainable) {
+  // Final test numbers come from the best-validation checkpoint (holdout 1: the last epoch's).
+  if (!trainable || !select_on_valid) {
     if (writer) save_checkpoint(best_path, *model_, setup_.model_yaml, setup_.context);
   } else if (writer && path_exists(best_path)) {
     load_state_into(*model_, load_tensors(best_path, nullptr), best_path);

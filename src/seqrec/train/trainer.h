@@ -61,9 +61,9 @@ using GradientSync = std::function<void(const NamedTensors& params)>;
 /// What training produced.
 struct TrainSummary {
   int64_t epochs_run = 0;            ///< epochs completed in total (including resumed ones)
-  int64_t best_epoch = 0;            ///< epoch of the best validation metric (1-based)
+  int64_t best_epoch = 0;            ///< epoch of the best validation metric (1-based; data.holdout 1: the last evaluation)
   double best_metric = 0;            ///< its value
-  eval::MetricSet test;              ///< test metrics of the best checkpoint
+  eval::MetricSet test;              ///< test metrics of the best checkpoint (data.holdout 1: the last epoch's)
   int64_t test_users = 0;
   double train_seconds = 0;          ///< wall time of this invocation's training epochs
   double final_loss = 0;             ///< mean loss of the last epoch
