@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <optional>
 
 #include "seqrec/common/error.h"
 #include "seqrec/common/fs.h"
@@ -223,6 +224,7 @@ TrainSummary Trainer::fit(bool resume) {
     log_info("data.holdout 1: the validation item is trained on; evaluating test every %ld epochs without "
              "model selection or early stopping (the last epoch's model is tested)", long(t.eval_every));
   const data::Split monitor = select_on_valid ? data::Split::kValid : data::Split::kTest;
+  std::optional<eval::EvalResult> final_test;  // holdout 1: the last epoch's evaluation is the test result
 
   const auto train_start = std::chrono::steady_clock::now();
   int64_t epoch = start_epoch;
@@ -246,6 +248,7 @@ TrainSummary Trainer::fit(bool resume) {
       if (!select_on_valid) {  // nothing is selected: the summary reports the last evaluation
         best = value;
         summary.best_epoch = epoch + 1;
+        final_test = std::move(r);  // the last epoch always evaluates, so the final one is kept
       } else if (value > best) {
         best = value;
         summary.best_epoch = epoch + 1;
@@ -278,8 +281,9 @@ TrainSummary Trainer::fit(bool resume) {
   } else if (writer && path_exists(best_path)) {
     load_state_into(*model_, load_tensors(best_path, nullptr), best_path);
   }
-  broadcast_model();  // the other ranks test rank 0's best weights
-  eval::EvalResult test = evaluate_split(data::Split::kTest);
+  // holdout 1 tests the weights its last evaluation already scored on test: no second pass.
+  if (!final_test) broadcast_model();  // the other ranks test rank 0's best weights
+  eval::EvalResult test = final_test ? std::move(*final_test) : evaluate_split(data::Split::kTest);
   summary.test = test.metrics;
   summary.test_users = test.users;
   if (writer) append_line(log_path, metrics_json(test.metrics, "test", setup_.eval.protocol, test.users, summary.best_epoch));
