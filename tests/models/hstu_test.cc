@@ -226,6 +226,28 @@ TEST(HstuTest, ParameterNamesArePinned) {
   }
 }
 
+TEST(HstuTest, InitialScalesFollowTheGrCode) {
+  // ML-1M HSTU-large's shapes: N = 200 + 11 output slots, d = 50, 2 heads of 25.
+  torch::manual_seed(0);
+  auto std_of = [](const torch::Tensor& t) { return t.std().item<double>(); };
+  const double trunc = 0.8796;  // std of a unit normal truncated to [-2, 2]
+  for (const char* variant : {"gr", "hllm"}) {
+    config::ConfigNode node = config::ConfigNode::parse(std::string("name: hstu\nvariant: ") + variant +
+                                                        "\nhidden_dim: 50\nnum_blocks: 8\nnum_heads: 2\noutput_slots: 11\n");
+    ModelContext ctx{3706, 200, {}};
+    auto params = make_model(node, ctx)->named_parameters();
+    ASSERT_EQ(params["position_embedding.weight"].sizes(), (torch::IntArrayRef{211, 50}));
+    // GR's HSTU.reset_params re-draws the position table xavier-normal: sqrt(2 / (211 + 50)) = 0.0875;
+    // HLLM keeps the preprocessor's trunc-normal sqrt(1/d) = 0.1414 (0.1244 after truncation).
+    const double want_position = std::string(variant) == "gr" ? std::sqrt(2.0 / 261) : std::sqrt(1.0 / 50) * trunc;
+    EXPECT_NEAR(std_of(params["position_embedding.weight"]), want_position, 0.03 * want_position) << variant;
+    EXPECT_NEAR(std_of(params["item_embedding.weight"].narrow(0, 1, 3706)), 0.02 * trunc, 0.0006) << variant;
+    EXPECT_EQ(params["item_embedding.weight"][0].abs().sum().item<float>(), 0.f);
+    EXPECT_NEAR(std_of(params["blocks.3.uvqk.weight"]), 0.02, 0.0008) << variant;          // N(0, 0.02)
+    EXPECT_NEAR(std_of(params["blocks.3.output.weight"]), std::sqrt(2.0 / 100), 0.01) << variant;  // xavier-uniform
+  }
+}
+
 TEST(HstuTest, BadVariantIsAConfigError) {
   config::ConfigNode node = config::ConfigNode::parse("name: hstu\nvariant: hstu2\n");
   ModelContext ctx{5, 4, {}};

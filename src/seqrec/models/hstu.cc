@@ -245,9 +245,12 @@ HstuImpl::HstuImpl(const HstuOptions& o) : options_(o) {
     for (int64_t i = 0; i < o.num_blocks; ++i) relative_biases->push_back(RelativeBias(n, o.position_bias, o.time_bias));
   }
   torch::NoGradGuard no_grad;
-  // GR: item embeddings trunc-normal(0.02), positions trunc-normal(sqrt(1/d)).
+  // Item embeddings trunc-normal(0.02) in both. GR's preprocessor draws the positions trunc-normal
+  // (sqrt(1/d)), then HSTU.reset_params re-draws every parameter outside _hstu and _embedding_module,
+  // which is only the position table, xavier-normal: std sqrt(2 / (N + d)), 0.0875 for ML-1M.
   trunc_normal(item_embedding->weight, 0.02);
-  trunc_normal(position_embedding->weight, std::sqrt(1.0 / d));
+  if (o.variant == "gr") torch::nn::init::xavier_normal_(position_embedding->weight);
+  else trunc_normal(position_embedding->weight, std::sqrt(1.0 / d));
   item_embedding->weight[0].zero_();
 }
 
