@@ -245,6 +245,11 @@ TEST(HstuTest, InitialScalesFollowTheGrCode) {
     EXPECT_EQ(params["item_embedding.weight"][0].abs().sum().item<float>(), 0.f);
     EXPECT_NEAR(std_of(params["blocks.3.uvqk.weight"]), 0.02, 0.0008) << variant;          // N(0, 0.02)
     EXPECT_NEAR(std_of(params["blocks.3.output.weight"]), std::sqrt(2.0 / 100), 0.01) << variant;  // xavier-uniform
+    EXPECT_NEAR(std_of(params["blocks.3.output.bias"]), std::sqrt(1.0 / 50 / 3), 0.02) << variant;  // U(+-1/sqrt(50))
+    if (std::string(variant) == "gr") {  // relative biases N(0, 0.02): 421 position and 129 time weights
+      EXPECT_NEAR(std_of(params["relative_biases.3.position_weights"]), 0.02, 0.003);
+      EXPECT_NEAR(std_of(params["relative_biases.3.time_weights"]), 0.02, 0.004);
+    }
   }
 }
 
