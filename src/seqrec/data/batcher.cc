@@ -191,6 +191,7 @@ SequenceBatch TrainBatcher::make_batch(const std::vector<int64_t>& sample_ids, u
         ttp[row * width + pad + t] = ts[kept[t + 1]];
       }
     }
+    if (options_.recent_item_num > 0) shape_recent(row, width, pad, seed, ids, tgt);
     if (num_neg == 0) continue;
     const int64_t train_n = train_length(items.size(), options_.holdout);
     if (options_.exclude_history)
@@ -213,6 +214,22 @@ SequenceBatch TrainBatcher::make_batch(const std::vector<int64_t>& sample_ids, u
       for (int64_t t = 0; t < train_n; ++t) in_history[items[t]] = 0;
   }
   return batch;
+}
+
+// PerSRec's window (systems.md §6.1): the item before the recent slots gets the boundary target
+// (as coded: the first user token, whose id the model gives), and recent inputs are dropped at
+// random: a dropped slot is no input and no loss position, and is still the previous slot's target.
+void TrainBatcher::shape_recent(int64_t row, int64_t width, int64_t pad, uint64_t seed, int64_t* ids,
+                                int64_t* tgt) const {
+  // Slot s of the max_seq_len-wide window is column s - (max_seq_len - width) of the trimmed batch.
+  const int64_t first_recent = width - std::min(width, options_.recent_item_num);
+  int64_t* row_ids = ids + row * width;
+  int64_t* row_tgt = tgt + row * width;
+  if (options_.boundary_target >= 0 && first_recent - 1 >= pad) row_tgt[first_recent - 1] = options_.boundary_target;
+  if (options_.recent_item_dropout <= 0) return;
+  Rng rng(derive_seed({seed, 0x5e6dULL, static_cast<uint64_t>(row)}));
+  for (int64_t c = std::max(pad, first_recent); c < width; ++c)
+    if (rng.uniform() < options_.recent_item_dropout) row_ids[c] = row_tgt[c] = 0;
 }
 
 void TrainBatcher::stop() {

@@ -66,6 +66,11 @@ struct TrainBatcherOptions {
   int64_t world_size = 1;
   int64_t prefetch = 4;          ///< batches buffered ahead
   std::vector<char> excluded_items;  ///< [V+1] items dropped from samples and negatives (cold start); empty = none
+  // PerSRec (systems.md §6.1): the last `recent_item_num` slots of a window (max_seq_len wide,
+  // left-padded) are recent, the slots before them old.
+  int64_t recent_item_num = 0;   ///< R (0 = no split: the two options below are off)
+  int64_t boundary_target = -1;  ///< target of the last old item: -1 = the next item, 0 = none, > 0 = this id
+  double recent_item_dropout = 0;  ///< each recent input is dropped (id and target 0) with this probability
 };
 
 /// One training sample: events [begin, end) of a user's store row; input = [begin, end-1),
@@ -102,6 +107,7 @@ class TrainBatcher {
  private:
   std::vector<std::vector<int64_t>> plan_epoch(int64_t epoch) const;
   SequenceBatch make_batch(const std::vector<int64_t>& sample_ids, uint64_t seed) const;
+  void shape_recent(int64_t row, int64_t width, int64_t pad, uint64_t seed, int64_t* ids, int64_t* tgt) const;
   void stop();
 
   InteractionStore store_;

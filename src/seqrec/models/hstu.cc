@@ -193,7 +193,8 @@ torch::Tensor HstuBlockImpl::forward(const torch::Tensor& x, const nn::RelativeB
 }
 
 torch::Tensor HstuBlockImpl::forward_packed(const torch::Tensor& x, const nn::RelativeBiasTables& bias,
-                                            const torch::Tensor& cu_seqlens, int64_t width) {
+                                            const torch::Tensor& cu_seqlens, int64_t width,
+                                            const torch::Tensor& segments) {
   const auto& o = options_;
   const int64_t t = x.size(0), h = o.num_heads, dv = o.linear_dim, dqk = o.attn_dim;
   const double n = static_cast<double>(o.max_seq_len + o.output_slots);
@@ -203,7 +204,7 @@ torch::Tensor HstuBlockImpl::forward_packed(const torch::Tensor& x, const nn::Re
   auto proj = nn::fused_linear(normed, uvqk->weight, {}, silu);                           // [T, H(2dv+2dqk)]
   auto parts = proj.split_with_sizes({h * dv, h * dv, h * dqk, h * dqk}, -1);
   auto av = nn::packed_pointwise_attention(parts[2].view({t, h, dqk}), parts[3].view({t, h, dqk}),
-                                           parts[1].view({t, h, dv}), bias, cu_seqlens, width, n)
+                                           parts[1].view({t, h, dv}), bias, cu_seqlens, width, n, segments)
                 .reshape({t, h * dv});                                                    // [T, H*dv]
   auto gated = parts[0] * nn::layer_norm(av, {}, {}, 1e-6);                               // [T, H*dv]
   return nn::fused_linear(nn::fast_dropout(gated, o.dropout, is_training()), output->weight, output->bias, {}, x);

@@ -86,17 +86,25 @@ class HstuBlockImpl : public torch::nn::Module {
                         const torch::Tensor& keep);
   /// Training over packed rows: x [T, D], sequence b's rows cu_seqlens[b] .. cu_seqlens[b + 1] - 1;
   /// the bias tables' time buckets in the padded batch's coordinates [B, width, width] -> [T, D].
+  /// segments: PerSRec's segment codes [T] int32 (nn::packed_pointwise_attention), or undefined.
   torch::Tensor forward_packed(const torch::Tensor& x, const nn::RelativeBiasTables& bias,
-                               const torch::Tensor& cu_seqlens, int64_t width);
+                               const torch::Tensor& cu_seqlens, int64_t width, const torch::Tensor& segments = {});
+  /// The layer around a caller's attention: attend(q [B, H, Q, dqk], k [B, H, W, dqk], v [B, H, W, dv])
+  /// -> [B, H, Q, dv], Q = W, or 1 (the newest position) with last_only. x [B, W, D]; keep [B, W, 1]
+  /// or undefined. (PerSRec's cached inference attends to cached keys and values this way.)
+  using Attend = std::function<torch::Tensor(const torch::Tensor&, const torch::Tensor&, const torch::Tensor&)>;
+  torch::Tensor forward_with(const torch::Tensor& x, const torch::Tensor& keep, const Attend& attend,
+                             bool last_only = false) {
+    return run(x, keep, attend, last_only);
+  }
+  /// N, the length HSTU's attention divides by.
+  double attention_norm() const { return static_cast<double>(options_.max_seq_len + options_.output_slots); }
   /// Inference for the newest position only (attending to all): bias_row [B, W] is the bias's last
   /// row (or undefined) -> [B, 1, D].
   torch::Tensor forward_last(const torch::Tensor& x, const torch::Tensor& bias_row, const torch::Tensor& lengths,
                              const torch::Tensor& keep);
 
  private:
-  using Attend = std::function<torch::Tensor(const torch::Tensor&, const torch::Tensor&, const torch::Tensor&)>;
-  /// The layer around its attention: attend(q [B, H, Q, dqk], k, v [B, H, W, d]) -> [B, H, Q, dv],
-  /// Q = W, or 1 (the newest position) with last_only.
   torch::Tensor run(const torch::Tensor& x, const torch::Tensor& keep, const Attend& attend, bool last_only = false);
   HstuOptions options_;
   torch::nn::Linear uvqk{nullptr};     // D -> H*(2*dv + 2*dqk), no bias

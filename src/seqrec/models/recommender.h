@@ -35,6 +35,18 @@ class SequenceRecommenderImpl : public torch::nn::Module {
   virtual torch::Tensor all_item_embeddings() = 0;
   /// False for models fitted by counting (most-pop): the trainer skips optimisation.
   virtual bool trainable() const { return true; }
+
+  /// How the training batcher shapes this model's batches (data::TrainBatcherOptions): PerSRec
+  /// splits each window into old and recent items. The defaults change nothing.
+  struct BatchLayout {
+    int64_t recent_item_num = 0;      ///< R: the last R slots of a window are recent (0 = no split)
+    int64_t boundary_target = -1;     ///< target of the last old item: -1 the next item, 0 none, > 0 this id
+    double recent_item_dropout = 0;   ///< share of recent inputs dropped in training (input and loss)
+  };
+  const BatchLayout& batch_layout() const { return batch_layout_; }
+
+ protected:
+  BatchLayout batch_layout_;
 };
 
 using SequenceRecommender = std::shared_ptr<SequenceRecommenderImpl>;

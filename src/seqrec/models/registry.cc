@@ -7,6 +7,7 @@
 #include "seqrec/models/hstu.h"
 #include "seqrec/models/llama_id.h"
 #include "seqrec/models/most_pop.h"
+#include "seqrec/models/personalized_hstu.h"
 #include "seqrec/models/sasrec.h"
 
 namespace seqrec::models {
@@ -17,7 +18,11 @@ SequenceRecommender build_sasrec(config::ConfigNode node, const ModelContext& co
 }
 
 SequenceRecommender build_hstu(config::ConfigNode node, const ModelContext& context) {
-  return std::make_shared<HstuImpl>(read_hstu_options(node, context));
+  HstuOptions hstu = read_hstu_options(node, context);
+  if (!node.has("personalized")) return std::make_shared<HstuImpl>(hstu);
+  // PerSRec: learnable user tokens over a long window (systems.md §6).
+  return std::make_shared<PersonalizedHstuImpl>(
+      hstu, read_personalized_options(node.child("personalized"), context.max_seq_len));
 }
 
 SequenceRecommender build_llama_id(config::ConfigNode node, const ModelContext& context) {

@@ -233,6 +233,37 @@ void pointwise_scores(const float* qt, int64_t qs, const float* kb, int64_t ks, 
   bias.add(b, off, r0, rows, r1, s, ld);
 }
 
+// PerSRec's segment blocking of one sequence (attention.h, packed_pointwise_attention): the row
+// ranges of the items of each segment, so that a row zeroes the columns of earlier segments' items.
+struct SegmentBlocking {
+  std::vector<int64_t> begin, end;  // items of segment s: local rows [begin[s], end[s]) (empty: begin == end)
+  const int32_t* codes = nullptr;   // the sequence's codes, one per local row
+
+  SegmentBlocking(const int32_t* seq_codes, int64_t l) : codes(seq_codes) {
+    if (!codes) return;
+    for (int64_t i = 0; i < l; ++i) {
+      if (codes[i] < 0) continue;
+      const auto s = static_cast<size_t>(codes[i]);
+      if (s >= begin.size()) begin.resize(s + 1, -1), end.resize(s + 1, -1);
+      if (begin[s] < 0) begin[s] = i;
+      end[s] = i + 1;
+    }
+  }
+  // Zeroes, in the score rows of local row i (columns [0, i]), the items of segments other than
+  // row i's: those of earlier segments (later ones lie beyond i).
+  void apply(int64_t i, float* row, float* other = nullptr) const {
+    if (!codes) return;
+    const int32_t c = codes[i];
+    const int64_t own = c >= 0 ? c : -c - 1;
+    for (int64_t s = 0; s < own && s < static_cast<int64_t>(begin.size()); ++s) {
+      if (begin[s] < 0 || begin[s] > i) continue;
+      const int64_t e = std::min(end[s], i + 1);
+      std::fill(row + begin[s], row + e, 0.f);
+      if (other) std::fill(other + begin[s], other + e, 0.f);
+    }
+  }
+};
+
 // HSTU pointwise attention, one task per sequence (its heads share the bias, and so its gradient).
 // Inputs: q, k, v, then the bias as dense [B, W, W], position table, time table, time buckets
 // (each an empty tensor when absent), lengths, n, the position table's origin.
@@ -253,12 +284,13 @@ struct JaggedPointwise : public torch::autograd::Function<JaggedPointwise> {
                                const torch::Tensor& k_in, const torch::Tensor& v_in, const torch::Tensor& dense_in,
                                const torch::Tensor& position_in, const torch::Tensor& time_in,
                                const torch::Tensor& buckets_in, const torch::Tensor& lengths, const torch::Tensor& cu_in,
-                               double n, int64_t origin, int64_t bias_width) {
+                               const torch::Tensor& segments_in, double n, int64_t origin, int64_t bias_width) {
     auto dense_last = [](const torch::Tensor& t) { return t.stride(-1) == 1 ? t : t.contiguous(); };
     auto q = dense_last(q_in), k = dense_last(k_in), v = dense_last(v_in);
     auto dense = dense_in.contiguous(), position = position_in.contiguous(), time = time_in.contiguous(),
-         buckets = buckets_in.contiguous(), cu = cu_in.contiguous();
+         buckets = buckets_in.contiguous(), cu = cu_in.contiguous(), segments = segments_in.contiguous();
     const bool packed = cu.numel() > 0;
+    const int32_t* codes = segments.numel() > 0 ? segments.data_ptr<int32_t>() : nullptr;  // packed rows only
     const int64_t* cup = packed ? cu.data_ptr<int64_t>() : nullptr;
     const int64_t h = q.size(1), dv = v.size(-1), dqk = q.size(-1);
     const int64_t w = packed ? (lengths.numel() ? lengths.max().item<int64_t>() : 0) : q.size(2);
@@ -270,6 +302,7 @@ struct JaggedPointwise : public torch::autograd::Function<JaggedPointwise> {
     const float inv_n = static_cast<float>(1.0 / n);
     for_each_block(seqs, kRowTile * w, [&](const Block& blk, float* a) {
       const int64_t l = blk.l, off = blk.off, bias_off = bias.w - l;  // the bias is in padded coordinates
+      const SegmentBlocking blocking(codes ? codes + cup[blk.b] : nullptr, l);
       for (int64_t hi = 0; hi < h; ++hi) {
         const float *qb = Q.row(blk.b, hi, off), *kb = K.row(blk.b, hi, off), *vb = V.row(blk.b, hi, off);
         float* ob = O.row(blk.b, hi, off);
@@ -279,13 +312,14 @@ struct JaggedPointwise : public torch::autograd::Function<JaggedPointwise> {
           for (int64_t i = r0; i < r1; ++i) {  // A = SiLU(S) / n over j <= i
             float* row = a + (i - r0) * l;
             cpu::silu_scale_row(row, i + 1, inv_n);
+            blocking.apply(i, row);
             std::fill(row + i + 1, row + r1, 0.f);
           }
           cpu::gemm(false, false, rows, dv, r1, 1.f, a, l, vb, V.si, 0.f, ob + r0 * O.si, O.si);  // O = A V
         }
       }
     });
-    ctx->save_for_backward({q, k, v, dense, position, time, buckets, lengths, cu});
+    ctx->save_for_backward({q, k, v, dense, position, time, buckets, lengths, cu, segments});
     ctx->saved_data["n"] = n;
     ctx->saved_data["origin"] = origin;
     ctx->saved_data["bias_width"] = bias_width;
@@ -297,12 +331,13 @@ struct JaggedPointwise : public torch::autograd::Function<JaggedPointwise> {
                                                torch::autograd::tensor_list grads) {
     auto saved = ctx->get_saved_variables();
     const auto &q = saved[0], &k = saved[1], &v = saved[2], &dense = saved[3], &position = saved[4],
-               &time = saved[5], &buckets = saved[6], &lengths = saved[7], &cu = saved[8];
+               &time = saved[5], &buckets = saved[6], &lengths = saved[7], &cu = saved[8], &segments = saved[9];
     const float inv_n = static_cast<float>(1.0 / ctx->saved_data["n"].toDouble());
     const int64_t origin = ctx->saved_data["origin"].toInt(), bias_width = ctx->saved_data["bias_width"].toInt();
     auto g = grads[0].stride(-1) == 1 ? grads[0] : grads[0].contiguous();   // like the output
     const bool packed = cu.numel() > 0;
     const int64_t* cup = packed ? cu.data_ptr<int64_t>() : nullptr;
+    const int32_t* codes = segments.numel() > 0 ? segments.data_ptr<int32_t>() : nullptr;
     const int64_t h = q.size(1), dqk = q.size(-1), dv = v.size(-1), w = ctx->saved_data["w"].toInt();
     auto zeros_like_q = [&](int64_t d) {
       return packed ? torch::zeros({q.size(0), h, d}, q.options()) : zeros_bwhd(q.size(0), h, w, d, q.options());
@@ -323,6 +358,7 @@ struct JaggedPointwise : public torch::autograd::Function<JaggedPointwise> {
       float *ds = scratch, *a = scratch + tile, *da = scratch + 2 * tile;
       float* gpos = bias.position ? g_position.data_ptr<float>() + t_id * position.numel() : nullptr;
       float* gtime = bias.time ? g_time.data_ptr<float>() + t_id * time.numel() : nullptr;
+      const SegmentBlocking blocking(codes ? codes + cup[blk.b] : nullptr, l);
       for (int64_t hi = 0; hi < h; ++hi) {
         const float *qb = Q.row(blk.b, hi, off), *kb = K.row(blk.b, hi, off), *vb = V.row(blk.b, hi, off),
                     *gb = G.row(blk.b, hi, off);
@@ -334,6 +370,7 @@ struct JaggedPointwise : public torch::autograd::Function<JaggedPointwise> {
           for (int64_t i = r0; i < r1; ++i) {
             const int64_t t = (i - r0) * l, row = (blk.b * bias.w + bias_off + i) * bias.w + bias_off;
             cpu::silu_scale_backward_row(ds + t, a + t, da + t, i + 1, inv_n);  // A, and dS = dA SiLU'(S) / n
+            blocking.apply(i, ds + t, a + t);
             std::fill(ds + t + i + 1, ds + t + r1, 0.f);
             std::fill(a + t + i + 1, a + t + r1, 0.f);
             if (bias.dense) cpu::add_row(g_dense.data_ptr<float>() + row, ds + t, i + 1);
@@ -355,6 +392,7 @@ struct JaggedPointwise : public torch::autograd::Function<JaggedPointwise> {
             g_dense,
             g_position,
             g_time,
+            torch::Tensor(),
             torch::Tensor(),
             torch::Tensor(),
             torch::Tensor(),
@@ -389,7 +427,8 @@ torch::Tensor jagged_pointwise_attention(const torch::Tensor& q, const torch::Te
   auto none = torch::zeros({0}, q.options());
   return JaggedPointwise::apply(q, k, v, bias.defined() ? bias.expand({q.size(0), q.size(2), q.size(2)}) : none, none,
                                 none, torch::zeros({0}, q.options().dtype(torch::kByte)), lengths.contiguous(),
-                                torch::zeros({0}, torch::kLong), n, int64_t{0}, q.size(2));
+                                torch::zeros({0}, torch::kLong), torch::zeros({0}, torch::kInt), n, int64_t{0},
+                                q.size(2));
 }
 
 torch::Tensor materialize_bias(const RelativeBiasTables& bias, int64_t batch, int64_t width) {
@@ -413,7 +452,8 @@ namespace {
 // The pointwise kernel with the bias as tables; cu empty when the rows are padded [B, H, W, d].
 torch::Tensor pointwise_with_tables(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                                     const RelativeBiasTables& bias, const torch::Tensor& lengths,
-                                    const torch::Tensor& cu, double n, int64_t width) {
+                                    const torch::Tensor& cu, double n, int64_t width,
+                                    const torch::Tensor& segments = torch::zeros({0}, torch::kInt)) {
   TORCH_CHECK(lengths.numel() == 0 || lengths.max().item<int64_t>() <= width, "a sequence is longer than width");
   TORCH_CHECK(!bias.position_weights.defined() ||
                   (bias.position_origin >= width - 1 && bias.position_weights.numel() > bias.position_origin),
@@ -427,7 +467,7 @@ torch::Tensor pointwise_with_tables(const torch::Tensor& q, const torch::Tensor&
                                 bias.time_weights.defined() ? bias.time_weights : none,
                                 bias.time_weights.defined() ? bias.time_buckets
                                                             : torch::zeros({0}, q.options().dtype(torch::kByte)),
-                                lengths, cu, n, bias.position_origin, width);
+                                lengths, cu, segments, n, bias.position_origin, width);
 }
 
 }  // namespace
@@ -443,14 +483,17 @@ torch::Tensor jagged_pointwise_attention(const torch::Tensor& q, const torch::Te
 
 torch::Tensor packed_pointwise_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                                          const RelativeBiasTables& bias, const torch::Tensor& cu_seqlens,
-                                         int64_t width, double n) {
+                                         int64_t width, double n, const torch::Tensor& segments) {
   TORCH_CHECK(q.dim() == 3 && k.sizes() == q.sizes() && v.dim() == 3, "q, k, v must be [T, H, d]");
   TORCH_CHECK(q.device().is_cpu() && q.scalar_type() == torch::kFloat, "packed attention is the CPU float kernel");
   auto cu = cu_seqlens.contiguous();
   TORCH_CHECK(cu.dim() == 1 && cu.scalar_type() == torch::kInt64 && cu[-1].item<int64_t>() == q.size(0),
               "cu_seqlens must be [B + 1] int64 ending at the number of rows");
   auto lengths = (cu.narrow(0, 1, cu.size(0) - 1) - cu.narrow(0, 0, cu.size(0) - 1)).contiguous();  // [B]
-  return pointwise_with_tables(q, k, v, bias, lengths, cu, n, width);
+  if (!segments.defined()) return pointwise_with_tables(q, k, v, bias, lengths, cu, n, width);
+  TORCH_CHECK(segments.dim() == 1 && segments.size(0) == q.size(0) && segments.scalar_type() == torch::kInt,
+              "segments must be [T] int32");
+  return pointwise_with_tables(q, k, v, bias, lengths, cu, n, width, segments.contiguous());
 }
 
 namespace {

@@ -71,9 +71,14 @@ torch::Tensor jagged_pointwise_attention(const torch::Tensor& q, const torch::Te
 /// The same over packed rows: q, k [T, H, dqk], v [T, H, dv], sequence b's rows cu_seqlens[b] ..
 /// cu_seqlens[b + 1] - 1; the time buckets stay in the padded batch's coordinates [B, width,
 /// width] (sequence b's l real items in its last l columns). CPU float32. Returns [T, H, dv].
+///
+/// segments (optional, [T] int32) adds PerSRec's segment blocking (systems.md §6.1): each row has
+/// a code, s >= 0 for an item of segment s, -(s + 1) for a user token inserted after segment s's
+/// items. Row i then sees column j <= i only if j is a token or an item of i's own segment: the
+/// items of earlier segments reach later rows only through the tokens. No [B, W, W] mask is built.
 torch::Tensor packed_pointwise_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                                          const RelativeBiasTables& bias, const torch::Tensor& cu_seqlens,
-                                         int64_t width, double n);
+                                         int64_t width, double n, const torch::Tensor& segments = {});
 
 /// The [B, W, W] bias the tables stand for (for the padded path and for tests).
 torch::Tensor materialize_bias(const RelativeBiasTables& bias, int64_t batch, int64_t width);

@@ -38,7 +38,9 @@ torch::Tensor item_logits(models::SequenceRecommenderImpl& model, const torch::T
   const int64_t per_row = ids.dim() == 2 ? ids.size(1) : 1;
   auto flat = ids.reshape({n, per_row});                                              // [N, R]
   auto table = model.all_item_embeddings();                                           // [V+1, D], once per step
-  if (table.size(0) <= 64 * std::max<int64_t>(per_row, 16))
+  // Ids past the catalogue name model-specific targets (PerSRec's user tokens): only
+  // item_embeddings knows them.
+  if (table.size(0) <= 64 * std::max<int64_t>(per_row, 16) && flat.max().item<int64_t>() < table.size(0))
     return nn::gathered_dot(h, table, flat).view(ids.sizes());                        // [N, R]
   auto emb = model.item_embeddings(flat);                                             // [N, R, D]
   return torch::matmul(emb, h.unsqueeze(-1)).squeeze(-1).view(ids.sizes());

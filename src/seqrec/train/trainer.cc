@@ -208,6 +208,13 @@ TrainSummary Trainer::fit(bool resume) {
   bo.rank = setup_.rank;
   bo.world_size = setup_.world_size;
   bo.excluded_items = cold_items_;
+  const auto& layout = model_->batch_layout();
+  bo.recent_item_num = layout.recent_item_num;
+  bo.boundary_target = layout.boundary_target;
+  bo.recent_item_dropout = layout.recent_item_dropout;
+  if (layout.boundary_target > store_.num_items() && t.loss.name == "softmax")
+    throw ConfigError("train.loss.name", "softmax scores the catalogue only, but this model's boundary target is a "
+                                         "user token (model.personalized.boundary_target: use none, or a sampled loss)");
   data::TrainBatcher batcher(store_, bo);
   if (writer)
     log_info("training %ld sequences, %ld batches/epoch, %ld params", long(batcher.num_samples()),
