@@ -23,7 +23,6 @@ std::string dir_of(const std::string& path) {
 
 }  // namespace
 
-/// The run config next to a checkpoint (written by train) unless --config is given.
 config::ConfigNode load_run_config(const CliArgs& args) {
   std::string file = args.config_file;
   if (file.empty() && path_exists(dir_of(args.checkpoint) + "/config.yaml")) file = dir_of(args.checkpoint) + "/config.yaml";
@@ -52,6 +51,7 @@ int run_eval(const CliArgs& args) {
     throw CheckpointError(args.checkpoint + ": built for " + std::to_string(loaded.context.num_items) +
                           " items, but " + data_opts.dir + " has " + std::to_string(store.num_items()) +
                           " (a different prepared dataset?)");
+  install_token_cache(*loaded.model, args, data::split_name(split));
   eval::EvalResult r = eval::evaluate(
       *loaded.model, store, split, eval_opts, loaded.context.max_seq_len,
       data::cold_items(store.num_items(), data_opts.cold_item_share, static_cast<uint64_t>(data_opts.cold_item_seed)));

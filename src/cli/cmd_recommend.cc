@@ -15,8 +15,6 @@
 
 namespace seqrec::cli {
 
-config::ConfigNode load_run_config(const CliArgs& args);
-
 int run_recommend(const CliArgs& args) {
   if (args.user.empty() == args.history.empty())
     throw RequestError("give exactly one of --user RAW_ID or --history 'ID ID ...'");
@@ -30,13 +28,20 @@ int run_recommend(const CliArgs& args) {
   data::ItemCatalog catalog = data::ItemCatalog::load(data_opts.dir);
   train::LoadedModel loaded = train::load_checkpoint(args.checkpoint, data_opts.dir);
 
+  if (!args.token_cache.empty() && args.user.empty())
+    throw RequestError("--token-cache holds per-user state: use it with --user, not --history");
+  install_token_cache(*loaded.model, args, "all");
   std::vector<int32_t> history;
+  std::vector<int64_t> history_ts;  // with --user: the time bias sees the real gaps
+  int64_t u = 0;
   if (!args.user.empty()) {
     data::UserMap users = data::UserMap::load(data_opts.dir);
-    const int64_t u = users.find(args.user);
+    u = users.find(args.user);
     if (u < 0) throw RequestError("--user: unknown user id '" + args.user + "' (not in " + data_opts.dir + "/users.tsv)");
     data::InteractionStore store = data::InteractionStore::open(data_opts.dir + "/interactions.bin");
     for (int32_t item : store.items(u)) history.push_back(item);
+    if (store.has_timestamps())
+      for (int64_t t : store.timestamps(u)) history_ts.push_back(t);
   } else {
     std::string text = args.history;
     for (char& c : text)
@@ -49,7 +54,7 @@ int run_recommend(const CliArgs& args) {
       history.push_back(static_cast<int32_t>(id));
     }
   }
-  eval::TopK top = eval::recommend(*loaded.model, history, args.k, loaded.context.max_seq_len);
+  eval::TopK top = eval::recommend(*loaded.model, history, args.k, loaded.context.max_seq_len, u, history_ts);
   std::printf("rank\titem_id\tscore\ttitle\n");
   for (size_t i = 0; i < top.ids.size(); ++i)
     std::printf("%zu\t%s\t%.4f\t%s\n", i + 1, catalog.raw_id(top.ids[i]).c_str(), top.scores[i],

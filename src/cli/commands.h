@@ -38,6 +38,8 @@ struct CliArgs {
   std::string master_addr = "127.0.0.1";  ///< --master-addr (launch)
   int64_t master_port = 0;              ///< --master-port (launch; 0: a free port on one node, 29500 on several)
   std::vector<std::string> command;     ///< seqrec arguments after `--` (launch)
+  std::string token_cache;              ///< --token-cache dir (eval/recommend, PerSRec)
+  int64_t users_per_shard = 65536;      ///< --users-per-shard (compress)
 };
 
 int run_synth(const CliArgs& args);
@@ -47,11 +49,15 @@ int run_eval(const CliArgs& args);
 int run_recommend(const CliArgs& args);
 int run_lm(const CliArgs& args);
 int run_launch(const CliArgs& args);
+int run_compress(const CliArgs& args);
 
 }  // namespace seqrec::cli
 
 namespace seqrec::config {
 class ConfigNode;
+}
+namespace seqrec::models {
+class SequenceRecommenderImpl;
 }
 
 namespace seqrec::cli {
@@ -62,5 +68,12 @@ void ignore_sections(config::ConfigNode& root, const std::string& own);
 
 /// Sets LibTorch's intra-op threads (0 = all cores).
 void set_threads(int64_t threads);
+
+/// The run config next to a checkpoint (written by train) unless --config is given.
+config::ConfigNode load_run_config(const CliArgs& args);
+
+/// PerSRec: installs the token cache of --token-cache (if given) into a model with user tokens;
+/// split: the split the cache must have been made for (test | valid | all).
+void install_token_cache(models::SequenceRecommenderImpl& model, const CliArgs& args, const std::string& split);
 
 }  // namespace seqrec::cli

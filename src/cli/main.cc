@@ -36,6 +36,7 @@ int main(int argc, char** argv) {
       {"train", "train a model (validation each epoch, test at the end)", seqrec::cli::run_train},
       {"eval", "evaluate a checkpoint", seqrec::cli::run_eval},
       {"recommend", "top-k items for a user or a history", seqrec::cli::run_recommend},
+      {"compress", "PerSRec: cache each user's token keys/values from the old items", seqrec::cli::run_compress},
   };
   std::vector<std::pair<CLI::App*, const Command*>> subs;
   for (const auto& c : commands) {
@@ -57,12 +58,20 @@ int main(int argc, char** argv) {
   eval->add_option("--checkpoint", args.checkpoint, "checkpoint (.safetensors)")->required();
   eval->add_option("--data", args.data_dir, "prepared data dir (default: data.dir of the run's config)");
   eval->add_option("--split", args.split, "valid | test");
+  eval->add_option("--token-cache", args.token_cache, "PerSRec: predict from this cache (seqrec compress)");
   CLI::App* rec = subs[4].first;
   rec->add_option("--checkpoint", args.checkpoint, "checkpoint (.safetensors)")->required();
   rec->add_option("--data", args.data_dir, "prepared data dir (default: data.dir of the run's config)");
   rec->add_option("--user", args.user, "raw user id: recommend after the user's whole history");
   rec->add_option("--history", args.history, "raw item ids, oldest first (comma or space separated)");
   rec->add_option("-k,--k", args.k, "number of items");
+  rec->add_option("--token-cache", args.token_cache, "PerSRec: predict from this cache (compress --split all)");
+  CLI::App* compress = subs[5].first;
+  compress->add_option("--checkpoint", args.checkpoint, "checkpoint of a model with user tokens")->required();
+  compress->add_option("--data", args.data_dir, "prepared data dir (default: data.dir of the run's config)");
+  compress->add_option("--split", args.split, "test | valid (the histories eval reads) | all (whole rows: recommend)");
+  compress->add_option("-o,--out", args.out, "cache directory")->required();
+  compress->add_option("--users-per-shard", args.users_per_shard, "users per shard file");
   CLI::App* lm = app.add_subcommand("lm", "check a Hugging Face decoder LM: generate text or score it");
   lm->require_subcommand(1);
   CLI::App* lm_gen = lm->add_subcommand("generate", "generate a continuation of --prompt");

@@ -216,4 +216,51 @@ TEST_F(CliTest, RecommendUnknownUser) {
   EXPECT_NE(r.err.find("no_such_user_42"), std::string::npos) << r.err;
 }
 
+TEST_F(CliTest, PersonalizedHstuTrainsCompressesAndEvaluatesFromItsCache) {
+  expect_ok(*prepare_, "prepare");
+  // PerSRec on the demo data: window 20 = 14 old + 6 recent slots, 2 user tokens.
+  const std::string args = "--config " + std::string(SEQREC_SOURCE_DIR) + "/configs/persrec/demo.yaml --set data.dir=" +
+                           t("data") + " --set data.max_seq_len=20 --set model.hidden_dim=16 --set model.num_blocks=2" +
+                           " --set model.personalized.pretrain_item_num=14 --set model.personalized.recent_item_num=6" +
+                           " --set model.personalized.number_of_user_tokens=2 --set train.epochs=2" +
+                           " --set train.eval_every=1 --set train.threads=1 --set train.loss.num_negatives=16" +
+                           " --set train.out_dir=" + t("persrec");
+  Result train = run("train " + args);
+  expect_ok(train, "train persrec");
+  const std::string ckpt = " --checkpoint " + t("persrec/best.safetensors");
+  Result plain = run("eval" + ckpt + " --split test");
+  expect_ok(plain, "eval without a cache");
+  Result comp = run("compress" + ckpt + " --split test --out " + t("cache_test") + " --users-per-shard 100");
+  expect_ok(comp, "compress");
+  auto info = last_json(comp.out);
+  EXPECT_EQ(info.at("users").get<int64_t>(), last_json(plain.out).at("users").get<int64_t>());
+  // Per user: 2 layers x (keys + values) x 2 tokens x 16 floats, distances and times, id and hash.
+  EXPECT_EQ(info.at("bytes_per_user").get<int64_t>(), 2 * 2 * 2 * 16 * 4 + 2 * 8 * 2 + 16);
+  EXPECT_TRUE(std::filesystem::exists(t("cache_test/shard-00002.safetensors")));
+  Result cached = run("eval" + ckpt + " --split test --token-cache " + t("cache_test"));
+  expect_ok(cached, "eval from the cache");
+  for (const char* m : {"ndcg@10", "hr@10", "mrr"})
+    EXPECT_NEAR(last_json(cached.out).at(m).get<double>(), last_json(plain.out).at(m).get<double>(), 1e-9) << m;
+  // A cache is tied to its split and to its weights.
+  Result valid = run("eval" + ckpt + " --split valid --token-cache " + t("cache_test"));
+  EXPECT_EQ(valid.code, 1);
+  EXPECT_NE(valid.err.find("compressed for split 'test', not 'valid'"), std::string::npos) << valid.err;
+  Result other = run("eval --checkpoint " + t("persrec/last.safetensors") + " --split test --token-cache " + t("cache_test"));
+  if (other.code != 0)  // last != best when the best epoch was the first
+    EXPECT_NE(other.err.find("compressed with other weights"), std::string::npos) << other.err;
+  // compress refuses to replace a folder seqrec did not write, and a model without user tokens.
+  std::filesystem::create_directories(t("mine"));
+  dir_->write("mine/notes.txt", "keep me");
+  Result foreign = run("compress" + ckpt + " --split test --out " + t("mine"));
+  EXPECT_NE(foreign.code, 0);
+  EXPECT_NE(foreign.err.find("is not a token cache seqrec wrote"), std::string::npos) << foreign.err;
+  EXPECT_TRUE(std::filesystem::exists(t("mine/notes.txt")));
+  Result again = run("compress" + ckpt + " --split test --out " + t("cache_test"));  // its own: replaced
+  expect_ok(again, "compress again");
+  EXPECT_FALSE(std::filesystem::exists(t("cache_test/shard-00002.safetensors")));
+  Result sasrec = run("compress --checkpoint " + t("sasrec/best.safetensors") + " --out " + t("c2"));
+  EXPECT_EQ(sasrec.code, 2);
+  EXPECT_NE(sasrec.err.find("has no user tokens"), std::string::npos) << sasrec.err;
+}
+
 }  // namespace

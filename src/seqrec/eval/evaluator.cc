@@ -143,10 +143,15 @@ EvalResult evaluate(models::SequenceRecommenderImpl& model, const data::Interact
 }
 
 TopK recommend(models::SequenceRecommenderImpl& model, const std::vector<int32_t>& history, int64_t k,
-               int64_t max_seq_len) {
+               int64_t max_seq_len, int64_t user, const std::vector<int64_t>& history_ts) {
   torch::NoGradGuard no_grad;
   model.eval();
   data::EvalQuery q;
+  q.user = user;
+  if (!history_ts.empty()) {
+    q.history_ts = {history_ts.data(), static_cast<int64_t>(history_ts.size())};
+    q.target_ts = history_ts.back();
+  }
   q.history = {history.data(), static_cast<int64_t>(history.size())};
   std::vector<data::EvalQuery> queries = {q};
   data::SequenceBatch batch = data::make_eval_batch(queries, 0, 1, max_seq_len);

@@ -58,7 +58,10 @@ struct TopK {
   std::vector<int64_t> ids;
   std::vector<float> scores;
 };
+/// `user` (dense index) is the batch's user id, for models with per-user state (PerSRec caches);
+/// `history_ts` the history's timestamps (empty: none). The request's time, which HSTU's time bias
+/// reads as the target's, is taken to be the newest event's.
 TopK recommend(models::SequenceRecommenderImpl& model, const std::vector<int32_t>& history, int64_t k,
-               int64_t max_seq_len);
+               int64_t max_seq_len, int64_t user = 0, const std::vector<int64_t>& history_ts = {});
 
 }  // namespace seqrec::eval
