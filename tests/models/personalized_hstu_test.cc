@@ -147,11 +147,14 @@ std::vector<std::vector<int64_t>> histories() {
 }
 
 TEST(PersonalizedHstuTest, CachedPredictEqualsTheUncachedSegmentMaskedForward) {
+  // jagged: the packed kernels (tokens as leading rows, or the dense predict for several
+  // insertions with the position bias); otherwise the dense paths throughout.
   for (const char* variant : {"gr", "hllm"})
     for (const char* insert : {"", "[2, 1, 6, 2]"})
-      for (bool ts : {false, true}) {
+      for (bool ts : {false, true})
+        for (bool jagged : {true, false}) {
         torch::manual_seed(1);
-        auto model = make(variant, 6, 4, 3, insert);
+        auto model = make(variant, 6, 4, 3, insert, jagged);
         model->eval();
         auto batch = eval_batch(histories(), 10, ts);
         torch::NoGradGuard no_grad;
@@ -160,7 +163,7 @@ TEST(PersonalizedHstuTest, CachedPredictEqualsTheUncachedSegmentMaskedForward) {
         auto cached = model->predict(batch, cache);
         ASSERT_EQ(cached.sizes(), uncached.sizes());
         EXPECT_TRUE(torch::allclose(cached, uncached, 1e-5, 1e-5))
-            << variant << " insert=" << insert << " ts=" << ts << " max diff "
+            << variant << " insert=" << insert << " ts=" << ts << " jagged=" << jagged << " max diff "
             << (cached - uncached).abs().max().item<float>();
         // The installed cache is what encode then uses (per user, looked up by id).
         model->set_token_cache(std::make_shared<TokenCache>(cache));

@@ -194,7 +194,7 @@ torch::Tensor HstuBlockImpl::forward(const torch::Tensor& x, const nn::RelativeB
 
 torch::Tensor HstuBlockImpl::forward_packed(const torch::Tensor& x, const nn::RelativeBiasTables& bias,
                                             const torch::Tensor& cu_seqlens, int64_t width,
-                                            const torch::Tensor& segments) {
+                                            const HstuPackedExtras& extras) {
   const auto& o = options_;
   const int64_t t = x.size(0), h = o.num_heads, dv = o.linear_dim, dqk = o.attn_dim;
   const double n = static_cast<double>(o.max_seq_len + o.output_slots);
@@ -203,10 +203,34 @@ torch::Tensor HstuBlockImpl::forward_packed(const torch::Tensor& x, const nn::Re
   silu.activation = nn::cpu::Activation::kSilu;
   auto proj = nn::fused_linear(normed, uvqk->weight, {}, silu);                           // [T, H(2dv+2dqk)]
   auto parts = proj.split_with_sizes({h * dv, h * dv, h * dqk, h * dqk}, -1);
-  auto av = nn::packed_pointwise_attention(parts[2].view({t, h, dqk}), parts[3].view({t, h, dqk}),
-                                           parts[1].view({t, h, dv}), bias, cu_seqlens, width, n, segments)
-                .reshape({t, h * dv});                                                    // [T, H*dv]
-  auto gated = parts[0] * nn::layer_norm(av, {}, {}, 1e-6);                               // [T, H*dv]
+  auto q = parts[2].view({t, h, dqk}), k = parts[3].view({t, h, dqk}), v = parts[1].view({t, h, dv});
+  if (extras.keys_out) *extras.keys_out = k;
+  if (extras.values_out) *extras.values_out = v;
+  torch::Tensor av;
+  if (!extras.prefix_keys.defined()) {
+    av = nn::packed_pointwise_attention(q, k, v, bias, cu_seqlens, width, n, extras.segments);  // [T, H, dv]
+  } else {
+    // Sequence b's rows in the extended layout: its K prefix rows, then its own rows.
+    const int64_t b = extras.prefix_keys.size(0), kp = extras.prefix_keys.size(2);
+    auto lengths = cu_seqlens.narrow(0, 1, b) - cu_seqlens.narrow(0, 0, b) - kp;             // own rows [B]
+    auto start = cu_seqlens.narrow(0, 0, b);                                                 // [B]
+    auto seq = torch::repeat_interleave(torch::arange(b, torch::kLong), lengths);            // [T]
+    auto own_cu = torch::cat({torch::zeros({1}, torch::kLong), lengths.cumsum(0)});          // [B + 1]
+    auto own = (start.index_select(0, seq) + kp + torch::arange(t, torch::kLong) - own_cu.index_select(0, seq))
+                   .to(x.device());                                                           // [T] extended row
+    auto pre = (start.unsqueeze(1) + torch::arange(kp, torch::kLong).unsqueeze(0)).reshape({-1}).to(x.device());
+    const int64_t te = t + b * kp;
+    auto extend = [&](const torch::Tensor& rows, const torch::Tensor& prefix) {             // [Te, H, d]
+      auto out = torch::zeros({te, h, rows.size(2)}, rows.options());
+      out.index_copy_(0, own, rows);
+      if (prefix.defined()) out.index_copy_(0, pre, prefix.transpose(1, 2).reshape({b * kp, h, rows.size(2)}));
+      return out;
+    };
+    av = nn::packed_pointwise_attention(extend(q, {}), extend(k, extras.prefix_keys), extend(v, extras.prefix_values),
+                                        bias, cu_seqlens, width, n, extras.segments)
+             .index_select(0, own);                                                           // [T, H, dv]
+  }
+  auto gated = parts[0] * nn::layer_norm(av.reshape({t, h * dv}), {}, {}, 1e-6);          // [T, H*dv]
   return nn::fused_linear(nn::fast_dropout(gated, o.dropout, is_training()), output->weight, output->bias, {}, x);
 }
 

@@ -73,6 +73,17 @@ class RelativeBiasImpl : public torch::nn::Module {
 };
 TORCH_MODULE(RelativeBias);
 
+/// What HstuBlock::forward_packed can do besides plain causal rows (PerSRec).
+struct HstuPackedExtras {
+  torch::Tensor segments;       ///< [T] int32 segment codes (nn::packed_pointwise_attention), or undefined
+  /// Keys and values [B, H, K, d] that every sequence attends to before its own rows, as K leading
+  /// rows (PerSRec's cached tokens): cu_seqlens and width then count the K rows too, the bias
+  /// tables' time buckets cover them, and x holds the sequences' own rows only.
+  torch::Tensor prefix_keys, prefix_values;
+  torch::Tensor* keys_out = nullptr;    ///< receives k [T, H, dqk] of x's rows
+  torch::Tensor* values_out = nullptr;  ///< receives v [T, H, dv]
+};
+
 /// One HSTU layer.
 class HstuBlockImpl : public torch::nn::Module {
  public:
@@ -86,9 +97,9 @@ class HstuBlockImpl : public torch::nn::Module {
                         const torch::Tensor& keep);
   /// Training over packed rows: x [T, D], sequence b's rows cu_seqlens[b] .. cu_seqlens[b + 1] - 1;
   /// the bias tables' time buckets in the padded batch's coordinates [B, width, width] -> [T, D].
-  /// segments: PerSRec's segment codes [T] int32 (nn::packed_pointwise_attention), or undefined.
+  /// extras: PerSRec's segments, cached prefix rows and key/value capture (HstuPackedExtras).
   torch::Tensor forward_packed(const torch::Tensor& x, const nn::RelativeBiasTables& bias,
-                               const torch::Tensor& cu_seqlens, int64_t width, const torch::Tensor& segments = {});
+                               const torch::Tensor& cu_seqlens, int64_t width, const HstuPackedExtras& extras = {});
   /// The layer around a caller's attention: attend(q [B, H, Q, dqk], k [B, H, W, dqk], v [B, H, W, dv])
   /// -> [B, H, Q, dv], Q = W, or 1 (the newest position) with last_only. x [B, W, D]; keep [B, W, 1]
   /// or undefined. (PerSRec's cached inference attends to cached keys and values this way.)

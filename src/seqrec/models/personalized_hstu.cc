@@ -285,7 +285,9 @@ torch::Tensor PersonalizedHstuImpl::encode(const data::SequenceBatch& batch) {
     const nn::RelativeBiasTables tables = bias_tables(i, idx);
     auto* block = blocks[i]->as<HstuBlock>();
     if (packed) {
-      x = block->forward_packed(x, tables, lay.cu_seqlens, lay.width, lay.segments);      // [T, D]
+      HstuPackedExtras extras;
+      extras.segments = lay.segments;
+      x = block->forward_packed(x, tables, lay.cu_seqlens, lay.width, extras);            // [T, D]
       continue;
     }
     // Other devices: the same computation on the left-padded layout with a dense mask.
@@ -308,10 +310,98 @@ torch::Tensor PersonalizedHstuImpl::encode(const data::SequenceBatch& batch) {
   return out.view({b, w, x.size(1)});                                                    // [B, W, D]
 }
 
+bool PersonalizedHstuImpl::packed(const torch::Tensor& x) const {
+  return hstu_.jagged_attention && x.device().is_cpu() && x.scalar_type() == torch::kFloat;
+}
+
 TokenCache PersonalizedHstuImpl::compress(const data::SequenceBatch& batch) {
   TORCH_CHECK(!is_training(), "compress is for inference");
   torch::NoGradGuard no_grad;
   const Layout lay = layout(batch, Part::kPrefix);
+  const int64_t b = batch.item_ids.size(0), k = personalized_.number_of_user_tokens;
+  auto x = embed(batch, lay);                                                            // [T, D]
+  TokenCache cache;
+  // Every sequence's prefix holds its K tokens: their packed rows, [B * K], in order.
+  auto token_rows = lay.source.lt(0).nonzero().squeeze(1);                               // [B * K]
+  if (!packed(x)) {
+    cache = compress_dense(batch, lay);
+  } else {
+    const RelativeBiasImpl::Indices idx = bias_indices(lay);
+    auto rows = token_rows.to(x.device());
+    for (size_t i = 0; i < blocks->size(); ++i) {
+      torch::Tensor keys, values;
+      HstuPackedExtras extras;
+      extras.segments = lay.segments;
+      extras.keys_out = &keys;
+      extras.values_out = &values;
+      x = blocks[i]->as<HstuBlock>()->forward_packed(x, bias_tables(i, idx), lay.cu_seqlens, lay.width, extras);
+      auto to_bhkd = [&](const torch::Tensor& t) {                                      // [T, H, d] -> [B, H, K, d]
+        return t.index_select(0, rows).view({b, k, t.size(1), t.size(2)}).permute({0, 2, 1, 3}).contiguous();
+      };
+      cache.keys.push_back(to_bhkd(keys));
+      cache.values.push_back(to_bhkd(values));
+    }
+  }
+  // Each token's row within its sequence, and the rows from it to the first recent row (the
+  // prefix's length) for the position bias.
+  auto starts = lay.cu_seqlens.narrow(0, 0, b), lengths = lay.cu_seqlens.narrow(0, 1, b) - starts;  // [B]
+  auto local = token_rows.view({b, k}) - starts.unsqueeze(1);                            // [B, K]
+  cache.distances = lengths.unsqueeze(1) - local;                                        // [B, K]
+  if (lay.timestamps.defined()) cache.timestamps = lay.timestamps.gather(1, local + (lay.width - lengths).unsqueeze(1));
+  else cache.timestamps = torch::zeros({b, k}, torch::kLong);
+  cache.old_hashes = old_item_hashes(batch.item_ids, personalized_.pretrain_item_num + personalized_.recent_item_num,
+                                     personalized_.pretrain_item_num);
+  cache.user_ids = batch.user_ids.to(torch::kCPU, torch::kLong).clone();
+  return cache;
+}
+
+torch::Tensor PersonalizedHstuImpl::predict(const data::SequenceBatch& batch, const TokenCache& cache) {
+  TORCH_CHECK(!is_training(), "predict is for inference");
+  torch::NoGradGuard no_grad;
+  const int64_t window = personalized_.pretrain_item_num + personalized_.recent_item_num;
+  auto hashes = old_item_hashes(batch.item_ids, window, personalized_.pretrain_item_num);
+  auto differs = hashes.ne(cache.old_hashes);
+  if (differs.any().item<bool>())
+    throw CheckpointError("token cache: the old items of user " +
+                          std::to_string(cache.user_ids.masked_select(differs)[0].item<int64_t>()) +
+                          " differ from those it was compressed from (compress again for this split and data)");
+  const Layout lay = layout(batch, Part::kRecent);
+  const int64_t b = batch.item_ids.size(0), k = personalized_.number_of_user_tokens;
+  // The packed kernel sees the tokens as K leading rows, so its relative positions are right when
+  // token j sits K - j rows before the first recent row (one insertion) or when there are none.
+  const bool leading = !hstu_.position_bias ||
+                       torch::equal(cache.distances, (k - torch::arange(k, torch::kLong)).unsqueeze(0).expand({b, k}));
+  auto x = embed(batch, lay);                                                            // [T, D]
+  if (!packed(x) || !leading) return predict_dense(batch, cache, lay);
+  auto lengths = lay.cu_seqlens.narrow(0, 1, b) - lay.cu_seqlens.narrow(0, 0, b);      // [B] recent rows
+  auto cu = torch::cat({torch::zeros({1}, torch::kLong), (lengths + k).cumsum(0)});      // with the K token rows
+  const int64_t width = lay.width + k;
+  RelativeBiasImpl::Indices idx;
+  if (lay.timestamps.defined()) {
+    // [tokens | recent] per sequence, left-padded; a token's next time is its own (as in layout()).
+    auto ts = torch::zeros({b, width}, torch::kLong), next = torch::zeros({b, width}, torch::kLong);
+    ts.narrow(1, k, lay.width).copy_(lay.timestamps);
+    next.narrow(1, k, lay.width).copy_(lay.next_timestamps);
+    for (int64_t r = 0; r < b; ++r) {
+      const int64_t l = lengths[r].item<int64_t>(), at = lay.width - l;  // the tokens go right before the items
+      ts[r].narrow(0, at, k).copy_(cache.timestamps[r]);
+      next[r].narrow(0, at, k).copy_(cache.timestamps[r]);
+      if (at > 0) ts[r].narrow(0, 0, at).zero_(), next[r].narrow(0, 0, at).zero_();
+      ts[r].narrow(0, at + k, l).copy_(lay.timestamps[r].narrow(0, lay.width - l, l));
+      next[r].narrow(0, at + k, l).copy_(lay.next_timestamps[r].narrow(0, lay.width - l, l));
+    }
+    idx.time = time_bucket_matrix(ts, next).to(x.device());
+  }
+  for (size_t i = 0; i < blocks->size(); ++i) {
+    HstuPackedExtras extras;
+    extras.prefix_keys = cache.keys[i];
+    extras.prefix_values = cache.values[i];
+    x = blocks[i]->as<HstuBlock>()->forward_packed(x, bias_tables(i, idx), cu, width, extras);  // [T, D]
+  }
+  return l2(x.index_select(0, (lay.cu_seqlens.narrow(0, 1, b) - 1).to(x.device()))).unsqueeze(1);  // [B, 1, D]
+}
+
+TokenCache PersonalizedHstuImpl::compress_dense(const data::SequenceBatch& batch, const Layout& lay) {
   const int64_t b = batch.item_ids.size(0), wc = lay.width, k = personalized_.number_of_user_tokens;
   auto xp = pad_rows(embed(batch, lay), lay.cu_seqlens, wc);                             // [B, Wc, D]
   const auto dev = xp.device();
@@ -334,28 +424,11 @@ TokenCache PersonalizedHstuImpl::compress(const data::SequenceBatch& batch) {
       return dense_pointwise(q, kk, v, bias, mask, block->attention_norm());
     });
   }
-  // Rows from each token to the first recent row (= the prefix length), in compact coordinates.
-  auto lengths = (lay.cu_seqlens.narrow(0, 1, b) - lay.cu_seqlens.narrow(0, 0, b)).unsqueeze(1);  // [B, 1]
-  cache.distances = lengths - (token_rows - (wc - lengths));                              // [B, K]
-  if (lay.timestamps.defined()) cache.timestamps = lay.timestamps.gather(1, token_rows);
-  else cache.timestamps = torch::zeros({b, k}, torch::kLong);
-  cache.old_hashes = old_item_hashes(batch.item_ids, personalized_.pretrain_item_num + personalized_.recent_item_num,
-                                     personalized_.pretrain_item_num);
-  cache.user_ids = batch.user_ids.to(torch::kCPU, torch::kLong).clone();
   return cache;
 }
 
-torch::Tensor PersonalizedHstuImpl::predict(const data::SequenceBatch& batch, const TokenCache& cache) {
-  TORCH_CHECK(!is_training(), "predict is for inference");
-  torch::NoGradGuard no_grad;
-  const int64_t window = personalized_.pretrain_item_num + personalized_.recent_item_num;
-  auto hashes = old_item_hashes(batch.item_ids, window, personalized_.pretrain_item_num);
-  auto differs = hashes.ne(cache.old_hashes);
-  if (differs.any().item<bool>())
-    throw CheckpointError("token cache: the old items of user " +
-                          std::to_string(cache.user_ids.masked_select(differs)[0].item<int64_t>()) +
-                          " differ from those it was compressed from (compress again for this split and data)");
-  const Layout lay = layout(batch, Part::kRecent);
+torch::Tensor PersonalizedHstuImpl::predict_dense(const data::SequenceBatch& batch, const TokenCache& cache,
+                                                  const Layout& lay) {
   const int64_t b = batch.item_ids.size(0), wr = lay.width, k = personalized_.number_of_user_tokens;
   auto xp = pad_rows(embed(batch, lay), lay.cu_seqlens, wr);                             // [B, Wr, D]
   const auto dev = xp.device();

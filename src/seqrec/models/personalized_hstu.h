@@ -102,6 +102,11 @@ class PersonalizedHstuImpl : public SequenceRecommenderImpl {
 
  private:
   torch::Tensor embed(const data::SequenceBatch& batch, const Layout& layout);  // [T, D]
+  bool packed(const torch::Tensor& x) const;  // the packed CPU kernels apply (else the dense paths)
+  // Dense equivalents of compress (keys and values only) and predict: other devices, and several
+  // insertions with the position bias (the packed kernel sees the tokens as leading rows).
+  TokenCache compress_dense(const data::SequenceBatch& batch, const Layout& layout);
+  torch::Tensor predict_dense(const data::SequenceBatch& batch, const TokenCache& cache, const Layout& layout);
   RelativeBiasImpl::Indices bias_indices(const Layout& layout) const;  // the time buckets, once per batch
   nn::RelativeBiasTables bias_tables(size_t block, const RelativeBiasImpl::Indices& indices);
   HstuOptions hstu_;  // the blocks' options: max_seq_len = P + K + R
