@@ -240,7 +240,7 @@ SynthOptions long_term(const std::string& output, uint64_t seed = 7) {
 SynthOptions bursty(const std::string& output, uint64_t seed = 7) {
   SynthOptions o = synth_defaults(SynthMode::kBursty);
   o.num_users = 400;
-  o.num_items = 600;
+  o.num_items = 1200;
   o.num_clusters = 12;
   o.min_seq_len = 40;
   o.max_seq_len = 120;
@@ -413,7 +413,7 @@ TEST(Synthetic, BurstyGapsSeparateBursts) {
   }
   EXPECT_EQ(other, 0) << "gaps are seconds-minutes (bursts), hours or weeks";
   EXPECT_EQ(long_runs, 0) << "a burst longer than max_burst_len";
-  // Bursts of 2-6 events: most gaps are inside bursts.
+  // Bursts of 1-4 events (2.5 on average): most gaps are inside bursts.
   EXPECT_GT(within, short_gaps + long_gaps);
   EXPECT_NEAR(static_cast<double>(long_gaps) / (short_gaps + long_gaps), o.long_gap_share, 0.04);
   // The three kinds of gaps fall into disjoint time-bias buckets.
@@ -493,8 +493,9 @@ TEST(Synthetic, ModeOptionErrorsNameTheField) {
   o.long_gap_share = 2;
   ASSERT_THROWS_WITH(synthesize(o), "synth.long_gap_share: must be in [0, 1]");
   o = bursty(dir.path());
-  o.max_burst_len = 1;
-  ASSERT_THROWS_WITH(synthesize(o), "synth.max_burst_len: must be at least min_burst_len (2)");
+  o.min_burst_len = 3;
+  o.max_burst_len = 2;
+  ASSERT_THROWS_WITH(synthesize(o), "synth.max_burst_len: must be at least min_burst_len (3)");
   o = bursty(dir.path());
   o.min_burst_len = 0;
   ASSERT_THROWS_WITH(synthesize(o), "synth.min_burst_len: must be at least 1");
@@ -503,7 +504,7 @@ TEST(Synthetic, ModeOptionErrorsNameTheField) {
   ASSERT_THROWS_WITH(synthesize(o), "synth.num_clusters: must be at least 2");
   o = bursty(dir.path());
   o.max_seq_len = o.num_items + 1;
-  ASSERT_THROWS_WITH(synthesize(o), "synth.max_seq_len: must be at most num_items (600)");
+  ASSERT_THROWS_WITH(synthesize(o), "synth.max_seq_len: must be at most num_items (1200)");
 }
 
 }  // namespace

@@ -128,10 +128,11 @@ SynthOptions synth_defaults(SynthMode mode) {
     o.max_seq_len = 2000;
   } else if (mode == SynthMode::kBursty) {
     o.num_users = 2000;
-    o.num_items = 1000;
+    o.num_items = 2000;  // 100 per cluster: focused users do not run out of unseen items
     o.num_clusters = 20;
     o.min_seq_len = 50;
-    o.max_seq_len = 200;
+    o.max_seq_len = 150;
+    o.taste_concentration = 0.1;  // one or two main clusters: the new interest is predictable
   }
   return o;
 }

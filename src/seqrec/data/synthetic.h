@@ -52,15 +52,15 @@ struct SynthOptions {
   int64_t max_interest_len = 60;     ///< upper bound of the drift events per short-term interest
 
   // bursty only.
-  int64_t min_burst_len = 2;   ///< events per burst (session), drawn in [min, max]
-  int64_t max_burst_len = 6;   ///< upper bound of the events per burst
+  int64_t min_burst_len = 1;   ///< events per burst (session), drawn in [min, max]
+  int64_t max_burst_len = 4;   ///< upper bound of the events per burst
   double long_gap_share = 0.5; ///< P(a gap between bursts is long: 7 to 30 days) vs short (1 to 12 hours)
   double stay_prob = 0.9;      ///< P(a burst after a short gap keeps the previous burst's interest)
 };
 
 /// The defaults of a mode: SynthOptions{} for default; long_term: 500 users, 2,000 items, 40
-/// clusters, 1,500-2,000 events per user; bursty: 2,000 users, 1,000 items, 20 clusters, 50-200
-/// events per user. Other fields keep SynthOptions' defaults.
+/// clusters, 1,500-2,000 events per user; bursty: 2,000 users, 2,000 items, 20 clusters, 50-150
+/// events per user, taste_concentration 0.1. Other fields keep SynthOptions' defaults.
 SynthOptions synth_defaults(SynthMode mode);
 
 /// One generated user.

@@ -27,7 +27,9 @@
 //  Timestamps: one event per hour from a start drawn in 2020.
 //
 // bursty (for HSTU's relative time bias, bucket(dt) = floor(ln|dt| / 0.301)). Per user, with a
-// Dirichlet(taste_concentration) taste over clusters and len drawn in [min_seq_len, max_seq_len]:
+// Dirichlet(taste_concentration) taste over clusters (0.1 by default in this mode: one or two main
+// clusters, so the interest after a long gap is predictable from the history) and len drawn in
+// [min_seq_len, max_seq_len]:
 //  - events come in bursts of [min_burst_len, max_burst_len] events (shorter when the user has
 //    seen every item of the cluster, or at the end); no item repeats for a user;
 //  - inside a burst: gaps log-uniform in [5 s, 300 s]; all items from the burst's cluster; the next
@@ -36,7 +38,8 @@
 //  - between bursts: with probability long_gap_share a long gap (log-uniform in [7, 30] days) and
 //    the next burst ALWAYS takes a new cluster drawn from the taste (not the current one);
 //    otherwise a short gap (log-uniform in [1, 12] hours) and the next burst keeps the cluster
-//    with probability stay_prob (continuing the Markov walk), else takes a new one from the taste.
+//    with probability stay_prob (continuing the Markov walk; a cluster the user has seen whole is
+//    left), else takes a new one from the taste.
 //  So the gap to the next event (what HSTU's bias sees through ts_{i+1}) tells whether the next
 //  item continues the current interest: within-burst buckets <= 18, short gaps 27-35, long >= 44.
 #pragma once
