@@ -1,4 +1,4 @@
-// seqrec synth: the synthetic demo dataset.
+// seqrec synth: the synthetic datasets (synth.mode default | long_term | bursty).
 #include <cstdio>
 
 #include "cli/commands.h"
@@ -8,13 +8,30 @@
 #include "seqrec/data/synthetic.h"
 
 namespace seqrec::cli {
+namespace {
+
+/// Reads synth.<key> into `value` when `mode` uses it; rejects it, naming the field, otherwise.
+template <typename T>
+void read_mode_option(config::ConfigNode& node, const char* key, data::SynthMode uses, data::SynthMode mode,
+                      T& value) {
+  if (mode == uses) {
+    value = node.get<T>(key, value);
+  } else if (node.has(key)) {
+    throw ConfigError(std::string("synth.") + key, std::string("is only read by synth.mode ") +
+                                                       data::synth_mode_name(uses) + ", not " +
+                                                       data::synth_mode_name(mode));
+  }
+}
+
+}  // namespace
 
 int run_synth(const CliArgs& args) {
   std::vector<std::string> overrides = args.overrides;
   if (!args.out.empty()) overrides.push_back("synth.output=" + args.out);
   config::ConfigNode root = config::load_config(args.config_file, overrides);
   config::ConfigNode node = root.child("synth");
-  data::SynthOptions o;
+  const data::SynthMode mode = data::parse_synth_mode(node.get<std::string>("mode", "default"));
+  data::SynthOptions o = data::synth_defaults(mode);
   o.num_users = node.get<int64_t>("num_users", o.num_users);
   o.num_items = node.get<int64_t>("num_items", o.num_items);
   o.num_clusters = node.get<int64_t>("num_clusters", o.num_clusters);
@@ -24,6 +41,18 @@ int run_synth(const CliArgs& args) {
   o.taste_concentration = node.get<double>("taste_concentration", o.taste_concentration);
   o.seed = static_cast<uint64_t>(node.get<int64_t>("seed", static_cast<int64_t>(o.seed)));
   o.output = node.require<std::string>("output");
+  using data::SynthMode;
+  read_mode_option(node, "recent_window", SynthMode::kLongTerm, mode, o.recent_window);
+  read_mode_option(node, "long_term_share", SynthMode::kLongTerm, mode, o.long_term_share);
+  read_mode_option(node, "profile_items", SynthMode::kLongTerm, mode, o.profile_items);
+  read_mode_option(node, "profile_share", SynthMode::kLongTerm, mode, o.profile_share);
+  read_mode_option(node, "profile_phase", SynthMode::kLongTerm, mode, o.profile_phase);
+  read_mode_option(node, "min_interest_len", SynthMode::kLongTerm, mode, o.min_interest_len);
+  read_mode_option(node, "max_interest_len", SynthMode::kLongTerm, mode, o.max_interest_len);
+  read_mode_option(node, "min_burst_len", SynthMode::kBursty, mode, o.min_burst_len);
+  read_mode_option(node, "max_burst_len", SynthMode::kBursty, mode, o.max_burst_len);
+  read_mode_option(node, "long_gap_share", SynthMode::kBursty, mode, o.long_gap_share);
+  read_mode_option(node, "stay_prob", SynthMode::kBursty, mode, o.stay_prob);
   for (const char* k : {"num_users", "num_items", "num_clusters", "min_seq_len"})
     if (node.get<int64_t>(k, 1) < 1) throw ConfigError("synth." + std::string(k), "must be >= 1");
   if (o.max_seq_len < o.min_seq_len) throw ConfigError("synth.max_seq_len", "must be >= synth.min_seq_len");
@@ -31,7 +60,7 @@ int run_synth(const CliArgs& args) {
   if (!(o.taste_concentration > 0)) throw ConfigError("synth.taste_concentration", "must be > 0");
   ignore_sections(root, "synth");
   root.finish();
-  data::SynthReport r = data::generate_synthetic(o);
+  data::SynthReport r = data::generate_synthetic(o);  // validates the mode's options
   log_info("synth: %ld users, %ld items, %ld events -> %s", long(o.num_users), long(o.num_items),
            long(r.num_events), o.output.c_str());
   std::printf("{\"users\":%ld,\"items\":%ld,\"events\":%ld,\"output\":\"%s\"}\n", long(o.num_users),

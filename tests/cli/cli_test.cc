@@ -160,6 +160,27 @@ TEST_F(CliTest, UnknownConfigKeySuggestsAName) {
   EXPECT_NE(r.err.find("hidden_dim"), std::string::npos) << r.err;
 }
 
+/// The shipped synth.mode configs run (shrunk), and an option of another mode is refused by name.
+TEST_F(CliTest, SynthModeConfigsRunAndOtherModesOptionsAreRefused) {
+  const std::string cfg = std::string(SEQREC_SOURCE_DIR) + "/configs/";
+  Result bursty = run("synth --config " + cfg + "time_bias/hstu_no_time.yaml --set synth.num_users=20 --out " + t("bursty"));
+  expect_ok(bursty, "synth bursty");
+  EXPECT_EQ(last_json(bursty.out).at("users").get<int64_t>(), 20);
+  EXPECT_GE(last_json(bursty.out).at("events").get<int64_t>(), 20 * 50);
+  Result lt = run("synth --config " + cfg + "persrec/synth_long.yaml --set synth.num_users=3 --out " + t("long"));
+  expect_ok(lt, "synth long_term");
+  EXPECT_GE(last_json(lt.out).at("events").get<int64_t>(), 3 * 1500);
+  Result bad = run("synth --config " + cfg + "time_bias/hstu.yaml --set synth.recent_window=50 --out " + t("bad"));
+  EXPECT_EQ(bad.code, 2) << bad.err;
+  EXPECT_NE(bad.err.find("synth.recent_window: is only read by synth.mode long_term, not bursty"), std::string::npos)
+      << bad.err;
+  Result mode = run("synth --set synth.mode=longterm --out " + t("bad"));
+  EXPECT_EQ(mode.code, 2) << mode.err;
+  EXPECT_NE(mode.err.find("synth.mode: 'longterm' is not one of: default, long_term, bursty"), std::string::npos)
+      << mode.err;
+  EXPECT_FALSE(std::filesystem::exists(t("bad")));
+}
+
 TEST_F(CliTest, MalformedCsvRowNamesFileAndLine) {
   const std::string bad = dir_->write("bad.csv", "item_id,user_id,timestamp\ni1,u1,1\ni2,u1\ni3,u1,3\n");
   Result r = run("prepare --input " + bad + " --out " + t("bad_data"));

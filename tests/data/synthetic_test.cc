@@ -1,7 +1,9 @@
-// Tests of the synthetic generator: determinism, ranges, time order, titles, and that prepare
-// reads its output.
+// Tests of the synthetic generator: determinism, ranges, time order, titles, that prepare reads its
+// output, and the structure of the long_term and bursty modes measured on what they write.
 #include "seqrec/data/synthetic.h"
 
+#include <algorithm>
+#include <cmath>
 #include <map>
 #include <set>
 #include <sstream>
@@ -10,6 +12,7 @@
 
 #include "seqrec/common/error.h"
 #include "seqrec/common/fs.h"
+#include "seqrec/common/hash.h"
 #include "seqrec/data/interaction_store.h"
 #include "seqrec/data/item_catalog.h"
 #include "seqrec/data/prepare.h"
@@ -185,6 +188,323 @@ TEST(Synthetic, RejectsBadOptions) {
   o = small(dir.path());
   o.transition_prob = 1.5;
   ASSERT_THROWS_WITH(generate_synthetic(o), "synth.transition_prob");
+}
+
+
+/// The default mode is the demo's data: adding modes must not change a byte of it for a seed.
+/// (The hashes were taken from the generator before synth.mode existed.)
+TEST(Synthetic, DefaultModeOutputIsPinned) {
+  TempDir dir;
+  generate_synthetic(small(dir.path()));
+  const std::string interactions = read_file(dir.file("interactions.csv"));
+  const std::string items = read_file(dir.file("items.csv"));
+  EXPECT_EQ(fnv1a(kFnvOffset, interactions.data(), interactions.size()), 0xa0c857c11191e89bULL);
+  EXPECT_EQ(fnv1a(kFnvOffset, items.data(), items.size()), 0x12d22d71633de3e2ULL);
+}
+
+/// interactions.csv read back: per user, in file order, the items and timestamps.
+struct Events {
+  std::vector<int64_t> items;  ///< item ids (the number after "i")
+  std::vector<int64_t> ts;     ///< timestamps
+};
+
+std::vector<Events> read_events(const std::string& path) {
+  const auto lines = lines_of(read_file(path));
+  std::vector<Events> out;
+  std::string prev;
+  for (size_t k = 1; k < lines.size(); ++k) {
+    const auto f = split(lines[k], ',');
+    if (f.size() != 3) throw std::runtime_error("bad row: " + lines[k]);
+    if (f[1] != prev) out.emplace_back();
+    prev = f[1];
+    out.back().items.push_back(std::stoll(f[0].substr(1)));
+    out.back().ts.push_back(std::stoll(f[2]));
+  }
+  return out;
+}
+
+SynthOptions long_term(const std::string& output, uint64_t seed = 7) {
+  SynthOptions o = synth_defaults(SynthMode::kLongTerm);
+  o.num_users = 300;
+  o.num_items = 400;
+  o.num_clusters = 10;
+  o.min_seq_len = 300;
+  o.max_seq_len = 400;
+  o.recent_window = 60;
+  o.profile_items = 6;
+  o.seed = seed;
+  o.output = output;
+  return o;
+}
+
+SynthOptions bursty(const std::string& output, uint64_t seed = 7) {
+  SynthOptions o = synth_defaults(SynthMode::kBursty);
+  o.num_users = 400;
+  o.num_items = 1200;
+  o.num_clusters = 12;
+  o.min_seq_len = 40;
+  o.max_seq_len = 120;
+  o.seed = seed;
+  o.output = output;
+  return o;
+}
+
+TEST(Synthetic, NewModesAreDeterministicForASeed) {
+  for (auto make : {long_term, bursty}) {
+    TempDir dir;
+    generate_synthetic(make(dir.file("a"), 7));
+    generate_synthetic(make(dir.file("b"), 7));
+    generate_synthetic(make(dir.file("c"), 8));
+    const std::string a = read_file(dir.file("a/interactions.csv"));
+    EXPECT_EQ(a, read_file(dir.file("b/interactions.csv")));
+    EXPECT_EQ(read_file(dir.file("a/items.csv")), read_file(dir.file("b/items.csv")));
+    EXPECT_NE(a, read_file(dir.file("c/interactions.csv")));
+  }
+}
+
+TEST(Synthetic, LongTermWritesLongHourlyHistories) {
+  TempDir dir;
+  const SynthOptions o = long_term(dir.path());
+  const SynthReport r = generate_synthetic(o);
+  const SynthData data = synthesize(o);
+  const auto users = read_events(dir.file("interactions.csv"));
+  ASSERT_EQ(static_cast<int64_t>(users.size()), o.num_users);
+  ASSERT_EQ(data.users.size(), users.size());
+  int64_t events = 0;
+  for (size_t u = 0; u < users.size(); ++u) {
+    const auto& e = users[u];
+    events += static_cast<int64_t>(e.items.size());
+    EXPECT_GE(static_cast<int64_t>(e.items.size()), o.min_seq_len);
+    EXPECT_LE(static_cast<int64_t>(e.items.size()), o.max_seq_len);
+    EXPECT_EQ(e.items, data.users[u].items) << "the file holds the generated sequence, user " << u;
+    for (size_t k = 1; k < e.ts.size(); ++k) ASSERT_EQ(e.ts[k] - e.ts[k - 1], 3600) << "user " << u;
+    for (int64_t i : e.items) ASSERT_TRUE(i >= 1 && i <= o.num_items);
+  }
+  EXPECT_EQ(events, r.num_events);
+  EXPECT_EQ(read_file(dir.file("items.csv")), data.items_table);
+}
+
+/// The profile (the user's home items) is frequent in the profile phase, returns in the drift part
+/// are more than recent_window events apart, none is in the last recent_window events before the
+/// two targets, and the returns among the targets are home items seen in the old part.
+TEST(Synthetic, LongTermProfileIsOnlyInOldEvents) {
+  TempDir dir;
+  const SynthOptions o = long_term(dir.path());
+  const SynthData data = synthesize(o);
+  const int64_t W = o.recent_window;
+  int64_t old_home = 0, old_total = 0, recent_home = 0, close_returns = 0, drift_returns = 0;
+  int64_t target_returns = 0, target_returns_seen_old = 0, drift_pairs = 0, same_cluster_pairs = 0;
+  for (const SynthUser& user : data.users) {
+    ASSERT_EQ(static_cast<int64_t>(user.profile.size()), o.profile_items);
+    const std::set<int64_t> home(user.profile.begin(), user.profile.end());
+    const auto& s = user.items;
+    const auto len = static_cast<int64_t>(s.size());
+    const auto phase = static_cast<int64_t>(o.profile_phase * static_cast<double>(len));
+    auto is_home = [&](int64_t k) { return home.count(s[static_cast<size_t>(k)]) > 0; };
+    for (int64_t k = 0; k < phase; ++k) old_home += is_home(k);
+    old_total += phase;
+    for (int64_t k = len - 2 - W; k < len - 2; ++k) recent_home += is_home(k);
+    int64_t last = -1;
+    for (int64_t k = phase; k < len - 2; ++k) {
+      if (!is_home(k)) continue;
+      ++drift_returns;
+      if (last >= 0 && k - last <= W) ++close_returns;
+      last = k;
+    }
+    for (int64_t k = phase + 1; k < len - 2; ++k) {
+      if (is_home(k) || is_home(k - 1)) continue;
+      ++drift_pairs;
+      same_cluster_pairs += (s[k] - 1) % o.num_clusters == (s[k - 1] - 1) % o.num_clusters;
+    }
+    for (int64_t k : {len - 2, len - 1}) {
+      if (!is_home(k)) continue;
+      ++target_returns;
+      target_returns_seen_old += std::count(s.begin(), s.begin() + phase, s[static_cast<size_t>(k)]) > 0;
+    }
+  }
+  EXPECT_EQ(recent_home, 0) << "a home item among the last recent_window events before the targets";
+  EXPECT_NEAR(static_cast<double>(old_home) / old_total, o.profile_share, 0.03);
+  EXPECT_GT(drift_returns, o.num_users) << "returns to the profile happen in the drift part too";
+  EXPECT_EQ(close_returns, 0) << "returns in the drift part closer than recent_window";
+  ASSERT_GT(target_returns, 0);
+  EXPECT_GE(static_cast<double>(target_returns_seen_old) / target_returns, 0.99)
+      << "return targets are home items seen in the old part";
+  // Short-term interests last 20-60 drift events: consecutive drift items share a cluster.
+  EXPECT_GT(static_cast<double>(same_cluster_pairs) / drift_pairs, 0.9);
+}
+
+TEST(Synthetic, LongTermTargetShareFollowsTheOption) {
+  TempDir dir;
+  for (double share : {0.0, 0.3, 0.7, 1.0}) {
+    SynthOptions o = long_term(dir.path());
+    o.num_users = 600;
+    o.min_seq_len = o.max_seq_len = 200;
+    o.recent_window = 50;
+    o.long_term_share = share;
+    const SynthData data = synthesize(o);
+    int64_t returns = 0, distinct_pairs = 0, pairs = 0;
+    for (const SynthUser& user : data.users) {
+      const std::set<int64_t> home(user.profile.begin(), user.profile.end());
+      const int64_t valid = user.items[user.items.size() - 2], test = user.items.back();
+      returns += home.count(valid) + home.count(test);
+      if (home.count(valid) && home.count(test)) {
+        ++pairs;
+        distinct_pairs += valid != test;
+      }
+    }
+    const double measured = static_cast<double>(returns) / (2.0 * o.num_users);
+    if (share == 0.0 || share == 1.0) {
+      EXPECT_EQ(measured, share);
+    } else {
+      EXPECT_NEAR(measured, share, 0.06) << "long_term_share " << share;
+    }
+    EXPECT_EQ(distinct_pairs, pairs) << "two return targets are distinct home items";
+  }
+}
+
+TEST(Synthetic, BurstyLengthsAndNoRepeats) {
+  TempDir dir;
+  const SynthOptions o = bursty(dir.path());
+  const SynthReport r = generate_synthetic(o);
+  const auto users = read_events(dir.file("interactions.csv"));
+  ASSERT_EQ(static_cast<int64_t>(users.size()), o.num_users);
+  int64_t events = 0;
+  for (const auto& e : users) {
+    events += static_cast<int64_t>(e.items.size());
+    EXPECT_GE(static_cast<int64_t>(e.items.size()), o.min_seq_len);
+    EXPECT_LE(static_cast<int64_t>(e.items.size()), o.max_seq_len);
+    EXPECT_EQ(std::set<int64_t>(e.items.begin(), e.items.end()).size(), e.items.size());
+    for (size_t k = 1; k < e.ts.size(); ++k) ASSERT_LT(e.ts[k - 1], e.ts[k]);
+  }
+  EXPECT_EQ(events, r.num_events);
+}
+
+/// HSTU's time bucket of a gap.
+int64_t bucket(int64_t dt) { return static_cast<int64_t>(std::floor(std::log(static_cast<double>(dt)) / 0.301)); }
+
+TEST(Synthetic, BurstyGapsSeparateBursts) {
+  TempDir dir;
+  const SynthOptions o = bursty(dir.path());
+  generate_synthetic(o);
+  int64_t within = 0, short_gaps = 0, long_gaps = 0, other = 0, long_runs = 0;
+  int64_t max_within_bucket = 0, min_between_bucket = 1000, min_long_bucket = 1000, max_short_bucket = 0;
+  for (const auto& e : read_events(dir.file("interactions.csv"))) {
+    int64_t run = 1;  // events in the current burst
+    for (size_t k = 1; k < e.ts.size(); ++k) {
+      const int64_t dt = e.ts[k] - e.ts[k - 1];
+      if (dt >= 5 && dt <= 300) {
+        ++within;
+        max_within_bucket = std::max(max_within_bucket, bucket(dt));
+        long_runs += ++run > o.max_burst_len;
+        continue;
+      }
+      run = 1;
+      min_between_bucket = std::min(min_between_bucket, bucket(dt));
+      if (dt >= 3600 && dt <= 12 * 3600) {
+        ++short_gaps;
+        max_short_bucket = std::max(max_short_bucket, bucket(dt));
+      } else if (dt >= 7 * 86400 && dt <= 30 * 86400) {
+        ++long_gaps;
+        min_long_bucket = std::min(min_long_bucket, bucket(dt));
+      } else {
+        ++other;
+      }
+    }
+  }
+  EXPECT_EQ(other, 0) << "gaps are seconds-minutes (bursts), hours or weeks";
+  EXPECT_EQ(long_runs, 0) << "a burst longer than max_burst_len";
+  // Bursts of 1-4 events (2.5 on average): most gaps are inside bursts.
+  EXPECT_GT(within, short_gaps + long_gaps);
+  EXPECT_NEAR(static_cast<double>(long_gaps) / (short_gaps + long_gaps), o.long_gap_share, 0.04);
+  // The three kinds of gaps fall into disjoint time-bias buckets.
+  EXPECT_LT(max_within_bucket, min_between_bucket);
+  EXPECT_LT(max_short_bucket, min_long_bucket);
+}
+
+/// The point of the mode: the gap before an item tells whether it continues the interest.
+TEST(Synthetic, BurstyLongGapsStartANewInterest) {
+  TempDir dir;
+  const SynthOptions o = bursty(dir.path());
+  generate_synthetic(o);
+  int64_t n[3] = {0, 0, 0}, changed[3] = {0, 0, 0};  // within a burst, after a short gap, after a long gap
+  for (const auto& e : read_events(dir.file("interactions.csv"))) {
+    for (size_t k = 1; k < e.ts.size(); ++k) {
+      const int64_t dt = e.ts[k] - e.ts[k - 1];
+      const int kind = dt <= 300 ? 0 : dt <= 12 * 3600 ? 1 : 2;
+      ++n[kind];
+      changed[kind] += (e.items[k] - 1) % o.num_clusters != (e.items[k - 1] - 1) % o.num_clusters;
+    }
+  }
+  ASSERT_GT(n[1], 100);
+  ASSERT_GT(n[2], 100);
+  const double within = static_cast<double>(changed[0]) / n[0];
+  const double after_short = static_cast<double>(changed[1]) / n[1];
+  const double after_long = static_cast<double>(changed[2]) / n[2];
+  EXPECT_EQ(within, 0.0);
+  EXPECT_GE(after_long, 0.97);
+  // 1 - stay_prob, plus the rare switch when the user has seen the whole cluster.
+  EXPECT_GE(after_short, 1.0 - o.stay_prob - 0.04);
+  EXPECT_LE(after_short, 1.0 - o.stay_prob + 0.08);
+  EXPECT_GT(after_long - after_short, 0.7);
+}
+
+TEST(Synthetic, ModeOptionErrorsNameTheField) {
+  TempDir dir;
+  ASSERT_THROWS_WITH(parse_synth_mode("longterm"), "synth.mode: 'longterm' is not one of: default, long_term, bursty");
+  for (SynthMode m : {SynthMode::kDefault, SynthMode::kLongTerm, SynthMode::kBursty}) {
+    EXPECT_EQ(parse_synth_mode(synth_mode_name(m)), m);
+    SynthOptions o = synth_defaults(m);  // the defaults are valid
+    o.num_users = 2;
+    o.output = dir.path();
+    EXPECT_EQ(synthesize(o).users.size(), 2u) << synth_mode_name(m);
+  }
+  SynthOptions o = long_term(dir.path());
+  o.long_term_share = 1.5;
+  ASSERT_THROWS_WITH(synthesize(o), "synth.long_term_share: must be in [0, 1]");
+  o = long_term(dir.path());
+  o.profile_share = -0.1;
+  ASSERT_THROWS_WITH(synthesize(o), "synth.profile_share: must be in [0, 1]");
+  o = long_term(dir.path());
+  o.profile_phase = 1.0;
+  ASSERT_THROWS_WITH(synthesize(o), "synth.profile_phase: must be in (0, 1)");
+  o = long_term(dir.path());
+  o.profile_items = 1;
+  ASSERT_THROWS_WITH(synthesize(o), "synth.profile_items: must be in [2,");
+  o = long_term(dir.path());
+  o.recent_window = 0;
+  ASSERT_THROWS_WITH(synthesize(o), "synth.recent_window: must be at least 1");
+  o = long_term(dir.path());
+  o.recent_window = 209;  // 300 events, 90 in the profile phase: 210 - 2 profile-free ones fit at most
+  ASSERT_THROWS_WITH(synthesize(o), "synth.min_seq_len: must be at least recent_window + 2");
+  o.recent_window = 208;
+  EXPECT_NO_THROW(synthesize(o));
+  o = long_term(dir.path());
+  o.max_interest_len = 5;
+  ASSERT_THROWS_WITH(synthesize(o), "synth.max_interest_len: must be at least min_interest_len (20)");
+  o = long_term(dir.path());
+  o.max_seq_len = o.num_items + 100;  // long_term repeats items: longer than V is fine
+  o.num_users = 3;
+  EXPECT_NO_THROW(synthesize(o));
+
+  o = bursty(dir.path());
+  o.stay_prob = -0.1;
+  ASSERT_THROWS_WITH(synthesize(o), "synth.stay_prob: must be in [0, 1]");
+  o = bursty(dir.path());
+  o.long_gap_share = 2;
+  ASSERT_THROWS_WITH(synthesize(o), "synth.long_gap_share: must be in [0, 1]");
+  o = bursty(dir.path());
+  o.min_burst_len = 3;
+  o.max_burst_len = 2;
+  ASSERT_THROWS_WITH(synthesize(o), "synth.max_burst_len: must be at least min_burst_len (3)");
+  o = bursty(dir.path());
+  o.min_burst_len = 0;
+  ASSERT_THROWS_WITH(synthesize(o), "synth.min_burst_len: must be at least 1");
+  o = bursty(dir.path());
+  o.num_clusters = 1;
+  ASSERT_THROWS_WITH(synthesize(o), "synth.num_clusters: must be at least 2");
+  o = bursty(dir.path());
+  o.max_seq_len = o.num_items + 1;
+  ASSERT_THROWS_WITH(synthesize(o), "synth.max_seq_len: must be at most num_items (1200)");
 }
 
 }  // namespace
