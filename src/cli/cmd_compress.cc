@@ -84,7 +84,7 @@ int run_compress(const CliArgs& args) {
     throw ConfigError("--split", "valid: data.holdout is 1, so there is no validation split");
   if (args.users_per_shard < 1) throw ConfigError("--users-per-shard", "must be >= 1");
   set_threads(threads);
-  data::InteractionStore store = data::InteractionStore::open(data_opts.dir + "/interactions.bin");
+  data::InteractionStore store = open_store(data_opts);
   train::LoadedModel loaded = train::load_checkpoint(args.checkpoint, data_opts.dir);
   auto* model = personalized(*loaded.model, "--checkpoint");
   model->eval();

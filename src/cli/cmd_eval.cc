@@ -23,6 +23,12 @@ std::string dir_of(const std::string& path) {
 
 }  // namespace
 
+data::InteractionStore open_store(const config::DataOptions& data) {
+  data::InteractionStore store = data::InteractionStore::open(data.dir + "/interactions.bin");
+  if (data.item_start_position == 0 && data.item_end_position == 0) return store;
+  return data::window_rows(store, data.item_start_position, data.item_end_position);
+}
+
 config::ConfigNode load_run_config(const CliArgs& args) {
   std::string file = args.config_file;
   if (file.empty() && path_exists(dir_of(args.checkpoint) + "/config.yaml")) file = dir_of(args.checkpoint) + "/config.yaml";
@@ -45,7 +51,7 @@ int run_eval(const CliArgs& args) {
     throw ConfigError("--split", "valid: data.holdout is 1, so the validation item was trained on (use --split test)");
   set_threads(threads);
 
-  data::InteractionStore store = data::InteractionStore::open(data_opts.dir + "/interactions.bin");
+  data::InteractionStore store = open_store(data_opts);
   train::LoadedModel loaded = train::load_checkpoint(args.checkpoint, data_opts.dir);
   if (loaded.context.num_items != store.num_items())
     throw CheckpointError(args.checkpoint + ": built for " + std::to_string(loaded.context.num_items) +

@@ -38,7 +38,7 @@ int run_recommend(const CliArgs& args) {
     data::UserMap users = data::UserMap::load(data_opts.dir);
     u = users.find(args.user);
     if (u < 0) throw RequestError("--user: unknown user id '" + args.user + "' (not in " + data_opts.dir + "/users.tsv)");
-    data::InteractionStore store = data::InteractionStore::open(data_opts.dir + "/interactions.bin");
+    data::InteractionStore store = open_store(data_opts);
     for (int32_t item : store.items(u)) history.push_back(item);
     if (store.has_timestamps())
       for (int64_t t : store.timestamps(u)) history_ts.push_back(t);

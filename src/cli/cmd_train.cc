@@ -87,7 +87,7 @@ int run_train(const CliArgs& args) {
 
   setup.group = join_job(&setup.local_rank);
   const bool writer = setup.group == nullptr || setup.group->rank() == 0;
-  data::InteractionStore store = data::InteractionStore::open(setup.data.dir + "/interactions.bin");
+  data::InteractionStore store = open_store(setup.data);
   setup.context.num_items = store.num_items();
   setup.context.max_seq_len = setup.data.max_seq_len;
   setup.context.item_counts = data::train_item_counts(store, setup.data.holdout);

@@ -5,6 +5,9 @@
 #include <string>
 #include <vector>
 
+#include "seqrec/config/options.h"
+#include "seqrec/data/interaction_store.h"
+
 namespace seqrec::cli {
 
 /// Parsed command-line arguments (paths and overrides; hyper-parameters live in the config).
@@ -68,6 +71,9 @@ void ignore_sections(config::ConfigNode& root, const std::string& own);
 
 /// Sets LibTorch's intra-op threads (0 = all cores).
 void set_threads(int64_t threads);
+
+/// The prepared store of data.dir, with data.item_start_position / item_end_position applied.
+data::InteractionStore open_store(const config::DataOptions& data);
 
 /// The run config next to a checkpoint (written by train) unless --config is given.
 config::ConfigNode load_run_config(const CliArgs& args);

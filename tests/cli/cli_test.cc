@@ -262,6 +262,11 @@ TEST_F(CliTest, PersonalizedHstuTrainsCompressesAndEvaluatesFromItsCache) {
   expect_ok(cached, "eval from the cache");
   for (const char* m : {"ndcg@10", "hr@10", "mrr"})
     EXPECT_NEAR(last_json(cached.out).at(m).get<double>(), last_json(plain.out).at(m).get<double>(), 1e-9) << m;
+  // The window cut applies to eval too: with every user's first 4 events only, the test item is
+  // the 4th, and the metrics change.
+  Result cut = run("eval" + ckpt + " --split test --set data.item_end_position=4");
+  expect_ok(cut, "eval with a window cut");
+  EXPECT_NE(last_json(cut.out).at("ndcg@10").get<double>(), last_json(plain.out).at("ndcg@10").get<double>());
   // A cache is tied to its split and to its weights.
   Result valid = run("eval" + ckpt + " --split valid --token-cache " + t("cache_test"));
   EXPECT_EQ(valid.code, 1);

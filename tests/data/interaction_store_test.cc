@@ -8,6 +8,8 @@
 
 #include "seqrec/common/error.h"
 #include "seqrec/common/fs.h"
+#include "seqrec/config/config_node.h"
+#include "seqrec/config/options.h"
 #include "support.h"
 
 namespace seqrec::data {
@@ -178,6 +180,38 @@ TEST(InteractionStore, UserIndexOutOfRange) {
   const auto s = InteractionStore::from_data(sample(false));
   EXPECT_THROW(s.items(3), std::out_of_range);
   EXPECT_THROW(s.items(-1), std::out_of_range);
+}
+
+}  // namespace
+}  // namespace seqrec::data
+
+namespace seqrec::data {
+namespace {
+
+TEST(WindowRowsTest, SlicesEveryRowLikePython) {
+  StoreData d;
+  d.num_items = 9;
+  d.has_timestamps = true;
+  d.user_offsets = {0, 6, 8, 8};  // rows of 6, 2 and 0 events
+  d.item_ids = {1, 2, 3, 4, 5, 6, 7, 8};
+  d.timestamps = {10, 20, 30, 40, 50, 60, 70, 80};
+  const InteractionStore store = InteractionStore::from_data(d);
+  auto row = [](const InteractionStore& s, int64_t u) { return std::vector<int32_t>(s.items(u).begin(), s.items(u).end()); };
+  InteractionStore cut = window_rows(store, -5, -2);  // seq[-5:-2]
+  EXPECT_EQ(row(cut, 0), (std::vector<int32_t>{2, 3, 4}));
+  EXPECT_EQ(std::vector<int64_t>(cut.timestamps(0).begin(), cut.timestamps(0).end()), (std::vector<int64_t>{20, 30, 40}));
+  EXPECT_EQ(row(cut, 1), (std::vector<int32_t>{}));   // [7, 8][-5:-2] is empty
+  EXPECT_EQ(cut.num_users(), 3);
+  EXPECT_EQ(row(window_rows(store, 1, 0), 1), (std::vector<int32_t>{8}));  // end 0: to the end
+  EXPECT_EQ(row(window_rows(store, 0, 4), 0), (std::vector<int32_t>{1, 2, 3, 4}));
+  EXPECT_EQ(window_rows(store, 0, 4).num_items(), 9);
+}
+
+TEST(WindowRowsTest, AnEmptyWindowIsAConfigError) {
+  auto node = config::ConfigNode::parse("item_start_position: -720\nitem_end_position: -2000\n");
+  ASSERT_THROWS_WITH(config::read_data_options(node), "item_end_position: must come after item_start_position (-720)");
+  auto ok = config::ConfigNode::parse("item_start_position: -2000\nitem_end_position: -720\n");
+  EXPECT_EQ(config::read_data_options(ok).item_end_position, -720);
 }
 
 }  // namespace

@@ -44,6 +44,13 @@ DataOptions read_data_options(ConfigNode node) {
   if (o.holdout != 1 && o.holdout != 2)
     throw ConfigError(key(node, "holdout"), "must be 2 (valid and test held out) or 1 (test only), not " +
                                                 std::to_string(o.holdout));
+  o.item_start_position = node.get<int64_t>("item_start_position", o.item_start_position);
+  o.item_end_position = node.get<int64_t>("item_end_position", o.item_end_position);
+  if (o.item_end_position != 0 && (o.item_start_position < 0) == (o.item_end_position < 0) &&
+      o.item_end_position <= o.item_start_position)
+    throw ConfigError(key(node, "item_end_position"), "must come after item_start_position (" +
+                                                          std::to_string(o.item_start_position) + "), got " +
+                                                          std::to_string(o.item_end_position));
   return o;
 }
 

@@ -26,6 +26,11 @@ struct DataOptions {
   /// the validation item is trained on, there is no validation split, every evaluation during
   /// training is on the test split and the last epoch's model is the one tested.
   int64_t holdout = 2;
+  /// PerSRec's window cut (MerRec: -2000, -720): every user's sequence is sliced as Python's
+  /// seq[item_start_position:item_end_position] (negative = from the end, end 0 = to the end)
+  /// before the leave-one-out split, for training and evaluation alike.
+  int64_t item_start_position = 0;
+  int64_t item_end_position = 0;
 };
 
 /// `train.loss:` -- the training objective.

@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstdint>
 #include <cstdio>
+#include <algorithm>
 #include <cstring>
 #include <stdexcept>
 
@@ -307,6 +308,24 @@ Span<int64_t> InteractionStore::timestamps(int64_t user) const {
 const std::string& InteractionStore::path() const {
   static const std::string kEmpty;
   return impl_ ? impl_->path : kEmpty;
+}
+
+InteractionStore window_rows(const InteractionStore& store, int64_t begin, int64_t end) {
+  StoreData d;
+  d.num_items = store.num_items();
+  d.has_timestamps = store.has_timestamps();
+  d.user_offsets.push_back(0);
+  auto clamp = [](int64_t i, int64_t n) { return std::min(n, std::max<int64_t>(0, i < 0 ? n + i : i)); };
+  for (int64_t u = 0; u < store.num_users(); ++u) {
+    Span<int32_t> items = store.items(u);
+    const int64_t n = items.size(), b = clamp(begin, n), e = end == 0 ? n : clamp(end, n);
+    for (int64_t i = b; i < e; ++i) {
+      d.item_ids.push_back(items[i]);
+      if (d.has_timestamps) d.timestamps.push_back(store.timestamps(u)[i]);
+    }
+    d.user_offsets.push_back(d.item_ids.size());
+  }
+  return InteractionStore::from_data(std::move(d));
 }
 
 }  // namespace seqrec::data

@@ -84,4 +84,8 @@ class InteractionStore {
   std::shared_ptr<const Impl> impl_;
 };
 
+/// PerSRec's window cut (`item_start_position` / `item_end_position`): every user's row sliced as
+/// Python's row[begin:end] (negative = from the end; end 0 = to the end), in memory.
+InteractionStore window_rows(const InteractionStore& store, int64_t begin, int64_t end);
+
 }  // namespace seqrec::data

@@ -38,9 +38,12 @@ torch::Tensor item_logits(models::SequenceRecommenderImpl& model, const torch::T
   const int64_t per_row = ids.dim() == 2 ? ids.size(1) : 1;
   auto flat = ids.reshape({n, per_row});                                              // [N, R]
   auto table = model.all_item_embeddings();                                           // [V+1, D], once per step
-  // Ids past the catalogue name model-specific targets (PerSRec's user tokens): only
-  // item_embeddings knows them.
-  if (table.size(0) <= 64 * std::max<int64_t>(per_row, 16) && flat.max().item<int64_t>() < table.size(0))
+  // Ids past the catalogue name model-specific targets (PerSRec's user tokens), which only
+  // item_embeddings knows: their rows are appended to the table.
+  const int64_t max_id = flat.numel() ? flat.max().item<int64_t>() : 0;
+  if (max_id >= table.size(0))
+    table = torch::cat({table, model.item_embeddings(torch::arange(table.size(0), max_id + 1, flat.options()))});
+  if (table.size(0) <= 64 * std::max<int64_t>(per_row, 16))
     return nn::gathered_dot(h, table, flat).view(ids.sizes());                        // [N, R]
   auto emb = model.item_embeddings(flat);                                             // [N, R, D]
   return torch::matmul(emb, h.unsqueeze(-1)).squeeze(-1).view(ids.sizes());
