@@ -246,9 +246,6 @@ torch::Tensor HstuBlockImpl::forward_last(const torch::Tensor& x, const torch::T
       /*last_only=*/true);
 }
 
-namespace {
-
-// Truncated normal on [-2 std, 2 std] by redrawing the outliers (torch.nn.init.trunc_normal_).
 void trunc_normal(torch::Tensor t, double std) {
   auto x = torch::randn_like(t);
   for (auto out = x.abs().gt(2.0); out.any().item<bool>(); out = x.abs().gt(2.0))
@@ -256,27 +253,35 @@ void trunc_normal(torch::Tensor t, double std) {
   t.copy_(x * std);
 }
 
-}  // namespace
-
-HstuImpl::HstuImpl(const HstuOptions& o) : options_(o) {
+HstuModules register_hstu_modules(torch::nn::Module& owner, const HstuOptions& o) {
   const int64_t d = o.hidden_dim, n = o.max_seq_len + o.output_slots;
-  item_embedding = register_module(
+  HstuModules m;
+  m.item_embedding = owner.register_module(
       "item_embedding", torch::nn::Embedding(torch::nn::EmbeddingOptions(o.num_items + 1, d).padding_idx(0)));
-  position_embedding = register_module("position_embedding", torch::nn::Embedding(n, d));
-  blocks = register_module("blocks", torch::nn::ModuleList());
-  for (int64_t i = 0; i < o.num_blocks; ++i) blocks->push_back(HstuBlock(o));
+  m.position_embedding = owner.register_module("position_embedding", torch::nn::Embedding(n, d));
+  m.blocks = owner.register_module("blocks", torch::nn::ModuleList());
+  for (int64_t i = 0; i < o.num_blocks; ++i) m.blocks->push_back(HstuBlock(o));
   if (o.position_bias || o.time_bias) {
-    relative_biases = register_module("relative_biases", torch::nn::ModuleList());
-    for (int64_t i = 0; i < o.num_blocks; ++i) relative_biases->push_back(RelativeBias(n, o.position_bias, o.time_bias));
+    m.relative_biases = owner.register_module("relative_biases", torch::nn::ModuleList());
+    for (int64_t i = 0; i < o.num_blocks; ++i) m.relative_biases->push_back(RelativeBias(n, o.position_bias, o.time_bias));
   }
   torch::NoGradGuard no_grad;
   // Item embeddings trunc-normal(0.02) in both. GR's preprocessor draws the positions trunc-normal
   // (sqrt(1/d)), then HSTU.reset_params re-draws every parameter outside _hstu and _embedding_module,
   // which is only the position table, xavier-normal: std sqrt(2 / (N + d)), 0.0875 for ML-1M.
-  trunc_normal(item_embedding->weight, 0.02);
-  if (o.variant == "gr") torch::nn::init::xavier_normal_(position_embedding->weight);
-  else trunc_normal(position_embedding->weight, std::sqrt(1.0 / d));
-  item_embedding->weight[0].zero_();
+  trunc_normal(m.item_embedding->weight, 0.02);
+  if (o.variant == "gr") torch::nn::init::xavier_normal_(m.position_embedding->weight);
+  else trunc_normal(m.position_embedding->weight, std::sqrt(1.0 / d));
+  m.item_embedding->weight[0].zero_();
+  return m;
+}
+
+HstuImpl::HstuImpl(const HstuOptions& o) : options_(o) {
+  HstuModules m = register_hstu_modules(*this, o);
+  item_embedding = m.item_embedding;
+  position_embedding = m.position_embedding;
+  blocks = m.blocks;
+  relative_biases = m.relative_biases;
 }
 
 torch::Tensor next_timestamps(const data::SequenceBatch& batch, torch::Tensor* ts) {

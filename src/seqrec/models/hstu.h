@@ -123,6 +123,20 @@ class HstuBlockImpl : public torch::nn::Module {
 };
 TORCH_MODULE(HstuBlock);
 
+/// Truncated normal on [-2 std, 2 std] by redrawing the outliers (torch.nn.init.trunc_normal_).
+void trunc_normal(torch::Tensor t, double std);
+
+/// The tables and layers of an HSTU encoder, registered on `owner` under their checkpoint names
+/// (item_embedding, position_embedding [max_seq_len + output_slots], blocks, relative_biases) and
+/// drawn as GR (variant gr) or HLLM's IDNet (hllm) draws them.
+struct HstuModules {
+  torch::nn::Embedding item_embedding{nullptr};
+  torch::nn::Embedding position_embedding{nullptr};
+  torch::nn::ModuleList blocks{nullptr};
+  torch::nn::ModuleList relative_biases{nullptr};  ///< null without a relative bias
+};
+HstuModules register_hstu_modules(torch::nn::Module& owner, const HstuOptions& options);
+
 /// The HSTU encoder with an item embedding table shared for input and scoring.
 class HstuImpl : public SequenceRecommenderImpl {
  public:

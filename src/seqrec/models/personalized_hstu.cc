@@ -96,13 +96,6 @@ torch::Tensor old_item_hashes(const torch::Tensor& item_ids, int64_t window, int
 
 namespace {
 
-void trunc_normal(torch::Tensor t, double std) {
-  auto x = torch::randn_like(t);
-  for (auto out = x.abs().gt(2.0); out.any().item<bool>(); out = x.abs().gt(2.0))
-    x = torch::where(out, torch::randn_like(x), x);
-  t.copy_(x * std);
-}
-
 torch::Tensor l2(const torch::Tensor& x) { return F::normalize(x, F::NormalizeFuncOptions().dim(-1).eps(1e-6)); }
 
 // Real rows of a left-padded [B, W] layout with the lengths of cu: [B, W] bool.
@@ -152,23 +145,14 @@ PersonalizedHstuImpl::PersonalizedHstuImpl(const HstuOptions& hstu, const Person
   }
   // The blocks see the inserted sequence: N = P + K + R + output_slots.
   hstu_.max_seq_len = pz.pretrain_item_num + pz.number_of_user_tokens + pz.recent_item_num;
+  HstuModules m = register_hstu_modules(*this, hstu_);
+  item_embedding = m.item_embedding;
+  position_embedding = m.position_embedding;
+  blocks = m.blocks;
+  relative_biases = m.relative_biases;
   const auto& o = hstu_;
-  const int64_t d = o.hidden_dim, n = o.max_seq_len + o.output_slots;
-  item_embedding = register_module(
-      "item_embedding", torch::nn::Embedding(torch::nn::EmbeddingOptions(o.num_items + 1, d).padding_idx(0)));
-  position_embedding = register_module("position_embedding", torch::nn::Embedding(n, d));
-  blocks = register_module("blocks", torch::nn::ModuleList());
-  for (int64_t i = 0; i < o.num_blocks; ++i) blocks->push_back(HstuBlock(o));
-  if (o.position_bias || o.time_bias) {
-    relative_biases = register_module("relative_biases", torch::nn::ModuleList());
-    for (int64_t i = 0; i < o.num_blocks; ++i) relative_biases->push_back(RelativeBias(n, o.position_bias, o.time_bias));
-  }
-  user_tokens = register_parameter("user_tokens", torch::empty({1, pz.number_of_user_tokens, d}));
+  user_tokens = register_parameter("user_tokens", torch::empty({1, pz.number_of_user_tokens, o.hidden_dim}));
   torch::NoGradGuard no_grad;
-  trunc_normal(item_embedding->weight, 0.02);
-  if (o.variant == "gr") torch::nn::init::xavier_normal_(position_embedding->weight);
-  else trunc_normal(position_embedding->weight, std::sqrt(1.0 / d));
-  item_embedding->weight[0].zero_();
   trunc_normal(user_tokens, 0.02);  // PerSRec's reset_params re-draws it trunc-normal(0.02)
   batch_layout_.recent_item_num = pz.recent_item_num;
   batch_layout_.boundary_target = pz.boundary_target == "token" ? o.num_items + 1 : 0;
