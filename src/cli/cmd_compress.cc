@@ -21,8 +21,8 @@
 namespace seqrec::cli {
 namespace {
 
-models::PersonalizedHstuImpl* personalized(models::SequenceRecommenderImpl& model, const std::string& what) {
-  auto* p = dynamic_cast<models::PersonalizedHstuImpl*>(&model);
+models::UserTokenModel* personalized(models::SequenceRecommenderImpl& model, const std::string& what) {
+  auto* p = dynamic_cast<models::UserTokenModel*>(&model);
   if (!p) throw ConfigError(what, "this checkpoint's model has no user tokens (an hstu with model.personalized)");
   return p;
 }
@@ -87,7 +87,7 @@ int run_compress(const CliArgs& args) {
   data::InteractionStore store = open_store(data_opts);
   train::LoadedModel loaded = train::load_checkpoint(args.checkpoint, data_opts.dir);
   auto* model = personalized(*loaded.model, "--checkpoint");
-  model->eval();
+  loaded.model->eval();
   torch::NoGradGuard no_grad;
   const auto start = std::chrono::steady_clock::now();
   const std::vector<data::EvalQuery> queries = histories(store, args.split);
