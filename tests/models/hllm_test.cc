@@ -283,5 +283,84 @@ TEST(Hllm, ConfigErrorsNameTheField) {
   ASSERT_THROWS_WITH(make_model(small.child("model"), ctx), "is smaller than the item texts' tokenizer's");
 }
 
+
+// PerSRec's user tokens in the user LLM: window 6 = P 4 old + R 2 recent, K 2 tokens.
+std::shared_ptr<HllmImpl> make_personalized(const TextFixture& f, const std::vector<int64_t>& insert = {4, 2}) {
+  auto tokens = std::make_shared<const data::ItemTokens>(f.tokens());
+  auto o = tiny_hllm(tokens->vocab_size());
+  o.personalized = true;
+  o.user_tokens.number_of_user_tokens = 2;
+  o.user_tokens.pretrain_item_num = 4;
+  o.user_tokens.recent_item_num = 2;
+  o.user_tokens.insert_method = insert;
+  torch::manual_seed(5);
+  return std::make_shared<HllmImpl>(o, tokens);
+}
+
+data::SequenceBatch histories_batch() {
+  data::SequenceBatch b;  // shorter than R, between R and P + R, a full window
+  b.item_ids = torch::tensor({0, 0, 0, 0, 0, 3, 0, 0, 2, 5, 1, 4, 1, 2, 3, 4, 5, 1}, torch::kLong).view({3, 6});
+  b.user_ids = torch::tensor({0, 1, 2}, torch::kLong);
+  b.last_only = true;
+  return b;
+}
+
+TEST(Hllm, UserTokensCachedPredictEqualsTheUncachedSegmentMaskedForward) {
+  TextFixture f;
+  for (const auto& insert : {std::vector<int64_t>{4, 2}, std::vector<int64_t>{2, 1, 4, 1}}) {
+    auto model = make_personalized(f, insert);
+    model->eval();
+    torch::NoGradGuard no_grad;
+    auto batch = histories_batch();
+    auto uncached = model->encode(batch);                                 // [B, 1, D]
+    auto cache = model->compress(batch);
+    ASSERT_EQ(cache.keys.size(), 2u);
+    EXPECT_EQ(cache.keys[0].sizes(), (std::vector<int64_t>{3, 2, 2, 4}));  // [B, Hkv, K, hd]
+    auto cached = model->predict(batch, cache);
+    EXPECT_TRUE(torch::allclose(cached, uncached, 1e-5, 1e-5)) << (cached - uncached).abs().max().item<float>();
+    model->set_token_cache(std::make_shared<TokenCache>(cache));
+    EXPECT_TRUE(torch::allclose(model->encode(batch), uncached, 1e-5, 1e-5));
+    // The tokens are the only path from old items: with their keys and values zeroed, other old
+    // items (same recent ones) give the same output.
+    auto other = batch;
+    other.item_ids = batch.item_ids.clone();
+    other.item_ids[2][0] = 5;
+    other.item_ids[2][1] = 5;
+    auto zeroed = model->compress(other);
+    for (auto* c : {&cache, &zeroed})
+      for (size_t l = 0; l < c->keys.size(); ++l) c->keys[l].zero_(), c->values[l].zero_();
+    EXPECT_TRUE(torch::allclose(model->predict(batch, cache).narrow(0, 2, 1), model->predict(other, zeroed).narrow(0, 2, 1), 0, 0));
+  }
+}
+
+TEST(Hllm, UserTokensAreTheBoundaryTargetAndAPinnedParameter) {
+  TextFixture f;
+  auto model = make_personalized(f);
+  EXPECT_EQ(model->batch_layout().boundary_target, 6);  // V + 1
+  EXPECT_EQ(model->batch_layout().recent_item_num, 2);
+  auto params = model->named_parameters();
+  ASSERT_TRUE(params.contains("user_tokens"));
+  EXPECT_EQ(params["user_tokens"].sizes(), (std::vector<int64_t>{1, 2, 16}));
+  model->eval();
+  auto e = model->item_embeddings(torch::tensor({6, 7, 3}, torch::kLong));
+  auto t = params["user_tokens"][0];
+  EXPECT_TRUE(torch::allclose(e[0], t[0] / t[0].norm(), 1e-5, 1e-6));
+  EXPECT_TRUE(torch::allclose(e[1], t[1] / t[1].norm(), 1e-5, 1e-6));
+  EXPECT_TRUE(torch::allclose(e[2], model->all_item_embeddings()[3], 1e-6, 1e-7));
+  // Training: a loss over a batch whose last old item targets the first token backpropagates
+  // into the tokens.
+  model->train();
+  data::SequenceBatch b;
+  b.item_ids = torch::tensor({1, 2, 3, 4, 5, 1}, torch::kLong).view({1, 6});
+  b.targets = torch::tensor({2, 3, 4, 6, 1, 2}, torch::kLong).view({1, 6});
+  b.negatives = torch::tensor({5, 5, 5, 5, 4, 4}, torch::kLong).view({1, 6, 1});
+  b.user_ids = torch::tensor({0}, torch::kLong);
+  config::LossOptions loss;
+  loss.name = "nce";
+  loss.num_negatives = 1;
+  train::compute_loss(*model, b, loss).backward();
+  EXPECT_GT(model->named_parameters()["user_tokens"].grad().abs().sum().item<float>(), 0.f);
+}
+
 }  // namespace
 }  // namespace seqrec::models

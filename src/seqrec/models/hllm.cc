@@ -103,6 +103,8 @@ HllmOptions read_hllm_options(config::ConfigNode node, const ModelContext& conte
   o.gradient_checkpointing = node.get<bool>("gradient_checkpointing", o.gradient_checkpointing);
   o.packed_items = node.get<bool>("packed_items", o.packed_items);
   o.item_batch_size = node.get<int64_t>("item_batch_size", o.item_batch_size);
+  o.personalized = node.has("personalized");
+  if (o.personalized) o.user_tokens = read_personalized_options(node.child("personalized"), context.max_seq_len);
   if (o.logit_scale_init < 1) throw ConfigError(node.path() + ".logit_scale_init", "must be >= 1");
   if (o.item_batch_size < 1) throw ConfigError(node.path() + ".item_batch_size", "must be >= 1");
   return o;
@@ -130,6 +132,14 @@ HllmImpl::HllmImpl(const HllmOptions& options, std::shared_ptr<const data::ItemT
   item_token = register_parameter("item_token", torch::randn({ic.hidden_size}) * options.item_token_std);
   if (options.item_llm.freeze) item_token.set_requires_grad(false);
   logit_scale = register_parameter("logit_scale", torch::tensor(std::log(options.logit_scale_init)));
+  if (options.personalized) {
+    // PerSRec's PersonalizedHLLM: torch.randn(1, K, hidden), shared by all users.
+    const auto& pz = options.user_tokens;
+    user_tokens = register_parameter("user_tokens", torch::randn({1, pz.number_of_user_tokens, uc.hidden_size}));
+    batch_layout_.recent_item_num = pz.recent_item_num;
+    batch_layout_.boundary_target = pz.boundary_target == "token" ? options.num_items + 1 : 0;
+    batch_layout_.recent_item_dropout = pz.item_dropout;
+  }
 }
 
 torch::Tensor HllmImpl::embed_packed(const std::vector<int64_t>& ids) {
@@ -226,6 +236,17 @@ torch::Tensor HllmImpl::all_item_embeddings() {
 }
 
 torch::Tensor HllmImpl::item_embeddings(const torch::Tensor& item_ids) {
+  const int64_t v = options_.num_items;
+  if (user_tokens.defined() && item_ids.numel() > 0 && item_ids.max().item<int64_t>() > v) {
+    // Ids V+1..V+K: the user tokens (PerSRec's target of the last old item).
+    auto is_token = item_ids.gt(v);
+    // Items first, the token rows standing in for an item of the step (so the step table serves).
+    const int64_t stand_in = step_ids_.defined() && step_ids_.numel() > 0 ? step_ids_[0].item<int64_t>() : 1;
+    auto items = item_embeddings(item_ids.masked_fill(is_token, stand_in));              // [..., D]
+    auto tokens = l2n(user_tokens[0].index_select(0, (item_ids.clamp_min(v + 1) - v - 1).reshape({-1}).to(user_tokens.device())))
+                      .view(items.sizes());
+    return torch::where(is_token.unsqueeze(-1).to(items.device()), tokens, items);
+  }
   auto flat = item_ids.reshape({-1}).to(torch::kCPU);
   auto out_shape = item_ids.sizes().vec();
   out_shape.push_back(item_token.size(0));
@@ -245,7 +266,7 @@ torch::Tensor HllmImpl::item_embeddings(const torch::Tensor& item_ids) {
   return table.index_select(0, rows.to(table.device())).view(out_shape);
 }
 
-torch::Tensor HllmImpl::encode(const data::SequenceBatch& batch) {
+torch::Tensor HllmImpl::input_embeddings(const data::SequenceBatch& batch) {
   const auto& ids = batch.item_ids;                                                   // [B, W]
   TORCH_CHECK(ids.dim() == 2, "item_ids must be [B, W]");
   const int64_t b = ids.size(0), w = ids.size(1), d = item_token.size(0);
@@ -256,7 +277,7 @@ torch::Tensor HllmImpl::encode(const data::SequenceBatch& batch) {
     if (batch.targets.defined()) parts.push_back(batch.targets.reshape({-1}));
     if (batch.negatives.defined()) parts.push_back(batch.negatives.reshape({-1}));
     auto uniq = std::get<0>(at::_unique(torch::cat(parts).to(torch::kCPU), /*sorted=*/true));
-    uniq = uniq.masked_select(uniq.ne(0));                                            // [U]
+    uniq = uniq.masked_select(uniq.ne(0).logical_and(uniq.le(options_.num_items)));   // [U] (no token ids)
     std::vector<int64_t> list(uniq.data_ptr<int64_t>(), uniq.data_ptr<int64_t>() + uniq.numel());
     auto raw = embed_items(list);                                                     // [U, D]
     step_ids_ = uniq;
@@ -271,12 +292,115 @@ torch::Tensor HllmImpl::encode(const data::SequenceBatch& batch) {
     all_item_embeddings();  // fills the raw cache
     inputs = raw_cache_.index_select(0, ids.reshape({-1}).to(raw_cache_.device())).view({b, w, d});
   }
+  return inputs;
+}
+
+torch::Tensor HllmImpl::encode(const data::SequenceBatch& batch) {
+  const auto& ids = batch.item_ids;                                                   // [B, W]
+  const int64_t b = ids.size(0), w = ids.size(1);
+  torch::Tensor inputs = input_embeddings(batch);                                     // [B, W, D] raw
+  if (options_.personalized) return encode_personalized(batch, inputs);
   llm::DecoderInput in;
   in.inputs_embeds = inputs;
   // RoPE positions 0..L-1 over the left-padded sample (padding masked, not re-indexed), §1.5.
   in.positions = (torch::arange(w, torch::kLong) + batch.position_offset).unsqueeze(0).expand({b, w}).to(inputs.device());
   in.key_valid = ids.ne(0).to(inputs.device());
   return l2n(user_llm->forward_hidden(in));                                           // [B, W, D]
+}
+
+// ---- PerSRec's user tokens in the user LLM (systems.md §6.1, PersonalizedHLLM) ----
+
+namespace {
+
+// Additive attention mask [B, 1, T, S] from an allowed-mask [B, T, S]; a padded row that would
+// see nothing sees itself (its output is never read).
+torch::Tensor additive(torch::Tensor allowed, int64_t past) {
+  const int64_t t = allowed.size(1);
+  auto diag = torch::zeros({t, allowed.size(2)}, torch::kBool);
+  diag.narrow(1, past, t).fill_diagonal_(true);
+  allowed = allowed.logical_or(allowed.any(2, true).logical_not().logical_and(diag.unsqueeze(0)));
+  return torch::zeros(allowed.sizes(), torch::kFloat).masked_fill_(allowed.logical_not(), -INFINITY).unsqueeze(1);
+}
+
+}  // namespace
+
+std::pair<torch::Tensor, torch::Tensor> HllmImpl::inserted_inputs(const InsertedLayout& lay, const torch::Tensor& inputs) {
+  const auto dev = inputs.device();
+  const int64_t d = inputs.size(-1), b = lay.cu_seqlens.size(0) - 1;
+  auto source = lay.source.to(dev);
+  auto items = inputs.reshape({-1, d}).index_select(0, source.clamp_min(0));            // [T, D]
+  auto tokens = user_tokens[0].index_select(0, lay.token.to(dev));                       // [T, D]
+  auto x = torch::where(source.lt(0).unsqueeze(1), tokens, items);                       // [T, D]
+  auto rows = valid_rows(lay.cu_seqlens, lay.width).reshape({-1}).nonzero().squeeze(1);  // [T]
+  auto positions = torch::zeros({b * lay.width}, torch::kLong).index_copy(0, rows, lay.positions).view({b, lay.width});
+  return {pad_rows(x, lay.cu_seqlens, lay.width), positions.to(dev)};                    // [B, Wc, D], [B, Wc]
+}
+
+torch::Tensor HllmImpl::encode_personalized(const data::SequenceBatch& batch, const torch::Tensor& inputs) {
+  const auto& pz = options_.user_tokens;
+  const bool last_only = batch.last_only && !is_training();
+  const bool full = is_training() || pz.predict_with_full_item_seq;
+  if (last_only && full && token_cache_) return predict(batch, token_cache_->rows(batch.user_ids));
+  const InsertedLayout lay = insert_user_tokens(batch, pz, full ? InsertedPart::kAll : InsertedPart::kRecent, false);
+  auto [x, positions] = inserted_inputs(lay, inputs);
+  llm::DecoderInput in;
+  in.inputs_embeds = x;
+  in.positions = positions;
+  in.bias = additive(segment_mask(lay.segments, lay.cu_seqlens, lay.width), 0).to(x.device());
+  auto hidden = l2n(user_llm->forward_hidden(in));                                       // [B, Wc, D]
+  const int64_t b = batch.item_ids.size(0), w = batch.item_ids.size(1), d = hidden.size(-1);
+  auto rows = valid_rows(lay.cu_seqlens, lay.width).reshape({-1}).nonzero().squeeze(1).to(hidden.device());
+  auto packed = hidden.reshape({-1, d}).index_select(0, rows);                           // [T, D]
+  if (last_only) return packed.index_select(0, (lay.cu_seqlens.narrow(0, 1, b) - 1).to(packed.device())).unsqueeze(1);
+  auto is_item = lay.source.ge(0).nonzero().squeeze(1);
+  auto out = torch::zeros({b * w, d}, packed.options());
+  out.index_copy_(0, lay.source.index_select(0, is_item).to(out.device()), packed.index_select(0, is_item.to(out.device())));
+  return out.view({b, w, d});                                                            // [B, W, D]
+}
+
+TokenCache HllmImpl::compress(const data::SequenceBatch& batch) {
+  TORCH_CHECK(options_.personalized && !is_training(), "compress: an eval-mode HLLM with user tokens");
+  torch::NoGradGuard no_grad;
+  const auto& pz = options_.user_tokens;
+  const InsertedLayout lay = insert_user_tokens(batch, pz, InsertedPart::kPrefix, false);
+  auto [x, positions] = inserted_inputs(lay, input_embeddings(batch));
+  llm::DecoderInput in;
+  in.inputs_embeds = x;
+  in.positions = positions;
+  in.bias = additive(segment_mask(lay.segments, lay.cu_seqlens, lay.width), 0).to(x.device());
+  llm::DecoderCache kv;
+  user_llm->forward_hidden(in, &kv);
+  const int64_t b = x.size(0), k = pz.number_of_user_tokens;
+  auto lengths = lay.cu_seqlens.narrow(0, 1, b) - lay.cu_seqlens.narrow(0, 0, b);
+  auto rows = (token_rows(lay, k) + (lay.width - lengths).unsqueeze(1)).to(x.device()).view({b, 1, k, 1});  // padded
+  TokenCache cache;
+  for (const auto& layer : kv) {  // [B, Hkv, Wc, hd] -> the token rows [B, Hkv, K, hd] (after RoPE)
+    cache.keys.push_back(layer.k.gather(2, rows.expand({b, layer.k.size(1), k, layer.k.size(3)})).contiguous());
+    cache.values.push_back(layer.v.gather(2, rows.expand({b, layer.v.size(1), k, layer.v.size(3)})).contiguous());
+  }
+  finish_token_cache(&cache, lay, batch, pz);
+  return cache;
+}
+
+torch::Tensor HllmImpl::predict(const data::SequenceBatch& batch, const TokenCache& cache) {
+  TORCH_CHECK(options_.personalized && !is_training(), "predict: an eval-mode HLLM with user tokens");
+  torch::NoGradGuard no_grad;
+  const auto& pz = options_.user_tokens;
+  check_old_items(batch, cache, pz);
+  const InsertedLayout lay = insert_user_tokens(batch, pz, InsertedPart::kRecent, false);
+  auto [x, positions] = inserted_inputs(lay, input_embeddings(batch));
+  const int64_t b = x.size(0), k = pz.number_of_user_tokens;
+  llm::DecoderCache kv(cache.keys.size());
+  for (size_t l = 0; l < kv.size(); ++l) kv[l] = {cache.keys[l], cache.values[l]};
+  // Keys: [K tokens | recent]; every real row sees the tokens, recent rows causally.
+  auto allowed = torch::cat({valid_rows(lay.cu_seqlens, lay.width).unsqueeze(2).expand({b, lay.width, k}),
+                             segment_mask(lay.segments, lay.cu_seqlens, lay.width)}, 2);  // [B, Wr, K+Wr]
+  llm::DecoderInput in;
+  in.inputs_embeds = x;
+  in.positions = positions;
+  in.bias = additive(allowed, k).to(x.device());
+  auto hidden = user_llm->forward_hidden(in, &kv);                                       // [B, Wr, D]
+  return l2n(hidden.narrow(1, lay.width - 1, 1));                                        // [B, 1, D]
 }
 
 }  // namespace seqrec::models

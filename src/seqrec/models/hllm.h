@@ -20,6 +20,7 @@
 #include "seqrec/data/item_text.h"
 #include "seqrec/llm/decoder_lm.h"
 #include "seqrec/models/recommender.h"
+#include "seqrec/models/user_tokens.h"
 
 namespace seqrec::config {
 class ConfigNode;
@@ -47,11 +48,13 @@ struct HllmOptions {
   bool gradient_checkpointing = false;
   bool packed_items = true;            ///< packed block-diagonal item forward (false: padded batch)
   int64_t item_batch_size = 256;       ///< items per item-LLM forward when embedding the catalogue
+  bool personalized = false;           ///< PerSRec's user tokens in the user LLM (`personalized:`)
+  PersonalizedOptions user_tokens;     ///< their options (user_tokens.h)
 };
 
 HllmOptions read_hllm_options(config::ConfigNode node, const ModelContext& context);
 
-class HllmImpl : public SequenceRecommenderImpl {
+class HllmImpl : public SequenceRecommenderImpl, public UserTokenModel {
  public:
   HllmImpl(const HllmOptions& options, std::shared_ptr<const data::ItemTokens> tokens);
   torch::Tensor encode(const data::SequenceBatch& batch) override;
@@ -60,6 +63,13 @@ class HllmImpl : public SequenceRecommenderImpl {
 
   /// Raw (not normalised) item-LLM embeddings of `ids` (each 1..V): [n, D].
   torch::Tensor embed_items(const std::vector<int64_t>& ids);
+  /// PerSRec (options.personalized): the user LLM's K/V of the tokens after each row's old items.
+  TokenCache compress(const data::SequenceBatch& batch) override;
+  /// The newest position's state [B, 1, D] from the recent items and the users' cache rows.
+  torch::Tensor predict(const data::SequenceBatch& batch, const TokenCache& cache);
+  void set_token_cache(std::shared_ptr<const TokenCache> cache) override { token_cache_ = std::move(cache); }
+  const PersonalizedOptions& personalized() const override { return options_.user_tokens; }
+  torch::Tensor user_tokens;  ///< [1, K, D] PerSRec's tokens (personalized only)
   /// How many times the catalogue was embedded (eval cache misses); for tests.
   int64_t catalogue_passes() const { return catalogue_passes_; }
   const HllmOptions& options() const { return options_; }
@@ -70,6 +80,12 @@ class HllmImpl : public SequenceRecommenderImpl {
   torch::Tensor logit_scale;  ///< scalar, log of the nce loss's scale
 
  private:
+  torch::Tensor input_embeddings(const data::SequenceBatch& batch);  // raw item embeddings [B, W, D]
+  // The user LLM over the inserted sequences (PerSRec): [B, W, D] at the items, [B, 1, D] last-only.
+  torch::Tensor encode_personalized(const data::SequenceBatch& batch, const torch::Tensor& inputs);
+  // Inserted inputs: embeddings [B, Wc, D] and positions [B, Wc] of a layout.
+  std::pair<torch::Tensor, torch::Tensor> inserted_inputs(const InsertedLayout& lay, const torch::Tensor& inputs);
+  std::shared_ptr<const TokenCache> token_cache_;
   torch::Tensor embed_packed(const std::vector<int64_t>& ids);
   torch::Tensor embed_padded(const std::vector<int64_t>& ids);
   int64_t item_tower_version() const;

@@ -127,12 +127,12 @@ TokenCache PersonalizedHstuImpl::compress(const data::SequenceBatch& batch) {
   auto x = embed(batch, lay);                                                            // [T, D]
   TokenCache cache;
   // Every sequence's prefix holds its K tokens: their packed rows, [B * K], in order.
-  auto token_rows = lay.source.lt(0).nonzero().squeeze(1);                               // [B * K]
+  auto token_packed = lay.source.lt(0).nonzero().squeeze(1);                             // [B * K]
   if (!packed(x)) {
     cache = compress_dense(batch, lay);
   } else {
     const RelativeBiasImpl::Indices idx = bias_indices(lay);
-    auto rows = token_rows.to(x.device());
+    auto rows = token_packed.to(x.device());
     for (size_t i = 0; i < blocks->size(); ++i) {
       torch::Tensor keys, values;
       HstuPackedExtras extras;
@@ -147,16 +147,7 @@ TokenCache PersonalizedHstuImpl::compress(const data::SequenceBatch& batch) {
       cache.values.push_back(to_bhkd(values));
     }
   }
-  // Each token's row within its sequence, and the rows from it to the first recent row (the
-  // prefix's length) for the position bias.
-  auto starts = lay.cu_seqlens.narrow(0, 0, b), lengths = lay.cu_seqlens.narrow(0, 1, b) - starts;  // [B]
-  auto local = token_rows.view({b, k}) - starts.unsqueeze(1);                            // [B, K]
-  cache.distances = lengths.unsqueeze(1) - local;                                        // [B, K]
-  if (lay.timestamps.defined()) cache.timestamps = lay.timestamps.gather(1, local + (lay.width - lengths).unsqueeze(1));
-  else cache.timestamps = torch::zeros({b, k}, torch::kLong);
-  cache.old_hashes = old_item_hashes(batch.item_ids, personalized_.pretrain_item_num + personalized_.recent_item_num,
-                                     personalized_.pretrain_item_num);
-  cache.user_ids = batch.user_ids.to(torch::kCPU, torch::kLong).clone();
+  finish_token_cache(&cache, lay, batch, personalized_);
   return cache;
 }
 
@@ -208,8 +199,8 @@ TokenCache PersonalizedHstuImpl::compress_dense(const data::SequenceBatch& batch
   auto keep = valid.unsqueeze(-1).to(dev, xp.scalar_type());
   auto mask = segment_mask(lay.segments, lay.cu_seqlens, wc).to(dev);
   // Padded index of every token row: [B, K] (the prefix holds all K tokens of every row).
-  auto token_rows = valid.reshape({-1}).nonzero().squeeze(1).index_select(0, lay.source.lt(0).nonzero().squeeze(1));
-  token_rows = (token_rows - torch::arange(b, torch::kLong).repeat_interleave(k) * wc).view({b, k});  // [B, K]
+  auto lengths = lay.cu_seqlens.narrow(0, 1, b) - lay.cu_seqlens.narrow(0, 0, b);
+  auto padded_rows = token_rows(lay, k) + (wc - lengths).unsqueeze(1);                   // [B, K]
   TokenCache cache;
   const RelativeBiasImpl::Indices idx = bias_indices(lay);
   for (size_t i = 0; i < blocks->size(); ++i) {
@@ -217,7 +208,7 @@ TokenCache PersonalizedHstuImpl::compress_dense(const data::SequenceBatch& batch
     auto bias = tables.empty() ? torch::Tensor() : nn::materialize_bias(tables, b, wc);
     auto* block = blocks[i]->as<HstuBlock>();
     xp = block->forward_with(xp, keep, [&](const torch::Tensor& q, const torch::Tensor& kk, const torch::Tensor& v) {
-      auto rows = token_rows.to(dev).view({b, 1, k, 1});
+      auto rows = padded_rows.to(dev).view({b, 1, k, 1});
       cache.keys.push_back(kk.gather(2, rows.expand({b, kk.size(1), k, kk.size(3)})).contiguous());  // [B, H, K, dqk]
       cache.values.push_back(v.gather(2, rows.expand({b, v.size(1), k, v.size(3)})).contiguous());   // [B, H, K, dv]
       return dense_pointwise(q, kk, v, bias, mask, block->attention_norm());

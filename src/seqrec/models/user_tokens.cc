@@ -201,4 +201,24 @@ torch::Tensor segment_mask(const torch::Tensor& codes_packed, const torch::Tenso
   return visible_col.logical_and(causal).logical_and(valid.unsqueeze(1)).logical_and(valid.unsqueeze(2));
 }
 
+torch::Tensor token_rows(const InsertedLayout& prefix, int64_t k) {
+  const int64_t b = prefix.cu_seqlens.size(0) - 1;
+  auto packed = prefix.source.lt(0).nonzero().squeeze(1);                                  // [B * K]
+  return packed.view({b, k}) - prefix.cu_seqlens.narrow(0, 0, b).unsqueeze(1);             // [B, K]
+}
+
+void finish_token_cache(TokenCache* cache, const InsertedLayout& prefix, const data::SequenceBatch& batch,
+                        const PersonalizedOptions& options) {
+  const int64_t b = prefix.cu_seqlens.size(0) - 1, k = options.number_of_user_tokens;
+  auto lengths = prefix.cu_seqlens.narrow(0, 1, b) - prefix.cu_seqlens.narrow(0, 0, b);  // [B] prefix rows
+  auto local = token_rows(prefix, k);                                                      // [B, K]
+  cache->distances = lengths.unsqueeze(1) - local;                                         // to the first recent row
+  cache->timestamps = prefix.timestamps.defined()
+                          ? prefix.timestamps.gather(1, local + (prefix.width - lengths).unsqueeze(1))
+                          : torch::zeros({b, k}, torch::kLong);
+  cache->old_hashes = old_item_hashes(batch.item_ids, options.pretrain_item_num + options.recent_item_num,
+                                      options.pretrain_item_num);
+  cache->user_ids = batch.user_ids.to(torch::kCPU, torch::kLong).clone();
+}
+
 }  // namespace seqrec::models

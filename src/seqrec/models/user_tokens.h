@@ -81,6 +81,14 @@ struct InsertedLayout {
 InsertedLayout insert_user_tokens(const data::SequenceBatch& batch, const PersonalizedOptions& options,
                                   InsertedPart part, bool with_times);
 
+/// Each token's row within its sequence in a prefix layout (every sequence holds all K): [B, K].
+torch::Tensor token_rows(const InsertedLayout& prefix, int64_t k);
+
+/// Fills a cache's distances (rows from each token to the first recent row), timestamps, old-item
+/// hashes and user ids from the prefix layout it was computed on (keys and values are the model's).
+void finish_token_cache(TokenCache* cache, const InsertedLayout& prefix, const data::SequenceBatch& batch,
+                        const PersonalizedOptions& options);
+
 /// Real rows of a left-padded [B, W] layout whose lengths cu (cu_seqlens) gives: [B, W] bool.
 torch::Tensor valid_rows(const torch::Tensor& cu, int64_t width);
 /// Packed rows [T, D] -> left-padded [B, W, D] (zeros at the padding).
