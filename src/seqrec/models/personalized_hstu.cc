@@ -7,7 +7,6 @@
 #include <cmath>
 
 #include "seqrec/common/error.h"
-#include "seqrec/config/config_node.h"
 #include "seqrec/nn/attention.h"
 #include "seqrec/nn/dropout.h"
 
