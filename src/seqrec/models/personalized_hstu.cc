@@ -83,12 +83,12 @@ torch::Tensor PersonalizedHstuImpl::encode(const data::SequenceBatch& batch) {
   if (last_only && full && token_cache_) return predict(batch, token_cache_->rows(batch.user_ids));
   const Layout lay = layout(batch, full ? Part::kAll : Part::kRecent);
   auto x = embed(batch, lay);                                                            // [T, D]
-  const bool packed = hstu_.jagged_attention && x.device().is_cpu() && x.scalar_type() == torch::kFloat;
+  const bool on_packed_rows = packed(x);
   const RelativeBiasImpl::Indices idx = bias_indices(lay);  // shared by all layers
   for (size_t i = 0; i < blocks->size(); ++i) {
     const nn::RelativeBiasTables tables = bias_tables(i, idx);
     auto* block = blocks[i]->as<HstuBlock>();
-    if (packed) {
+    if (on_packed_rows) {
       HstuPackedExtras extras;
       extras.segments = lay.segments;
       x = block->forward_packed(x, tables, lay.cu_seqlens, lay.width, extras);            // [T, D]
@@ -125,13 +125,12 @@ TokenCache PersonalizedHstuImpl::compress(const data::SequenceBatch& batch) {
   const int64_t b = batch.item_ids.size(0), k = personalized_.number_of_user_tokens;
   auto x = embed(batch, lay);                                                            // [T, D]
   TokenCache cache;
-  // Every sequence's prefix holds its K tokens: their packed rows, [B * K], in order.
-  auto token_packed = lay.source.lt(0).nonzero().squeeze(1);                             // [B * K]
   if (!packed(x)) {
-    cache = compress_dense(batch, lay);
+    cache = compress_dense(lay, x);
   } else {
     const RelativeBiasImpl::Indices idx = bias_indices(lay);
-    auto rows = token_packed.to(x.device());
+    // Every sequence's prefix holds its K tokens: their packed rows, [B * K], in order.
+    auto rows = lay.source.lt(0).nonzero().squeeze(1).to(x.device());
     for (size_t i = 0; i < blocks->size(); ++i) {
       torch::Tensor keys, values;
       HstuPackedExtras extras;
@@ -161,7 +160,7 @@ torch::Tensor PersonalizedHstuImpl::predict(const data::SequenceBatch& batch, co
   const bool leading = !hstu_.position_bias ||
                        torch::equal(cache.distances, (k - torch::arange(k, torch::kLong)).unsqueeze(0).expand({b, k}));
   auto x = embed(batch, lay);                                                            // [T, D]
-  if (!packed(x) || !leading) return predict_dense(batch, cache, lay);
+  if (!packed(x) || !leading) return predict_dense(cache, lay, x);
   auto lengths = lay.cu_seqlens.narrow(0, 1, b) - lay.cu_seqlens.narrow(0, 0, b);      // [B] recent rows
   auto cu = torch::cat({torch::zeros({1}, torch::kLong), (lengths + k).cumsum(0)});      // with the K token rows
   const int64_t width = lay.width + k;
@@ -169,13 +168,10 @@ torch::Tensor PersonalizedHstuImpl::predict(const data::SequenceBatch& batch, co
   if (lay.timestamps.defined()) {
     // [tokens | recent] per sequence, left-padded; a token's next time is its own (as in layout()).
     auto ts = torch::zeros({b, width}, torch::kLong), next = torch::zeros({b, width}, torch::kLong);
-    ts.narrow(1, k, lay.width).copy_(lay.timestamps);
-    next.narrow(1, k, lay.width).copy_(lay.next_timestamps);
     for (int64_t r = 0; r < b; ++r) {
       const int64_t l = lengths[r].item<int64_t>(), at = lay.width - l;  // the tokens go right before the items
       ts[r].narrow(0, at, k).copy_(cache.timestamps[r]);
       next[r].narrow(0, at, k).copy_(cache.timestamps[r]);
-      if (at > 0) ts[r].narrow(0, 0, at).zero_(), next[r].narrow(0, 0, at).zero_();
       ts[r].narrow(0, at + k, l).copy_(lay.timestamps[r].narrow(0, lay.width - l, l));
       next[r].narrow(0, at + k, l).copy_(lay.next_timestamps[r].narrow(0, lay.width - l, l));
     }
@@ -190,9 +186,9 @@ torch::Tensor PersonalizedHstuImpl::predict(const data::SequenceBatch& batch, co
   return l2(x.index_select(0, (lay.cu_seqlens.narrow(0, 1, b) - 1).to(x.device()))).unsqueeze(1);  // [B, 1, D]
 }
 
-TokenCache PersonalizedHstuImpl::compress_dense(const data::SequenceBatch& batch, const Layout& lay) {
-  const int64_t b = batch.item_ids.size(0), wc = lay.width, k = personalized_.number_of_user_tokens;
-  auto xp = pad_rows(embed(batch, lay), lay.cu_seqlens, wc);                             // [B, Wc, D]
+TokenCache PersonalizedHstuImpl::compress_dense(const Layout& lay, const torch::Tensor& x) {
+  const int64_t b = lay.cu_seqlens.size(0) - 1, wc = lay.width, k = personalized_.number_of_user_tokens;
+  auto xp = pad_rows(x, lay.cu_seqlens, wc);                             // [B, Wc, D]
   const auto dev = xp.device();
   auto valid = valid_rows(lay.cu_seqlens, wc);
   auto keep = valid.unsqueeze(-1).to(dev, xp.scalar_type());
@@ -216,10 +212,9 @@ TokenCache PersonalizedHstuImpl::compress_dense(const data::SequenceBatch& batch
   return cache;
 }
 
-torch::Tensor PersonalizedHstuImpl::predict_dense(const data::SequenceBatch& batch, const TokenCache& cache,
-                                                  const Layout& lay) {
-  const int64_t b = batch.item_ids.size(0), wr = lay.width, k = personalized_.number_of_user_tokens;
-  auto xp = pad_rows(embed(batch, lay), lay.cu_seqlens, wr);                             // [B, Wr, D]
+torch::Tensor PersonalizedHstuImpl::predict_dense(const TokenCache& cache, const Layout& lay, const torch::Tensor& x) {
+  const int64_t b = lay.cu_seqlens.size(0) - 1, wr = lay.width, k = personalized_.number_of_user_tokens;
+  auto xp = pad_rows(x, lay.cu_seqlens, wr);                             // [B, Wr, D]
   const auto dev = xp.device();
   auto valid = valid_rows(lay.cu_seqlens, wr);                                            // [B, Wr]
   // Keys are [K tokens | Wr recent]. Tokens: seen by every real row; recent: causal.

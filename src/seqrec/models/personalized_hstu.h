@@ -58,8 +58,9 @@ class PersonalizedHstuImpl : public SequenceRecommenderImpl, public UserTokenMod
   bool packed(const torch::Tensor& x) const;  // the packed CPU kernels apply (else the dense paths)
   // Dense equivalents of compress (keys and values only) and predict: other devices, and several
   // insertions with the position bias (the packed kernel sees the tokens as leading rows).
-  TokenCache compress_dense(const data::SequenceBatch& batch, const Layout& layout);
-  torch::Tensor predict_dense(const data::SequenceBatch& batch, const TokenCache& cache, const Layout& layout);
+  // x: the layout's embedded rows [T, D] (embed()).
+  TokenCache compress_dense(const Layout& layout, const torch::Tensor& x);
+  torch::Tensor predict_dense(const TokenCache& cache, const Layout& layout, const torch::Tensor& x);
   RelativeBiasImpl::Indices bias_indices(const Layout& layout) const;  // the time buckets, once per batch
   nn::RelativeBiasTables bias_tables(size_t block, const RelativeBiasImpl::Indices& indices);
   HstuOptions hstu_;  // the blocks' options: max_seq_len = P + K + R
