@@ -25,7 +25,7 @@ constexpr const char* kManifest = "manifest.json";
 namespace fs = std::filesystem;
 
 std::string shard_name(int64_t i) {
-  char buf[32];
+  char buf[48];  // "shard-" + up to 20 digits + ".safetensors"
   std::snprintf(buf, sizeof buf, "shard-%05ld.safetensors", long(i));
   return buf;
 }

@@ -12,7 +12,7 @@
 
 #include <string>
 
-#include "seqrec/models/personalized_hstu.h"
+#include "seqrec/models/user_tokens.h"
 
 namespace seqrec::train {
 
