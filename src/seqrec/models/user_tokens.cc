@@ -101,10 +101,10 @@ void check_old_items(const data::SequenceBatch& batch, const TokenCache& cache, 
 
 InsertedLayout insert_user_tokens(const data::SequenceBatch& batch, const PersonalizedOptions& options, InsertedPart part,
                                   bool with_times) {
-  std::vector<int64_t> offsets_, counts_;
+  std::vector<int64_t> offsets, counts;
   for (size_t i = 0; i < options.insert_method.size(); i += 2) {
-    offsets_.push_back(options.insert_method[i]);
-    counts_.push_back(options.insert_method[i + 1]);
+    offsets.push_back(options.insert_method[i]);
+    counts.push_back(options.insert_method[i + 1]);
   }
   auto ids_t = batch.item_ids.to(torch::kCPU, torch::kLong).contiguous();
   const int64_t b = ids_t.size(0), w = ids_t.size(1);
@@ -114,7 +114,7 @@ InsertedLayout insert_user_tokens(const data::SequenceBatch& batch, const Person
   torch::Tensor ts_t = has_ts ? batch.timestamps.to(torch::kCPU, torch::kLong).contiguous() : torch::Tensor();
   const int64_t* ids = ids_t.data_ptr<int64_t>();
   const int64_t* tsp = has_ts ? ts_t.data_ptr<int64_t>() : nullptr;
-  const int64_t segs = static_cast<int64_t>(offsets_.size());
+  const int64_t segs = static_cast<int64_t>(offsets.size());
   std::vector<int64_t> source, token, positions, ts, cu{0}, prefix;
   std::vector<int32_t> codes;
   auto push = [&](int64_t src, int64_t tok, int64_t pos, int32_t code, int64_t stamp) {
@@ -123,20 +123,20 @@ InsertedLayout insert_user_tokens(const data::SequenceBatch& batch, const Person
   for (int64_t r = 0; r < b; ++r) {
     int64_t before = 0;  // tokens inserted so far
     for (int64_t m = 0; m <= segs; ++m) {
-      const int64_t lo = m == 0 ? 0 : offsets_[m - 1], hi = m == segs ? window : offsets_[m];
+      const int64_t lo = m == 0 ? 0 : offsets[m - 1], hi = m == segs ? window : offsets[m];
       const bool items = part == InsertedPart::kAll || (part == InsertedPart::kPrefix) == (m < segs);
       for (int64_t s = std::max(lo, shift); items && s < hi; ++s) {
         const int64_t c = s - shift;
         if (ids[r * w + c] != 0) push(r * w + c, 0, s + before, static_cast<int32_t>(m), tsp ? tsp[r * w + c] : s + before);
       }
       if (m == segs) break;
-      for (int64_t j = 0; part != InsertedPart::kRecent && j < counts_[m]; ++j) {
-        const int64_t pos = offsets_[m] + before + j;
+      for (int64_t j = 0; part != InsertedPart::kRecent && j < counts[m]; ++j) {
+        const int64_t pos = offsets[m] + before + j;
         // A token's time is the row's before it (0 for none); without timestamps, its position.
         const int64_t stamp = !tsp ? pos : (int64_t(ts.size()) > cu.back() ? ts.back() : 0);
         push(-1, before + j, pos, static_cast<int32_t>(-(m + 1)), stamp);
       }
-      before += counts_[m];
+      before += counts[m];
     }
     prefix.push_back(0);
     for (int64_t i = cu.back(); i < static_cast<int64_t>(codes.size()); ++i) prefix.back() += codes[i] < segs;
@@ -163,6 +163,7 @@ InsertedLayout insert_user_tokens(const data::SequenceBatch& batch, const Person
   const bool train_target = batch.target_timestamps.defined() && batch.target_timestamps.dim() == 2;
   auto target_ts = batch.target_timestamps.defined() ? batch.target_timestamps.to(torch::kCPU, torch::kLong).contiguous()
                                                      : torch::Tensor();
+  const int64_t* target = target_ts.defined() ? target_ts.data_ptr<int64_t>() : nullptr;  // [B] or [B * W]
   for (int64_t r = 0; r < b; ++r) {
     const int64_t l = cu[r + 1] - cu[r], pad = wc - l;
     for (int64_t i = 0; i < l; ++i) {
@@ -170,8 +171,8 @@ InsertedLayout insert_user_tokens(const data::SequenceBatch& batch, const Person
       tp[r * wc + pad + i] = ts[t];
       int64_t next = i + 1 < l ? ts[t + 1] : (tsp ? ts[t] : ts[t] + 1);
       if (source[t] < 0) next = ts[t];
-      else if (i + 1 == l && eval_target) next = target_ts[r].item<int64_t>();
-      else if (i + 1 == l && train_target) next = target_ts.view({-1})[source[t]].item<int64_t>();
+      else if (i + 1 == l && eval_target) next = target[r];
+      else if (i + 1 == l && train_target) next = target[source[t]];
       np[r * wc + pad + i] = next;
     }
   }
