@@ -26,17 +26,19 @@ TEST(GenerativeMetricsTest, HandComputedAverages) {
   m.add({1, 2, -1, 4, 5, 6, 7, 8, 10, 11}, 9);        // miss
   EXPECT_EQ(m.count(), 4);
   MetricSet r = m.result();
-  ASSERT_EQ(r.size(), 6u);
+  ASSERT_EQ(r.size(), 8u);
   EXPECT_DOUBLE_EQ(r.at("hr@1"), 0.25);
+  EXPECT_DOUBLE_EQ(r.at("ndcg@1"), 0.25);
   EXPECT_DOUBLE_EQ(r.at("hr@5"), 0.5);
   EXPECT_DOUBLE_EQ(r.at("hr@10"), 0.75);
   EXPECT_DOUBLE_EQ(r.at("ndcg@5"), (1.0 + 0.5) / 4);
   EXPECT_DOUBLE_EQ(r.at("ndcg@10"), (1.0 + 0.5 + 1.0 / 3) / 4);
+  EXPECT_NEAR(r.at("mrr"), (1.0 + 1.0 / 3 + 1.0 / 7 + 0.0) / 4, 1e-12);  // a miss adds ~1e-19
   EXPECT_DOUBLE_EQ(r.at("non_item_share"), 4.0 / 40);
 }
 
 TEST(GenerativeMetricsTest, FewerBeamsThanCutOffs) {
-  GenerativeMetrics m({1, 5}, {5});
+  GenerativeMetrics m({1, 5});
   m.add({2, 9}, 9);  // two beams only (a catalogue smaller than num_beams)
   EXPECT_DOUBLE_EQ(m.result().at("hr@1"), 0.0);
   EXPECT_DOUBLE_EQ(m.result().at("hr@5"), 1.0);
@@ -56,13 +58,13 @@ TEST(GenerativeMetricsTest, MergeAndSumsRoundTrip) {
   EXPECT_EQ(c.result(), both.result());
   EXPECT_EQ(c.count(), 2);
   EXPECT_DOUBLE_EQ(c.result().at("non_item_share"), 3.0 / 6);
-  ASSERT_THROWS_WITH(c.set_sums({1.0}), "expected 8 values, got 1");
-  GenerativeMetrics other({1}, {1});
+  ASSERT_THROWS_WITH(c.set_sums({1.0}), "expected 10 values, got 1");
+  GenerativeMetrics other({1});
   ASSERT_THROWS_WITH(a.merge(other), "different cut-offs");
 }
 
 TEST(GenerativeMetricsTest, RejectsBadCutOffsAndAveragesNothingToZero) {
-  ASSERT_THROWS_WITH(GenerativeMetrics({0}, {5}), "cut-off k=0 must be >= 1");
+  ASSERT_THROWS_WITH(GenerativeMetrics({0, 5}), "cut-off k=0 must be >= 1");
   GenerativeMetrics empty;
   EXPECT_DOUBLE_EQ(empty.result().at("hr@10"), 0.0);
   EXPECT_DOUBLE_EQ(empty.result().at("non_item_share"), 0.0);
