@@ -70,6 +70,9 @@ class ItemGenerator {
   /// Keeps a reference to `trie`, which must outlive the generator. Throws std::invalid_argument
   /// for num_beams < 1.
   ItemGenerator(const PrefixTrie& trie, ItemGenerationOptions options);
+  /// Not copyable: the constraints point into this object.
+  ItemGenerator(const ItemGenerator&) = delete;
+  ItemGenerator& operator=(const ItemGenerator&) = delete;
   /// Ranked beams per prompt (token ids, BOS included if wanted; lengths may differ).
   std::vector<RankedItems> generate(llm::DecoderLm& lm, const std::vector<std::vector<int64_t>>& prompts);
   /// The beam-search options used (for reports).
