@@ -10,25 +10,12 @@
 
 #include "seqrec/common/fs.h"
 #include "seqrec/llm/generation.h"
+#include "llm/tiny_decoder.h"
 
 namespace seqrec::llm {
 namespace {
 
-DecoderLm tiny_lm(bool tied = true) {
-  torch::manual_seed(8);
-  DecoderConfig c;
-  c.vocab_size = 12;
-  c.hidden_size = 16;
-  c.intermediate_size = 24;
-  c.num_layers = 2;
-  c.num_heads = 4;
-  c.num_kv_heads = 2;
-  c.head_dim = 4;
-  c.tie_word_embeddings = tied;  // untied: a small random head gives a flat distribution
-  DecoderLm lm(c);
-  lm->eval();
-  return lm;
-}
+DecoderLm tiny_lm(bool tied = true) { return testing::tiny_decoder_lm(12, 8, tied); }
 
 // Allows only the sequences {3,4,5}, {3,6,7} and {8,9,10}, then EOS (11).
 class AllowedSequences : public LogitsConstraint {

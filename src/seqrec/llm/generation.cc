@@ -1,4 +1,4 @@
-// Greedy, sampled and beam-search decoding with KV caches.
+// Greedy and sampled decoding over a DecoderLmScorer; beam search is llm/beam_search.
 #include "seqrec/llm/generation.h"
 
 #include <ATen/CPUGeneratorImpl.h>
@@ -6,17 +6,12 @@
 
 #include <algorithm>
 #include <cmath>
-#include <numeric>
 
 #include "seqrec/common/error.h"
+#include "seqrec/llm/beam_search.h"
 
 namespace seqrec::llm {
 namespace {
-
-torch::Tensor last_logprobs(DecoderLm& lm, const DecoderInput& in, DecoderCache* cache) {
-  auto h = lm->forward_hidden(in, cache);                                   // [N, T, D]
-  return torch::log_softmax(lm->logits(h.select(1, h.size(1) - 1)).to(torch::kFloat), -1);  // [N, V]
-}
 
 DecoderInput ids_input(const std::vector<int64_t>& ids) {
   DecoderInput in;
@@ -39,68 +34,6 @@ int64_t sample_token(const torch::Tensor& logprobs, double temperature, double t
   return torch::multinomial(probs, 1, /*replacement=*/false, gen).item<int64_t>();
 }
 
-std::vector<Hypothesis> beam_search(DecoderLm& lm, const std::vector<int64_t>& prompt, const GenerationOptions& o,
-                                    LogitsConstraint* constraint) {
-  const int64_t k = o.num_beams;
-  DecoderCache cache;
-  auto logprobs = last_logprobs(lm, ids_input(prompt), &cache);           // [1, V]
-  std::vector<std::vector<int64_t>> beams = {{}};
-  std::vector<double> scores = {0.0};
-  std::vector<Hypothesis> finished;
-  auto normalised = [&](double s, size_t len) { return s / std::pow(std::max<size_t>(len, 1), o.length_penalty); };
-  for (int64_t step = 0; step < o.max_new_tokens && !beams.empty(); ++step) {
-    if (constraint) constraint->apply(step, beams, logprobs);
-    auto total = logprobs + torch::tensor(scores, torch::kDouble).to(torch::kFloat).unsqueeze(1);  // [N, V]
-    const int64_t v = total.size(1);
-    auto flat = total.reshape({-1});
-    const int64_t want = std::min<int64_t>(2 * k, flat.size(0));
-    auto top = flat.topk(want);
-    auto vals = std::get<0>(top), idx = std::get<1>(top);
-    std::vector<std::vector<int64_t>> next_beams;
-    std::vector<double> next_scores;
-    std::vector<int64_t> parents, tokens;
-    for (int64_t i = 0; i < want && static_cast<int64_t>(next_beams.size()) < k; ++i) {
-      const double s = vals[i].item<double>();
-      if (!std::isfinite(s)) break;                                          // only disallowed tokens left
-      const int64_t parent = idx[i].item<int64_t>() / v, token = idx[i].item<int64_t>() % v;
-      std::vector<int64_t> ids = beams[parent];
-      if (token == o.eos_id) {
-        finished.push_back({ids, normalised(s, ids.size() + 1)});
-        continue;
-      }
-      ids.push_back(token);
-      next_beams.push_back(std::move(ids));
-      next_scores.push_back(s);
-      parents.push_back(parent);
-      tokens.push_back(token);
-    }
-    beams = std::move(next_beams);
-    scores = std::move(next_scores);
-    if (beams.empty()) break;
-    // Stop once k hypotheses are finished and the best live beam, scored at its current length,
-    // is below the worst of them (the Hugging Face heuristic).
-    if (static_cast<int64_t>(finished.size()) >= k) {
-      double worst = finished[0].score;
-      for (const auto& f : finished) worst = std::min(worst, f.score);
-      if (normalised(scores[0], beams[0].size()) < worst) break;
-    }
-    auto parent_index = torch::tensor(parents, torch::kLong);
-    for (auto& c : cache) {
-      c.k = c.k.index_select(0, parent_index);
-      c.v = c.v.index_select(0, parent_index);
-    }
-    DecoderInput in;
-    in.input_ids = torch::tensor(tokens, torch::kLong).unsqueeze(1);        // [N, 1]
-    in.positions = torch::full({static_cast<int64_t>(tokens.size()), 1}, static_cast<int64_t>(prompt.size()) + step,
-                               torch::kLong);
-    logprobs = last_logprobs(lm, in, &cache);
-  }
-  for (size_t i = 0; i < beams.size(); ++i) finished.push_back({beams[i], normalised(scores[i], beams[i].size())});
-  std::stable_sort(finished.begin(), finished.end(), [](const auto& a, const auto& b) { return a.score > b.score; });
-  if (static_cast<int64_t>(finished.size()) > k) finished.resize(k);
-  return finished;
-}
-
 }  // namespace
 
 std::vector<Hypothesis> generate(DecoderLm& lm, const std::vector<int64_t>& prompt, const GenerationOptions& o,
@@ -108,22 +41,28 @@ std::vector<Hypothesis> generate(DecoderLm& lm, const std::vector<int64_t>& prom
   if (prompt.empty()) throw RequestError("generate: the prompt has no tokens (add BOS?)");
   torch::NoGradGuard no_grad;
   lm->eval();
-  if (o.strategy == "beam") return beam_search(lm, prompt, o, constraint);
+  if (o.strategy == "beam") {
+    BeamSearchOptions beam;
+    beam.num_beams = o.num_beams;
+    beam.max_new_tokens = o.max_new_tokens;
+    beam.length_penalty = o.length_penalty;
+    beam.eos_id = o.eos_id;
+    return beam_search(lm, {prompt}, beam, constraint)[0];
+  }
   if (o.strategy != "greedy" && o.strategy != "sample")
     throw RequestError("generate: strategy '" + o.strategy + "' is not one of: greedy, sample, beam");
   at::Generator gen = at::detail::createCPUGenerator(o.seed);
-  DecoderCache cache;
-  DecoderInput in = ids_input(prompt);
+  DecoderLmScorer scorer(lm);
+  auto logprobs = scorer.start({prompt});                                  // [1, V]
   Hypothesis h;
   for (int64_t step = 0; step < o.max_new_tokens; ++step) {
-    auto logprobs = last_logprobs(lm, in, &cache);                        // [1, V]
     if (constraint) constraint->apply(step, {h.ids}, logprobs);
     const int64_t token = o.strategy == "greedy" ? logprobs[0].argmax().item<int64_t>()
                                                  : sample_token(logprobs[0], o.temperature, o.top_p, gen);
     if (token == o.eos_id) break;
     h.score += logprobs[0][token].item<double>();
     h.ids.push_back(token);
-    in = ids_input({token});
+    if (step + 1 < o.max_new_tokens) logprobs = scorer.next({0}, {token});  // [1, V]
   }
   return {h};
 }
