@@ -66,7 +66,7 @@ class SequenceRecommenderImpl;
 
 namespace seqrec::cli {
 
-/// Marks the top-level sections of other commands (synth, prepare, data, model, train, eval, serve)
+/// Marks the top-level sections of other commands (synth, prepare, data, model, train, eval, serve, lcrec)
 /// as read, except `own` ones, so one YAML file can drive every command; unknown sections still fail.
 void ignore_sections(config::ConfigNode& root, const std::string& own);
 

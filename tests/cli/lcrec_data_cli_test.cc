@@ -23,10 +23,13 @@ class LcRecDataCli : public ::testing::Test {
     dir_.write("items.tsv",
                "item_id\ttitle\tdescription\n101\tPicks, 12 pack.\tMedium picks\n102\t Strings!\tNickel wound\n"
                "103\tTuner\tChromatic\n104\tUkulele\tSoprano\n105\tMic\tDynamic\n106\tCapo\t\n");
-    dir_.write("prep.yaml", "prepare:\n  input: " + t("seqs.txt") + "\n  format: user_sequences\n  items: " +
-                                t("items.tsv") + "\n  items_format: table\n  items_sep: \"\\t\"\n  output: " + t("data") +
-                                "\n");
-    Result prep = run_seqrec("prepare --config " + t("prep.yaml"), dir_);
+    // One file for both commands: prepare ignores lcrec:, lcrec-data ignores prepare:.
+    dir_.write("lcrec.yaml", "prepare:\n  input: " + t("seqs.txt") + "\n  format: user_sequences\n  items: " +
+                                 t("items.tsv") + "\n  items_format: table\n  items_sep: \"\\t\"\n  output: " +
+                                 t("data") + "\ndata:\n  dir: " + t("data") + "\n  max_seq_len: 50\nlcrec:\n  index: " +
+                                 t("index.json") + "\n  user_texts: " + t("user.json") + "\n  out_dir: " + t("out") +
+                                 "\n  test_prompt_ids: all\n  seed: 3\n");
+    Result prep = run_seqrec("prepare --config " + t("lcrec.yaml"), dir_);
     ASSERT_EQ(prep.code, 0) << prep.err;
     // Dense ids as prepare assigned them.
     for (const auto& line : lines_of(slurp(t("data/items.tsv")))) {
@@ -47,9 +50,6 @@ class LcRecDataCli : public ::testing::Test {
         "user_vague_intention": {"train": {
           "u1": {"item": 103, "inters": [101, 102], "querys": ["a tuner", "chromatic"]},
           "u2": {"item": 106, "inters": [103, 104, 105], "querys": ["a capo", "small"]}}}})");
-    dir_.write("lcrec.yaml", "data:\n  dir: " + t("data") + "\n  max_seq_len: 50\nlcrec:\n  index: " + t("index.json") +
-                                 "\n  user_texts: " + t("user.json") + "\n  out_dir: " + t("out") +
-                                 "\n  test_prompt_ids: all\n  seed: 3\n");
   }
 
   std::string t(const std::string& name) const { return dir_.file(name); }
