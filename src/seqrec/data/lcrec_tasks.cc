@@ -55,6 +55,34 @@ bool needs_user_texts(LcRecTask task) {
   return task == LcRecTask::kItemSearch || task == LcRecTask::kPreferenceObtain;
 }
 
+/// Upstream's --test_prompt_ids: "all" or comma-separated template ids of `task`.
+std::vector<int64_t> parse_prompt_ids(const std::string& ids, LcRecTask task, const std::string& path) {
+  const int64_t num = lcrec_templates(task).size();
+  std::vector<int64_t> out;
+  if (ids == "all") {
+    for (int64_t t = 0; t < num; ++t) out.push_back(t);
+    return out;
+  }
+  size_t start = 0;
+  while (start <= ids.size()) {
+    const size_t comma = std::min(ids.find(',', start), ids.size());
+    const std::string piece = ids.substr(start, comma - start);
+    size_t used = 0;
+    int64_t t = -1;
+    try {
+      t = std::stoll(piece, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used == 0 || used != piece.size() || t < 0 || t >= num)
+      throw ConfigError(path, "expected 'all' or comma-separated template ids 0.." + std::to_string(num - 1) +
+                                  ", got '" + ids + "'");
+    out.push_back(t);
+    start = comma + 1;
+  }
+  return out;
+}
+
 }  // namespace
 
 LcRecItems lcrec_items(const ItemCatalog& catalog, std::vector<std::string> codes, const std::string& title_field,
@@ -396,30 +424,8 @@ LcRecDataOptions read_lcrec_data_options(config::ConfigNode node) {
   if (o.test_task != LcRecTask::kSeqRec && o.test_task != LcRecTask::kFusionSeqRec &&
       o.test_task != LcRecTask::kItemSearch)
     throw ConfigError(p + "test_task", "must be seqrec, fusionseqrec or itemsearch (as upstream)");
-  const int64_t num_test = lcrec_templates(o.test_task).size();
-  const std::string ids = node.get<std::string>("test_prompt_ids", "0");
-  o.test_prompt_ids.clear();
-  if (ids == "all") {
-    for (int64_t t = 0; t < num_test; ++t) o.test_prompt_ids.push_back(t);
-  } else {
-    size_t start = 0;
-    while (start <= ids.size()) {
-      const size_t comma = std::min(ids.find(',', start), ids.size());
-      const std::string piece = ids.substr(start, comma - start);
-      size_t used = 0;
-      int64_t t = -1;
-      try {
-        t = std::stoll(piece, &used);
-      } catch (const std::exception&) {
-        used = 0;
-      }
-      if (used == 0 || used != piece.size() || t < 0 || t >= num_test)
-        throw ConfigError(p + "test_prompt_ids", "expected 'all' or comma-separated template ids 0.." +
-                                                     std::to_string(num_test - 1) + ", got '" + ids + "'");
-      o.test_prompt_ids.push_back(t);
-      start = comma + 1;
-    }
-  }
+  o.test_prompt_ids = parse_prompt_ids(node.get<std::string>("test_prompt_ids", "0"), o.test_task,
+                                       p + "test_prompt_ids");
   o.test_sample_num = node.get<int64_t>("test_sample_num", o.test_sample_num);
   if (o.test_sample_num < 0) throw ConfigError(p + "test_sample_num", "must be >= 0 (0 = all)");
   return o;
