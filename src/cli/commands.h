@@ -53,6 +53,7 @@ int run_recommend(const CliArgs& args);
 int run_lm(const CliArgs& args);
 int run_launch(const CliArgs& args);
 int run_compress(const CliArgs& args);
+int run_lcrec_data(const CliArgs& args);
 
 }  // namespace seqrec::cli
 
@@ -65,7 +66,7 @@ class SequenceRecommenderImpl;
 
 namespace seqrec::cli {
 
-/// Marks the top-level sections of other commands (synth, prepare, data, model, train, eval, serve)
+/// Marks the top-level sections of other commands (synth, prepare, data, model, train, eval, serve, lcrec)
 /// as read, except `own` ones, so one YAML file can drive every command; unknown sections still fail.
 void ignore_sections(config::ConfigNode& root, const std::string& own);
 

@@ -37,6 +37,7 @@ int main(int argc, char** argv) {
       {"eval", "evaluate a checkpoint", seqrec::cli::run_eval},
       {"recommend", "top-k items for a user or a history", seqrec::cli::run_recommend},
       {"compress", "PerSRec: cache each user's token keys/values from the old items", seqrec::cli::run_compress},
+      {"lcrec-data", "LC-Rec: prompt/response JSONL of the six tuning tasks", seqrec::cli::run_lcrec_data},
   };
   std::vector<std::pair<CLI::App*, const Command*>> subs;
   for (const auto& c : commands) {
@@ -72,6 +73,9 @@ int main(int argc, char** argv) {
   compress->add_option("--split", args.split, "test | valid (the histories eval reads) | all (whole rows: recommend)");
   compress->add_option("-o,--out", args.out, "cache directory")->required();
   compress->add_option("--users-per-shard", args.users_per_shard, "users per shard file");
+  CLI::App* lcrec_data = subs[6].first;
+  lcrec_data->add_option("--data", args.data_dir, "prepared data dir (data.dir)");
+  lcrec_data->add_option("-o,--out", args.out, "output directory (lcrec.out_dir)");
   CLI::App* lm = app.add_subcommand("lm", "check a Hugging Face decoder LM: generate text or score it");
   lm->require_subcommand(1);
   CLI::App* lm_gen = lm->add_subcommand("generate", "generate a continuation of --prompt");
