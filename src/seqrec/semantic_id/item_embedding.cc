@@ -5,8 +5,10 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <numeric>
+#include <string>
 
 #include "seqrec/common/error.h"
 #include "seqrec/common/log.h"
