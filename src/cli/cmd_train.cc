@@ -24,7 +24,7 @@
 namespace seqrec::cli {
 
 void ignore_sections(config::ConfigNode& root, const std::string& own) {
-  for (const char* s : {"synth", "prepare", "data", "model", "train", "eval", "serve"})
+  for (const char* s : {"synth", "prepare", "data", "model", "train", "eval", "serve", "semantic_id"})
     if (own.find(s) == std::string::npos) root.ignore(s);
   if (own.find("lcrec") == std::string::npos) root.ignore("lcrec");  // seqrec lcrec-data
 }

@@ -43,6 +43,9 @@ struct CliArgs {
   std::vector<std::string> command;     ///< seqrec arguments after `--` (launch)
   std::string token_cache;              ///< --token-cache dir (eval/recommend, PerSRec)
   int64_t users_per_shard = 65536;      ///< --users-per-shard (compress)
+  std::string fields = "title,description";  ///< --fields item-table columns, comma separated (embed-items)
+  int64_t max_text_tokens = 2048;       ///< --max-tokens per field text (embed-items)
+  int64_t batch_tokens = 8192;          ///< --batch-tokens per packed forward (embed-items)
 };
 
 int run_synth(const CliArgs& args);
@@ -54,6 +57,8 @@ int run_lm(const CliArgs& args);
 int run_launch(const CliArgs& args);
 int run_compress(const CliArgs& args);
 int run_lcrec_data(const CliArgs& args);
+int run_semantic_ids(const CliArgs& args);
+int run_embed_items(const CliArgs& args);
 
 }  // namespace seqrec::cli
 
@@ -66,8 +71,9 @@ class SequenceRecommenderImpl;
 
 namespace seqrec::cli {
 
-/// Marks the top-level sections of other commands (synth, prepare, data, model, train, eval, serve, lcrec)
-/// as read, except `own` ones, so one YAML file can drive every command; unknown sections still fail.
+/// Marks the top-level sections of other commands (synth, prepare, data, model, train, eval, serve,
+/// lcrec, semantic_id, finetune) as read, except `own` ones, so one YAML file can drive every command;
+/// unknown sections still fail.
 void ignore_sections(config::ConfigNode& root, const std::string& own);
 
 /// Sets LibTorch's intra-op threads (0 = all cores).

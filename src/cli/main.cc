@@ -91,6 +91,16 @@ int main(int argc, char** argv) {
   lm_gen->add_option("--seed", args.seed, "sampling seed");
   lm_gen->add_option("--num-beams", args.num_beams, "beam width");
 
+  CLI::App* sid = app.add_subcommand("semantic-ids", "LC-Rec: train an RQ-VAE on item embeddings and write the item index");
+  add_common(sid, args);
+  CLI::App* embed = app.add_subcommand("embed-items", "LC-Rec: item text embeddings from a Hugging Face decoder LM");
+  embed->add_option("--model", args.model_dir, "Hugging Face model folder")->required();
+  embed->add_option("--data", args.data_dir, "prepared data dir (its items.tsv)")->required();
+  embed->add_option("--fields", args.fields, "item-table columns to embed and average, comma separated");
+  embed->add_option("-o,--out", args.out, "output safetensors file [V, D]")->required();
+  embed->add_option("--max-tokens", args.max_text_tokens, "tokens per field text, BOS included");
+  embed->add_option("--batch-tokens", args.batch_tokens, "token slots per packed forward pass");
+
   CLI::App* launch = app.add_subcommand(
       "launch", "run N data-parallel workers of a seqrec command on this machine (torchrun-style): launch [opts] -- train ...");
   launch->add_option("--nproc-per-node", args.nproc_per_node, "workers on this machine")->required();
@@ -109,6 +119,8 @@ int main(int argc, char** argv) {
     for (const auto& [sub, cmd] : subs)
       if (sub->parsed()) return cmd->run(args);
     if (launch->parsed()) return seqrec::cli::run_launch(args);
+    if (sid->parsed()) return seqrec::cli::run_semantic_ids(args);
+    if (embed->parsed()) return seqrec::cli::run_embed_items(args);
     if (lm->parsed()) {
       args.lm_action = lm_gen->parsed() ? "generate" : "score";
       return seqrec::cli::run_lm(args);
