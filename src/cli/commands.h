@@ -53,6 +53,7 @@ int run_recommend(const CliArgs& args);
 int run_lm(const CliArgs& args);
 int run_launch(const CliArgs& args);
 int run_compress(const CliArgs& args);
+int run_finetune(const CliArgs& args);
 
 }  // namespace seqrec::cli
 

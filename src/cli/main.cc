@@ -37,6 +37,7 @@ int main(int argc, char** argv) {
       {"eval", "evaluate a checkpoint", seqrec::cli::run_eval},
       {"recommend", "top-k items for a user or a history", seqrec::cli::run_recommend},
       {"compress", "PerSRec: cache each user's token keys/values from the old items", seqrec::cli::run_compress},
+      {"finetune", "fine-tune a Hugging Face LM on prompt/response JSONL (LC-Rec)", seqrec::cli::run_finetune},
   };
   std::vector<std::pair<CLI::App*, const Command*>> subs;
   for (const auto& c : commands) {

@@ -103,22 +103,11 @@ void write_tokenizer_files(const HfExportSpec& spec, const std::string& dir) {
   if (!added.empty()) write_file_atomic(dir + "/added_tokens.json", added.dump(2) + "\n");
 }
 
-// Whether parameter `param` is the weight of a module named (last component) in `modules`.
-bool is_module_to_save(const std::string& param, const std::vector<std::string>& modules) {
-  for (const auto& m : modules) {
-    const std::string tail = "." + m + ".weight";
-    if (param == m + ".weight" ||
-        (param.size() > tail.size() && param.compare(param.size() - tail.size(), tail.size(), tail) == 0))
-      return true;
-  }
-  return false;
-}
-
 void write_adapter(const llm::DecoderLmImpl& lm, const HfExportSpec& spec, const std::string& dir) {
   NamedTensors tensors;
   for (const auto& [name, t] : nn::lora_state(lm)) tensors.emplace_back(name, t);
   for (const auto& p : lm.named_parameters())
-    if (is_module_to_save(p.key(), spec.modules_to_save)) tensors.emplace_back(kPeftPrefix + p.key(), p.value());
+    if (is_module_weight(p.key(), spec.modules_to_save)) tensors.emplace_back(kPeftPrefix + p.key(), p.value());
   const nn::LoraOptions& o = spec.lora_options;
   std::string targets;
   for (const auto& t : o.target_modules) targets += (targets.empty() ? "" : ",") + t;
@@ -154,6 +143,16 @@ void swap_in(const std::string& tmp, const std::string& dir) {
 }
 
 }  // namespace
+
+bool is_module_weight(const std::string& param, const std::vector<std::string>& modules) {
+  for (const auto& m : modules) {
+    const std::string tail = "." + m + ".weight";
+    if (param == m + ".weight" ||
+        (param.size() > tail.size() && param.compare(param.size() - tail.size(), tail.size(), tail) == 0))
+      return true;
+  }
+  return false;
+}
 
 std::vector<std::pair<std::string, torch::Tensor>> hf_state(const llm::DecoderLmImpl& lm) {
   std::map<std::string, const nn::LoraLinearImpl*> adapted;  // "<module>.weight" -> layer with an adapter
@@ -213,7 +212,7 @@ void load_peft_adapter(llm::DecoderLmImpl& lm, const std::string& dir) {
   NamedTensors wanted;
   for (const auto& [name, t] : nn::lora_state(lm)) wanted.emplace_back(name, t);
   for (const auto& p : lm.named_parameters())
-    if (is_module_to_save(p.key(), modules_to_save)) wanted.emplace_back(kPeftPrefix + p.key(), p.value());
+    if (is_module_weight(p.key(), modules_to_save)) wanted.emplace_back(kPeftPrefix + p.key(), p.value());
   torch::NoGradGuard no_grad;
   std::string missing;
   std::set<std::string> used;

@@ -26,6 +26,10 @@ struct HfExportSpec {
   std::map<std::string, std::string> extra_files;  ///< file name -> content (resolved config, metrics)
 };
 
+/// Whether parameter `param` is the weight of a module whose name (last component) is in `modules`
+/// ("model.embed_tokens.weight" for "embed_tokens"): PEFT's modules_to_save matching.
+bool is_module_weight(const std::string& param, const std::vector<std::string>& modules);
+
 /// The weights of `lm` under Hugging Face names, each LoRA adapter merged into its weight (the
 /// model itself is not changed); adapter tensors are left out.
 std::vector<std::pair<std::string, torch::Tensor>> hf_state(const llm::DecoderLmImpl& lm);
