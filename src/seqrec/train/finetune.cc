@@ -87,20 +87,6 @@ std::vector<std::string> tokens_to_add(const FinetuneOptions& o) {
   return tokens;
 }
 
-// Rows [first, end) of the embeddings (and untied output layer) start at the mean of rows
-// [0, first), the tokens the model knew; the matrices grow when `end` exceeds them. Qwen-style
-// checkpoints have more rows than tokens, and those unused rows do not count in the mean.
-void init_added_rows(llm::DecoderLmImpl& lm, int64_t first, int64_t end) {
-  if (end <= first) return;
-  if (end > lm.config().vocab_size) llm::resize_token_embeddings(lm, end);
-  torch::NoGradGuard no_grad;
-  auto init = [&](torch::Tensor w) {
-    w.narrow(0, first, end - first).copy_(w.narrow(0, 0, first).mean(0, /*keepdim=*/true).expand({end - first, w.size(1)}));
-  };
-  init(lm.model->embed_tokens->weight);
-  if (lm.lm_head) init(lm.lm_head->weight);
-}
-
 // Micro-batches of `order`: batch_size examples each, or (batch_tokens > 0) as many consecutive
 // examples as fit in batch_tokens tokens (at least one).
 std::vector<ExampleIds> micro_batches(const ExampleIds& order, const std::vector<llm::TokenizedExample>& corpus,
@@ -238,7 +224,7 @@ void FinetuneLoop::prepare() {
 
   torch::manual_seed(static_cast<uint64_t>(o_.seed));
   lm_ = llm::load_decoder_lm(o_.model_dir);
-  init_added_rows(*lm_, known, known + added);
+  init_added_token_rows(*lm_, known, known + added);
   if (tokenizer_->vocab_size() > lm_->config().vocab_size)
     throw DataError(o_.model_dir + ": the tokenizer has " + std::to_string(tokenizer_->vocab_size()) +
                     " tokens but config.json vocab_size is " + std::to_string(lm_->config().vocab_size));
@@ -362,6 +348,17 @@ FinetuneSummary FinetuneLoop::run() {
 }
 
 }  // namespace
+
+void init_added_token_rows(llm::DecoderLmImpl& lm, int64_t first, int64_t end) {
+  if (end <= first) return;
+  if (end > lm.config().vocab_size) llm::resize_token_embeddings(lm, end);
+  torch::NoGradGuard no_grad;
+  auto init = [&](torch::Tensor w) {
+    w.narrow(0, first, end - first).copy_(w.narrow(0, 0, first).mean(0, /*keepdim=*/true).expand({end - first, w.size(1)}));
+  };
+  init(lm.model->embed_tokens->weight);
+  if (lm.lm_head) init(lm.lm_head->weight);
+}
 
 FinetuneOptions read_finetune_options(config::ConfigNode node) {
   FinetuneOptions o;

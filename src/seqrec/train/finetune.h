@@ -16,6 +16,9 @@
 namespace seqrec::config {
 class ConfigNode;
 }
+namespace seqrec::llm {
+class DecoderLmImpl;
+}
 
 namespace seqrec::train {
 
@@ -60,6 +63,11 @@ struct FinetuneOptions {
   std::string device = "cpu";           ///< cpu | cuda | cuda:N
   FinetuneLoraOptions lora;             ///< finetune.lora
 };
+
+/// Rows [first, end) of the token embeddings (and of an untied output layer) start at the mean of
+/// rows [0, first), the tokens the tokenizer had before; the matrices grow when `end` exceeds them.
+/// (Qwen-style checkpoints have more rows than tokens: their unused rows are not averaged.)
+void init_added_token_rows(llm::DecoderLmImpl& lm, int64_t first, int64_t end);
 
 /// Reads and validates `finetune:`; throws ConfigError with the key's path.
 FinetuneOptions read_finetune_options(config::ConfigNode node);
