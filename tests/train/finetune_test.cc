@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <cmath>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
@@ -374,6 +375,39 @@ TEST(FinetuneTest, Stories260KLearnsAndGeneratesTheMemorisedResponses) {
     EXPECT_NE(eos, -1);
     EXPECT_EQ(path_exists(o.out_dir + "/adapter_model.safetensors"), lora);
   }
+}
+
+// Runs anywhere (no shared models): the tiny random model, LoRA with dropout, token-budget padded
+// micro-batches; a seed fixes the exported weights bit for bit.
+TEST(FinetuneTest, SameSeedGivesTheSameModel) {
+  TempDir dir;
+  write_tiny_hf(dir.file(""), /*tied=*/false);
+  std::string jsonl;
+  for (const char* r : {"ab", "b a", "<a_1>", "aab<a_1>", "ba"})
+    jsonl += nlohmann::json({{"prompt", "a b"}, {"response", r}}).dump() + "\n";
+  FinetuneOptions o;
+  o.model_dir = dir.path();
+  o.train_file = dir.write("train.jsonl", jsonl);
+  o.added_tokens = {"<a_1>"};
+  o.epochs = 3;
+  o.batch_tokens = 12;
+  o.grad_accum_steps = 2;
+  o.packed = false;
+  o.lr = 1e-2;
+  o.lora.enabled = true;
+  o.lora.adapter.dropout = 0.2;
+  auto weights = [&](int64_t seed, const std::string& out) {
+    o.seed = seed;
+    o.out_dir = dir.file(out);
+    const FinetuneSummary s = run_finetune(o, "");
+    EXPECT_GT(s.steps, 3);
+    EXPECT_TRUE(std::isnan(s.best_valid_loss));
+    return read_file(o.out_dir + "/model.safetensors");
+  };
+  const std::string first = weights(5, "a"), again = weights(5, "b"), other = weights(6, "c");
+  EXPECT_EQ(first, again);
+  EXPECT_NE(first, other);
+  EXPECT_EQ(read_file(dir.file("a/adapter_model.safetensors")), read_file(dir.file("b/adapter_model.safetensors")));
 }
 
 }  // namespace
