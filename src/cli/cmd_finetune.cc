@@ -19,7 +19,7 @@ int run_finetune(const CliArgs& args) {
   set_threads(options.threads);
   log_info("finetune: %s on %s (%s), output %s", options.model_dir.c_str(), options.train_file.c_str(),
            options.lora.enabled ? "LoRA" : "full fine-tuning", options.out_dir.c_str());
-  const train::FinetuneSummary s = train::run_finetune(options, root.dump() + "\n");
+  const train::FinetuneSummary s = train::run_finetune(options, root.dump() + "\n", {args.resume, 0});
   nlohmann::json out = {{"out_dir", options.out_dir},        {"added_tokens", s.added_tokens},
                         {"train_examples", s.train_examples}, {"valid_examples", s.valid_examples},
                         {"steps", s.steps},                   {"train_loss", s.train_loss},

@@ -73,6 +73,7 @@ int main(int argc, char** argv) {
   compress->add_option("--split", args.split, "test | valid (the histories eval reads) | all (whole rows: recommend)");
   compress->add_option("-o,--out", args.out, "cache directory")->required();
   compress->add_option("--users-per-shard", args.users_per_shard, "users per shard file");
+  app.get_subcommand("finetune")->add_flag("--resume", args.resume, "continue after the last finished epoch (<out_dir>.resume.safetensors)");
   CLI::App* lm = app.add_subcommand("lm", "check a Hugging Face decoder LM: generate text or score it");
   lm->require_subcommand(1);
   CLI::App* lm_gen = lm->add_subcommand("generate", "generate a continuation of --prompt");

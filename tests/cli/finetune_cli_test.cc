@@ -36,6 +36,11 @@ TEST(FinetuneCliTest, FinetunesStories260KAndGeneratesTheResponse) {
   r = run_seqrec("lm generate --model " + dir.file("out") + " --prompt 'Item two is' --max-new-tokens 4", dir);
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(r.out, "Item two is<a_3><b_4>\n");
+  // --resume after the last epoch: nothing left to train, the same summary.
+  r = run_seqrec("finetune --config " + config + " --set finetune.grad_accum_steps=2 --set finetune.eval_steps=20 --resume", dir);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.err.find("80 epochs (80 steps) done"), std::string::npos) << r.err;
+  EXPECT_EQ(last_json(r.out)["best_valid_loss"], summary["best_valid_loss"]);
 
   // Bad input: a malformed line is named, a foreign output folder is left alone.
   dir.write("bad.jsonl", "{\"prompt\": \"a\", \"response\": \"b\"}\n{\"prompt\": \"a\"}\n");

@@ -410,5 +410,43 @@ TEST(FinetuneTest, SameSeedGivesTheSameModel) {
   EXPECT_EQ(read_file(dir.file("a/adapter_model.safetensors")), read_file(dir.file("b/adapter_model.safetensors")));
 }
 
+TEST(FinetuneTest, ResumingAfterAnEpochGivesTheUninterruptedResult) {
+  TempDir dir;
+  write_tiny_hf(dir.file(""), /*tied=*/true);
+  std::string jsonl;
+  for (const char* r : {"ab", "b a", "<a_1>", "aab<a_1>", "ba", "<a_1>b"})
+    jsonl += nlohmann::json({{"prompt", "a b"}, {"response", r}}).dump() + "\n";
+  FinetuneOptions o;
+  o.model_dir = dir.path();
+  o.train_file = dir.write("train.jsonl", jsonl);
+  o.valid_file = o.train_file;
+  o.added_tokens = {"<a_1>"};
+  o.epochs = 3;
+  o.batch_size = 2;
+  o.lr = 1e-2;
+  o.lora.enabled = true;
+  o.lora.adapter.dropout = 0.3;
+  o.out_dir = dir.file("whole");
+  const FinetuneSummary whole = run_finetune(o, "x: 1\n");
+  o.out_dir = dir.file("parts");
+  const FinetuneSummary first = run_finetune(o, "x: 1\n", {false, 1});
+  EXPECT_EQ(first.steps, whole.steps / 3);
+  const FinetuneSummary rest = run_finetune(o, "x: 1\n", {true, 0});
+  EXPECT_EQ(rest.steps, whole.steps);
+  EXPECT_EQ(rest.best_valid_loss, whole.best_valid_loss);
+  EXPECT_EQ(rest.exported_step, whole.exported_step);
+  EXPECT_EQ(rest.train_loss, whole.train_loss);
+  for (const char* f : {"model.safetensors", "adapter_model.safetensors", "metrics.jsonl"})
+    EXPECT_EQ(read_file(dir.file(std::string("whole/") + f)), read_file(dir.file(std::string("parts/") + f))) << f;
+  EXPECT_EQ(read_file(dir.file("whole.resume.safetensors")), read_file(dir.file("parts.resume.safetensors")));
+  o.lr = 2e-2;  // a different trajectory cannot continue this state
+  ASSERT_THROWS_WITH(run_finetune(o, "", {true, 0}), "parts.resume.safetensors: written by a run with other options");
+  o.out_dir = dir.file("fresh");  // a file seqrec did not write where the resume state goes: hands off
+  write_file_atomic(o.out_dir + ".resume.safetensors", "not ours");
+  o.lr = 1e-2;
+  ASSERT_THROWS_WITH(run_finetune(o, ""), "fresh.resume.safetensors: exists and is not a resume state seqrec wrote");
+  EXPECT_FALSE(path_exists(o.out_dir));  // refused before anything was written
+}
+
 }  // namespace
 }  // namespace seqrec::train

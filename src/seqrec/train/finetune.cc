@@ -6,6 +6,8 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <limits>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <regex>
 #include <set>
@@ -15,6 +17,7 @@
 #include "seqrec/common/log.h"
 #include "seqrec/common/progress.h"
 #include "seqrec/common/random.h"
+#include "seqrec/common/safetensors.h"
 #include "seqrec/config/config_node.h"
 #include "seqrec/llm/decoder_lm.h"
 #include "seqrec/llm/sft_data.h"
@@ -183,12 +186,53 @@ double corpus_loss(llm::DecoderLmImpl& lm, const std::vector<llm::TokenizedExamp
   return targets > 0 ? total / static_cast<double>(targets) : 0.0;
 }
 
+// ---------------------------------------------------------------- resume state
+
+constexpr const char* kResumeFormat = "seqrec-finetune-resume-1";
+
+// The options a run's trajectory depends on (not threads, logging or the device): a resumed run
+// must have the same.
+std::string trajectory_key(const FinetuneOptions& o) {
+  const auto& a = o.lora.adapter;
+  nlohmann::json j = {{"model", o.model_dir}, {"train_file", o.train_file}, {"valid_file", o.valid_file},
+                      {"added_tokens", tokens_to_add(o)}, {"only_train_response", o.only_train_response},
+                      {"max_length", o.max_length}, {"epochs", o.epochs}, {"batch_size", o.batch_size},
+                      {"batch_tokens", o.batch_tokens}, {"grad_accum_steps", o.grad_accum_steps},
+                      {"packed", o.packed}, {"lr", o.lr}, {"weight_decay", o.weight_decay}, {"beta1", o.beta1},
+                      {"beta2", o.beta2}, {"eps", o.eps}, {"schedule", o.schedule},
+                      {"warmup_ratio", o.warmup_ratio}, {"grad_clip", o.grad_clip}, {"eval_steps", o.eval_steps},
+                      {"seed", o.seed}, {"lora", o.lora.enabled}, {"lora_rank", a.rank}, {"lora_alpha", a.alpha},
+                      {"lora_dropout", a.dropout}, {"lora_target_modules", a.target_modules},
+                      {"lora_modules_to_save", o.lora.modules_to_save}};
+  return j.dump();
+}
+
+// Refuses to start a run whose resume state would overwrite a file seqrec did not write.
+void check_state_path(const std::string& path) {
+  if (!path_exists(path)) return;
+  bool ours = false;
+  try {
+    const SafetensorsFile file = SafetensorsFile::open(path);
+    const auto it = file.metadata().find("format");
+    ours = it != file.metadata().end() && it->second == kResumeFormat;
+  } catch (const std::exception&) {
+  }
+  if (!ours) throw Error(path + ": exists and is not a resume state seqrec wrote; not replacing it");
+}
+
+std::string number_text(double x) { return nlohmann::json(x).dump(); }  // NaN -> "null"
+
+double text_number(const std::string& s) {
+  const auto j = nlohmann::json::parse(s);
+  return j.is_null() ? std::numeric_limits<double>::quiet_NaN() : j.get<double>();
+}
+
 // ---------------------------------------------------------------- the loop
 
 class FinetuneLoop {
  public:
   FinetuneLoop(const FinetuneOptions& o, const std::string& config_yaml) : o_(o), config_yaml_(config_yaml) {}
-  FinetuneSummary run();
+  FinetuneSummary run(const FinetuneInvocation& invocation);
 
  private:
   void prepare();
@@ -196,6 +240,10 @@ class FinetuneLoop {
   void validate(int64_t epoch);
   void export_model();
   void log_progress(int64_t epoch, int64_t total_steps, double loss, double lr);
+  void save_state(int64_t epoch);
+  int64_t load_state();  // epochs done, 0 without a state file
+
+  std::string state_path() const { return o_.out_dir + ".resume.safetensors"; }
 
   const FinetuneOptions& o_;
   std::string config_yaml_;
@@ -224,10 +272,10 @@ void FinetuneLoop::prepare() {
 
   torch::manual_seed(static_cast<uint64_t>(o_.seed));
   lm_ = llm::load_decoder_lm(o_.model_dir);
-  init_added_token_rows(*lm_, known, known + added);
-  if (tokenizer_->vocab_size() > lm_->config().vocab_size)
-    throw DataError(o_.model_dir + ": the tokenizer has " + std::to_string(tokenizer_->vocab_size()) +
+  if (known > lm_->config().vocab_size)
+    throw DataError(o_.model_dir + ": the tokenizer has " + std::to_string(known) +
                     " tokens but config.json vocab_size is " + std::to_string(lm_->config().vocab_size));
+  init_added_token_rows(*lm_, known, known + added);
   log_info("%s: %ld tokens added (ids %ld..%ld), vocabulary %ld, model rows %ld", o_.model_dir.c_str(), long(added),
            long(known), long(known + added - 1), long(tokenizer_->vocab_size()), long(lm_->config().vocab_size));
 
@@ -315,8 +363,70 @@ void FinetuneLoop::export_model() {
   export_hf_model(*lm_, export_spec_, o_.out_dir);
 }
 
-FinetuneSummary FinetuneLoop::run() {
+// The trained weights, both optimisers' moments and the loop's counters after `epoch`, beside out_dir.
+void FinetuneLoop::save_state(int64_t epoch) {
+  const std::string path = state_path();
+  NamedTensors tensors;
+  for (const auto& [name, p] : trainable_) tensors.emplace_back("param." + name, p);
+  for (const auto& [name, t] : decay_opt_->state()) tensors.emplace_back("decay." + name, t);
+  for (const auto& [name, t] : no_decay_opt_->state()) tensors.emplace_back("no_decay." + name, t);
+  save_tensors(path, tensors,
+               {{"format", kResumeFormat}, {"run", trajectory_key(o_)}, {"epoch", std::to_string(epoch)},
+                {"step", std::to_string(step_)}, {"decay_steps", std::to_string(decay_opt_->step_count())},
+                {"no_decay_steps", std::to_string(no_decay_opt_->step_count())},
+                {"last_validated", std::to_string(last_validated_)},
+                {"best_valid_loss", number_text(summary_.best_valid_loss)},
+                {"exported_step", std::to_string(summary_.exported_step)},
+                {"train_loss", number_text(summary_.train_loss)}, {"metrics", metrics_}});
+}
+
+int64_t FinetuneLoop::load_state() {
+  const std::string path = state_path();
+  if (!path_exists(path)) {
+    log_info("resume: no %s, starting from the beginning", path.c_str());
+    return 0;
+  }
+  std::map<std::string, std::string> meta;
+  const NamedTensors state = load_tensors(path, &meta);
+  auto get = [&](const std::string& k) {
+    auto it = meta.find(k);
+    if (it == meta.end()) throw CheckpointError(path + ": metadata '" + k + "' is missing (not a seqrec resume state?)");
+    return it->second;
+  };
+  if (get("format") != kResumeFormat) throw CheckpointError(path + ": not a " + std::string(kResumeFormat) + " file");
+  if (get("run") != trajectory_key(o_))
+    throw CheckpointError(path + ": written by a run with other options (only threads, log_every, device and "
+                                 "gradient_checkpointing may change on resume)");
+  std::map<std::string, torch::Tensor> by_name(state.begin(), state.end());
+  torch::NoGradGuard no_grad;
+  for (auto& [name, p] : trainable_) {
+    auto it = by_name.find("param." + name);
+    if (it == by_name.end()) throw CheckpointError(path + ": missing tensor 'param." + name + "'");
+    p.copy_(it->second);
+  }
+  auto optimizer_state = [&](const std::string& prefix) {
+    NamedTensors out;
+    for (const auto& [name, t] : state)
+      if (name.compare(0, prefix.size(), prefix) == 0) out.emplace_back(name.substr(prefix.size()), t);
+    return out;
+  };
+  decay_opt_->load_state(optimizer_state("decay."), std::stoll(get("decay_steps")));
+  no_decay_opt_->load_state(optimizer_state("no_decay."), std::stoll(get("no_decay_steps")));
+  step_ = std::stoll(get("step"));
+  last_validated_ = std::stoll(get("last_validated"));
+  summary_.best_valid_loss = text_number(get("best_valid_loss"));
+  summary_.exported_step = std::stoll(get("exported_step"));
+  summary_.train_loss = text_number(get("train_loss"));
+  metrics_ = get("metrics");
+  const int64_t epoch = std::stoll(get("epoch"));
+  log_info("resume: %s: %ld epochs (%ld steps) done", path.c_str(), long(epoch), long(step_));
+  return epoch;
+}
+
+FinetuneSummary FinetuneLoop::run(const FinetuneInvocation& invocation) {
+  check_state_path(state_path());
   prepare();
+  const int64_t done = invocation.resume ? load_state() : 0;
   std::vector<std::vector<std::vector<ExampleIds>>> epochs;
   int64_t total_steps = 0;
   for (int64_t e = 1; e <= o_.epochs; ++e) {
@@ -329,13 +439,21 @@ FinetuneSummary FinetuneLoop::run() {
                                : (std::to_string(o_.batch_size) + " examples").c_str(),
            long(o_.grad_accum_steps), o_.packed ? "packed" : "padded", long(warmup));
   start_ = window_start_ = Clock::now();
-  for (int64_t e = 1; e <= o_.epochs; ++e) {
+  for (int64_t e = done + 1; e <= o_.epochs; ++e) {
+    // Dropout draws depend on (seed, epoch) only, so a run resumed at an epoch boundary repeats.
+    torch::manual_seed(derive_seed({static_cast<uint64_t>(o_.seed), 0xf17eULL, static_cast<uint64_t>(e)}));
     epoch_loss_sum_ = 0;
     epoch_targets_ = 0;
     for (const auto& step : epochs[e - 1]) train_step(step, e, total_steps, warmup);
     summary_.train_loss = epoch_targets_ > 0 ? epoch_loss_sum_ / static_cast<double>(epoch_targets_) : 0.0;
     const bool last = e == o_.epochs;
     if (!valid_.empty() && last_validated_ != step_ && (o_.eval_steps == 0 || last)) validate(e);
+    save_state(e);
+    if (e == invocation.stop_after_epoch && !last) {
+      log_info("stopping after epoch %ld as asked; continue with --resume", long(e));
+      summary_.steps = step_;
+      return summary_;
+    }
   }
   summary_.steps = step_;
   summary_.seconds = std::chrono::duration<double>(Clock::now() - start_).count();
@@ -418,9 +536,10 @@ FinetuneOptions read_finetune_options(config::ConfigNode node) {
   return o;
 }
 
-FinetuneSummary run_finetune(const FinetuneOptions& options, const std::string& config_yaml) {
+FinetuneSummary run_finetune(const FinetuneOptions& options, const std::string& config_yaml,
+                             const FinetuneInvocation& invocation) {
   FinetuneLoop loop(options, config_yaml);
-  return loop.run();
+  return loop.run(invocation);
 }
 
 }  // namespace seqrec::train

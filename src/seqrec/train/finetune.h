@@ -3,7 +3,7 @@
 // full fine-tuning or LoRA, AdamW with decoupled weight decay (not on norms and biases), linear
 // warm-up then cosine decay, exact gradient accumulation, packed or padded micro-batches, gradient
 // clipping, validation loss every epoch or N steps with the best model exported as a Hugging Face
-// folder (train/hf_export.h).
+// folder (train/hf_export.h), and exact resume at epoch boundaries.
 #pragma once
 
 #include <cstdint>
@@ -84,8 +84,18 @@ struct FinetuneSummary {
   double seconds = 0;            ///< wall time of the training loop
 };
 
+/// How one invocation of a run goes.
+struct FinetuneInvocation {
+  bool resume = false;           ///< continue after the last finished epoch of <out_dir>.resume.safetensors
+  int64_t stop_after_epoch = 0;  ///< > 0: return after this epoch (a time-boxed part of a longer run)
+};
+
 /// Runs the fine-tuning; writes options.out_dir (with `config_yaml` as seqrec_finetune.yaml and the
-/// validation log as metrics.jsonl). Throws ConfigError / DataError / CheckpointError for bad input.
-FinetuneSummary run_finetune(const FinetuneOptions& options, const std::string& config_yaml);
+/// validation log as metrics.jsonl) and, after every epoch, the state to resume from
+/// (<out_dir>.resume.safetensors: trained weights, AdamW moments, counters). Resuming continues
+/// after the state's last epoch (the options its trajectory depends on must be unchanged) and gives
+/// the uninterrupted run's result on CPU. Throws ConfigError / DataError / CheckpointError.
+FinetuneSummary run_finetune(const FinetuneOptions& options, const std::string& config_yaml,
+                             const FinetuneInvocation& invocation = {});
 
 }  // namespace seqrec::train

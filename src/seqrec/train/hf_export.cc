@@ -73,6 +73,7 @@ void write_config(const llm::DecoderLmImpl& lm, const HfExportSpec& spec, const 
   json config = read_json(spec.base_dir + "/config.json");
   config["vocab_size"] = lm.config().vocab_size;
   config["torch_dtype"] = "float32";
+  if (config.contains("dtype")) config["dtype"] = "float32";  // the key's newer name (transformers >= 4.56)
   write_file_atomic(dir + "/config.json", config.dump(2) + "\n");
 }
 
