@@ -236,6 +236,8 @@ class FinetuneLoop {
 
  private:
   void prepare();
+  void load_model();
+  void set_up_training();
   void train_step(const std::vector<ExampleIds>& step, int64_t epoch, int64_t total_steps, int64_t warmup);
   void validate(int64_t epoch);
   void export_model();
@@ -264,6 +266,17 @@ class FinetuneLoop {
 };
 
 void FinetuneLoop::prepare() {
+  load_model();
+  const llm::SftTokenizeOptions tokenize{o_.max_length, o_.only_train_response};
+  train_ = tokenize_file(*tokenizer_, o_.train_file, tokenize);
+  if (!o_.valid_file.empty()) valid_ = tokenize_file(*tokenizer_, o_.valid_file, tokenize);
+  summary_.train_examples = static_cast<int64_t>(train_.size());
+  summary_.valid_examples = static_cast<int64_t>(valid_.size());
+  set_up_training();
+}
+
+// The tokenizer with the added tokens and the model with their rows.
+void FinetuneLoop::load_model() {
   tokenizer_ = llm::load_tokenizer(o_.model_dir);
   const int64_t known = tokenizer_->vocab_size();
   const int64_t added = tokenizer_->add_tokens(tokens_to_add(o_));
@@ -278,13 +291,10 @@ void FinetuneLoop::prepare() {
   init_added_token_rows(*lm_, known, known + added);
   log_info("%s: %ld tokens added (ids %ld..%ld), vocabulary %ld, model rows %ld", o_.model_dir.c_str(), long(added),
            long(known), long(known + added - 1), long(tokenizer_->vocab_size()), long(lm_->config().vocab_size));
+}
 
-  const llm::SftTokenizeOptions tokenize{o_.max_length, o_.only_train_response};
-  train_ = tokenize_file(*tokenizer_, o_.train_file, tokenize);
-  if (!o_.valid_file.empty()) valid_ = tokenize_file(*tokenizer_, o_.valid_file, tokenize);
-  summary_.train_examples = static_cast<int64_t>(train_.size());
-  summary_.valid_examples = static_cast<int64_t>(valid_.size());
-
+// Trainable parameters, the two AdamW groups and what the export needs to know.
+void FinetuneLoop::set_up_training() {
   set_trainable(*lm_, o_.lora);
   lm_->to(resolve_device(o_.device, 0));
   lm_->gradient_checkpointing = o_.gradient_checkpointing;
