@@ -59,6 +59,7 @@ int run_compress(const CliArgs& args);
 int run_lcrec_data(const CliArgs& args);
 int run_semantic_ids(const CliArgs& args);
 int run_embed_items(const CliArgs& args);
+int run_finetune(const CliArgs& args);
 
 }  // namespace seqrec::cli
 

@@ -38,6 +38,7 @@ int main(int argc, char** argv) {
       {"recommend", "top-k items for a user or a history", seqrec::cli::run_recommend},
       {"compress", "PerSRec: cache each user's token keys/values from the old items", seqrec::cli::run_compress},
       {"lcrec-data", "LC-Rec: prompt/response JSONL of the six tuning tasks", seqrec::cli::run_lcrec_data},
+      {"finetune", "fine-tune a Hugging Face LM on prompt/response JSONL (LC-Rec)", seqrec::cli::run_finetune},
   };
   std::vector<std::pair<CLI::App*, const Command*>> subs;
   for (const auto& c : commands) {
@@ -76,6 +77,7 @@ int main(int argc, char** argv) {
   CLI::App* lcrec_data = subs[6].first;
   lcrec_data->add_option("--data", args.data_dir, "prepared data dir (data.dir)");
   lcrec_data->add_option("-o,--out", args.out, "output directory (lcrec.out_dir)");
+  app.get_subcommand("finetune")->add_flag("--resume", args.resume, "continue after the last finished epoch (<out_dir>.resume.safetensors)");
   CLI::App* lm = app.add_subcommand("lm", "check a Hugging Face decoder LM: generate text or score it");
   lm->require_subcommand(1);
   CLI::App* lm_gen = lm->add_subcommand("generate", "generate a continuation of --prompt");

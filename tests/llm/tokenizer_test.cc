@@ -21,6 +21,7 @@ using nlohmann::json;
 using seqrec::testing::TempDir;
 using seqrec::testing::byte_alphabet;
 using seqrec::testing::tiny_byte_level;
+using seqrec::testing::tiny_sentencepiece_style;
 
 std::string shared_model(const std::string& rel) { return SEQREC_SOURCE_DIR "/../shared/models/" + rel; }
 
@@ -138,49 +139,6 @@ TEST(BpeTokenizer, Qwen3ExpectedEncodings) {
 }
 
 // ---------------------------------------------------------------- hand-made files
-
-// SentencePiece-style: <unk> <s> </s>, 256 byte tokens, then ▁ a b ▁a ab.
-json tiny_sentencepiece_style() {
-  json vocab = {{"<unk>", 0}, {"<s>", 1}, {"</s>", 2}};
-  for (int b = 0; b < 256; ++b) {
-    char name[8];
-    std::snprintf(name, sizeof(name), "<0x%02X>", b);
-    vocab[name] = 3 + b;
-  }
-  vocab["\xE2\x96\x81"] = 259;
-  vocab["a"] = 260;
-  vocab["b"] = 261;
-  vocab["\xE2\x96\x81" "a"] = 262;
-  vocab["ab"] = 263;
-  return {
-      {"added_tokens",
-       {{{"id", 0}, {"content", "<unk>"}, {"special", true}},
-        {{"id", 1}, {"content", "<s>"}, {"special", true}},
-        {{"id", 2}, {"content", "</s>"}, {"special", true}}}},
-      {"normalizer",
-       {{"type", "Sequence"},
-        {"normalizers",
-         {{{"type", "Prepend"}, {"prepend", "\xE2\x96\x81"}},
-          {{"type", "Replace"}, {"pattern", {{"String", " "}}}, {"content", "\xE2\x96\x81"}}}}}},
-      {"pre_tokenizer", nullptr},
-      {"post_processor",
-       {{"type", "TemplateProcessing"},
-        {"single", {{{"SpecialToken", {{"id", "<s>"}, {"type_id", 0}}}}, {{"Sequence", {{"id", "A"}, {"type_id", 0}}}}}}}},
-      {"decoder",
-       {{"type", "Sequence"},
-        {"decoders",
-         {{{"type", "Replace"}, {"pattern", {{"String", "\xE2\x96\x81"}}}, {"content", " "}},
-          {{"type", "ByteFallback"}},
-          {{"type", "Fuse"}},
-          {{"type", "Strip"}, {"content", " "}, {"start", 1}, {"stop", 0}}}}}},
-      {"model",
-       {{"type", "BPE"},
-        {"unk_token", "<unk>"},
-        {"fuse_unk", true},
-        {"byte_fallback", true},
-        {"vocab", vocab},
-        {"merges", {"\xE2\x96\x81 a", "a b"}}}}};
-}
 
 TEST(BpeTokenizer, TinyByteLevelByHand) {
   TempDir dir;
@@ -417,6 +375,82 @@ TEST(Tokenizer, ErrorsNameTheFile) {
   const std::string model = dir.write("tokenizer.model", "not a protobuf");
   EXPECT_THROW(load_tokenizer(dir.path()), DataError);
   ASSERT_THROWS_WITH(load_tokenizer(dir.path()), model);
+}
+
+// ---------------------------------------------------------------- added tokens
+
+TEST(SentencePieceTokenizer, AddedTokensAreSingleIdsAndRoundTrip) {
+  TempDir dir;
+  SentencePieceTokenizer tok(dir.write("tokenizer.model", tiny_sentencepiece_model()));
+  // Repeats and pieces already in the vocabulary ("ab") are skipped; ids continue from 266.
+  EXPECT_EQ(tok.add_tokens({"<a_1>", "<a_12>", "<b_2>", "<a_1>", "ab"}), 3);
+  EXPECT_EQ(tok.vocab_size(), 269);
+  EXPECT_EQ(tok.piece_to_id("<a_12>"), 267);
+  EXPECT_EQ(tok.id_to_piece(268), "<b_2>");
+  // Leftmost-longest: "<a_12>" wins over its prefix "<a_1>".
+  EXPECT_EQ(tok.encode("<a_12><b_2>"), (std::vector<int64_t>{267, 268}));
+  EXPECT_EQ(tok.encode("<a_1>2"), (std::vector<int64_t>{266, 259, 3 + '2'}));
+  // Text between added tokens is encoded on its own, with its own dummy prefix ("▁ab" twice).
+  const std::vector<int64_t> mixed = tok.encode("ab<a_1>ab");
+  EXPECT_EQ(mixed, (std::vector<int64_t>{259, 263, 266, 259, 263}));
+  EXPECT_EQ(tok.decode(mixed), "ab<a_1>ab");
+  EXPECT_EQ(tok.decode({1, 267, 268, 2}), "<a_12><b_2>");
+  // A special added token encodes to its id and is skipped by decode.
+  EXPECT_EQ(tok.add_tokens({"<x>"}, /*special=*/true), 1);
+  EXPECT_EQ(tok.encode("a<x>"), (std::vector<int64_t>{262, 269}));
+  EXPECT_EQ(tok.decode({262, 269}), "a");
+  EXPECT_THROW(tok.decode({270}), std::out_of_range);
+}
+
+TEST(BpeTokenizer, AddedTokensAreSingleIdsAndRoundTrip) {
+  TempDir dir;
+  dir.write("tokenizer.json", tiny_byte_level().dump());
+  auto tok = load_tokenizer(dir.path());
+  // "<tool>" is an added token of the file and "hello" a vocabulary entry: both skipped.
+  EXPECT_EQ(tok->add_tokens({"<a_1>", "<tool>", "hello"}), 1);
+  EXPECT_EQ(tok->vocab_size(), 264);
+  const std::vector<int64_t> ids = tok->encode("hello<a_1>world");
+  EXPECT_EQ(ids, (std::vector<int64_t>{259, 263, 'w', 'o', 'r', 'l', 'd'}));
+  EXPECT_EQ(tok->decode(ids), "hello<a_1>world");
+  EXPECT_EQ(tok->id_to_piece(263), "<a_1>");
+  EXPECT_EQ(tok->add_tokens({"<s1>"}, /*special=*/true), 1);
+  EXPECT_EQ(tok->decode(tok->encode("he<s1>")), "he");
+}
+
+TEST(Tokenizer, Stories260KAddedTokensAgreeBetweenModelAndJson) {
+  const std::string dir = shared_model("stories260K/hf");
+  SKIP_IF_MISSING(dir + "/tokenizer.json");
+  SentencePieceTokenizer sp(dir + "/tokenizer.model");
+  BpeTokenizer bpe(dir + "/tokenizer.json");
+  const std::vector<std::string> codes = {"<a_12>", "<b_3>", "<c_0>", "<a_1>"};
+  ASSERT_EQ(sp.add_tokens(codes), 4);
+  ASSERT_EQ(bpe.add_tokens(codes), 4);
+  for (const std::string text : {"### Response:<a_12><b_3><c_0>", "Once <a_1> upon<a_12>a time", "<a_1>, <a_12>"}) {
+    SCOPED_TRACE(text);
+    EXPECT_EQ(sp.encode(text), bpe.encode(text));
+  }
+  EXPECT_EQ(sp.encode("<a_12><b_3><c_0>"), (std::vector<int64_t>{512, 513, 514}));
+  EXPECT_EQ(sp.decode(sp.encode("Response:<a_12><b_3>")), "Response:<a_12><b_3>");
+}
+
+TEST(Tokenizer, LoadsTokensAddedToASentencePieceModel) {
+  TempDir dir;
+  dir.write("tokenizer.model", tiny_sentencepiece_model());
+  // transformers >= 4.34 lists them in tokenizer_config.json (ids below 266 are the model's own).
+  dir.write("tokenizer_config.json", R"({"added_tokens_decoder": {
+      "0": {"content": "<unk>", "special": true},
+      "267": {"content": "<b_2>", "special": false}, "266": {"content": "<a_1>", "special": false}}})");
+  auto tok = load_tokenizer(dir.path());
+  EXPECT_EQ(tok->vocab_size(), 268);
+  EXPECT_EQ(tok->encode_with_special("<a_1><b_2>"), (std::vector<int64_t>{1, 266, 267}));
+  // Older files: added_tokens.json only.
+  dir.write("tokenizer_config.json", "{}");
+  dir.write("added_tokens.json", R"({"<a_1>": 266, "<b_2>": 267})");
+  EXPECT_EQ(load_tokenizer(dir.path())->encode("<b_2>"), (std::vector<int64_t>{267}));
+  dir.write("added_tokens.json", R"({"<b_2>": 267})");
+  ASSERT_THROWS_WITH(load_tokenizer(dir.path()), "added_tokens.json: \"<b_2>\": added token id 267 leaves a gap");
+  dir.write("added_tokens.json", R"({"ab": 266})");
+  ASSERT_THROWS_WITH(load_tokenizer(dir.path()), "\"ab\" is already in the vocabulary");
 }
 
 }  // namespace

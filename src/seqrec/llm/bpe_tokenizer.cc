@@ -348,6 +348,8 @@ struct BpeTokenizer::Impl {
   void load(const json& root);
   void load_model(const json& model);
   void load_added(const json& list);
+  /// Rebuilds the leftmost-longest lookup of `added` (after adding to it).
+  void index_added();
   void load_normalizer(const json& j);
   void load_pre_tokenizer(const json& j);
   void load_decoder(const json& j);
@@ -370,6 +372,7 @@ void BpeTokenizer::Impl::load(const json& root) {
   if (model == root.end() || !model->is_object()) throw DataError("model missing");
   load_model(*model);
   if (root.contains("added_tokens")) load_added(root["added_tokens"]);
+  special.resize(pieces.size(), 0);  // also without added_tokens: decode reads it for every id
   load_normalizer(root.value("normalizer", json()));
   load_pre_tokenizer(root.value("pre_tokenizer", json()));
   load_decoder(root.value("decoder", json()));
@@ -476,9 +479,14 @@ void BpeTokenizer::Impl::load_added(const json& list) {
     added.push_back({content, id});
   }
   special.resize(pieces.size(), 0);
+  index_added();
+}
+
+void BpeTokenizer::Impl::index_added() {
   // Leftmost-longest matching, as the Hugging Face added-vocabulary trie does.
   std::stable_sort(added.begin(), added.end(),
                    [](const Added& x, const Added& y) { return x.content.size() > y.content.size(); });
+  for (auto& bucket : added_by_byte) bucket.clear();
   for (size_t i = 0; i < added.size(); ++i) {
     added_by_byte[static_cast<unsigned char>(added[i].content[0])].push_back(static_cast<int>(i));
   }
@@ -957,6 +965,23 @@ std::string BpeTokenizer::id_to_piece(int64_t id) const {
 }
 
 int64_t BpeTokenizer::piece_to_id(const std::string& piece) const { return impl_->id_of(piece); }
+
+int64_t BpeTokenizer::add_tokens(const std::vector<std::string>& tokens, bool special) {
+  Impl& m = *impl_;
+  int64_t count = 0;
+  for (const std::string& t : tokens) {
+    if (t.empty() || m.id_of(t) >= 0) continue;
+    const auto id = static_cast<int32_t>(m.pieces.size());
+    m.pieces.push_back(t);
+    m.special.resize(m.pieces.size(), 0);
+    m.special[id] = special ? 1 : 0;
+    m.vocab[t] = id;
+    m.added.push_back({t, id});
+    ++count;
+  }
+  if (count > 0) m.index_added();
+  return count;
+}
 
 void BpeTokenizer::set_bos_eos(const std::string& bos_piece, const std::string& eos_piece) {
   auto lookup = [&](const std::string& piece, const char* what) -> int64_t {

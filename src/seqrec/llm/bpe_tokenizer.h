@@ -30,6 +30,7 @@ class BpeTokenizer : public Tokenizer {
   int64_t eos_id() const override;
   std::string id_to_piece(int64_t id) const override;
   int64_t piece_to_id(const std::string& piece) const override;
+  int64_t add_tokens(const std::vector<std::string>& tokens, bool special = false) override;
 
   /// Sets BOS / EOS by piece ("" = none); throws DataError if a piece is not in the vocabulary.
   void set_bos_eos(const std::string& bos_piece, const std::string& eos_piece);

@@ -208,6 +208,18 @@ struct SentencePieceTokenizer::Impl {
   bool escape_whitespaces = true;
   float min_score = 0.0f, max_score = 0.0f;  // over NORMAL pieces (unigram)
 
+  // Tokens added after loading (transformers' add_tokens): id = pieces.size() + index.
+  struct Added {
+    std::string content;
+    bool special = false;
+  };
+  std::vector<Added> added;
+  std::unordered_map<std::string, int64_t> added_ids;
+  std::vector<std::vector<int>> added_by_byte = std::vector<std::vector<int>>(256);  // longest first
+
+  /// Appends the ids of `text` (no added tokens in it) to `ids`.
+  void encode_plain(const std::string& text, std::vector<int64_t>& ids) const;
+
   void load(const std::string& path);
   void parse_piece(const std::string& path, std::string_view data, size_t base);
   void parse_trainer_spec(const std::string& path, std::string_view data, size_t base);
@@ -530,8 +542,41 @@ SentencePieceTokenizer::SentencePieceTokenizer(const std::string& model_path) : 
 
 SentencePieceTokenizer::~SentencePieceTokenizer() = default;
 
+// Added tokens cut the raw text first; each piece between them is normalised and encoded on its
+// own (so it gets its own dummy "▁"), as transformers' slow LlamaTokenizer (legacy) does.
 std::vector<int64_t> SentencePieceTokenizer::encode(const std::string& text) const {
   const Impl& m = *impl_;
+  std::vector<int64_t> ids;
+  if (m.added.empty()) {
+    m.encode_plain(text, ids);
+    return ids;
+  }
+  const int64_t base = static_cast<int64_t>(m.pieces.size());
+  size_t segment = 0;
+  for (size_t i = 0; i < text.size();) {
+    int match = -1;
+    for (int k : m.added_by_byte[static_cast<unsigned char>(text[i])]) {
+      const std::string& c = m.added[k].content;
+      if (text.compare(i, c.size(), c) == 0) {
+        match = k;
+        break;
+      }
+    }
+    if (match < 0) {
+      ++i;
+      continue;
+    }
+    if (i > segment) m.encode_plain(text.substr(segment, i - segment), ids);
+    ids.push_back(base + match);
+    i += m.added[match].content.size();
+    segment = i;
+  }
+  if (segment < text.size()) m.encode_plain(text.substr(segment), ids);
+  return ids;
+}
+
+void SentencePieceTokenizer::Impl::encode_plain(const std::string& text, std::vector<int64_t>& ids) const {
+  const Impl& m = *this;
   const std::string normalized = m.normalize(text);
   std::vector<std::pair<std::string_view, int>> segments;
   if (m.model_type == kBpe) {
@@ -539,8 +584,7 @@ std::vector<int64_t> SentencePieceTokenizer::encode(const std::string& text) con
   } else {
     m.encode_unigram(normalized, segments);
   }
-  std::vector<int64_t> ids;
-  ids.reserve(segments.size());
+  ids.reserve(ids.size() + segments.size());
   for (const auto& [piece, id] : segments) {
     if (id >= 0 && id != m.unk_id) {
       ids.push_back(id);
@@ -553,7 +597,6 @@ std::vector<int64_t> SentencePieceTokenizer::encode(const std::string& text) con
       ids.push_back(m.unk_id);
     }
   }
-  return ids;
 }
 
 std::string SentencePieceTokenizer::decode(const std::vector<int64_t>& ids) const {
@@ -562,8 +605,21 @@ std::string SentencePieceTokenizer::decode(const std::vector<int64_t>& ids) cons
   std::string text;
   std::string bytes;  // a run of byte pieces, reassembled into UTF-8 when it ends
   bool at_start = m.add_dummy_prefix;  // the first visible piece loses its leading "▁"
+  const int64_t total = size + static_cast<int64_t>(m.added.size());
   for (int64_t id : ids) {
-    if (id < 0 || id >= size) throw std::out_of_range("token id " + std::to_string(id) + " out of range");
+    if (id < 0 || id >= total) throw std::out_of_range("token id " + std::to_string(id) + " out of range");
+    if (id >= size) {  // an added token: verbatim (or skipped); the text after it starts afresh
+      if (!bytes.empty()) {
+        append_utf8_bytes(bytes, text);
+        bytes.clear();
+      }
+      const Impl::Added& a = m.added[id - size];
+      if (!a.special) {
+        text += a.content;
+        at_start = m.add_dummy_prefix;
+      }
+      continue;
+    }
     const auto& piece = m.pieces[id];
     if (piece.type == kByte) {
       bytes += static_cast<char>(parse_byte_piece(piece.text));
@@ -597,7 +653,9 @@ std::string SentencePieceTokenizer::decode(const std::vector<int64_t>& ids) cons
   return text;
 }
 
-int64_t SentencePieceTokenizer::vocab_size() const { return static_cast<int64_t>(impl_->pieces.size()); }
+int64_t SentencePieceTokenizer::vocab_size() const {
+  return static_cast<int64_t>(impl_->pieces.size() + impl_->added.size());
+}
 
 int64_t SentencePieceTokenizer::bos_id() const { return impl_->bos_id; }
 
@@ -605,12 +663,35 @@ int64_t SentencePieceTokenizer::eos_id() const { return impl_->eos_id; }
 
 std::string SentencePieceTokenizer::id_to_piece(int64_t id) const {
   if (id < 0 || id >= vocab_size()) throw std::out_of_range("token id " + std::to_string(id) + " out of range");
-  return impl_->pieces[id].text;
+  const int64_t size = static_cast<int64_t>(impl_->pieces.size());
+  return id < size ? impl_->pieces[id].text : impl_->added[id - size].content;
 }
 
 int64_t SentencePieceTokenizer::piece_to_id(const std::string& piece) const {
   const auto it = impl_->all_ids.find(piece);
-  return it == impl_->all_ids.end() ? -1 : it->second;
+  if (it != impl_->all_ids.end()) return it->second;
+  const auto added = impl_->added_ids.find(piece);
+  return added == impl_->added_ids.end() ? -1 : added->second;
+}
+
+int64_t SentencePieceTokenizer::add_tokens(const std::vector<std::string>& tokens, bool special) {
+  Impl& m = *impl_;
+  int64_t count = 0;
+  for (const std::string& t : tokens) {
+    if (t.empty() || piece_to_id(t) >= 0) continue;
+    m.added_ids.emplace(t, vocab_size());
+    m.added.push_back({t, special});
+    ++count;
+  }
+  if (count == 0) return 0;
+  // Leftmost-longest: per first byte, candidates longest first.
+  for (auto& bucket : m.added_by_byte) bucket.clear();
+  std::vector<int> order(m.added.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = static_cast<int>(i);
+  std::stable_sort(order.begin(), order.end(),
+                   [&](int a, int b) { return m.added[a].content.size() > m.added[b].content.size(); });
+  for (int i : order) m.added_by_byte[static_cast<unsigned char>(m.added[i].content[0])].push_back(i);
+  return count;
 }
 
 }  // namespace seqrec::llm

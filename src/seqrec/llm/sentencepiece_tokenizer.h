@@ -25,6 +25,7 @@ class SentencePieceTokenizer : public Tokenizer {
   int64_t eos_id() const override;
   std::string id_to_piece(int64_t id) const override;
   int64_t piece_to_id(const std::string& piece) const override;
+  int64_t add_tokens(const std::vector<std::string>& tokens, bool special = false) override;
 
  private:
   struct Impl;

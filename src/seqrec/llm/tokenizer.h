@@ -28,6 +28,11 @@ class Tokenizer {
   virtual std::string id_to_piece(int64_t id) const = 0;
   /// The id of vocabulary string `piece`, -1 if unknown.
   virtual int64_t piece_to_id(const std::string& piece) const = 0;
+  /// Adds tokens as transformers' add_tokens does: ids continue from vocab_size(), tokens already in
+  /// the vocabulary (and repeats) are skipped. encode() cuts the raw text at added tokens first
+  /// (leftmost-longest) and encodes the text between them as usual; decode() writes a non-special
+  /// added token verbatim and skips a special one. Returns the number of tokens added.
+  virtual int64_t add_tokens(const std::vector<std::string>& tokens, bool special = false) = 0;
 
   /// encode() plus BOS/EOS as add_bos/add_eos say (and only where the tokenizer has them).
   std::vector<int64_t> encode_with_special(const std::string& text) const;

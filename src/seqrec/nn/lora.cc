@@ -63,6 +63,12 @@ void LoraLinearImpl::merge() {
   lora_B = nullptr;
 }
 
+torch::Tensor LoraLinearImpl::merged_weight() const {
+  torch::NoGradGuard no_grad;
+  if (!lora_A) return weight.detach();
+  return weight.detach() + torch::matmul(lora_B->weight, lora_A->weight) * scale_;
+}
+
 int64_t apply_lora(torch::nn::Module& model, const LoraOptions& options) {
   if (options.rank < 1) throw ConfigError("lora.rank", "must be >= 1");
   int64_t adapted = 0;

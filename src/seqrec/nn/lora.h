@@ -32,6 +32,8 @@ class LoraLinearImpl : public torch::nn::Module {
   void enable_lora(int64_t rank, double alpha, double dropout);
   /// W += scale * B A, then removes the adapter.
   void merge();
+  /// W + scale * B A (a detached copy; W itself without an adapter); the layer is unchanged.
+  torch::Tensor merged_weight() const;
   bool has_lora() const { return static_cast<bool>(lora_A); }
   torch::Tensor weight, bias;
   torch::nn::Linear lora_A{nullptr}, lora_B{nullptr};

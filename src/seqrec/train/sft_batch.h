@@ -1,0 +1,51 @@
+// Batches of tokenised fine-tuning examples and their loss: packed (all examples of a micro-batch in
+// one row, each attending only to itself, positions restarting, no padding) or padded (one row per
+// example, right padding). Only supervised positions reach the output layer.
+#pragma once
+
+#include <torch/types.h>
+
+#include <cstdint>
+#include <vector>
+
+#include "seqrec/llm/decoder_lm.h"
+#include "seqrec/llm/sft_data.h"
+#include "seqrec/nn/llama_block.h"
+
+namespace seqrec::train {
+
+/// How a micro-batch lays out its examples.
+enum class SftLayout { kPacked, kPadded };
+
+/// One micro-batch. Each example's last token is not fed (nothing follows it to predict).
+struct SftBatch {
+  torch::Tensor input_ids;     ///< [1, T] packed or [B, L] padded, int64 (padding: id 0)
+  torch::Tensor positions;     ///< like input_ids; 0, 1, ... within each example
+  torch::Tensor key_valid;     ///< padded: [B, L] bool, false on padding; packed: undefined
+  nn::PackedSegments packed;   ///< packed: one segment per example
+  bool is_packed = false;
+  torch::Tensor target_index;  ///< [N] int64: flat position (into the B*L or T inputs) of each trained prediction
+  torch::Tensor target_ids;    ///< [N] int64: the token to predict there
+  int64_t num_tokens = 0;      ///< real input tokens (padding excluded)
+};
+
+/// Collates examples (each with >= 2 tokens) into one micro-batch.
+SftBatch collate_sft(const std::vector<const llm::TokenizedExample*>& examples, SftLayout layout);
+
+/// Sum over the batch's trained positions of -log p(target), from float32 log-softmax: a scalar
+/// (0 without targets). Runs on the model's device.
+torch::Tensor sft_loss_sum(llm::DecoderLmImpl& lm, const SftBatch& batch);
+
+/// Loss of one optimiser step.
+struct StepLoss {
+  double mean = 0;      ///< token-mean cross-entropy over all micro-batches of the step
+  int64_t targets = 0;  ///< trained positions in the step
+  int64_t tokens = 0;   ///< real input tokens in the step
+};
+
+/// Forward and backward over the micro-batches of one optimiser step. Each micro-batch's loss sum
+/// is divided by the trained positions of all of them, so the accumulated gradient equals that of
+/// one batch holding every example (the token mean, not a mean of micro-batch means).
+StepLoss accumulate_gradients(llm::DecoderLmImpl& lm, const std::vector<SftBatch>& micro_batches);
+
+}  // namespace seqrec::train

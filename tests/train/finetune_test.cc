@@ -1,0 +1,452 @@
+// Fine-tuning: batch layouts and their loss (packed == padded, exact accumulation), added-token
+// rows, the Hugging Face export (reload, PEFT adapter) and a short run on stories260K.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <cmath>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "llm/tokenizer_fixtures.h"
+#include "seqrec/common/error.h"
+#include "seqrec/common/fs.h"
+#include "seqrec/common/safetensors.h"
+#include "seqrec/config/config_node.h"
+#include "seqrec/llm/decoder_lm.h"
+#include "seqrec/llm/generation.h"
+#include "seqrec/llm/sft_data.h"
+#include "seqrec/llm/tokenizer.h"
+#include "seqrec/train/checkpoint.h"
+#include "seqrec/train/finetune.h"
+#include "seqrec/train/hf_export.h"
+#include "seqrec/train/optim.h"
+#include "seqrec/train/sft_batch.h"
+#include "support.h"
+
+namespace seqrec::train {
+namespace {
+
+using llm::kIgnoreLabel;
+using llm::TokenizedExample;
+using seqrec::testing::TempDir;
+
+const std::string kStories = SEQREC_SOURCE_DIR "/../shared/models/stories260K/hf";
+
+llm::DecoderConfig tiny_config(int64_t vocab, bool tied) {
+  llm::DecoderConfig c;
+  c.vocab_size = vocab;
+  c.hidden_size = 16;
+  c.intermediate_size = 24;
+  c.num_layers = 2;
+  c.num_heads = 4;
+  c.num_kv_heads = 2;
+  c.head_dim = 4;
+  c.rms_norm_eps = 1e-6;
+  c.tie_word_embeddings = tied;
+  return c;
+}
+
+llm::DecoderLm tiny_lm(int64_t vocab = 40, bool tied = false, uint64_t seed = 3) {
+  torch::manual_seed(seed);
+  llm::DecoderLm lm(tiny_config(vocab, tied));
+  torch::NoGradGuard no_grad;
+  for (auto& p : lm->parameters()) p.normal_(0, 0.3);  // larger than the default init: distinct outputs
+  return lm;
+}
+
+// A Hugging Face folder: the tiny SentencePiece-style tokenizer.json (264 ids, </s> = EOS) and a
+// random tiny LLaMA with 264 rows.
+void write_tiny_hf(const std::string& dir, bool tied) {
+  llm::DecoderLm lm = tiny_lm(264, tied, 11);
+  const auto& c = lm->config();
+  nlohmann::json config = {{"architectures", {"LlamaForCausalLM"}}, {"model_type", "llama"},
+                           {"vocab_size", c.vocab_size}, {"hidden_size", c.hidden_size},
+                           {"intermediate_size", c.intermediate_size}, {"num_hidden_layers", c.num_layers},
+                           {"num_attention_heads", c.num_heads}, {"num_key_value_heads", c.num_kv_heads},
+                           {"rms_norm_eps", c.rms_norm_eps}, {"tie_word_embeddings", tied}, {"bos_token_id", 1},
+                           {"eos_token_id", 2}};
+  write_file_atomic(dir + "/config.json", config.dump(2));
+  save_tensors(dir + "/model.safetensors", model_state(*lm), {{"format", "pt"}});
+  write_file_atomic(dir + "/tokenizer.json", seqrec::testing::tiny_sentencepiece_style().dump());
+  write_file_atomic(dir + "/tokenizer_config.json", R"({"eos_token": "</s>", "add_bos_token": true})");
+  write_file_atomic(dir + "/special_tokens_map.json", R"({"bos_token": "<s>", "eos_token": "</s>"})");
+}
+
+// Examples of different lengths and masks (ids < 40).
+std::vector<TokenizedExample> toy_examples(int64_t n, uint64_t seed) {
+  torch::manual_seed(seed);
+  std::vector<TokenizedExample> out;
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t len = 3 + (i * 5) % 7, prompt = 1 + i % 3;
+    auto ids = torch::randint(3, 40, {len}, torch::kLong);
+    TokenizedExample e;
+    e.input_ids.assign(ids.data_ptr<int64_t>(), ids.data_ptr<int64_t>() + len);
+    e.labels = e.input_ids;
+    for (int64_t t = 0; t < prompt; ++t) e.labels[t] = kIgnoreLabel;
+    out.push_back(e);
+  }
+  return out;
+}
+
+std::vector<const TokenizedExample*> pointers(const std::vector<TokenizedExample>& v, size_t begin, size_t end) {
+  std::vector<const TokenizedExample*> out;
+  for (size_t i = begin; i < end; ++i) out.push_back(&v[i]);
+  return out;
+}
+
+std::map<std::string, torch::Tensor> grads_of(llm::DecoderLm& lm) {
+  std::map<std::string, torch::Tensor> out;
+  for (auto& p : lm->named_parameters()) out[p.key()] = p.value().grad().clone();
+  return out;
+}
+
+void zero_grads(llm::DecoderLm& lm) {
+  for (auto& p : lm->parameters())
+    if (p.grad().defined()) p.mutable_grad().zero_();
+}
+
+torch::Tensor logits_of(llm::DecoderLmImpl& lm, const std::vector<int64_t>& ids) {
+  torch::NoGradGuard no_grad;
+  llm::DecoderInput in;
+  in.input_ids = torch::tensor(ids, torch::kLong).unsqueeze(0);
+  return lm.logits(lm.forward_hidden(in))[0];                                           // [T, V]
+}
+
+// ---------------------------------------------------------------- batches and loss
+
+TEST(SftBatchTest, CollatesPackedAndPaddedLayoutsByHand) {
+  TokenizedExample a{{1, 5, 6, 2}, {kIgnoreLabel, kIgnoreLabel, 6, 2}};
+  TokenizedExample b{{1, 7, 2}, {kIgnoreLabel, 7, 2}};
+  SftBatch packed = collate_sft({&a, &b}, SftLayout::kPacked);
+  // The last token of each example is not fed; positions restart; targets are the next labels.
+  EXPECT_TRUE(torch::equal(packed.input_ids, torch::tensor({{1, 5, 6, 1, 7}}, torch::kLong)));
+  EXPECT_TRUE(torch::equal(packed.positions, torch::tensor({{0, 1, 2, 0, 1}}, torch::kLong)));
+  EXPECT_TRUE(torch::equal(packed.packed.lengths, torch::tensor({3, 2}, torch::kLong)));
+  EXPECT_TRUE(torch::equal(packed.target_index, torch::tensor({1, 2, 3, 4}, torch::kLong)));
+  EXPECT_TRUE(torch::equal(packed.target_ids, torch::tensor({6, 2, 7, 2}, torch::kLong)));
+  EXPECT_EQ(packed.num_tokens, 5);
+  SftBatch padded = collate_sft({&a, &b}, SftLayout::kPadded);
+  EXPECT_TRUE(torch::equal(padded.input_ids, torch::tensor({{1, 5, 6}, {1, 7, 0}}, torch::kLong)));
+  EXPECT_TRUE(torch::equal(padded.key_valid, torch::tensor({{true, true, true}, {true, true, false}})));
+  EXPECT_TRUE(torch::equal(padded.target_index, torch::tensor({1, 2, 3, 4}, torch::kLong)));
+  EXPECT_TRUE(torch::equal(padded.target_ids, torch::tensor({6, 2, 7, 2}, torch::kLong)));
+  EXPECT_EQ(padded.num_tokens, 5);
+}
+
+TEST(SftBatchTest, LossSumIsTheCrossEntropyOfTheTrainedPositions) {
+  llm::DecoderLm lm = tiny_lm();
+  TokenizedExample a{{1, 5, 6, 2}, {kIgnoreLabel, kIgnoreLabel, 6, 2}};
+  torch::NoGradGuard no_grad;
+  const double got = sft_loss_sum(*lm, collate_sft({&a}, SftLayout::kPacked)).item<double>();
+  auto logp = torch::log_softmax(logits_of(*lm, {1, 5, 6, 2}), -1);                    // [4, V]
+  const double want = -(logp[1][6] + logp[2][2]).item<double>();  // position t predicts labels[t + 1]
+  EXPECT_NEAR(got, want, 1e-5);
+}
+
+TEST(SftBatchTest, PackedLossAndGradientsEqualPadded) {
+  llm::DecoderLm lm = tiny_lm();
+  const auto examples = toy_examples(5, 7);
+  std::map<SftLayout, double> loss;
+  std::map<SftLayout, std::map<std::string, torch::Tensor>> grads;
+  for (SftLayout layout : {SftLayout::kPacked, SftLayout::kPadded}) {
+    zero_grads(lm);
+    const StepLoss s = accumulate_gradients(*lm, {collate_sft(pointers(examples, 0, 5), layout)});
+    loss[layout] = s.mean;
+    grads[layout] = grads_of(lm);
+  }
+  EXPECT_NEAR(loss[SftLayout::kPacked], loss[SftLayout::kPadded], 1e-5);
+  for (auto& [name, g] : grads[SftLayout::kPacked])
+    EXPECT_TRUE(torch::allclose(g, grads[SftLayout::kPadded][name], 1e-4, 1e-6)) << name;
+}
+
+TEST(SftBatchTest, AccumulatingFourMicroBatchesEqualsOneBatchOfFour) {
+  const auto examples = toy_examples(8, 9);
+  llm::DecoderLm lm = tiny_lm();
+  zero_grads(lm);
+  std::vector<SftBatch> four;
+  for (size_t i = 0; i < 8; i += 2) four.push_back(collate_sft(pointers(examples, i, i + 2), SftLayout::kPacked));
+  const StepLoss small = accumulate_gradients(*lm, four);
+  auto g4 = grads_of(lm);
+  zero_grads(lm);
+  const StepLoss big = accumulate_gradients(*lm, {collate_sft(pointers(examples, 0, 8), SftLayout::kPacked)});
+  auto g1 = grads_of(lm);
+  EXPECT_EQ(small.targets, big.targets);
+  EXPECT_NEAR(small.mean, big.mean, 1e-6);
+  for (auto& [name, g] : g1) EXPECT_TRUE(torch::allclose(g4[name], g, 1e-5, 1e-7)) << name;
+  // The mean of the micro-batch means (transformers < 4.46) is a different number: the test can fail.
+  double mean_of_means = 0;
+  {
+    torch::NoGradGuard no_grad;
+    for (const auto& b : four)
+      mean_of_means += sft_loss_sum(*lm, b).item<double>() / static_cast<double>(b.target_ids.numel()) / 4.0;
+  }
+  EXPECT_GT(std::abs(mean_of_means - big.mean), 1e-4);
+  // And one AdamW step from either gradient lands on the same weights.
+  std::map<std::string, torch::Tensor> after[2];
+  for (int run = 0; run < 2; ++run) {
+    llm::DecoderLm m = tiny_lm();
+    NamedTensors params;
+    for (auto& p : m->named_parameters()) params.emplace_back(p.key(), p.value());
+    AdamW opt(params, {1e-2, 0.9, 0.999, 1e-8, 0.01});
+    if (run == 0) {
+      accumulate_gradients(*m, four);
+    } else {
+      accumulate_gradients(*m, {collate_sft(pointers(examples, 0, 8), SftLayout::kPacked)});
+    }
+    opt.step(1e-2);
+    for (auto& p : m->named_parameters()) after[run][p.key()] = p.value().detach().clone();
+  }
+  for (auto& [name, w] : after[0]) EXPECT_TRUE(torch::allclose(w, after[1][name], 1e-5, 1e-6)) << name;
+}
+
+TEST(SftBatchTest, AddedTokenRowsStartAtTheMeanOfTheKnownRows) {
+  llm::DecoderLm lm = tiny_lm(40, false);
+  auto known = lm->model->embed_tokens->weight.narrow(0, 0, 30).detach().mean(0);
+  auto known_head = lm->lm_head->weight.narrow(0, 0, 30).detach().mean(0);
+  // Qwen-style: 40 rows, 30 tokens; 4 added tokens take rows 30..33 without growing the matrix.
+  init_added_token_rows(*lm, 30, 34);
+  EXPECT_EQ(lm->config().vocab_size, 40);
+  EXPECT_TRUE(torch::allclose(lm->model->embed_tokens->weight[33], known, 1e-6, 1e-7));
+  EXPECT_TRUE(torch::allclose(lm->lm_head->weight[30], known_head, 1e-6, 1e-7));
+  EXPECT_FALSE(torch::allclose(lm->model->embed_tokens->weight[34], known, 1e-3, 1e-3));
+  init_added_token_rows(*lm, 34, 46);  // more than the rows: the matrices grow
+  EXPECT_EQ(lm->config().vocab_size, 46);
+  EXPECT_EQ(lm->lm_head->weight.size(0), 46);
+}
+
+// ---------------------------------------------------------------- export
+
+TEST(HfExportTest, ReloadGivesSameLogitsAndEncodings) {
+  TempDir base, out;
+  write_tiny_hf(base.path(), /*tied=*/true);
+  auto tok = llm::load_tokenizer(base.path());
+  ASSERT_EQ(tok->add_tokens({"<a_1>", "<b_2>"}), 2);
+  llm::DecoderLm lm = llm::load_decoder_lm(base.path());
+  init_added_token_rows(*lm, 264, 266);
+  {
+    torch::NoGradGuard no_grad;
+    lm->model->embed_tokens->weight[265].add_(0.5);  // as if trained: the new rows differ
+  }
+  HfExportSpec spec;
+  spec.base_dir = base.path();
+  spec.added_tokens = {{264, "<a_1>"}, {265, "<b_2>"}};
+  const std::string dir = out.file("model");
+  export_hf_model(*lm, spec, dir);
+
+  llm::DecoderLm again = llm::load_decoder_lm(dir);
+  auto tok_again = llm::load_tokenizer(dir);
+  EXPECT_EQ(again->config().vocab_size, 266);
+  EXPECT_EQ(tok_again->vocab_size(), 266);
+  for (const std::string text : {"a ab<a_1><b_2>", "<b_2>b<a_1>"}) {
+    const auto ids = tok->encode_with_special(text);
+    EXPECT_EQ(tok_again->encode_with_special(text), ids) << text;
+    EXPECT_TRUE(torch::equal(logits_of(*lm, ids), logits_of(*again, ids))) << text;
+  }
+  EXPECT_EQ(tok_again->decode({1, 262, 264, 265, 2}), "a<a_1><b_2>");
+  auto config = nlohmann::json::parse(read_file(dir + "/config.json"));
+  EXPECT_EQ(config["vocab_size"], 266);
+  EXPECT_EQ(nlohmann::json::parse(read_file(dir + "/added_tokens.json")), nlohmann::json({{"<a_1>", 264}, {"<b_2>", 265}}));
+  EXPECT_EQ(nlohmann::json::parse(read_file(dir + "/tokenizer_config.json"))["added_tokens_decoder"]["265"]["content"],
+            "<b_2>");
+
+  export_hf_model(*lm, spec, dir);  // replacing our own folder is fine
+  EXPECT_TRUE(path_exists(dir + "/model.safetensors"));
+  write_file_atomic(dir + "/notes.txt", "mine");  // a file seqrec did not write: hands off
+  ASSERT_THROWS_WITH(export_hf_model(*lm, spec, dir), "holds 'notes.txt', which seqrec did not write");
+  ASSERT_THROWS_WITH(export_hf_model(*lm, spec, base.path()), "is not a model folder seqrec exported");
+}
+
+TEST(HfExportTest, LoraAdapterSaveLoadGivesSameLogits) {
+  TempDir base, out;
+  write_tiny_hf(base.path(), /*tied=*/false);
+  llm::DecoderLm lm = llm::load_decoder_lm(base.path());
+  init_added_token_rows(*lm, 264, 266);
+  nn::LoraOptions lora{4, 8, 0.0, {"q_proj", "v_proj", "down_proj"}};
+  torch::manual_seed(1);
+  nn::apply_lora(*lm, lora);
+  {
+    torch::NoGradGuard no_grad;  // as if trained: adapters, embeddings and output rows all moved
+    for (auto& p : lm->named_parameters())
+      if (p.key().find("lora_B") != std::string::npos) p.value().normal_(0, 0.2);
+    lm->model->embed_tokens->weight[264].add_(0.3);
+    lm->lm_head->weight[265].add_(-0.3);
+  }
+  HfExportSpec spec;
+  spec.base_dir = base.path();
+  spec.added_tokens = {{264, "<a_1>"}, {265, "<b_2>"}};
+  spec.lora = true;
+  spec.lora_options = lora;
+  spec.modules_to_save = {"embed_tokens", "lm_head"};
+  const std::string dir = out.file("model");
+  export_hf_model(*lm, spec, dir);
+  const std::vector<int64_t> ids = {1, 262, 264, 265, 261, 7};
+  const auto want = logits_of(*lm, ids);
+
+  // Base + resize + adapter (PEFT's way) and the merged folder give the same logits.
+  llm::DecoderLm with_adapter = llm::load_decoder_lm(base.path());
+  init_added_token_rows(*with_adapter, 264, 266);
+  load_peft_adapter(*with_adapter, dir);
+  EXPECT_TRUE(torch::allclose(logits_of(*with_adapter, ids), want, 1e-5, 1e-6));
+  llm::DecoderLm merged = llm::load_decoder_lm(dir);
+  EXPECT_TRUE(torch::allclose(logits_of(*merged, ids), want, 1e-5, 1e-5));
+  const auto config = nlohmann::json::parse(read_file(dir + "/adapter_config.json"));
+  EXPECT_EQ(config["peft_type"], "LORA");
+  EXPECT_EQ(config["r"], 4);
+  EXPECT_EQ(config["modules_to_save"], nlohmann::json({"embed_tokens", "lm_head"}));
+  auto file = seqrec::SafetensorsFile::open(dir + "/adapter_model.safetensors");
+  EXPECT_TRUE(file.contains("base_model.model.model.layers.1.mlp.down_proj.lora_A.weight"));
+  EXPECT_TRUE(file.contains("base_model.model.model.embed_tokens.weight"));
+  EXPECT_TRUE(file.contains("base_model.model.lm_head.weight"));
+  // An adapter for 266 rows does not fit the un-resized base.
+  llm::DecoderLm unresized = llm::load_decoder_lm(base.path());
+  ASSERT_THROWS_WITH(load_peft_adapter(*unresized, dir), "expected shape [264, 16], got [266, 16]");
+}
+
+// ---------------------------------------------------------------- options and a real run
+
+TEST(FinetuneTest, OptionErrorsNameTheKey) {
+  auto read = [](const std::string& yaml) {
+    auto root = config::ConfigNode::parse(yaml);
+    return read_finetune_options(root.child("finetune"));
+  };
+  const std::string ok = "finetune: {model: m, train_file: t.jsonl, out_dir: o";
+  EXPECT_EQ(read(ok + "}").grad_accum_steps, 2);
+  ASSERT_THROWS_WITH(read("finetune: {train_file: t, out_dir: o}"), "finetune.model: required key is missing");
+  ASSERT_THROWS_WITH(read(ok + ", schedule: linear}"), "finetune.schedule: 'linear' is not one of: cosine, constant");
+  ASSERT_THROWS_WITH(read(ok + ", max_length: 1}"), "finetune.max_length: must be >= 2");
+  ASSERT_THROWS_WITH(read(ok + ", grad_accum_steps: 0}"), "finetune.grad_accum_steps: must be >= 1");
+  ASSERT_THROWS_WITH(read(ok + ", lora: {rank: 0}}"), "finetune.lora.rank: must be >= 1");
+  ASSERT_THROWS_WITH(read(ok + ", warmup_ratio: 1.5}"), "finetune.warmup_ratio: must be in [0, 1)");
+}
+
+// Prompts with a few semantic-ID style responses and one text response.
+std::string write_pairs(const TempDir& dir) {
+  const std::vector<std::pair<std::string, std::string>> pairs = {{"Item one is", "<a_1><b_2>"},
+                                                                  {"Item two is", "<a_3><b_4>"},
+                                                                  {"Item three is", "<a_1><b_4>"},
+                                                                  {"The cat sat on the", " mat."}};
+  std::string jsonl;
+  for (const auto& [p, r] : pairs) jsonl += nlohmann::json({{"prompt", p}, {"response", r}}).dump() + "\n";
+  return dir.write("pairs.jsonl", jsonl);
+}
+
+std::vector<int64_t> greedy_response(const std::string& dir, const std::string& prompt) {
+  auto tok = llm::load_tokenizer(dir);
+  llm::DecoderLm lm = llm::load_decoder_lm(dir);
+  llm::GenerationOptions g;
+  g.max_new_tokens = 6;
+  g.eos_id = tok->eos_id();
+  return llm::generate(lm, tok->encode_with_special(prompt), g).at(0).ids;
+}
+
+TEST(FinetuneTest, Stories260KLearnsAndGeneratesTheMemorisedResponses) {
+  if (!path_exists(kStories + "/config.json")) GTEST_SKIP() << "no " << kStories;
+  for (bool lora : {false, true}) {
+    SCOPED_TRACE(lora ? "LoRA" : "full");
+    TempDir dir;
+    FinetuneOptions o;
+    o.model_dir = kStories;
+    o.train_file = o.valid_file = write_pairs(dir);
+    o.out_dir = dir.file("out");
+    o.added_tokens = {"<a_1>", "<a_3>", "<b_2>", "<b_4>"};
+    o.epochs = lora ? 60 : 40;
+    o.batch_size = 2;
+    o.grad_accum_steps = 1;
+    o.lr = lora ? 1e-2 : 5e-3;
+    o.warmup_ratio = 0.05;
+    o.log_every = 1000;
+    o.lora.enabled = lora;
+    o.lora.adapter.dropout = 0;
+    const FinetuneSummary s = run_finetune(o, "finetune: {}\n");
+    EXPECT_EQ(s.added_tokens, 4);
+    EXPECT_EQ(s.steps, o.epochs * 2);
+    std::vector<double> valid;
+    std::ifstream metrics(o.out_dir + "/metrics.jsonl");
+    for (std::string line; std::getline(metrics, line);) valid.push_back(nlohmann::json::parse(line)["valid_loss"]);
+    ASSERT_EQ(valid.size(), static_cast<size_t>(o.epochs));
+    EXPECT_GT(valid.front(), 5.0);
+    EXPECT_LT(s.best_valid_loss, 0.1);
+    EXPECT_EQ(s.best_valid_loss, *std::min_element(valid.begin(), valid.end()));
+    auto tok = llm::load_tokenizer(o.out_dir);
+    const int64_t eos = tok->eos_id();
+    EXPECT_EQ(greedy_response(o.out_dir, "Item one is"), (std::vector<int64_t>{512, 514}));  // <a_1><b_2>, then EOS
+    EXPECT_EQ(greedy_response(o.out_dir, "Item two is"), (std::vector<int64_t>{513, 515}));
+    EXPECT_EQ(tok->decode(greedy_response(o.out_dir, "Item three is")), "<a_1><b_4>");
+    EXPECT_NE(eos, -1);
+    EXPECT_EQ(path_exists(o.out_dir + "/adapter_model.safetensors"), lora);
+  }
+}
+
+// Runs anywhere (no shared models): the tiny random model, LoRA with dropout, token-budget padded
+// micro-batches; a seed fixes the exported weights bit for bit.
+TEST(FinetuneTest, SameSeedGivesTheSameModel) {
+  TempDir dir;
+  write_tiny_hf(dir.file(""), /*tied=*/false);
+  std::string jsonl;
+  for (const char* r : {"ab", "b a", "<a_1>", "aab<a_1>", "ba"})
+    jsonl += nlohmann::json({{"prompt", "a b"}, {"response", r}}).dump() + "\n";
+  FinetuneOptions o;
+  o.model_dir = dir.path();
+  o.train_file = dir.write("train.jsonl", jsonl);
+  o.added_tokens = {"<a_1>"};
+  o.epochs = 3;
+  o.batch_tokens = 12;
+  o.grad_accum_steps = 2;
+  o.packed = false;
+  o.lr = 1e-2;
+  o.lora.enabled = true;
+  o.lora.adapter.dropout = 0.2;
+  auto weights = [&](int64_t seed, const std::string& out) {
+    o.seed = seed;
+    o.out_dir = dir.file(out);
+    const FinetuneSummary s = run_finetune(o, "");
+    EXPECT_GT(s.steps, 3);
+    EXPECT_TRUE(std::isnan(s.best_valid_loss));
+    return read_file(o.out_dir + "/model.safetensors");
+  };
+  const std::string first = weights(5, "a"), again = weights(5, "b"), other = weights(6, "c");
+  EXPECT_EQ(first, again);
+  EXPECT_NE(first, other);
+  EXPECT_EQ(read_file(dir.file("a/adapter_model.safetensors")), read_file(dir.file("b/adapter_model.safetensors")));
+}
+
+TEST(FinetuneTest, ResumingAfterAnEpochGivesTheUninterruptedResult) {
+  TempDir dir;
+  write_tiny_hf(dir.file(""), /*tied=*/true);
+  std::string jsonl;
+  for (const char* r : {"ab", "b a", "<a_1>", "aab<a_1>", "ba", "<a_1>b"})
+    jsonl += nlohmann::json({{"prompt", "a b"}, {"response", r}}).dump() + "\n";
+  FinetuneOptions o;
+  o.model_dir = dir.path();
+  o.train_file = dir.write("train.jsonl", jsonl);
+  o.valid_file = o.train_file;
+  o.added_tokens = {"<a_1>"};
+  o.epochs = 3;
+  o.batch_size = 2;
+  o.lr = 1e-2;
+  o.lora.enabled = true;
+  o.lora.adapter.dropout = 0.3;
+  o.out_dir = dir.file("whole");
+  const FinetuneSummary whole = run_finetune(o, "x: 1\n");
+  o.out_dir = dir.file("parts");
+  const FinetuneSummary first = run_finetune(o, "x: 1\n", {false, 1});
+  EXPECT_EQ(first.steps, whole.steps / 3);
+  const FinetuneSummary rest = run_finetune(o, "x: 1\n", {true, 0});
+  EXPECT_EQ(rest.steps, whole.steps);
+  EXPECT_EQ(rest.best_valid_loss, whole.best_valid_loss);
+  EXPECT_EQ(rest.exported_step, whole.exported_step);
+  EXPECT_EQ(rest.train_loss, whole.train_loss);
+  for (const char* f : {"model.safetensors", "adapter_model.safetensors", "metrics.jsonl"})
+    EXPECT_EQ(read_file(dir.file(std::string("whole/") + f)), read_file(dir.file(std::string("parts/") + f))) << f;
+  EXPECT_EQ(read_file(dir.file("whole.resume.safetensors")), read_file(dir.file("parts.resume.safetensors")));
+  o.lr = 2e-2;  // a different trajectory cannot continue this state
+  ASSERT_THROWS_WITH(run_finetune(o, "", {true, 0}), "parts.resume.safetensors: written by a run with other options");
+  o.out_dir = dir.file("fresh");  // a file seqrec did not write where the resume state goes: hands off
+  write_file_atomic(o.out_dir + ".resume.safetensors", "not ours");
+  o.lr = 1e-2;
+  ASSERT_THROWS_WITH(run_finetune(o, ""), "fresh.resume.safetensors: exists and is not a resume state seqrec wrote");
+  EXPECT_FALSE(path_exists(o.out_dir));  // refused before anything was written
+}
+
+}  // namespace
+}  // namespace seqrec::train
