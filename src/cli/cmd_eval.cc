@@ -10,15 +10,80 @@
 #include "seqrec/config/config_node.h"
 #include "seqrec/config/options.h"
 #include "seqrec/data/interaction_store.h"
+#include "seqrec/data/lcrec_tasks.h"
 #include "seqrec/eval/evaluator.h"
+#include "seqrec/models/lcrec.h"
 #include "seqrec/train/checkpoint.h"
 
 namespace seqrec::cli {
 namespace {
 
 std::string dir_of(const std::string& path) {
-  const auto slash = path.find_last_of('/');
-  return slash == std::string::npos ? "." : path.substr(0, slash);
+  std::string p = path;
+  while (p.size() > 1 && p.back() == '/') p.pop_back();  // a folder checkpoint: its parent
+  const auto slash = p.find_last_of('/');
+  return slash == std::string::npos ? "." : p.substr(0, slash);
+}
+
+// LC-Rec: --checkpoint is the Hugging Face folder written by `seqrec finetune`; the config (its
+// seqrec_finetune.yaml unless --config) names the prepared store, the index and the test prompts.
+int run_generative_eval(const CliArgs& args) {
+  std::string file = args.config_file;
+  const std::string run_config = args.checkpoint + "/seqrec_finetune.yaml";
+  if (file.empty() && path_exists(run_config)) file = run_config;
+  if (file.empty())
+    throw ConfigError("--config", args.checkpoint + " is a folder without seqrec_finetune.yaml: pass the LC-Rec config");
+  std::vector<std::string> overrides = args.overrides;
+  if (!args.data_dir.empty()) overrides.push_back("data.dir=" + args.data_dir);
+  config::ConfigNode root = config::load_config(file, overrides);
+  if (!root.child("eval").has("protocol")) root.child("eval").get<std::string>("protocol", "generative");
+  const config::EvalOptions eval_opts = config::read_eval_options(root.child("eval"));
+  if (eval_opts.protocol != "generative")
+    throw ConfigError("eval.protocol", "'" + eval_opts.protocol + "': " + args.checkpoint +
+                                           " is a generative model (LC-Rec); its protocol is generative");
+  const int64_t threads = root.child("train").get<int64_t>("threads", 0);
+  LcRecInputs inputs = load_lcrec_inputs(root);
+  ignore_sections(root, "eval lcrec");  // data: only data.dir is used
+  root.child("lcrec").ignore("out_dir");
+  root.child("lcrec").ignore("epochs");
+  root.finish();
+  const data::Split split = data::parse_split(args.split, "--split");
+  set_threads(threads);
+
+  std::vector<data::LcRecExample> examples;
+  if (split == data::Split::kValid) {
+    examples = inputs.tasks->valid_examples();
+  } else {
+    inputs.tasks->for_each_test_example([&](const data::LcRecExample& e) { examples.push_back(e); });
+  }
+  if (eval_opts.max_users > 0) {  // the first N users (every template of theirs)
+    std::vector<int64_t> users;
+    std::vector<data::LcRecExample> kept;
+    for (auto& e : examples) {
+      if (std::find(users.begin(), users.end(), e.user) == users.end()) {
+        if (static_cast<int64_t>(users.size()) == eval_opts.max_users) continue;
+        users.push_back(e.user);
+      }
+      kept.push_back(std::move(e));
+    }
+    examples = std::move(kept);
+  }
+  models::LcRecOptions gen;
+  gen.num_beams = eval_opts.num_beams;
+  gen.constraint = eval_opts.constraint == "whitelist" ? semantic_id::CodeConstraint::kLevelWhitelist
+                                                       : semantic_id::CodeConstraint::kTrie;
+  gen.filter_non_items = eval_opts.filter_items;
+  gen.batch_size = eval_opts.generation_batch;
+  models::LcRec model(args.checkpoint, inputs.index, gen);
+  const models::GenerativeResult r = models::evaluate_generative(model, examples, eval_opts.ks, "eval");
+  const std::string line = eval::to_json_line(r.metrics, data::split_name(split), "generative", r.queries);
+  std::printf("%s\n", line.c_str());
+  append_line(dir_of(args.checkpoint) + "/eval.jsonl", line);
+  std::fprintf(stderr, "generative, %s constraint, %ld beams, %ld prompts, %zu template(s), %.2fs\n",
+               eval_opts.constraint.c_str(), long(eval_opts.num_beams), long(r.queries), r.template_ids.size(),
+               r.seconds);
+  for (const auto& [name, value] : r.metrics) std::fprintf(stderr, "%-22s %.4f\n", name.c_str(), value);
+  return 0;
 }
 
 }  // namespace
@@ -38,6 +103,7 @@ config::ConfigNode load_run_config(const CliArgs& args) {
 }
 
 int run_eval(const CliArgs& args) {
+  if (is_directory(args.checkpoint)) return run_generative_eval(args);
   config::ConfigNode root = load_run_config(args);
   config::DataOptions data_opts = config::read_data_options(root.child("data"));
   config::EvalOptions eval_opts = config::read_eval_options(root.child("eval"));

@@ -24,9 +24,9 @@
 namespace seqrec::cli {
 
 void ignore_sections(config::ConfigNode& root, const std::string& own) {
-  for (const char* s : {"synth", "prepare", "data", "model", "train", "eval", "serve", "semantic_id"})
+  for (const char* s :
+       {"synth", "prepare", "data", "model", "train", "eval", "serve", "semantic_id", "lcrec", "finetune"})
     if (own.find(s) == std::string::npos) root.ignore(s);
-  if (own.find("lcrec") == std::string::npos) root.ignore("lcrec");  // seqrec lcrec-data
 }
 
 void set_threads(int64_t threads) {

@@ -2,11 +2,13 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "seqrec/config/options.h"
 #include "seqrec/data/interaction_store.h"
+#include "seqrec/semantic_id/item_index.h"
 
 namespace seqrec::cli {
 
@@ -69,6 +71,9 @@ class ConfigNode;
 namespace seqrec::models {
 class SequenceRecommenderImpl;
 }
+namespace seqrec::data {
+class LcRecTaskSet;
+}
 
 namespace seqrec::cli {
 
@@ -76,6 +81,15 @@ namespace seqrec::cli {
 /// lcrec, semantic_id, finetune) as read, except `own` ones, so one YAML file can drive every command;
 /// unknown sections still fail.
 void ignore_sections(config::ConfigNode& root, const std::string& own);
+
+/// LC-Rec's inputs named by a config: the item index (lcrec.index) and the task set over the prepared
+/// store of data.dir (lcrec.* generation keys; lcrec.out_dir / epochs are lcrec-data's, not read).
+/// Destroy it where data/lcrec_tasks.h is included.
+struct LcRecInputs {
+  semantic_id::ItemIndex index;
+  std::unique_ptr<data::LcRecTaskSet> tasks;
+};
+LcRecInputs load_lcrec_inputs(config::ConfigNode& root);
 
 /// Sets LibTorch's intra-op threads (0 = all cores).
 void set_threads(int64_t threads);

@@ -147,7 +147,7 @@ TEST_F(LcRecDataCli, BadInputsFailWithTheirNames) {
   dir_.write("index_bad.json", index.dump());
   Result r = run_seqrec("lcrec-data --config " + t("lcrec.yaml") + " --set lcrec.index=" + t("index_bad.json"), dir_);
   EXPECT_EQ(r.code, 1);
-  EXPECT_NE(r.err.find("DataError: " + t("index_bad.json") + ": no code for item row 3 (dense item 4)"), std::string::npos)
+  EXPECT_NE(r.err.find("DataError: " + t("index_bad.json") + ": has 5 items, the prepared data has 6 (rows 0..5); no code for item row 3 (dense item 4)"), std::string::npos)
       << r.err;
 
   r = run_seqrec("lcrec-data --config " + t("lcrec.yaml") + " --set lcrec.max_his_lenn=3", dir_);
@@ -167,6 +167,51 @@ TEST_F(LcRecDataCli, BadInputsFailWithTheirNames) {
   EXPECT_EQ(r.code, 1);
   EXPECT_NE(r.err.find(t("user_bad.json") + ": user_explicit_preference.\"u9\": unknown user id 'u9'"), std::string::npos)
       << r.err;
+}
+
+// The whole LC-Rec chain from the CLI: lcrec-data -> finetune (stories260K + the code tokens) ->
+// eval --checkpoint <the exported folder> under the generative protocol.
+TEST_F(LcRecDataCli, TunedModelEvaluatesGenerativelyFromTheCli) {
+  const std::string stories = SEQREC_SOURCE_DIR "/../shared/models/stories260K/hf";
+  if (!std::filesystem::exists(stories + "/config.json")) GTEST_SKIP() << "no " << stories;
+  Result r = run_seqrec("lcrec-data --config " + t("lcrec.yaml"), dir_);
+  ASSERT_EQ(r.code, 0) << r.err;
+  r = run_seqrec("finetune --config " + t("lcrec.yaml") + " --set finetune.model=" + stories +
+                     " --set finetune.train_file=" + t("out/train.jsonl") + " --set finetune.valid_file=" +
+                     t("out/valid.jsonl") + " --set finetune.index_file=" + t("index.json") +
+                     " --set finetune.out_dir=" + t("model") +
+                     " --set finetune.epochs=2 --set finetune.batch_size=8 --set finetune.lr=5.0e-3"
+                     " --set finetune.max_length=512 --set finetune.threads=1",
+                 dir_);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(last_json(r.out)["added_tokens"], 12);  // <a_101>..<a_106>, <b_1>..<b_6>
+
+  // The config comes from the folder (seqrec_finetune.yaml); the protocol defaults to generative.
+  r = run_seqrec("eval --checkpoint " + t("model") + " --split test", dir_);
+  ASSERT_EQ(r.code, 0) << r.err;
+  json m = last_json(r.out);
+  EXPECT_EQ(m["protocol"], "generative");
+  EXPECT_EQ(m["users"], 3 * 17);  // every test prompt of every template (test_prompt_ids: all)
+  // 20 beams, 6 items: under the trie every item comes back, so the target is always in the top 10.
+  EXPECT_DOUBLE_EQ(m["hr@10"].get<double>(), 1.0);
+  EXPECT_DOUBLE_EQ(m["non_item_share"].get<double>(), 0.0);
+  EXPECT_LE(m["ndcg@5_min"].get<double>(), m["ndcg@5"].get<double>());
+  EXPECT_GE(m["ndcg@5_max"].get<double>(), m["ndcg@5"].get<double>());
+  EXPECT_EQ(lines_of(slurp(t("eval.jsonl"))).size(), 1u);
+  // The per-level whitelist allows 6 x 6 pairs for 6 items: at least 14 of the 20 beams are no item.
+  r = run_seqrec("eval --checkpoint " + t("model") + " --set eval.constraint=whitelist --set eval.max_users=2", dir_);
+  ASSERT_EQ(r.code, 0) << r.err;
+  m = last_json(r.out);
+  EXPECT_EQ(m["users"], 2 * 17);
+  EXPECT_GE(m["non_item_share"].get<double>(), 14.0 / 20);
+  // A ranking protocol for a generative model is refused, and so is a folder without its config.
+  r = run_seqrec("eval --checkpoint " + t("model") + " --set eval.protocol=full", dir_);
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("eval.protocol: 'full': " + t("model") + " is a generative model (LC-Rec)"), std::string::npos)
+      << r.err;
+  r = run_seqrec("eval --checkpoint " + t("data"), dir_);
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find(t("data") + " is a folder without seqrec_finetune.yaml"), std::string::npos) << r.err;
 }
 
 }  // namespace

@@ -15,7 +15,7 @@
 
 #include "seqrec/common/error.h"
 #include "seqrec/config/config_node.h"
-#include "seqrec/data/lcrec_item_codes.h"
+#include "seqrec/semantic_id/item_index.h"
 #include "seqrec/data/lcrec_jsonl.h"
 #include "seqrec/data/lcrec_tasks.h"
 #include "seqrec/data/lcrec_user_texts.h"
@@ -87,7 +87,7 @@ Fixture load_fixture() {
     for (int v : *it) users[parse_id(it.key())].push_back(v + 1);
   const int64_t n = static_cast<int64_t>(item.size());
   Fixture f{make_store(users, n), {}, {}};
-  f.items.codes = read_lcrec_item_codes(fixture("Tiny.index.json"), n);
+  f.items.codes = seqrec::semantic_id::read_index_json(fixture("Tiny.index.json"), n).item_texts();
   f.items.titles.resize(n + 1);
   f.items.descriptions.resize(n + 1);
   for (auto it = item.begin(); it != item.end(); ++it) {
@@ -440,19 +440,6 @@ TEST(LcRecTasksTest, UserTextsReaderMapsIdsAndNamesBadEntries) {
   ASSERT_THROWS_WITH(read_lcrec_user_texts(empty_prefs, users, items), "expected a non-empty list of preference texts");
   const std::string broken = dir.write("broken.json", "{\"user_explicit_preference\": ");
   ASSERT_THROWS_WITH(read_lcrec_user_texts(broken, users, items), broken + ": not valid JSON");
-}
-
-TEST(LcRecTasksTest, ItemCodesReaderJoinsTokensAndNeedsEveryRow) {
-  TempDir dir;
-  const std::string good = dir.write("i.json", R"({"1": ["<a_2>", "<b_0>"], "0": ["<a_1>", "<b_5>"]})");
-  EXPECT_EQ(read_lcrec_item_codes(good, 2), (std::vector<std::string>{"", "<a_1><b_5>", "<a_2><b_0>"}));
-  ASSERT_THROWS_WITH(read_lcrec_item_codes(good, 3), good + ": no code for item row 2 (dense item 3)");
-  const std::string bad_key = dir.write("k.json", R"({"0": ["<a_1>"], "x": ["<a_2>"]})");
-  ASSERT_THROWS_WITH(read_lcrec_item_codes(bad_key, 2), bad_key + ": key \"x\": expected an item row 0..1");
-  const std::string out_of_range = dir.write("r.json", R"({"0": ["<a_1>"], "2": ["<a_2>"]})");
-  ASSERT_THROWS_WITH(read_lcrec_item_codes(out_of_range, 2), "key \"2\": expected an item row 0..1");
-  const std::string bad_tokens = dir.write("t.json", R"({"0": []})");
-  ASSERT_THROWS_WITH(read_lcrec_item_codes(bad_tokens, 1), "key \"0\": expected a non-empty list of code tokens");
 }
 
 // ---- JSONL ----

@@ -93,6 +93,15 @@ TEST(Evaluator, FullProtocolHistoryMasks) {
   EXPECT_DOUBLE_EQ(evaluate(model, store, data::Split::kTest, full_options("none"), 2).metrics.at("mrr"), 0.2);
 }
 
+TEST(Evaluator, RefusesTheGenerativeProtocolForARankingModel) {
+  FixedModel model(default_scores());
+  auto store = make_store({{1, 2, 4, 3, 5}}, 6);
+  config::EvalOptions o = full_options("full");
+  o.protocol = "generative";
+  ASSERT_THROWS_WITH(evaluate(model, store, data::Split::kTest, o, 2),
+                     "eval.protocol: generative is LC-Rec's protocol (beam search over item codes)");
+}
+
 TEST(Evaluator, ColdStartMetricsCoverOnlyColdTargets) {
   // Test targets: user 0 -> 3 (rank 0 after masking 1, 2), user 1 -> 6 (rank 3: 2, 3, 4 above after
   // masking 1 and 5), user 2 -> 5 (rank 1: 3 above after masking 1, 2, 4). Items 5 and 6 are cold.

@@ -66,6 +66,7 @@ TEST(ItemIndexTest, WritesPythonJsonDumpBytesAndReadsThemBack) {
   EXPECT_EQ(back.codes, index.codes);
   EXPECT_EQ(report.collisions.num_distinct, 2);
   EXPECT_EQ(back.row_text(1), "<a_1><b_255><c_77>");
+  EXPECT_EQ(back.item_texts(), (std::vector<std::string>{"", "<a_12><b_3><c_0>", "<a_1><b_255><c_77>"}));
   EXPECT_EQ(back.item_codes(2)[1], 255);  // dense item 2 = row 1
 }
 

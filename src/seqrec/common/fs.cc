@@ -64,6 +64,11 @@ bool path_exists(const std::string& path) {
   return std::filesystem::exists(path, ec);
 }
 
+bool is_directory(const std::string& path) {
+  std::error_code ec;
+  return std::filesystem::is_directory(path, ec);
+}
+
 void append_line(const std::string& path, const std::string& line) {
   std::ofstream out(path, std::ios::app | std::ios::binary);
   if (!out) throw Error("cannot open " + path + " for appending");

@@ -13,6 +13,8 @@ std::string read_file(const std::string& path);
 void make_dirs(const std::string& path);
 /// Whether path exists.
 bool path_exists(const std::string& path);
+/// Whether `path` is a directory (false when absent or unreadable).
+bool is_directory(const std::string& path);
 /// Appends one line (plus '\n') to a file, creating it.
 void append_line(const std::string& path, const std::string& line);
 

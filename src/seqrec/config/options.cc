@@ -137,7 +137,8 @@ TrainOptions read_train_options(ConfigNode node) {
 EvalOptions read_eval_options(ConfigNode node) {
   EvalOptions o;
   o.protocol = node.get<std::string>("protocol", o.protocol);
-  require_one_of(o.protocol, {"full", "sampled"}, key(node, "protocol"));
+  require_one_of(o.protocol, {"full", "sampled", "generative"}, key(node, "protocol"));
+  if (o.protocol == "generative") o.ks = {1, 5, 10};  // LC-Rec's hit@1,5,10, ndcg@5,10 (ndcg@1 = hit@1)
   o.num_negatives = node.get<int64_t>("num_negatives", o.num_negatives);
   o.ks = node.get<std::vector<int64_t>>("ks", o.ks);
   o.history_mask = node.get<std::string>("history_mask", o.history_mask);
@@ -153,6 +154,18 @@ EvalOptions read_eval_options(ConfigNode node) {
       throw ConfigError(key(node, "ks") + "[" + std::to_string(i) + "]",
                         "k=" + std::to_string(o.ks[i]) + " must be >= 1");
   if (o.max_users < 0) throw ConfigError(key(node, "max_users"), "must be >= 0");
+  o.num_beams = node.get<int64_t>("num_beams", o.num_beams);
+  o.constraint = node.get<std::string>("constraint", o.constraint);
+  require_one_of(o.constraint, {"trie", "whitelist"}, key(node, "constraint"));
+  o.filter_items = node.get<bool>("filter_items", o.filter_items);
+  o.generation_batch = node.get<int64_t>("generation_batch", o.generation_batch);
+  require_positive(o.num_beams, key(node, "num_beams"));
+  require_positive(o.generation_batch, key(node, "generation_batch"));
+  for (size_t i = 0; i < o.ks.size(); ++i)
+    if (o.protocol == "generative" && o.ks[i] > o.num_beams)
+      throw ConfigError(key(node, "ks") + "[" + std::to_string(i) + "]",
+                        "k=" + std::to_string(o.ks[i]) + " is more than the " + std::to_string(o.num_beams) +
+                            " beams generated (eval.num_beams)");
   return o;
 }
 

@@ -76,13 +76,18 @@ struct TrainOptions {
 
 /// `eval:` -- the evaluation protocol.
 struct EvalOptions {
-  std::string protocol = "full";     ///< full | sampled
+  std::string protocol = "full";     ///< full | sampled | generative (LC-Rec: beam search over item codes)
   int64_t num_negatives = 100;       ///< sampled: negatives per user (not in the user's history)
   std::vector<int64_t> ks = {1, 5, 10, 20, 50, 200};  ///< cut-offs for hr@k / ndcg@k
   std::string history_mask = "full"; ///< full (HLLM) | window (GR: last L) | none
   int64_t batch_size = 512;          ///< users per forward pass
   int64_t seed = 7;                  ///< sampled negatives are a function of (seed, user)
   int64_t max_users = 0;             ///< evaluate only the first N users (0 = all)
+  // generative only (LC-Rec, systems.md §3.4)
+  int64_t num_beams = 20;            ///< beams kept = ranked items per prompt
+  std::string constraint = "trie";   ///< trie (only item codes) | whitelist (LC-Rec's per-level token sets)
+  bool filter_items = false;         ///< whitelist: beams that are no item sink to the end (upstream --filter_items)
+  int64_t generation_batch = 8;      ///< prompts per beam search
 };
 
 DataOptions read_data_options(ConfigNode node);

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <unordered_set>
 
+#include "seqrec/common/error.h"
 #include "seqrec/common/random.h"
 #include "seqrec/data/batcher.h"
 
@@ -70,6 +71,10 @@ std::vector<int64_t> sampled_candidates(const data::EvalQuery& query, int64_t nu
 EvalResult evaluate(models::SequenceRecommenderImpl& model, const data::InteractionStore& store,
                     data::Split split, const config::EvalOptions& options, int64_t max_seq_len,
                     const std::vector<char>& cold_items, const EvalShard& shard) {
+  if (options.protocol == "generative")
+    throw ConfigError("eval.protocol", "generative is LC-Rec's protocol (beam search over item codes): evaluate a "
+                                       "model tuned by seqrec finetune with seqrec eval --checkpoint <its out_dir>; "
+                                       "this model ranks items: use full or sampled");
   const auto start = std::chrono::steady_clock::now();
   torch::NoGradGuard no_grad;
   model.eval();

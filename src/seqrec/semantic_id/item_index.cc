@@ -87,6 +87,12 @@ std::string ItemIndex::row_text(int64_t row) const {
   return out;
 }
 
+std::vector<std::string> ItemIndex::item_texts() const {
+  std::vector<std::string> out(static_cast<size_t>(num_items() + 1));
+  for (int64_t row = 0; row < num_items(); ++row) out[static_cast<size_t>(row + 1)] = row_text(row);
+  return out;
+}
+
 CollisionStats collision_stats(const std::vector<int64_t>& codes, int64_t num_levels) {
   CollisionStats s;
   s.num_items = num_levels == 0 ? 0 : static_cast<int64_t>(codes.size()) / num_levels;
@@ -151,9 +157,15 @@ ItemIndex read_index_json(const std::string& path, int64_t expected_items, Index
   if (!repeated.empty()) throw DataError(path + ": " + quoted_key(repeated) + " appears more than once");
   if (root.empty()) throw DataError(path + ": no items");
   const int64_t n = static_cast<int64_t>(root.size());
-  if (expected_items >= 0 && n != expected_items)
+  if (expected_items >= 0 && n != expected_items) {
+    std::string missing;  // the first row the prepared data needs and the file lacks
+    for (int64_t r = 0; r < expected_items && missing.empty(); ++r)
+      if (!root.contains(std::to_string(r)))
+        missing = "; no code for item row " + std::to_string(r) + " (dense item " + std::to_string(r + 1) + ")";
     throw DataError(path + ": has " + std::to_string(n) + " items, the prepared data has " +
-                    std::to_string(expected_items) + " (rows 0.." + std::to_string(expected_items - 1) + ")");
+                    std::to_string(expected_items) + " (rows 0.." + std::to_string(expected_items - 1) + ")" +
+                    missing);
+  }
   ItemIndex index;
   for (auto it = root.begin(); it != root.end(); ++it) {
     const std::string& key = it.key();

@@ -34,6 +34,8 @@ struct ItemIndex {
   std::vector<std::string> row_tokens(int64_t row) const;
   /// The tokens of row `row` joined ("<a_12><b_3><c_0><d_77>"), as LC-Rec writes an item in prompts.
   std::string row_text(int64_t row) const;
+  /// row_text of every item by dense id: [V + 1], index 0 empty (what LC-Rec's prompts write).
+  std::vector<std::string> item_texts() const;
 };
 
 /// How many items share their code tuple with another item.
