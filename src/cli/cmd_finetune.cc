@@ -13,7 +13,7 @@ namespace seqrec::cli {
 int run_finetune(const CliArgs& args) {
   config::ConfigNode root = config::load_config(args.config_file, args.overrides);
   const train::FinetuneOptions options = train::read_finetune_options(root.child("finetune"));
-  ignore_sections(root, "");
+  ignore_sections(root, "finetune");
   root.finish();
   set_threads(options.threads);
   log_info("finetune: %s on %s (%s), output %s", options.model_dir.c_str(), options.train_file.c_str(),
