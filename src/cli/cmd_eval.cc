@@ -25,9 +25,9 @@ std::string dir_of(const std::string& path) {
   return slash == std::string::npos ? "." : p.substr(0, slash);
 }
 
-// LC-Rec: --checkpoint is the Hugging Face folder written by `seqrec finetune`; the config (its
-// seqrec_finetune.yaml unless --config) names the prepared store, the index and the test prompts.
-int run_generative_eval(const CliArgs& args) {
+}  // namespace
+
+config::ConfigNode load_generative_run_config(const CliArgs& args) {
   std::string file = args.config_file;
   const std::string run_config = args.checkpoint + "/seqrec_finetune.yaml";
   if (file.empty() && path_exists(run_config)) file = run_config;
@@ -37,6 +37,25 @@ int run_generative_eval(const CliArgs& args) {
   if (!args.data_dir.empty()) overrides.push_back("data.dir=" + args.data_dir);
   config::ConfigNode root = config::load_config(file, overrides);
   if (!root.child("eval").has("protocol")) root.child("eval").get<std::string>("protocol", "generative");
+  return root;
+}
+
+models::LcRecOptions generative_options(const config::EvalOptions& eval_opts) {
+  models::LcRecOptions gen;
+  gen.num_beams = eval_opts.num_beams;
+  gen.constraint = eval_opts.constraint == "whitelist" ? semantic_id::CodeConstraint::kLevelWhitelist
+                                                       : semantic_id::CodeConstraint::kTrie;
+  gen.filter_non_items = eval_opts.filter_items;
+  gen.batch_size = eval_opts.generation_batch;
+  return gen;
+}
+
+namespace {
+
+// LC-Rec: --checkpoint is the Hugging Face folder written by `seqrec finetune`; the config (its
+// seqrec_finetune.yaml unless --config) names the prepared store, the index and the test prompts.
+int run_generative_eval(const CliArgs& args) {
+  config::ConfigNode root = load_generative_run_config(args);
   const config::EvalOptions eval_opts = config::read_eval_options(root.child("eval"));
   if (eval_opts.protocol != "generative")
     throw ConfigError("eval.protocol", "'" + eval_opts.protocol + "': " + args.checkpoint +
@@ -68,13 +87,7 @@ int run_generative_eval(const CliArgs& args) {
     }
     examples = std::move(kept);
   }
-  models::LcRecOptions gen;
-  gen.num_beams = eval_opts.num_beams;
-  gen.constraint = eval_opts.constraint == "whitelist" ? semantic_id::CodeConstraint::kLevelWhitelist
-                                                       : semantic_id::CodeConstraint::kTrie;
-  gen.filter_non_items = eval_opts.filter_items;
-  gen.batch_size = eval_opts.generation_batch;
-  models::LcRec model(args.checkpoint, inputs.index, gen);
+  models::LcRec model(args.checkpoint, inputs.index, generative_options(eval_opts));
   const models::GenerativeResult r = models::evaluate_generative(model, examples, eval_opts.ks, "eval");
   const std::string line = eval::to_json_line(r.metrics, data::split_name(split), "generative", r.queries);
   std::printf("%s\n", line.c_str());

@@ -70,6 +70,7 @@ class ConfigNode;
 }
 namespace seqrec::models {
 class SequenceRecommenderImpl;
+struct LcRecOptions;
 }
 namespace seqrec::data {
 class LcRecTaskSet;
@@ -90,6 +91,12 @@ struct LcRecInputs {
   std::unique_ptr<data::LcRecTaskSet> tasks;
 };
 LcRecInputs load_lcrec_inputs(config::ConfigNode& root);
+
+/// LC-Rec (--checkpoint is a `seqrec finetune` folder): --config, else the folder's
+/// seqrec_finetune.yaml, with --set/--data applied; eval.protocol defaults to generative.
+config::ConfigNode load_generative_run_config(const CliArgs& args);
+/// The generation settings of the `eval:` keys (num_beams, constraint, filter_items, generation_batch).
+models::LcRecOptions generative_options(const config::EvalOptions& eval_opts);
 
 /// Sets LibTorch's intra-op threads (0 = all cores).
 void set_threads(int64_t threads);

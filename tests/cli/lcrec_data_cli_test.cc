@@ -204,6 +204,18 @@ TEST_F(LcRecDataCli, TunedModelEvaluatesGenerativelyFromTheCli) {
   m = last_json(r.out);
   EXPECT_EQ(m["users"], 2 * 17);
   EXPECT_GE(m["non_item_share"].get<double>(), 14.0 / 20);
+  // recommend: the first k beams of the test prompt over the user's history (or a given one).
+  r = run_seqrec("recommend --checkpoint " + t("model") + " --user u1 --k 3", dir_);
+  ASSERT_EQ(r.code, 0) << r.err;
+  std::vector<std::string> rows = lines_of(r.out);
+  ASSERT_EQ(rows.size(), 4u) << r.out;
+  EXPECT_EQ(rows[0], "rank\titem_id\tscore\ttitle");
+  for (size_t i = 1; i < rows.size(); ++i) EXPECT_EQ(dense_item_.count(split_tabs(rows[i])[1]), 1u) << rows[i];
+  r = run_seqrec("recommend --checkpoint " + t("model") + " --history '101, 102' --k 6", dir_);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(lines_of(r.out).size(), 7u) << r.out;  // all 6 items
+  r = run_seqrec("recommend --checkpoint " + t("model") + " --history '101 999'", dir_);
+  EXPECT_NE(r.err.find("--history: unknown item id '999'"), std::string::npos) << r.err;
   // A ranking protocol for a generative model is refused, and so is a folder without its config.
   r = run_seqrec("eval --checkpoint " + t("model") + " --set eval.protocol=full", dir_);
   EXPECT_EQ(r.code, 2);

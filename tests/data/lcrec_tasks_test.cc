@@ -363,6 +363,23 @@ TEST(LcRecTasksTest, TestExamplesRenderEveryListedTemplateForEveryUser) {
   EXPECT_EQ(n, 2);
 }
 
+TEST(LcRecTasksTest, QueryExampleRendersTheTestPromptOfAnyHistory) {
+  LcRecDataOptions o = only({{LcRecTask::kSeqRec, 1, 0}});
+  o.max_his_len = 2;
+  const LcRecTaskSet set(make_store({{1, 2, 3}}, 4), make_items(4), {}, o);
+  const LcRecExample q = set.query_example({4, 1, 2}, 0);  // the last 2 items are kept
+  EXPECT_EQ(q.prompt, alpaca_prompt("The user has interacted with items <c_1>, <c_2> in chronological order. Can you "
+                                    "predict the next possible item that the user may expect?"));
+  EXPECT_EQ(q.response, "");
+  EXPECT_EQ(q.target_item, 0);
+  // The same text as the test example of a user with that history.
+  std::vector<LcRecExample> tests;
+  set.for_each_test_example([&](const LcRecExample& e) { tests.push_back(e); });
+  ASSERT_EQ(tests.size(), 1u);
+  EXPECT_EQ(set.query_example({1, 2}, 0).prompt, tests[0].prompt);
+  ASSERT_THROWS_WITH(set.query_example({1, 2}, 17), "template 17 of seqrec cannot be filled");
+}
+
 // ---- options ----
 
 LcRecDataOptions read_options(const std::string& yaml) {

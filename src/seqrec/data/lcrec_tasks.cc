@@ -325,6 +325,19 @@ LcRecExample LcRecTaskSet::render(const LcRecSample& sample, const TemplateChoic
   return e;
 }
 
+LcRecExample LcRecTaskSet::query_example(const std::vector<int32_t>& history, int64_t template_id) const {
+  const LcRecTask task = options_.test_task;
+  if (task != LcRecTask::kSeqRec && task != LcRecTask::kFusionSeqRec)
+    throw std::invalid_argument(std::string("lcrec: a history alone cannot fill a ") + lcrec_task_name(task) +
+                                " prompt (test_task seqrec or fusionseqrec)");
+  LcRecSample s = make_sample(task, -1, 0, recent(history.data(), static_cast<int64_t>(history.size()),
+                                                  options_.max_his_len));
+  s.available |= kFieldItem | kFieldTitle | kFieldDescription;  // the response: what the model writes
+  LcRecExample e = render(s, TemplateChoice{template_id, 0, 0});
+  e.response.clear();
+  return e;
+}
+
 int64_t LcRecTaskSet::num_train_examples() const {
   int64_t n = 0;
   for (const LcRecTaskReport& r : reports_) n += r.examples_per_epoch;

@@ -149,6 +149,12 @@ class LcRecTaskSet {
   /// Calls fn for every test example (options.test_task, every id of test_prompt_ids).
   void for_each_test_example(const std::function<void(const LcRecExample&)>& fn) const;
 
+  /// The test prompt of an arbitrary history (dense ids, oldest first; its last max_his_len items)
+  /// with template `template_id` of options.test_task, which must be seqrec or fusionseqrec (the
+  /// others need a user's texts): what `seqrec recommend` asks a tuned model. No target: the response
+  /// is empty and target_item 0. Throws std::invalid_argument for another task or a bad template id.
+  LcRecExample query_example(const std::vector<int32_t>& history, int64_t template_id) const;
+
   /// All candidate samples of `task` in `mode` before sub-sampling (unusable ones included).
   std::vector<LcRecSample> samples(LcRecTask task, LcRecMode mode) const;
   /// Whether template `template_id` of the sample's task can be filled from the sample.
