@@ -12,6 +12,7 @@
 
 #include "seqrec/common/error.h"
 #include "seqrec/common/log.h"
+#include "seqrec/common/utf8.h"
 #include "seqrec/data/item_catalog.h"
 #include "seqrec/llm/decoder_lm.h"
 #include "seqrec/llm/tokenizer.h"
@@ -19,24 +20,6 @@
 
 namespace seqrec::semantic_id {
 namespace {
-
-void append_utf8(std::string& out, uint32_t cp) {
-  if (cp < 0x80) {
-    out += static_cast<char>(cp);
-  } else if (cp < 0x800) {
-    out += static_cast<char>(0xC0 | (cp >> 6));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else if (cp < 0x10000) {
-    out += static_cast<char>(0xE0 | (cp >> 12));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else {
-    out += static_cast<char>(0xF0 | (cp >> 18));
-    out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  }
-}
 
 // The code point of an entity body ("amp", "#39", "#x27"), 0 when unknown.
 uint32_t entity_code_point(const std::string& body) {
@@ -67,7 +50,7 @@ std::string unescape_html(const std::string& s) {
       if (semi != std::string::npos && semi - i <= 10) {
         const uint32_t cp = entity_code_point(s.substr(i + 1, semi - i - 1));
         if (cp != 0) {
-          append_utf8(out, cp);
+          utf8_append(out, cp);
           i = semi;
           continue;
         }
