@@ -60,7 +60,7 @@ int run_generative_eval(const CliArgs& args) {
   if (eval_opts.protocol != "generative")
     throw ConfigError("eval.protocol", "'" + eval_opts.protocol + "': " + args.checkpoint +
                                            " is a generative model (LC-Rec); its protocol is generative");
-  const int64_t threads = root.child("train").get<int64_t>("threads", 0);
+  const int64_t threads = root.child("finetune").get<int64_t>("threads", 0);  // the tuning run's budget
   LcRecInputs inputs = load_lcrec_inputs(root);
   ignore_sections(root, "eval lcrec");  // data: only data.dir is used
   root.child("lcrec").ignore("out_dir");

@@ -41,7 +41,7 @@ std::vector<int32_t> parse_history(const std::string& history, const data::ItemC
 int recommend_generative(const CliArgs& args) {
   config::ConfigNode root = load_generative_run_config(args);
   config::EvalOptions eval_opts = config::read_eval_options(root.child("eval"));
-  const int64_t threads = root.child("train").get<int64_t>("threads", 0);
+  const int64_t threads = root.child("finetune").get<int64_t>("threads", 0);  // the tuning run's budget
   const std::string data_dir = root.child("data").require<std::string>("dir");
   LcRecInputs inputs = load_lcrec_inputs(root);
   ignore_sections(root, "eval lcrec");
