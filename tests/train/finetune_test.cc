@@ -379,6 +379,40 @@ TEST(FinetuneTest, Stories260KLearnsAndGeneratesTheMemorisedResponses) {
 
 // Runs anywhere (no shared models): the tiny random model, LoRA with dropout, token-budget padded
 // micro-batches; a seed fixes the exported weights bit for bit.
+// Epoch files (lcrec-data's per-epoch template draws): epoch 2 trains on its own file. Listing
+// train_file itself changes nothing; another file for epoch 2 changes the model; one for epoch 3
+// only does not change a 2-epoch run.
+TEST(FinetuneTest, LaterEpochsTrainOnTheirOwnFiles) {
+  TempDir dir;
+  write_tiny_hf(dir.file(""), /*tied=*/false);
+  auto jsonl = [](std::initializer_list<const char*> responses) {
+    std::string out;
+    for (const char* r : responses) out += nlohmann::json({{"prompt", "a b"}, {"response", r}}).dump() + "\n";
+    return out;
+  };
+  FinetuneOptions o;
+  o.model_dir = dir.path();
+  o.train_file = dir.write("e1.jsonl", jsonl({"ab", "b a", "ba"}));
+  const std::string other = dir.write("e2.jsonl", jsonl({"bb", "a a", "aa"}));
+  o.epochs = 2;
+  o.batch_size = 1;
+  o.grad_accum_steps = 1;
+  o.lr = 1e-2;
+  auto weights = [&](std::vector<std::string> files, const std::string& out) {
+    o.epoch_train_files = std::move(files);
+    o.out_dir = dir.file(out);
+    run_finetune(o, "");
+    return read_file(o.out_dir + "/model.safetensors");
+  };
+  const std::string plain = weights({}, "plain");
+  EXPECT_EQ(weights({o.train_file}, "same"), plain);
+  const std::string second = weights({other}, "other");
+  EXPECT_NE(second, plain);
+  EXPECT_EQ(weights({other, o.train_file}, "third_unused"), second);
+  // Every file is read before training starts: a missing one fails at once, naming it.
+  ASSERT_THROWS_WITH(weights({dir.file("missing.jsonl")}, "missing"), "missing.jsonl");
+}
+
 TEST(FinetuneTest, SameSeedGivesTheSameModel) {
   TempDir dir;
   write_tiny_hf(dir.file(""), /*tied=*/false);

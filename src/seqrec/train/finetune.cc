@@ -195,6 +195,7 @@ constexpr const char* kResumeFormat = "seqrec-finetune-resume-1";
 std::string trajectory_key(const FinetuneOptions& o) {
   const auto& a = o.lora.adapter;
   nlohmann::json j = {{"model", o.model_dir}, {"train_file", o.train_file}, {"valid_file", o.valid_file},
+                      {"epoch_train_files", o.epoch_train_files},
                       {"added_tokens", tokens_to_add(o)}, {"only_train_response", o.only_train_response},
                       {"max_length", o.max_length}, {"epochs", o.epochs}, {"batch_size", o.batch_size},
                       {"batch_tokens", o.batch_tokens}, {"grad_accum_steps", o.grad_accum_steps},
@@ -252,7 +253,14 @@ class FinetuneLoop {
   std::unique_ptr<llm::Tokenizer> tokenizer_;
   llm::DecoderLm lm_{nullptr};
   HfExportSpec export_spec_;
+  // The training corpus of `epoch` (1-based): train_file, or its epoch file.
+  const std::vector<llm::TokenizedExample>& corpus(int64_t epoch) const {
+    if (epoch <= 1 || epoch_train_.empty()) return train_;
+    return epoch_train_[static_cast<size_t>(epoch - 2) % epoch_train_.size()];
+  }
+
   std::vector<llm::TokenizedExample> train_, valid_;
+  std::vector<std::vector<llm::TokenizedExample>> epoch_train_;  // finetune.epoch_train_files
   std::unique_ptr<AdamW> decay_opt_, no_decay_opt_;
   NamedTensors trainable_;
   FinetuneSummary summary_;
@@ -269,6 +277,12 @@ void FinetuneLoop::prepare() {
   load_model();
   const llm::SftTokenizeOptions tokenize{o_.max_length, o_.only_train_response};
   train_ = tokenize_file(*tokenizer_, o_.train_file, tokenize);
+  for (const std::string& file : o_.epoch_train_files) {
+    epoch_train_.push_back(tokenize_file(*tokenizer_, file, tokenize));
+    if (epoch_train_.back().size() != train_.size())
+      log_warn("finetune: %s has %zu examples, %s %zu (epoch files normally hold the same samples)", file.c_str(),
+               epoch_train_.back().size(), o_.train_file.c_str(), train_.size());
+  }
   if (!o_.valid_file.empty()) valid_ = tokenize_file(*tokenizer_, o_.valid_file, tokenize);
   summary_.train_examples = static_cast<int64_t>(train_.size());
   summary_.valid_examples = static_cast<int64_t>(valid_.size());
@@ -325,7 +339,7 @@ void FinetuneLoop::set_up_training() {
 
 void FinetuneLoop::train_step(const std::vector<ExampleIds>& step, int64_t epoch, int64_t total_steps, int64_t warmup) {
   std::vector<SftBatch> batches;
-  for (const auto& ids : step) batches.push_back(collate(train_, ids, o_.packed));
+  for (const auto& ids : step) batches.push_back(collate(corpus(epoch), ids, o_.packed));
   const double lr = scheduled_lr(o_.schedule, o_.lr, step_, total_steps, warmup, 0.0);
   decay_opt_->zero_grad();
   no_decay_opt_->zero_grad();
@@ -440,7 +454,7 @@ FinetuneSummary FinetuneLoop::run(const FinetuneInvocation& invocation) {
   std::vector<std::vector<std::vector<ExampleIds>>> epochs;
   int64_t total_steps = 0;
   for (int64_t e = 1; e <= o_.epochs; ++e) {
-    epochs.push_back(plan_epoch(train_, o_, e));
+    epochs.push_back(plan_epoch(corpus(e), o_, e));
     total_steps += static_cast<int64_t>(epochs.back().size());
   }
   const auto warmup = static_cast<int64_t>(std::ceil(o_.warmup_ratio * static_cast<double>(total_steps)));
@@ -492,6 +506,7 @@ FinetuneOptions read_finetune_options(config::ConfigNode node) {
   FinetuneOptions o;
   o.model_dir = node.get<std::string>("model", o.model_dir);
   o.train_file = node.get<std::string>("train_file", o.train_file);
+  o.epoch_train_files = node.get<std::vector<std::string>>("epoch_train_files", o.epoch_train_files);
   o.valid_file = node.get<std::string>("valid_file", o.valid_file);
   o.out_dir = node.get<std::string>("out_dir", o.out_dir);
   o.added_tokens = node.get<std::vector<std::string>>("added_tokens", o.added_tokens);

@@ -34,7 +34,11 @@ struct FinetuneLoraOptions {
 /// `finetune:` -- data, model and optimisation of one fine-tuning run (defaults: LC-Rec's run.sh).
 struct FinetuneOptions {
   std::string model_dir;                ///< base Hugging Face folder (config.json, weights, tokenizer)
-  std::string train_file;               ///< JSONL of {"prompt", "response"}
+  std::string train_file;               ///< JSONL of {"prompt", "response"} (epoch 1, and every epoch by default)
+  /// Files of epochs 2, 3, ... (epoch e > 1 reads entry (e - 2) modulo their number): the same
+  /// samples with other template draws, as `seqrec lcrec-data` writes them (train_epoch<e>.jsonl)
+  /// and as LC-Rec draws a template per sample per epoch. Empty: train_file every epoch.
+  std::vector<std::string> epoch_train_files;
   std::string valid_file;               ///< optional JSONL; its loss selects the exported model
   std::string out_dir;                  ///< Hugging Face folder written (replaced only if seqrec wrote it)
   std::vector<std::string> added_tokens;  ///< tokens to add, in order
