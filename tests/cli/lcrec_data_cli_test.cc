@@ -198,6 +198,13 @@ TEST_F(LcRecDataCli, TunedModelEvaluatesGenerativelyFromTheCli) {
   EXPECT_LE(m["ndcg@5_min"].get<double>(), m["ndcg@5"].get<double>());
   EXPECT_GE(m["ndcg@5_max"].get<double>(), m["ndcg@5"].get<double>());
   EXPECT_EQ(lines_of(slurp(t("eval.jsonl"))).size(), 1u);
+  // --split valid: lcrec-data's validation prompts (seqrec, target items[-2], 2 templates per user).
+  r = run_seqrec("eval --checkpoint " + t("model") + " --split valid", dir_);
+  ASSERT_EQ(r.code, 0) << r.err;
+  m = last_json(r.out);
+  EXPECT_EQ(m["split"], "valid");
+  EXPECT_EQ(m["users"], 3 * 2);
+  EXPECT_DOUBLE_EQ(m["hr@10"].get<double>(), 1.0);
   // The per-level whitelist allows 6 x 6 pairs for 6 items: at least 14 of the 20 beams are no item.
   r = run_seqrec("eval --checkpoint " + t("model") + " --set eval.constraint=whitelist --set eval.max_users=2", dir_);
   ASSERT_EQ(r.code, 0) << r.err;
