@@ -29,7 +29,7 @@ ninja -C "$build" -j"$(nproc)" >&2
 
 case "$mode" in
   demo) SEQREC="$build/seqrec" "$root/scripts/demo.sh" ;;
-  test) cd "$build" && ctest --output-on-failure -j1 ;;
+  test) cd "$build" && ctest --output-on-failure -j"$(nproc)" ;;
   build) ;;
   *) echo "usage: $0 [demo|test|build]" >&2; exit 2 ;;
 esac
