@@ -1,6 +1,7 @@
 // ConfigNode over yaml-cpp. This is the only translation unit that includes yaml-cpp, so the
 // rest of seqrec (and its compile times) never see it.
 #include "seqrec/config/config_node.h"
+#include "seqrec/config/validate.h"
 
 #include <yaml-cpp/yaml.h>
 
@@ -454,6 +455,21 @@ int64_t edit_distance(const std::string& a, const std::string& b) {
     std::swap(prev, cur);
   }
   return prev[b.size()];
+}
+
+std::string key(const ConfigNode& node, const std::string& name) {
+  return node.path().empty() ? name : node.path() + "." + name;
+}
+
+void require_positive(int64_t value, const std::string& path) {
+  if (value < 1) throw ConfigError(path, "must be >= 1, got " + std::to_string(value));
+}
+
+void require_one_of(const std::string& value, const std::vector<std::string>& allowed, const std::string& path) {
+  if (std::find(allowed.begin(), allowed.end(), value) != allowed.end()) return;
+  std::string list;
+  for (const auto& a : allowed) list += (list.empty() ? "" : ", ") + a;
+  throw ConfigError(path, "'" + value + "' is not one of: " + list);
 }
 
 }  // namespace seqrec::config

@@ -6,28 +6,9 @@
 
 #include "seqrec/common/error.h"
 #include "seqrec/config/config_node.h"
+#include "seqrec/config/validate.h"
 
 namespace seqrec::config {
-namespace {
-
-void require_one_of(const std::string& value, const std::vector<std::string>& allowed,
-                    const std::string& path) {
-  if (std::find(allowed.begin(), allowed.end(), value) != allowed.end()) return;
-  std::string list;
-  for (const auto& a : allowed) list += (list.empty() ? "" : ", ") + a;
-  throw ConfigError(path, "'" + value + "' is not one of: " + list);
-}
-
-void require_positive(int64_t value, const std::string& path) {
-  if (value < 1) throw ConfigError(path, "must be >= 1, got " + std::to_string(value));
-}
-
-std::string key(const ConfigNode& node, const std::string& name) {
-  return node.path().empty() ? name : node.path() + "." + name;
-}
-
-}  // namespace
-
 DataOptions read_data_options(ConfigNode node) {
   DataOptions o;
   o.dir = node.get<std::string>("dir", o.dir);

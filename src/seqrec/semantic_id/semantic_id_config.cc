@@ -5,17 +5,12 @@
 
 #include "seqrec/common/error.h"
 #include "seqrec/config/config_node.h"
+#include "seqrec/config/validate.h"
 
 namespace seqrec::semantic_id {
 namespace {
 
-std::string key(const config::ConfigNode& node, const std::string& name) {
-  return node.path().empty() ? name : node.path() + "." + name;
-}
-
-void require_positive(const config::ConfigNode& node, const std::string& name, int64_t value) {
-  if (value < 1) throw ConfigError(key(node, name), "must be >= 1, got " + std::to_string(value));
-}
+using config::key;
 
 void read_model(config::ConfigNode& n, SemanticIdConfig& c) {
   RqVaeOptions& m = c.model;
@@ -31,9 +26,9 @@ void read_model(config::ConfigNode& n, SemanticIdConfig& c) {
   m.beta = n.get<double>("beta", m.beta);
   m.kmeans_init = n.get<bool>("kmeans_init", m.kmeans_init);
   m.kmeans_iters = n.get<int64_t>("kmeans_iters", m.kmeans_iters);
-  require_positive(n, "code_dim", m.code_dim);
-  require_positive(n, "num_codes", m.num_codes);
-  require_positive(n, "kmeans_iters", m.kmeans_iters);
+  config::require_positive(m.code_dim, key(n, "code_dim"));
+  config::require_positive(m.num_codes, key(n, "num_codes"));
+  config::require_positive(m.kmeans_iters, key(n, "kmeans_iters"));
   if (m.num_levels < 1 || m.num_levels > kMaxLevels)
     throw ConfigError(key(n, "levels"), "must be 1.." + std::to_string(kMaxLevels) +
                                             " (token prefixes a..e), got " + std::to_string(m.num_levels));
@@ -50,7 +45,7 @@ void read_model(config::ConfigNode& n, SemanticIdConfig& c) {
   for (size_t i = 0; i < m.sk_epsilons.size(); ++i)
     if (!(m.sk_epsilons[i] >= 0))
       throw ConfigError(key(n, "sk_epsilons[" + std::to_string(i) + "]"), "must be >= 0 (0 = argmin)");
-  require_positive(n, "sk_iters", m.sk_iters);
+  config::require_positive(m.sk_iters, key(n, "sk_iters"));
   if (!(m.dropout >= 0 && m.dropout < 1)) throw ConfigError(key(n, "dropout"), "must be in [0, 1)");
   if (m.loss_type != "mse" && m.loss_type != "l1")
     throw ConfigError(key(n, "loss_type"), "'" + m.loss_type + "' is not one of: mse, l1");
@@ -74,10 +69,10 @@ void read_train(config::ConfigNode& n, SemanticIdConfig& c) {
   c.model.kmeans_seed = seed;
   if (!(t.lr > 0)) throw ConfigError(key(n, "lr"), "must be > 0");
   if (!(t.weight_decay >= 0)) throw ConfigError(key(n, "weight_decay"), "must be >= 0");
-  require_positive(n, "batch_size", t.batch_size);
-  require_positive(n, "epochs", t.epochs);
-  require_positive(n, "eval_every", t.eval_every);
-  require_positive(n, "log_every", t.log_every_evals);
+  config::require_positive(t.batch_size, key(n, "batch_size"));
+  config::require_positive(t.epochs, key(n, "epochs"));
+  config::require_positive(t.eval_every, key(n, "eval_every"));
+  config::require_positive(t.log_every_evals, key(n, "log_every"));
   if (t.schedule != "linear" && t.schedule != "constant")
     throw ConfigError(key(n, "schedule"), "'" + t.schedule + "' is not one of: linear, constant");
   if (t.warmup_epochs < 0) throw ConfigError(key(n, "warmup_epochs"), "must be >= 0");

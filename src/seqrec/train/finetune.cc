@@ -25,6 +25,7 @@
 #include "seqrec/train/hf_export.h"
 #include "seqrec/train/optim.h"
 #include "seqrec/train/sft_batch.h"
+#include "seqrec/config/validate.h"
 #include "seqrec/train/trainer.h"
 
 namespace seqrec::train {
@@ -33,13 +34,8 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using ExampleIds = std::vector<int64_t>;  // indices into a corpus
 
-std::string key(const config::ConfigNode& node, const std::string& name) {
-  return node.path().empty() ? name : node.path() + "." + name;
-}
-
-void require_positive(int64_t value, const std::string& path) {
-  if (value < 1) throw ConfigError(path, "must be >= 1, got " + std::to_string(value));
-}
+using config::key;
+using config::require_positive;
 
 FinetuneLoraOptions read_lora(config::ConfigNode node) {
   FinetuneLoraOptions o;
