@@ -23,7 +23,8 @@ struct LcRecExample;
 
 namespace seqrec::models {
 
-/// How LC-Rec generates (the `eval.generative` config keys).
+/// How LC-Rec generates (the generation keys of `eval:`: num_beams, constraint, filter_items,
+/// generation_batch).
 struct LcRecOptions {
   int64_t num_beams = 20;                                          ///< beams kept = items returned
   semantic_id::CodeConstraint constraint = semantic_id::CodeConstraint::kTrie;  ///< trie | whitelist
