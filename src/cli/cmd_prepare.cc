@@ -38,6 +38,8 @@ int run_prepare(const CliArgs& args) {
   o.kcore = n.get<bool>("kcore", o.kcore);
   o.skip_bad_rows = n.get<bool>("skip_bad_rows", o.skip_bad_rows);
   o.output = n.require<std::string>("output");
+  o.threads = n.get<int64_t>("threads", o.threads);
+  o.memory_limit_mb = n.get<int64_t>("memory_limit_mb", o.memory_limit_mb);
   if (o.sep.empty()) throw ConfigError("prepare.sep", "must not be empty");
   if (o.min_user_interactions < 0) throw ConfigError("prepare.min_user_interactions", "must be >= 0");
   if (o.min_item_interactions < 0) throw ConfigError("prepare.min_item_interactions", "must be >= 0");

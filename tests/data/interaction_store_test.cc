@@ -1,6 +1,7 @@
 // Tests of the interaction store: round trip and every verification step of open().
 #include "seqrec/data/interaction_store.h"
 
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -8,6 +9,7 @@
 
 #include "seqrec/common/error.h"
 #include "seqrec/common/fs.h"
+#include "seqrec/common/hash.h"
 #include "seqrec/config/config_node.h"
 #include "seqrec/config/options.h"
 #include "support.h"
@@ -17,7 +19,8 @@ namespace {
 
 using seqrec::testing::TempDir;
 
-/// Three users (one empty), odd event count so the timestamp block is misaligned in the file.
+/// Three users (one empty), odd event count: version 2 pads the item block so the timestamps are
+/// 8-aligned (version 1 left them misaligned).
 StoreData sample(bool with_ts) {
   StoreData d;
   d.num_items = 5;
@@ -63,7 +66,8 @@ TEST(InteractionStore, RoundTripWithTimestamps) {
   const auto s = InteractionStore::open(path);
   expect_equal(s, sample(true));
   EXPECT_EQ(s.path(), path);
-  EXPECT_EQ(std::filesystem::file_size(path), 64u + 8u * 4u + 4u * 5u + 8u * 5u);
+  // Header, 4 offsets, 5 items, 4 bytes of padding, 5 timestamps.
+  EXPECT_EQ(std::filesystem::file_size(path), 64u + 8u * 4u + 4u * 5u + 4u + 8u * 5u);
   // No temp file is left next to the store.
   int files = 0;
   for (const auto& e : std::filesystem::directory_iterator(dir.path())) (void)e, ++files;
@@ -140,6 +144,60 @@ TEST(InteractionStore, CorruptedPayload) {
   const std::string path = write_sample(dir, true);
   flip_byte(path, 64 + 8 * 4 + 2);  // inside the item ids
   ASSERT_THROWS_WITH(InteractionStore::open(path), "checksum mismatch (file corrupted)");
+}
+
+/// A version 1 file (no padding, FNV-1a over the whole payload) written by hand, as older
+/// prepare runs left them.
+TEST(InteractionStore, ReadsVersion1Files) {
+  TempDir dir;
+  const StoreData d = sample(true);
+  std::string payload;
+  auto add = [&](const void* p, size_t n) { payload.append(static_cast<const char*>(p), n); };
+  add(d.user_offsets.data(), d.user_offsets.size() * 8);
+  add(d.item_ids.data(), d.item_ids.size() * 4);
+  add(d.timestamps.data(), d.timestamps.size() * 8);
+  StoreHeader h{};
+  std::memcpy(h.magic, kStoreMagic, 8);
+  h.version = 1;
+  h.flags = 1;
+  h.num_users = 3;
+  h.num_items = 5;
+  h.num_events = 5;
+  h.checksum = fnv1a(kFnvOffset, payload.data(), payload.size());
+  const std::string path = dir.file("v1.bin");
+  write_file_atomic(path, std::string(reinterpret_cast<const char*>(&h), sizeof h) + payload);
+  expect_equal(InteractionStore::open(path), d);
+  flip_byte(path, 64 + 8 * 4 + 4 * 5 + 3);  // inside the (misaligned) timestamps
+  ASSERT_THROWS_WITH(InteractionStore::open(path), "checksum mismatch");
+}
+
+/// The streaming writer gives the same file as write_store, block by block.
+TEST(InteractionStore, StreamingWriterMatchesWriteStore) {
+  TempDir dir;
+  const StoreData d = sample(true);
+  const std::string whole = write_sample(dir, true);
+  const std::string streamed = dir.file("streamed.bin");
+  {
+    StoreWriter w(streamed, 3, 5, 5, true);
+    w.write_offsets(d.user_offsets.data());
+    w.write_events(d.item_ids.data(), d.timestamps.data(), 2);
+    w.write_events(d.item_ids.data() + 2, d.timestamps.data() + 2, 3);
+    w.commit();
+  }
+  EXPECT_EQ(read_file(streamed), read_file(whole));
+  // Uncommitted: nothing is left behind, and missing events are refused.
+  {
+    StoreWriter w(dir.file("partial.bin"), 3, 5, 5, true);
+    w.write_offsets(d.user_offsets.data());
+    ASSERT_THROWS_WITH(w.commit(), "expected 5 events and the offsets, got 0 events");
+    const std::vector<int32_t> bad = {6};
+    const std::vector<int64_t> t = {1};
+    ASSERT_THROWS_WITH(w.write_events(bad.data(), t.data(), 1), "expected 1..5, got 6");
+  }
+  EXPECT_FALSE(path_exists(dir.file("partial.bin")));
+  int files = 0;
+  for (const auto& e : std::filesystem::directory_iterator(dir.path())) (void)e, ++files;
+  EXPECT_EQ(files, 2);
 }
 
 TEST(InteractionStore, MissingFile) {

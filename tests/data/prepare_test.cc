@@ -2,6 +2,7 @@
 #include "seqrec/data/prepare.h"
 
 #include <filesystem>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -507,6 +508,120 @@ TEST(ItemCatalog, MalformedFile) {
   ASSERT_THROWS_WITH(ItemCatalog::load(dir.path()), "items.tsv:1: expected header");
   dir.write("users.tsv", "0\ta\n1\tb\textra\n");
   ASSERT_THROWS_WITH(UserMap::load(dir.path()), "users.tsv:2: expected 2 fields, got 3");
+}
+
+}  // namespace
+}  // namespace seqrec::data
+
+namespace seqrec::data {
+namespace {
+
+/// Every file of a prepared directory, by name.
+std::map<std::string, std::string> prepared_files(const std::string& dir) {
+  std::map<std::string, std::string> out;
+  for (const auto& e : std::filesystem::directory_iterator(dir)) {
+    out[e.path().filename().string()] = read_file(e.path().string());
+  }
+  return out;
+}
+
+/// 30,000 rows over 2,000 users: string and integer ids mixed (some not canonical, "007"), shuffled
+/// timestamps with ties, a few rows of each user scattered through the file.
+std::string mixed_csv(uint64_t seed, int rows) {
+  std::string s = "user_id,item_id,timestamp\n";
+  uint64_t x = seed;
+  auto next = [&] {
+    x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+    return x >> 33;
+  };
+  for (int r = 0; r < rows; ++r) {
+    const uint64_t u = next() % 2000;
+    const uint64_t i = next() % 900;
+    std::string user = u % 7 == 0 ? "user" + std::to_string(u) : std::to_string(u * 31);
+    std::string item = i % 50 == 0 ? "00" + std::to_string(i) : std::to_string(i + 100000000 * (i % 3 == 0));
+    s += user + "," + item + "," + std::to_string(next() % 500) + "\n";
+  }
+  return s;
+}
+
+TEST(PrepareScale, OutputsAreByteIdenticalWhateverThreadsAndMemoryCap) {
+  TempDir dir;
+  const std::string in = dir.write("mixed.csv", mixed_csv(7, 30000));
+  std::map<std::string, std::string> reference;  // files of the first run
+  struct Run { int64_t threads, memory_mb, min_count; bool kcore; };
+  for (const bool filtered : {false, true}) {
+    reference.clear();
+    for (const Run run : {Run{1, 0, 0, false}, Run{2, 0, 0, false}, Run{5, 0, 0, false},
+                          Run{3, 1, 0, false}}) {
+      PrepareOptions o = options_for(in, InputFormat::kCsv, dir);
+      o.threads = run.threads;
+      o.memory_limit_mb = run.memory_mb;  // 1 MB: events spill and the store is built in buckets
+      if (filtered) {
+        o.min_item_interactions = 25;
+        o.min_user_interactions = 10;
+        o.kcore = true;
+      }
+      o.output = dir.file("out_" + std::to_string(run.threads) + "_" + std::to_string(run.memory_mb));
+      const PrepareReport r = prepare(o);
+      EXPECT_EQ(r.rows_read, 30000);
+      auto files = prepared_files(o.output);
+      if (reference.empty()) {
+        reference = files;
+        EXPECT_EQ(files.size(), 4u);
+      } else {
+        ASSERT_EQ(files.size(), reference.size());
+        for (const auto& [name, content] : reference) {
+          EXPECT_TRUE(files[name] == content) << name << " differs: threads " << run.threads
+                                              << ", memory " << run.memory_mb << " MB";
+        }
+      }
+    }
+  }
+}
+
+TEST(PrepareScale, MatchesAHandComputedStoreForMixedIds) {
+  TempDir dir;
+  // Integer ids sort numerically ("007" after "7": same value, text decides); a string id makes
+  // the items ordered by first appearance. Timestamps sort each user's events stably.
+  const std::string in = dir.write("m.csv",
+                                   "user_id,item_id,timestamp\n"
+                                   "10,b,5\n"
+                                   "007,a,1\n"
+                                   "7,b,2\n"
+                                   "10,c,5\n"
+                                   "100000000,a,0\n"
+                                   "10,a,4\n");
+  PrepareOptions o = options_for(in, InputFormat::kCsv, dir);
+  o.threads = 3;
+  prepare(o);
+  EXPECT_EQ(read_file(o.output + "/users.tsv"), "0\t007\n1\t7\n2\t10\n3\t100000000\n");
+  EXPECT_EQ(read_file(o.output + "/items.tsv"), "item_id\traw_id\n1\tb\n2\ta\n3\tc\n");
+  const auto s = InteractionStore::open(o.output + "/interactions.bin");
+  EXPECT_EQ(sequences(s), (Seqs{{2}, {1}, {2, 1, 3}, {2}}));
+  EXPECT_EQ(times(s), (std::vector<std::vector<int64_t>>{{1}, {2}, {4, 5, 5}, {0}}));
+}
+
+TEST(PrepareScale, FirstMalformedRowIsReportedWithItsLineWhateverThreads) {
+  TempDir dir;
+  std::string text = mixed_csv(3, 5000);
+  // Break line 3001 (header is line 1) and line 4000.
+  auto line_start = [&](int line) {
+    size_t pos = 0;
+    for (int l = 1; l < line; ++l) pos = text.find('\n', pos) + 1;
+    return pos;
+  };
+  text.insert(line_start(4000), "x,y,z,w\n");
+  text.insert(line_start(3001), "1,2,noon\n");
+  const std::string in = dir.write("bad.csv", text);
+  for (int64_t threads : {1, 4}) {
+    PrepareOptions o = options_for(in, InputFormat::kCsv, dir);
+    o.threads = threads;
+    ASSERT_THROWS_WITH(prepare(o), "bad.csv:3001: expected integer timestamp, got 'noon'");
+    o.skip_bad_rows = true;
+    const PrepareReport r = prepare(o);
+    EXPECT_EQ(r.rows_skipped, 2);
+    EXPECT_EQ(r.rows_read, 5000);
+  }
 }
 
 }  // namespace

@@ -93,6 +93,184 @@ struct InteractionStore::Impl {
   }
 };
 
+namespace {
+
+uint64_t mix_word(uint64_t h, const unsigned char* p) {
+  uint64_t w;
+  std::memcpy(&w, p, 8);
+  h = (h ^ w) * kFnvPrime;
+  return (h << 29) | (h >> 35);
+}
+
+}  // namespace
+
+void SectionHasher::update(const void* data, size_t len) {
+  const auto* p = static_cast<const unsigned char*>(data);
+  if (carried_ > 0) {
+    const size_t take = std::min(len, 8 - carried_);
+    std::memcpy(carry_ + carried_, p, take);
+    carried_ += take;
+    p += take;
+    len -= take;
+    if (carried_ < 8) return;
+    h_ = mix_word(h_, carry_);
+    carried_ = 0;
+  }
+  const size_t words = len / 8;
+  for (size_t i = 0; i < words; ++i) h_ = mix_word(h_, p + i * 8);
+  carried_ = len - words * 8;
+  std::memcpy(carry_, p + words * 8, carried_);
+}
+
+uint64_t SectionHasher::finish() const { return fnv1a(h_, carry_, carried_); }
+
+uint64_t store_section_hash(const void* data, size_t len) {
+  SectionHasher h;
+  h.update(data, len);
+  return h.finish();
+}
+
+namespace {
+
+uint64_t rotl(uint64_t x, int r) { return (x << r) | (x >> (64 - r)); }
+
+uint64_t combine_sections(uint64_t offsets, uint64_t items, uint64_t ts) {
+  return offsets ^ rotl(items, 21) ^ rotl(ts, 42);
+}
+
+/// Byte positions of the v2 sections.
+struct Layout {
+  uint64_t offsets_at, items_at, ts_at, total;
+};
+
+Layout layout_v2(uint64_t num_users, uint64_t num_events, bool has_ts) {
+  Layout l;
+  l.offsets_at = sizeof(StoreHeader);
+  l.items_at = l.offsets_at + (num_users + 1) * sizeof(uint64_t);
+  const uint64_t items_end = l.items_at + num_events * sizeof(int32_t);
+  l.ts_at = items_end + (num_events % 2) * 4;
+  l.total = has_ts ? l.ts_at + num_events * sizeof(int64_t) : items_end;
+  return l;
+}
+
+}  // namespace
+
+StoreWriter::StoreWriter(std::string path, uint64_t num_users, uint64_t num_items,
+                         uint64_t num_events, bool has_timestamps)
+    : path_(std::move(path)),
+      tmp_(path_ + ".tmp." + std::to_string(::getpid())),
+      num_users_(num_users),
+      num_items_(num_items),
+      num_events_(num_events),
+      has_ts_(has_timestamps),
+      h_offsets_(kFnvOffset) {
+  if (num_items > static_cast<uint64_t>(INT32_MAX)) {
+    throw DataError(path_ + ": cannot write store: expected at most " + std::to_string(INT32_MAX) +
+                    " items, got " + std::to_string(num_items));
+  }
+  fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd_ < 0) throw DataError("cannot write " + path_ + ": " + std::strerror(errno));
+}
+
+StoreWriter::~StoreWriter() {
+  if (fd_ >= 0) {
+    ::close(fd_);
+    ::unlink(tmp_.c_str());
+  }
+}
+
+void StoreWriter::put(uint64_t at, const void* p, size_t n) {
+  const auto* c = static_cast<const char*>(p);
+  while (n > 0) {
+    const ssize_t w = ::pwrite(fd_, c, n, static_cast<off_t>(at));
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      throw DataError("cannot write " + path_ + ": " + std::strerror(errno));
+    }
+    c += w;
+    at += static_cast<uint64_t>(w);
+    n -= static_cast<size_t>(w);
+  }
+}
+
+void StoreWriter::write_offsets(const uint64_t* offsets) {
+  const std::string where = path_ + " (store being written)";
+  if (offsets[0] != 0) {
+    throw DataError(where + ": bad user offsets: expected first offset 0, got " +
+                    std::to_string(offsets[0]));
+  }
+  for (uint64_t u = 0; u < num_users_; ++u) {
+    if (offsets[u + 1] < offsets[u]) {
+      throw DataError(where + ": bad user offsets: not monotone at user " + std::to_string(u));
+    }
+  }
+  if (offsets[num_users_] != num_events_) {
+    throw DataError(where + ": bad user offsets: expected last offset " +
+                    std::to_string(num_events_) + ", got " + std::to_string(offsets[num_users_]));
+  }
+  const size_t bytes = (num_users_ + 1) * sizeof(uint64_t);
+  put(layout_v2(num_users_, num_events_, has_ts_).offsets_at, offsets, bytes);
+  h_offsets_ = store_section_hash(offsets, bytes);
+  offsets_done_ = true;
+}
+
+void StoreWriter::write_events(const int32_t* items, const int64_t* timestamps, size_t n) {
+  if (written_ + n > num_events_) {
+    throw DataError(path_ + " (store being written): expected " + std::to_string(num_events_) +
+                    " events, got more");
+  }
+  const int64_t max_item = static_cast<int64_t>(num_items_);
+  for (size_t k = 0; k < n; ++k) {
+    if (items[k] < 1 || items[k] > max_item) {
+      throw DataError(path_ + " (store being written): item id out of range at event " +
+                      std::to_string(written_ + k) + ": expected 1.." + std::to_string(max_item) +
+                      ", got " + std::to_string(items[k]));
+    }
+  }
+  const Layout l = layout_v2(num_users_, num_events_, has_ts_);
+  put(l.items_at + written_ * sizeof(int32_t), items, n * sizeof(int32_t));
+  h_items_.update(items, n * sizeof(int32_t));
+  if (has_ts_) {
+    put(l.ts_at + written_ * sizeof(int64_t), timestamps, n * sizeof(int64_t));
+    h_ts_.update(timestamps, n * sizeof(int64_t));
+  }
+  written_ += n;
+}
+
+void StoreWriter::commit() {
+  if (!offsets_done_ || written_ != num_events_) {
+    throw DataError(path_ + " (store being written): expected " + std::to_string(num_events_) +
+                    " events and the offsets, got " + std::to_string(written_) + " events" +
+                    (offsets_done_ ? "" : " and no offsets"));
+  }
+  const Layout l = layout_v2(num_users_, num_events_, has_ts_);
+  if (num_events_ % 2 == 1 && has_ts_) {
+    const uint32_t zero = 0;
+    put(l.ts_at - 4, &zero, 4);
+  }
+  StoreHeader header{};
+  std::memcpy(header.magic, kStoreMagic, sizeof header.magic);
+  header.version = kStoreVersion;
+  header.flags = has_ts_ ? kFlagTimestamps : 0u;
+  header.num_users = num_users_;
+  header.num_items = num_items_;
+  header.num_events = num_events_;
+  header.checksum = combine_sections(h_offsets_, h_items_.finish(), has_ts_ ? h_ts_.finish() : kFnvOffset);
+  put(0, &header, sizeof header);
+  if (::ftruncate(fd_, static_cast<off_t>(l.total)) != 0 || ::close(fd_) != 0) {
+    fd_ = -1;
+    const int e = errno;
+    ::unlink(tmp_.c_str());
+    throw DataError("cannot write " + path_ + ": " + std::strerror(e));
+  }
+  fd_ = -1;
+  if (std::rename(tmp_.c_str(), path_.c_str()) != 0) {
+    const int e = errno;
+    ::unlink(tmp_.c_str());
+    throw DataError("cannot write " + path_ + ": rename failed: " + std::strerror(e));
+  }
+}
+
 void write_store(const StoreData& data, const std::string& path) {
   if (data.user_offsets.empty()) {
     throw DataError(path + ": cannot write store: expected at least 1 user offset, got 0");
@@ -111,42 +289,12 @@ void write_store(const StoreData& data, const std::string& path) {
   validate_csr(path + " (store being written)", num_users, static_cast<uint64_t>(data.num_items),
                num_events, data.user_offsets.data(), data.item_ids.data(),
                data.has_timestamps ? data.timestamps.data() : nullptr);
-
-  StoreHeader header{};
-  std::memcpy(header.magic, kStoreMagic, sizeof header.magic);
-  header.version = kStoreVersion;
-  header.flags = data.has_timestamps ? kFlagTimestamps : 0u;
-  header.num_users = num_users;
-  header.num_items = static_cast<uint64_t>(data.num_items);
-  header.num_events = num_events;
-  uint64_t h = kFnvOffset;
-  h = fnv1a(h, data.user_offsets.data(), data.user_offsets.size() * sizeof(uint64_t));
-  h = fnv1a(h, data.item_ids.data(), num_events * sizeof(int32_t));
-  if (data.has_timestamps) h = fnv1a(h, data.timestamps.data(), num_events * sizeof(int64_t));
-  header.checksum = h;
-
-  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
-  std::FILE* f = std::fopen(tmp.c_str(), "wb");
-  if (f == nullptr) throw DataError("cannot write " + path + ": " + std::strerror(errno));
-  auto put = [&](const void* p, size_t n) {
-    return n == 0 || std::fwrite(p, 1, n, f) == n;
-  };
-  bool ok = put(&header, sizeof header) &&
-            put(data.user_offsets.data(), data.user_offsets.size() * sizeof(uint64_t)) &&
-            put(data.item_ids.data(), num_events * sizeof(int32_t)) &&
-            (!data.has_timestamps || put(data.timestamps.data(), num_events * sizeof(int64_t)));
-  ok = std::fflush(f) == 0 && ok;
-  const int saved = errno;
-  ok = std::fclose(f) == 0 && ok;
-  if (!ok) {
-    std::remove(tmp.c_str());
-    throw DataError("cannot write " + path + ": " + std::strerror(saved));
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    const int e = errno;
-    std::remove(tmp.c_str());
-    throw DataError("cannot write " + path + ": rename failed: " + std::strerror(e));
-  }
+  StoreWriter writer(path, num_users, static_cast<uint64_t>(data.num_items), num_events,
+                     data.has_timestamps);
+  writer.write_offsets(data.user_offsets.data());
+  writer.write_events(data.item_ids.data(), data.has_timestamps ? data.timestamps.data() : nullptr,
+                      num_events);
+  writer.commit();
 }
 
 InteractionStore InteractionStore::open(const std::string& path) {
@@ -182,10 +330,11 @@ InteractionStore InteractionStore::open(const std::string& path) {
   if (std::memcmp(header.magic, kStoreMagic, sizeof header.magic) != 0) {
     throw DataError(path + ": not a seqrec interaction store (bad magic)");
   }
-  if (header.version != kStoreVersion) {
-    throw DataError(path + ": unsupported store version: expected " +
+  if (header.version != 1 && header.version != kStoreVersion) {
+    throw DataError(path + ": unsupported store version: expected 1 or " +
                     std::to_string(kStoreVersion) + ", got " + std::to_string(header.version));
   }
+  const bool v1 = header.version == 1;
   if ((header.flags & ~kFlagTimestamps) != 0) {
     throw DataError(path + ": unknown store flags: expected 0 or 1, got " +
                     std::to_string(header.flags));
@@ -202,7 +351,8 @@ InteractionStore InteractionStore::open(const std::string& path) {
   const uint64_t offsets_bytes = (header.num_users + 1) * sizeof(uint64_t);
   const uint64_t items_bytes = header.num_events * sizeof(int32_t);
   const uint64_t ts_bytes = has_ts ? header.num_events * sizeof(int64_t) : 0;
-  const uint64_t expected = sizeof(StoreHeader) + offsets_bytes + items_bytes + ts_bytes;
+  const uint64_t pad = (!v1 && has_ts) ? (header.num_events % 2) * 4 : 0;
+  const uint64_t expected = sizeof(StoreHeader) + offsets_bytes + items_bytes + pad + ts_bytes;
   if (size < expected) {
     throw DataError(path + ": truncated: expected " + std::to_string(expected) + " bytes, got " +
                     std::to_string(size));
@@ -211,8 +361,14 @@ InteractionStore InteractionStore::open(const std::string& path) {
     throw DataError(path + ": size mismatch: expected " + std::to_string(expected) +
                     " bytes, got " + std::to_string(size) + " (trailing data)");
   }
+  const unsigned char* payload = base + sizeof(StoreHeader);
   const uint64_t checksum =
-      fnv1a(kFnvOffset, base + sizeof(StoreHeader), size - sizeof(StoreHeader));
+      v1 ? fnv1a(kFnvOffset, payload, size - sizeof(StoreHeader))
+         : combine_sections(
+               store_section_hash(payload, offsets_bytes),
+               store_section_hash(payload + offsets_bytes, items_bytes),
+               has_ts ? store_section_hash(payload + offsets_bytes + items_bytes + pad, ts_bytes)
+                      : kFnvOffset);
   if (checksum != header.checksum) {
     throw DataError(path + ": checksum mismatch (file corrupted)");
   }
@@ -225,8 +381,8 @@ InteractionStore InteractionStore::open(const std::string& path) {
   impl->offsets = reinterpret_cast<const uint64_t*>(p);
   impl->items = reinterpret_cast<const int32_t*>(p + offsets_bytes);
   if (has_ts) {
-    const unsigned char* ts = p + offsets_bytes + items_bytes;
-    // The layout has no padding: with an odd event count the i64 block is only 4-aligned.
+    const unsigned char* ts = p + offsets_bytes + items_bytes + pad;
+    // Version 1 has no padding: with an odd event count its i64 block is only 4-aligned.
     if (reinterpret_cast<uintptr_t>(ts) % alignof(int64_t) != 0) {
       impl->ts_copy.resize(header.num_events);
       std::memcpy(impl->ts_copy.data(), ts, ts_bytes);

@@ -6,9 +6,13 @@
 //  - user_offsets has num_users+1 entries, non-decreasing, first 0, last num_events;
 //  - timestamps exist only when has_timestamps(); otherwise the order is event order only.
 //
-// File layout (little endian), see write_store():
-//   StoreHeader | user_offsets u64[num_users+1] | item_ids i32[num_events] | timestamps i64[num_events]?
-// The checksum (FNV-1a 64) covers everything after the header.
+// File layout (little endian), version 2, see StoreWriter:
+//   StoreHeader | user_offsets u64[num_users+1] | item_ids i32[num_events] | 4 zero bytes when
+//   num_events is odd | timestamps i64[num_events]?
+// checksum = h(offsets) ^ rotl(h(items), 21) ^ rotl(h(timestamps), 42), each h the word hash of
+// store_section_hash() over the section's bytes (padding excluded), so the sections can be written
+// and hashed in one streaming pass each. Version 1 files (no padding, FNV-1a 64 over the whole
+// payload) are still read.
 #pragma once
 
 #include <cstdint>
@@ -32,7 +36,7 @@ struct Span {
 };
 
 constexpr char kStoreMagic[8] = {'S', 'E', 'Q', 'R', 'E', 'C', 'S', 'T'};
-constexpr uint32_t kStoreVersion = 1;
+constexpr uint32_t kStoreVersion = 2;
 
 /// On-disk header of an interaction store (64 bytes).
 struct StoreHeader {
@@ -58,6 +62,52 @@ struct StoreData {
 
 /// Writes `data` to `path` atomically (temp file + rename). Throws DataError on I/O failure.
 void write_store(const StoreData& data, const std::string& path);
+
+/// The store's section hash of `len` bytes: FNV-style over 8-byte little-endian words, each step
+/// rotated, the last len % 8 bytes by FNV-1a.
+uint64_t store_section_hash(const void* data, size_t len);
+
+/// store_section_hash() of a section fed in pieces of any size.
+class SectionHasher {
+ public:
+  void update(const void* data, size_t len);
+  uint64_t finish() const;
+
+ private:
+  uint64_t h_ = 14695981039346656037ULL;
+  unsigned char carry_[8] = {};
+  size_t carried_ = 0;
+};
+
+/// Streams a store to disk: the offsets once, then the events in order, block by block, so a store
+/// larger than memory can be written. Writes `path.tmp.<pid>` and renames it on commit(); a writer
+/// destroyed before commit() removes its temp file.
+class StoreWriter {
+ public:
+  StoreWriter(std::string path, uint64_t num_users, uint64_t num_items, uint64_t num_events,
+              bool has_timestamps);
+  ~StoreWriter();
+  StoreWriter(const StoreWriter&) = delete;
+  StoreWriter& operator=(const StoreWriter&) = delete;
+
+  /// The num_users+1 offsets (checked: first 0, non-decreasing, last num_events).
+  void write_offsets(const uint64_t* offsets);
+  /// The next `n` events (items checked against 1..num_items); timestamps ignored without them.
+  void write_events(const int32_t* items, const int64_t* timestamps, size_t n);
+  /// Writes the header and renames the file into place (all events must have been written).
+  void commit();
+
+ private:
+  void put(uint64_t at, const void* p, size_t n);
+  std::string path_, tmp_;
+  int fd_ = -1;
+  uint64_t num_users_, num_items_, num_events_;
+  bool has_ts_;
+  uint64_t written_ = 0;
+  bool offsets_done_ = false;
+  uint64_t h_offsets_ = 0;
+  SectionHasher h_items_, h_ts_;
+};
 
 /// A memory-mapped interaction store. Cheap to copy (shares the mapping).
 class InteractionStore {

@@ -1,9 +1,15 @@
 // prepare: raw interaction files -> filters -> dense ids -> InteractionStore + id maps + item table.
 #include "seqrec/data/prepare.h"
 
+#include <string.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <memory>
 #include <charconv>
 #include <cstring>
 #include <deque>
@@ -18,6 +24,9 @@
 #include "seqrec/common/error.h"
 #include "seqrec/common/fs.h"
 #include "seqrec/common/log.h"
+#include "seqrec/common/parallel.h"
+#include "seqrec/data/event_log.h"
+#include "seqrec/data/id_table.h"
 #include "seqrec/data/interaction_store.h"
 
 namespace seqrec::data {
@@ -28,11 +37,12 @@ namespace fs = std::filesystem;
 // ---------------------------------------------------------------------------------------------
 // Small text helpers (string_view based so that parsing a million rows allocates little).
 
-/// Iterates the lines of a buffer; strips a UTF-8 BOM at the start and '\r' at line ends.
+/// Iterates the lines of a buffer; optionally strips a UTF-8 BOM at the start; strips '\r' at
+/// line ends.
 class LineReader {
  public:
-  explicit LineReader(const std::string& buf) : buf_(buf) {
-    if (buf_.size() >= 3 && std::memcmp(buf_.data(), "\xEF\xBB\xBF", 3) == 0) pos_ = 3;
+  LineReader(std::string_view buf, bool strip_bom) : buf_(buf) {
+    if (strip_bom && buf_.size() >= 3 && std::memcmp(buf_.data(), "\xEF\xBB\xBF", 3) == 0) pos_ = 3;
   }
   bool next(std::string_view* line) {
     if (pos_ >= buf_.size()) return false;
@@ -47,9 +57,11 @@ class LineReader {
     return true;
   }
   int64_t line_no() const { return line_no_; }
+  /// Bytes consumed so far (BOM and line ends included).
+  size_t consumed() const { return pos_; }
 
  private:
-  const std::string& buf_;
+  std::string_view buf_;
   size_t pos_ = 0;
   int64_t line_no_ = 0;
 };
@@ -212,38 +224,6 @@ std::string expected_fields(size_t want, size_t got) {
   return "expected " + std::to_string(want) + " fields, got " + std::to_string(got);
 }
 
-// ---------------------------------------------------------------------------------------------
-// Interaction readers. Each appends events in file order and returns the number of data rows.
-
-struct ReadState {
-  std::vector<RawEvent>* events;
-  RowErrors* errors;
-  int64_t rows = 0;
-};
-
-void add_event(ReadState* st, std::string_view user, std::string_view item, int64_t ts) {
-  const int64_t order = static_cast<int64_t>(st->events->size());
-  RawEvent& e = st->events->emplace_back();
-  e.user.assign(user.data(), user.size());
-  e.item.assign(item.data(), item.size());
-  e.timestamp = ts;
-  e.order = order;
-}
-
-/// Checks ids of one row; returns false (after reporting) when one is empty.
-bool check_ids(ReadState* st, const std::string& path, int64_t line, std::string_view user,
-               std::string_view item) {
-  if (user.empty()) {
-    st->errors->bad(loc(path, line) + ": expected a non-empty user id, got ''");
-    return false;
-  }
-  if (item.empty()) {
-    st->errors->bad(loc(path, line) + ": expected a non-empty item id, got ''");
-    return false;
-  }
-  return true;
-}
-
 size_t find_column(const std::vector<std::string>& header, const std::string& name,
                    const std::string& what, const std::string& path, const std::string& sep) {
   for (size_t i = 0; i < header.size(); ++i) {
@@ -255,109 +235,332 @@ size_t find_column(const std::vector<std::string>& header, const std::string& na
                   ") in the header, got " + quote(got));
 }
 
-void read_csv(const std::string& path, const std::string& buf, const std::string& sep_in,
-              const std::string& user_col, const std::string& item_col,
-              const std::string& time_col, ReadState* st) {
-  const std::string sep = normalize_sep(sep_in, "prepare.sep");
-  FieldSplitter splitter(sep, sep.size() == 1 && sep != "\t");
-  LineReader lines(buf);
+// ---------------------------------------------------------------------------------------------
+// Parallel parsing. The input is read in blocks; each block is cut at line ends into pieces that
+// threads parse on their own (ids interned into piece-local dictionaries); pieces are then merged
+// in file order, so ids, error messages and outputs do not depend on the thread count.
+
+constexpr size_t kBlockBytes = size_t{32} << 20;
+
+/// What one thread made of one piece of text.
+struct Piece {
+  std::vector<Event> events;
+  LocalDict users;
+  LocalDict items;
+  int64_t rows = 0;         ///< data rows parsed
+  int64_t lines = 0;        ///< lines in the piece
+  int64_t skipped = 0;      ///< malformed rows
+  int64_t error_line = 0;   ///< 1-based line (within the piece) of the first malformed row
+  std::string error;        ///< its message, without the location
+};
+
+/// How to cut a line into (user, item..., timestamp).
+struct LineFormat {
+  InputFormat format = InputFormat::kCsv;
+  std::string sep;          ///< kCsv / kMovieLensCsv
+  bool quoting = false;
+  size_t user = 0, item = 0, time = 0, fields = 0;
+  bool has_ts = false;
+  bool skip_bad = false;
+};
+
+class PieceParser {
+ public:
+  PieceParser(const LineFormat& f, Piece* out)
+      : f_(f), out_(out), splitter_(f.format == InputFormat::kMovieLensDat ? "::" : f.sep, f.quoting) {}
+
+  /// Parses the lines of `text`; stops at the first malformed row unless skip_bad.
+  void run(std::string_view text) {
+    LineReader lines(text, /*strip_bom=*/false);
+    std::string_view line;
+    while (lines.next(&line)) {
+      out_->lines = lines.line_no();
+      if (is_blank(line)) continue;
+      if (!parse(line) && !f_.skip_bad) return;
+    }
+    out_->lines = lines.line_no();
+  }
+
+ private:
+  bool bad(std::string message) {
+    if (out_->skipped++ == 0) {
+      out_->error = std::move(message);
+      out_->error_line = out_->lines;
+    }
+    return false;
+  }
+
+  void add(std::string_view user, std::string_view item, int64_t ts) {
+    out_->events.push_back(Event{out_->users.intern(user), out_->items.intern(item), ts});
+  }
+
+  bool ids_ok(std::string_view user, std::string_view item) {
+    if (user.empty()) return bad("expected a non-empty user id, got ''");
+    if (item.empty()) return bad("expected a non-empty item id, got ''");
+    return true;
+  }
+
+  bool parse(std::string_view line) {
+    switch (f_.format) {
+      case InputFormat::kCsv:
+      case InputFormat::kMovieLensCsv: {
+        splitter_.split(line, &fields_);
+        if (fields_.size() != f_.fields) return bad(expected_fields(f_.fields, fields_.size()));
+        const std::string_view user = trim(fields_[f_.user]);
+        const std::string_view item = trim(fields_[f_.item]);
+        if (!ids_ok(user, item)) return false;
+        int64_t ts = 0;
+        if (f_.has_ts && !parse_int(trim(fields_[f_.time]), &ts)) {
+          return bad("expected integer timestamp, got " + quote(trim(fields_[f_.time])));
+        }
+        add(user, item, ts);
+        break;
+      }
+      case InputFormat::kMovieLensDat: {
+        splitter_.split(line, &fields_);
+        if (fields_.size() != 4) {
+          return bad(expected_fields(4, fields_.size()) + " (user::item::rating::timestamp)");
+        }
+        const std::string_view user = trim(fields_[0]);
+        const std::string_view item = trim(fields_[1]);
+        if (!ids_ok(user, item)) return false;
+        int64_t ts = 0;
+        if (!parse_int(trim(fields_[3]), &ts)) {
+          return bad("expected integer timestamp, got " + quote(trim(fields_[3])));
+        }
+        add(user, item, ts);
+        break;
+      }
+      case InputFormat::kSasrecPairs:
+        split_ws(line, &fields_);
+        if (fields_.size() != 2) return bad(expected_fields(2, fields_.size()) + " (user item)");
+        add(fields_[0], fields_[1], 0);
+        break;
+      case InputFormat::kUserSequences:
+        split_ws(line, &fields_);
+        if (fields_.size() < 2) {
+          return bad("expected at least 2 fields (user item...), got " +
+                     std::to_string(fields_.size()));
+        }
+        for (size_t k = 1; k < fields_.size(); ++k) add(fields_[0], fields_[k], 0);
+        break;
+    }
+    ++out_->rows;
+    return true;
+  }
+
+  const LineFormat& f_;
+  Piece* out_;
+  FieldSplitter splitter_;
+  std::vector<std::string_view> fields_;
+};
+
+/// Everything parsed from the input: ids, events in file order, counts of rows.
+struct Ingest {
+  IdTable users;
+  IdTable items;
+  std::unique_ptr<EventLog> log;
+  int64_t rows = 0;
+  int64_t skipped = 0;
+  bool has_timestamps = false;
+};
+
+/// Merges pieces into the ingest in order; throws the first malformed row unless skipping.
+class PieceMerger {
+ public:
+  PieceMerger(Ingest* in, const std::string& path, bool skip) : in_(in), path_(path), skip_(skip) {}
+
+  void merge(Piece& p) {
+    if (p.skipped > 0) {
+      const std::string message = loc(path_, line_base_ + p.error_line) + ": " + p.error;
+      if (!skip_) throw DataError(message);
+      if (in_->skipped == 0) first_ = message;
+      in_->skipped += p.skipped;
+    }
+    const size_t n = p.events.size();
+    if (n > 0) {
+      in_->users.merge(p.users, &p.events[0].user, n, sizeof(Event) / sizeof(uint32_t));
+      in_->items.merge(p.items, &p.events[0].item, n, sizeof(Event) / sizeof(uint32_t));
+      in_->log->append(p.events.data(), n);
+    }
+    in_->rows += p.rows;
+    line_base_ += p.lines;
+  }
+  void skip_lines(int64_t n) { line_base_ += n; }
+  void warn_if_any() const {
+    if (in_->skipped > 0) {
+      log_warn("%s: skipped %lld malformed rows (first: %s)", path_.c_str(),
+               static_cast<long long>(in_->skipped), first_.c_str());
+    }
+  }
+
+ private:
+  Ingest* in_;
+  const std::string& path_;
+  bool skip_;
+  int64_t line_base_ = 0;
+  std::string first_;
+};
+
+/// Reads a file block by block; each block ends at a line end (the rest is carried over).
+class BlockReader {
+ public:
+  explicit BlockReader(const std::string& path) : path_(path) {
+    file_ = std::fopen(path.c_str(), "rb");
+    if (file_ == nullptr) throw DataError("cannot open " + path + ": " + std::strerror(errno));
+  }
+  ~BlockReader() { std::fclose(file_); }
+  BlockReader(const BlockReader&) = delete;
+  BlockReader& operator=(const BlockReader&) = delete;
+
+  /// The next block of whole lines (the last one may lack its '\n'); false at the end.
+  bool next(std::string_view* block) {
+    if (eof_ && carry_ == 0) return false;
+    buf_.resize(std::max(buf_.size(), carry_ + kBlockBytes));
+    if (carry_ > 0 && start_ > 0) std::memmove(&buf_[0], &buf_[start_], carry_);
+    size_t have = carry_;
+    while (!eof_) {
+      if (buf_.size() - have < kBlockBytes / 2) buf_.resize(buf_.size() + kBlockBytes);
+      const size_t got = std::fread(&buf_[have], 1, buf_.size() - have, file_);
+      if (got == 0) {
+        if (std::ferror(file_)) throw DataError("cannot read " + path_ + ": " + std::strerror(errno));
+        eof_ = true;
+        break;
+      }
+      bytes_ += got;
+      const size_t from = have;
+      have += got;
+      const void* nl = memrchr(&buf_[from], '\n', have - from);
+      if (nl != nullptr) {
+        const size_t end = static_cast<size_t>(static_cast<const char*>(nl) - buf_.data()) + 1;
+        carry_ = have - end;
+        start_ = end;
+        *block = std::string_view(buf_.data(), end);
+        return true;
+      }
+    }
+    // End of file: whatever is left is the last block.
+    *block = std::string_view(buf_.data(), have);
+    carry_ = 0;
+    start_ = 0;
+    return have > 0;
+  }
+  uint64_t bytes_read() const { return bytes_; }
+
+ private:
+  std::string path_;
+  std::FILE* file_ = nullptr;
+  std::string buf_;
+  size_t carry_ = 0;
+  size_t start_ = 0;
+  bool eof_ = false;
+  uint64_t bytes_ = 0;
+};
+
+/// Cuts `text` into about `parts` pieces at line ends.
+std::vector<std::string_view> cut_lines(std::string_view text, size_t parts) {
+  std::vector<std::string_view> out;
+  size_t begin = 0;
+  for (size_t p = 1; p <= parts && begin < text.size(); ++p) {
+    size_t end = text.size() * p / parts;
+    if (p < parts) {
+      if (end < begin) end = begin;
+      const size_t nl = text.find('\n', end);
+      end = nl == std::string_view::npos ? text.size() : nl + 1;
+    } else {
+      end = text.size();
+    }
+    if (end > begin) out.push_back(text.substr(begin, end - begin));
+    begin = end;
+  }
+  return out;
+}
+
+/// Header and column positions of a CSV input; consumes the header line of `block`.
+LineFormat csv_format(const std::string& path, std::string_view* block, const std::string& sep_in,
+                      const std::string& user_col, const std::string& item_col,
+                      const std::string& time_col) {
+  LineFormat f;
+  f.sep = normalize_sep(sep_in, "prepare.sep");
+  f.quoting = f.sep.size() == 1 && f.sep != "\t";
+  LineReader lines(*block, /*strip_bom=*/true);
   std::string_view line;
-  std::vector<std::string_view> f;
   if (!lines.next(&line)) throw DataError(path + ": empty file: expected a header line");
-  splitter.split(line, &f);
+  FieldSplitter splitter(f.sep, f.quoting);
+  std::vector<std::string_view> fields;
+  splitter.split(line, &fields);
   std::vector<std::string> header;
-  for (auto h : f) header.emplace_back(trim(h));
-  const size_t uc = find_column(header, user_col, "user column", path, sep);
-  const size_t ic = find_column(header, item_col, "item column", path, sep);
-  const bool has_ts = !time_col.empty();
-  const size_t tc = has_ts ? find_column(header, time_col, "timestamp column", path, sep) : 0;
-  const size_t nf = header.size();
-  while (lines.next(&line)) {
-    if (is_blank(line)) continue;
-    splitter.split(line, &f);
-    if (f.size() != nf) {
-      st->errors->bad(loc(path, lines.line_no()) + ": " + expected_fields(nf, f.size()));
-      continue;
-    }
-    const std::string_view user = trim(f[uc]);
-    const std::string_view item = trim(f[ic]);
-    if (!check_ids(st, path, lines.line_no(), user, item)) continue;
-    int64_t ts = 0;
-    if (has_ts && !parse_int(trim(f[tc]), &ts)) {
-      st->errors->bad(loc(path, lines.line_no()) + ": expected integer timestamp, got " + quote(trim(f[tc])));
-      continue;
-    }
-    add_event(st, user, item, ts);
-    ++st->rows;
-  }
+  for (auto h : fields) header.emplace_back(trim(h));
+  f.user = find_column(header, user_col, "user column", path, f.sep);
+  f.item = find_column(header, item_col, "item column", path, f.sep);
+  f.has_ts = !time_col.empty();
+  if (f.has_ts) f.time = find_column(header, time_col, "timestamp column", path, f.sep);
+  f.fields = header.size();
+  block->remove_prefix(lines.consumed());
+  return f;
 }
 
-void read_movielens_dat(const std::string& path, const std::string& buf, ReadState* st) {
-  FieldSplitter splitter("::", false);
-  LineReader lines(buf);
-  std::string_view line;
-  std::vector<std::string_view> f;
-  while (lines.next(&line)) {
-    if (is_blank(line)) continue;
-    splitter.split(line, &f);
-    if (f.size() != 4) {
-      st->errors->bad(loc(path, lines.line_no()) + ": " + expected_fields(4, f.size()) +
-                      " (user::item::rating::timestamp)");
-      continue;
-    }
-    const std::string_view user = trim(f[0]);
-    const std::string_view item = trim(f[1]);
-    if (!check_ids(st, path, lines.line_no(), user, item)) continue;
-    int64_t ts = 0;
-    if (!parse_int(trim(f[3]), &ts)) {
-      st->errors->bad(loc(path, lines.line_no()) + ": expected integer timestamp, got " +
-                      quote(trim(f[3])));
-      continue;
-    }
-    add_event(st, user, item, ts);
-    ++st->rows;
-  }
-}
-
-void read_sasrec_pairs(const std::string& path, const std::string& buf, ReadState* st) {
-  LineReader lines(buf);
-  std::string_view line;
-  std::vector<std::string_view> f;
-  while (lines.next(&line)) {
-    if (is_blank(line)) continue;
-    split_ws(line, &f);
-    if (f.size() != 2) {
-      st->errors->bad(loc(path, lines.line_no()) + ": " + expected_fields(2, f.size()) +
-                      " (user item)");
-      continue;
-    }
-    add_event(st, f[0], f[1], 0);
-    ++st->rows;
-  }
-}
-
-void read_user_sequences(const std::string& path, const std::string& buf, ReadState* st) {
-  LineReader lines(buf);
-  std::string_view line;
-  std::vector<std::string_view> f;
+/// Parses options.input with `threads` threads into `in` (whose log must be set).
+void ingest_text(const PrepareOptions& o, int threads, Ingest* in) {
+  const std::string& path = o.input;
+  BlockReader reader(path);
+  PieceMerger merger(in, path, o.skip_bad_rows);
+  LineFormat f;
+  f.format = o.format;
+  f.skip_bad = o.skip_bad_rows;
+  std::string_view block;
   bool first = true;
-  while (lines.next(&line)) {
-    if (is_blank(line)) continue;
-    split_ws(line, &f);
+  const auto start = std::chrono::steady_clock::now();
+  auto last_log = start;
+  std::vector<Piece> pieces;
+  while (reader.next(&block)) {
     if (first) {
       first = false;
-      // A header is recognised by its second field (e.g. "movie_ids_in_time_order").
-      const bool header = f.size() >= 2 ? !is_int(f[1]) : (f.size() == 1 && !is_int(f[0]));
-      if (header) continue;
+      if (block.size() >= 3 && std::memcmp(block.data(), "\xEF\xBB\xBF", 3) == 0) block.remove_prefix(3);
+      if (o.format == InputFormat::kCsv || o.format == InputFormat::kMovieLensCsv) {
+        const bool ml = o.format == InputFormat::kMovieLensCsv;
+        f = csv_format(path, &block, ml ? "," : o.sep, ml ? "userId" : o.user_col,
+                       ml ? "movieId" : o.item_col, ml ? "timestamp" : o.time_col);
+        f.format = o.format;
+        f.skip_bad = o.skip_bad_rows;
+        merger.skip_lines(1);
+      } else if (o.format == InputFormat::kUserSequences) {
+        // A header is recognised by its second field (e.g. "movie_ids_in_time_order").
+        LineReader lines(block, false);
+        std::string_view line;
+        std::vector<std::string_view> fs;
+        while (lines.next(&line)) {
+          if (is_blank(line)) continue;
+          split_ws(line, &fs);
+          const bool header = fs.size() >= 2 ? !is_int(fs[1]) : (fs.size() == 1 && !is_int(fs[0]));
+          if (header) {
+            merger.skip_lines(lines.line_no());
+            block.remove_prefix(lines.consumed());
+          }
+          break;
+        }
+      }
     }
-    if (f.size() < 2) {
-      st->errors->bad(loc(path, lines.line_no()) + ": expected at least 2 fields (user item...), got " +
-                      std::to_string(f.size()));
-      continue;
+    const std::vector<std::string_view> parts = cut_lines(block, static_cast<size_t>(threads) * 4);
+    pieces.clear();
+    pieces.resize(parts.size());
+    for (auto& p : pieces) p.events.reserve(1024);
+    parallel_tasks(static_cast<int64_t>(parts.size()), threads, [&](int64_t t) {
+      PieceParser(f, &pieces[static_cast<size_t>(t)]).run(parts[static_cast<size_t>(t)]);
+    });
+    for (auto& p : pieces) merger.merge(p);
+    const auto now = std::chrono::steady_clock::now();
+    if (now - last_log > std::chrono::seconds(5)) {
+      last_log = now;
+      const double s = std::chrono::duration<double>(now - start).count();
+      log_info("prepare: %lld rows read (%.2fM rows/s, %.0f MB/s)", static_cast<long long>(in->rows),
+               in->rows / s / 1e6, reader.bytes_read() / s / 1e6);
     }
-    for (size_t k = 1; k < f.size(); ++k) add_event(st, f[0], f[k], 0);
-    ++st->rows;
   }
+  if (first && (o.format == InputFormat::kCsv || o.format == InputFormat::kMovieLensCsv)) {
+    throw DataError(path + ": empty file: expected a header line");
+  }
+  merger.warn_if_any();
 }
 
 const char* format_name(InputFormat f) {
@@ -391,81 +594,18 @@ bool format_has_timestamps(const PrepareOptions& o) {
   return false;
 }
 
-// ---------------------------------------------------------------------------------------------
-// Filtering on interned ids (hashing strings once per event, not once per pass).
-
-struct Interned {
-  std::vector<int32_t> user;                // per event
-  std::vector<int32_t> item;                // per event
-  std::vector<std::string_view> user_names; // by interned id (first appearance)
-  std::vector<std::string_view> item_names;
-};
-
-/// Views point into `events`, which must outlive the result and not be modified.
-Interned intern(const std::vector<RawEvent>& events) {
-  Interned in;
-  in.user.resize(events.size());
-  in.item.resize(events.size());
-  std::unordered_map<std::string_view, int32_t> users;
-  std::unordered_map<std::string_view, int32_t> items;
-  users.reserve(1024);
-  items.reserve(1024);
-  // Consecutive rows often share the user: remember the last lookup.
-  std::string_view last_user;
-  int32_t last_uid = -1;
-  for (size_t e = 0; e < events.size(); ++e) {
-    const std::string_view u = events[e].user;
-    if (last_uid < 0 || u != last_user) {
-      auto [it, added] = users.try_emplace(u, static_cast<int32_t>(in.user_names.size()));
-      if (added) in.user_names.push_back(u);
-      last_user = u;
-      last_uid = it->second;
-    }
-    in.user[e] = last_uid;
-    const std::string_view i = events[e].item;
-    auto [it, added] = items.try_emplace(i, static_cast<int32_t>(in.item_names.size()));
-    if (added) in.item_names.push_back(i);
-    in.item[e] = it->second;
-  }
+/// Parses the whole input (the spill file, if needed, goes to `spill_path`).
+Ingest ingest(const PrepareOptions& o, size_t event_budget, const std::string& spill_path) {
+  if (o.input.empty()) throw ConfigError("prepare.input", "expected a file path, got ''");
+  Ingest in;
+  in.log = std::make_unique<EventLog>(event_budget, spill_path);
+  in.has_timestamps = format_has_timestamps(o);
+  ingest_text(o, resolve_threads(o.threads), &in);
   return in;
 }
 
-/// Item filter on the raw counts, then the user filter; with kcore, repeat until nothing changes.
-std::vector<uint8_t> compute_keep(const Interned& in, const PrepareOptions& o) {
-  const size_t n = in.user.size();
-  std::vector<uint8_t> keep(n, 1);
-  if (o.min_item_interactions <= 0 && o.min_user_interactions <= 0) return keep;
-  std::vector<int64_t> item_count(in.item_names.size());
-  std::vector<int64_t> user_count(in.user_names.size());
-  int passes = 0;
-  while (true) {
-    ++passes;
-    bool changed = false;
-    if (o.min_item_interactions > 0) {
-      std::fill(item_count.begin(), item_count.end(), 0);
-      for (size_t e = 0; e < n; ++e) item_count[in.item[e]] += keep[e];
-      for (size_t e = 0; e < n; ++e) {
-        if (keep[e] && item_count[in.item[e]] < o.min_item_interactions) {
-          keep[e] = 0;
-          changed = true;
-        }
-      }
-    }
-    if (o.min_user_interactions > 0) {
-      std::fill(user_count.begin(), user_count.end(), 0);
-      for (size_t e = 0; e < n; ++e) user_count[in.user[e]] += keep[e];
-      for (size_t e = 0; e < n; ++e) {
-        if (keep[e] && user_count[in.user[e]] < o.min_user_interactions) {
-          keep[e] = 0;
-          changed = true;
-        }
-      }
-    }
-    if (!o.kcore || !changed) break;
-  }
-  if (o.kcore) log_info("k-core filter converged after %d passes", passes);
-  return keep;
-}
+// ---------------------------------------------------------------------------------------------
+// Counting, filters and dense ids, in passes over the event log.
 
 void check_filter_options(const PrepareOptions& o) {
   if (o.min_item_interactions < 0) {
@@ -476,32 +616,203 @@ void check_filter_options(const PrepareOptions& o) {
     throw ConfigError("prepare.min_user_interactions",
                       "expected a count >= 0, got " + std::to_string(o.min_user_interactions));
   }
+  if (o.threads < 0) {
+    throw ConfigError("prepare.threads", "expected 0 (all cores) or a count, got " +
+                                             std::to_string(o.threads));
+  }
+  if (o.memory_limit_mb < 0) {
+    throw ConfigError("prepare.memory_limit_mb", "expected 0 (no limit) or megabytes, got " +
+                                                     std::to_string(o.memory_limit_mb));
+  }
 }
 
-/// Dense order of the interned ids present in `kept` (event indices): first appearance, or
-/// increasing numeric value when every raw id is an integer.
-std::vector<int32_t> dense_order(const std::vector<int32_t>& ids_per_event,
-                                 const std::vector<std::string_view>& names,
-                                 const std::vector<size_t>& kept) {
-  std::vector<uint8_t> seen(names.size(), 0);
-  std::vector<int32_t> order;
-  for (size_t e : kept) {
-    const int32_t id = ids_per_event[e];
-    if (!seen[id]) {
-      seen[id] = 1;
-      order.push_back(id);
+/// Per compact index counts of the kept events (keep empty = all).
+struct Counts {
+  std::vector<uint32_t> user;
+  std::vector<uint32_t> item;
+};
+
+Counts count_events(const Ingest& in, const std::vector<uint8_t>& keep, int threads) {
+  const size_t nu = in.users.index_size();
+  const size_t ni = in.items.index_size();
+  std::vector<Counts> part(static_cast<size_t>(threads));
+  for (auto& c : part) {
+    c.user.assign(nu, 0);
+    c.item.assign(ni, 0);
+  }
+  in.log->for_each_block([&](const Event* ev, size_t n, size_t first) {
+    parallel_tasks(threads, threads, [&](int64_t t) {
+      Counts& c = part[static_cast<size_t>(t)];
+      const size_t b = static_cast<size_t>(split_bound(static_cast<int64_t>(n), threads, t));
+      const size_t e = static_cast<size_t>(split_bound(static_cast<int64_t>(n), threads, t + 1));
+      for (size_t k = b; k < e; ++k) {
+        if (!keep.empty() && !keep[first + k]) continue;
+        ++c.user[in.users.index(ev[k].user)];
+        ++c.item[in.items.index(ev[k].item)];
+      }
+    });
+  });
+  for (size_t t = 1; t < part.size(); ++t) {
+    for (size_t i = 0; i < nu; ++i) part[0].user[i] += part[t].user[i];
+    for (size_t i = 0; i < ni; ++i) part[0].item[i] += part[t].item[i];
+  }
+  return std::move(part[0]);
+}
+
+/// Drops the events whose user (or item) count is below `min`; returns whether any was dropped.
+bool drop_below(const Ingest& in, const std::vector<uint32_t>& count, bool by_user, int64_t min,
+                std::vector<uint8_t>* keep, int threads) {
+  std::atomic<bool> changed{false};
+  in.log->for_each_block([&](const Event* ev, size_t n, size_t first) {
+    parallel_tasks(threads, threads, [&](int64_t t) {
+      const size_t b = static_cast<size_t>(split_bound(static_cast<int64_t>(n), threads, t));
+      const size_t e = static_cast<size_t>(split_bound(static_cast<int64_t>(n), threads, t + 1));
+      bool any = false;
+      for (size_t k = b; k < e; ++k) {
+        uint8_t& kk = (*keep)[first + k];
+        if (!kk) continue;
+        const size_t idx = by_user ? in.users.index(ev[k].user) : in.items.index(ev[k].item);
+        if (count[idx] < static_cast<uint64_t>(min)) {
+          kk = 0;
+          any = true;
+        }
+      }
+      if (any) changed = true;
+    });
+  });
+  return changed;
+}
+
+/// Item filter on the raw counts, then the user filter; with kcore, repeat until nothing changes.
+/// Returns the keep mask (empty when no filter is set) and the final counts.
+std::vector<uint8_t> apply_filters(const Ingest& in, const PrepareOptions& o, int threads,
+                                   Counts* counts) {
+  std::vector<uint8_t> keep;
+  *counts = count_events(in, keep, threads);
+  if (o.min_item_interactions <= 0 && o.min_user_interactions <= 0) return keep;
+  keep.assign(in.log->size(), 1);
+  int passes = 0;
+  bool fresh = true;  // counts match keep
+  while (true) {
+    ++passes;
+    bool changed = false;
+    if (o.min_item_interactions > 0) {
+      if (!fresh) *counts = count_events(in, keep, threads);
+      const bool c = drop_below(in, counts->item, false, o.min_item_interactions, &keep, threads);
+      fresh = !c;
+      changed = changed || c;
     }
+    if (o.min_user_interactions > 0) {
+      if (!fresh) *counts = count_events(in, keep, threads);
+      const bool c = drop_below(in, counts->user, true, o.min_user_interactions, &keep, threads);
+      fresh = !c;
+      changed = changed || c;
+    }
+    if (!o.kcore || !changed) break;
   }
-  std::vector<int64_t> value(names.size(), 0);
-  for (int32_t id : order) {
-    if (!parse_int(names[id], &value[id])) return order;
+  if (!fresh) *counts = count_events(in, keep, threads);
+  if (o.kcore) log_info("k-core filter converged after %d passes", passes);
+  return keep;
+}
+
+/// Dense order of the ids with a kept event: increasing numeric value (ties by text) when every
+/// raw id is an integer, else first appearance among the kept events.
+std::vector<uint32_t> dense_order(const Ingest& in, const IdTable& table,
+                                  const std::vector<uint32_t>& count,
+                                  const std::vector<uint8_t>& keep, bool users) {
+  std::vector<uint32_t> order;
+  if (table.all_integers()) {
+    for (size_t i = 0; i < count.size(); ++i) {
+      if (count[i] > 0) order.push_back(static_cast<uint32_t>(i));
+    }
+    if (table.num_strings() > 0) {
+      std::stable_sort(order.begin(), order.end(), [&](uint32_t a, uint32_t b) {
+        const int64_t va = table.value(a), vb = table.value(b);
+        if (va != vb) return va < vb;
+        return table.name(a) < table.name(b);
+      });
+    }
+    return order;
   }
-  // Ties ("7" vs "007") fall back to the text so the order is total and deterministic.
-  std::sort(order.begin(), order.end(), [&](int32_t a, int32_t b) {
-    if (value[a] != value[b]) return value[a] < value[b];
-    return names[a] < names[b];
+  std::vector<uint8_t> seen(count.size(), 0);
+  in.log->for_each_block([&](const Event* ev, size_t n, size_t first) {
+    for (size_t k = 0; k < n; ++k) {
+      if (!keep.empty() && !keep[first + k]) continue;
+      const size_t idx = users ? table.index(ev[k].user) : table.index(ev[k].item);
+      if (!seen[idx]) {
+        seen[idx] = 1;
+        order.push_back(static_cast<uint32_t>(idx));
+      }
+    }
   });
   return order;
+}
+
+/// Writes the CSR store: events placed by dense user in buckets of users whose events fit
+/// `bucket_events`, each user's events stably sorted by time, streamed to the file in order.
+void write_csr(const Ingest& in, const std::vector<uint8_t>& keep,
+               const std::vector<int32_t>& dense_user, const std::vector<int32_t>& dense_item,
+               const std::vector<uint64_t>& offsets, int64_t num_items, size_t bucket_events,
+               int threads, const std::string& path) {
+  const size_t num_users = offsets.size() - 1;
+  const uint64_t num_events = offsets[num_users];
+  const bool ts = in.has_timestamps;
+  StoreWriter writer(path, num_users, static_cast<uint64_t>(num_items), num_events, ts);
+  writer.write_offsets(offsets.data());
+  std::vector<int32_t> items;
+  std::vector<int64_t> times;
+  size_t ub = 0;
+  int buckets = 0;
+  while (ub < num_users) {
+    size_t ue = ub + 1;
+    while (ue < num_users && offsets[ue + 1] - offsets[ub] <= bucket_events) ++ue;
+    const uint64_t base = offsets[ub];
+    const size_t n = static_cast<size_t>(offsets[ue] - base);
+    items.resize(n);
+    if (ts) times.resize(n);
+    std::vector<uint64_t> fill(offsets.begin() + static_cast<std::ptrdiff_t>(ub),
+                               offsets.begin() + static_cast<std::ptrdiff_t>(ue));
+    in.log->for_each_block([&](const Event* ev, size_t cnt, size_t first) {
+      for (size_t k = 0; k < cnt; ++k) {
+        if (!keep.empty() && !keep[first + k]) continue;
+        const int32_t du = dense_user[in.users.index(ev[k].user)];
+        if (du < static_cast<int32_t>(ub) || du >= static_cast<int32_t>(ue)) continue;
+        const size_t pos = static_cast<size_t>(fill[static_cast<size_t>(du) - ub]++ - base);
+        items[pos] = dense_item[in.items.index(ev[k].item)];
+        if (ts) times[pos] = ev[k].timestamp;
+      }
+    });
+    if (ts) {
+      // Stable sort by time inside each user: equal timestamps keep file order.
+      const int64_t tasks = std::min<int64_t>(static_cast<int64_t>(ue - ub), threads * 8);
+      parallel_tasks(tasks, threads, [&](int64_t t) {
+        const size_t a = ub + static_cast<size_t>(split_bound(static_cast<int64_t>(ue - ub), tasks, t));
+        const size_t b = ub + static_cast<size_t>(split_bound(static_cast<int64_t>(ue - ub), tasks, t + 1));
+        std::vector<std::pair<int64_t, int32_t>> tmp;
+        for (size_t u = a; u < b; ++u) {
+          const size_t s = static_cast<size_t>(offsets[u] - base);
+          const size_t e = static_cast<size_t>(offsets[u + 1] - base);
+          if (std::is_sorted(times.begin() + static_cast<std::ptrdiff_t>(s),
+                             times.begin() + static_cast<std::ptrdiff_t>(e))) {
+            continue;
+          }
+          tmp.clear();
+          for (size_t k = s; k < e; ++k) tmp.emplace_back(times[k], items[k]);
+          std::stable_sort(tmp.begin(), tmp.end(),
+                           [](const auto& x, const auto& y) { return x.first < y.first; });
+          for (size_t k = s; k < e; ++k) {
+            times[k] = tmp[k - s].first;
+            items[k] = tmp[k - s].second;
+          }
+        }
+      });
+    }
+    writer.write_events(items.data(), ts ? times.data() : nullptr, n);
+    ++buckets;
+    ub = ue;
+  }
+  writer.commit();
+  if (buckets > 1) log_info("prepare: store written in %d user buckets", buckets);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -555,10 +866,10 @@ struct ItemTable {
   int64_t skipped = 0;
 };
 
-/// Reads the item side table and keeps the rows of items in `dense_of_raw` (raw id -> 1..V).
-ItemTable read_item_table(const PrepareOptions& o,
-                          const std::unordered_map<std::string_view, int32_t>& dense_of_raw,
-                          int64_t num_items) {
+/// Reads the item side table and keeps the rows of items that `dense_of_raw` (raw id -> 1..V,
+/// 0 = not an item of the interactions) knows.
+template <typename Lookup>
+ItemTable read_item_table(const PrepareOptions& o, const Lookup& dense_of_raw, int64_t num_items) {
   ItemTable table;
   table.fields.resize(static_cast<size_t>(num_items) + 1);
   const std::string& path = o.items;
@@ -566,9 +877,9 @@ ItemTable read_item_table(const PrepareOptions& o,
   RowErrors errors(o.skip_bad_rows, path);
   int64_t duplicates = 0;
   auto store_row = [&](std::string_view raw, std::vector<std::string> values) {
-    auto it = dense_of_raw.find(raw);
-    if (it == dense_of_raw.end()) return;  // item not in the interactions
-    auto& slot = table.fields[static_cast<size_t>(it->second)];
+    const int32_t dense = dense_of_raw(raw);
+    if (dense <= 0) return;  // item not in the interactions
+    auto& slot = table.fields[static_cast<size_t>(dense)];
     if (!slot.empty()) {
       ++duplicates;  // the first row wins
       return;
@@ -582,7 +893,7 @@ ItemTable read_item_table(const PrepareOptions& o,
   if (o.items_format == ItemFormat::kMovieLensDat) {
     if (!looks_like_utf8(buf)) buf = latin1_to_utf8(buf);
     table.columns = {"title", "genres"};
-    LineReader dat_lines(buf);
+    LineReader dat_lines(buf, true);
     while (dat_lines.next(&line)) {
       if (is_blank(line)) continue;
       // Split at the first and last "::" so a title containing "::" survives.
@@ -604,7 +915,7 @@ ItemTable read_item_table(const PrepareOptions& o,
   } else {
     const std::string sep = normalize_sep(o.items_sep, "prepare.items_sep");
     FieldSplitter splitter(sep, sep.size() == 1 && sep != "\t");
-    LineReader lines(buf);
+    LineReader lines(buf, true);
     if (!lines.next(&line)) throw DataError(path + ": empty file: expected a header line");
     splitter.split(line, &f);
     std::vector<std::string> header;
@@ -625,7 +936,7 @@ ItemTable read_item_table(const PrepareOptions& o,
         errors.bad(loc(path, lines.line_no()) + ": expected a non-empty item id, got ''");
         continue;
       }
-      if (dense_of_raw.find(id) == dense_of_raw.end()) continue;
+      if (dense_of_raw(id) <= 0) continue;
       std::vector<std::string> values;
       values.reserve(header.size() - 1);
       for (size_t c = 0; c < f.size(); ++c) {
@@ -669,19 +980,19 @@ void check_output_replaceable(const std::string& output) {
   }
 }
 
-std::string users_tsv(const std::vector<int32_t>& order, const Interned& in) {
+std::string users_tsv(const std::vector<uint32_t>& order, const IdTable& users) {
   std::string out;
-  out.reserve(order.size() * 12);
+  out.reserve(order.size() * 16);
   for (size_t k = 0; k < order.size(); ++k) {
     out += std::to_string(k);
     out += '\t';
-    out += sanitize(in.user_names[order[k]]);
+    out += sanitize(users.name(order[k]));
     out += '\n';
   }
   return out;
 }
 
-std::string items_tsv(const std::vector<int32_t>& order, const Interned& in,
+std::string items_tsv(const std::vector<uint32_t>& order, const IdTable& items,
                       const ItemTable* table) {
   std::string out = "item_id\traw_id";
   if (table) {
@@ -691,7 +1002,7 @@ std::string items_tsv(const std::vector<int32_t>& order, const Interned& in,
   for (size_t k = 0; k < order.size(); ++k) {
     out += std::to_string(k + 1);
     out += '\t';
-    out += sanitize(in.item_names[order[k]]);
+    out += sanitize(items.name(order[k]));
     if (table) {
       const auto& row = table->fields[k + 1];
       for (size_t c = 0; c < table->columns.size(); ++c) {
@@ -757,62 +1068,51 @@ ItemFormat parse_item_format(const std::string& name, const std::string& path) {
   throw ConfigError(path, "expected one of none, table, movielens_dat, got '" + name + "'");
 }
 
+namespace {
+
+/// The events of an ingest as raw strings (tests only: small inputs).
+std::vector<RawEvent> raw_events(const Ingest& in, const std::vector<uint8_t>& keep) {
+  std::vector<RawEvent> out;
+  in.log->for_each_block([&](const Event* ev, size_t n, size_t first) {
+    for (size_t k = 0; k < n; ++k) {
+      if (!keep.empty() && !keep[first + k]) continue;
+      out.push_back(RawEvent{in.users.name(in.users.index(ev[k].user)),
+                             in.items.name(in.items.index(ev[k].item)), ev[k].timestamp,
+                             static_cast<int64_t>(first + k)});
+    }
+  });
+  return out;
+}
+
+}  // namespace
+
 std::vector<RawEvent> read_events(const PrepareOptions& options, PrepareReport* report) {
-  if (options.input.empty()) throw ConfigError("prepare.input", "expected a file path, got ''");
-  const std::string& path = options.input;
-  const std::string buf = read_file(path);
-  std::vector<RawEvent> events;
-  // Reserving an upper bound avoids regrowing (and copying) a vector of a million events:
-  // one per line, or one per whitespace-separated token for per-user sequences.
-  size_t bound = static_cast<size_t>(std::count(buf.begin(), buf.end(), '\n')) + 1;
-  if (options.format == InputFormat::kUserSequences) {
-    bound += static_cast<size_t>(std::count(buf.begin(), buf.end(), ' ')) +
-             static_cast<size_t>(std::count(buf.begin(), buf.end(), '\t'));
-  }
-  events.reserve(bound);
-  RowErrors errors(options.skip_bad_rows, path);
-  ReadState st{&events, &errors};
-  switch (options.format) {
-    case InputFormat::kCsv:
-      read_csv(path, buf, options.sep, options.user_col, options.item_col, options.time_col, &st);
-      break;
-    case InputFormat::kMovieLensDat:
-      read_movielens_dat(path, buf, &st);
-      break;
-    case InputFormat::kMovieLensCsv:
-      read_csv(path, buf, ",", "userId", "movieId", "timestamp", &st);
-      break;
-    case InputFormat::kSasrecPairs:
-      read_sasrec_pairs(path, buf, &st);
-      break;
-    case InputFormat::kUserSequences:
-      read_user_sequences(path, buf, &st);
-      break;
-  }
-  errors.warn_if_any();
+  const Ingest in = ingest(options, 0, "");
   if (report != nullptr) {
-    report->rows_read = st.rows;
-    report->rows_skipped = errors.skipped();
-    report->has_timestamps = format_has_timestamps(options);
+    report->rows_read = in.rows;
+    report->rows_skipped = in.skipped;
+    report->has_timestamps = in.has_timestamps;
   }
-  return events;
+  return raw_events(in, {});
 }
 
 std::vector<RawEvent> filter_events(std::vector<RawEvent> events, const PrepareOptions& options) {
   check_filter_options(options);
-  std::vector<uint8_t> keep;
-  {
-    const Interned in = intern(events);
-    keep = compute_keep(in, options);
-  }  // the views into `events` die here, before events are moved around
-  size_t w = 0;
-  for (size_t e = 0; e < events.size(); ++e) {
-    if (!keep[e]) continue;
-    if (w != e) events[w] = std::move(events[e]);
-    ++w;
+  Ingest in;
+  in.log = std::make_unique<EventLog>(0, "");
+  Piece p;
+  for (const RawEvent& e : events) {
+    p.events.push_back(Event{p.users.intern(e.user), p.items.intern(e.item), e.timestamp});
   }
-  events.resize(w);
-  return events;
+  const std::string where = "events";
+  PieceMerger(&in, where, false).merge(p);
+  Counts counts;
+  const std::vector<uint8_t> keep = apply_filters(in, options, 1, &counts);
+  std::vector<RawEvent> out;
+  for (size_t e = 0; e < events.size(); ++e) {
+    if (keep.empty() || keep[e]) out.push_back(std::move(events[e]));
+  }
+  return out;
 }
 
 PrepareReport prepare(const PrepareOptions& options) {
@@ -832,108 +1132,98 @@ PrepareReport prepare(const PrepareOptions& options) {
                                            item_format_name(o.items_format) + ", got ''");
   }
   check_output_replaceable(o.output);
+  const int threads = resolve_threads(o.threads);
+  // Memory cap: parsed events stay in RAM up to a third of it (then spill to disk), and the CSR
+  // is built in user buckets of at most a third of it (12 bytes per event).
+  const size_t cap = static_cast<size_t>(o.memory_limit_mb) << 20;
+  const size_t event_budget = cap / 3;
+  const size_t bucket_events = cap == 0 ? SIZE_MAX : std::max<size_t>(cap / 3 / 12, 1);
 
-  PrepareReport report;
-  const std::vector<RawEvent> events = read_events(o, &report);
-  if (events.empty()) {
-    throw DataError(o.input + ": no interactions read: expected at least 1 valid row, got 0");
-  }
-  const Interned in = intern(events);
-  const std::vector<uint8_t> keep = compute_keep(in, o);
-  std::vector<size_t> kept;
-  kept.reserve(events.size());
-  for (size_t e = 0; e < events.size(); ++e) {
-    if (keep[e]) kept.push_back(e);
-  }
-  if (kept.empty()) {
-    throw DataError(o.input + ": no interactions left after filtering (min_item_interactions=" +
-                    std::to_string(o.min_item_interactions) + ", min_user_interactions=" +
-                    std::to_string(o.min_user_interactions) +
-                    ", kcore=" + (o.kcore ? "true" : "false") + "): expected at least 1, got 0");
-  }
-
-  // Dense ids.
-  const std::vector<int32_t> user_order = dense_order(in.user, in.user_names, kept);
-  const std::vector<int32_t> item_order = dense_order(in.item, in.item_names, kept);
-  if (item_order.size() >= static_cast<size_t>(INT32_MAX)) {
-    throw DataError(o.input + ": expected fewer than 2^31 items, got " +
-                    std::to_string(item_order.size()));
-  }
-  std::vector<int32_t> dense_user(in.user_names.size(), -1);
-  std::vector<int32_t> dense_item(in.item_names.size(), 0);
-  for (size_t k = 0; k < user_order.size(); ++k) dense_user[user_order[k]] = static_cast<int32_t>(k);
-  for (size_t k = 0; k < item_order.size(); ++k) dense_item[item_order[k]] = static_cast<int32_t>(k + 1);
-
-  // CSR by user: bucket events in file order, then sort each user's events by (time, order).
-  const size_t num_users = user_order.size();
-  const size_t num_events = kept.size();
-  StoreData data;
-  data.num_items = static_cast<int64_t>(item_order.size());
-  data.has_timestamps = report.has_timestamps;
-  data.user_offsets.assign(num_users + 1, 0);
-  for (size_t e : kept) ++data.user_offsets[dense_user[in.user[e]] + 1];
-  for (size_t u = 0; u < num_users; ++u) data.user_offsets[u + 1] += data.user_offsets[u];
-  std::vector<size_t> slots(num_events);
-  {
-    std::vector<uint64_t> fill(data.user_offsets.begin(), data.user_offsets.end() - 1);
-    for (size_t e : kept) slots[fill[dense_user[in.user[e]]]++] = e;
-  }
-  auto earlier = [&](size_t a, size_t b) {
-    if (events[a].timestamp != events[b].timestamp) return events[a].timestamp < events[b].timestamp;
-    return events[a].order < events[b].order;
-  };
-  for (size_t u = 0; u < num_users; ++u) {
-    auto b = slots.begin() + static_cast<std::ptrdiff_t>(data.user_offsets[u]);
-    auto e = slots.begin() + static_cast<std::ptrdiff_t>(data.user_offsets[u + 1]);
-    if (!std::is_sorted(b, e, earlier)) std::stable_sort(b, e, earlier);
-  }
-  data.item_ids.resize(num_events);
-  if (data.has_timestamps) data.timestamps.resize(num_events);
-  for (size_t k = 0; k < num_events; ++k) {
-    data.item_ids[k] = dense_item[in.item[slots[k]]];
-    if (data.has_timestamps) data.timestamps[k] = events[slots[k]].timestamp;
-  }
-
-  report.num_users = static_cast<int64_t>(num_users);
-  report.num_items = data.num_items;
-  report.num_events = static_cast<int64_t>(num_events);
-
-  // Item table.
-  ItemTable table;
-  const bool with_table = o.items_format != ItemFormat::kNone;
-  if (with_table) {
-    std::unordered_map<std::string_view, int32_t> dense_of_raw;
-    dense_of_raw.reserve(item_order.size() * 2);
-    for (size_t k = 0; k < item_order.size(); ++k) {
-      dense_of_raw.emplace(in.item_names[item_order[k]], static_cast<int32_t>(k + 1));
-    }
-    table = read_item_table(o, dense_of_raw, data.num_items);
-    report.items_with_text = table.matched;
-    report.rows_skipped += table.skipped;
-    if (table.matched < data.num_items) {
-      log_warn("%s: %lld of %lld items have no row in the item table", o.items.c_str(),
-               static_cast<long long>(data.num_items - table.matched),
-               static_cast<long long>(data.num_items));
-    }
-  }
-
-  // Write everything into a temp dir next to the output, then swap it in.
+  // Everything is written under a temp dir next to the output, then swapped in.
   const std::string tmp = o.output + ".tmp." + std::to_string(::getpid());
   std::error_code ec;
+  PrepareReport report;
+  const auto t0 = std::chrono::steady_clock::now();
+  auto seconds_since = [](std::chrono::steady_clock::time_point t) {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+  };
   try {
     const fs::path parent = fs::path(o.output).parent_path();
     if (!parent.empty()) make_dirs(parent.string());
     fs::remove_all(tmp, ec);  // a stale temp dir of a crashed run with our pid
     make_dirs(tmp);
-    write_store(data, tmp + "/interactions.bin");
-    write_file_atomic(tmp + "/users.tsv", users_tsv(user_order, in));
-    write_file_atomic(tmp + "/items.tsv", items_tsv(item_order, in, with_table ? &table : nullptr));
+
+    const Ingest in = ingest(o, event_budget, tmp + "/events.spill");
+    report.rows_read = in.rows;
+    report.rows_skipped = in.skipped;
+    report.has_timestamps = in.has_timestamps;
+    const double t_parse = seconds_since(t0);
+    if (in.log->size() == 0) {
+      throw DataError(o.input + ": no interactions read: expected at least 1 valid row, got 0");
+    }
+    const auto t1 = std::chrono::steady_clock::now();
+    Counts counts;
+    const std::vector<uint8_t> keep = apply_filters(in, o, threads, &counts);
+    const std::vector<uint32_t> user_order = dense_order(in, in.users, counts.user, keep, true);
+    const std::vector<uint32_t> item_order = dense_order(in, in.items, counts.item, keep, false);
+    if (user_order.empty()) {
+      throw DataError(o.input + ": no interactions left after filtering (min_item_interactions=" +
+                      std::to_string(o.min_item_interactions) + ", min_user_interactions=" +
+                      std::to_string(o.min_user_interactions) +
+                      ", kcore=" + (o.kcore ? "true" : "false") + "): expected at least 1, got 0");
+    }
+    if (item_order.size() >= static_cast<size_t>(INT32_MAX) ||
+        user_order.size() >= static_cast<size_t>(INT32_MAX)) {
+      throw DataError(o.input + ": expected fewer than 2^31 users and items, got " +
+                      std::to_string(user_order.size()) + " users and " +
+                      std::to_string(item_order.size()) + " items");
+    }
+    std::vector<int32_t> dense_user(in.users.index_size(), -1);
+    std::vector<int32_t> dense_item(in.items.index_size(), 0);
+    for (size_t k = 0; k < user_order.size(); ++k) dense_user[user_order[k]] = static_cast<int32_t>(k);
+    for (size_t k = 0; k < item_order.size(); ++k) dense_item[item_order[k]] = static_cast<int32_t>(k + 1);
+    std::vector<uint64_t> offsets(user_order.size() + 1, 0);
+    for (size_t k = 0; k < user_order.size(); ++k) offsets[k + 1] = offsets[k] + counts.user[user_order[k]];
+    report.num_users = static_cast<int64_t>(user_order.size());
+    report.num_items = static_cast<int64_t>(item_order.size());
+    report.num_events = static_cast<int64_t>(offsets.back());
+    const double t_ids = seconds_since(t1);
+
+    const auto t2 = std::chrono::steady_clock::now();
+    write_csr(in, keep, dense_user, dense_item, offsets, report.num_items, bucket_events, threads,
+              tmp + "/interactions.bin");
+    const double t_store = seconds_since(t2);
+
+    // Item table.
+    ItemTable table;
+    const bool with_table = o.items_format != ItemFormat::kNone;
+    if (with_table) {
+      table = read_item_table(o, [&](std::string_view raw) -> int32_t {
+        const int64_t idx = in.items.find(raw);
+        return idx < 0 ? 0 : dense_item[static_cast<size_t>(idx)];
+      }, report.num_items);
+      report.items_with_text = table.matched;
+      report.rows_skipped += table.skipped;
+      if (table.matched < report.num_items) {
+        log_warn("%s: %lld of %lld items have no row in the item table", o.items.c_str(),
+                 static_cast<long long>(report.num_items - table.matched),
+                 static_cast<long long>(report.num_items));
+      }
+    }
+    write_file_atomic(tmp + "/users.tsv", users_tsv(user_order, in.users));
+    write_file_atomic(tmp + "/items.tsv", items_tsv(item_order, in.items, with_table ? &table : nullptr));
     write_file_atomic(tmp + "/meta.json", meta_json(o, report));
+    fs::remove(tmp + "/events.spill", ec);
     if (fs::exists(o.output, ec)) {
       check_output_replaceable(o.output);  // it may have appeared meanwhile
       fs::remove_all(o.output);
     }
     fs::rename(tmp, o.output);
+    const double total = seconds_since(t0);
+    log_info("prepare: %.2f s (parse %.2f s, filters + ids %.2f s, store %.2f s): %.2fM rows/s, "
+             "%d threads%s",
+             total, t_parse, t_ids, t_store, report.rows_read / total / 1e6, threads,
+             in.log->spilled() ? ", events spilled to disk" : "");
   } catch (const fs::filesystem_error& err) {
     fs::remove_all(tmp, ec);
     throw DataError("cannot write " + o.output + ": " + err.what());

@@ -47,6 +47,11 @@ struct PrepareOptions {
   bool kcore = false;                 ///< repeat both filters until stable (k-core)
   bool skip_bad_rows = false;         ///< skip malformed rows (counted) instead of failing
   std::string output;                 ///< output directory
+  int64_t threads = 0;                ///< parsing / counting threads (0 = all cores); outputs do
+                                      ///< not depend on it
+  int64_t memory_limit_mb = 0;        ///< 0 = no limit; else parsed events beyond a third of it
+                                      ///< spill to disk and the store is built in user buckets of
+                                      ///< at most a third of it (id tables come on top)
 };
 
 /// What prepare did (also written to <output>/meta.json).
@@ -66,7 +71,8 @@ struct PrepareReport {
 ///   items.tsv         header "item_id<TAB>raw_id<TAB><text columns...>", then rows for 1..V
 ///   meta.json         counts, options, has_timestamps, rows_skipped
 /// Everything is written under a temp dir and renamed into place; a failure leaves nothing behind
-/// (an existing output dir is replaced only on success).
+/// (an existing output dir is replaced only on success). The input is parsed in parallel blocks and
+/// streamed: memory is about 16 bytes per event (or a spill file) plus the id tables.
 /// Errors: DataError "file:line: expected ..., got ..." for malformed rows; DataError for empty result.
 PrepareReport prepare(const PrepareOptions& options);
 
