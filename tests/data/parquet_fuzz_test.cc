@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -83,10 +84,13 @@ TEST(ParquetFuzzTest, MutatedFilesReadOrFailWithDataError) {
                            "delta_encoding_optional_column.parquet", "rle_boolean_encoding.parquet"}) {
     if (std::filesystem::exists(corpus + name)) seeds.push_back(read_file(corpus + name));
   }
-  std::mt19937_64 rng(20240519);
+  // SEQREC_FUZZ_SEED / SEQREC_FUZZ_MUTATIONS: longer or different runs by hand (the suite uses the defaults).
+  const char* seed_env = std::getenv("SEQREC_FUZZ_SEED");
+  const char* count_env = std::getenv("SEQREC_FUZZ_MUTATIONS");
+  std::mt19937_64 rng(seed_env ? std::strtoull(seed_env, nullptr, 10) : 20240519);
   const std::string path = dir.file("mutant.parquet");
   int ok = 0, refused = 0;
-  const int kMutations = 3000;
+  const int kMutations = count_env ? std::atoi(count_env) : 3000;
   for (int i = 0; i < kMutations; ++i) {
     const std::string& seed = seeds[static_cast<size_t>(i) % seeds.size()];
     {

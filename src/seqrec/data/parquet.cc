@@ -13,6 +13,7 @@
 #include <charconv>
 #include <cstring>
 #include <exception>
+#include <new>
 #include <thread>
 
 #include "seqrec/common/error.h"
@@ -354,6 +355,8 @@ Column File::read(int row_group, const std::string& column) const {
     return detail::decode_chunk(im.data(), im.size, chunk.meta_data, leaf, rg.num_rows);
   } catch (const DataError& e) {
     throw DataError(where + e.what());
+  } catch (const std::bad_alloc&) {
+    throw DataError(where + "out of memory decoding the chunk (corrupt value counts?)");
   }
 }
 
@@ -394,6 +397,24 @@ std::vector<Column> File::read_all(const std::vector<std::string>& projection, i
     out[i].is_list = s.is_list;
     if (s.is_list) out[i].list_offsets.push_back(0);
     if (is_bytes_type(s.physical)) out[i].byte_offsets.push_back(0);
+    size_t slots = 0, bytes = 0, rows = 0;
+    for (int g = 0; g < groups; ++g) {
+      const Column& part = parts[static_cast<size_t>(g)][i];
+      slots += static_cast<size_t>(part.num_slots());
+      bytes += part.bytes.size();
+      rows += static_cast<size_t>(part.num_rows);
+    }
+    if (groups > 1) {
+      if (is_bytes_type(s.physical)) {
+        out[i].bytes.reserve(bytes);
+        out[i].byte_offsets.reserve(slots + 1);
+      } else if (is_real_type(s.physical)) {
+        out[i].reals.reserve(slots);
+      } else {
+        out[i].ints.reserve(slots);
+      }
+      if (s.is_list) out[i].list_offsets.reserve(rows + 1);
+    }
     for (int g = 0; g < groups; ++g) {
       Column& part = parts[static_cast<size_t>(g)][i];
       if (groups == 1) {

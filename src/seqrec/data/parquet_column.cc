@@ -139,8 +139,24 @@ Column ChunkDecoder::run(const uint8_t* file, size_t file_size, int64_t num_rows
                     std::to_string(file_size) + " bytes)");
   }
   if (meta_.num_values < 0) throw DataError("negative num_values");
+  // A flat column has one level entry per row; this also bounds what a corrupt page can claim.
+  if (leaf_.schema.max_rep == 0 && meta_.num_values != num_rows) {
+    throw DataError("column chunk has " + std::to_string(meta_.num_values) + " values, its row group " +
+                    std::to_string(num_rows) + " rows");
+  }
   const uint8_t* p = file + start;
   const uint8_t* end = p + len;
+  // Level entries bound the slots; the chunk's bytes bound any honest count (8 values per byte at
+  // most for fixed-width data), so a corrupt num_values cannot reserve unbounded memory.
+  const size_t expect = static_cast<size_t>(std::min<int64_t>(meta_.num_values, len * 8 + 1024));
+  const PhysicalType t = leaf_.schema.physical;
+  if (t == PhysicalType::kFloat || t == PhysicalType::kDouble) {
+    out_.reals.reserve(expect);
+  } else if (is_bytes()) {
+    out_.byte_offsets.reserve(expect + 1);
+  } else {
+    out_.ints.reserve(expect);
+  }
   while (values_seen_ < meta_.num_values) {
     if (p >= end) {
       throw DataError("column chunk ends after " + std::to_string(values_seen_) + " of " +
