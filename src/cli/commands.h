@@ -48,6 +48,8 @@ struct CliArgs {
   std::string fields = "title,description";  ///< --fields item-table columns, comma separated (embed-items)
   int64_t max_text_tokens = 2048;       ///< --max-tokens per field text (embed-items)
   int64_t batch_tokens = 8192;          ///< --batch-tokens per packed forward (embed-items)
+  std::string columns;                  ///< --columns a,b (parquet-cat; empty: all)
+  int64_t limit = -1;                   ///< --limit rows (parquet-cat; -1: all)
 };
 
 int run_synth(const CliArgs& args);
@@ -62,6 +64,8 @@ int run_lcrec_data(const CliArgs& args);
 int run_semantic_ids(const CliArgs& args);
 int run_embed_items(const CliArgs& args);
 int run_finetune(const CliArgs& args);
+int run_parquet_info(const CliArgs& args);
+int run_parquet_cat(const CliArgs& args);
 
 }  // namespace seqrec::cli
 

@@ -112,6 +112,13 @@ int main(int argc, char** argv) {
   launch->add_option("--master-port", args.master_port, "rendezvous port (default: a free one on one node, 29500 on several)");
   launch->add_option("command", args.command, "the seqrec command every worker runs, after --")->required();
 
+  CLI::App* pq_info = app.add_subcommand("parquet-info", "schema, row groups, codecs and encodings of a Parquet file");
+  pq_info->add_option("file", args.input, "Parquet file")->required();
+  CLI::App* pq_cat = app.add_subcommand("parquet-cat", "a Parquet file's rows as CSV on stdout");
+  pq_cat->add_option("file", args.input, "Parquet file")->required();
+  pq_cat->add_option("--columns", args.columns, "columns to print, comma separated (default: all)");
+  pq_cat->add_option("--limit", args.limit, "print at most this many rows");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -123,6 +130,8 @@ int main(int argc, char** argv) {
     if (launch->parsed()) return seqrec::cli::run_launch(args);
     if (sid->parsed()) return seqrec::cli::run_semantic_ids(args);
     if (embed->parsed()) return seqrec::cli::run_embed_items(args);
+    if (pq_info->parsed()) return seqrec::cli::run_parquet_info(args);
+    if (pq_cat->parsed()) return seqrec::cli::run_parquet_cat(args);
     if (lm->parsed()) {
       args.lm_action = lm_gen->parsed() ? "generate" : "score";
       return seqrec::cli::run_lm(args);
