@@ -51,7 +51,7 @@ int main(int argc, char** argv) {
   CLI::App* prepare = subs[1].first;
   prepare->add_option("-i,--input", args.input, "interactions file (prepare.input)");
   prepare->add_option("-f,--format", args.format,
-                      "csv | movielens_dat | movielens_csv | sasrec_pairs | user_sequences (prepare.format)");
+                      "csv | parquet | movielens_dat | movielens_csv | sasrec_pairs | user_sequences (prepare.format)");
   prepare->add_option("--items", args.items, "item table file (prepare.items)");
   prepare->add_option("--items-format", args.items_format, "none | table | movielens_dat (prepare.items_format)");
   prepare->add_option("-o,--out", args.out, "output directory (prepare.output)");

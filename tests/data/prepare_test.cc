@@ -3,6 +3,7 @@
 
 #include <filesystem>
 #include <map>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -12,6 +13,8 @@
 #include "seqrec/common/fs.h"
 #include "seqrec/data/interaction_store.h"
 #include "seqrec/data/item_catalog.h"
+#include "seqrec/data/parquet.h"
+#include "seqrec/data/parquet_writer.h"
 #include "support.h"
 
 namespace seqrec::data {
@@ -622,6 +625,139 @@ TEST(PrepareScale, FirstMalformedRowIsReportedWithItsLineWhateverThreads) {
     EXPECT_EQ(r.rows_skipped, 2);
     EXPECT_EQ(r.rows_read, 5000);
   }
+}
+
+}  // namespace
+}  // namespace seqrec::data
+
+namespace seqrec::data {
+namespace {
+
+using parquet::Column;
+using parquet::PhysicalType;
+using parquet::WriteColumn;
+using parquet::WriteType;
+
+Column int_column(std::vector<int64_t> values) {
+  Column c;
+  c.physical = PhysicalType::kInt64;
+  c.num_rows = static_cast<int64_t>(values.size());
+  c.ints = std::move(values);
+  return c;
+}
+
+Column string_column(const std::vector<std::string>& values) {
+  Column c;
+  c.physical = PhysicalType::kByteArray;
+  c.byte_offsets.push_back(0);
+  for (const auto& v : values) {
+    c.bytes.insert(c.bytes.end(), v.begin(), v.end());
+    c.byte_offsets.push_back(static_cast<int64_t>(c.bytes.size()));
+  }
+  c.num_rows = static_cast<int64_t>(values.size());
+  return c;
+}
+
+/// The rows of mixed_csv() as Parquet (string user ids, string item ids as the CSV has them,
+/// int64 timestamps), several row groups.
+std::string mixed_parquet(const TempDir& dir, const std::string& csv_text, int64_t row_group_rows) {
+  std::vector<std::string> users, items;
+  std::vector<int64_t> ts;
+  std::istringstream in(csv_text);
+  std::string line;
+  std::getline(in, line);  // header
+  while (std::getline(in, line)) {
+    const size_t a = line.find(','), b = line.rfind(',');
+    users.push_back(line.substr(0, a));
+    items.push_back(line.substr(a + 1, b - a - 1));
+    ts.push_back(std::stoll(line.substr(b + 1)));
+  }
+  const std::string path = dir.file("mixed.parquet");
+  parquet::WriterOptions wo;
+  wo.row_group_rows = row_group_rows;
+  wo.compression = parquet::Compression::kZstd;
+  parquet::Writer w(path, {{"user_id", WriteType::kString, false}, {"item_id", WriteType::kString, false},
+                           {"timestamp", WriteType::kInt64, false}}, wo);
+  w.write({string_column(users), string_column(items), int_column(ts)});
+  w.close();
+  return path;
+}
+
+TEST(PrepareParquet, SameStoreAsTheCsvWhateverThreads) {
+  TempDir dir;
+  const std::string text = mixed_csv(11, 20000);
+  const std::string csv = dir.write("mixed.csv", text);
+  const std::string pq = mixed_parquet(dir, text, 3000);
+  PrepareOptions o = options_for(csv, InputFormat::kCsv, dir);
+  o.output = dir.file("from_csv");
+  prepare(o);
+  for (int64_t threads : {1, 3}) {
+    PrepareOptions p = options_for(pq, InputFormat::kParquet, dir);
+    p.threads = threads;
+    p.output = dir.file("from_parquet");
+    const PrepareReport r = prepare(p);
+    EXPECT_EQ(r.rows_read, 20000);
+    for (const char* f : {"interactions.bin", "users.tsv", "items.tsv"}) {
+      EXPECT_TRUE(read_file(o.output + "/" + f) == read_file(p.output + "/" + f)) << f << ", threads " << threads;
+    }
+  }
+}
+
+TEST(PrepareParquet, IntegerIdsAndListColumnsAsPerSRecStoresThem) {
+  TempDir dir;
+  // One row per user: user 5 [30, 10], user 2 [10, 10, 20] with list timestamps.
+  Column user = int_column({5, 2});
+  Column items = int_column({30, 10, 10, 10, 20});
+  items.is_list = true;
+  items.list_offsets = {0, 2, 5};
+  items.num_rows = 2;
+  Column stamps = int_column({9, 3, 1, 2, 2});
+  stamps.is_list = true;
+  stamps.list_offsets = {0, 2, 5};
+  stamps.num_rows = 2;
+  const std::string path = dir.file("seqs.parquet");
+  parquet::Writer w(path, {{"user_id", WriteType::kInt64, false}, {"item_ids", WriteType::kInt64List, false},
+                           {"ts", WriteType::kInt64List, false}}, {});
+  w.write({user, items, stamps});
+  w.close();
+  PrepareOptions o = options_for(path, InputFormat::kParquet, dir);
+  o.item_col = "item_ids";
+  o.time_col = "ts";
+  const PrepareReport r = prepare(o);
+  EXPECT_EQ(r.rows_read, 2);
+  EXPECT_EQ(r.num_events, 5);
+  EXPECT_EQ(read_file(o.output + "/users.tsv"), "0\t2\n1\t5\n");
+  const auto s = InteractionStore::open(o.output + "/interactions.bin");
+  // Items 10 -> 1, 20 -> 2, 30 -> 3; each user's events sorted by time (stable).
+  EXPECT_EQ(sequences(s), (Seqs{{1, 1, 2}, {1, 3}}));
+  EXPECT_EQ(times(s), (std::vector<std::vector<int64_t>>{{1, 2, 2}, {3, 9}}));
+}
+
+TEST(PrepareParquet, BadColumnsAndNullsAreNamed) {
+  TempDir dir;
+  Column user = int_column({1, 2, 3});
+  user.valid = {1, 1, 0};
+  Column item = int_column({7, 8, 9});
+  Column score;
+  score.physical = PhysicalType::kDouble;
+  score.reals = {0.5, 1.5, 2.5};
+  score.num_rows = 3;
+  const std::string path = dir.file("bad.parquet");
+  parquet::Writer w(path, {{"user_id", WriteType::kInt64, true}, {"item_id", WriteType::kInt64, false},
+                           {"score", WriteType::kDouble, false}}, {});
+  w.write({user, item, score});
+  w.close();
+  PrepareOptions o = options_for(path, InputFormat::kParquet, dir);
+  ASSERT_THROWS_WITH(prepare(o), "bad.parquet: expected a column named 'timestamp' (prepare.time_col), got user_id, item_id, score");
+  o.time_col = "score";
+  ASSERT_THROWS_WITH(prepare(o), "column 'score' (timestamp column): expected an integer column, got DOUBLE");
+  o.time_col = "";
+  ASSERT_THROWS_WITH(prepare(o), "bad.parquet: row 3: column 'user_id' (user column) is null");
+  o.skip_bad_rows = true;
+  const PrepareReport r = prepare(o);
+  EXPECT_EQ(r.rows_skipped, 1);
+  EXPECT_EQ(r.num_events, 2);
+  EXPECT_FALSE(r.has_timestamps);
 }
 
 }  // namespace

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <string>
 #include <string_view>
 #include <memory>
@@ -37,6 +38,22 @@ class LocalDict {
     if (added) strings_.push_back(token);
     return kStringFlag | it->second;
   }
+  /// The interned id of an integer id (direct when canonical and small; else its decimal text).
+  uint32_t intern_int(int64_t value) {
+    if (value >= 0 && value < kDirectLimit) {
+      const auto v = static_cast<uint32_t>(value);
+      if (v > max_direct_) max_direct_ = v;
+      any_direct_ = true;
+      return v;
+    }
+    const std::string text = std::to_string(value);
+    auto it = map_.find(text);
+    if (it != map_.end()) return kStringFlag | it->second;
+    const std::string_view kept = owned_.emplace_back(text);
+    map_.emplace(kept, static_cast<uint32_t>(strings_.size()));
+    strings_.push_back(kept);
+    return kStringFlag | static_cast<uint32_t>(strings_.size() - 1);
+  }
   /// Strings in local first-appearance order.
   const std::vector<std::string_view>& strings() const { return strings_; }
   bool any_direct() const { return any_direct_; }
@@ -45,6 +62,7 @@ class LocalDict {
  private:
   std::unordered_map<std::string_view, uint32_t> map_;
   std::vector<std::string_view> strings_;
+  std::deque<std::string> owned_;  // texts made by intern_int (stable addresses)
   uint32_t max_direct_ = 0;
   bool any_direct_ = false;
 };

@@ -27,6 +27,7 @@
 #include "seqrec/common/parallel.h"
 #include "seqrec/data/event_log.h"
 #include "seqrec/data/id_table.h"
+#include "seqrec/data/parquet.h"
 #include "seqrec/data/interaction_store.h"
 
 namespace seqrec::data {
@@ -104,7 +105,22 @@ class FieldSplitter {
 
   void split(std::string_view line, std::vector<std::string_view>* out) {
     out->clear();
-    scratch_.clear();
+    if (sep_.size() == 1 && (!quoting_ || std::memchr(line.data(), '"', line.size()) == nullptr)) {
+      // Fast path: one separator character and no quotes on the line.
+      const char sep = sep_[0];
+      const char* p = line.data();
+      const char* end = p + line.size();
+      while (true) {
+        const auto* hit = static_cast<const char*>(std::memchr(p, sep, static_cast<size_t>(end - p)));
+        if (hit == nullptr) {
+          out->emplace_back(p, static_cast<size_t>(end - p));
+          return;
+        }
+        out->emplace_back(p, static_cast<size_t>(hit - p));
+        p = hit + 1;
+      }
+    }
+    if (!scratch_.empty()) scratch_.clear();
     const size_t n = line.size();
     size_t i = 0;
     while (true) {
@@ -336,6 +352,8 @@ class PieceParser {
         if (fields_.size() != 2) return bad(expected_fields(2, fields_.size()) + " (user item)");
         add(fields_[0], fields_[1], 0);
         break;
+      case InputFormat::kParquet:
+        return bad("not a text format");  // never parsed line by line
       case InputFormat::kUserSequences:
         split_ws(line, &fields_);
         if (fields_.size() < 2) {
@@ -368,11 +386,15 @@ struct Ingest {
 /// Merges pieces into the ingest in order; throws the first malformed row unless skipping.
 class PieceMerger {
  public:
-  PieceMerger(Ingest* in, const std::string& path, bool skip) : in_(in), path_(path), skip_(skip) {}
+  /// `unit`: "" for text lines ("file:12: ..."), or "row" for Parquet rows ("file: row 12: ...").
+  PieceMerger(Ingest* in, const std::string& path, bool skip, const char* unit = "")
+      : in_(in), path_(path), skip_(skip), unit_(unit) {}
 
   void merge(Piece& p) {
     if (p.skipped > 0) {
-      const std::string message = loc(path_, line_base_ + p.error_line) + ": " + p.error;
+      const int64_t at = line_base_ + p.error_line;
+      const std::string message =
+          (*unit_ ? path_ + ": " + unit_ + " " + std::to_string(at) : loc(path_, at)) + ": " + p.error;
       if (!skip_) throw DataError(message);
       if (in_->skipped == 0) first_ = message;
       in_->skipped += p.skipped;
@@ -398,6 +420,7 @@ class PieceMerger {
   Ingest* in_;
   const std::string& path_;
   bool skip_;
+  const char* unit_;
   int64_t line_base_ = 0;
   std::string first_;
 };
@@ -563,9 +586,163 @@ void ingest_text(const PrepareOptions& o, int threads, Ingest* in) {
   merger.warn_if_any();
 }
 
+/// One id or timestamp column of a Parquet row group, read as integers or as text.
+struct ParquetField {
+  const parquet::Column* col = nullptr;
+  const char* what = "";
+  bool text = false;  // BYTE_ARRAY / FIXED_LEN_BYTE_ARRAY
+};
+
+ParquetField parquet_field(const parquet::File& file, const parquet::Column& col, const char* what,
+                           bool allow_text) {
+  using parquet::PhysicalType;
+  ParquetField f{&col, what, false};
+  switch (col.physical) {
+    case PhysicalType::kInt32:
+    case PhysicalType::kInt64:
+    case PhysicalType::kInt96:
+      return f;
+    case PhysicalType::kByteArray:
+    case PhysicalType::kFixedLenByteArray:
+      f.text = true;
+      if (allow_text) return f;
+      break;
+    default:
+      break;
+  }
+  throw DataError(file.path() + ": column '" + col.path + "' (" + what + "): expected " +
+                  (allow_text ? "an integer or string" : "an integer") + " column, got " +
+                  parquet::physical_type_name(col.physical));
+}
+
+std::string_view slot_text(const parquet::Column& c, int64_t slot) {
+  const auto b = static_cast<size_t>(c.byte_offsets[static_cast<size_t>(slot)]);
+  const auto e = static_cast<size_t>(c.byte_offsets[static_cast<size_t>(slot) + 1]);
+  return std::string_view(c.bytes.data() + b, e - b);
+}
+
+/// Builds the piece of one Parquet row group; `cols` keeps the columns its ids point into.
+void parquet_piece(const parquet::File& file, const PrepareOptions& o, int row_group, Piece* piece,
+                   std::vector<parquet::Column>* cols) {
+  const bool has_ts = !o.time_col.empty();
+  cols->clear();
+  cols->push_back(file.read(row_group, o.user_col));
+  cols->push_back(file.read(row_group, o.item_col));
+  if (has_ts) cols->push_back(file.read(row_group, o.time_col));
+  const ParquetField user = parquet_field(file, (*cols)[0], "user column", true);
+  const ParquetField item = parquet_field(file, (*cols)[1], "item column", true);
+  ParquetField ts;
+  if (has_ts) ts = parquet_field(file, (*cols)[2], "timestamp column", false);
+  if (user.col->is_list) {
+    throw DataError(file.path() + ": column '" + user.col->path +
+                    "' (user column): expected one user per row, got a list column");
+  }
+  const bool lists = item.col->is_list;
+  if (has_ts && ts.col->is_list != lists) {
+    throw DataError(file.path() + ": column '" + ts.col->path + "' (timestamp column): expected " +
+                    (lists ? "a list column beside the item list" : "one timestamp per row"));
+  }
+  const int64_t rows = user.col->num_rows;
+  piece->lines = rows;
+  auto bad = [&](int64_t r, const std::string& message) {
+    if (piece->skipped++ == 0) {
+      piece->error = message;
+      piece->error_line = r + 1;
+    }
+  };
+  auto intern = [](LocalDict& d, const ParquetField& f, int64_t slot) {
+    return f.text ? d.intern(slot_text(*f.col, slot)) : d.intern_int(f.col->ints[static_cast<size_t>(slot)]);
+  };
+  piece->events.reserve(static_cast<size_t>(lists ? item.col->num_slots() : rows));
+  for (int64_t r = 0; r < rows; ++r) {
+    if (!user.col->is_valid(r)) {
+      bad(r, "column '" + user.col->path + "' (user column) is null");
+      if (!o.skip_bad_rows) return;
+      continue;
+    }
+    const uint32_t u = intern(piece->users, user, r);
+    if (user.text && slot_text(*user.col, r).empty()) {
+      bad(r, "expected a non-empty user id, got ''");
+      if (!o.skip_bad_rows) return;
+      continue;
+    }
+    int64_t s0 = r, s1 = r + 1;
+    if (lists) {
+      const auto& lo = item.col->list_offsets;
+      s0 = lo[static_cast<size_t>(r)];
+      s1 = lo[static_cast<size_t>(r) + 1];
+      if (has_ts && ts.col->list_offsets[static_cast<size_t>(r) + 1] - ts.col->list_offsets[static_cast<size_t>(r)] != s1 - s0) {
+        bad(r, "expected as many timestamps as items in the row's lists");
+        if (!o.skip_bad_rows) return;
+        continue;
+      }
+    }
+    bool ok = true;
+    for (int64_t s = s0; s < s1 && ok; ++s) {
+      const int64_t t = lists && has_ts ? ts.col->list_offsets[static_cast<size_t>(r)] + (s - s0) : s;
+      if (!item.col->is_valid(s) || (item.text && slot_text(*item.col, s).empty())) {
+        bad(r, "expected a non-empty item id, got null or ''");
+        ok = false;
+      } else if (has_ts && !ts.col->is_valid(t)) {
+        bad(r, "column '" + ts.col->path + "' (timestamp column) is null");
+        ok = false;
+      }
+    }
+    if (!ok) {
+      if (!o.skip_bad_rows) return;
+      continue;
+    }
+    for (int64_t s = s0; s < s1; ++s) {
+      const int64_t t = lists && has_ts ? ts.col->list_offsets[static_cast<size_t>(r)] + (s - s0) : s;
+      piece->events.push_back(Event{u, intern(piece->items, item, s),
+                                    has_ts ? ts.col->ints[static_cast<size_t>(t)] : 0});
+    }
+    ++piece->rows;
+  }
+}
+
+/// Reads a Parquet interaction file: row groups decoded in parallel, merged in file order.
+void ingest_parquet(const PrepareOptions& o, int threads, Ingest* in) {
+  const parquet::File file = parquet::File::open(o.input);
+  for (const std::string* name : {&o.user_col, &o.item_col, &o.time_col}) {
+    if (name->empty()) continue;
+    if (file.find_column(*name) < 0) {
+      std::string got;
+      for (const auto& c : file.columns()) got += (got.empty() ? "" : ", ") + c.path;
+      const char* what = name == &o.user_col ? "prepare.user_col" : name == &o.item_col ? "prepare.item_col" : "prepare.time_col";
+      throw DataError(o.input + ": expected a column named '" + *name + "' (" + what + "), got " + got);
+    }
+  }
+  // Error locations: "file: row N" (1-based over the whole file), through the merger's line base.
+  PieceMerger merger(in, o.input, o.skip_bad_rows, "row");
+  const int groups = file.num_row_groups();
+  std::vector<Piece> pieces;
+  const auto start = std::chrono::steady_clock::now();
+  auto last_log = start;
+  for (int g0 = 0; g0 < groups; g0 += threads) {
+    const int n = std::min(threads, groups - g0);
+    pieces.clear();
+    pieces.resize(static_cast<size_t>(n));
+    std::vector<std::vector<parquet::Column>> group_cols(static_cast<size_t>(n));
+    parallel_tasks(n, threads, [&](int64_t t) {
+      parquet_piece(file, o, g0 + static_cast<int>(t), &pieces[static_cast<size_t>(t)],
+                    &group_cols[static_cast<size_t>(t)]);
+    });
+    for (auto& p : pieces) merger.merge(p);  // views into group_cols die after this
+    const auto now = std::chrono::steady_clock::now();
+    if (now - last_log > std::chrono::seconds(5)) {
+      last_log = now;
+      const double s = std::chrono::duration<double>(now - start).count();
+      log_info("prepare: %lld rows read (%.2fM rows/s)", static_cast<long long>(in->rows), in->rows / s / 1e6);
+    }
+  }
+  merger.warn_if_any();
+}
+
 const char* format_name(InputFormat f) {
   switch (f) {
     case InputFormat::kCsv: return "csv";
+    case InputFormat::kParquet: return "parquet";
     case InputFormat::kMovieLensDat: return "movielens_dat";
     case InputFormat::kMovieLensCsv: return "movielens_csv";
     case InputFormat::kSasrecPairs: return "sasrec_pairs";
@@ -585,7 +762,8 @@ const char* item_format_name(ItemFormat f) {
 
 bool format_has_timestamps(const PrepareOptions& o) {
   switch (o.format) {
-    case InputFormat::kCsv: return !o.time_col.empty();
+    case InputFormat::kCsv:
+    case InputFormat::kParquet: return !o.time_col.empty();
     case InputFormat::kMovieLensDat:
     case InputFormat::kMovieLensCsv: return true;
     case InputFormat::kSasrecPairs:
@@ -600,7 +778,11 @@ Ingest ingest(const PrepareOptions& o, size_t event_budget, const std::string& s
   Ingest in;
   in.log = std::make_unique<EventLog>(event_budget, spill_path);
   in.has_timestamps = format_has_timestamps(o);
-  ingest_text(o, resolve_threads(o.threads), &in);
+  if (o.format == InputFormat::kParquet) {
+    ingest_parquet(o, resolve_threads(o.threads), &in);
+  } else {
+    ingest_text(o, resolve_threads(o.threads), &in);
+  }
   return in;
 }
 
@@ -1028,8 +1210,8 @@ std::string meta_json(const PrepareOptions& o, const PrepareReport& r) {
   nlohmann::ordered_json opts;
   opts["input"] = o.input;
   opts["format"] = format_name(o.format);
-  if (o.format == InputFormat::kCsv) {
-    opts["sep"] = o.sep;
+  if (o.format == InputFormat::kCsv || o.format == InputFormat::kParquet) {
+    if (o.format == InputFormat::kCsv) opts["sep"] = o.sep;
     opts["user_col"] = o.user_col;
     opts["item_col"] = o.item_col;
     opts["time_col"] = o.time_col;
@@ -1052,12 +1234,13 @@ std::string meta_json(const PrepareOptions& o, const PrepareReport& r) {
 
 InputFormat parse_input_format(const std::string& name, const std::string& path) {
   if (name == "csv") return InputFormat::kCsv;
+  if (name == "parquet") return InputFormat::kParquet;
   if (name == "movielens_dat") return InputFormat::kMovieLensDat;
   if (name == "movielens_csv") return InputFormat::kMovieLensCsv;
   if (name == "sasrec_pairs") return InputFormat::kSasrecPairs;
   if (name == "user_sequences") return InputFormat::kUserSequences;
   throw ConfigError(path,
-                    "expected one of csv, movielens_dat, movielens_csv, sasrec_pairs, "
+                    "expected one of csv, parquet, movielens_dat, movielens_csv, sasrec_pairs, "
                     "user_sequences, got '" + name + "'");
 }
 

@@ -10,6 +10,9 @@ namespace seqrec::data {
 /// Input layouts understood by prepare.
 enum class InputFormat {
   kCsv,            ///< header row; columns named by user_col/item_col/time_col; separator `sep`
+  kParquet,        ///< Parquet columns named by user_col/item_col/time_col: integer or string ids,
+                   ///< integer timestamps (TIMESTAMP columns in their stored unit); the item (and
+                   ///< timestamp) column may be a list (one row per user, PerSRec's layout)
   kMovieLensDat,   ///< ML-1M ratings.dat: user::item::rating::timestamp, no header
   kMovieLensCsv,   ///< ML-20M ratings.csv: header userId,movieId,rating,timestamp
   kSasrecPairs,    ///< "user item" per line, in time order (no timestamps)
@@ -17,7 +20,7 @@ enum class InputFormat {
                    ///< a first line whose second field is not an integer is a header and skipped
 };
 
-/// Parses "csv", "movielens_dat", "movielens_csv", "sasrec_pairs", "user_sequences"; throws ConfigError(path).
+/// Parses "csv", "parquet", "movielens_dat", "movielens_csv", "sasrec_pairs", "user_sequences"; throws ConfigError(path).
 InputFormat parse_input_format(const std::string& name, const std::string& path);
 
 /// Item side-table layouts.
