@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -48,6 +49,10 @@ struct CliArgs {
   std::string fields = "title,description";  ///< --fields item-table columns, comma separated (embed-items)
   int64_t max_text_tokens = 2048;       ///< --max-tokens per field text (embed-items)
   int64_t batch_tokens = 8192;          ///< --batch-tokens per packed forward (embed-items)
+  std::map<std::string, std::string> serve_flags;  ///< serve: --host, --port, ... (each given one = --set serve.<key>=...)
+  std::string token_file;               ///< --token-file bearer token (serve)
+  std::string index_file;               ///< --index-file faiss index to read at start (serve)
+  std::string save_index;               ///< --save-index where to write the built faiss index (serve)
 };
 
 int run_synth(const CliArgs& args);
@@ -62,6 +67,7 @@ int run_lcrec_data(const CliArgs& args);
 int run_semantic_ids(const CliArgs& args);
 int run_embed_items(const CliArgs& args);
 int run_finetune(const CliArgs& args);
+int run_serve(const CliArgs& args);
 
 }  // namespace seqrec::cli
 
