@@ -1,7 +1,11 @@
 // cpp-httplib server: routing, auth, limits, request log and metrics around the service.
 #include "seqrec/serve/http_server.h"
 
+#include <arpa/inet.h>
+#include <dirent.h>
 #include <httplib.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 #include <chrono>
 #include <thread>
@@ -20,6 +24,8 @@ using Clock = std::chrono::steady_clock;
 // When the request now handled by this thread was read (set before routing, read by the logger).
 thread_local Clock::time_point t_request_start;
 thread_local bool t_request_timed = false;
+// The connection of the request now handled by this thread is to be dropped once answered.
+thread_local bool t_drop_connection = false;
 
 // The metrics label of a path: the route pattern, so that ids do not blow up the label set.
 std::string route_of(const std::string& path) {
@@ -59,6 +65,39 @@ bool same_secret(const std::string& a, const std::string& b) {
   unsigned char diff = 0;
   for (size_t i = 0; i < a.size(); ++i) diff |= static_cast<unsigned char>(a[i] ^ b[i]);
   return diff == 0;
+}
+
+// Ends the connection from remote addr:port after the response now being written. httplib 0.11
+// keeps a connection open after a request it failed to read (its thread then waits keep_alive_s
+// for the next one) and lets no handler close it; shutting the socket down (not closing it:
+// httplib still owns the descriptor) makes that wait end at once. The descriptor is found by its
+// peer address, unique among the live connections.
+void shutdown_connection(const std::string& addr, int port) {
+  DIR* dir = ::opendir("/proc/self/fd");
+  if (dir == nullptr) return;
+  while (const dirent* e = ::readdir(dir)) {
+    const int fd = std::atoi(e->d_name);
+    if (fd <= 2 || fd == ::dirfd(dir)) continue;
+    sockaddr_storage peer{};
+    socklen_t len = sizeof peer;
+    if (::getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &len) != 0) continue;
+    char host[INET6_ADDRSTRLEN] = {};
+    int peer_port = -1;
+    if (peer.ss_family == AF_INET) {
+      const auto* in = reinterpret_cast<const sockaddr_in*>(&peer);
+      ::inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
+      peer_port = ntohs(in->sin_port);
+    } else if (peer.ss_family == AF_INET6) {
+      const auto* in6 = reinterpret_cast<const sockaddr_in6*>(&peer);
+      ::inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
+      peer_port = ntohs(in6->sin6_port);
+    }
+    if (peer_port == port && addr == host) {
+      ::shutdown(fd, SHUT_RD);
+      break;
+    }
+  }
+  ::closedir(dir);
 }
 
 }  // namespace
@@ -112,7 +151,14 @@ struct HttpServer::Impl {
     // Errors httplib answers itself (413, 404 of unknown routes, 400 of broken HTTP) get our JSON body.
     http.set_error_handler(httplib::Server::HandlerWithResponse([](const httplib::Request& req, httplib::Response& res) {
       if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
+      // httplib failed to read the request (a stalled or broken client): drop the connection rather
+      // than keep a thread waiting on it for keep_alive_s.
+      if (res.status == 400 || res.status == 408 || res.status == 413) {
+        res.set_header("Connection", "close");
+        t_drop_connection = true;  // after the response is written (the logger)
+      }
       std::string message = "HTTP " + std::to_string(res.status);
+      if (res.status == 400) message = "the request could not be read (malformed HTTP, or the client stalled past the read timeout)";
       if (res.status == 404) message = "no route " + req.method + " " + req.path;
       if (res.status == 413) message = "body: larger than the server's limit";
       send_error(res, res.status, type_of(res.status), message);
@@ -131,6 +177,10 @@ struct HttpServer::Impl {
     http.set_logger([this](const httplib::Request& req, const httplib::Response& res) {
       const double seconds = t_request_timed ? std::chrono::duration<double>(Clock::now() - t_request_start).count() : 0.0;
       t_request_timed = false;
+      if (t_drop_connection) {
+        t_drop_connection = false;
+        shutdown_connection(req.remote_addr, req.remote_port);
+      }
       metrics.observe_request(route_of(req.path), res.status, seconds);
       if (options.log_requests) log_info("%s %s %d %.2fms", req.method.c_str(), req.path.c_str(), res.status, seconds * 1000);
     });

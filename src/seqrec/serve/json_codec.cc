@@ -47,7 +47,8 @@ int64_t read_k(const json& v, const std::string& field, int64_t max_k) {
     return static_cast<int64_t>(d);
   }
   if (!v.is_number_integer()) throw invalid_request(field + ": " + range + ", got " + std::string(type_name(v)));
-  if (v.is_number_unsigned() ? v.get<uint64_t>() > static_cast<uint64_t>(max_k) : (v.get<int64_t>() < 1 || v.get<int64_t>() > max_k))
+  if (v.is_number_unsigned() ? (v.get<uint64_t>() < 1 || v.get<uint64_t>() > static_cast<uint64_t>(max_k))
+                             : (v.get<int64_t>() < 1 || v.get<int64_t>() > max_k))
     throw invalid_request(field + ": " + range + ", got " + v.dump());
   return v.get<int64_t>();
 }
