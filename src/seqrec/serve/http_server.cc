@@ -100,6 +100,14 @@ void shutdown_connection(const std::string& addr, int port) {
   ::closedir(dir);
 }
 
+// httplib::Server with its listening socket's backlog raised: httplib 0.11 listens with a backlog
+// of 5, so a burst of new connections (64 clients connecting at once) overflows the accept queue
+// and the kernel drops handshakes, which clients see as 1 s stalls and broken connections.
+class Listener : public httplib::Server {
+ public:
+  void raise_backlog() { ::listen(svr_sock_, SOMAXCONN); }  // listen() again only resizes the queue
+};
+
 }  // namespace
 
 struct HttpServer::Impl {
@@ -109,7 +117,7 @@ struct HttpServer::Impl {
   ServeMetrics metrics;
   RequestLimits limits;
   MicroBatcher batcher;
-  httplib::Server http;
+  Listener http;
   std::mutex stop_mutex;
   bool stopped = false;
 
@@ -300,6 +308,7 @@ int HttpServer::bind() {
   const int port = static_cast<int>(impl_->options.port);
   const int bound = port == 0 ? impl_->http.bind_to_any_port(host) : (impl_->http.bind_to_port(host, port) ? port : -1);
   if (bound < 0) throw Error("serve: cannot bind " + host + ":" + std::to_string(port) + " (address in use, or not an address of this machine?)");
+  impl_->http.raise_backlog();
   return bound;
 }
 

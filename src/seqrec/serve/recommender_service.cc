@@ -284,18 +284,26 @@ std::vector<Ranked> RecommenderService::rank(const ModelSnapshot& snap, const st
     std::vector<const Query*> group;
     for (size_t i : rows) group.push_back(queries[i]);
     const torch::Tensor h = states(snap, group);  // [G, D]
-    std::vector<int64_t> full_rows;               // rows ranked over every item by the blocked product
+    std::vector<int64_t> full_rows, index_rows;   // rows ranked over every item: by the blocked product, by the index
     for (size_t g = 0; g < group.size(); ++g) {
       const Query& q = *group[g];
       if (!q.allow.empty()) {
         out[rows[g]] = rank_candidates(h[g], snap.items, q.allow, q);
-      } else if (snap.index) {
-        const int64_t n = std::min<int64_t>(q.k + static_cast<int64_t>(q.masked.size()), snap.index->size());
-        out[rows[g]] = rank_candidates(h[g], snap.items, snap.index->search(h.slice(0, g, g + 1), n).front(), q);
-        // Fewer than k left after masking while the catalogue has more: rank this one exactly.
-        if (static_cast<int64_t>(out[rows[g]].ids.size()) < q.k && n < snap.index->size()) full_rows.push_back(g);
       } else {
-        full_rows.push_back(g);
+        (snap.index ? index_rows : full_rows).push_back(static_cast<int64_t>(g));
+      }
+    }
+    if (!index_rows.empty()) {
+      // One search for the rows: k + |masked| candidates for the widest of them.
+      int64_t n = 0;
+      for (int64_t g : index_rows) n = std::max<int64_t>(n, group[g]->k + static_cast<int64_t>(group[g]->masked.size()));
+      n = std::min<int64_t>(n, snap.index->size());
+      const auto candidates = snap.index->search(h.index_select(0, torch::tensor(index_rows, torch::kInt64)), n);
+      for (size_t i = 0; i < index_rows.size(); ++i) {
+        const int64_t g = index_rows[i];
+        out[rows[g]] = rank_candidates(h[g], snap.items, candidates[i], *group[g]);
+        // Fewer than k left after masking while the catalogue has more: rank this one exactly.
+        if (static_cast<int64_t>(out[rows[g]].ids.size()) < group[g]->k && n < snap.index->size()) full_rows.push_back(g);
       }
     }
     if (full_rows.empty()) continue;
