@@ -1,7 +1,8 @@
 // seqrec serve: the HTTP recommendation server over a checkpoint and its prepared data.
-#include <pthread.h>
+#include <unistd.h>
 #include <torch/torch.h>
 
+#include <cerrno>
 #include <csignal>
 #include <cstdio>
 #include <thread>
@@ -30,20 +31,38 @@ std::string read_token(const std::string& path) {
 
 bool is_loopback(const std::string& host) { return host == "127.0.0.1" || host == "::1" || host == "localhost"; }
 
-// SIGHUP reloads, SIGINT / SIGTERM stop; they are blocked in every thread and taken here by sigwait.
-// SIGUSR1 only ends this thread (sent when the server stops for another reason).
-void handle_signals(serve::HttpServer& server, sigset_t set) {
-  for (;;) {
-    int sig = 0;
-    if (sigwait(&set, &sig) != 0) return;
+// Signals reach the server through a pipe: the handler only writes the signal's number (the one
+// async-signal-safe thing to do), whichever thread the kernel picked; a thread reads the pipe.
+// SIGHUP reloads, SIGINT / SIGTERM stop; 0 (written by run_serve) only ends the thread.
+int g_signal_pipe[2] = {-1, -1};
+
+void on_signal(int sig) {
+  const int saved = errno;
+  const unsigned char byte = static_cast<unsigned char>(sig);
+  [[maybe_unused]] const ssize_t n = ::write(g_signal_pipe[1], &byte, 1);
+  errno = saved;
+}
+
+void install_signal_handlers() {
+  if (::pipe(g_signal_pipe) != 0) throw Error("serve: cannot create the signal pipe");
+  struct sigaction sa {};
+  sa.sa_handler = on_signal;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_RESTART;
+  for (int sig : {SIGINT, SIGTERM, SIGHUP}) ::sigaction(sig, &sa, nullptr);
+}
+
+void handle_signals(serve::HttpServer& server) {
+  unsigned char sig = 0;
+  while (::read(g_signal_pipe[0], &sig, 1) == 1) {
     if (sig == SIGHUP) {
       log_info("serve: SIGHUP: reloading the checkpoint");
       server.reload();
-    } else {
-      if (sig != SIGUSR1) log_info("serve: %s: finishing in-flight requests, then exiting", sig == SIGINT ? "SIGINT" : "SIGTERM");
-      server.stop();
-      return;
+      continue;
     }
+    if (sig != 0) log_info("serve: %s: finishing in-flight requests, then exiting", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    server.stop();
+    return;
   }
 }
 
@@ -65,12 +84,6 @@ int run_serve(const CliArgs& args) {
              options.host.c_str());
   set_threads(options.torch_threads);
 
-  // Signals first, so that every thread started from here on (OpenMP, httplib, batcher) blocks them.
-  sigset_t set;
-  sigemptyset(&set);
-  for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGUSR1}) sigaddset(&set, sig);
-  pthread_sigmask(SIG_BLOCK, &set, nullptr);
-
   serve::ServiceData data{data_opts.dir, data::ItemCatalog::load(data_opts.dir), data::UserMap::load(data_opts.dir),
                           open_store(data_opts)};
   serve::ServiceOptions service_options;
@@ -91,9 +104,10 @@ int run_serve(const CliArgs& args) {
   std::printf("{\"listening\": \"http://%s:%d\", \"host\": \"%s\", \"port\": %d}\n", options.host.c_str(), port,
               options.host.c_str(), port);
   std::fflush(stdout);
-  std::thread signals([&server, set] { handle_signals(server, set); });
+  install_signal_handlers();
+  std::thread signals([&server] { handle_signals(server); });
   server.listen();
-  pthread_kill(signals.native_handle(), SIGUSR1);
+  on_signal(0);  // the server stopped on its own: end the signal thread
   signals.join();
   log_info("serve: stopped");
   return 0;

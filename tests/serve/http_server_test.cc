@@ -8,7 +8,12 @@
 #include <netinet/in.h>
 #include <nlohmann/json.hpp>
 #include <sys/socket.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/wait.h>
 #include <unistd.h>
+
+#include <csignal>
 
 #include <atomic>
 #include <random>
@@ -391,6 +396,54 @@ TEST(HttpServerStopTest, StopFinishesInFlightRequests) {
   auto c = server.client();
   c.set_connection_timeout(0, 200000);
   EXPECT_FALSE(c.Get("/healthz")) << "a stopped server accepts no more connections";
+}
+
+}  // namespace
+
+namespace {
+
+// The binary: prints the bound port as a JSON line, reloads on SIGHUP, exits 0 on SIGTERM.
+TEST(ServeCliTest, PrintsThePortReloadsOnSighupAndExitsOnSigterm) {
+  const std::string ckpt = ServeData::get().sasrec(), dir = ServeData::get().dir();
+  const std::string err = ServeData::get().temp().file("serve_cli.stderr");
+  int out[2];
+  ASSERT_EQ(::pipe(out), 0);
+  const pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    ::dup2(out[1], 1);
+    const int e = ::open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    ::dup2(e, 2);
+    ::setenv("OMP_NUM_THREADS", "1", 1);
+    ::execl(SEQREC_BINARY, "seqrec", "serve", "--checkpoint", ckpt.c_str(), "--data", dir.c_str(), "--port", "0",
+            "--threads", "2", static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  ::close(out[1]);
+  std::string line;
+  pollfd p{out[0], POLLIN, 0};
+  char ch = 0;
+  while (line.find('\n') == std::string::npos && ::poll(&p, 1, 30000) > 0 && ::read(out[0], &ch, 1) == 1) line += ch;
+  const json started = json::parse(line, nullptr, false);
+  ASSERT_TRUE(started.contains("port")) << "stdout: " << line << "\nstderr: " << seqrec::testing::cli::slurp(err);
+  EXPECT_EQ(started.at("host"), "127.0.0.1");
+  httplib::Client c("127.0.0.1", started.at("port").get<int>());
+  auto version = [&] {
+    auto r = c.Get("/healthz");
+    return r && r->status == 200 ? json::parse(r->body).at("model_version").get<int64_t>() : -1;
+  };
+  EXPECT_EQ(version(), 1);
+  ::kill(pid, SIGHUP);
+  int64_t v = -1;
+  for (int i = 0; i < 300 && (v = version()) != 2; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  EXPECT_EQ(v, 2) << seqrec::testing::cli::slurp(err);
+  ::kill(pid, SIGTERM);
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  ::close(out[0]);
+  ASSERT_TRUE(WIFEXITED(status)) << seqrec::testing::cli::slurp(err);
+  EXPECT_EQ(WEXITSTATUS(status), 0) << seqrec::testing::cli::slurp(err);
+  EXPECT_NE(seqrec::testing::cli::slurp(err).find("SIGTERM: finishing in-flight requests"), std::string::npos);
 }
 
 }  // namespace
