@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Load test of `seqrec serve` on loopback: ML-1M SASRec and HSTU checkpoints, histories of the last
-# 200 items of real users, exact top-k and a faiss HNSW index, concurrency 1 / 8 / 64, then one
+# 200 items of real users, exact top-k and faiss HNSW and IVF-PQ indexes, concurrency 1 / 8 / 64, then one
 # long run at concurrency 8 with a reload in the middle and the server's RSS before and after.
 #
 #   bench/serve_bench.sh [OUT_DIR]      (default /tmp/seqrec_serve_bench)
@@ -58,7 +58,7 @@ results="$out/results.jsonl"
 : > "$results"
 for model in sasrec hstu; do
   ckpt="$sasrec"; [[ $model == hstu ]] && ckpt="$hstu"
-  for index in exact hnsw; do
+  for index in exact hnsw ivfpq; do
     start_server "$ckpt" "$index"
     for c in 1 8 64; do
       line=$("$load" --port "$port" --data "$out/data" --connections "$c" --seconds "$point_s" --history 200)

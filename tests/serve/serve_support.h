@@ -26,8 +26,8 @@ inline const char* kHstuYaml = "name: hstu\nvariant: gr\nhidden_dim: 16\nnum_blo
 class ServeData {
  public:
   static ServeData& get() {
-    static ServeData* data = new ServeData();  // leaked on purpose: lives for the whole test binary
-    return *data;
+    static ServeData data;  // made once per test process, its temp dir removed at exit
+    return data;
   }
   std::string dir() const { return dir_.file("data"); }
   /// A random-init checkpoint of `yaml` with `seed` (cached by name).
