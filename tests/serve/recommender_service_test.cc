@@ -51,9 +51,10 @@ class RecommenderServiceTest : public ::testing::Test {
 };
 
 // The served answer equals eval::recommend (what `seqrec recommend` prints) for user requests
-// (history and timestamps from the store) and history requests, for SASRec and HSTU (time bias).
+// (history and timestamps from the store) and history requests, for SASRec, HSTU (time bias) and
+// LLaMA-ID.
 TEST_F(RecommenderServiceTest, AnswersEqualTheRecommendPath) {
-  for (const std::string& ckpt : {ServeData::get().sasrec(), ServeData::get().hstu()}) {
+  for (const std::string& ckpt : {ServeData::get().sasrec(), ServeData::get().hstu(), ServeData::get().llama_id()}) {
     auto service = make_service(ckpt);
     train::LoadedModel reference = train::load_checkpoint(ckpt, ServeData::get().dir());
     const auto& store = service->data().store;

@@ -20,6 +20,7 @@ namespace seqrec::testing::serve {
 
 constexpr int64_t kMaxLen = 20;
 inline const char* kSasRecYaml = "name: sasrec\nvariant: gr\nhidden_dim: 16\nnum_blocks: 1\nnum_heads: 2\ndropout: 0.2\n";
+inline const char* kLlamaIdYaml = "name: llama_id\nitem_dim: 8\nhidden_dim: 16\nnum_blocks: 1\nnum_heads: 2\n";
 inline const char* kHstuYaml = "name: hstu\nvariant: gr\nhidden_dim: 16\nnum_blocks: 1\nnum_heads: 2\ndropout: 0.2\n";
 
 /// The prepared data (200 users, 80 items, timestamps, titles) and checkpoints, made once.
@@ -47,6 +48,7 @@ class ServeData {
   std::string sasrec() { return checkpoint("sasrec", kSasRecYaml, 1); }
   std::string sasrec_other() { return checkpoint("sasrec2", kSasRecYaml, 2); }
   std::string hstu() { return checkpoint("hstu", kHstuYaml, 3); }
+  std::string llama_id() { return checkpoint("llama_id", kLlamaIdYaml, 4); }
   const TempDir& temp() const { return dir_; }
   /// Raw id of dense item 1.
   std::string first_item() const { return data::ItemCatalog::load(dir()).raw_id(1); }
