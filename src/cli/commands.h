@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -50,6 +51,10 @@ struct CliArgs {
   int64_t batch_tokens = 8192;          ///< --batch-tokens per packed forward (embed-items)
   std::string columns;                  ///< --columns a,b (parquet-cat; empty: all)
   int64_t limit = -1;                   ///< --limit rows (parquet-cat; -1: all)
+  std::map<std::string, std::string> serve_flags;  ///< serve: --host, --port, ... (each given one = --set serve.<key>=...)
+  std::string token_file;               ///< --token-file bearer token (serve)
+  std::string index_file;               ///< --index-file faiss index to read at start (serve)
+  std::string save_index;               ///< --save-index where to write the built faiss index (serve)
 };
 
 int run_synth(const CliArgs& args);
@@ -66,6 +71,7 @@ int run_embed_items(const CliArgs& args);
 int run_finetune(const CliArgs& args);
 int run_parquet_info(const CliArgs& args);
 int run_parquet_cat(const CliArgs& args);
+int run_serve(const CliArgs& args);
 
 }  // namespace seqrec::cli
 

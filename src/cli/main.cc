@@ -1,6 +1,7 @@
 // seqrec command-line entry point: a table of subcommands and the top-level error boundary.
 #include <CLI/CLI.hpp>
 
+#include <array>
 #include <cstdio>
 #include <functional>
 
@@ -118,6 +119,24 @@ int main(int argc, char** argv) {
   pq_cat->add_option("file", args.input, "Parquet file")->required();
   pq_cat->add_option("--columns", args.columns, "columns to print, comma separated (default: all)");
   pq_cat->add_option("--limit", args.limit, "print at most this many rows");
+  CLI::App* serve = app.add_subcommand("serve", "HTTP recommendation server over a checkpoint (docs/serving.md)");
+  add_common(serve, args);
+  serve->add_option("--checkpoint", args.checkpoint, "checkpoint (.safetensors)")->required();
+  serve->add_option("--data", args.data_dir, "prepared data dir (default: data.dir of the run's config)");
+  serve->add_option("--token-cache", args.token_cache, "PerSRec: predict from this cache (compress --split all)");
+  serve->add_option("--token-file", args.token_file, "file holding a bearer token that requests must carry");
+  serve->add_option("--index-file", args.index_file, "read the faiss index from this file at start (if it exists)");
+  serve->add_option("--save-index", args.save_index, "write the built faiss index to this file");
+  for (const auto& [flag, key, help] : std::vector<std::array<const char*, 3>>{
+           {"--host", "host", "bind address (serve.host, default 127.0.0.1)"},
+           {"--port", "port", "TCP port, 0 = ephemeral (serve.port, default 8080)"},
+           {"--threads", "threads", "HTTP connection threads (serve.threads)"},
+           {"--workers", "workers", "concurrent model batches (serve.workers)"},
+           {"--max-batch", "max_batch", "queries per forward (serve.max_batch)"},
+           {"--max-wait-us", "max_wait_us", "wait to fill a batch, microseconds (serve.max_wait_us)"},
+           {"--timeout-ms", "timeout_ms", "per-request deadline (serve.timeout_ms)"},
+           {"--index", "index.kind", "exact | hnsw | ivfpq | ivfflat (serve.index.kind)"}})
+    serve->add_option(flag, args.serve_flags[key], help);
 
   try {
     app.parse(argc, argv);
@@ -128,6 +147,7 @@ int main(int argc, char** argv) {
     for (const auto& [sub, cmd] : subs)
       if (sub->parsed()) return cmd->run(args);
     if (launch->parsed()) return seqrec::cli::run_launch(args);
+    if (serve->parsed()) return seqrec::cli::run_serve(args);
     if (sid->parsed()) return seqrec::cli::run_semantic_ids(args);
     if (embed->parsed()) return seqrec::cli::run_embed_items(args);
     if (pq_info->parsed()) return seqrec::cli::run_parquet_info(args);

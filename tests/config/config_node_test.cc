@@ -244,5 +244,16 @@ TEST(ConfigNodeTest, EditDistance) {
   EXPECT_EQ(edit_distance("flaw", "lawn"), 2);
 }
 
+// Several missing levels at once (`--set serve.index.kind=hnsw` with no serve: section) used to
+// crash yaml-cpp.
+TEST(ConfigNodeTest, OverrideCreatesSeveralMissingLevels) {
+  ConfigNode root = load_config("", {"serve.index.kind=hnsw", "serve.index.nprobe=4", "a.b.c.d=x"});
+  ConfigNode index = root.child("serve").child("index");
+  EXPECT_EQ(index.get<std::string>("kind", "exact"), "hnsw");
+  EXPECT_EQ(index.get<int64_t>("nprobe", 16), 4);
+  EXPECT_EQ(root.child("a").child("b").child("c").get<std::string>("d", ""), "x");
+  root.finish();
+}
+
 }  // namespace
 }  // namespace seqrec::config

@@ -322,8 +322,10 @@ YAML::Node walk(YAML::Node root, const std::vector<std::string>& parts, bool cre
     YAML::Node next = lookup(cur, part);
     if (!next.IsDefined() || next.IsNull()) {
       if (!create) return YAML::Node(YAML::NodeType::Undefined);
-      cur[part] = YAML::Node(YAML::NodeType::Map);
-      next = lookup(cur, part);
+      // Keep a handle on the new mapping itself: looking it up again through a mapping created
+      // in this same walk crashed yaml-cpp 0.7 ("a.b.c=1" on an empty tree).
+      next = YAML::Node(YAML::NodeType::Map);
+      cur[part] = next;
     } else if (!next.IsMap()) {
       throw ConfigError(where.empty() ? full : where,
                         "expected a mapping at '" + full + "', got '" + node_text(next) + "'");

@@ -1,0 +1,27 @@
+// A request with its ids resolved to dense ones (what the scorer sees), and a ranked answer.
+// Torch-free, so that the micro-batcher and the HTTP layer can pass them around.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+namespace seqrec::serve {
+
+/// One resolved query.
+struct Query {
+  std::vector<int32_t> history;     ///< dense item ids 1..V, oldest first (never empty)
+  std::vector<int64_t> history_ts;  ///< their timestamps (user requests with a timed store; else empty)
+  int64_t user = 0;                 ///< dense user index (0 for history requests), for per-user model state
+  int64_t k = 10;                   ///< items wanted
+  std::vector<int64_t> masked;      ///< sorted unique dense ids never returned (history if excluded, deny list)
+  std::vector<int64_t> allow;       ///< sorted unique dense ids: only these (empty = every item)
+};
+
+/// A ranked answer: dense ids, best first, and their scores.
+struct Ranked {
+  std::vector<int64_t> ids;
+  std::vector<float> scores;
+  int64_t model_version = 0;  ///< the model that ranked
+};
+
+}  // namespace seqrec::serve
