@@ -3,6 +3,7 @@
 
 #include <filesystem>
 #include <map>
+#include <random>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -65,7 +66,9 @@ TEST(Prepare, ParsesFormatNames) {
   EXPECT_EQ(parse_input_format("movielens_csv", "p"), InputFormat::kMovieLensCsv);
   EXPECT_EQ(parse_input_format("sasrec_pairs", "p"), InputFormat::kSasrecPairs);
   EXPECT_EQ(parse_input_format("user_sequences", "p"), InputFormat::kUserSequences);
-  ASSERT_THROWS_WITH(parse_input_format("parquet", "prepare.format"), "prepare.format");
+  EXPECT_EQ(parse_input_format("parquet", "p"), InputFormat::kParquet);
+  ASSERT_THROWS_WITH(parse_input_format("orc", "prepare.format"),
+                     "prepare.format: expected one of csv, parquet, movielens_dat");
   EXPECT_EQ(parse_item_format("none", "p"), ItemFormat::kNone);
   EXPECT_EQ(parse_item_format("table", "p"), ItemFormat::kTable);
   EXPECT_EQ(parse_item_format("movielens_dat", "p"), ItemFormat::kMovieLensDat);
@@ -758,6 +761,62 @@ TEST(PrepareParquet, BadColumnsAndNullsAreNamed) {
   EXPECT_EQ(r.rows_skipped, 1);
   EXPECT_EQ(r.num_events, 2);
   EXPECT_FALSE(r.has_timestamps);
+}
+
+}  // namespace
+}  // namespace seqrec::data
+
+namespace seqrec::data {
+namespace {
+
+/// Random mutations of small CSV and user-sequence files (byte flips, separators, quotes,
+/// newlines, truncations, inserted bytes): every run either succeeds or throws seqrec's DataError
+/// or ConfigError; no crash, no other exception. A fixed seed, so a failure replays.
+TEST(PrepareFuzz, MutatedInputsGiveCleanErrorsOnly) {
+  TempDir dir;
+  const std::vector<std::pair<InputFormat, std::string>> seeds = {
+      {InputFormat::kCsv, "user_id,item_id,timestamp\nu1,\"a,b\",5\n7,12,3\n007,x,\"9\"\n7,12,4\n"},
+      {InputFormat::kCsv, mixed_csv(5, 40)},
+      {InputFormat::kUserSequences, "user items\n1 2 3 4\n2 3 3\nx y\n"},
+      {InputFormat::kMovieLensDat, "1::10::5::978300760\n1::11::3::978300761\n2::10::4::1\n"},
+  };
+  std::mt19937_64 rng(20261203);
+  const char specials[] = {',', '"', '\n', '\r', '\t', ' ', '0', '-', '+', ':', '\0', '\xEF', '\xFF'};
+  int ok = 0, errors = 0;
+  for (int iter = 0; iter < 3000; ++iter) {
+    const auto& [format, base] = seeds[iter % seeds.size()];
+    std::string text = base;
+    const int edits = 1 + static_cast<int>(rng() % 4);
+    for (int e = 0; e < edits && !text.empty(); ++e) {
+      const size_t at = rng() % text.size();
+      switch (rng() % 5) {
+        case 0: text[at] = static_cast<char>(rng() & 0xFF); break;
+        case 1: text[at] = specials[rng() % sizeof specials]; break;
+        case 2: text.insert(at, 1, specials[rng() % sizeof specials]); break;
+        case 3: text.resize(at); break;
+        case 4: text.erase(at, 1 + rng() % 8); break;
+      }
+    }
+    PrepareOptions o = options_for(dir.write("fuzz.txt", text), format, dir);
+    o.skip_bad_rows = rng() % 2 == 0;
+    o.threads = 1 + static_cast<int64_t>(rng() % 3);
+    o.min_user_interactions = static_cast<int64_t>(rng() % 3);
+    try {
+      if (iter % 10 == 0) {
+        prepare(o);
+      } else {
+        read_events(o, nullptr);
+      }
+      ++ok;
+    } catch (const DataError&) {
+      ++errors;
+    } catch (const ConfigError&) {
+      ++errors;
+    }
+  }
+  // Both outcomes occur: the mutations are neither all harmless nor all fatal.
+  EXPECT_GT(ok, 300);
+  EXPECT_GT(errors, 300);
 }
 
 }  // namespace
