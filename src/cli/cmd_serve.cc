@@ -105,6 +105,8 @@ int run_serve(const CliArgs& args) {
   ignore_sections(root, "data serve");
   root.finish();
   if (data_opts.dir.empty()) throw ConfigError("data.dir", "required key is missing (or pass --data DIR)");
+  if (generative && !args.token_cache.empty())
+    throw ConfigError("--token-cache", args.checkpoint + " is a generative model (LC-Rec): it keeps no per-user tokens");
   const std::string token = read_token(args.token_file);
   if (!is_loopback(options.host) && token.empty())
     log_warn("serve: listening on %s without --token-file: anyone who reaches this address can query and reload",

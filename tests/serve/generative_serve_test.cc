@@ -244,6 +244,9 @@ TEST_F(GenerativeServeTest, TheServeBinaryServesAnLcRecFolder) {
   const auto r = seqrec::testing::cli::run_seqrec("serve --checkpoint " + folder + " --index hnsw --port 0", tmp);
   EXPECT_EQ(r.code, 2) << r.err;
   EXPECT_NE(r.err.find("serve.index.kind: 'hnsw'"), std::string::npos) << r.err;
+  const auto cache = seqrec::testing::cli::run_seqrec("serve --checkpoint " + folder + " --token-cache " + tmp.path(), tmp);
+  EXPECT_EQ(cache.code, 2) << cache.err;
+  EXPECT_NE(cache.err.find("--token-cache: " + folder + " is a generative model"), std::string::npos) << cache.err;
 }
 
 }  // namespace
