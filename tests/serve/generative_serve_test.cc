@@ -225,6 +225,48 @@ TEST_F(GenerativeServeTest, HttpAnswersEqualSeqrecRecommend) {
   expect_items_equal(body, rows, "after reload");
 }
 
+// Concurrent clients through the micro-batcher (two workers, so two batches contend for the one
+// model): batches of several prompts form, and every client gets the beams of its own prompt.
+TEST_F(GenerativeServeTest, ConcurrentRequestsShareBeamSearchesAndGetTheirOwnBeams) {
+  seqrec::serve::ServeOptions options;
+  options.threads = 12;
+  options.workers = 2;
+  options.max_wait_us = 20000;
+  RunningServer server(LcRecFolder::get().service(), options);
+  const auto& s = server.service();
+  constexpr int kClients = 10;
+  std::vector<json> bodies, answers(kClients);
+  std::vector<std::vector<int64_t>> want(kClients);
+  for (int c = 0; c < kClients; ++c) {
+    json history = json::array();
+    for (int i = 0; i < 1 + c % 4; ++i) history.push_back(s.data().catalog.raw_id(1 + (c * 13 + i * 7) % 80));
+    bodies.push_back({{"history", history}, {"k", 6}, {"exclude_history", false}});
+    RecommendRequest r;
+    for (const auto& id : history) r.history.push_back(id.get<std::string>());
+    r.k = 6;
+    r.exclude_history = false;
+    const Query q = s.resolve(r);
+    want[c] = s.rank({&q}).front().ids;
+  }
+  std::vector<std::thread> clients;
+  for (int c = 0; c < kClients; ++c)
+    clients.emplace_back([&, c] { answers[c] = post_json(server.port(), "/v1/recommend", bodies[c]).second; });
+  for (auto& t : clients) t.join();
+  for (int c = 0; c < kClients; ++c) {
+    ASSERT_TRUE(answers[c].contains("items")) << c << ": " << answers[c].dump();
+    std::vector<int64_t> got;
+    for (const auto& item : answers[c]["items"]) got.push_back(s.data().catalog.find(item.at("id").get<std::string>()));
+    EXPECT_EQ(got, want[c]) << "client " << c;
+  }
+  auto metrics = server.client().Get("/metrics");
+  ASSERT_TRUE(metrics);
+  // Fewer beam searches than the kClients queries: batches formed (the reference ranks above bypass the batcher).
+  const std::string text = metrics->body;
+  const auto at = text.find("seqrec_batch_size_count ");
+  ASSERT_NE(at, std::string::npos) << text;
+  EXPECT_LT(std::stoll(text.substr(at + 24)), kClients) << text;
+}
+
 // The binary: `seqrec serve --checkpoint <folder>` reads the folder's config and answers as
 // `seqrec recommend`; an index over a generative model is a config error.
 TEST_F(GenerativeServeTest, TheServeBinaryServesAnLcRecFolder) {
