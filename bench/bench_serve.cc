@@ -1,15 +1,17 @@
 // Closed-loop HTTP load generator for `seqrec serve`: C connections, each sending the next
 // POST /v1/recommend as soon as the last one is answered, for S seconds; bodies are histories of
-// the last H items of real users of a prepared store. Optionally reloads the model mid-run and
-// reads the server's RSS before and after. Prints one JSON line.
+// the last H items of real users of a prepared store. Optionally reloads the model mid-run, reads
+// the server's RSS before and after, and samples it every --rss-every seconds (start, end, max and
+// the samples in the output). Prints one JSON line.
 //
 //   bench_serve --port P --data DIR [--connections 8] [--seconds 10] [--history 200] [--k 10]
-//               [--reload-at SECONDS --reload-checkpoint PATH] [--server-pid PID]
+//               [--reload-at SECONDS --reload-checkpoint PATH] [--server-pid PID [--rss-every SECONDS]]
 #include <httplib.h>
 
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -34,6 +36,7 @@ struct Args {
   double reload_at = -1;
   std::string reload_checkpoint;
   int server_pid = 0;
+  double rss_every = 0;  // seconds between RSS samples (0 = before and after only)
 };
 
 Args parse(int argc, char** argv) {
@@ -49,9 +52,11 @@ Args parse(int argc, char** argv) {
     else if (key == "--reload-at") a.reload_at = std::stod(value);
     else if (key == "--reload-checkpoint") a.reload_checkpoint = value;
     else if (key == "--server-pid") a.server_pid = std::stoi(value);
+    else if (key == "--rss-every") a.rss_every = std::stod(value);
     else throw std::runtime_error("unknown option " + key);
   }
   if (a.data.empty()) throw std::runtime_error("--data DIR is required");
+  if (a.rss_every > 0 && a.server_pid <= 0) throw std::runtime_error("--rss-every needs --server-pid");
   return a;
 }
 
@@ -119,6 +124,19 @@ int main(int argc, char** argv) {
           latencies[c].push_back(ms);
         }
       });
+    // RSS samples (seconds since start, kB), taken on their own thread so that a slow reload does
+    // not delay them.
+    std::vector<std::pair<double, int64_t>> rss_samples;
+    std::thread sampler;
+    if (a.rss_every > 0)
+      sampler = std::thread([&] {
+        for (int64_t n = 0;; ++n) {
+          const auto at = start + std::chrono::duration<double>(a.rss_every * static_cast<double>(n));
+          if (at > start + std::chrono::duration<double>(a.seconds)) break;
+          std::this_thread::sleep_until(at);
+          rss_samples.emplace_back(std::chrono::duration<double>(Clock::now() - start).count(), rss_kb(a.server_pid));
+        }
+      });
     std::string reload = "none";
     if (a.reload_at >= 0) {
       std::this_thread::sleep_for(std::chrono::duration<double>(a.reload_at));
@@ -130,6 +148,7 @@ int main(int argc, char** argv) {
     std::this_thread::sleep_until(start + std::chrono::duration<double>(a.seconds));
     stop = true;
     for (auto& t : clients) t.join();
+    if (sampler.joinable()) sampler.join();
     const double elapsed = std::chrono::duration<double>(Clock::now() - start).count();
     std::vector<double> all;
     for (const auto& v : latencies) all.insert(all.end(), v.begin(), v.end());
@@ -142,6 +161,18 @@ int main(int argc, char** argv) {
     if (a.server_pid > 0) {
       out["rss_before_kb"] = rss_before;
       out["rss_after_kb"] = rss_kb(a.server_pid);
+    }
+    if (!rss_samples.empty()) {
+      int64_t max_kb = 0;
+      nlohmann::json samples = nlohmann::json::array();
+      for (const auto& [t, kb] : rss_samples) {
+        samples.push_back({std::round(t * 10) / 10, kb});
+        max_kb = std::max(max_kb, kb);
+      }
+      out["rss_start_kb"] = rss_samples.front().second;
+      out["rss_end_kb"] = rss_samples.back().second;
+      out["rss_max_kb"] = max_kb;
+      out["rss_samples"] = samples;
     }
     if (a.reload_at >= 0) out["reload_status"] = reload;
     std::printf("%s\n", out.dump().c_str());

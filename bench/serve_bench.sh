@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Load test of `seqrec serve` on loopback: ML-1M SASRec and HSTU checkpoints, histories of the last
 # 200 items of real users, exact top-k and faiss HNSW and IVF-PQ indexes, concurrency 1 / 8 / 64, then one
-# long run at concurrency 8 with a reload in the middle and the server's RSS before and after.
+# long run at concurrency 8 with a reload in the middle and the server's RSS before and after, and
+# one run at concurrency 8 without reload with the server's RSS sampled every RSS_EVERY seconds.
 #
 #   bench/serve_bench.sh [OUT_DIR]      (default /tmp/seqrec_serve_bench)
-# Env: SEQREC_BUILD_DIR (default build), SECONDS_PER_POINT (5), LONG_SECONDS (60),
+# Env: SEQREC_BUILD_DIR (default build), SECONDS_PER_POINT (5), LONG_SECONDS (60), RSS_EVERY (5),
+#      RUNS (which parts, default "sweep reload memory"),
 #      SASREC_CKPT / HSTU_CKPT (use these checkpoints instead of training one epoch each).
 # The models are trained for one epoch only when no checkpoint is given: latency does not depend
 # on how well a model ranks, only on its shape (d 50, 2 blocks, L 200 for both).
@@ -14,6 +16,8 @@ build="${SEQREC_BUILD_DIR:-$root/build}"
 out="${1:-/tmp/seqrec_serve_bench}"
 point_s="${SECONDS_PER_POINT:-5}"
 long_s="${LONG_SECONDS:-60}"
+rss_every="${RSS_EVERY:-5}"
+runs="${RUNS:-sweep reload memory}"
 ml1m="${ML1M_DIR:-/work/shared/datasets/ml-1m}"
 seqrec="$build/seqrec"
 load="$build/bench_serve"
@@ -33,7 +37,8 @@ train_one() {  # name -> checkpoint path
   echo "$ckpt"
 }
 sasrec="${SASREC_CKPT:-$(train_one sasrec)}"
-hstu="${HSTU_CKPT:-$(train_one hstu)}"
+hstu=""
+[[ " $runs " == *" sweep "* ]] && hstu="${HSTU_CKPT:-$(train_one hstu)}"
 
 server_pid=""
 start_server() {  # checkpoint index -> sets port and server_pid
@@ -56,6 +61,7 @@ stop_server() {
 
 results="$out/results.jsonl"
 : > "$results"
+if [[ " $runs " == *" sweep "* ]]; then
 for model in sasrec hstu; do
   ckpt="$sasrec"; [[ $model == hstu ]] && ckpt="$hstu"
   for index in exact hnsw ivfpq; do
@@ -67,10 +73,22 @@ for model in sasrec hstu; do
     stop_server
   done
 done
+fi
 
 # Long run: SASRec exact, concurrency 8, a reload of the checkpoint (as after retraining) half-way.
-start_server "$sasrec" exact
-line=$("$load" --port "$port" --data "$out/data" --connections 8 --seconds "$long_s" --history 200 \
-       --reload-at "$((long_s / 2))" --reload-checkpoint "$sasrec" --server-pid "$server_pid")
-echo "{\"model\": \"sasrec\", \"index\": \"exact\", \"long_run\": true, \"result\": $line}" | tee -a "$results"
-stop_server
+if [[ " $runs " == *" reload "* ]]; then
+  start_server "$sasrec" exact
+  line=$("$load" --port "$port" --data "$out/data" --connections 8 --seconds "$long_s" --history 200 \
+         --reload-at "$((long_s / 2))" --reload-checkpoint "$sasrec" --server-pid "$server_pid")
+  echo "{\"model\": \"sasrec\", \"index\": \"exact\", \"long_run\": true, \"result\": $line}" | tee -a "$results"
+  stop_server
+fi
+
+# Memory: SASRec exact, concurrency 8, no reload, the server's RSS every RSS_EVERY seconds.
+if [[ " $runs " == *" memory "* ]]; then
+  start_server "$sasrec" exact
+  line=$("$load" --port "$port" --data "$out/data" --connections 8 --seconds "$long_s" --history 200 \
+         --server-pid "$server_pid" --rss-every "$rss_every")
+  echo "{\"model\": \"sasrec\", \"index\": \"exact\", \"memory_run\": true, \"result\": $line}" | tee -a "$results"
+  stop_server
+fi

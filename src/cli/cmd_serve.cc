@@ -13,6 +13,8 @@
 #include "seqrec/common/log.h"
 #include "seqrec/config/config_node.h"
 #include "seqrec/config/options.h"
+#include "seqrec/data/lcrec_tasks.h"
+#include "seqrec/models/lcrec.h"
 #include "seqrec/serve/http_server.h"
 #include "seqrec/serve/recommender_service.h"
 #include "seqrec/serve/serve_options.h"
@@ -66,18 +68,45 @@ void handle_signals(serve::HttpServer& server) {
   }
 }
 
+// LC-Rec: the folder's model with its run config (seqrec_finetune.yaml unless --config, with --set
+// and --data), generating as `seqrec recommend` does: the first test template over the history,
+// eval.num_beams beams (k is refused above them), one beam search per micro-batch.
+std::shared_ptr<const serve::GenerativeBackend> load_lcrec_backend(const CliArgs& args, const std::string& folder,
+                                                                   int64_t max_batch) {
+  CliArgs folder_args = args;
+  folder_args.checkpoint = folder;
+  config::ConfigNode root = load_generative_run_config(folder_args);
+  const config::EvalOptions eval_opts = config::read_eval_options(root.child("eval"));
+  LcRecInputs inputs = load_lcrec_inputs(root);
+  ignore_sections(root, "eval lcrec");
+  root.child("lcrec").ignore("out_dir");
+  root.child("lcrec").ignore("epochs");
+  root.finish();
+  models::LcRecOptions gen = generative_options(eval_opts);
+  gen.batch_size = std::max(gen.batch_size, max_batch);
+  auto model = std::make_unique<models::LcRec>(folder, inputs.index, gen);
+  const int64_t template_id = inputs.tasks->options().test_prompt_ids.front();
+  std::shared_ptr<const data::LcRecTaskSet> tasks = std::move(inputs.tasks);
+  return std::make_shared<serve::GenerativeBackend>(std::move(model), [tasks, template_id](const std::vector<int32_t>& history) {
+    return tasks->query_example(history, template_id).prompt;
+  });
+}
+
 }  // namespace
 
 int run_serve(const CliArgs& args) {
   CliArgs with_flags = args;
   for (const auto& [key, value] : args.serve_flags)
     if (!value.empty()) with_flags.overrides.push_back("serve." + key + "=" + value);
-  config::ConfigNode root = load_run_config(with_flags);
+  const bool generative = is_directory(args.checkpoint);  // an LC-Rec folder: its seqrec_finetune.yaml
+  config::ConfigNode root = generative ? load_generative_run_config(with_flags) : load_run_config(with_flags);
   const config::DataOptions data_opts = config::read_data_options(root.child("data"));
   const serve::ServeOptions options = serve::read_serve_options(root.child("serve"));
   ignore_sections(root, "data serve");
   root.finish();
   if (data_opts.dir.empty()) throw ConfigError("data.dir", "required key is missing (or pass --data DIR)");
+  if (generative && !args.token_cache.empty())
+    throw ConfigError("--token-cache", args.checkpoint + " is a generative model (LC-Rec): it keeps no per-user tokens");
   const std::string token = read_token(args.token_file);
   if (!is_loopback(options.host) && token.empty())
     log_warn("serve: listening on %s without --token-file: anyone who reaches this address can query and reload",
@@ -94,6 +123,9 @@ int run_serve(const CliArgs& args) {
   service_options.save_index = args.save_index;
   service_options.per_user_state = !args.token_cache.empty();
   service_options.prepare_model = [&args](models::SequenceRecommenderImpl& model) { install_token_cache(model, args, "all"); };
+  service_options.load_generative = [&args, max_batch = options.max_batch](const std::string& folder) {
+    return load_lcrec_backend(args, folder, max_batch);
+  };
   serve::RecommenderService service(std::move(data), service_options);
   const auto snap = service.snapshot();
   log_info("serve: %s: %ld items, %ld users, %s top-k, loaded in %.2fs", snap->checkpoint.c_str(), long(snap->context.num_items),

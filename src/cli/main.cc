@@ -121,7 +121,7 @@ int main(int argc, char** argv) {
   pq_cat->add_option("--limit", args.limit, "print at most this many rows");
   CLI::App* serve = app.add_subcommand("serve", "HTTP recommendation server over a checkpoint (docs/serving.md)");
   add_common(serve, args);
-  serve->add_option("--checkpoint", args.checkpoint, "checkpoint (.safetensors)")->required();
+  serve->add_option("--checkpoint", args.checkpoint, "checkpoint (.safetensors), or an LC-Rec folder of seqrec finetune")->required();
   serve->add_option("--data", args.data_dir, "prepared data dir (default: data.dir of the run's config)");
   serve->add_option("--token-cache", args.token_cache, "PerSRec: predict from this cache (compress --split all)");
   serve->add_option("--token-file", args.token_file, "file holding a bearer token that requests must carry");

@@ -20,6 +20,7 @@
 #include <thread>
 
 #include "cli/cli_support.h"
+#include "serve/http_support.h"
 #include "serve/serve_support.h"
 
 namespace {
@@ -28,46 +29,6 @@ using namespace seqrec;
 using namespace seqrec::testing::serve;
 using nlohmann::json;
 using Clock = std::chrono::steady_clock;
-
-/// A service and its HTTP server listening on a background thread.
-class RunningServer {
- public:
-  explicit RunningServer(seqrec::serve::ServeOptions options, const std::string& token = "",
-                         const std::string& checkpoint = ServeData::get().sasrec())
-      : service_(make_service(checkpoint)) {
-    options.host = "127.0.0.1";
-    options.port = 0;
-    options.log_requests = false;
-    server_ = std::make_unique<seqrec::serve::HttpServer>(*service_, options, token);
-    port_ = server_->bind();
-    thread_ = std::thread([this] { server_->listen(); });
-    httplib::Client c("127.0.0.1", port_);
-    for (int i = 0; i < 200; ++i) {  // until it answers
-      if (auto r = c.Get("/healthz"); r && (r->status == 200 || r->status == 401)) break;
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
-  }
-  ~RunningServer() { stop(); }
-  void stop() {
-    if (!thread_.joinable()) return;
-    server_->stop();
-    thread_.join();
-  }
-  int port() const { return port_; }
-  httplib::Client client() const {
-    httplib::Client c("127.0.0.1", port_);
-    c.set_read_timeout(10, 0);
-    return c;
-  }
-  seqrec::serve::RecommenderService& service() { return *service_; }
-  seqrec::serve::HttpServer& server() { return *server_; }
-
- private:
-  std::unique_ptr<seqrec::serve::RecommenderService> service_;
-  std::unique_ptr<seqrec::serve::HttpServer> server_;
-  int port_ = 0;
-  std::thread thread_;
-};
 
 seqrec::serve::ServeOptions small_options() {
   seqrec::serve::ServeOptions o;

@@ -48,6 +48,8 @@ class LcRec {
   /// The trie over the item codes (canonical_item maps colliding items to one id).
   const semantic_id::PrefixTrie& trie() const { return *trie_; }
   const LcRecOptions& options() const { return options_; }
+  /// V: the items of the index the model was loaded with.
+  int64_t num_items() const { return static_cast<int64_t>(codes_.size()) - 1; }
   /// The code token ids of item `item` (1..V).
   const std::vector<int64_t>& code_ids(int64_t item) const { return codes_[static_cast<size_t>(item)]; }
 

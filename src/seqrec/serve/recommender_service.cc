@@ -124,9 +124,12 @@ std::shared_ptr<const ModelSnapshot> RecommenderService::snapshot() const {
 
 std::shared_ptr<const ModelSnapshot> RecommenderService::load(const std::string& checkpoint, int64_t version, bool first) const {
   const auto start = std::chrono::steady_clock::now();
-  if (is_directory(checkpoint))
-    throw CheckpointError(checkpoint + ": a folder (an LC-Rec fine-tuning run?); serve answers with models that rank items "
-                                       "(a .safetensors checkpoint of seqrec train)");
+  if (is_directory(checkpoint)) {
+    std::shared_ptr<ModelSnapshot> snap = load_generative(checkpoint);
+    snap->version = version;
+    snap->load_seconds = seconds_since(start);
+    return snap;
+  }
   train::LoadedModel loaded = train::load_checkpoint(checkpoint, data_.dir);
   if (loaded.context.num_items != data_.catalog.num_items())
     throw CheckpointError(checkpoint + ": built for " + std::to_string(loaded.context.num_items) + " items, but " + data_.dir +
@@ -169,6 +172,24 @@ std::shared_ptr<const ModelSnapshot> RecommenderService::load(const std::string&
   return snap;
 }
 
+std::shared_ptr<ModelSnapshot> RecommenderService::load_generative(const std::string& folder) const {
+  if (!options_.load_generative)
+    throw CheckpointError(folder + ": a folder (an LC-Rec fine-tuning run?), and this service loads no generative models");
+  if (options_.index.kind != "exact")
+    throw ConfigError("serve.index.kind", "'" + options_.index.kind + "': " + folder +
+                                              " is a generative model (LC-Rec), which ranks by beam search; it has no item "
+                                              "table to index (use exact)");
+  auto snap = std::make_shared<ModelSnapshot>();
+  snap->generative = options_.load_generative(folder);
+  if (snap->generative->num_items() != data_.catalog.num_items())
+    throw CheckpointError(folder + ": its index has " + std::to_string(snap->generative->num_items()) + " items, but " +
+                          data_.dir + " has " + std::to_string(data_.catalog.num_items()) + " (a different prepared dataset?)");
+  snap->context.num_items = snap->generative->num_items();
+  snap->checkpoint = folder;
+  snap->index_description = snap->generative->description();
+  return snap;
+}
+
 void RecommenderService::measure_recall(ModelSnapshot& snap) const {
   const IndexOptions& io = options_.index;
   const int64_t num_users = data_.store.num_users();
@@ -179,7 +200,7 @@ void RecommenderService::measure_recall(ModelSnapshot& snap) const {
     RecommendRequest r;
     r.user = data_.users.raw_id(i * num_users / n);  // spread over the store
     r.k = io.recall_k;
-    Query q = resolve(r);
+    Query q = resolve_ids(r);  // the snapshot being measured is not serving yet
     if (!q.history.empty()) queries.push_back(std::move(q));
   }
   double hits = 0, wanted = 0;
@@ -203,6 +224,15 @@ void RecommenderService::measure_recall(ModelSnapshot& snap) const {
 }
 
 Query RecommenderService::resolve(const RecommendRequest& request) const {
+  const auto snap = snapshot();
+  if (snap->generative && request.k > snap->generative->num_beams())
+    throw invalid_request(at(request.field, "k") + ": must be <= " + std::to_string(snap->generative->num_beams()) +
+                          " for this generative model (LC-Rec returns at most its eval.num_beams beams), got " +
+                          std::to_string(request.k));
+  return resolve_ids(request);
+}
+
+Query RecommenderService::resolve_ids(const RecommendRequest& request) const {
   Query q;
   q.k = request.k;
   const std::string& p = request.field;
@@ -275,6 +305,11 @@ std::vector<Ranked> RecommenderService::rank_exact(const ModelSnapshot& snap, co
 std::vector<Ranked> RecommenderService::rank(const ModelSnapshot& snap, const std::vector<const Query*>& queries) const {
   torch::NoGradGuard no_grad;
   std::vector<Ranked> out(queries.size());
+  if (snap.generative) {
+    out = snap.generative->rank(queries);
+    for (Ranked& r : out) r.model_version = snap.version;
+    return out;
+  }
   // make_eval_batch reads timestamps for all rows or none: one forward per kind.
   for (const bool timed : {false, true}) {
     std::vector<size_t> rows;

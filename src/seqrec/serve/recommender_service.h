@@ -16,6 +16,7 @@
 #include "seqrec/data/interaction_store.h"
 #include "seqrec/data/item_catalog.h"
 #include "seqrec/models/recommender.h"
+#include "seqrec/serve/generative_backend.h"
 #include "seqrec/serve/query.h"
 #include "seqrec/serve/request.h"
 #include "seqrec/serve/serve_options.h"
@@ -42,15 +43,19 @@ struct ServiceOptions {
   /// Called on every freshly loaded model before it serves (PerSRec: install its token cache).
   std::function<void(models::SequenceRecommenderImpl&)> prepare_model;
   bool per_user_state = false;        ///< the model keeps per-user state: history requests are refused
+  /// Loads a folder checkpoint (LC-Rec) as a generative model; unset: folders are refused.
+  GenerativeLoader load_generative;
 };
 
-/// One loaded model and everything derived from it; immutable once built.
+/// One loaded model and everything derived from it; immutable once built. Either a ranking model
+/// (model, items, index) or a generative one (generative; model and items empty).
 struct ModelSnapshot {
   models::SequenceRecommender model;
-  models::ModelContext context;
+  models::ModelContext context;       ///< num_items for both kinds; the rest for ranking models
   torch::Tensor items;                ///< [V+1, D] float32 CPU item table (row 0 = padding)
+  std::shared_ptr<const GenerativeBackend> generative;  ///< LC-Rec: beam search instead of model/items
   std::shared_ptr<const ItemIndex> index;  ///< null: exact top-k
-  std::string index_description;      ///< "exact" or the faiss index's
+  std::string index_description;      ///< "exact", the faiss index's, or the generative model's
   double index_recall = -1;           ///< recall@recall_k of the index against exact at load (-1: not measured)
   int64_t version = 0;                ///< 1 for the first model, +1 per reload
   std::string checkpoint;             ///< where it came from
@@ -100,7 +105,9 @@ class RecommenderService {
 
  private:
   std::shared_ptr<const ModelSnapshot> load(const std::string& checkpoint, int64_t version, bool first) const;
+  std::shared_ptr<ModelSnapshot> load_generative(const std::string& folder) const;
   void measure_recall(ModelSnapshot& snapshot) const;
+  Query resolve_ids(const RecommendRequest& request) const;  // resolve without the serving model's limits
   torch::Tensor states(const ModelSnapshot& snapshot, const std::vector<const Query*>& queries) const;
 
   ServiceData data_;
