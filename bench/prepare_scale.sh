@@ -49,8 +49,8 @@ measure() {
   /usr/bin/time -f "TIME %e %M" "$@" >"$log" 2>&1 || { cat "$log" >&2; echo "failed: $*" >&2; exit 1; }
   local wall rss work_s
   read -r wall rss < <(grep '^TIME' "$log" | awk '{print $2, $3}')
-  work_s=$(grep -o '"seconds":[0-9.e-]*' "$log" | head -1 | cut -d: -f2)
-  [[ -n "$work_s" ]] || work_s=$(grep -o 'prepare: [0-9.]* s' "$log" | head -1 | awk '{print $2}')
+  work_s=$(grep -o '"seconds": *[0-9.e-]*' "$log" | head -1 | cut -d: -f2 | tr -d ' ' || true)
+  [[ -n "$work_s" ]] || work_s=$(grep -o 'prepare: [0-9.]* s' "$log" | head -1 | awk '{print $2}' || true)
   echo "$wall $rss $work_s"
 }
 

@@ -1,6 +1,8 @@
 // Leave-one-out split.
 #include "seqrec/data/split.h"
 
+#include <algorithm>
+
 #include "seqrec/common/error.h"
 #include "seqrec/common/random.h"
 
@@ -16,9 +18,9 @@ Split parse_split(const std::string& name, const std::string& path) {
 
 const char* split_name(Split split) { return split == Split::kValid ? "valid" : "test"; }
 
-std::vector<EvalQuery> eval_queries(const InteractionStore& store, Split split) {
+std::vector<EvalQuery> eval_queries(const InteractionStore& store, Split split, int64_t limit) {
   std::vector<EvalQuery> queries;
-  queries.reserve(store.num_users());
+  queries.reserve(limit > 0 ? std::min(limit, store.num_users()) : store.num_users());
   const int64_t drop = split == Split::kValid ? 2 : 1;  // events after the history
   for (int64_t u = 0; u < store.num_users(); ++u) {
     Span<int32_t> items = store.items(u);
@@ -34,6 +36,7 @@ std::vector<EvalQuery> eval_queries(const InteractionStore& store, Split split) 
       q.target_ts = ts[h];
     }
     queries.push_back(q);
+    if (limit > 0 && static_cast<int64_t>(queries.size()) == limit) break;
   }
   return queries;
 }

@@ -35,8 +35,9 @@ struct EvalQuery {
   int64_t target_ts = 0;       ///< its timestamp (0 without timestamps)
 };
 
-/// Queries of every user with n >= 3 (in user order) for a split.
-std::vector<EvalQuery> eval_queries(const InteractionStore& store, Split split);
+/// Queries of every user with n >= 3 (in user order) for a split; with limit > 0, only the first
+/// `limit` of them (a 9M-user store is not copied to evaluate 10,000 users).
+std::vector<EvalQuery> eval_queries(const InteractionStore& store, Split split, int64_t limit = 0);
 
 /// Occurrences of each item in the training parts, [V+1] (index 0 = 0).
 std::vector<int64_t> train_item_counts(const InteractionStore& store, int64_t holdout = 2);

@@ -78,9 +78,7 @@ EvalResult evaluate(models::SequenceRecommenderImpl& model, const data::Interact
   const auto start = std::chrono::steady_clock::now();
   torch::NoGradGuard no_grad;
   model.eval();
-  std::vector<data::EvalQuery> queries = data::eval_queries(store, split);
-  if (options.max_users > 0 && static_cast<int64_t>(queries.size()) > options.max_users)
-    queries.resize(options.max_users);
+  std::vector<data::EvalQuery> queries = data::eval_queries(store, split, options.max_users);
   if (shard.world_size > 1) {
     TORCH_CHECK(shard.sum, "a sharded evaluation needs EvalShard::sum");
     // Strided, so that every rank gets a similar mix of short and long histories.
