@@ -29,7 +29,7 @@ int run_prepare(const CliArgs& args) {
   o.item_col = n.get<std::string>("item_col", o.item_col);
   o.time_col = n.get<std::string>("time_col", o.time_col);
   o.items = n.get<std::string>("items", o.items);
-  o.items_format = data::parse_item_format(n.get<std::string>("items_format", o.items.empty() ? "none" : "table"),
+  o.items_format = data::parse_item_format(n.get<std::string>("items_format", "none"),
                                            "prepare.items_format");
   o.items_sep = n.get<std::string>("items_sep", o.items_sep);
   o.item_id_col = n.get<std::string>("item_id_col", o.item_id_col);
@@ -55,8 +55,7 @@ int run_prepare(const CliArgs& args) {
     text.max_text_length = t.get<int64_t>("max_text_length", text.max_text_length);
     text.prompt = t.get<std::string>("prompt", text.prompt);
     if (text.max_text_length < 1) throw ConfigError(t.path() + ".max_text_length", "must be >= 1");
-    if (o.items_format == data::ItemFormat::kNone)
-      throw ConfigError(t.path(), "item texts need an item table (prepare.items)");
+    if (o.items.empty()) throw ConfigError(t.path(), "item texts need an item table (prepare.items)");
   }
   ignore_sections(root, "prepare");
   root.finish();

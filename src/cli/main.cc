@@ -54,7 +54,7 @@ int main(int argc, char** argv) {
   prepare->add_option("-f,--format", args.format,
                       "csv | parquet | movielens_dat | movielens_csv | sasrec_pairs | user_sequences (prepare.format)");
   prepare->add_option("--items", args.items, "item table file (prepare.items)");
-  prepare->add_option("--items-format", args.items_format, "none | table | movielens_dat (prepare.items_format)");
+  prepare->add_option("--items-format", args.items_format, "none | table | movielens_dat | parquet (prepare.items_format; default: by the file extension)");
   prepare->add_option("-o,--out", args.out, "output directory (prepare.output)");
   subs[2].first->add_flag("--resume", args.resume, "continue from train.out_dir/last.* if present");
   CLI::App* eval = subs[3].first;

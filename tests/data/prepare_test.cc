@@ -821,3 +821,33 @@ TEST(PrepareFuzz, MutatedInputsGiveCleanErrorsOnly) {
 
 }  // namespace
 }  // namespace seqrec::data
+
+namespace seqrec::data {
+namespace {
+
+TEST(PrepareParquet, ItemTableFromParquetKeepsFlatColumnsAsText) {
+  TempDir dir;
+  const std::string in = dir.write("events.csv", "user_id,item_id,timestamp\nu1,10,1\nu1,20,2\nu2,10,3\n");
+  Column ids = int_column({20, 10, 30, 10});
+  Column titles = string_column({"Twenty", "Ten", "Thirty", "Ten again"});
+  Column tags = string_column({"b", "", "c", "d"});
+  tags.valid = {1, 0, 1, 1};  // item 10 has a null tag
+  Column seq = int_column({1, 2});
+  seq.is_list = true;
+  seq.list_offsets = {0, 1, 1, 2, 2};
+  seq.num_rows = 4;
+  const std::string items = dir.file("items.parquet");
+  parquet::Writer w(items, {{"item_id", WriteType::kInt64, false}, {"title", WriteType::kString, false},
+                            {"tag", WriteType::kString, true}, {"seq", WriteType::kInt64List, false}}, {});
+  w.write({ids, titles, tags, seq});
+  w.close();
+  PrepareOptions o = options_for(in, InputFormat::kCsv, dir);
+  o.items = items;  // format from the extension
+  const PrepareReport r = prepare(o);
+  EXPECT_EQ(r.items_with_text, 2);
+  // The first row of an id wins; 30 is not in the interactions; the list column is skipped.
+  EXPECT_EQ(read_file(o.output + "/items.tsv"), "item_id\traw_id\ttitle\ttag\n1\t10\tTen\t\n2\t20\tTwenty\tb\n");
+}
+
+}  // namespace
+}  // namespace seqrec::data

@@ -756,6 +756,7 @@ const char* item_format_name(ItemFormat f) {
     case ItemFormat::kNone: return "none";
     case ItemFormat::kTable: return "table";
     case ItemFormat::kMovieLensDat: return "movielens_dat";
+    case ItemFormat::kParquet: return "parquet";
   }
   return "?";
 }
@@ -1055,7 +1056,7 @@ ItemTable read_item_table(const PrepareOptions& o, const Lookup& dense_of_raw, i
   ItemTable table;
   table.fields.resize(static_cast<size_t>(num_items) + 1);
   const std::string& path = o.items;
-  std::string buf = read_file(path);
+  std::string buf = o.items_format == ItemFormat::kParquet ? std::string() : read_file(path);
   RowErrors errors(o.skip_bad_rows, path);
   int64_t duplicates = 0;
   auto store_row = [&](std::string_view raw, std::vector<std::string> values) {
@@ -1072,7 +1073,43 @@ ItemTable read_item_table(const PrepareOptions& o, const Lookup& dense_of_raw, i
   std::string_view line;
   std::vector<std::string_view> f;
 
-  if (o.items_format == ItemFormat::kMovieLensDat) {
+  if (o.items_format == ItemFormat::kParquet) {
+    // The id column (integer or string) and every other flat column, as text.
+    const parquet::File file = parquet::File::open(path);
+    if (file.find_column(o.item_id_col) < 0) {
+      throw DataError(path + ": expected a column named '" + o.item_id_col + "' (prepare.item_id_col)");
+    }
+    std::vector<std::string> keep;
+    for (const auto& c : file.columns()) {
+      if (c.path == o.item_id_col || c.name == o.item_id_col) continue;
+      if (c.is_list || !c.unsupported.empty()) {
+        log_warn("%s: item column '%s' skipped (%s)", path.c_str(), c.path.c_str(),
+                 c.is_list ? "a list" : c.unsupported.c_str());
+        continue;
+      }
+      keep.push_back(c.path);
+      table.columns.push_back(sanitize(c.path));
+    }
+    int64_t row = 0;
+    for (int g = 0; g < file.num_row_groups(); ++g) {
+      const parquet::Column ids = file.read(g, o.item_id_col);
+      std::vector<parquet::Column> cols;
+      for (const auto& k : keep) cols.push_back(file.read(g, k));
+      for (int64_t r = 0; r < ids.num_rows; ++r) {
+        ++row;
+        const std::string id = parquet::format_slot(ids, r);
+        if (id.empty()) {
+          errors.bad(path + ": row " + std::to_string(row) + ": expected a non-empty item id, got null or ''");
+          continue;
+        }
+        if (dense_of_raw(id) <= 0) continue;
+        std::vector<std::string> values;
+        values.reserve(cols.size());
+        for (const auto& c : cols) values.push_back(sanitize(parquet::format_slot(c, r)));
+        store_row(id, std::move(values));
+      }
+    }
+  } else if (o.items_format == ItemFormat::kMovieLensDat) {
     if (!looks_like_utf8(buf)) buf = latin1_to_utf8(buf);
     table.columns = {"title", "genres"};
     LineReader dat_lines(buf, true);
@@ -1248,7 +1285,8 @@ ItemFormat parse_item_format(const std::string& name, const std::string& path) {
   if (name == "none") return ItemFormat::kNone;
   if (name == "table") return ItemFormat::kTable;
   if (name == "movielens_dat") return ItemFormat::kMovieLensDat;
-  throw ConfigError(path, "expected one of none, table, movielens_dat, got '" + name + "'");
+  if (name == "parquet") return ItemFormat::kParquet;
+  throw ConfigError(path, "expected one of none, table, movielens_dat, parquet, got '" + name + "'");
 }
 
 namespace {
@@ -1305,8 +1343,13 @@ PrepareReport prepare(const PrepareOptions& options) {
   check_filter_options(o);
   if (o.items_format == ItemFormat::kNone && !o.items.empty()) {
     // An item file without a format would otherwise be ignored silently.
-    const bool dat = o.items.size() >= 4 && o.items.compare(o.items.size() - 4, 4, ".dat") == 0;
-    o.items_format = dat ? ItemFormat::kMovieLensDat : ItemFormat::kTable;
+    auto ends_with = [&](const char* ext) {
+      const size_t n = std::strlen(ext);
+      return o.items.size() >= n && o.items.compare(o.items.size() - n, n, ext) == 0;
+    };
+    o.items_format = ends_with(".dat")       ? ItemFormat::kMovieLensDat
+                     : ends_with(".parquet") ? ItemFormat::kParquet
+                                             : ItemFormat::kTable;
     log_info("prepare.items_format not set: reading %s as %s", o.items.c_str(),
              item_format_name(o.items_format));
   }

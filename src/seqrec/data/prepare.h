@@ -28,9 +28,10 @@ enum class ItemFormat {
   kNone,           ///< no item table
   kTable,          ///< CSV/TSV with a header; id column item_id_col, text columns kept by name
   kMovieLensDat,   ///< ML-1M movies.dat: MovieID::Title::Genres (ISO-8859-1 -> UTF-8); columns title, genres
+  kParquet,        ///< Parquet: id column item_id_col; every other flat column kept as text
 };
 
-/// Parses "none", "table", "movielens_dat"; throws ConfigError(path).
+/// Parses "none", "table", "movielens_dat", "parquet"; throws ConfigError(path).
 ItemFormat parse_item_format(const std::string& name, const std::string& path);
 
 /// Everything `seqrec prepare` needs (the `prepare:` config section).
