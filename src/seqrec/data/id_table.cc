@@ -5,7 +5,6 @@
 #include <cstring>
 
 namespace seqrec::data {
-namespace {
 
 bool parse_int64(std::string_view s, int64_t* value) {
   if (s.empty()) return false;
@@ -16,8 +15,6 @@ bool parse_int64(std::string_view s, int64_t* value) {
   auto [p, ec] = std::from_chars(b, e, *value);
   return ec == std::errc() && p == e;
 }
-
-}  // namespace
 
 bool direct_int(std::string_view token, uint32_t* value) {
   const size_t n = token.size();

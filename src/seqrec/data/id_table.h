@@ -20,6 +20,9 @@ constexpr uint32_t kStringFlag = 0x80000000u;
 /// Raw ids that are canonical integers (no sign, no leading zero) below this are used directly.
 constexpr int64_t kDirectLimit = int64_t{1} << 26;
 
+/// Parses a whole token as a (possibly signed, '+' allowed) 64-bit integer.
+bool parse_int64(std::string_view s, int64_t* value);
+
 /// Whether `token` is a canonical integer below kDirectLimit; sets *value.
 bool direct_int(std::string_view token, uint32_t* value);
 

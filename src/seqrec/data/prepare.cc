@@ -178,15 +178,7 @@ std::string normalize_sep(const std::string& sep, const std::string& config_path
   return sep;
 }
 
-bool parse_int(std::string_view s, int64_t* value) {
-  if (s.empty()) return false;
-  const char* b = s.data();
-  const char* e = s.data() + s.size();
-  if (*b == '+') ++b;  // from_chars rejects '+'
-  if (b == e) return false;
-  auto [p, ec] = std::from_chars(b, e, *value);
-  return ec == std::errc() && p == e;
-}
+bool parse_int(std::string_view s, int64_t* value) { return parse_int64(s, value); }
 
 bool is_int(std::string_view s) {
   int64_t v = 0;
