@@ -36,12 +36,13 @@ int run_synth_scale(config::ConfigNode& root, config::ConfigNode& node) {
   o.users_per_chunk = node.get<int64_t>("users_per_chunk", o.users_per_chunk);
   o.threads = node.get<int64_t>("threads", o.threads);
   o.seed = static_cast<uint64_t>(node.get<int64_t>("seed", static_cast<int64_t>(o.seed)));
+  o.format = node.get<std::string>("format", o.format);
   o.output = node.require<std::string>("output");
   ignore_sections(root, "synth");
   root.finish();
   const int64_t events = data::generate_scale_log(o);
-  log_info("synth (scale): %ld users, %ld items, %ld events -> %s/interactions.csv", long(o.num_users),
-           long(o.num_items), long(events), o.output.c_str());
+  log_info("synth (scale): %ld users, %ld items, %ld events -> %s/interactions.%s", long(o.num_users),
+           long(o.num_items), long(events), o.output.c_str(), o.format.c_str());
   std::printf("{\"users\":%ld,\"items\":%ld,\"events\":%ld,\"output\":\"%s\"}\n", long(o.num_users),
               long(o.num_items), long(events), o.output.c_str());
   return 0;

@@ -16,6 +16,7 @@
 #include "seqrec/data/item_catalog.h"
 #include "seqrec/data/parquet.h"
 #include "seqrec/data/parquet_writer.h"
+#include "seqrec/data/synthetic_scale.h"
 #include "support.h"
 
 namespace seqrec::data {
@@ -847,6 +848,47 @@ TEST(PrepareParquet, ItemTableFromParquetKeepsFlatColumnsAsText) {
   EXPECT_EQ(r.items_with_text, 2);
   // The first row of an id wins; 30 is not in the interactions; the list column is skipped.
   EXPECT_EQ(read_file(o.output + "/items.tsv"), "item_id\traw_id\ttitle\ttag\n1\t10\tTen\t\n2\t20\tTwenty\tb\n");
+}
+
+}  // namespace
+}  // namespace seqrec::data
+
+namespace seqrec::data {
+namespace {
+
+/// synth.mode scale writes the same log as CSV and as Parquet, whatever the threads; both prepare
+/// to the same store, with the users and the mean length asked for.
+TEST(SynthScale, CsvAndParquetTwinsPrepareToTheSameStore) {
+  TempDir dir;
+  ScaleSynthOptions s;
+  s.num_users = 3000;
+  s.num_items = 500;
+  s.mean_seq_len = 12;
+  s.users_per_chunk = 700;
+  s.output = dir.file("log");
+  s.threads = 1;
+  const int64_t events = generate_scale_log(s);
+  const std::string csv1 = read_file(s.output + "/interactions.csv");
+  s.threads = 3;
+  EXPECT_EQ(generate_scale_log(s), events);
+  EXPECT_TRUE(read_file(s.output + "/interactions.csv") == csv1);
+  s.format = "parquet";
+  EXPECT_EQ(generate_scale_log(s), events);
+  EXPECT_NEAR(static_cast<double>(events) / 3000, 12.0, 0.5);
+
+  PrepareOptions a = options_for(s.output + "/interactions.csv", InputFormat::kCsv, dir);
+  a.output = dir.file("a");
+  PrepareOptions b = options_for(s.output + "/interactions.parquet", InputFormat::kParquet, dir);
+  b.output = dir.file("b");
+  const PrepareReport ra = prepare(a);
+  prepare(b);
+  EXPECT_EQ(ra.num_users, 3000);
+  EXPECT_EQ(ra.num_events, events);
+  for (const char* f : {"interactions.bin", "users.tsv", "items.tsv"}) {
+    EXPECT_TRUE(read_file(a.output + "/" + f) == read_file(b.output + "/" + f)) << f;
+  }
+  s.format = "orc";
+  ASSERT_THROWS_WITH(generate_scale_log(s), "synth.format: expected csv or parquet, got 'orc'");
 }
 
 }  // namespace

@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <memory>
 #include <numeric>
 #include <vector>
 
@@ -16,6 +17,7 @@
 #include "seqrec/common/log.h"
 #include "seqrec/common/parallel.h"
 #include "seqrec/common/random.h"
+#include "seqrec/data/parquet_writer.h"
 
 namespace seqrec::data {
 namespace {
@@ -74,6 +76,9 @@ void check(const ScaleSynthOptions& o) {
   if (!(o.zipf_exponent >= 0)) throw ConfigError("synth.zipf_exponent", "expected >= 0");
   if (o.users_per_chunk < 1) throw ConfigError("synth.users_per_chunk", "expected >= 1");
   if (o.output.empty()) throw ConfigError("synth.output", "expected a directory path, got ''");
+  if (o.format != "csv" && o.format != "parquet") {
+    throw ConfigError("synth.format", "expected csv or parquet, got '" + o.format + "'");
+  }
 }
 
 struct Row {
@@ -90,9 +95,8 @@ void put_int(std::string* out, int64_t v) {
 }
 
 /// The rows of users [first, first + count), in time order (ties by user, then event order).
-std::string chunk_text(const ScaleSynthOptions& o, const AliasTable& items,
-                       const std::vector<uint32_t>& item_of_rank, int64_t first, int64_t count,
-                       int64_t* events) {
+std::vector<Row> chunk_rows(const ScaleSynthOptions& o, const AliasTable& items,
+                            const std::vector<uint32_t>& item_of_rank, int64_t first, int64_t count) {
   Rng rng(derive_seed({o.seed, static_cast<uint64_t>(first)}));
   std::vector<Row> rows;
   const double extra = o.mean_seq_len - static_cast<double>(o.min_seq_len);
@@ -100,7 +104,8 @@ std::string chunk_text(const ScaleSynthOptions& o, const AliasTable& items,
   constexpr int64_t kSpan = 2 * 365 * 86'400;
   for (int64_t u = first; u < first + count; ++u) {
     int64_t len = o.min_seq_len;
-    if (extra > 0) len += static_cast<int64_t>(-std::log(1.0 - rng.uniform()) * extra);
+    // Rounded, not floored, so that the mean length is mean_seq_len.
+    if (extra > 0) len += std::llround(-std::log(1.0 - rng.uniform()) * extra);
     len = std::min(len, o.max_seq_len);
     int64_t t = kStart + static_cast<int64_t>(rng.below(kSpan));
     for (int64_t k = 0; k < len; ++k) {
@@ -111,6 +116,10 @@ std::string chunk_text(const ScaleSynthOptions& o, const AliasTable& items,
   }
   std::stable_sort(rows.begin(), rows.end(),
                    [](const Row& a, const Row& b) { return a.timestamp < b.timestamp; });
+  return rows;
+}
+
+std::string rows_text(const std::vector<Row>& rows) {
   std::string out;
   out.reserve(rows.size() * 26);
   for (const Row& r : rows) {
@@ -121,8 +130,23 @@ std::string chunk_text(const ScaleSynthOptions& o, const AliasTable& items,
     put_int(&out, r.timestamp);
     out += '\n';
   }
-  *events = static_cast<int64_t>(rows.size());
   return out;
+}
+
+/// The three int64 columns of a Parquet batch.
+std::vector<parquet::Column> rows_columns(const std::vector<Row>& rows) {
+  std::vector<parquet::Column> cols(3);
+  for (auto& c : cols) {
+    c.physical = parquet::PhysicalType::kInt64;
+    c.ints.reserve(rows.size());
+    c.num_rows = static_cast<int64_t>(rows.size());
+  }
+  for (const Row& r : rows) {
+    cols[0].ints.push_back(r.user);
+    cols[1].ints.push_back(r.item);
+    cols[2].ints.push_back(r.timestamp);
+  }
+  return cols;
 }
 
 }  // namespace
@@ -140,30 +164,50 @@ int64_t generate_scale_log(const ScaleSynthOptions& o) {
   Rng shuffle(derive_seed({o.seed, 0x17e45ULL}));
   for (size_t i = item_of_rank.size(); i > 1; --i) std::swap(item_of_rank[i - 1], item_of_rank[shuffle.below(i)]);
 
-  const std::string path = o.output + "/interactions.csv";
-  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
-  std::FILE* f = std::fopen(tmp.c_str(), "wb");
-  if (f == nullptr) throw DataError("cannot write " + path + ": " + std::strerror(errno));
+  const bool as_parquet = o.format == "parquet";
+  const std::string path = o.output + (as_parquet ? "/interactions.parquet" : "/interactions.csv");
   const int threads = resolve_threads(o.threads);
   const int64_t chunks = (o.num_users + o.users_per_chunk - 1) / o.users_per_chunk;
   int64_t total = 0;
-  bool ok = std::fputs("user_id,item_id,timestamp\n", f) >= 0;
+  std::unique_ptr<parquet::Writer> pq;
+  std::FILE* f = nullptr;
+  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
+  if (as_parquet) {
+    parquet::WriterOptions wo;  // snappy, row groups of 2^20 rows
+    pq = std::make_unique<parquet::Writer>(
+        path, std::vector<parquet::WriteColumn>{{"user_id", parquet::WriteType::kInt64, false},
+                                                {"item_id", parquet::WriteType::kInt64, false},
+                                                {"timestamp", parquet::WriteType::kInt64, false}},
+        wo);
+  } else {
+    f = std::fopen(tmp.c_str(), "wb");
+    if (f == nullptr) throw DataError("cannot write " + path + ": " + std::strerror(errno));
+  }
+  bool ok = as_parquet || std::fputs("user_id,item_id,timestamp\n", f) >= 0;
+  std::vector<std::vector<Row>> rows(static_cast<size_t>(threads));
   std::vector<std::string> texts(static_cast<size_t>(threads));
-  std::vector<int64_t> counts(static_cast<size_t>(threads));
   for (int64_t c0 = 0; c0 < chunks && ok; c0 += threads) {
     const int64_t n = std::min<int64_t>(threads, chunks - c0);
     parallel_tasks(n, threads, [&](int64_t t) {
       const int64_t first = (c0 + t) * o.users_per_chunk;
-      texts[static_cast<size_t>(t)] =
-          chunk_text(o, items, item_of_rank, first, std::min(o.users_per_chunk, o.num_users - first),
-                     &counts[static_cast<size_t>(t)]);
+      auto& r = rows[static_cast<size_t>(t)];
+      r = chunk_rows(o, items, item_of_rank, first, std::min(o.users_per_chunk, o.num_users - first));
+      if (!as_parquet) texts[static_cast<size_t>(t)] = rows_text(r);
     });
     for (int64_t t = 0; t < n && ok; ++t) {
-      const std::string& s = texts[static_cast<size_t>(t)];
-      ok = std::fwrite(s.data(), 1, s.size(), f) == s.size();
-      total += counts[static_cast<size_t>(t)];
+      total += static_cast<int64_t>(rows[static_cast<size_t>(t)].size());
+      if (as_parquet) {
+        pq->write(rows_columns(rows[static_cast<size_t>(t)]));
+      } else {
+        const std::string& s = texts[static_cast<size_t>(t)];
+        ok = std::fwrite(s.data(), 1, s.size(), f) == s.size();
+      }
     }
     if ((c0 / threads) % 64 == 63) log_info("synth: %lld events written", static_cast<long long>(total));
+  }
+  if (as_parquet) {
+    pq->close();
+    return total;
   }
   ok = std::fflush(f) == 0 && ok;
   const int e = errno;

@@ -21,11 +21,13 @@ struct ScaleSynthOptions {
                                    ///< time order (interleaved users), chunks one after another
   int64_t threads = 0;             ///< 0 = all cores; the output does not depend on it
   uint64_t seed = 42;
-  std::string output;              ///< directory; writes interactions.csv
+  std::string format = "csv";      ///< csv | parquet (interactions.parquet: three INT64 columns,
+                                   ///< snappy, row groups of 2^20 rows)
+  std::string output;              ///< directory; writes interactions.csv (or .parquet)
 };
 
 /// Validates the options (ConfigError naming synth.<field>) and streams <output>/interactions.csv
-/// (header user_id,item_id,timestamp; integer ids, users 0..U-1, items 1..V; written to a temp name
+/// or .parquet (columns user_id,item_id,timestamp; integer ids, users 0..U-1, items 1..V; written to a temp name
 /// and renamed). Returns the number of events. Deterministic for a seed.
 int64_t generate_scale_log(const ScaleSynthOptions& options);
 
