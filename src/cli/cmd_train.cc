@@ -23,12 +23,6 @@
 
 namespace seqrec::cli {
 
-void ignore_sections(config::ConfigNode& root, const std::string& own) {
-  for (const char* s :
-       {"synth", "prepare", "data", "model", "train", "eval", "serve", "semantic_id", "lcrec", "finetune"})
-    if (own.find(s) == std::string::npos) root.ignore(s);
-}
-
 void set_threads(int64_t threads) {
   int64_t n = threads;
   if (n <= 0) {

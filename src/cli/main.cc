@@ -6,6 +6,7 @@
 #include <functional>
 
 #include "cli/commands.h"
+#include "cli/data_cli.h"
 #include "seqrec/common/allocator.h"
 #include "seqrec/common/error.h"
 
@@ -13,10 +14,7 @@ namespace {
 
 using seqrec::cli::CliArgs;
 
-void add_common(CLI::App* cmd, CliArgs& args) {
-  cmd->add_option("-c,--config", args.config_file, "YAML config file");
-  cmd->add_option("--set", args.overrides, "override a config key: dotted.key=value (repeatable)");
-}
+void add_common(CLI::App* cmd, CliArgs& args) { seqrec::cli::add_common_options(cmd, args); }
 
 }  // namespace
 
@@ -32,8 +30,6 @@ int main(int argc, char** argv) {
     int (*run)(const CliArgs&);
   };
   const Command commands[] = {
-      {"synth", "generate the synthetic demo dataset", seqrec::cli::run_synth},
-      {"prepare", "raw interactions -> prepared store", seqrec::cli::run_prepare},
       {"train", "train a model (validation each epoch, test at the end)", seqrec::cli::run_train},
       {"eval", "evaluate a checkpoint", seqrec::cli::run_eval},
       {"recommend", "top-k items for a user or a history", seqrec::cli::run_recommend},
@@ -41,41 +37,33 @@ int main(int argc, char** argv) {
       {"lcrec-data", "LC-Rec: prompt/response JSONL of the six tuning tasks", seqrec::cli::run_lcrec_data},
       {"finetune", "fine-tune a Hugging Face LM on prompt/response JSONL (LC-Rec)", seqrec::cli::run_finetune},
   };
+  const seqrec::cli::DataCli data_cli = seqrec::cli::add_data_commands(app, args);
   std::vector<std::pair<CLI::App*, const Command*>> subs;
   for (const auto& c : commands) {
     CLI::App* sub = app.add_subcommand(c.name, c.help);
     add_common(sub, args);
     subs.emplace_back(sub, &c);
   }
-  CLI::App* synth = subs[0].first;
-  synth->add_option("-o,--out", args.out, "output directory (synth.output)");
-  CLI::App* prepare = subs[1].first;
-  prepare->add_option("-i,--input", args.input, "interactions file (prepare.input)");
-  prepare->add_option("-f,--format", args.format,
-                      "csv | parquet | movielens_dat | movielens_csv | sasrec_pairs | user_sequences (prepare.format)");
-  prepare->add_option("--items", args.items, "item table file (prepare.items)");
-  prepare->add_option("--items-format", args.items_format, "none | table | movielens_dat | parquet (prepare.items_format; default: by the file extension)");
-  prepare->add_option("-o,--out", args.out, "output directory (prepare.output)");
-  subs[2].first->add_flag("--resume", args.resume, "continue from train.out_dir/last.* if present");
-  CLI::App* eval = subs[3].first;
+  subs[0].first->add_flag("--resume", args.resume, "continue from train.out_dir/last.* if present");
+  CLI::App* eval = subs[1].first;
   eval->add_option("--checkpoint", args.checkpoint, "checkpoint (.safetensors)")->required();
   eval->add_option("--data", args.data_dir, "prepared data dir (default: data.dir of the run's config)");
   eval->add_option("--split", args.split, "valid | test");
   eval->add_option("--token-cache", args.token_cache, "PerSRec: predict from this cache (seqrec compress)");
-  CLI::App* rec = subs[4].first;
+  CLI::App* rec = subs[2].first;
   rec->add_option("--checkpoint", args.checkpoint, "checkpoint (.safetensors)")->required();
   rec->add_option("--data", args.data_dir, "prepared data dir (default: data.dir of the run's config)");
   rec->add_option("--user", args.user, "raw user id: recommend after the user's whole history");
   rec->add_option("--history", args.history, "raw item ids, oldest first (comma or space separated)");
   rec->add_option("-k,--k", args.k, "number of items");
   rec->add_option("--token-cache", args.token_cache, "PerSRec: predict from this cache (compress --split all)");
-  CLI::App* compress = subs[5].first;
+  CLI::App* compress = subs[3].first;
   compress->add_option("--checkpoint", args.checkpoint, "checkpoint of a model with user tokens")->required();
   compress->add_option("--data", args.data_dir, "prepared data dir (default: data.dir of the run's config)");
   compress->add_option("--split", args.split, "test | valid (the histories eval reads) | all (whole rows: recommend)");
   compress->add_option("-o,--out", args.out, "cache directory")->required();
   compress->add_option("--users-per-shard", args.users_per_shard, "users per shard file");
-  CLI::App* lcrec_data = subs[6].first;
+  CLI::App* lcrec_data = subs[4].first;
   lcrec_data->add_option("--data", args.data_dir, "prepared data dir (data.dir)");
   lcrec_data->add_option("-o,--out", args.out, "output directory (lcrec.out_dir)");
   app.get_subcommand("finetune")->add_flag("--resume", args.resume, "continue after the last finished epoch (<out_dir>.resume.safetensors)");
@@ -113,12 +101,6 @@ int main(int argc, char** argv) {
   launch->add_option("--master-port", args.master_port, "rendezvous port (default: a free one on one node, 29500 on several)");
   launch->add_option("command", args.command, "the seqrec command every worker runs, after --")->required();
 
-  CLI::App* pq_info = app.add_subcommand("parquet-info", "schema, row groups, codecs and encodings of a Parquet file");
-  pq_info->add_option("file", args.input, "Parquet file")->required();
-  CLI::App* pq_cat = app.add_subcommand("parquet-cat", "a Parquet file's rows as CSV on stdout");
-  pq_cat->add_option("file", args.input, "Parquet file")->required();
-  pq_cat->add_option("--columns", args.columns, "columns to print, comma separated (default: all)");
-  pq_cat->add_option("--limit", args.limit, "print at most this many rows");
   CLI::App* serve = app.add_subcommand("serve", "HTTP recommendation server over a checkpoint (docs/serving.md)");
   add_common(serve, args);
   serve->add_option("--checkpoint", args.checkpoint, "checkpoint (.safetensors), or an LC-Rec folder of seqrec finetune")->required();
@@ -143,34 +125,18 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   }
-  try {
+  return seqrec::cli::guarded([&]() -> int {
     for (const auto& [sub, cmd] : subs)
       if (sub->parsed()) return cmd->run(args);
     if (launch->parsed()) return seqrec::cli::run_launch(args);
     if (serve->parsed()) return seqrec::cli::run_serve(args);
     if (sid->parsed()) return seqrec::cli::run_semantic_ids(args);
     if (embed->parsed()) return seqrec::cli::run_embed_items(args);
-    if (pq_info->parsed()) return seqrec::cli::run_parquet_info(args);
-    if (pq_cat->parsed()) return seqrec::cli::run_parquet_cat(args);
+    if (const int rc = seqrec::cli::run_data_command(data_cli, args); rc >= 0) return rc;
     if (lm->parsed()) {
       args.lm_action = lm_gen->parsed() ? "generate" : "score";
       return seqrec::cli::run_lm(args);
     }
-  } catch (const seqrec::ConfigError& e) {
-    std::fprintf(stderr, "ConfigError: %s\n", e.what());
-    return 2;
-  } catch (const seqrec::DataError& e) {
-    std::fprintf(stderr, "DataError: %s\n", e.what());
     return 1;
-  } catch (const seqrec::CheckpointError& e) {
-    std::fprintf(stderr, "CheckpointError: %s\n", e.what());
-    return 1;
-  } catch (const seqrec::RequestError& e) {
-    std::fprintf(stderr, "RequestError: %s\n", e.what());
-    return 2;
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "error: %s\n", e.what());
-    return 1;
-  }
-  return 1;
+  });
 }
