@@ -27,34 +27,48 @@ EventLog::~EventLog() {
   }
 }
 
-void EventLog::append(const Event* events, size_t n) {
-  if (file_ == nullptr && memory_.size() + n > budget_events_) {
-    file_ = std::fopen(spill_path_.c_str(), "w+b");
-    if (file_ == nullptr) {
-      throw DataError("cannot create " + spill_path_ + ": " + std::strerror(errno));
-    }
-    log_info("prepare: %zu events exceed the in-memory budget: spilling to %s", memory_.size() + n,
-             spill_path_.c_str());
-    if (!memory_.empty() &&
-        std::fwrite(memory_.data(), sizeof(Event), memory_.size(), file_) != memory_.size()) {
+void EventLog::spill_if_needed(size_t incoming) {
+  if (file_ != nullptr || in_memory_ + incoming <= budget_events_) return;
+  file_ = std::fopen(spill_path_.c_str(), "w+b");
+  if (file_ == nullptr) {
+    throw DataError("cannot create " + spill_path_ + ": " + std::strerror(errno));
+  }
+  log_info("prepare: %zu events exceed the in-memory budget: spilling to %s", in_memory_ + incoming,
+           spill_path_.c_str());
+  for (const auto& block : memory_) {
+    if (!block.empty() && std::fwrite(block.data(), sizeof(Event), block.size(), file_) != block.size()) {
       throw DataError("cannot write " + spill_path_ + ": " + std::strerror(errno));
     }
-    std::vector<Event>().swap(memory_);
   }
+  std::vector<std::vector<Event>>().swap(memory_);
+  in_memory_ = 0;
+}
+
+void EventLog::append(const Event* events, size_t n) {
+  append(std::vector<Event>(events, events + n));
+}
+
+void EventLog::append(std::vector<Event>&& block) {
+  const size_t n = block.size();
+  if (n == 0) return;
+  spill_if_needed(n);
   if (file_ != nullptr) {
-    if (n > 0 && std::fwrite(events, sizeof(Event), n, file_) != n) {
+    if (std::fwrite(block.data(), sizeof(Event), n, file_) != n) {
       throw DataError("cannot write " + spill_path_ + ": " + std::strerror(errno));
     }
   } else {
-    memory_.insert(memory_.end(), events, events + n);
+    memory_.push_back(std::move(block));
+    in_memory_ += n;
   }
   size_ += n;
 }
 
 void EventLog::for_each_block(const std::function<void(const Event*, size_t, size_t)>& fn) const {
   if (file_ == nullptr) {
-    for (size_t b = 0; b < memory_.size(); b += kReadBlock * 4) {
-      fn(memory_.data() + b, std::min(kReadBlock * 4, memory_.size() - b), b);
+    size_t first = 0;
+    for (const auto& block : memory_) {
+      fn(block.data(), block.size(), first);
+      first += block.size();
     }
     return;
   }

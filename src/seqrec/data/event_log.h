@@ -28,6 +28,8 @@ class EventLog {
   EventLog& operator=(const EventLog&) = delete;
 
   void append(const Event* events, size_t n);
+  /// Appends a whole block, kept as it is (no copy) while in memory.
+  void append(std::vector<Event>&& block);
   size_t size() const { return size_; }
   bool spilled() const { return file_ != nullptr; }
 
@@ -37,7 +39,9 @@ class EventLog {
  private:
   size_t budget_events_;
   std::string spill_path_;
-  std::vector<Event> memory_;
+  std::vector<std::vector<Event>> memory_;  // blocks in order
+  size_t in_memory_ = 0;
+  void spill_if_needed(size_t incoming);
   std::FILE* file_ = nullptr;
   size_t size_ = 0;
 };

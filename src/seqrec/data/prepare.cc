@@ -395,7 +395,7 @@ class PieceMerger {
     if (n > 0) {
       in_->users.merge(p.users, &p.events[0].user, n, sizeof(Event) / sizeof(uint32_t));
       in_->items.merge(p.items, &p.events[0].item, n, sizeof(Event) / sizeof(uint32_t));
-      in_->log->append(p.events.data(), n);
+      in_->log->append(std::move(p.events));
     }
     in_->rows += p.rows;
     line_base_ += p.lines;
@@ -559,9 +559,12 @@ void ingest_text(const PrepareOptions& o, int threads, Ingest* in) {
     const std::vector<std::string_view> parts = cut_lines(block, static_cast<size_t>(threads) * 4);
     pieces.clear();
     pieces.resize(parts.size());
-    for (auto& p : pieces) p.events.reserve(1024);
     parallel_tasks(static_cast<int64_t>(parts.size()), threads, [&](int64_t t) {
-      PieceParser(f, &pieces[static_cast<size_t>(t)]).run(parts[static_cast<size_t>(t)]);
+      // One event per line (per-user lines grow past it): the block is kept as it is by the log.
+      const std::string_view part = parts[static_cast<size_t>(t)];
+      pieces[static_cast<size_t>(t)].events.reserve(
+          static_cast<size_t>(std::count(part.begin(), part.end(), '\n')) + 1);
+      PieceParser(f, &pieces[static_cast<size_t>(t)]).run(part);
     });
     for (auto& p : pieces) merger.merge(p);
     const auto now = std::chrono::steady_clock::now();
@@ -938,7 +941,11 @@ void write_csr(const Ingest& in, const std::vector<uint8_t>& keep,
   std::vector<int64_t> times;
   size_t ub = 0;
   int buckets = 0;
+  double t_place = 0, t_sort = 0, t_write = 0;
+  auto now = [] { return std::chrono::steady_clock::now(); };
+  auto secs = [](auto a, auto b) { return std::chrono::duration<double>(b - a).count(); };
   while (ub < num_users) {
+    const auto t0 = now();
     size_t ue = ub + 1;
     while (ue < num_users && offsets[ue + 1] - offsets[ub] <= bucket_events) ++ue;
     const uint64_t base = offsets[ub];
@@ -957,6 +964,8 @@ void write_csr(const Ingest& in, const std::vector<uint8_t>& keep,
         if (ts) times[pos] = ev[k].timestamp;
       }
     });
+    const auto t1 = now();
+    t_place += secs(t0, t1);
     if (ts) {
       // Stable sort by time inside each user: equal timestamps keep file order.
       const int64_t tasks = std::min<int64_t>(static_cast<int64_t>(ue - ub), threads * 8);
@@ -982,12 +991,18 @@ void write_csr(const Ingest& in, const std::vector<uint8_t>& keep,
         }
       });
     }
+    const auto t2 = now();
+    t_sort += secs(t1, t2);
     writer.write_events(items.data(), ts ? times.data() : nullptr, n);
+    t_write += secs(t2, now());
     ++buckets;
     ub = ue;
   }
+  const auto t3 = now();
   writer.commit();
-  if (buckets > 1) log_info("prepare: store written in %d user buckets", buckets);
+  t_write += secs(t3, now());
+  log_info("prepare: store: placing %.2f s, sorting %.2f s, writing %.2f s, %d user bucket%s", t_place,
+           t_sort, t_write, buckets, buckets > 1 ? "s" : "");
 }
 
 // ---------------------------------------------------------------------------------------------
