@@ -2,8 +2,6 @@
 #include "seqrec/data/interaction_store.h"
 
 #include <fcntl.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -15,6 +13,7 @@
 
 #include "seqrec/common/error.h"
 #include "seqrec/common/hash.h"
+#include "seqrec/common/mapped_file.h"
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "seqrec interaction stores are little endian; big-endian hosts are not supported"
@@ -73,8 +72,7 @@ void validate_csr(const std::string& where, uint64_t num_users, uint64_t num_ite
 
 struct InteractionStore::Impl {
   std::string path;
-  void* map = nullptr;       // mmap base when opened from a file
-  size_t map_len = 0;
+  MappedFile file;           // the mapping when opened from a file
   StoreData owned;           // the vectors when built in memory
   std::vector<int64_t> ts_copy;  // aligned copy when the mapped timestamps are misaligned
   const uint64_t* offsets = nullptr;
@@ -85,12 +83,6 @@ struct InteractionStore::Impl {
   int64_t num_events = 0;
   bool has_timestamps = false;
 
-  Impl() = default;
-  Impl(const Impl&) = delete;
-  Impl& operator=(const Impl&) = delete;
-  ~Impl() {
-    if (map != nullptr) ::munmap(map, map_len);
-  }
 };
 
 namespace {
@@ -301,29 +293,13 @@ InteractionStore InteractionStore::open(const std::string& path) {
   auto impl = std::make_shared<Impl>();
   impl->path = path;
 
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) throw DataError("cannot open " + path + ": " + std::strerror(errno));
-  struct stat st {};
-  if (::fstat(fd, &st) != 0) {
-    const int e = errno;
-    ::close(fd);
-    throw DataError("cannot stat " + path + ": " + std::strerror(e));
-  }
-  const uint64_t size = static_cast<uint64_t>(st.st_size);
+  impl->file = MappedFile::open(path);
+  const uint64_t size = impl->file.size();
   if (size < sizeof(StoreHeader)) {
-    ::close(fd);
     throw DataError(path + ": truncated: expected at least " + std::to_string(sizeof(StoreHeader)) +
                     " bytes (header), got " + std::to_string(size));
   }
-  void* map = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
-  const int map_errno = errno;
-  ::close(fd);  // the mapping keeps the file alive
-  if (map == MAP_FAILED) {
-    throw DataError("cannot mmap " + path + ": " + std::strerror(map_errno));
-  }
-  impl->map = map;
-  impl->map_len = size;
-  const auto* base = static_cast<const unsigned char*>(map);
+  const unsigned char* base = impl->file.data();
 
   StoreHeader header;
   std::memcpy(&header, base, sizeof header);

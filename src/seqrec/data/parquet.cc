@@ -2,10 +2,6 @@
 // row groups read in parallel.
 #include "seqrec/data/parquet.h"
 
-#include <fcntl.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -17,6 +13,7 @@
 #include <thread>
 
 #include "seqrec/common/error.h"
+#include "seqrec/common/mapped_file.h"
 #include "seqrec/data/parquet_codec.h"
 #include "seqrec/data/parquet_column.h"
 #include "seqrec/data/parquet_thrift.h"
@@ -213,40 +210,23 @@ const char* physical_type_name(PhysicalType type) {
 
 struct File::Impl {
   std::string path;
-  void* map = nullptr;
-  size_t size = 0;
+  MappedFile file;
   thrift::FileMetaData meta;
   std::vector<detail::LeafInfo> leaves;
   std::vector<ColumnSchema> columns;
 
-  ~Impl() {
-    if (map != nullptr) ::munmap(map, size);
-  }
-  const uint8_t* data() const { return static_cast<const uint8_t*>(map); }
+  const uint8_t* data() const { return file.data(); }
+  size_t size() const { return file.size(); }
 };
 
 File File::open(const std::string& path) {
   auto impl = std::make_shared<Impl>();
   impl->path = path;
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) throw DataError("cannot open " + path + ": " + std::strerror(errno));
-  struct stat st {};
-  if (::fstat(fd, &st) != 0) {
-    const int e = errno;
-    ::close(fd);
-    throw DataError("cannot stat " + path + ": " + std::strerror(e));
-  }
-  const size_t size = static_cast<size_t>(st.st_size);
+  impl->file = MappedFile::open(path);
+  const size_t size = impl->file.size();
   if (size < 12) {
-    ::close(fd);
     throw DataError(path + ": not a Parquet file (" + std::to_string(size) + " bytes, at least 12 expected)");
   }
-  void* map = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
-  const int map_errno = errno;
-  ::close(fd);  // the mapping keeps the file alive
-  if (map == MAP_FAILED) throw DataError("cannot mmap " + path + ": " + std::strerror(map_errno));
-  impl->map = map;
-  impl->size = size;
   const uint8_t* d = impl->data();
   if (std::memcmp(d + size - 4, "PARE", 4) == 0) {
     throw DataError(path + ": unsupported feature: encrypted footer (Parquet modular encryption)");
@@ -352,7 +332,7 @@ Column File::read(int row_group, const std::string& column) const {
                     physical_type_name(leaf.schema.physical));
   }
   try {
-    return detail::decode_chunk(im.data(), im.size, chunk.meta_data, leaf, rg.num_rows);
+    return detail::decode_chunk(im.data(), im.size(), chunk.meta_data, leaf, rg.num_rows);
   } catch (const DataError& e) {
     throw DataError(where + e.what());
   } catch (const std::bad_alloc&) {
