@@ -44,10 +44,6 @@ void EventLog::spill_if_needed(size_t incoming) {
   in_memory_ = 0;
 }
 
-void EventLog::append(const Event* events, size_t n) {
-  append(std::vector<Event>(events, events + n));
-}
-
 void EventLog::append(std::vector<Event>&& block) {
   const size_t n = block.size();
   if (n == 0) return;

@@ -27,8 +27,7 @@ class EventLog {
   EventLog(const EventLog&) = delete;
   EventLog& operator=(const EventLog&) = delete;
 
-  void append(const Event* events, size_t n);
-  /// Appends a whole block, kept as it is (no copy) while in memory.
+  /// Appends a block of events, kept as it is (no copy) while in memory.
   void append(std::vector<Event>&& block);
   size_t size() const { return size_; }
   bool spilled() const { return file_ != nullptr; }

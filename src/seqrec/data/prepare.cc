@@ -14,9 +14,7 @@
 #include <cstring>
 #include <deque>
 #include <filesystem>
-#include <numeric>
 #include <string_view>
-#include <unordered_map>
 #include <utility>
 
 #include <nlohmann/json.hpp>
@@ -401,6 +399,20 @@ class PieceMerger {
     line_base_ += p.lines;
   }
   void skip_lines(int64_t n) { line_base_ += n; }
+  /// Logs the rows read so far, with rows/s (and MB/s when bytes_read > 0), at most every 5 s.
+  void report_progress(uint64_t bytes_read) {
+    const auto now = std::chrono::steady_clock::now();
+    if (now - last_log_ <= std::chrono::seconds(5)) return;
+    last_log_ = now;
+    const double s = std::chrono::duration<double>(now - start_).count();
+    if (bytes_read > 0) {
+      log_info("prepare: %lld rows read (%.2fM rows/s, %.0f MB/s)", static_cast<long long>(in_->rows),
+               in_->rows / s / 1e6, bytes_read / s / 1e6);
+    } else {
+      log_info("prepare: %lld rows read (%.2fM rows/s)", static_cast<long long>(in_->rows),
+               in_->rows / s / 1e6);
+    }
+  }
   void warn_if_any() const {
     if (in_->skipped > 0) {
       log_warn("%s: skipped %lld malformed rows (first: %s)", path_.c_str(),
@@ -415,6 +427,8 @@ class PieceMerger {
   const char* unit_;
   int64_t line_base_ = 0;
   std::string first_;
+  std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
+  std::chrono::steady_clock::time_point last_log_ = start_;
 };
 
 /// Reads a file block by block; each block ends at a line end (the rest is carried over).
@@ -525,8 +539,6 @@ void ingest_text(const PrepareOptions& o, int threads, Ingest* in) {
   f.skip_bad = o.skip_bad_rows;
   std::string_view block;
   bool first = true;
-  const auto start = std::chrono::steady_clock::now();
-  auto last_log = start;
   std::vector<Piece> pieces;
   while (reader.next(&block)) {
     if (first) {
@@ -567,13 +579,7 @@ void ingest_text(const PrepareOptions& o, int threads, Ingest* in) {
       PieceParser(f, &pieces[static_cast<size_t>(t)]).run(part);
     });
     for (auto& p : pieces) merger.merge(p);
-    const auto now = std::chrono::steady_clock::now();
-    if (now - last_log > std::chrono::seconds(5)) {
-      last_log = now;
-      const double s = std::chrono::duration<double>(now - start).count();
-      log_info("prepare: %lld rows read (%.2fM rows/s, %.0f MB/s)", static_cast<long long>(in->rows),
-               in->rows / s / 1e6, reader.bytes_read() / s / 1e6);
-    }
+    merger.report_progress(reader.bytes_read());
   }
   if (first && (o.format == InputFormat::kCsv || o.format == InputFormat::kMovieLensCsv)) {
     throw DataError(path + ": empty file: expected a header line");
@@ -712,8 +718,6 @@ void ingest_parquet(const PrepareOptions& o, int threads, Ingest* in) {
   PieceMerger merger(in, o.input, o.skip_bad_rows, "row");
   const int groups = file.num_row_groups();
   std::vector<Piece> pieces;
-  const auto start = std::chrono::steady_clock::now();
-  auto last_log = start;
   for (int g0 = 0; g0 < groups; g0 += threads) {
     const int n = std::min(threads, groups - g0);
     pieces.clear();
@@ -724,12 +728,7 @@ void ingest_parquet(const PrepareOptions& o, int threads, Ingest* in) {
                     &group_cols[static_cast<size_t>(t)]);
     });
     for (auto& p : pieces) merger.merge(p);  // views into group_cols die after this
-    const auto now = std::chrono::steady_clock::now();
-    if (now - last_log > std::chrono::seconds(5)) {
-      last_log = now;
-      const double s = std::chrono::duration<double>(now - start).count();
-      log_info("prepare: %lld rows read (%.2fM rows/s)", static_cast<long long>(in->rows), in->rows / s / 1e6);
-    }
+    merger.report_progress(0);
   }
   merger.warn_if_any();
 }
