@@ -71,7 +71,9 @@ int run_synth(const CliArgs& args) {
   using data::SynthMode;
   read_mode_option(node, "recent_window", SynthMode::kLongTerm, mode, o.recent_window);
   read_mode_option(node, "long_term_share", SynthMode::kLongTerm, mode, o.long_term_share);
+  read_mode_option(node, "profile_kind", SynthMode::kLongTerm, mode, o.profile_kind);
   read_mode_option(node, "profile_items", SynthMode::kLongTerm, mode, o.profile_items);
+  read_mode_option(node, "profile_clusters", SynthMode::kLongTerm, mode, o.profile_clusters);
   read_mode_option(node, "profile_share", SynthMode::kLongTerm, mode, o.profile_share);
   read_mode_option(node, "profile_phase", SynthMode::kLongTerm, mode, o.profile_phase);
   read_mode_option(node, "min_interest_len", SynthMode::kLongTerm, mode, o.min_interest_len);

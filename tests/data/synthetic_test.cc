@@ -362,6 +362,59 @@ TEST(Synthetic, LongTermTargetShareFollowsTheOption) {
   }
 }
 
+/// profile_kind clusters: the profile is a set of home clusters; the drift never enters them,
+/// home events in the old part and returns spread over their items by popularity, and nothing of
+/// them is among the last recent_window events before the targets.
+TEST(Synthetic, LongTermClusterProfileIsOnlyInOldEvents) {
+  TempDir dir;
+  SynthOptions o = long_term(dir.path());
+  o.profile_kind = "clusters";
+  o.profile_clusters = 2;
+  const SynthData data = synthesize(o);
+  const int64_t W = o.recent_window, C = o.num_clusters;
+  int64_t old_home = 0, old_total = 0, recent_home = 0, target_returns = 0, targets = 0;
+  std::set<int64_t> distinct_home_items;
+  std::map<int64_t, int64_t> visits_by_rank;  // home events per position in home_clusters
+  for (const SynthUser& user : data.users) {
+    ASSERT_EQ(static_cast<int64_t>(user.home_clusters.size()), o.profile_clusters);
+    ASSERT_NE(user.home_clusters[0], user.home_clusters[1]);
+    auto rank = [&](int64_t item) {
+      const auto it = std::find(user.home_clusters.begin(), user.home_clusters.end(), (item - 1) % C);
+      return it == user.home_clusters.end() ? -1 : static_cast<int64_t>(it - user.home_clusters.begin());
+    };
+    EXPECT_EQ(static_cast<int64_t>(user.profile.size()), o.profile_clusters * o.num_items / C)
+        << "profile: every item of the home clusters";
+    for (int64_t i : user.profile) ASSERT_GE(rank(i), 0);
+    const auto& s = user.items;
+    const auto len = static_cast<int64_t>(s.size());
+    const auto phase = static_cast<int64_t>(o.profile_phase * static_cast<double>(len));
+    for (int64_t k = 0; k < phase; ++k) {
+      const int64_t r = rank(s[static_cast<size_t>(k)]);
+      if (r < 0) continue;
+      ++old_home;
+      ++visits_by_rank[r];
+      distinct_home_items.insert(s[static_cast<size_t>(k)]);
+    }
+    old_total += phase;
+    for (int64_t k = len - 2 - W; k < len - 2; ++k) recent_home += rank(s[static_cast<size_t>(k)]) >= 0;
+    for (int64_t k : {len - 2, len - 1}) {
+      ++targets;
+      target_returns += rank(s[static_cast<size_t>(k)]) >= 0;
+    }
+  }
+  EXPECT_EQ(recent_home, 0) << "a home-cluster item among the last recent_window events before the targets";
+  EXPECT_NEAR(static_cast<double>(old_home) / old_total, o.profile_share, 0.03);
+  // Visit weights 1 : 1/2 over the two home clusters.
+  EXPECT_NEAR(static_cast<double>(visits_by_rank[0]) / old_home, 2.0 / 3.0, 0.03);
+  EXPECT_NEAR(static_cast<double>(target_returns) / targets, o.long_term_share, 0.06);
+  EXPECT_GT(distinct_home_items.size(), 20u) << "home visits spread over the clusters' items";
+
+  o.profile_clusters = o.num_clusters - 1;
+  ASSERT_THROWS_WITH(synthesize(o), "synth.profile_clusters: must be in [1, num_clusters - 2 = 8]");
+  o.profile_kind = "topics";
+  ASSERT_THROWS_WITH(synthesize(o), "synth.profile_kind: must be items or clusters, got topics");
+}
+
 TEST(Synthetic, BurstyLengthsAndNoRepeats) {
   TempDir dir;
   const SynthOptions o = bursty(dir.path());

@@ -45,7 +45,9 @@ struct SynthOptions {
   // long_term only.
   int64_t recent_window = 100;       ///< no profile item among the last recent_window events before the targets
   double long_term_share = 0.7;      ///< P(each of the last two events is a return to the profile)
-  int64_t profile_items = 10;        ///< home items per user (the long-term profile)
+  std::string profile_kind = "items";  ///< "items": home items; "clusters": home clusters (see synthetic_long.h)
+  int64_t profile_items = 10;        ///< profile_kind items: home items per user (the long-term profile)
+  int64_t profile_clusters = 3;      ///< profile_kind clusters: home clusters per user
   double profile_share = 0.5;        ///< share of home items among the events of the profile phase
   double profile_phase = 0.3;        ///< the profile phase: this share of the history, from its start
   int64_t min_interest_len = 20;     ///< drift events per short-term interest, drawn in [min, max]
@@ -68,6 +70,8 @@ struct SynthUser {
   std::vector<int64_t> items;       ///< item ids 1..V in time order
   std::vector<int64_t> timestamps;  ///< seconds since the epoch, strictly increasing
   std::vector<int64_t> profile;     ///< long_term: the home items, most visited first; else empty
+                                    ///< (profile_kind clusters: every item of the home clusters)
+  std::vector<int64_t> home_clusters;  ///< long_term, profile_kind clusters: most visited first
 };
 
 /// Everything a run generates, in memory (what generate_synthetic writes, plus the profiles).

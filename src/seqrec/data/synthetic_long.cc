@@ -266,8 +266,20 @@ void check_long_term_options(const SynthOptions& o) {
   need_share(o.profile_share, "profile_share");
   need(o.profile_phase > 0.0 && o.profile_phase < 1.0, "profile_phase", "in (0, 1)",
        std::to_string(o.profile_phase));
-  need(o.profile_items >= 2 && o.profile_items <= o.num_items / 2, "profile_items",
-       "in [2, num_items / 2 = " + std::to_string(o.num_items / 2) + "]", std::to_string(o.profile_items));
+  need(o.profile_kind == "items" || o.profile_kind == "clusters", "profile_kind", "items or clusters",
+       o.profile_kind);
+  if (o.profile_kind == "items") {
+    need(o.profile_items >= 2 && o.profile_items <= o.num_items / 2, "profile_items",
+         "in [2, num_items / 2 = " + std::to_string(o.num_items / 2) + "]", std::to_string(o.profile_items));
+  } else {
+    // The drift needs two clusters outside the profile; the two targets two items of a cluster.
+    need(o.profile_clusters >= 1 && o.profile_clusters <= o.num_clusters - 2, "profile_clusters",
+         "in [1, num_clusters - 2 = " + std::to_string(o.num_clusters - 2) + "]",
+         std::to_string(o.profile_clusters));
+    need(o.num_items >= 2 * o.num_clusters, "num_items",
+         "at least 2 * num_clusters (" + std::to_string(2 * o.num_clusters) + ") with profile_kind clusters",
+         std::to_string(o.num_items));
+  }
   need(o.min_interest_len >= 1, "min_interest_len", "at least 1", std::to_string(o.min_interest_len));
   need(o.max_interest_len >= o.min_interest_len, "max_interest_len",
        "at least min_interest_len (" + std::to_string(o.min_interest_len) + ")",
@@ -297,12 +309,25 @@ void check_bursty_options(const SynthOptions& o) {
 std::vector<SynthUser> long_term_users(const SynthOptions& o, const ItemWorld& w, Rng& rng) {
   const int64_t V = o.num_items;
   const int64_t W = o.recent_window;
-  const std::vector<double> home_cdf = visit_cdf(o.profile_items);
+  const bool by_cluster = o.profile_kind == "clusters";
+  const std::vector<double> home_cdf = visit_cdf(by_cluster ? o.profile_clusters : o.profile_items);
   std::vector<uint8_t> home(static_cast<size_t>(V) + 1, 0);
   std::vector<SynthUser> users(static_cast<size_t>(o.num_users));
   for (auto& user : users) {
     auto& profile = user.profile;
-    while (static_cast<int64_t>(profile.size()) < o.profile_items) {
+    auto& clusters = user.home_clusters;
+    if (by_cluster) {  // every item of a home cluster is a home item: the drift never enters them
+      while (static_cast<int64_t>(clusters.size()) < o.profile_clusters) {
+        const int64_t cand = rng.between(0, o.num_clusters - 1);
+        if (std::find(clusters.begin(), clusters.end(), cand) != clusters.end()) continue;
+        clusters.push_back(cand);
+        for (int64_t i : w.ranked[static_cast<size_t>(cand)]) {
+          home[static_cast<size_t>(i)] = 1;
+          profile.push_back(i);
+        }
+      }
+    }
+    while (!by_cluster && static_cast<int64_t>(profile.size()) < o.profile_items) {
       const int64_t cand = rng.between(1, V);
       if (!home[static_cast<size_t>(cand)]) {
         home[static_cast<size_t>(cand)] = 1;
@@ -311,7 +336,12 @@ std::vector<SynthUser> long_term_users(const SynthOptions& o, const ItemWorld& w
     }
     const std::vector<double> taste = draw_taste(o.num_clusters, o.taste_concentration, rng);
     DriftWalk drift(o, w, home);
-    auto home_item = [&]() { return profile[rng.pick(home_cdf)]; };
+    // A home event: a home item by visit weight, or an item of a home cluster (by visit weight)
+    // drawn by the cluster's popularity.
+    auto home_item = [&]() {
+      const size_t k = rng.pick(home_cdf);
+      return by_cluster ? w.popular(clusters[k], rng) : profile[k];
+    };
     const int64_t len = rng.between(o.min_seq_len, o.max_seq_len);
     const auto phase = static_cast<int64_t>(o.profile_phase * static_cast<double>(len));
     auto& items = user.items;

@@ -9,7 +9,11 @@
 // long_term (for PerSRec: user tokens summarising a long history). Per user, with len drawn in
 // [min_seq_len, max_seq_len], P = floor(profile_phase * len) and W = recent_window:
 //  - a profile: profile_items distinct home items drawn uniformly from all items, with visit
-//    weights 1/1, 1/2, 1/3, ... in the order of SynthUser::profile;
+//    weights 1/1, 1/2, 1/3, ... in the order of SynthUser::profile (profile_kind items, the
+//    default); or (profile_kind clusters) profile_clusters distinct home clusters drawn uniformly,
+//    with visit weights 1/1, 1/2, ... in the order of SynthUser::home_clusters: every item of a
+//    home cluster is a home item, and a visit to the profile draws a home cluster by weight, then
+//    an item of it by popularity (a long-term taste for topics rather than for single items);
 //  - a drift walk that never visits a home item: short-term interests, each a cluster drawn from
 //    the user's Dirichlet(taste_concentration) taste over clusters (independent of the profile),
 //    different from the previous one, lasting [min_interest_len, max_interest_len] drift events;
