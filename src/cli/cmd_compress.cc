@@ -23,7 +23,7 @@ namespace {
 
 models::UserTokenModel* personalized(models::SequenceRecommenderImpl& model, const std::string& what) {
   auto* p = dynamic_cast<models::UserTokenModel*>(&model);
-  if (!p) throw ConfigError(what, "this checkpoint's model has no user tokens (an hstu with model.personalized)");
+  if (!p) throw ConfigError(what, "this checkpoint's model has no user tokens (an hstu, hllm or llama_id model with model.personalized)");
   return p;
 }
 

@@ -289,4 +289,26 @@ TEST_F(CliTest, PersonalizedHstuTrainsCompressesAndEvaluatesFromItsCache) {
   EXPECT_NE(sasrec.err.find("has no user tokens"), std::string::npos) << sasrec.err;
 }
 
+TEST_F(CliTest, PersonalizedLlamaIdEvaluatesFromItsCacheAsWithout) {
+  expect_ok(*prepare_, "prepare");
+  const std::string args = "--config " + std::string(SEQREC_SOURCE_DIR) + "/configs/persrec/demo_llama_id.yaml" +
+                           " --set data.dir=" + t("data") + " --set data.max_seq_len=20 --set model.hidden_dim=16" +
+                           " --set model.personalized.pretrain_item_num=14 --set model.personalized.recent_item_num=6" +
+                           " --set model.personalized.number_of_user_tokens=2 --set train.epochs=1" +
+                           " --set train.threads=1 --set train.loss.num_negatives=16 --set train.out_dir=" + t("pl");
+  expect_ok(run("train " + args), "train llama_id with user tokens");
+  const std::string ckpt = " --checkpoint " + t("pl/best.safetensors");
+  Result plain = run("eval" + ckpt + " --split test");
+  expect_ok(plain, "eval without a cache");
+  Result comp = run("compress" + ckpt + " --split test --out " + t("pl_cache"));
+  expect_ok(comp, "compress");
+  // Per user: 2 layers x (keys + values) x 2 tokens x 16 floats (2 kv heads of 8), distances and
+  // times, id and hash.
+  EXPECT_EQ(last_json(comp.out).at("bytes_per_user").get<int64_t>(), 2 * 2 * 2 * 16 * 4 + 2 * 8 * 2 + 16);
+  Result cached = run("eval" + ckpt + " --split test --token-cache " + t("pl_cache"));
+  expect_ok(cached, "eval from the cache");
+  for (const char* m : {"ndcg@10", "hr@10", "mrr"})
+    EXPECT_NEAR(last_json(cached.out).at(m).get<double>(), last_json(plain.out).at(m).get<double>(), 1e-9) << m;
+}
+
 }  // namespace

@@ -310,52 +310,19 @@ torch::Tensor HllmImpl::encode(const data::SequenceBatch& batch) {
 
 // ---- PerSRec's user tokens in the user LLM (systems.md §6.1, PersonalizedHLLM) ----
 
-namespace {
-
-// Additive attention mask [B, 1, T, S] from an allowed-mask [B, T, S]; a padded row that would
-// see nothing sees itself (its output is never read).
-torch::Tensor additive(torch::Tensor allowed, int64_t past) {
-  const int64_t t = allowed.size(1);
-  auto diag = torch::zeros({t, allowed.size(2)}, torch::kBool);
-  diag.narrow(1, past, t).fill_diagonal_(true);
-  allowed = allowed.logical_or(allowed.any(2, true).logical_not().logical_and(diag.unsqueeze(0)));
-  return torch::zeros(allowed.sizes(), torch::kFloat).masked_fill_(allowed.logical_not(), -INFINITY).unsqueeze(1);
-}
-
-}  // namespace
-
-std::pair<torch::Tensor, torch::Tensor> HllmImpl::inserted_inputs(const InsertedLayout& lay, const torch::Tensor& inputs) {
-  const auto dev = inputs.device();
-  const int64_t d = inputs.size(-1), b = lay.cu_seqlens.size(0) - 1;
-  auto source = lay.source.to(dev);
-  auto items = inputs.reshape({-1, d}).index_select(0, source.clamp_min(0));            // [T, D]
-  auto tokens = user_tokens[0].index_select(0, lay.token.to(dev));                       // [T, D]
-  auto x = torch::where(source.lt(0).unsqueeze(1), tokens, items);                       // [T, D]
-  auto rows = valid_rows(lay.cu_seqlens, lay.width).reshape({-1}).nonzero().squeeze(1);  // [T]
-  auto positions = torch::zeros({b * lay.width}, torch::kLong).index_copy(0, rows, lay.positions).view({b, lay.width});
-  return {pad_rows(x, lay.cu_seqlens, lay.width), positions.to(dev)};                    // [B, Wc, D], [B, Wc]
-}
-
 torch::Tensor HllmImpl::encode_personalized(const data::SequenceBatch& batch, const torch::Tensor& inputs) {
   const auto& pz = options_.user_tokens;
   const bool last_only = batch.last_only && !is_training();
   const bool full = is_training() || pz.predict_with_full_item_seq;
   if (last_only && full && token_cache_) return predict(batch, token_cache_->rows(batch.user_ids));
   const InsertedLayout lay = insert_user_tokens(batch, pz, full ? InsertedPart::kAll : InsertedPart::kRecent, false);
-  auto [x, positions] = inserted_inputs(lay, inputs);
+  auto [x, positions] = inserted_inputs(lay, inputs, user_tokens[0]);
   llm::DecoderInput in;
   in.inputs_embeds = x;
   in.positions = positions;
-  in.bias = additive(segment_mask(lay.segments, lay.cu_seqlens, lay.width), 0).to(x.device());
+  in.bias = additive_mask(segment_mask(lay.segments, lay.cu_seqlens, lay.width), 0).to(x.device());
   auto hidden = l2n(user_llm->forward_hidden(in));                                       // [B, Wc, D]
-  const int64_t b = batch.item_ids.size(0), w = batch.item_ids.size(1), d = hidden.size(-1);
-  auto rows = valid_rows(lay.cu_seqlens, lay.width).reshape({-1}).nonzero().squeeze(1).to(hidden.device());
-  auto packed = hidden.reshape({-1, d}).index_select(0, rows);                           // [T, D]
-  if (last_only) return packed.index_select(0, (lay.cu_seqlens.narrow(0, 1, b) - 1).to(packed.device())).unsqueeze(1);
-  auto is_item = lay.source.ge(0).nonzero().squeeze(1);
-  auto out = torch::zeros({b * w, d}, packed.options());
-  out.index_copy_(0, lay.source.index_select(0, is_item).to(out.device()), packed.index_select(0, is_item.to(out.device())));
-  return out.view({b, w, d});                                                            // [B, W, D]
+  return outputs_at_items(hidden, lay, batch.item_ids.size(0), batch.item_ids.size(1), last_only);
 }
 
 TokenCache HllmImpl::compress(const data::SequenceBatch& batch) {
@@ -363,20 +330,18 @@ TokenCache HllmImpl::compress(const data::SequenceBatch& batch) {
   torch::NoGradGuard no_grad;
   const auto& pz = options_.user_tokens;
   const InsertedLayout lay = insert_user_tokens(batch, pz, InsertedPart::kPrefix, false);
-  auto [x, positions] = inserted_inputs(lay, input_embeddings(batch));
+  auto [x, positions] = inserted_inputs(lay, input_embeddings(batch), user_tokens[0]);
   llm::DecoderInput in;
   in.inputs_embeds = x;
   in.positions = positions;
-  in.bias = additive(segment_mask(lay.segments, lay.cu_seqlens, lay.width), 0).to(x.device());
+  in.bias = additive_mask(segment_mask(lay.segments, lay.cu_seqlens, lay.width), 0).to(x.device());
   llm::DecoderCache kv;
   user_llm->forward_hidden(in, &kv);
-  const int64_t b = x.size(0), k = pz.number_of_user_tokens;
-  auto lengths = lay.cu_seqlens.narrow(0, 1, b) - lay.cu_seqlens.narrow(0, 0, b);
-  auto rows = (token_rows(lay, k) + (lay.width - lengths).unsqueeze(1)).to(x.device()).view({b, 1, k, 1});  // padded
+  const int64_t k = pz.number_of_user_tokens;
   TokenCache cache;
   for (const auto& layer : kv) {  // [B, Hkv, Wc, hd] -> the token rows [B, Hkv, K, hd] (after RoPE)
-    cache.keys.push_back(layer.k.gather(2, rows.expand({b, layer.k.size(1), k, layer.k.size(3)})).contiguous());
-    cache.values.push_back(layer.v.gather(2, rows.expand({b, layer.v.size(1), k, layer.v.size(3)})).contiguous());
+    cache.keys.push_back(token_kv_rows(layer.k, lay, k));
+    cache.values.push_back(token_kv_rows(layer.v, lay, k));
   }
   finish_token_cache(&cache, lay, batch, pz);
   return cache;
@@ -388,17 +353,13 @@ torch::Tensor HllmImpl::predict(const data::SequenceBatch& batch, const TokenCac
   const auto& pz = options_.user_tokens;
   check_old_items(batch, cache, pz);
   const InsertedLayout lay = insert_user_tokens(batch, pz, InsertedPart::kRecent, false);
-  auto [x, positions] = inserted_inputs(lay, input_embeddings(batch));
-  const int64_t b = x.size(0), k = pz.number_of_user_tokens;
+  auto [x, positions] = inserted_inputs(lay, input_embeddings(batch), user_tokens[0]);
   llm::DecoderCache kv(cache.keys.size());
   for (size_t l = 0; l < kv.size(); ++l) kv[l] = {cache.keys[l], cache.values[l]};
-  // Keys: [K tokens | recent]; every real row sees the tokens, recent rows causally.
-  auto allowed = torch::cat({valid_rows(lay.cu_seqlens, lay.width).unsqueeze(2).expand({b, lay.width, k}),
-                             segment_mask(lay.segments, lay.cu_seqlens, lay.width)}, 2);  // [B, Wr, K+Wr]
   llm::DecoderInput in;
   in.inputs_embeds = x;
   in.positions = positions;
-  in.bias = additive(allowed, k).to(x.device());
+  in.bias = cached_recent_mask(lay, pz.number_of_user_tokens).to(x.device());  // [K tokens | recent]
   auto hidden = user_llm->forward_hidden(in, &kv);                                       // [B, Wr, D]
   return l2n(hidden.narrow(1, lay.width - 1, 1));                                        // [B, 1, D]
 }

@@ -83,8 +83,6 @@ class HllmImpl : public SequenceRecommenderImpl, public UserTokenModel {
   torch::Tensor input_embeddings(const data::SequenceBatch& batch);  // raw item embeddings [B, W, D]
   // The user LLM over the inserted sequences (PerSRec): [B, W, D] at the items, [B, 1, D] last-only.
   torch::Tensor encode_personalized(const data::SequenceBatch& batch, const torch::Tensor& inputs);
-  // Inserted inputs: embeddings [B, Wc, D] and positions [B, Wc] of a layout.
-  std::pair<torch::Tensor, torch::Tensor> inserted_inputs(const InsertedLayout& lay, const torch::Tensor& inputs);
   std::shared_ptr<const TokenCache> token_cache_;
   torch::Tensor embed_packed(const std::vector<int64_t>& ids);
   torch::Tensor embed_padded(const std::vector<int64_t>& ids);

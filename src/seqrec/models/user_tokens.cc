@@ -222,4 +222,51 @@ void finish_token_cache(TokenCache* cache, const InsertedLayout& prefix, const d
   cache->user_ids = batch.user_ids.to(torch::kCPU, torch::kLong).clone();
 }
 
+torch::Tensor additive_mask(torch::Tensor allowed, int64_t past) {
+  const int64_t t = allowed.size(1);
+  auto diag = torch::zeros({t, allowed.size(2)}, torch::kBool);
+  diag.narrow(1, past, t).fill_diagonal_(true);
+  allowed = allowed.logical_or(allowed.any(2, true).logical_not().logical_and(diag.unsqueeze(0)));
+  return torch::zeros(allowed.sizes(), torch::kFloat).masked_fill_(allowed.logical_not(), -INFINITY).unsqueeze(1);
+}
+
+std::pair<torch::Tensor, torch::Tensor> inserted_inputs(const InsertedLayout& lay, const torch::Tensor& inputs,
+                                                        const torch::Tensor& tokens) {
+  const auto dev = inputs.device();
+  const int64_t d = inputs.size(-1), b = lay.cu_seqlens.size(0) - 1;
+  auto source = lay.source.to(dev);
+  auto items = inputs.reshape({-1, d}).index_select(0, source.clamp_min(0));            // [T, D]
+  auto toks = tokens.index_select(0, lay.token.to(tokens.device())).to(dev);            // [T, D]
+  auto x = torch::where(source.lt(0).unsqueeze(1), toks, items);                        // [T, D]
+  auto rows = valid_rows(lay.cu_seqlens, lay.width).reshape({-1}).nonzero().squeeze(1);  // [T]
+  auto positions = torch::zeros({b * lay.width}, torch::kLong).index_copy(0, rows, lay.positions).view({b, lay.width});
+  return {pad_rows(x, lay.cu_seqlens, lay.width), positions.to(dev)};
+}
+
+torch::Tensor outputs_at_items(const torch::Tensor& hidden, const InsertedLayout& lay, int64_t b, int64_t w,
+                               bool last_only) {
+  const int64_t d = hidden.size(-1);
+  auto rows = valid_rows(lay.cu_seqlens, lay.width).reshape({-1}).nonzero().squeeze(1).to(hidden.device());
+  auto packed = hidden.reshape({-1, d}).index_select(0, rows);                           // [T, D]
+  if (last_only) return packed.index_select(0, (lay.cu_seqlens.narrow(0, 1, b) - 1).to(packed.device())).unsqueeze(1);
+  auto is_item = lay.source.ge(0).nonzero().squeeze(1);
+  auto out = torch::zeros({b * w, d}, packed.options());
+  out.index_copy_(0, lay.source.index_select(0, is_item).to(out.device()), packed.index_select(0, is_item.to(out.device())));
+  return out.view({b, w, d});
+}
+
+torch::Tensor token_kv_rows(const torch::Tensor& kv, const InsertedLayout& prefix, int64_t k) {
+  const int64_t b = kv.size(0);
+  auto lengths = prefix.cu_seqlens.narrow(0, 1, b) - prefix.cu_seqlens.narrow(0, 0, b);
+  auto rows = (token_rows(prefix, k) + (prefix.width - lengths).unsqueeze(1)).to(kv.device()).view({b, 1, k, 1});
+  return kv.gather(2, rows.expand({b, kv.size(1), k, kv.size(3)})).contiguous();
+}
+
+torch::Tensor cached_recent_mask(const InsertedLayout& recent, int64_t k) {
+  const int64_t b = recent.cu_seqlens.size(0) - 1;
+  auto allowed = torch::cat({valid_rows(recent.cu_seqlens, recent.width).unsqueeze(2).expand({b, recent.width, k}),
+                             segment_mask(recent.segments, recent.cu_seqlens, recent.width)}, 2);  // [B, Wr, K+Wr]
+  return additive_mask(allowed, k);
+}
+
 }  // namespace seqrec::models

@@ -17,6 +17,7 @@
 
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "seqrec/data/batcher.h"
@@ -96,6 +97,31 @@ torch::Tensor pad_rows(const torch::Tensor& x, const torch::Tensor& cu, int64_t 
 /// The segment mask of the left-padded inserted sequences (systems.md §6.1): causal, real rows,
 /// and an item column visible only to rows of its own segment. codes [T] packed -> [B, W, W] bool.
 torch::Tensor segment_mask(const torch::Tensor& codes, const torch::Tensor& cu, int64_t width);
+
+// ---- For models whose blocks take an additive mask and a per-layer KV cache (HLLM's user LLM,
+// LLaMA-ID): the dense inserted inputs, the masks of the full and the cached forward, and the
+// token rows of the keys and values.
+
+/// Additive attention mask [B, 1, T, S] from an allowed-mask [B, T, S] whose first `past` key
+/// columns are cached rows; a padded row that would see nothing sees itself (never read).
+torch::Tensor additive_mask(torch::Tensor allowed, int64_t past);
+
+/// The inserted inputs of a layout: items from `inputs` [B, W, D] (the batch's embeddings) and
+/// tokens from `tokens` [K, D], left-padded -> {[B, Wc, D], position ids [B, Wc]} on inputs' device.
+std::pair<torch::Tensor, torch::Tensor> inserted_inputs(const InsertedLayout& lay, const torch::Tensor& inputs,
+                                                        const torch::Tensor& tokens);
+
+/// Outputs [B, Wc, D] of an inserted forward back at the batch's item slots: [B, W, D] (zeros at
+/// padding and dropped slots), or with last_only each row's newest state [B, 1, D].
+torch::Tensor outputs_at_items(const torch::Tensor& hidden, const InsertedLayout& lay, int64_t b, int64_t w,
+                               bool last_only);
+
+/// The K token rows of cached keys or values [B, H, Wc, hd] of a prefix layout: [B, H, K, hd].
+torch::Tensor token_kv_rows(const torch::Tensor& kv, const InsertedLayout& prefix, int64_t k);
+
+/// The additive mask of the cached forward of a recent layout: keys [K tokens | recent], every real
+/// row sees the tokens, recent rows causally: [B, 1, Wr, K + Wr].
+torch::Tensor cached_recent_mask(const InsertedLayout& recent, int64_t k);
 
 /// A model with user tokens: what `seqrec compress`, `eval` and `recommend` need from it.
 class UserTokenModel {
