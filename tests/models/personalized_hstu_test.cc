@@ -194,6 +194,36 @@ TEST(PersonalizedHstuTest, PackedKernelEqualsTheDenseMaskedComputationWithGradie
   }
 }
 
+// Windows longer than the kernels' 64-row tiles: the tiles of later segments start their columns
+// at the first token (the blocked old items are skipped, not computed and zeroed); outputs and
+// gradients still equal the dense masked computation.
+TEST(PersonalizedHstuTest, PackedKernelSkipsBlockedTilesOfLongWindowsExactly) {
+  std::vector<std::vector<int64_t>> long_histories;
+  for (int64_t len : {40, 100, 150}) {
+    std::vector<int64_t> items;
+    for (int64_t t = 0; t < len; ++t) items.push_back(1 + (t * 7 + len * 3) % 20);
+    long_histories.push_back(items);
+  }
+  for (const char* insert : {"", "[30, 1, 70, 2]"}) {  // default [(P, K)], and two segments
+    torch::manual_seed(2);
+    auto packed = make("gr", 70, 60, 3, insert, true);
+    torch::manual_seed(2);
+    auto dense = make("gr", 70, 60, 3, insert, false);
+    auto batch = eval_batch(long_histories, 130, true);
+    batch.last_only = false;
+    batch.target_timestamps = batch.timestamps + 3;
+    packed->eval(), dense->eval();
+    auto hp = packed->encode(batch), hd = dense->encode(batch);
+    EXPECT_TRUE(torch::allclose(hp, hd, 1e-5, 1e-6)) << insert << " " << (hp - hd).abs().max().item<float>();
+    auto w = torch::randn(hp.sizes());
+    (hp * w).sum().backward();
+    (hd * w).sum().backward();
+    auto pp = packed->named_parameters(), pd = dense->named_parameters();
+    for (const auto& kv : pp)
+      EXPECT_TRUE(torch::allclose(kv.value().grad(), pd[kv.key()].grad(), 1e-4, 1e-5)) << insert << " " << kv.key();
+  }
+}
+
 TEST(PersonalizedHstuTest, ZeroTokenKeysAndValuesRemoveEveryEffectOfOldItems) {
   torch::manual_seed(4);
   auto model = make("gr", 6, 4, 2);

@@ -214,23 +214,26 @@ struct BiasRows {
   int64_t w = 0;
 
   // Adds the bias of rows [r0, r0 + rows) (local indices of the block at `off` in sequence b),
-  // columns [0, r1), to the score tile s (row stride ld).
-  void add(int64_t b, int64_t off, int64_t r0, int64_t rows, int64_t r1, float* s, int64_t ld) const {
+  // columns [c0, r1), to the score tile s (row stride ld, column 0 at s).
+  void add(int64_t b, int64_t off, int64_t r0, int64_t rows, int64_t c0, int64_t r1, float* s, int64_t ld) const {
     for (int64_t t = 0; t < rows; ++t) {
-      const int64_t i = r0 + t, row = (b * w + off + i) * w + off;
-      if (dense) cpu::add_row(s + t * ld, dense + row, r1);
+      const int64_t i = r0 + t, row = (b * w + off + i) * w + off + c0;
+      float* st = s + t * ld + c0;
+      if (dense) cpu::add_row(st, dense + row, r1 - c0);
       if (position || time)
-        cpu::add_bias_tables_row(s + t * ld, position ? position + origin - i : nullptr, time,
-                                 buckets ? buckets + row : nullptr, r1);
+        cpu::add_bias_tables_row(st, position ? position + origin - i + c0 : nullptr, time,
+                                 buckets ? buckets + row : nullptr, r1 - c0);
     }
   }
 };
 
-// Pre-activation scores of one row tile of a pointwise block: S = Q_tile K^T + bias, rows x r1.
+// Pre-activation scores of one row tile of a pointwise block over columns [c0, r1):
+// S[:, c0:r1] = Q_tile K[c0:r1]^T + bias (s: column 0 of the tile; columns < c0 untouched).
 void pointwise_scores(const float* qt, int64_t qs, const float* kb, int64_t ks, const BiasRows& bias, int64_t b,
-                      int64_t off, int64_t r0, int64_t rows, int64_t r1, int64_t dqk, float* s, int64_t ld) {
-  cpu::gemm(false, true, rows, r1, dqk, 1.f, qt, qs, kb, ks, 0.f, s, ld);
-  bias.add(b, off, r0, rows, r1, s, ld);
+                      int64_t off, int64_t r0, int64_t rows, int64_t c0, int64_t r1, int64_t dqk, float* s,
+                      int64_t ld) {
+  cpu::gemm(false, true, rows, r1 - c0, dqk, 1.f, qt, qs, kb + c0 * ks, ks, 0.f, s + c0, ld);
+  bias.add(b, off, r0, rows, c0, r1, s, ld);
 }
 
 // PerSRec's segment blocking of one sequence (attention.h, packed_pointwise_attention): the row
@@ -238,16 +241,32 @@ void pointwise_scores(const float* qt, int64_t qs, const float* kb, int64_t ks, 
 struct SegmentBlocking {
   std::vector<int64_t> begin, end;  // items of segment s: local rows [begin[s], end[s]) (empty: begin == end)
   const int32_t* codes = nullptr;   // the sequence's codes, one per local row
+  int64_t first_token = -1;         // local row of the first token (-1: none)
 
   SegmentBlocking(const int32_t* seq_codes, int64_t l) : codes(seq_codes) {
     if (!codes) return;
     for (int64_t i = 0; i < l; ++i) {
+      if (codes[i] < 0 && first_token < 0) first_token = i;
       if (codes[i] < 0) continue;
       const auto s = static_cast<size_t>(codes[i]);
       if (s >= begin.size()) begin.resize(s + 1, -1), end.resize(s + 1, -1);
       if (begin[s] < 0) begin[s] = i;
       end[s] = i + 1;
     }
+  }
+  // The first column local row i may see: 0 in segment 0, else the first token (or the row's own
+  // segment when it comes first). Non-decreasing in i, so a row tile starting at r0 needs no
+  // column below first_column(r0): the kernels skip those blocked tiles (for the recent rows of a
+  // window, all P old items) instead of computing and zeroing them.
+  int64_t first_column(int64_t i) const {
+    if (!codes) return 0;
+    const int32_t c = codes[i];
+    const int64_t own = c >= 0 ? c : -c - 1;
+    if (own == 0) return 0;
+    int64_t first = i;
+    if (own < static_cast<int64_t>(begin.size()) && begin[own] >= 0) first = std::min(first, begin[own]);
+    if (first_token >= 0) first = std::min(first, first_token);
+    return first;
   }
   // Zeroes, in the score rows of local row i (columns [0, i]), the items of segments other than
   // row i's: those of earlier segments (later ones lie beyond i).
@@ -307,15 +326,16 @@ struct JaggedPointwise : public torch::autograd::Function<JaggedPointwise> {
         const float *qb = Q.row(blk.b, hi, off), *kb = K.row(blk.b, hi, off), *vb = V.row(blk.b, hi, off);
         float* ob = O.row(blk.b, hi, off);
         for (int64_t r0 = 0; r0 < l; r0 += kRowTile) {
-          const int64_t r1 = std::min(l, r0 + kRowTile), rows = r1 - r0;
-          pointwise_scores(qb + r0 * Q.si, Q.si, kb, K.si, bias, blk.b, bias_off, r0, rows, r1, dqk, a, l);
-          for (int64_t i = r0; i < r1; ++i) {  // A = SiLU(S) / n over j <= i
+          const int64_t r1 = std::min(l, r0 + kRowTile), rows = r1 - r0, c0 = blocking.first_column(r0);
+          pointwise_scores(qb + r0 * Q.si, Q.si, kb, K.si, bias, blk.b, bias_off, r0, rows, c0, r1, dqk, a, l);
+          for (int64_t i = r0; i < r1; ++i) {  // A = SiLU(S) / n over c0 <= j <= i
             float* row = a + (i - r0) * l;
-            cpu::silu_scale_row(row, i + 1, inv_n);
+            cpu::silu_scale_row(row + c0, i + 1 - c0, inv_n);
             blocking.apply(i, row);
             std::fill(row + i + 1, row + r1, 0.f);
           }
-          cpu::gemm(false, false, rows, dv, r1, 1.f, a, l, vb, V.si, 0.f, ob + r0 * O.si, O.si);  // O = A V
+          cpu::gemm(false, false, rows, dv, r1 - c0, 1.f, a + c0, l, vb + c0 * V.si, V.si, 0.f, ob + r0 * O.si,
+                    O.si);  // O = A V
         }
       }
     });
@@ -364,23 +384,29 @@ struct JaggedPointwise : public torch::autograd::Function<JaggedPointwise> {
                     *gb = G.row(blk.b, hi, off);
         float *gqb = GQ.row(blk.b, hi, off), *gkb = GK.row(blk.b, hi, off), *gvb = GV.row(blk.b, hi, off);
         for (int64_t r0 = 0; r0 < l; r0 += kRowTile) {
-          const int64_t r1 = std::min(l, r0 + kRowTile), rows = r1 - r0;
-          pointwise_scores(qb + r0 * Q.si, Q.si, kb, K.si, bias, blk.b, bias_off, r0, rows, r1, dqk, ds, l);
-          cpu::gemm(false, true, rows, r1, dv, 1.f, gb + r0 * G.si, G.si, vb, V.si, 0.f, da, l);  // dA = dO V^T
+          // Columns below c0 are blocked for the whole tile: neither computed nor read.
+          const int64_t r1 = std::min(l, r0 + kRowTile), rows = r1 - r0, c0 = blocking.first_column(r0), nc = r1 - c0;
+          pointwise_scores(qb + r0 * Q.si, Q.si, kb, K.si, bias, blk.b, bias_off, r0, rows, c0, r1, dqk, ds, l);
+          cpu::gemm(false, true, rows, nc, dv, 1.f, gb + r0 * G.si, G.si, vb + c0 * V.si, V.si, 0.f, da + c0,
+                    l);  // dA = dO V^T
           for (int64_t i = r0; i < r1; ++i) {
-            const int64_t t = (i - r0) * l, row = (blk.b * bias.w + bias_off + i) * bias.w + bias_off;
-            cpu::silu_scale_backward_row(ds + t, a + t, da + t, i + 1, inv_n);  // A, and dS = dA SiLU'(S) / n
+            const int64_t t = (i - r0) * l, row = (blk.b * bias.w + bias_off + i) * bias.w + bias_off + c0;
+            // A, and dS = dA SiLU'(S) / n
+            cpu::silu_scale_backward_row(ds + t + c0, a + t + c0, da + t + c0, i + 1 - c0, inv_n);
             blocking.apply(i, ds + t, a + t);
             std::fill(ds + t + i + 1, ds + t + r1, 0.f);
             std::fill(a + t + i + 1, a + t + r1, 0.f);
-            if (bias.dense) cpu::add_row(g_dense.data_ptr<float>() + row, ds + t, i + 1);
+            if (bias.dense) cpu::add_row(g_dense.data_ptr<float>() + row, ds + t + c0, i + 1 - c0);
             if (gpos || gtime)
-              cpu::scatter_bias_tables_row(ds + t, gpos ? gpos + origin - i : nullptr, gtime,
-                                           bias.buckets ? bias.buckets + row : nullptr, i + 1);
+              cpu::scatter_bias_tables_row(ds + t + c0, gpos ? gpos + origin - i + c0 : nullptr, gtime,
+                                           bias.buckets ? bias.buckets + row : nullptr, i + 1 - c0);
           }
-          cpu::gemm(true, false, r1, dv, rows, 1.f, a, l, gb + r0 * G.si, G.si, 1.f, gvb, GV.si);       // dV += A^T dO
-          cpu::gemm(false, false, rows, dqk, r1, 1.f, ds, l, kb, K.si, 0.f, gqb + r0 * GQ.si, GQ.si);  // dQ = dS K
-          cpu::gemm(true, false, r1, dqk, rows, 1.f, ds, l, qb + r0 * Q.si, Q.si, 1.f, gkb, GK.si);    // dK += dS^T Q
+          cpu::gemm(true, false, nc, dv, rows, 1.f, a + c0, l, gb + r0 * G.si, G.si, 1.f, gvb + c0 * GV.si,
+                    GV.si);  // dV += A^T dO
+          cpu::gemm(false, false, rows, dqk, nc, 1.f, ds + c0, l, kb + c0 * K.si, K.si, 0.f, gqb + r0 * GQ.si,
+                    GQ.si);  // dQ = dS K
+          cpu::gemm(true, false, nc, dqk, rows, 1.f, ds + c0, l, qb + r0 * Q.si, Q.si, 1.f, gkb + c0 * GK.si,
+                    GK.si);  // dK += dS^T Q
         }
       }
     });
