@@ -20,3 +20,6 @@ echo "== most-popular baseline, protocol full, test split"
 echo
 echo "== top-5 for user u0"
 "$seqrec" recommend --checkpoint runs/demo/sasrec/best.safetensors --user u0 --k 5
+echo
+echo "== report: runs/demo/report/report.md (learning curves and a test-metrics chart, SVG)"
+"$seqrec" report runs/demo/sasrec runs/demo/most_pop --out runs/demo/report

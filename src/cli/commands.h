@@ -55,6 +55,8 @@ struct CliArgs {
   std::string token_file;               ///< --token-file bearer token (serve)
   std::string index_file;               ///< --index-file faiss index to read at start (serve)
   std::string save_index;               ///< --save-index where to write the built faiss index (serve)
+  std::vector<std::string> run_dirs;    ///< RUN_DIR... (report)
+  std::vector<std::string> report_metrics;  ///< --metrics plotted by epoch (report)
 };
 
 int run_synth(const CliArgs& args);
@@ -72,6 +74,7 @@ int run_finetune(const CliArgs& args);
 int run_parquet_info(const CliArgs& args);
 int run_parquet_cat(const CliArgs& args);
 int run_serve(const CliArgs& args);
+int run_report(const CliArgs& args);
 
 }  // namespace seqrec::cli
 

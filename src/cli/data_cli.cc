@@ -60,6 +60,10 @@ DataCli add_data_commands(CLI::App& app, CliArgs& args) {
   d.parquet_cat->add_option("file", args.input, "Parquet file")->required();
   d.parquet_cat->add_option("--columns", args.columns, "columns to print, comma separated (default: all)");
   d.parquet_cat->add_option("--limit", args.limit, "print at most this many rows");
+  d.report = app.add_subcommand("report", "a Markdown page with SVG charts from training runs' metrics.jsonl");
+  d.report->add_option("runs", args.run_dirs, "run folders (train.out_dir)")->required();
+  d.report->add_option("-o,--out", args.out, "output folder of report.md and its charts")->required();
+  d.report->add_option("--metrics", args.report_metrics, "metrics plotted by epoch and compared (default ndcg@10 hr@10)");
   return d;
 }
 
@@ -68,6 +72,7 @@ int run_data_command(const DataCli& cli, const CliArgs& args) {
   if (cli.prepare->parsed()) return run_prepare(args);
   if (cli.parquet_info->parsed()) return run_parquet_info(args);
   if (cli.parquet_cat->parsed()) return run_parquet_cat(args);
+  if (cli.report->parsed()) return run_report(args);
   return -1;
 }
 

@@ -1,4 +1,4 @@
-// The data commands (synth, prepare, parquet-info, parquet-cat): LibTorch-free, so that the `seqrec`
+// The data commands (synth, prepare, parquet-info, parquet-cat, report): LibTorch-free, so that the `seqrec`
 // launcher runs them in-process without loading LibTorch (see launcher.cc), and the full binary
 // registers them the same way.
 #pragma once
@@ -24,9 +24,10 @@ struct DataCli {
   CLI::App* prepare = nullptr;
   CLI::App* parquet_info = nullptr;
   CLI::App* parquet_cat = nullptr;
+  CLI::App* report = nullptr;
 };
 
-/// Adds synth, prepare, parquet-info and parquet-cat to `app`, their options bound to `args`.
+/// Adds synth, prepare, parquet-info, parquet-cat and report to `app`, their options bound to `args`.
 DataCli add_data_commands(CLI::App& app, CliArgs& args);
 
 /// Runs the data subcommand that was parsed; -1 when none was.

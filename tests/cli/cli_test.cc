@@ -311,4 +311,22 @@ TEST_F(CliTest, PersonalizedLlamaIdEvaluatesFromItsCacheAsWithout) {
     EXPECT_NEAR(last_json(cached.out).at(m).get<double>(), last_json(plain.out).at(m).get<double>(), 1e-9) << m;
 }
 
+TEST_F(CliTest, ReportPagesTheTrainedRunsWithCharts) {
+  expect_ok(*train_, "train");
+  expect_ok(*pop_, "most_pop");
+  Result r = run("report " + t("sasrec") + " " + t("pop") + " --out " + t("report"));
+  expect_ok(r, "report");
+  const std::string page = slurp(t("report/report.md"));
+  EXPECT_NE(page.find("## Test metrics, protocol `full`, split test"), std::string::npos) << page;
+  EXPECT_NE(page.find("| sasrec |"), std::string::npos) << page;
+  EXPECT_NE(page.find("| pop |"), std::string::npos) << page;
+  EXPECT_NE(page.find("| hr@1 | hr@5 | hr@10 | hr@20 | hr@50 |"), std::string::npos) << "numeric order of k\n" << page;
+  EXPECT_TRUE(std::filesystem::exists(t("report/test_full.svg")));
+  EXPECT_TRUE(std::filesystem::exists(t("report/sasrec_metrics.svg")));
+  Result missing = run("report " + t("no_run") + " --out " + t("report2"));
+  EXPECT_EQ(missing.code, 1);
+  EXPECT_NE(missing.err.find("no_run: not a run folder"), std::string::npos) << missing.err;
+  EXPECT_FALSE(std::filesystem::exists(t("report2")));
+}
+
 }  // namespace
