@@ -72,6 +72,8 @@ void check_metric_is_computed(const std::string& metric, const std::vector<int64
 
 int run_train(const CliArgs& args) {
   config::ConfigNode root = config::load_config(args.config_file, args.overrides);
+  if (root.child("model").has("name") && root.child("model").get<std::string>("name", "") == "lsvcr")
+    return run_train_lsvcr(root);  // two histories, two tasks: its own loop (cmd_lsvcr.cc)
   train::TrainerSetup setup;
   setup.data = config::read_data_options(root.child("data"));
   setup.train = config::read_train_options(root.child("train"));

@@ -36,7 +36,7 @@ void add_common_options(CLI::App* cmd, CliArgs& args) {
 
 void ignore_sections(config::ConfigNode& root, const std::string& own) {
   for (const char* s :
-       {"synth", "prepare", "data", "model", "train", "eval", "serve", "semantic_id", "lcrec", "finetune"})
+       {"synth", "prepare", "data", "model", "train", "eval", "serve", "semantic_id", "lcrec", "finetune", "lsvcr"})
     if (own.find(s) == std::string::npos) root.ignore(s);
 }
 
