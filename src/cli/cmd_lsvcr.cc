@@ -13,6 +13,7 @@
 #include "seqrec/data/lsvcr_data.h"
 #include "seqrec/eval/metrics.h"
 #include "seqrec/models/lsvcr.h"
+#include "seqrec/train/init_from.h"
 #include "seqrec/train/lsvcr_trainer.h"
 
 namespace seqrec::cli {
@@ -27,6 +28,7 @@ int run_train_lsvcr(config::ConfigNode& root) {
   config::ConfigNode model_node = root.child("model");
   model_node.require<std::string>("name");
   models::LsvcrOptions options = models::read_lsvcr_options(model_node);
+  const train::InitFromOptions init = train::read_init_from_options(root.child("train"));
   ignore_sections(root, "data model train lsvcr");
   root.finish();
 
@@ -40,6 +42,7 @@ int run_train_lsvcr(config::ConfigNode& root) {
   torch::manual_seed(static_cast<uint64_t>(train.seed));
   models::Lsvcr model(options);
   model->set_text_tables(std::move(tables));
+  if (!init.checkpoint.empty()) train::init_from_checkpoint(*model, init);  // e.g. stage 1's SR model
   make_dirs(train.out_dir);
   write_file_atomic(train.out_dir + "/config.yaml", root.dump() + "\n");
   log_info("train: lsvcr on %s (%ld users, %ld videos, %ld comments; train %zu video + %zu comment samples, "
