@@ -1,4 +1,5 @@
-// seqrec train with model.name lsvcr: LSVCR stage 2 (systems.md §4.3) on a store of
+// seqrec train with model.name lsvcr: LSVCR stage 1 (lsvcr.stage align, §4.2) or stage 2 (finetune,
+// §4.3) on a store of
 // `seqrec prepare --format lsvcr`, with the text embeddings named in the `lsvcr:` section.
 #include <torch/torch.h>
 
@@ -14,6 +15,7 @@
 #include "seqrec/eval/metrics.h"
 #include "seqrec/models/lsvcr.h"
 #include "seqrec/train/init_from.h"
+#include "seqrec/train/lsvcr_align.h"
 #include "seqrec/train/lsvcr_trainer.h"
 
 namespace seqrec::cli {
@@ -25,6 +27,14 @@ int run_train_lsvcr(config::ConfigNode& root) {
   if (train.out_dir.empty()) throw ConfigError("train.out_dir", "required key is missing");
   config::ConfigNode lsvcr_node = root.child("lsvcr");
   const train::LsvcrRunOptions run = train::read_lsvcr_run_options(lsvcr_node);
+  const std::string stage = lsvcr_node.get<std::string>("stage", "finetune");
+  if (stage != "finetune" && stage != "align" && stage != "random" && stage != "most_pop")
+    throw ConfigError("lsvcr.stage", "'" + stage + "' is not one of: finetune, align, random, most_pop");
+  train::LsvcrAlignOptions align;
+  if (stage == "align") {
+    align = train::read_lsvcr_align_options(lsvcr_node.child("align"));
+    align.data_dir = data.dir;
+  }
   config::ConfigNode model_node = root.child("model");
   model_node.require<std::string>("name");
   models::LsvcrOptions options = models::read_lsvcr_options(model_node);
@@ -34,10 +44,16 @@ int run_train_lsvcr(config::ConfigNode& root) {
 
   const data::LsvcrStore store = data::LsvcrStore::load(data.dir + "/" + data::kLsvcrStoreFile);
   const data::LsvcrSplits splits = data::split_lsvcr(store);
+  if (stage == "random" || stage == "most_pop") {  // reference rows: no model, the test split
+    const eval::MetricSet m = train::evaluate_lsvcr_baseline(store, splits, splits.test, run, stage == "most_pop");
+    std::printf("%s\n", eval::to_json_line(m, "test", "lsvcr", static_cast<int64_t>(m.at("video_samples"))).c_str());
+    return 0;
+  }
   models::LsvcrTextTables tables = train::load_lsvcr_text_tables(store, run);
   options.num_videos = store.num_videos;
   options.num_comments = store.num_comments;
   options.text_input_dim = tables.video_title.size(1);
+  if (stage == "align") options.use_id_embeddings = false;  // §4.2: text only, random positions
   set_threads(train.threads);
   torch::manual_seed(static_cast<uint64_t>(train.seed));
   models::Lsvcr model(options);
@@ -56,6 +72,13 @@ int run_train_lsvcr(config::ConfigNode& root) {
       {"num_videos", std::to_string(options.num_videos)},
       {"num_comments", std::to_string(options.num_comments)},
       {"text_input_dim", std::to_string(options.text_input_dim)}};
+  if (stage == "align") {
+    const double tokens_per_s = train::fit_lsvcr_align(*model, store, splits, train, align, metadata);
+    log_info("done: stage 1 (align) -> %s/sr_model.safetensors (%.0f LLM tokens/s)", train.out_dir.c_str(), tokens_per_s);
+    std::printf("{\"stage\":\"align\",\"sr_model\":\"%s/sr_model.safetensors\",\"tokens_per_s\":%.1f}\n",
+                train.out_dir.c_str(), tokens_per_s);
+    return 0;
+  }
   const train::LsvcrSummary s = train::fit_lsvcr(*model, store, splits, train, run, metadata);
   log_info("done: %ld epochs in %.1fs, best valid ndcg@5 (%s) %.4f at epoch %ld; test (lsvcr protocol) below",
            long(s.epochs_run), s.train_seconds, run.selection.c_str(), s.best_metric, long(s.best_epoch));

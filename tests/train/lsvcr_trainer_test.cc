@@ -139,6 +139,17 @@ TEST(LsvcrTrainerTest, EvaluationReportsBothTasksAndIsDeterministic) {
   EXPECT_DOUBLE_EQ(lsvcr_selection_metric(a, f.run), 0.5 * (a.at("video_ndcg@5") + a.at("comment_ndcg@5")));
 }
 
+TEST(LsvcrTrainerTest, BaselinesRankTheSameCandidates) {
+  Fixture f;
+  const eval::MetricSet r = evaluate_lsvcr_baseline(f.store, f.splits, f.splits.test, f.run, /*most_popular=*/false);
+  const eval::MetricSet p = evaluate_lsvcr_baseline(f.store, f.splits, f.splits.test, f.run, /*most_popular=*/true);
+  EXPECT_EQ(r.at("video_samples"), double(f.splits.test.video.size()));
+  // Random: recall@10 over 24 candidates is 10/24 in expectation.
+  EXPECT_NEAR(r.at("video_recall@10"), 10.0 / 24, 0.12);
+  // Popularity is real structure in the generator (Zipf inside each topic).
+  EXPECT_GT(p.at("video_ndcg@10"), r.at("video_ndcg@10"));
+}
+
 TEST(LsvcrTrainerTest, RunOptionsAreValidatedWithTheirPath) {
   auto read = [](const std::string& yaml) {
     auto root = config::ConfigNode::parse(yaml);

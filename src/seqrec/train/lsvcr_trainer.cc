@@ -264,6 +264,40 @@ eval::MetricSet evaluate_lsvcr(models::LsvcrImpl& model, const data::LsvcrStore&
   return m;
 }
 
+eval::MetricSet evaluate_lsvcr_baseline(const data::LsvcrStore& store, const data::LsvcrSplits& splits,
+                                        const data::LsvcrSplit& split, const LsvcrRunOptions& o, bool most_popular) {
+  std::vector<double> video_count(static_cast<size_t>(store.num_videos + 1), 0.0);
+  std::vector<double> comment_count(static_cast<size_t>(store.num_comments + 1), 0.0);
+  for (const auto& s : splits.train.video) video_count[static_cast<size_t>(s.target_video)] += 1;
+  for (const auto& s : splits.train.comment)
+    for (int64_t c : s.positive_comments) comment_count[static_cast<size_t>(c)] += 1;
+  const auto seed = static_cast<uint64_t>(o.eval_seed);
+  Rng noise(derive_seed({seed, 99}));
+  // Most-popular ties (and the random baseline) are broken by a small random score.
+  auto score = [&](double count) { return static_cast<float>((most_popular ? count : 0.0) + 1e-3 * noise.uniform()); };
+  eval::RankingAccumulator videos(o.ks), comments(o.ks);
+  for (const auto& s : split.video) {
+    std::vector<float> scores;
+    for (int64_t v : video_candidates(store, s, o.eval_video_candidates, seed)) scores.push_back(score(video_count[v]));
+    videos.add(scores, {0});
+  }
+  for (const auto& s : split.comment) {
+    int64_t num_pos = 0;
+    std::vector<float> scores;
+    for (int64_t c : comment_candidates(store, s, o.eval_comment_candidates, seed, &num_pos))
+      scores.push_back(score(comment_count[c]));
+    std::vector<int64_t> positives(static_cast<size_t>(num_pos));
+    std::iota(positives.begin(), positives.end(), 0);
+    comments.add(scores, positives);
+  }
+  eval::MetricSet m;
+  if (videos.count() > 0) add_prefixed(m, videos.result(), "video_");
+  if (comments.count() > 0) add_prefixed(m, comments.result(), "comment_");
+  m["video_samples"] = static_cast<double>(videos.count());
+  m["comment_samples"] = static_cast<double>(comments.count());
+  return m;
+}
+
 double lsvcr_selection_metric(const eval::MetricSet& m, const LsvcrRunOptions& o) {
   auto get = [&](const char* k) {
     auto it = m.find(k);

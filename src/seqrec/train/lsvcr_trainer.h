@@ -78,6 +78,13 @@ LsvcrLossTerms lsvcr_step_loss(models::LsvcrImpl& model, const data::LsvcrStore&
 eval::MetricSet evaluate_lsvcr(models::LsvcrImpl& model, const data::LsvcrStore& store, const data::LsvcrSplit& split,
                                const LsvcrRunOptions& options, int64_t batch_size);
 
+/// The reference rows of the same protocol: every candidate scored by its training count (most
+/// popular: videos by training targets, comments by training positives) or not at all (random);
+/// ties are broken by a small random score.
+eval::MetricSet evaluate_lsvcr_baseline(const data::LsvcrStore& store, const data::LsvcrSplits& splits,
+                                        const data::LsvcrSplit& split, const LsvcrRunOptions& options,
+                                        bool most_popular);
+
 /// The model-selection value of a metric set (ndcg@5 per options.selection).
 double lsvcr_selection_metric(const eval::MetricSet& metrics, const LsvcrRunOptions& options);
 
