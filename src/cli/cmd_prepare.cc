@@ -7,10 +7,31 @@
 #include "seqrec/config/config_node.h"
 #include "seqrec/data/item_catalog.h"
 #include "seqrec/data/item_text.h"
+#include "seqrec/data/lsvcr_data.h"
 #include "seqrec/data/prepare.h"
 #include "seqrec/llm/tokenizer.h"
 
 namespace seqrec::cli {
+
+namespace {
+
+/// prepare.format lsvcr: the two-behaviour folder of data/lsvcr_data.h (only input and output are read).
+int run_prepare_lsvcr(config::ConfigNode& root, config::ConfigNode& n) {
+  const std::string input = n.require<std::string>("input");
+  const std::string output = n.require<std::string>("output");
+  ignore_sections(root, "prepare");
+  root.finish();
+  const data::LsvcrPrepareReport r = data::prepare_lsvcr(input, output);
+  log_info("prepare (lsvcr): %ld users, %ld videos, %ld comments, %ld video events, %ld comment events -> %s",
+           long(r.num_users), long(r.num_videos), long(r.num_comments), long(r.num_video_events),
+           long(r.num_comment_events), output.c_str());
+  std::printf("{\"users\":%ld,\"videos\":%ld,\"comments\":%ld,\"video_events\":%ld,\"comment_events\":%ld}\n",
+              long(r.num_users), long(r.num_videos), long(r.num_comments), long(r.num_video_events),
+              long(r.num_comment_events));
+  return 0;
+}
+
+}  // namespace
 
 int run_prepare(const CliArgs& args) {
   std::vector<std::string> overrides = args.overrides;
@@ -21,6 +42,7 @@ int run_prepare(const CliArgs& args) {
   if (!args.out.empty()) overrides.push_back("prepare.output=" + args.out);
   config::ConfigNode root = config::load_config(args.config_file, overrides);
   config::ConfigNode n = root.child("prepare");
+  if (n.get<std::string>("format", "csv") == "lsvcr") return run_prepare_lsvcr(root, n);
   data::PrepareOptions o;
   o.input = n.require<std::string>("input");
   o.format = data::parse_input_format(n.get<std::string>("format", "csv"), "prepare.format");

@@ -1,10 +1,11 @@
-// seqrec synth: the synthetic datasets (synth.mode default | long_term | bursty).
+// seqrec synth: the synthetic datasets (synth.mode default | long_term | bursty | scale | lsvcr).
 #include <cstdio>
 
 #include "cli/commands.h"
 #include "seqrec/common/error.h"
 #include "seqrec/common/log.h"
 #include "seqrec/config/config_node.h"
+#include "seqrec/data/lsvcr_synth.h"
 #include "seqrec/data/synthetic.h"
 #include "seqrec/data/synthetic_scale.h"
 
@@ -48,6 +49,34 @@ int run_synth_scale(config::ConfigNode& root, config::ConfigNode& node) {
   return 0;
 }
 
+/// synth.mode lsvcr: the two-behaviour data of LSVCR (data/lsvcr_synth.h).
+int run_synth_lsvcr(config::ConfigNode& root, config::ConfigNode& node) {
+  data::LsvcrSynthOptions o;
+  for (auto [key, field] : {std::pair{"num_users", &o.num_users}, {"num_videos", &o.num_videos},
+                            {"num_topics", &o.num_topics}, {"num_styles", &o.num_styles},
+                            {"min_comments", &o.min_comments}, {"max_comments", &o.max_comments},
+                            {"min_videos", &o.min_videos}, {"max_videos", &o.max_videos},
+                            {"phase_len", &o.phase_len}, {"max_session_comments", &o.max_session_comments}})
+    *field = node.get<int64_t>(key, *field);
+  for (auto [key, field] : {std::pair{"topic_share", &o.topic_share}, {"comment_prob", &o.comment_prob},
+                            {"preview_prob", &o.preview_prob}, {"style_share", &o.style_share},
+                            {"style_follows_topic", &o.style_follows_topic}})
+    *field = node.get<double>(key, *field);
+  o.seed = static_cast<uint64_t>(node.get<int64_t>("seed", static_cast<int64_t>(o.seed)));
+  o.output = node.require<std::string>("output");
+  ignore_sections(root, "synth");
+  root.finish();
+  const data::LsvcrSynthReport r = data::generate_lsvcr_synthetic(o);
+  log_info("synth (lsvcr): %ld users, %ld videos, %ld comments, %ld video events, %ld comment events -> %s",
+           long(o.num_users), long(o.num_videos), long(r.num_comments), long(r.num_video_events),
+           long(r.num_comment_events), o.output.c_str());
+  std::printf("{\"users\":%ld,\"videos\":%ld,\"comments\":%ld,\"video_events\":%ld,\"comment_events\":%ld,"
+              "\"output\":\"%s\"}\n",
+              long(o.num_users), long(o.num_videos), long(r.num_comments), long(r.num_video_events),
+              long(r.num_comment_events), o.output.c_str());
+  return 0;
+}
+
 }  // namespace
 
 int run_synth(const CliArgs& args) {
@@ -57,6 +86,7 @@ int run_synth(const CliArgs& args) {
   config::ConfigNode node = root.child("synth");
   const std::string mode_name = node.get<std::string>("mode", "default");
   if (mode_name == "scale") return run_synth_scale(root, node);
+  if (mode_name == "lsvcr") return run_synth_lsvcr(root, node);
   const data::SynthMode mode = data::parse_synth_mode(mode_name);
   data::SynthOptions o = data::synth_defaults(mode);
   o.num_users = node.get<int64_t>("num_users", o.num_users);

@@ -19,6 +19,7 @@
 #include "seqrec/dist/process_group.h"
 #include "seqrec/eval/metrics.h"
 #include "seqrec/models/registry.h"
+#include "seqrec/train/init_from.h"
 #include "seqrec/train/trainer.h"
 
 namespace seqrec::cli {
@@ -72,6 +73,8 @@ void check_metric_is_computed(const std::string& metric, const std::vector<int64
 
 int run_train(const CliArgs& args) {
   config::ConfigNode root = config::load_config(args.config_file, args.overrides);
+  if (root.child("model").has("name") && root.child("model").get<std::string>("name", "") == "lsvcr")
+    return run_train_lsvcr(root);  // two histories, two tasks: its own loop (cmd_lsvcr.cc)
   train::TrainerSetup setup;
   setup.data = config::read_data_options(root.child("data"));
   setup.train = config::read_train_options(root.child("train"));
@@ -96,8 +99,10 @@ int run_train(const CliArgs& args) {
   torch::manual_seed(static_cast<uint64_t>(setup.train.seed));  // model initialisation
   config::ConfigNode model_node = root.child("model");
   models::SequenceRecommender model = models::make_model(model_node, setup.context);
+  const train::InitFromOptions init = train::read_init_from_options(root.child("train"));
   ignore_sections(root, "data model train eval");
   root.finish();
+  if (!init.checkpoint.empty()) train::init_from_checkpoint(*model, init);
   setup.model_yaml = model_node.dump();
 
   if (writer) {

@@ -111,6 +111,9 @@ config::ConfigNode load_generative_run_config(const CliArgs& args);
 /// The generation settings of the `eval:` keys (num_beams, constraint, filter_items, generation_batch).
 models::LcRecOptions generative_options(const config::EvalOptions& eval_opts);
 
+/// `seqrec train` with model.name lsvcr (cmd_lsvcr.cc): LSVCR stage 2 on a two-behaviour store.
+int run_train_lsvcr(config::ConfigNode& root);
+
 /// Sets LibTorch's intra-op threads (0 = all cores).
 void set_threads(int64_t threads);
 

@@ -36,7 +36,7 @@ void add_common_options(CLI::App* cmd, CliArgs& args) {
 
 void ignore_sections(config::ConfigNode& root, const std::string& own) {
   for (const char* s :
-       {"synth", "prepare", "data", "model", "train", "eval", "serve", "semantic_id", "lcrec", "finetune"})
+       {"synth", "prepare", "data", "model", "train", "eval", "serve", "semantic_id", "lcrec", "finetune", "lsvcr"})
     if (own.find(s) == std::string::npos) root.ignore(s);
 }
 
@@ -49,7 +49,7 @@ DataCli add_data_commands(CLI::App& app, CliArgs& args) {
   add_common_options(d.prepare, args);
   d.prepare->add_option("-i,--input", args.input, "interactions file (prepare.input)");
   d.prepare->add_option("-f,--format", args.format,
-                        "csv | parquet | movielens_dat | movielens_csv | sasrec_pairs | user_sequences (prepare.format)");
+                        "csv | parquet | movielens_dat | movielens_csv | sasrec_pairs | user_sequences | lsvcr (prepare.format)");
   d.prepare->add_option("--items", args.items, "item table file (prepare.items)");
   d.prepare->add_option("--items-format", args.items_format,
                         "none | table | movielens_dat | parquet (prepare.items_format; default: by the file extension)");

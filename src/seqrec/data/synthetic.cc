@@ -106,7 +106,7 @@ std::vector<SynthUser> default_users(const SynthOptions& options, const ItemWorl
 SynthMode parse_synth_mode(const std::string& name) {
   for (SynthMode m : {SynthMode::kDefault, SynthMode::kLongTerm, SynthMode::kBursty})
     if (name == synth_mode_name(m)) return m;
-  throw ConfigError("synth.mode", "'" + name + "' is not one of: default, long_term, bursty");
+  throw ConfigError("synth.mode", "'" + name + "' is not one of: default, long_term, bursty, scale, lsvcr");
 }
 
 const char* synth_mode_name(SynthMode mode) {

@@ -1,0 +1,89 @@
+// seqrec train with model.name lsvcr: LSVCR stage 1 (lsvcr.stage align, §4.2) or stage 2 (finetune,
+// §4.3) on a store of
+// `seqrec prepare --format lsvcr`, with the text embeddings named in the `lsvcr:` section.
+#include <torch/torch.h>
+
+#include <cstdio>
+
+#include "cli/commands.h"
+#include "seqrec/common/error.h"
+#include "seqrec/common/fs.h"
+#include "seqrec/common/log.h"
+#include "seqrec/config/config_node.h"
+#include "seqrec/config/options.h"
+#include "seqrec/data/lsvcr_data.h"
+#include "seqrec/eval/metrics.h"
+#include "seqrec/models/lsvcr.h"
+#include "seqrec/train/init_from.h"
+#include "seqrec/train/lsvcr_align.h"
+#include "seqrec/train/lsvcr_trainer.h"
+
+namespace seqrec::cli {
+
+int run_train_lsvcr(config::ConfigNode& root) {
+  const config::DataOptions data = config::read_data_options(root.child("data"));
+  const config::TrainOptions train = config::read_train_options(root.child("train"));
+  if (data.dir.empty()) throw ConfigError("data.dir", "required key is missing (the prepared lsvcr directory)");
+  if (train.out_dir.empty()) throw ConfigError("train.out_dir", "required key is missing");
+  config::ConfigNode lsvcr_node = root.child("lsvcr");
+  const train::LsvcrRunOptions run = train::read_lsvcr_run_options(lsvcr_node);
+  const std::string stage = lsvcr_node.get<std::string>("stage", "finetune");
+  if (stage != "finetune" && stage != "align" && stage != "random" && stage != "most_pop")
+    throw ConfigError("lsvcr.stage", "'" + stage + "' is not one of: finetune, align, random, most_pop");
+  train::LsvcrAlignOptions align;
+  if (stage == "align") {
+    align = train::read_lsvcr_align_options(lsvcr_node.child("align"));
+    align.data_dir = data.dir;
+  }
+  config::ConfigNode model_node = root.child("model");
+  model_node.require<std::string>("name");
+  models::LsvcrOptions options = models::read_lsvcr_options(model_node);
+  const train::InitFromOptions init = train::read_init_from_options(root.child("train"));
+  ignore_sections(root, "data model train lsvcr");
+  root.finish();
+
+  const data::LsvcrStore store = data::LsvcrStore::load(data.dir + "/" + data::kLsvcrStoreFile);
+  const data::LsvcrSplits splits = data::split_lsvcr(store);
+  if (stage == "random" || stage == "most_pop") {  // reference rows: no model, the test split
+    const eval::MetricSet m = train::evaluate_lsvcr_baseline(store, splits, splits.test, run, stage == "most_pop");
+    std::printf("%s\n", eval::to_json_line(m, "test", "lsvcr", static_cast<int64_t>(m.at("video_samples"))).c_str());
+    return 0;
+  }
+  models::LsvcrTextTables tables = train::load_lsvcr_text_tables(store, run);
+  options.num_videos = store.num_videos;
+  options.num_comments = store.num_comments;
+  options.text_input_dim = tables.video_title.size(1);
+  if (stage == "align") options.use_id_embeddings = false;  // §4.2: text only, random positions
+  set_threads(train.threads);
+  torch::manual_seed(static_cast<uint64_t>(train.seed));
+  models::Lsvcr model(options);
+  model->set_text_tables(std::move(tables));
+  if (!init.checkpoint.empty()) train::init_from_checkpoint(*model, init);  // e.g. stage 1's SR model
+  make_dirs(train.out_dir);
+  write_file_atomic(train.out_dir + "/config.yaml", root.dump() + "\n");
+  log_info("train: lsvcr on %s (%ld users, %ld videos, %ld comments; train %zu video + %zu comment samples, "
+           "valid %zu + %zu, test %zu + %zu)",
+           data.dir.c_str(), long(store.num_users()), long(store.num_videos), long(store.num_comments),
+           splits.train.video.size(), splits.train.comment.size(), splits.valid.video.size(),
+           splits.valid.comment.size(), splits.test.video.size(), splits.test.comment.size());
+  const std::map<std::string, std::string> metadata = {
+      {"format", "seqrec-lsvcr-checkpoint-1"},
+      {"model", model_node.dump()},
+      {"num_videos", std::to_string(options.num_videos)},
+      {"num_comments", std::to_string(options.num_comments)},
+      {"text_input_dim", std::to_string(options.text_input_dim)}};
+  if (stage == "align") {
+    const double tokens_per_s = train::fit_lsvcr_align(*model, store, splits, train, align, metadata);
+    log_info("done: stage 1 (align) -> %s/sr_model.safetensors (%.0f LLM tokens/s)", train.out_dir.c_str(), tokens_per_s);
+    std::printf("{\"stage\":\"align\",\"sr_model\":\"%s/sr_model.safetensors\",\"tokens_per_s\":%.1f}\n",
+                train.out_dir.c_str(), tokens_per_s);
+    return 0;
+  }
+  const train::LsvcrSummary s = train::fit_lsvcr(*model, store, splits, train, run, metadata);
+  log_info("done: %ld epochs in %.1fs, best valid ndcg@5 (%s) %.4f at epoch %ld; test (lsvcr protocol) below",
+           long(s.epochs_run), s.train_seconds, run.selection.c_str(), s.best_metric, long(s.best_epoch));
+  std::printf("%s\n", eval::to_json_line(s.test, "test", "lsvcr", static_cast<int64_t>(s.test.at("video_samples"))).c_str());
+  return 0;
+}
+
+}  // namespace seqrec::cli
