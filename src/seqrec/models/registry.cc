@@ -6,9 +6,11 @@
 #include "seqrec/models/hllm.h"
 #include "seqrec/models/hstu.h"
 #include "seqrec/models/llama_id.h"
+#include "seqrec/models/molar.h"
 #include "seqrec/models/most_pop.h"
 #include "seqrec/models/personalized_hstu.h"
 #include "seqrec/models/sasrec.h"
+#include "seqrec/semantic_id/embedding_file.h"
 
 namespace seqrec::models {
 namespace {
@@ -40,6 +42,16 @@ SequenceRecommender build_hllm(config::ConfigNode node, const ModelContext& cont
   return std::make_shared<HllmImpl>(read_hllm_options(node, context), std::move(tokens));
 }
 
+SequenceRecommender build_molar(config::ConfigNode node, const ModelContext& context) {
+  if (context.data_dir.empty()) throw ConfigError(node.path(), "molar needs the prepared data directory (data.dir)");
+  MolarOptions options = read_molar_options(node, context);
+  auto tokens = std::make_shared<const data::ItemTokens>(
+      data::ItemTokens::load(context.data_dir + "/" + data::kItemTokensFile));
+  torch::Tensor images;
+  if (options.inputs != ItemInputs::kText) images = semantic_id::read_embeddings(options.image.features, options.image.tensor);
+  return std::make_shared<MolarImpl>(options, std::move(tokens), images);
+}
+
 struct ModelEntry {
   const char* name;
   SequenceRecommender (*build)(config::ConfigNode node, const ModelContext& context);
@@ -51,6 +63,7 @@ const ModelEntry kModels[] = {
     {"llama_id", build_llama_id},
     {"most_pop", build_most_pop},
     {"hllm", build_hllm},
+    {"molar", build_molar},
 };
 
 }  // namespace
