@@ -225,6 +225,40 @@ TEST(MolarTest, ImageSoftTokensLandAtTheImgSlotBeforeTheItemSlot) {
   EXPECT_GT((a - b).abs().max().item<double>(), 1e-4);
 }
 
+TEST(MolarTest, VisionTowerPatchTokensAreTheSoftTokens) {
+  MolarFixture f;
+  MolarOptions o;
+  o.inputs = ItemInputs::kBoth;
+  o.image.has_vision = true;
+  auto& v = o.image.vision.config;
+  v.hidden_size = 8;
+  v.intermediate_size = 16;
+  v.num_layers = 1;
+  v.num_heads = 2;
+  v.image_size = 8;
+  v.patch_size = 4;  // 4 patches (+ the class token, dropped)
+  torch::manual_seed(13);
+  auto pixels = torch::randn({5, 3, 8, 8});
+  auto m = make_molar(f, o, pixels);
+  m->eval();
+  torch::NoGradGuard no_grad;
+  std::vector<int64_t> ids{2, 5};
+  auto got = m->embed_items(ids);
+  for (size_t i = 0; i < ids.size(); ++i) {
+    auto patches = m->vision->forward(pixels[ids[i] - 1].unsqueeze(0)).narrow(1, 1, 4);   // [1, 4, 8]
+    auto soft = m->image_projector->forward(patches).view({4, 16});
+    auto ref = embed_by_hand(*m, f, ids[i], soft, true);
+    EXPECT_TRUE(torch::allclose(got[i], ref, 1e-5, 1e-5)) << (got[i] - ref).abs().max();
+  }
+  // Gradients reach the vision tower through the item embeddings.
+  torch::GradMode::set_enabled(true);
+  m->train();
+  m->embed_items({1, 3}).sum().backward();
+  auto g = m->named_parameters()["vision.vision_model.encoder.layers.0.self_attn.q_proj.weight"].grad();
+  ASSERT_TRUE(g.defined());
+  EXPECT_GT(g.abs().sum().item<double>(), 0.0);
+}
+
 TEST(MolarTest, ConfigErrorsNameTheField) {
   ModelContext ctx;
   ctx.num_items = 5;
@@ -252,6 +286,9 @@ TEST(MolarTest, ConfigErrorsNameTheField) {
   ASSERT_THROWS_WITH(parse("inputs: both\n"), "model.image.features");
   ASSERT_THROWS_WITH(parse("post_alignment: {id_checkpoint: a.ckpt, tau: 0}\n"), "model.post_alignment.tau");
   ASSERT_THROWS_WITH(parse("post_alignment: {alpha: 1}\n"), "id_checkpoint");
+  ASSERT_THROWS_WITH(parse("inputs: image\nimage: {vision: {config: {image_size: 30, patch_size: 8}}, folder: x}\n"),
+                     "model.image.vision.config.patch_size: must divide image_size");
+  ASSERT_THROWS_WITH(parse("inputs: image\nimage: {vision: {pretrained: p}}\n"), "model.image.folder");
   auto o = parse("inputs: image\nimage: {features: f.safetensors, tokens: 4}\npost_alignment: {id_checkpoint: a.ckpt, alpha: 0.2}\n");
   EXPECT_EQ(o.inputs, ItemInputs::kImage);
   EXPECT_EQ(o.image.tokens, 4);

@@ -33,10 +33,55 @@ PostAlignmentOptions read_post_alignment(config::ConfigNode n) {
   return o;
 }
 
+std::array<double, 3> read_triple(config::ConfigNode n, const char* key, std::array<double, 3> fallback) {
+  auto v = n.get<std::vector<double>>(key, {fallback[0], fallback[1], fallback[2]});
+  if (v.size() != 3) throw ConfigError(n.path() + "." + key, "must list 3 values (R, G, B)");
+  return {v[0], v[1], v[2]};
+}
+
+VisionTowerOptions read_vision(config::ConfigNode n) {
+  VisionTowerOptions o;
+  o.pretrained = n.get<std::string>("pretrained", "");
+  if (n.has("config")) {
+    if (!o.pretrained.empty()) throw ConfigError(n.path(), "give either pretrained or config, not both");
+    config::ConfigNode c = n.child("config");
+    auto& v = o.config;
+    v.model_type = c.get<std::string>("model_type", v.model_type);
+    v.hidden_size = c.get<int64_t>("hidden_size", 64);
+    v.intermediate_size = c.get<int64_t>("intermediate_size", 128);
+    v.num_layers = c.get<int64_t>("num_hidden_layers", 2);
+    v.num_heads = c.get<int64_t>("num_attention_heads", 4);
+    v.image_size = c.get<int64_t>("image_size", 32);
+    v.patch_size = c.get<int64_t>("patch_size", 8);
+    v.hidden_act = c.get<std::string>("hidden_act", v.hidden_act);
+    v.layer_norm_eps = c.get<double>("layer_norm_eps", v.layer_norm_eps);
+    if (v.model_type != "clip_vision_model" && v.model_type != "siglip_vision_model")
+      throw ConfigError(c.path() + ".model_type", "must be clip_vision_model or siglip_vision_model");
+    if (v.num_heads < 1 || v.hidden_size % v.num_heads != 0)
+      throw ConfigError(c.path() + ".num_attention_heads", "must divide hidden_size");
+    if (v.patch_size < 1 || v.image_size % v.patch_size != 0)
+      throw ConfigError(c.path() + ".patch_size", "must divide image_size");
+  } else if (o.pretrained.empty()) {
+    throw ConfigError(n.path(), "needs pretrained (a Hugging Face folder) or config (an architecture)");
+  }
+  o.freeze = n.get<bool>("freeze", o.freeze);
+  o.image_mean = read_triple(n, "image_mean", o.image_mean);
+  o.image_std = read_triple(n, "image_std", o.image_std);
+  return o;
+}
+
 ItemImageOptions read_image(config::ConfigNode n) {
   ItemImageOptions o;
-  o.features = n.require<std::string>("features");
-  o.tensor = n.get<std::string>("tensor", o.tensor);
+  o.has_vision = n.has("vision");
+  if (o.has_vision) {
+    o.vision = read_vision(n.child("vision"));
+    o.folder = n.require<std::string>("folder");
+    o.allow_missing = n.get<bool>("allow_missing", o.allow_missing);
+    if (n.has("features")) throw ConfigError(n.path() + ".features", "give either features or vision + folder, not both");
+  } else {
+    o.features = n.require<std::string>("features");
+    o.tensor = n.get<std::string>("tensor", o.tensor);
+  }
   o.tokens = n.get<int64_t>("tokens", o.tokens);
   if (o.tokens < 1) throw ConfigError(n.path() + ".tokens", "must be >= 1");
   return o;
@@ -51,24 +96,35 @@ MolarOptions read_molar_options(config::ConfigNode node, const ModelContext& con
   o.hllm = read_hllm_options(node, context);
   o.inputs = parse_inputs(node.get<std::string>("inputs", "text"), node.path() + ".inputs");
   if (node.has("image")) o.image = read_image(node.child("image"));
-  if (o.inputs != ItemInputs::kText && o.image.features.empty())
+  if (o.inputs != ItemInputs::kText && o.image.features.empty() && !o.image.has_vision)
     throw ConfigError(node.path() + ".image.features", "inputs '" + node.get<std::string>("inputs", "") +
-                                                           "' needs per-item image features");
+                                                           "' needs per-item image features or vision + folder");
   if (node.has("post_alignment")) o.post_alignment = read_post_alignment(node.child("post_alignment"));
   return o;
 }
 
-MolarImpl::MolarImpl(const MolarOptions& options, std::shared_ptr<const data::ItemTokens> tokens,
-                     torch::Tensor image_features)
-    : HllmImpl(options.hllm, std::move(tokens)), molar_(options), image_features_(std::move(image_features)) {
+MolarImpl::MolarImpl(const MolarOptions& options, std::shared_ptr<const data::ItemTokens> tokens, torch::Tensor images)
+    : HllmImpl(options.hllm, std::move(tokens)), molar_(options), images_(std::move(images)) {
   const int64_t d = item_token.size(0);
   if (molar_.inputs != ItemInputs::kText) {
-    TORCH_CHECK(image_features_.defined() && image_features_.dim() == 2, "image features must be [V, d_img]");
-    if (image_features_.size(0) != options.hllm.num_items)
-      throw DataError(molar_.image.features + ": " + std::to_string(image_features_.size(0)) +
-                      " rows of image features, the data has " + std::to_string(options.hllm.num_items) +
-                      " items (row r is item r + 1)");
-    const int64_t k = molar_.image.tokens, in = image_features_.size(1);
+    const auto& im = molar_.image;
+    const int64_t want_dim = im.has_vision ? 4 : 2;
+    TORCH_CHECK(images_.defined() && images_.dim() == want_dim, "images must be [V, d_img] or [V, C, S, S]");
+    const std::string source = im.has_vision ? im.folder : im.features;
+    if (images_.size(0) != options.hllm.num_items)
+      throw DataError(source + ": " + std::to_string(images_.size(0)) + " rows of image features, the data has " +
+                      std::to_string(options.hllm.num_items) + " items (row r is item r + 1)");
+    int64_t in = 0;
+    if (im.has_vision) {
+      vision = register_module("vision", im.vision.pretrained.empty() ? llm::VisionTower(im.vision.config)
+                                                                       : llm::load_vision_tower(im.vision.pretrained));
+      if (im.vision.freeze)
+        for (auto& p : vision->parameters()) p.set_requires_grad(false);
+      in = vision->config().hidden_size;
+    } else {
+      in = images_.size(1);
+    }
+    const int64_t k = im.tokens;
     // A LLaVA-style two-layer projector; one feature vector -> k soft tokens.
     image_projector = register_module(
         "image_projector", torch::nn::Sequential(torch::nn::Linear(in, d), torch::nn::GELU(), torch::nn::Linear(d, k * d)));
@@ -82,15 +138,23 @@ torch::Tensor MolarImpl::item_soft_tokens(const std::vector<int64_t>& ids) {
   if (molar_.inputs == ItemInputs::kText) return torch::Tensor();
   const auto dev = item_token.device();
   auto rows = torch::tensor(ids, torch::kLong) - 1;                                    // [n]
-  auto feats = image_features_.index_select(0, rows).to(dev);                          // [n, d_img]
+  auto feats = images_.index_select(0, rows).to(dev);                                  // [n, d_img] | [n, C, S, S]
+  if (vision) {
+    feats = vision->forward(feats);                                                    // [n, T, d_v]
+    if (!vision->config().siglip()) feats = feats.narrow(1, 1, feats.size(1) - 1);    // patches only: [n, P, d_v]
+  } else {
+    feats = feats.unsqueeze(1);                                                        // [n, 1, d_img]
+  }
   const int64_t n = static_cast<int64_t>(ids.size()), d = item_token.size(0);
-  return image_projector->forward(feats).view({n, molar_.image.tokens, d});          // [n, S, D]
+  return image_projector->forward(feats).view({n, -1, d});                           // [n, S, D]
 }
 
 int64_t MolarImpl::item_tower_version() const {
   int64_t v = HllmImpl::item_tower_version();
   if (image_projector)
     for (const auto& p : image_projector->parameters()) v += p._version();
+  if (vision)
+    for (const auto& p : vision->parameters()) v += p._version();
   return v;
 }
 

@@ -8,8 +8,9 @@
 // P is a learnable projection when the two dimensions differ (else the identity). The ID model is
 // not a submodule: it is not saved, trained or moved with Molar; `seqrec train` installs it.
 //
-// Images: per-item image features (safetensors [V, d_img], row r = item r + 1) go through a
-// projector (Linear, GELU, Linear) to soft tokens placed at the [Img] slot of each item's prompt,
+// Images: per-item image features -- precomputed (safetensors [V, d_img], row r = item r + 1), or
+// the patch tokens of a CLIP / SigLIP vision tower (llm/vision_tower.h) over the item pictures --
+// go through a projector (Linear, GELU, Linear) to soft tokens at the [Img] slot of each item's prompt,
 // between its text and the [Cur_Item] slot (HLLM's [ITEM]), whose final hidden state is the item
 // embedding. `inputs: text | image | both` switches the item side for the paper's ablations.
 #pragma once
@@ -17,10 +18,12 @@
 #include <torch/nn/modules/container/sequential.h>
 #include <torch/nn/modules/linear.h>
 
+#include <array>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "seqrec/llm/vision_tower.h"
 #include "seqrec/models/hllm.h"
 
 namespace seqrec::models {
@@ -36,11 +39,25 @@ struct PostAlignmentOptions {
 /// What the item LLM reads (Molar's ablations).
 enum class ItemInputs { kText, kImage, kBoth };
 
-/// `model.image:` -- precomputed per-item image features and their projector.
+/// `model.image.vision:` -- a CLIP / SigLIP vision tower reading the item pictures.
+struct VisionTowerOptions {
+  std::string pretrained;          ///< HF folder ("" = from `config`)
+  llm::VisionConfig config;        ///< used when pretrained is ""
+  bool freeze = false;             ///< no gradient into the tower
+  std::array<double, 3> image_mean = {0.48145466, 0.4578275, 0.40821073};  ///< CLIP's (SigLIP: 0.5)
+  std::array<double, 3> image_std = {0.26862954, 0.26130258, 0.27577711};
+};
+
+/// `model.image:` -- per-item image features (precomputed, or from pictures through a vision tower)
+/// and their projector.
 struct ItemImageOptions {
-  std::string features;       ///< safetensors (or .npy) [V, d_img], row r = item r + 1 ("" = no images)
+  std::string features;       ///< safetensors (or .npy) [V, d_img], row r = item r + 1
   std::string tensor;         ///< tensor name inside the safetensors file ("" = its only tensor)
-  int64_t tokens = 1;         ///< soft tokens per item: the projector maps d_img -> tokens x D
+  std::string folder;         ///< pictures <folder>/<raw item id>.{png,jpg,jpeg} (with `vision`)
+  bool allow_missing = false; ///< items without a usable picture get a black one (logged) instead of an error
+  bool has_vision = false;    ///< `vision:` given: pictures through a vision tower, its patch tokens projected
+  VisionTowerOptions vision;
+  int64_t tokens = 1;         ///< soft tokens per feature vector (precomputed: per item; vision: per patch)
 };
 
 struct MolarOptions {
@@ -65,8 +82,9 @@ class AuxiliaryLossModel {
 
 class MolarImpl : public HllmImpl, public AuxiliaryLossModel {
  public:
-  /// `image_features` [V, d_img] float32 (undefined when options.inputs is text).
-  MolarImpl(const MolarOptions& options, std::shared_ptr<const data::ItemTokens> tokens, torch::Tensor image_features);
+  /// `images`: undefined when options.inputs is text; else [V, d_img] precomputed features, or
+  /// with image.has_vision the preprocessed pictures [V, C, S, S] (float32, item i at row i - 1).
+  MolarImpl(const MolarOptions& options, std::shared_ptr<const data::ItemTokens> tokens, torch::Tensor images);
 
   /// Installs the frozen ID model (built for `id_max_seq_len`); throws ConfigError when its user
   /// embedding size is not post_alignment.id_dim.
@@ -77,6 +95,7 @@ class MolarImpl : public HllmImpl, public AuxiliaryLossModel {
   torch::Tensor id_user_embeddings(const data::SequenceBatch& batch);
   const MolarOptions& molar_options() const { return molar_; }
 
+  llm::VisionTower vision{nullptr};                ///< image.has_vision only
   torch::nn::Sequential image_projector{nullptr};  ///< d_img -> tokens x D (images only)
   torch::nn::Linear align_projection{nullptr};     ///< D -> id_dim (only when they differ)
 
@@ -87,7 +106,7 @@ class MolarImpl : public HllmImpl, public AuxiliaryLossModel {
 
  private:
   MolarOptions molar_;
-  torch::Tensor image_features_;  ///< [V, d_img]
+  torch::Tensor images_;          ///< [V, d_img] features or [V, C, S, S] pictures
   SequenceRecommender id_model_;  ///< frozen, not registered
   int64_t id_max_seq_len_ = 0;
 };

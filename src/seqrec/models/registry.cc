@@ -3,6 +3,8 @@
 
 #include "seqrec/common/error.h"
 #include "seqrec/config/config_node.h"
+#include "seqrec/data/image.h"
+#include "seqrec/data/item_catalog.h"
 #include "seqrec/models/hllm.h"
 #include "seqrec/models/hstu.h"
 #include "seqrec/models/llama_id.h"
@@ -42,13 +44,28 @@ SequenceRecommender build_hllm(config::ConfigNode node, const ModelContext& cont
   return std::make_shared<HllmImpl>(read_hllm_options(node, context), std::move(tokens));
 }
 
+// Precomputed features [V, d], or the preprocessed pictures [V, C, S, S] the vision tower reads.
+torch::Tensor load_molar_images(const ItemImageOptions& image, const std::string& data_dir) {
+  if (!image.has_vision) return semantic_id::read_embeddings(image.features, image.tensor);
+  const llm::VisionConfig vc =
+      image.vision.pretrained.empty() ? image.vision.config : llm::read_vision_config(image.vision.pretrained);
+  data::ImagePreprocessOptions pre;
+  pre.size = vc.image_size;
+  pre.mean = image.vision.image_mean;
+  pre.std = image.vision.image_std;
+  const auto catalog = data::ItemCatalog::load(data_dir);
+  std::vector<float> px = data::load_item_images(catalog, image.folder, pre, image.allow_missing);
+  const int64_t v = catalog.num_items();
+  return torch::from_blob(px.data(), {v, 3, pre.size, pre.size}, torch::kFloat).clone();  // [V, 3, S, S]
+}
+
 SequenceRecommender build_molar(config::ConfigNode node, const ModelContext& context) {
   if (context.data_dir.empty()) throw ConfigError(node.path(), "molar needs the prepared data directory (data.dir)");
   MolarOptions options = read_molar_options(node, context);
   auto tokens = std::make_shared<const data::ItemTokens>(
       data::ItemTokens::load(context.data_dir + "/" + data::kItemTokensFile));
   torch::Tensor images;
-  if (options.inputs != ItemInputs::kText) images = semantic_id::read_embeddings(options.image.features, options.image.tensor);
+  if (options.inputs != ItemInputs::kText) images = load_molar_images(options.image, context.data_dir);
   return std::make_shared<MolarImpl>(options, std::move(tokens), images);
 }
 
