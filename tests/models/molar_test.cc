@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include "llm/tokenizer_fixtures.h"
@@ -257,6 +258,48 @@ TEST(MolarTest, VisionTowerPatchTokensAreTheSoftTokens) {
   auto g = m->named_parameters()["vision.vision_model.encoder.layers.0.self_attn.q_proj.weight"].grad();
   ASSERT_TRUE(g.defined());
   EXPECT_GT(g.abs().sum().item<double>(), 0.0);
+}
+
+TEST(MolarTest, ParameterNamesBeyondHllmArePinned) {
+  MolarFixture f;
+  MolarOptions o;
+  o.inputs = ItemInputs::kImage;
+  o.image.has_vision = true;
+  auto& v = o.image.vision.config;
+  v.hidden_size = 8;
+  v.intermediate_size = 16;
+  v.num_layers = 1;
+  v.num_heads = 2;
+  v.image_size = 8;
+  v.patch_size = 4;
+  o.post_alignment.id_checkpoint = "id.ckpt";
+  o.post_alignment.id_dim = 8;
+  auto m = make_molar(f, o, torch::zeros({5, 3, 8, 8}));
+  std::vector<std::string> extra;
+  for (const auto& p : m->named_parameters())
+    if (p.key().rfind("item_llm.", 0) != 0 && p.key().rfind("user_llm.", 0) != 0) extra.push_back(p.key());
+  std::sort(extra.begin(), extra.end());
+  const std::vector<std::string> want = {
+      "align_projection.weight", "image_projector.0.bias", "image_projector.0.weight", "image_projector.2.bias",
+      "image_projector.2.weight", "item_token", "logit_scale",
+      "vision.vision_model.embeddings.class_embedding",
+      "vision.vision_model.embeddings.patch_embedding.weight",
+      "vision.vision_model.embeddings.position_embedding.weight",
+      "vision.vision_model.encoder.layers.0.layer_norm1.bias", "vision.vision_model.encoder.layers.0.layer_norm1.weight",
+      "vision.vision_model.encoder.layers.0.layer_norm2.bias", "vision.vision_model.encoder.layers.0.layer_norm2.weight",
+      "vision.vision_model.encoder.layers.0.mlp.fc1.bias", "vision.vision_model.encoder.layers.0.mlp.fc1.weight",
+      "vision.vision_model.encoder.layers.0.mlp.fc2.bias", "vision.vision_model.encoder.layers.0.mlp.fc2.weight",
+      "vision.vision_model.encoder.layers.0.self_attn.k_proj.bias",
+      "vision.vision_model.encoder.layers.0.self_attn.k_proj.weight",
+      "vision.vision_model.encoder.layers.0.self_attn.out_proj.bias",
+      "vision.vision_model.encoder.layers.0.self_attn.out_proj.weight",
+      "vision.vision_model.encoder.layers.0.self_attn.q_proj.bias",
+      "vision.vision_model.encoder.layers.0.self_attn.q_proj.weight",
+      "vision.vision_model.encoder.layers.0.self_attn.v_proj.bias",
+      "vision.vision_model.encoder.layers.0.self_attn.v_proj.weight",
+      "vision.vision_model.post_layernorm.bias", "vision.vision_model.post_layernorm.weight",
+      "vision.vision_model.pre_layrnorm.bias", "vision.vision_model.pre_layrnorm.weight"};
+  EXPECT_EQ(extra, want);
 }
 
 TEST(MolarTest, ConfigErrorsNameTheField) {

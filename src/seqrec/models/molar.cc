@@ -185,6 +185,7 @@ torch::Tensor MolarImpl::id_user_embeddings(const data::SequenceBatch& batch) {
   data::SequenceBatch b;
   b.item_ids = batch.item_ids.narrow(1, w - keep, keep);                                // [B, W']
   if (batch.timestamps.defined()) b.timestamps = batch.timestamps.narrow(1, w - keep, keep);
+  if (batch.target_timestamps.defined()) b.target_timestamps = batch.target_timestamps.narrow(1, w - keep, keep);
   b.user_ids = batch.user_ids;
   b.position_offset = id_max_seq_len_ - keep;
   b.last_only = true;
