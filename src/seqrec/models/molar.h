@@ -60,11 +60,13 @@ struct ItemImageOptions {
   int64_t tokens = 1;         ///< soft tokens per feature vector (precomputed: per item; vision: per patch)
 };
 
+/// `model:` of `name: molar`: HLLM's options plus the image path and the post-alignment.
 struct MolarOptions {
   HllmOptions hllm;                     ///< the item and user LLMs (as `name: hllm` reads them)
   ItemInputs inputs = ItemInputs::kText;  ///< `inputs: text | image | both`
   ItemImageOptions image;
   PostAlignmentOptions post_alignment;
+  /// Whether post-alignment is configured (an ID checkpoint is named).
   bool aligned() const { return !post_alignment.id_checkpoint.empty(); }
 };
 
@@ -80,6 +82,7 @@ class AuxiliaryLossModel {
   virtual torch::Tensor auxiliary_loss(const data::SequenceBatch& batch, const torch::Tensor& hidden) = 0;
 };
 
+/// Molar: HLLM (the base class) with image soft tokens and the post-alignment loss.
 class MolarImpl : public HllmImpl, public AuxiliaryLossModel {
  public:
   /// `images`: undefined when options.inputs is text; else [V, d_img] precomputed features, or
@@ -93,6 +96,7 @@ class MolarImpl : public HllmImpl, public AuxiliaryLossModel {
   torch::Tensor auxiliary_loss(const data::SequenceBatch& batch, const torch::Tensor& hidden) override;
   /// The ID model's user embeddings [B, D_id] (last position; no gradient).
   torch::Tensor id_user_embeddings(const data::SequenceBatch& batch);
+  /// The options it was built with.
   const MolarOptions& molar_options() const { return molar_; }
 
   llm::VisionTower vision{nullptr};                ///< image.has_vision only
