@@ -98,6 +98,8 @@ int run_synth(const CliArgs& args) {
   o.taste_concentration = node.get<double>("taste_concentration", o.taste_concentration);
   o.seed = static_cast<uint64_t>(node.get<int64_t>("seed", static_cast<int64_t>(o.seed)));
   o.output = node.require<std::string>("output");
+  o.image_size = node.get<int64_t>("image_size", o.image_size);
+  if (o.image_size < 0 || o.image_size > 1024) throw ConfigError("synth.image_size", "must be in 0..1024 (0 = no images)");
   using data::SynthMode;
   read_mode_option(node, "recent_window", SynthMode::kLongTerm, mode, o.recent_window);
   read_mode_option(node, "long_term_share", SynthMode::kLongTerm, mode, o.long_term_share);

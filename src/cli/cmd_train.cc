@@ -18,8 +18,10 @@
 #include "seqrec/dist/env.h"
 #include "seqrec/dist/process_group.h"
 #include "seqrec/eval/metrics.h"
+#include "seqrec/models/molar.h"
 #include "seqrec/models/registry.h"
 #include "seqrec/train/init_from.h"
+#include "seqrec/train/checkpoint.h"
 #include "seqrec/train/trainer.h"
 
 namespace seqrec::cli {
@@ -61,6 +63,20 @@ std::shared_ptr<dist::ProcessGroup> join_job(int64_t* local_rank) {
   return group;
 }
 
+// Molar's post-alignment: the frozen ID model comes from its own checkpoint, trained on the same data.
+void install_id_model(models::SequenceRecommenderImpl& model, const models::ModelContext& context) {
+  auto* molar = dynamic_cast<models::MolarImpl*>(&model);
+  if (!molar || !molar->molar_options().aligned()) return;
+  const std::string& path = molar->molar_options().post_alignment.id_checkpoint;
+  train::LoadedModel id = train::load_checkpoint(path, context.data_dir);
+  if (id.context.num_items != context.num_items)
+    throw CheckpointError(path + ": the ID model has " + std::to_string(id.context.num_items) + " items, the data " +
+                          std::to_string(context.num_items) + " (train it on the same prepared data)");
+  molar->set_id_model(id.model, id.context.max_seq_len);
+  log_info("post-alignment with the frozen ID model %s (alpha %g, tau %g)", path.c_str(),
+           molar->molar_options().post_alignment.alpha, molar->molar_options().post_alignment.tau);
+}
+
 void check_metric_is_computed(const std::string& metric, const std::vector<int64_t>& ks) {
   const auto at = metric.find('@');
   if (at == std::string::npos) return;  // mrr
@@ -100,6 +116,7 @@ int run_train(const CliArgs& args) {
   config::ConfigNode model_node = root.child("model");
   models::SequenceRecommender model = models::make_model(model_node, setup.context);
   const train::InitFromOptions init = train::read_init_from_options(root.child("train"));
+  install_id_model(*model, setup.context);
   ignore_sections(root, "data model train eval");
   root.finish();
   if (!init.checkpoint.empty()) train::init_from_checkpoint(*model, init);

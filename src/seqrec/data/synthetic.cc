@@ -11,6 +11,7 @@
 #include "seqrec/common/error.h"
 #include "seqrec/common/fs.h"
 #include "seqrec/common/log.h"
+#include "seqrec/data/synthetic_images.h"
 #include "seqrec/data/synthetic_long.h"
 
 namespace seqrec::data {
@@ -137,6 +138,23 @@ SynthOptions synth_defaults(SynthMode mode) {
   return o;
 }
 
+namespace {
+
+// Popularity tercile inside the cluster -> shape (synthetic_images.h).
+std::vector<Image> render_item_images(const ItemWorld& world, int64_t size) {
+  std::vector<Image> images(static_cast<size_t>(world.num_items));
+  for (int64_t c = 0; c < world.num_clusters; ++c) {
+    const auto& ranked = world.ranked[static_cast<size_t>(c)];
+    for (size_t k = 0; k < ranked.size(); ++k) {
+      const auto shape = static_cast<SynthShape>(k * 3 / ranked.size());
+      images[static_cast<size_t>(ranked[k] - 1)] = render_item_image(c, world.num_clusters, shape, size);
+    }
+  }
+  return images;
+}
+
+}  // namespace
+
 SynthData synthesize(const SynthOptions& options) {
   check_options(options);
   Rng rng(options.seed);
@@ -148,6 +166,7 @@ SynthData synthesize(const SynthOptions& options) {
     default: data.users = default_users(options, world, rng); break;
   }
   data.items_table = std::move(world.items_table);
+  if (options.image_size > 0) data.item_images = render_item_images(world, options.image_size);
   return data;
 }
 
@@ -173,6 +192,11 @@ SynthReport generate_synthetic(const SynthOptions& options) {
   make_dirs(options.output);
   write_file_atomic(options.output + "/interactions.csv", interactions);
   write_file_atomic(options.output + "/items.csv", data.items_table);
+  if (!data.item_images.empty()) {
+    make_dirs(options.output + "/images");
+    for (size_t i = 0; i < data.item_images.size(); ++i)
+      write_file_atomic(options.output + "/images/i" + std::to_string(i + 1) + ".png", encode_png(data.item_images[i]));
+  }
   log_info("synthetic data (%s): %lld users, %lld items, %lld events -> %s", synth_mode_name(options.mode),
            static_cast<long long>(options.num_users), static_cast<long long>(options.num_items),
            static_cast<long long>(report.num_events), options.output.c_str());

@@ -14,6 +14,8 @@
 #include <string>
 #include <vector>
 
+#include "seqrec/data/image.h"
+
 namespace seqrec::data {
 
 /// How users walk the item world (`synth.mode`).
@@ -41,6 +43,7 @@ struct SynthOptions {
   double taste_concentration = 0.3;      ///< Dirichlet alpha of user tastes (small = focused users)
   uint64_t seed = 42;                    ///< the only source of randomness
   std::string output;                    ///< directory; writes interactions.csv and items.csv
+  int64_t image_size = 0;                ///< > 0: also <output>/images/<raw item id>.png, this many pixels a side
 
   // long_term only.
   int64_t recent_window = 100;       ///< no profile item among the last recent_window events before the targets
@@ -78,6 +81,7 @@ struct SynthUser {
 struct SynthData {
   std::vector<SynthUser> users;  ///< user u is written as "u<u>"
   std::string items_table;       ///< the text of items.csv
+  std::vector<Image> item_images;  ///< picture of item i at i - 1 (image_size > 0; synthetic_images.h)
 };
 
 /// Generation report.

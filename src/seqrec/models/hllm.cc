@@ -142,23 +142,35 @@ HllmImpl::HllmImpl(const HllmOptions& options, std::shared_ptr<const data::ItemT
   }
 }
 
+torch::Tensor HllmImpl::item_soft_tokens(const std::vector<int64_t>&) { return torch::Tensor(); }
+
+// Each item is [text tokens][S soft tokens][ITEM]; positions stay right-aligned with the [ITEM]
+// slot at L + S (without soft tokens: exactly HLLM's layout).
 torch::Tensor HllmImpl::embed_packed(const std::vector<int64_t>& ids) {
   const int64_t n = static_cast<int64_t>(ids.size()), l = tokens_->max_text_length();
-  std::vector<int64_t> tok, pos, lengths, slots;
+  const torch::Tensor soft = item_soft_tokens(ids);                                            // [n, S, D]
+  const int64_t s = soft.defined() ? soft.size(1) : 0;
+  const bool text = item_text_enabled();
+  std::vector<int64_t> tok, pos, lengths, slots, soft_slots;
   for (int64_t id : ids) {
     auto span = tokens_->tokens(id);
-    const int64_t m = span.size();
+    const int64_t m = text ? span.size() : 0;
     for (int64_t j = 0; j < m; ++j) tok.push_back(span[j]);
+    for (int64_t k = 0; k < s; ++k) {
+      soft_slots.push_back(static_cast<int64_t>(tok.size()));
+      tok.push_back(0);
+    }
     tok.push_back(0);  // the [ITEM] slot: its input embedding is replaced below
-    for (int64_t p : data::item_positions(m, l)) pos.push_back(p);
+    for (int64_t p : data::item_positions(m + s, l + s)) pos.push_back(p);
     slots.push_back(static_cast<int64_t>(tok.size()) - 1);
-    lengths.push_back(m + 1);
+    lengths.push_back(m + s + 1);
   }
   const auto dev = item_token.device();
   const int64_t t = static_cast<int64_t>(tok.size()), d = item_token.size(0);
   nn::PackedSegments packed = nn::pack_segments(lengths);
   auto slot_index = torch::tensor(slots, torch::kLong).to(dev);
   auto emb = item_llm->model->embed_tokens(torch::tensor(tok, torch::kLong).view({1, t}).to(dev));     // [1, T, D]
+  if (s > 0) emb = emb.index_copy(1, torch::tensor(soft_slots, torch::kLong).to(dev), soft.reshape({1, n * s, d}));
   emb = emb.index_copy(1, slot_index, item_token.view({1, 1, d}).expand({1, n, d}).contiguous());
   llm::DecoderInput in;
   in.inputs_embeds = emb;
@@ -169,8 +181,12 @@ torch::Tensor HllmImpl::embed_packed(const std::vector<int64_t>& ids) {
 
 torch::Tensor HllmImpl::embed_padded(const std::vector<int64_t>& ids) {
   const int64_t n = static_cast<int64_t>(ids.size()), l = tokens_->max_text_length();
+  const torch::Tensor soft = item_soft_tokens(ids);                                            // [n, S, D]
+  const int64_t s = soft.defined() ? soft.size(1) : 0;
+  const bool text = item_text_enabled();
+  auto length = [&](int64_t id) -> int64_t { return text ? tokens_->tokens(id).size() : 0; };
   int64_t w = 1;
-  for (int64_t id : ids) w = std::max(w, tokens_->tokens(id).size() + 1);
+  for (int64_t id : ids) w = std::max(w, length(id) + s + 1);
   auto tok = torch::zeros({n, w}, torch::kLong), pos = torch::zeros({n, w}, torch::kLong);
   auto valid = torch::zeros({n, w}, torch::kBool);
   auto* tp = tok.data_ptr<int64_t>();
@@ -178,9 +194,9 @@ torch::Tensor HllmImpl::embed_padded(const std::vector<int64_t>& ids) {
   auto* vp = valid.data_ptr<bool>();
   for (int64_t i = 0; i < n; ++i) {
     auto span = tokens_->tokens(ids[i]);
-    const int64_t m = span.size(), pad = w - (m + 1);
-    auto p = data::item_positions(m, l);
-    for (int64_t j = 0; j <= m; ++j) {
+    const int64_t m = length(ids[i]), pad = w - (m + s + 1);
+    auto p = data::item_positions(m + s, l + s);
+    for (int64_t j = 0; j <= m + s; ++j) {
       tp[i * w + pad + j] = j < m ? span[j] : 0;
       pp[i * w + pad + j] = p[j];
       vp[i * w + pad + j] = true;
@@ -189,7 +205,11 @@ torch::Tensor HllmImpl::embed_padded(const std::vector<int64_t>& ids) {
   const auto dev = item_token.device();
   const int64_t d = item_token.size(0);
   auto emb = item_llm->model->embed_tokens(tok.to(dev));                                        // [n, W, D]
-  emb = torch::cat({emb.narrow(1, 0, w - 1), item_token.view({1, 1, d}).expand({n, 1, d})}, 1);
+  // Right-aligned: the soft tokens fill the same S columns of every row, just before [ITEM].
+  std::vector<torch::Tensor> cols{emb.narrow(1, 0, w - 1 - s)};
+  if (s > 0) cols.push_back(soft);
+  cols.push_back(item_token.view({1, 1, d}).expand({n, 1, d}));
+  emb = torch::cat(cols, 1);                                                                     // [n, W, D]
   llm::DecoderInput in;
   in.inputs_embeds = emb;
   in.positions = pos.to(dev);

@@ -79,6 +79,15 @@ class HllmImpl : public SequenceRecommenderImpl, public UserTokenModel {
   torch::Tensor item_token;   ///< [D] the [ITEM] slot's input vector
   torch::Tensor logit_scale;  ///< scalar, log of the nce loss's scale
 
+ protected:
+  /// Soft tokens [n, S, D] that enter the item LLM between each item's text and its [ITEM] slot
+  /// (Molar's image tokens); undefined (HLLM) = none.
+  virtual torch::Tensor item_soft_tokens(const std::vector<int64_t>& ids);
+  /// Whether the item texts enter the item LLM (Molar image-only: false).
+  virtual bool item_text_enabled() const { return true; }
+  /// Changes whenever a parameter of the item side changes: the eval cache's key.
+  virtual int64_t item_tower_version() const;
+
  private:
   torch::Tensor input_embeddings(const data::SequenceBatch& batch);  // raw item embeddings [B, W, D]
   // The user LLM over the inserted sequences (PerSRec): [B, W, D] at the items, [B, 1, D] last-only.
@@ -86,7 +95,6 @@ class HllmImpl : public SequenceRecommenderImpl, public UserTokenModel {
   std::shared_ptr<const TokenCache> token_cache_;
   torch::Tensor embed_packed(const std::vector<int64_t>& ids);
   torch::Tensor embed_padded(const std::vector<int64_t>& ids);
-  int64_t item_tower_version() const;
 
   HllmOptions options_;
   std::shared_ptr<const data::ItemTokens> tokens_;

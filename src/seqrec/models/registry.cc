@@ -3,12 +3,16 @@
 
 #include "seqrec/common/error.h"
 #include "seqrec/config/config_node.h"
+#include "seqrec/data/image.h"
+#include "seqrec/data/item_catalog.h"
 #include "seqrec/models/hllm.h"
 #include "seqrec/models/hstu.h"
 #include "seqrec/models/llama_id.h"
+#include "seqrec/models/molar.h"
 #include "seqrec/models/most_pop.h"
 #include "seqrec/models/personalized_hstu.h"
 #include "seqrec/models/sasrec.h"
+#include "seqrec/semantic_id/embedding_file.h"
 
 namespace seqrec::models {
 namespace {
@@ -40,6 +44,31 @@ SequenceRecommender build_hllm(config::ConfigNode node, const ModelContext& cont
   return std::make_shared<HllmImpl>(read_hllm_options(node, context), std::move(tokens));
 }
 
+// Precomputed features [V, d], or the preprocessed pictures [V, C, S, S] the vision tower reads.
+torch::Tensor load_molar_images(const ItemImageOptions& image, const std::string& data_dir) {
+  if (!image.has_vision) return semantic_id::read_embeddings(image.features, image.tensor);
+  const llm::VisionConfig vc =
+      image.vision.pretrained.empty() ? image.vision.config : llm::read_vision_config(image.vision.pretrained);
+  data::ImagePreprocessOptions pre;
+  pre.size = vc.image_size;
+  pre.mean = image.vision.image_mean;
+  pre.std = image.vision.image_std;
+  const auto catalog = data::ItemCatalog::load(data_dir);
+  std::vector<float> px = data::load_item_images(catalog, image.folder, pre, image.allow_missing);
+  const int64_t v = catalog.num_items();
+  return torch::from_blob(px.data(), {v, 3, pre.size, pre.size}, torch::kFloat).clone();  // [V, 3, S, S]
+}
+
+SequenceRecommender build_molar(config::ConfigNode node, const ModelContext& context) {
+  if (context.data_dir.empty()) throw ConfigError(node.path(), "molar needs the prepared data directory (data.dir)");
+  MolarOptions options = read_molar_options(node, context);
+  auto tokens = std::make_shared<const data::ItemTokens>(
+      data::ItemTokens::load(context.data_dir + "/" + data::kItemTokensFile));
+  torch::Tensor images;
+  if (options.inputs != ItemInputs::kText) images = load_molar_images(options.image, context.data_dir);
+  return std::make_shared<MolarImpl>(options, std::move(tokens), images);
+}
+
 struct ModelEntry {
   const char* name;
   SequenceRecommender (*build)(config::ConfigNode node, const ModelContext& context);
@@ -51,6 +80,7 @@ const ModelEntry kModels[] = {
     {"llama_id", build_llama_id},
     {"most_pop", build_most_pop},
     {"hllm", build_hllm},
+    {"molar", build_molar},
 };
 
 }  // namespace

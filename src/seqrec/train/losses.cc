@@ -10,6 +10,7 @@
 
 #include "seqrec/common/error.h"
 #include "seqrec/dist/all_gather.h"
+#include "seqrec/models/molar.h"
 #include "seqrec/nn/gathered_dot.h"
 
 namespace seqrec::train {
@@ -102,9 +103,10 @@ torch::Tensor nce_from_batch(models::SequenceRecommenderImpl& model, const torch
 
 }  // namespace
 
-torch::Tensor compute_loss(models::SequenceRecommenderImpl& model, const data::SequenceBatch& batch,
-                           const config::LossOptions& options) {
-  auto hidden = model.encode(batch);                                     // [B, W, D]
+namespace {
+
+torch::Tensor configured_loss(models::SequenceRecommenderImpl& model, const data::SequenceBatch& batch,
+                              const torch::Tensor& hidden, const config::LossOptions& options) {
   const int64_t d = hidden.size(-1);
   auto valid = batch.targets.reshape({-1}).ne(0).nonzero().squeeze(1);   // [N]
   auto h = hidden.reshape({-1, d}).index_select(0, valid);               // [N, D]
@@ -119,6 +121,20 @@ torch::Tensor compute_loss(models::SequenceRecommenderImpl& model, const data::S
   if (options.name == "bce") return bce_from_logits(logits.select(1, 0), logits.select(1, 1));
   return sampled_softmax_loss(logits.select(1, 0), logits.narrow(1, 1, r), pos_ids, neg_ids,
                               options.temperature);
+}
+
+}  // namespace
+
+torch::Tensor compute_loss(models::SequenceRecommenderImpl& model, const data::SequenceBatch& batch,
+                           const config::LossOptions& options) {
+  auto hidden = model.encode(batch);                                     // [B, W, D]
+  auto loss = configured_loss(model, batch, hidden, options);
+  // Molar's post-alignment (and any model's own extra objective) rides on the same encode().
+  if (auto* aux = dynamic_cast<models::AuxiliaryLossModel*>(&model)) {
+    auto extra = aux->auxiliary_loss(batch, hidden);
+    if (extra.defined()) loss = loss + extra;
+  }
+  return loss;
 }
 
 }  // namespace seqrec::train
