@@ -458,6 +458,16 @@ TEST(Prepare, DevicesAndFoldersAreNotInputFiles) {
   EXPECT_FALSE(path_exists(dir.file("out")));
 }
 
+// Issue 21, defect 9: a non-UTF-8 input path failed with a JSON exception after all the work.
+TEST(Prepare, NonUtf8InputPathIsWrittenToMetaJson) {
+  TempDir dir;
+  const std::string in = dir.write("caf\xe9.txt", "1 1\n1 2\n");
+  PrepareOptions o = options_for(in, InputFormat::kSasrecPairs, dir);
+  EXPECT_EQ(prepare(o).num_events, 2);
+  const auto meta = nlohmann::json::parse(read_file(o.output + "/meta.json"));
+  EXPECT_NE(meta["options"]["input"].get<std::string>().find("caf\xef\xbf\xbd.txt"), std::string::npos);
+}
+
 TEST(Prepare, ItemTableTsv) {
   TempDir dir;
   const std::string in = dir.write("seq.txt", "1 2 1\n2 3\n");

@@ -415,6 +415,34 @@ TEST_F(TrainerTest, MoreNegativesThanItemsIsAConfigError) {
                                              std::to_string(st.num_items()) + " items");
 }
 
+// Issue 21, defect 11: a store where no user has enough events trained 0 steps, exit 0.
+TEST_F(TrainerTest, NothingToTrainOnIsADataError) {
+  TempDir dir;
+  std::ofstream(dir.file("three.txt")) << "1 1\n1 2\n1 3\n2 1\n2 3\n2 2\n";
+  data::PrepareOptions p;
+  p.input = dir.file("three.txt");
+  p.format = data::InputFormat::kSasrecPairs;
+  p.output = dir.file("data");
+  data::prepare(p);
+  auto st = data::InteractionStore::open(dir.file("data/interactions.bin"));
+  auto s = setup(dir.file("run"), 1, st);
+  s.data.dir = dir.file("data");
+  s.train.loss.num_negatives = 2;
+  Trainer trainer(build(kModelYaml, s.context), st, s);
+  ASSERT_THROWS_WITH(trainer.fit(false), dir.file("data") + ": nothing to train on");
+}
+
+// Issue 21, defect 9: an invalid model config inside a checkpoint did not name the checkpoint.
+TEST_F(TrainerTest, BadModelConfigInACheckpointNamesTheCheckpoint) {
+  auto st = store();
+  TempDir out;
+  auto s = setup(out.path(), 1, st);
+  auto model = build(kModelYaml, s.context);
+  save_checkpoint(out.file("bad.safetensors"), *model, "name: sasrec\nhidden_dim: 16\nnum_heads: 3\n", s.context);
+  ASSERT_THROWS_WITH(load_checkpoint(out.file("bad.safetensors")),
+                     out.file("bad.safetensors") + ": the model config stored in this checkpoint is invalid: ");
+}
+
 TEST(TrainerDeviceTest, DeviceNamesAreCheckedAndCudaWithoutAGpuIsAConfigError) {
   EXPECT_TRUE(resolve_device("cpu", 3).is_cpu());
   ASSERT_THROWS_WITH(config::read_train_options(config::ConfigNode::parse("train:\n  device: gpu\n").child("train")),

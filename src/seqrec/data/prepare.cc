@@ -1294,7 +1294,8 @@ std::string meta_json(const PrepareOptions& o, const PrepareReport& r) {
   opts["kcore"] = o.kcore;
   opts["skip_bad_rows"] = o.skip_bad_rows;
   j["options"] = opts;
-  return j.dump(2) + "\n";
+  // Paths need not be UTF-8 (JSON text must be): such bytes are written as U+FFFD.
+  return j.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace) + "\n";
 }
 
 }  // namespace

@@ -158,9 +158,13 @@ LoadedModel load_checkpoint(const std::string& path, const std::string& data_dir
   out.context.num_items = meta_int(meta, "num_items", path, what);
   out.context.max_seq_len = meta_int(meta, "max_seq_len", path, what);
   out.context.data_dir = data_dir;
-  config::ConfigNode node = config::ConfigNode::parse(out.model_yaml, path + " [model]");
-  out.model = models::make_model(node, out.context);
-  node.finish();
+  try {
+    config::ConfigNode node = config::ConfigNode::parse(out.model_yaml, path + " [model]");
+    out.model = models::make_model(node, out.context);
+    node.finish();
+  } catch (const ConfigError& e) {  // the user never wrote this config: name where it came from
+    throw CheckpointError(path + ": the model config stored in this checkpoint is invalid: " + e.what());
+  }
   load_state_into(*out.model, state, path);
   return out;
 }

@@ -225,6 +225,9 @@ TrainSummary Trainer::fit(bool resume) {
                       "catalogue has " + std::to_string(store_.num_items()) + " items (use at most that many, or "
                       "train.loss.name: softmax to score them all)");
   data::TrainBatcher batcher(store_, bo);
+  if (batcher.num_samples() == 0 && model_->trainable() && setup_.world_size == 1)
+    throw DataError(setup_.data.dir + ": nothing to train on: no user has enough events left after holding out "
+                    "data.holdout=" + std::to_string(setup_.data.holdout) + " per user for evaluation");
   if (writer)
     log_info("training %ld sequences, %ld batches/epoch, %ld params", long(batcher.num_samples()),
              long(batcher.batches_per_epoch()), long([&] {
