@@ -219,5 +219,57 @@ TEST(SafetensorsTest, OffsetsOutOfRangeOrInconsistent) {
   ASSERT_THROWS_WITH(SafetensorsFile::open(neg), neg + ": bad header: tensor 'x'");
 }
 
+// Issue 21, defect 6: a header length one short was accepted (the data read a byte off), and
+// flipped bytes in the weights went unnoticed.
+TEST(SafetensorsTest, DataBlockMustBeCoveredExactly) {
+  seqrec::testing::TempDir dir;
+  const std::string x = R"("x":{"dtype":"U8","shape":[4],"data_offsets":[0,4]})";
+  // The header one byte short: its last padding space becomes a byte of the data block.
+  const std::string padded = "{" + x + "}   ";
+  std::string shifted = craft(dir, "shifted.safetensors", padded, "abcd", padded.size() - 1);
+  ASSERT_THROWS_WITH(SafetensorsFile::open(shifted), shifted + ": ");
+  ASSERT_THROWS_WITH(SafetensorsFile::open(shifted), "data block of 5 bytes");
+  // A hole between two tensors.
+  std::string hole = craft(dir, "hole.safetensors",
+                           R"({"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1]},)"
+                           R"("b":{"dtype":"U8","shape":[1],"data_offsets":[2,3]}})", "xyz");
+  ASSERT_THROWS_WITH(SafetensorsFile::open(hole), "tensor 'b' begins at byte 2");
+  // Two tensors over the same bytes.
+  std::string overlap = craft(dir, "overlap.safetensors",
+                              R"({"a":{"dtype":"U8","shape":[2],"data_offsets":[0,2]},)"
+                              R"("b":{"dtype":"U8","shape":[2],"data_offsets":[1,3]}})", "xyz");
+  ASSERT_THROWS_WITH(SafetensorsFile::open(overlap), "tensor 'b' begins at byte 1");
+  // The header must be a JSON object starting at its first byte.
+  std::string lead = craft(dir, "lead.safetensors", " {" + x + "}", "abcd");
+  ASSERT_THROWS_WITH(SafetensorsFile::open(lead), lead + ": bad header: ");
+  // Exactly covered (with zero-size tensors anywhere) is fine.
+  std::string ok = craft(dir, "ok.safetensors",
+                         R"({"e":{"dtype":"F32","shape":[0],"data_offsets":[0,0]},)" + x + "}", "abcd");
+  EXPECT_EQ(SafetensorsFile::open(ok).names().size(), 2u);
+}
+
+TEST(SafetensorsTest, ChecksumsCatchAFlippedByteAndForeignFilesStillLoad) {
+  seqrec::testing::TempDir dir;
+  const std::string path = dir.file("c.safetensors");
+  std::vector<float> w = {1.5f, -2.0f, 3.25f, 0.0f};
+  std::vector<int64_t> ids = {1, 2};
+  write_safetensors(path, {{"w", StDtype::kF32, {4}, w.data()}, {"ids", StDtype::kI64, {2}, ids.data()}},
+                    {{"format", "pt"}});
+  // The checksums live in the file but are not part of the caller's metadata.
+  const std::string bytes = read_bytes(path);
+  EXPECT_NE(bytes.find("seqrec.checksums"), std::string::npos);
+  EXPECT_EQ(SafetensorsFile::open(path).metadata(), (std::map<std::string, std::string>{{"format", "pt"}}));
+  // One bit flipped in the last byte of the data block ("w" comes after "ids").
+  std::string bad = bytes;
+  bad.back() = static_cast<char>(bad.back() ^ 0x01);
+  const std::string flipped = dir.write("flipped.safetensors", bad);
+  ASSERT_THROWS_WITH(SafetensorsFile::open(flipped), flipped + ": tensor 'w': checksum mismatch");
+  // A file without seqrec's checksums (written by Python, a Hugging Face model) still loads.
+  std::string foreign = craft(dir, "foreign.safetensors",
+                              R"({"__metadata__":{"format":"pt"},"x":{"dtype":"U8","shape":[2],"data_offsets":[0,2]}})",
+                              "ab");
+  EXPECT_EQ(SafetensorsFile::open(foreign).names(), (std::vector<std::string>{"x"}));
+}
+
 }  // namespace
 }  // namespace seqrec

@@ -228,6 +228,21 @@ TEST(ConfigNodeTest, UnreadableFileNamesTheFile) {
                      "cannot read config '/nonexistent/x.yaml'");
 }
 
+// Issue 21, defect 8: `--config DIR` ran on the defaults with exit 0, and a key given twice was
+// accepted (the first won) with both copies in the resolved config.yaml.
+TEST(ConfigNodeTest, ADirectoryIsNotAConfigFile) {
+  seqrec::testing::TempDir dir;
+  ASSERT_THROWS_WITH(load_config(dir.path(), {}), "cannot read config '" + dir.path() + "': is a directory");
+}
+
+TEST(ConfigNodeTest, DuplicateKeysAreRefusedWithBothLines) {
+  const std::string text = "train:\n  lr: 0.1\n  epochs: 3\n  lr: 0.2\n";
+  ASSERT_THROWS_WITH(ConfigNode::parse(text, "dup.yaml"), "dup.yaml:4: train.lr: duplicate key (first at line 2)");
+  ASSERT_THROWS_WITH(ConfigNode::parse("a: 1\nb: 2\na: 3\n", "top.yaml"), "top.yaml:3: a: duplicate key");
+  // The same key in different mappings, and in list items, is fine.
+  EXPECT_NO_THROW(ConfigNode::parse("a:\n  x: 1\nb:\n  x: 2\nl:\n  - {x: 1}\n  - {x: 2}\n", "ok.yaml"));
+}
+
 TEST(ConfigNodeTest, TopLevelMustBeAMapping) {
   ASSERT_THROWS_WITH(ConfigNode::parse("- a\n- b\n", "list.yaml"), "list.yaml");
   // An empty document is an empty config.

@@ -388,6 +388,86 @@ TEST(Prepare, RefusesToReplaceUnrelatedDirectory) {
   EXPECT_EQ(read_file(dir.file("out/precious.txt")), "keep me");
 }
 
+// Issue 21, defect 1: a folder holding a file named meta.json (or interactions.bin) was taken for
+// an earlier output and deleted whole, with everything else in it.
+TEST(PrepareOwnership, RefusesAFolderWithAForeignMetaJsonAndKeepsEveryFile) {
+  TempDir dir;
+  PrepareOptions o = options_for(dir.write("a.txt", "1 1\n"), InputFormat::kSasrecPairs, dir);
+  make_dirs(o.output);
+  dir.write("out/meta.json", "{\"mine\": true}");
+  dir.write("out/precious.txt", "keep me");
+  ASSERT_THROWS_WITH(prepare(o), o.output);
+  ASSERT_THROWS_WITH(prepare(o), "seqrec did not write");
+  EXPECT_EQ(read_file(dir.file("out/precious.txt")), "keep me");
+  EXPECT_EQ(read_file(dir.file("out/meta.json")), "{\"mine\": true}");
+  EXPECT_EQ(listing(dir.path()), (std::vector<std::string>{"a.txt", "out"}));
+}
+
+TEST(PrepareOwnership, RefusesToReplaceItsOwnOutputOnceAForeignFileWasAdded) {
+  TempDir dir;
+  PrepareOptions o = options_for(dir.write("a.txt", "1 1\n1 2\n"), InputFormat::kSasrecPairs, dir);
+  prepare(o);
+  dir.write("out/notes.txt", "my notes");
+  ASSERT_THROWS_WITH(prepare(o), "notes.txt");
+  EXPECT_EQ(read_file(dir.file("out/notes.txt")), "my notes");
+  EXPECT_TRUE(path_exists(o.output + "/interactions.bin"));
+}
+
+// Issue 21, defect 2: the old store was removed before the new one was renamed in. A run killed
+// mid-swap leaves the old store beside its name; the next run puts it back, then replaces it.
+TEST(PrepareOwnership, ASwapInterruptedByACrashIsRecoveredByTheNextRun) {
+  TempDir dir;
+  PrepareOptions o = options_for(dir.write("a.txt", "1 1\n1 2\n"), InputFormat::kSasrecPairs, dir);
+  prepare(o);
+  // What a run with pid 9999999 (dead) left after moving the old store aside.
+  std::filesystem::rename(o.output, o.output + ".old.9999999");
+  o.input = dir.write("b.txt", "7 1\n8 1\n9 1\n");
+  EXPECT_EQ(prepare(o).num_users, 3);
+  EXPECT_EQ(UserMap::load(o.output).num_users(), 3);
+  EXPECT_EQ(listing(dir.path()), (std::vector<std::string>{"a.txt", "b.txt", "out"}));
+}
+
+// Issue 21, defect 5: temp folders of killed runs stayed forever.
+TEST(PrepareOwnership, TempFoldersOfDeadRunsAreRemovedAndLiveOnesKept) {
+  TempDir dir;
+  PrepareOptions o = options_for(dir.write("a.txt", "1 1\n"), InputFormat::kSasrecPairs, dir);
+  make_dirs(o.output + ".tmp.9999999");  // above any pid_max (2^22): dead
+  dir.write("out.tmp.9999999/interactions.bin", "partial");
+  make_dirs(o.output + ".tmp.1");  // pid 1 lives
+  dir.write("out.tmpfoo", "not our pattern");
+  prepare(o);
+  EXPECT_EQ(listing(dir.path()), (std::vector<std::string>{"a.txt", "out", "out.tmp.1", "out.tmpfoo"}));
+}
+
+// Issue 21, defect 10: "a\tb" and "a b" were both written as "a b" to users.tsv.
+TEST(Prepare, IdsWithTabsOrLineBreaksAreRefused) {
+  TempDir dir;
+  const std::string in = dir.write("tab.csv", "item_id,user_id,timestamp\n1,\"a\tb\",5\n2,a b,6\n");
+  ASSERT_THROWS_WITH(prepare(options_for(in, InputFormat::kCsv, dir)), in + ": user id 'a\\tb' contains a tab");
+  const std::string cr = dir.write("cr.csv", "item_id,user_id,timestamp\n\"x\ry\",u,5\n");
+  ASSERT_THROWS_WITH(prepare(options_for(cr, InputFormat::kCsv, dir)), "item id 'x\\ry' contains a tab or a line break");
+  EXPECT_FALSE(path_exists(dir.file("out")));
+}
+
+// Issue 21, defect 7: prepare.input=/dev/zero read without end.
+TEST(Prepare, DevicesAndFoldersAreNotInputFiles) {
+  TempDir dir;
+  ASSERT_THROWS_WITH(prepare(options_for("/dev/zero", InputFormat::kCsv, dir)), "/dev/zero: is a device");
+  make_dirs(dir.file("folder"));
+  ASSERT_THROWS_WITH(prepare(options_for(dir.file("folder"), InputFormat::kSasrecPairs, dir)), "folder: is a directory");
+  EXPECT_FALSE(path_exists(dir.file("out")));
+}
+
+// Issue 21, defect 9: a non-UTF-8 input path failed with a JSON exception after all the work.
+TEST(Prepare, NonUtf8InputPathIsWrittenToMetaJson) {
+  TempDir dir;
+  const std::string in = dir.write("caf\xe9.txt", "1 1\n1 2\n");
+  PrepareOptions o = options_for(in, InputFormat::kSasrecPairs, dir);
+  EXPECT_EQ(prepare(o).num_events, 2);
+  const auto meta = nlohmann::json::parse(read_file(o.output + "/meta.json"));
+  EXPECT_NE(meta["options"]["input"].get<std::string>().find("caf\xef\xbf\xbd.txt"), std::string::npos);
+}
+
 TEST(Prepare, ItemTableTsv) {
   TempDir dir;
   const std::string in = dir.write("seq.txt", "1 2 1\n2 3\n");
@@ -574,7 +654,7 @@ TEST(PrepareScale, OutputsAreByteIdenticalWhateverThreadsAndMemoryCap) {
       auto files = prepared_files(o.output);
       if (reference.empty()) {
         reference = files;
-        EXPECT_EQ(files.size(), 4u);
+        EXPECT_EQ(files.size(), 5u);  // 4 outputs + the ownership marker
       } else {
         ASSERT_EQ(files.size(), reference.size());
         for (const auto& [name, content] : reference) {

@@ -340,6 +340,109 @@ TEST_F(TrainerTest, ResumeReproducesAnUninterruptedRun) {
 namespace seqrec::train {
 namespace {
 
+// Issue 21, defect 3: a run killed between writing last.safetensors and its optimizer state resumed
+// from epoch-2 weights with epoch-1 moments. Defect 4: metrics.jsonl kept the lines written after
+// the state it resumed from (here the 1-epoch run's test line and a line of a killed epoch 2).
+TEST_F(TrainerTest, ResumeAfterAKillBetweenWritesIsExactAndMetricsHaveNoDuplicates) {
+  auto st = store();
+  TempDir a, b;
+  {
+    auto s = setup(a.path(), 2, st);
+    Trainer(build(kModelYaml, s.context), st, s).fit(false);
+  }
+  {
+    auto s = setup(b.path(), 1, st);
+    Trainer(build(kModelYaml, s.context), st, s).fit(false);
+  }
+  // What a kill at epoch 2 leaves: the new weights already written, then the evaluation line.
+  std::filesystem::copy_file(a.file("last.safetensors"), b.file("last.safetensors"),
+                             std::filesystem::copy_options::overwrite_existing);
+  {
+    std::ofstream log(b.file("metrics.jsonl"), std::ios::app);
+    log << "{\"epoch\":2,\"split\":\"valid\",\"hr@10\":0.5}\n";
+  }
+  {
+    auto s = setup(b.path(), 2, st);
+    Trainer(build(kModelYaml, s.context, /*seed=*/999), st, s).fit(true);
+  }
+  expect_same_tensors(load_tensors(a.file("last.safetensors"), nullptr),
+                      load_tensors(b.file("last.safetensors"), nullptr));
+  expect_same_tensors(load_tensors(a.file("best.safetensors"), nullptr),
+                      load_tensors(b.file("best.safetensors"), nullptr));
+  EXPECT_EQ(read_bytes(b.file("metrics.jsonl")), read_bytes(a.file("metrics.jsonl")));
+}
+
+TEST_F(TrainerTest, ResumeRefusesAStateWithoutItsWeights) {
+  // seqrec before issue 21 kept the weights and the optimizer state in two files that could come
+  // from different epochs; such a pair cannot be checked, so it is refused with the reason.
+  auto st = store();
+  TempDir out;
+  auto s = setup(out.path(), 1, st);
+  auto model = build(kModelYaml, s.context);
+  NamedTensors moments;
+  for (const auto& [name, t] : model_state(*model)) moments.emplace_back(name + ".exp_avg", torch::zeros_like(t));
+  save_checkpoint(out.file("last.safetensors"), *model, kModelYaml, s.context);
+  save_tensors(out.file("last.state.safetensors"), moments, {{"epoch", "1"}, {"step", "7"}});
+  Trainer trainer(model, st, s);
+  ASSERT_THROWS_WITH(trainer.fit(true), out.file("last.state.safetensors") + ": ");
+  ASSERT_THROWS_WITH(Trainer(model, st, s).fit(true), "does not hold the weights");
+}
+
+// Issue 21, defect 6: NaN or Inf weights were loaded and scored (NaN scores, exit 0).
+TEST_F(TrainerTest, CheckpointWithNonFiniteWeightsIsRefused) {
+  auto st = store();
+  TempDir out;
+  auto s = setup(out.path(), 1, st);
+  auto model = build(kModelYaml, s.context);
+  {
+    torch::NoGradGuard no_grad;
+    model->named_parameters()["item_embedding.weight"][3][1] = std::numeric_limits<float>::quiet_NaN();
+  }
+  save_checkpoint(out.file("nan.safetensors"), *model, kModelYaml, s.context);
+  ASSERT_THROWS_WITH(load_checkpoint(out.file("nan.safetensors")), "tensor 'item_embedding.weight'");
+  ASSERT_THROWS_WITH(load_checkpoint(out.file("nan.safetensors")), "1 NaN or infinite value");
+}
+
+// Issue 21, defect 7: 100000 negatives on a 500-item catalogue took 11.8 GB before failing.
+TEST_F(TrainerTest, MoreNegativesThanItemsIsAConfigError) {
+  auto st = store();
+  TempDir out;
+  auto s = setup(out.path(), 1, st);
+  s.train.loss.num_negatives = st.num_items() + 1;
+  Trainer trainer(build(kModelYaml, s.context), st, s);
+  ASSERT_THROWS_WITH(trainer.fit(false), "train.loss.num_negatives: " + std::to_string(st.num_items() + 1) +
+                                             " negatives per position, but the catalogue has " +
+                                             std::to_string(st.num_items()) + " items");
+}
+
+// Issue 21, defect 11: a store where no user has enough events trained 0 steps, exit 0.
+TEST_F(TrainerTest, NothingToTrainOnIsADataError) {
+  TempDir dir;
+  std::ofstream(dir.file("three.txt")) << "1 1\n1 2\n1 3\n2 1\n2 3\n2 2\n";
+  data::PrepareOptions p;
+  p.input = dir.file("three.txt");
+  p.format = data::InputFormat::kSasrecPairs;
+  p.output = dir.file("data");
+  data::prepare(p);
+  auto st = data::InteractionStore::open(dir.file("data/interactions.bin"));
+  auto s = setup(dir.file("run"), 1, st);
+  s.data.dir = dir.file("data");
+  s.train.loss.num_negatives = 2;
+  Trainer trainer(build(kModelYaml, s.context), st, s);
+  ASSERT_THROWS_WITH(trainer.fit(false), dir.file("data") + ": nothing to train on");
+}
+
+// Issue 21, defect 9: an invalid model config inside a checkpoint did not name the checkpoint.
+TEST_F(TrainerTest, BadModelConfigInACheckpointNamesTheCheckpoint) {
+  auto st = store();
+  TempDir out;
+  auto s = setup(out.path(), 1, st);
+  auto model = build(kModelYaml, s.context);
+  save_checkpoint(out.file("bad.safetensors"), *model, "name: sasrec\nhidden_dim: 16\nnum_heads: 3\n", s.context);
+  ASSERT_THROWS_WITH(load_checkpoint(out.file("bad.safetensors")),
+                     out.file("bad.safetensors") + ": the model config stored in this checkpoint is invalid: ");
+}
+
 TEST(TrainerDeviceTest, DeviceNamesAreCheckedAndCudaWithoutAGpuIsAConfigError) {
   EXPECT_TRUE(resolve_device("cpu", 3).is_cpu());
   ASSERT_THROWS_WITH(config::read_train_options(config::ConfigNode::parse("train:\n  device: gpu\n").child("train")),

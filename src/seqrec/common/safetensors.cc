@@ -14,6 +14,8 @@
 #include <nlohmann/json.hpp>
 
 #include "seqrec/common/error.h"
+#include "seqrec/common/fs.h"
+#include "seqrec/common/hash.h"
 
 namespace seqrec {
 
@@ -71,6 +73,16 @@ int64_t byte_size(const std::vector<int64_t>& shape, StDtype dtype) {
   return n;
 }
 
+// The metadata key under which seqrec stores one FNV-1a 64 checksum per tensor: a JSON object
+// {name: 16 hex digits}. Verified at open; files without it (Python, Hugging Face) load unverified.
+constexpr const char* kChecksumKey = "seqrec.checksums";
+
+std::string hex64(uint64_t v) {
+  char buf[24];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(v));
+  return buf;
+}
+
 // Guards against a corrupt size field making us parse gigabytes of "JSON" (same cap as the
 // reference implementation).
 constexpr uint64_t kMaxHeaderSize = 100'000'000;
@@ -98,32 +110,38 @@ void write_safetensors(const std::string& path, const std::vector<StTensorRef>& 
   std::sort(sorted.begin(), sorted.end(),
             [](const StTensorRef* a, const StTensorRef* b) { return a->name < b->name; });
 
-  // ordered_json: "__metadata__" first, then tensors in name order, matching the data layout.
-  nlohmann::ordered_json header = nlohmann::ordered_json::object();
-  if (!metadata.empty()) {
-    nlohmann::ordered_json meta = nlohmann::ordered_json::object();
-    for (const auto& [k, v] : metadata) meta[k] = v;
-    header["__metadata__"] = meta;
-  }
   std::vector<int64_t> sizes;
-  int64_t offset = 0;
+  nlohmann::ordered_json checksums = nlohmann::ordered_json::object();
   for (size_t i = 0; i < sorted.size(); ++i) {
     const StTensorRef& t = *sorted[i];
     if (t.name.empty() || t.name == "__metadata__")
       throw CheckpointError(path + ": invalid tensor name '" + t.name + "'");
     if (i > 0 && sorted[i - 1]->name == t.name)
       throw CheckpointError(path + ": duplicate tensor name '" + t.name + "'");
-    int64_t n = byte_size(t.shape, t.dtype);
+    const int64_t n = byte_size(t.shape, t.dtype);
     if (n < 0)
       throw CheckpointError(path + ": tensor '" + t.name + "': invalid shape " +
                             shape_text(t.shape));
     if (n > 0 && t.data == nullptr)
       throw CheckpointError(path + ": tensor '" + t.name + "': null data for " +
                             std::to_string(n) + " bytes");
+    sizes.push_back(n);
+    checksums[t.name] = hex64(fnv1a(kFnvOffset, t.data, static_cast<size_t>(n)));
+  }
+  // ordered_json: "__metadata__" first, then tensors in name order, matching the data layout.
+  nlohmann::ordered_json header = nlohmann::ordered_json::object();
+  nlohmann::ordered_json meta = nlohmann::ordered_json::object();
+  for (const auto& [k, v] : metadata)
+    if (k != kChecksumKey) meta[k] = v;
+  meta[kChecksumKey] = checksums.dump();
+  header["__metadata__"] = meta;
+  int64_t offset = 0;
+  for (size_t i = 0; i < sorted.size(); ++i) {
+    const StTensorRef& t = *sorted[i];
+    const int64_t n = sizes[i];
     header[t.name] = {{"dtype", dtype_name(t.dtype)},
                       {"shape", t.shape},
                       {"data_offsets", {offset, offset + n}}};
-    sizes.push_back(n);
     offset += n;
   }
 
@@ -134,7 +152,8 @@ void write_safetensors(const std::string& path, const std::vector<StTensorRef>& 
   uint64_t hlen = text.size();
   for (int i = 0; i < 8; ++i) len[i] = static_cast<unsigned char>(hlen >> (8 * i));
 
-  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
+  clean_stale_temps(path);
+  const std::string tmp = temp_path_for(path);
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) throw CheckpointError(tmp + ": cannot create: " + std::strerror(errno));
   try {
@@ -159,6 +178,7 @@ void write_safetensors(const std::string& path, const std::vector<StTensorRef>& 
     ::unlink(tmp.c_str());
     throw CheckpointError(path + ": cannot rename " + tmp + " into place: " + std::strerror(err));
   }
+  fsync_parent_dir(path);
 }
 
 struct SafetensorsFile::Impl {
@@ -173,6 +193,66 @@ struct SafetensorsFile::Impl {
   }
 };
 
+namespace {
+
+/// Where one tensor's bytes lie in the data block.
+struct Span {
+  uint64_t begin, end;
+  std::string name;
+};
+
+// The format: the data block is entirely indexed, without holes or overlaps. A header length
+// off by a byte (data read shifted) or stray bytes show up here.
+void check_coverage(const std::string& path, std::vector<Span> spans, uint64_t data_size) {
+  std::sort(spans.begin(), spans.end(), [](const Span& a, const Span& b) {
+    return a.begin != b.begin ? a.begin < b.begin : a.end < b.end;
+  });
+  uint64_t at = 0;
+  for (const Span& s : spans) {
+    if (s.begin != at)
+      throw CheckpointError(path + ": tensor '" + s.name + "' begins at byte " + std::to_string(s.begin) +
+                            " of the data block, expected " + std::to_string(at) +
+                            (s.begin < at ? " (it overlaps the tensor before it)" : " (a hole before it)"));
+    at = s.end;
+  }
+  if (at != data_size)
+    throw CheckpointError(path + ": the tensors cover " + std::to_string(at) + " bytes of a data block of " +
+                          std::to_string(data_size) + " bytes (header size field wrong, or bytes appended?)");
+}
+
+// Checks each tensor against seqrec's checksum, when the file carries them, and drops the key
+// from the metadata callers see.
+void verify_checksums(const std::string& path, const std::map<std::string, StTensorView>& tensors,
+                      std::map<std::string, std::string>& metadata) {
+  const auto it = metadata.find(kChecksumKey);
+  if (it == metadata.end()) return;
+  nlohmann::json sums;
+  try {
+    sums = nlohmann::json::parse(it->second);
+  } catch (const nlohmann::json::exception& e) {
+    throw CheckpointError(path + ": bad header: metadata '" + kChecksumKey + "' is not JSON: " + e.what());
+  }
+  if (!sums.is_object())
+    throw CheckpointError(path + ": bad header: metadata '" + kChecksumKey + "' is not a JSON object");
+  if (sums.size() != tensors.size())
+    throw CheckpointError(path + ": " + kChecksumKey + " lists " + std::to_string(sums.size()) +
+                          " tensors, the header " + std::to_string(tensors.size()) + ": the file is corrupt");
+  for (const auto& [name, view] : tensors) {
+    const auto s = sums.find(name);
+    if (s == sums.end() || !s->is_string())
+      throw CheckpointError(path + ": tensor '" + name + "' has no checksum in " + kChecksumKey +
+                            ": the file is corrupt");
+    const std::string computed = hex64(fnv1a(kFnvOffset, view.data, static_cast<size_t>(view.nbytes)));
+    if (computed != s->get<std::string>())
+      throw CheckpointError(path + ": tensor '" + name + "': checksum mismatch (stored " +
+                            s->get<std::string>() + ", computed " + computed +
+                            "): the file is corrupt (a damaged disk or copy?)");
+  }
+  metadata.erase(it);
+}
+
+}  // namespace
+
 SafetensorsFile SafetensorsFile::open(const std::string& path) {
   auto impl = std::make_shared<Impl>();
   impl->path = path;
@@ -184,6 +264,11 @@ SafetensorsFile SafetensorsFile::open(const std::string& path) {
     int err = errno;
     ::close(fd);
     throw CheckpointError(path + ": cannot stat: " + std::strerror(err));
+  }
+  if (!S_ISREG(st.st_mode)) {
+    ::close(fd);
+    throw CheckpointError(path + ": " + (S_ISDIR(st.st_mode) ? "is a directory" : "is not a regular file") +
+                          ", expected a .safetensors file");
   }
   const uint64_t file_size = static_cast<uint64_t>(st.st_size);
   if (file_size < 8) {
@@ -217,8 +302,10 @@ SafetensorsFile SafetensorsFile::open(const std::string& path) {
   } catch (const nlohmann::json::exception& e) {
     throw CheckpointError(path + ": bad header: " + e.what());
   }
-  if (!header.is_object()) throw CheckpointError(path + ": bad header: not a JSON object");
+  if (!header.is_object() || hbegin[0] != '{')
+    throw CheckpointError(path + ": bad header: not a JSON object starting at its first byte");
 
+  std::vector<Span> spans;
   for (const auto& [name, entry] : header.items()) {
     if (name == "__metadata__") {
       if (!entry.is_object())
@@ -272,8 +359,11 @@ SafetensorsFile SafetensorsFile::open(const std::string& path) {
                             " needs " + (need < 0 ? std::string("too many") : std::to_string(need)));
     view.data = data + begin;
     view.nbytes = need;
+    spans.push_back({begin, end, name});
     impl->tensors.emplace(name, std::move(view));
   }
+  check_coverage(path, spans, data_size);
+  verify_checksums(path, impl->tensors, impl->metadata);
 
   SafetensorsFile file;
   file.impl_ = std::move(impl);

@@ -12,11 +12,13 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <map>
 #include <set>
 #include <sstream>
 #include <type_traits>
 
 #include "seqrec/common/error.h"
+#include "seqrec/common/fs.h"
 
 namespace seqrec::config {
 namespace {
@@ -281,6 +283,27 @@ YAML::Node parse_yaml(const std::string& text, const std::string& origin) {
   }
 }
 
+// yaml-cpp keeps both entries of a key given twice and finds the first: refuse, naming both lines.
+void check_duplicate_keys(const YAML::Node& node, const std::string& origin, const std::string& path) {
+  if (node.IsSequence()) {
+    for (size_t i = 0; i < node.size(); ++i)
+      check_duplicate_keys(node[i], origin, path + "[" + std::to_string(i) + "]");
+    return;
+  }
+  if (!node.IsMap()) return;
+  std::map<std::string, int> first_line;
+  for (const auto& kv : node) {
+    const std::string key = kv.first.IsScalar() ? kv.first.Scalar() : node_text(kv.first);
+    const std::string full = path.empty() ? key : path + "." + key;
+    const int line = kv.first.Mark().line + 1;
+    const auto [it, fresh] = first_line.emplace(key, line);
+    if (!fresh)
+      throw ConfigError("", origin + ":" + std::to_string(line) + ": " + full + ": duplicate key (first at line " +
+                                std::to_string(it->second) + ")");
+    check_duplicate_keys(kv.second, origin, full);
+  }
+}
+
 }  // namespace
 
 ConfigNode::ConfigNode() : impl_(std::make_shared<Impl>()) {}
@@ -295,11 +318,14 @@ ConfigNode ConfigNode::parse(const std::string& text, const std::string& origin)
   if (!root.IsMap())
     throw ConfigError("", origin + ": the top level must be a mapping of keys, got '" +
                               node_text(root) + "'");
+  check_duplicate_keys(root, origin, "");
   out.impl_->root = root;
   return out;
 }
 
 ConfigNode ConfigNode::load_file(const std::string& file) {
+  // An ifstream opens a directory and reads nothing: that would be an empty config.
+  if (is_directory(file)) throw ConfigError("", "cannot read config '" + file + "': is a directory, expected a YAML file");
   std::ifstream in(file, std::ios::binary);
   if (!in) throw ConfigError("", "cannot read config '" + file + "': " + std::strerror(errno));
   std::ostringstream text;

@@ -12,6 +12,7 @@
 #include <stdexcept>
 
 #include "seqrec/common/error.h"
+#include "seqrec/common/fs.h"
 #include "seqrec/common/hash.h"
 #include "seqrec/common/mapped_file.h"
 
@@ -150,7 +151,7 @@ Layout layout_v2(uint64_t num_users, uint64_t num_events, bool has_ts) {
 StoreWriter::StoreWriter(std::string path, uint64_t num_users, uint64_t num_items,
                          uint64_t num_events, bool has_timestamps)
     : path_(std::move(path)),
-      tmp_(path_ + ".tmp." + std::to_string(::getpid())),
+      tmp_((clean_stale_temps(path_), temp_path_for(path_))),
       num_users_(num_users),
       num_items_(num_items),
       num_events_(num_events),

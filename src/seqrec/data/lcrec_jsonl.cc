@@ -26,7 +26,7 @@ using nlohmann::json;
 /// never committed.
 class AtomicLines {
  public:
-  explicit AtomicLines(std::string path) : path_(std::move(path)), tmp_(path_ + ".tmp." + std::to_string(::getpid())) {
+  explicit AtomicLines(std::string path) : path_(std::move(path)), tmp_((clean_stale_temps(path_), temp_path_for(path_))) {
     file_ = std::fopen(tmp_.c_str(), "wb");
     if (file_ == nullptr) throw Error("cannot write " + path_ + ": " + std::strerror(errno));
   }

@@ -11,6 +11,7 @@
 #include <unordered_map>
 
 #include "seqrec/common/error.h"
+#include "seqrec/common/fs.h"
 #include "seqrec/data/parquet_codec.h"
 #include "seqrec/data/parquet_encoding.h"
 #include "seqrec/data/parquet_thrift.h"
@@ -414,7 +415,8 @@ Writer::Writer(const std::string& path, std::vector<WriteColumn> columns, const 
     : impl_(std::make_unique<Impl>()) {
   Impl& im = *impl_;
   im.path = path;
-  im.tmp = path + ".tmp." + std::to_string(::getpid());
+  clean_stale_temps(path);
+  im.tmp = temp_path_for(path);
   im.columns = std::move(columns);
   im.options = options;
   if (im.columns.empty()) throw DataError(path + ": a Parquet file needs at least one column");

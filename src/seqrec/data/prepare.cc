@@ -4,6 +4,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <sys/stat.h>
+
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
@@ -21,6 +23,7 @@
 
 #include "seqrec/common/error.h"
 #include "seqrec/common/fs.h"
+#include "seqrec/common/owned_dir.h"
 #include "seqrec/common/log.h"
 #include "seqrec/common/parallel.h"
 #include "seqrec/data/event_log.h"
@@ -247,6 +250,8 @@ size_t find_column(const std::vector<std::string>& header, const std::string& na
 // in file order, so ids, error messages and outputs do not depend on the thread count.
 
 constexpr size_t kBlockBytes = size_t{32} << 20;
+/// No row of an interaction file comes near this; a longer "line" is a binary file or a device.
+constexpr size_t kMaxLineBytes = size_t{256} << 20;
 
 /// What one thread made of one piece of text.
 struct Piece {
@@ -437,6 +442,12 @@ class BlockReader {
   explicit BlockReader(const std::string& path) : path_(path) {
     file_ = std::fopen(path.c_str(), "rb");
     if (file_ == nullptr) throw DataError("cannot open " + path + ": " + std::strerror(errno));
+    struct stat st;
+    if (::fstat(::fileno(file_), &st) == 0 && !S_ISREG(st.st_mode) && !S_ISFIFO(st.st_mode)) {
+      std::fclose(file_);
+      throw DataError(path + ": " + (S_ISDIR(st.st_mode) ? "is a directory" : "is a device, not a regular file") +
+                      ": expected a file of rows");
+    }
   }
   ~BlockReader() { std::fclose(file_); }
   BlockReader(const BlockReader&) = delete;
@@ -467,6 +478,9 @@ class BlockReader {
         *block = std::string_view(buf_.data(), end);
         return true;
       }
+      if (have > kMaxLineBytes)
+        throw DataError(path_ + ": a line longer than " + std::to_string(kMaxLineBytes >> 20) + " MiB after byte " +
+                        std::to_string(bytes_ - have) + ": expected a text file of rows");
     }
     // End of file: whatever is left is the last block.
     *block = std::string_view(buf_.data(), have);
@@ -1187,38 +1201,48 @@ std::string strip_trailing_slashes(std::string p) {
   return p;
 }
 
-/// Refuses to replace an existing directory that is not a prepared dataset (e.g. "." or $HOME).
+/// The kind of folder prepare writes, in its ownership marker.
+constexpr const char* kPreparedKind = "prepared-store";
+
+/// Refuses to replace an existing directory unless seqrec's marker says prepare wrote it and
+/// lists every file in it (so "." or $HOME, or a store with a user's notes added, are kept).
+/// First tidies what killed runs left beside it (temp folders, a store moved aside mid-swap).
 void check_output_replaceable(const std::string& output) {
-  std::error_code ec;
-  if (!fs::exists(output, ec)) return;
-  if (!fs::is_directory(output, ec)) {
-    throw ConfigError("prepare.output",
-                      "expected a directory path, got existing non-directory " + quote(output));
-  }
-  const bool empty = fs::is_empty(output, ec);
-  const bool prepared = fs::exists(fs::path(output) / "interactions.bin", ec) ||
-                        fs::exists(fs::path(output) / "meta.json", ec);
-  if (!empty && !prepared) {
-    throw ConfigError("prepare.output",
-                      "expected a new directory or an earlier prepare output, got " +
-                          quote(output) + " (non-empty, no interactions.bin); not replacing it");
+  clean_stale_temps(output);
+  const std::string why = why_not_replaceable(output, kPreparedKind);
+  if (!why.empty()) {
+    throw ConfigError("prepare.output", "expected a new folder, an empty one or an earlier prepare output, "
+                                        "but " + why + "; not replacing it (choose another output, or move "
+                                        "the folder away)");
   }
 }
 
-std::string users_tsv(const std::vector<uint32_t>& order, const IdTable& users) {
+/// An id as it goes into users.tsv / items.tsv. Ids with a tab or a line break are refused: written
+/// as they are they would break the line, and replaced by a space two ids could read back the same.
+std::string_view tsv_id(std::string_view id, const char* what, const std::string& input) {
+  if (id.find_first_of("\t\n\r") != std::string_view::npos) {
+    std::string shown;
+    for (char c : id.substr(0, 60)) shown += c == '\t' ? "\\t" : c == '\n' ? "\\n" : c == '\r' ? "\\r" : std::string(1, c);
+    throw DataError(input + ": " + what + " id '" + shown + "' contains a tab or a line break, which the id tables "
+                    "(tab-separated, one id a line) cannot hold; remove them from the ids");
+  }
+  return id;
+}
+
+std::string users_tsv(const std::vector<uint32_t>& order, const IdTable& users, const std::string& input) {
   std::string out;
   out.reserve(order.size() * 16);
   for (size_t k = 0; k < order.size(); ++k) {
     out += std::to_string(k);
     out += '\t';
-    out += sanitize(users.name(order[k]));
+    out += tsv_id(users.name(order[k]), "user", input);
     out += '\n';
   }
   return out;
 }
 
 std::string items_tsv(const std::vector<uint32_t>& order, const IdTable& items,
-                      const ItemTable* table) {
+                      const ItemTable* table, const std::string& input) {
   std::string out = "item_id\traw_id";
   if (table) {
     for (const auto& c : table->columns) out += "\t" + c;
@@ -1227,7 +1251,7 @@ std::string items_tsv(const std::vector<uint32_t>& order, const IdTable& items,
   for (size_t k = 0; k < order.size(); ++k) {
     out += std::to_string(k + 1);
     out += '\t';
-    out += sanitize(items.name(order[k]));
+    out += tsv_id(items.name(order[k]), "item", input);
     if (table) {
       const auto& row = table->fields[k + 1];
       for (size_t c = 0; c < table->columns.size(); ++c) {
@@ -1270,7 +1294,8 @@ std::string meta_json(const PrepareOptions& o, const PrepareReport& r) {
   opts["kcore"] = o.kcore;
   opts["skip_bad_rows"] = o.skip_bad_rows;
   j["options"] = opts;
-  return j.dump(2) + "\n";
+  // Paths need not be UTF-8 (JSON text must be): such bytes are written as U+FFFD.
+  return j.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace) + "\n";
 }
 
 }  // namespace
@@ -1372,7 +1397,7 @@ PrepareReport prepare(const PrepareOptions& options) {
   const size_t bucket_events = cap == 0 ? SIZE_MAX : std::max<size_t>(cap / 3 / 12, 1);
 
   // Everything is written under a temp dir next to the output, then swapped in.
-  const std::string tmp = o.output + ".tmp." + std::to_string(::getpid());
+  const std::string tmp = temp_path_for(o.output);
   std::error_code ec;
   PrepareReport report;
   const auto t0 = std::chrono::steady_clock::now();
@@ -1382,7 +1407,7 @@ PrepareReport prepare(const PrepareOptions& options) {
   try {
     const fs::path parent = fs::path(o.output).parent_path();
     if (!parent.empty()) make_dirs(parent.string());
-    fs::remove_all(tmp, ec);  // a stale temp dir of a crashed run with our pid
+    fs::remove_all(tmp, ec);  // a temp dir of an earlier process that had our pid
     make_dirs(tmp);
 
     const Ingest in = ingest(o, event_budget, tmp + "/events.spill");
@@ -1442,15 +1467,12 @@ PrepareReport prepare(const PrepareOptions& options) {
                  static_cast<long long>(report.num_items));
       }
     }
-    write_file_atomic(tmp + "/users.tsv", users_tsv(user_order, in.users));
-    write_file_atomic(tmp + "/items.tsv", items_tsv(item_order, in.items, with_table ? &table : nullptr));
+    write_file_atomic(tmp + "/users.tsv", users_tsv(user_order, in.users, o.input));
+    write_file_atomic(tmp + "/items.tsv", items_tsv(item_order, in.items, with_table ? &table : nullptr, o.input));
     write_file_atomic(tmp + "/meta.json", meta_json(o, report));
     fs::remove(tmp + "/events.spill", ec);
-    if (fs::exists(o.output, ec)) {
-      check_output_replaceable(o.output);  // it may have appeared meanwhile
-      fs::remove_all(o.output);
-    }
-    fs::rename(tmp, o.output);
+    mark_owned(tmp, kPreparedKind);  // last: the store is complete
+    swap_in_dir(tmp, o.output, kPreparedKind);
     const double total = seconds_since(t0);
     log_info("prepare: %.2f s (parse %.2f s, filters + ids %.2f s, store %.2f s): %.2fM rows/s, "
              "%d threads%s",

@@ -171,7 +171,8 @@ int64_t generate_scale_log(const ScaleSynthOptions& o) {
   int64_t total = 0;
   std::unique_ptr<parquet::Writer> pq;
   std::FILE* f = nullptr;
-  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
+  clean_stale_temps(path);
+  const std::string tmp = temp_path_for(path);
   if (as_parquet) {
     parquet::WriterOptions wo;  // snappy, row groups of 2^20 rows
     pq = std::make_unique<parquet::Writer>(

@@ -21,6 +21,55 @@ std::string shape_str(torch::IntArrayRef s) {
   return out.str();
 }
 
+/// Metadata `key` of `path`, or a CheckpointError naming both.
+std::string meta_text(const std::map<std::string, std::string>& meta, const std::string& key, const std::string& path,
+                      const char* what) {
+  auto it = meta.find(key);
+  if (it == meta.end()) throw CheckpointError(path + ": metadata '" + key + "' is missing (" + what + ")");
+  return it->second;
+}
+
+/// An integer metadata value; a CheckpointError naming file, key and value when it is not one.
+int64_t meta_int(const std::map<std::string, std::string>& meta, const std::string& key, const std::string& path,
+                 const char* what) {
+  const std::string text = meta_text(meta, key, path, what);
+  size_t used = 0;
+  int64_t v = 0;
+  try {
+    v = std::stoll(text, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (used == 0 || used != text.size())
+    throw CheckpointError(path + ": metadata '" + key + "': expected an integer, got '" + text + "'");
+  return v;
+}
+
+double meta_double(const std::map<std::string, std::string>& meta, const std::string& key, const std::string& path,
+                   const char* what) {
+  const std::string text = meta_text(meta, key, path, what);
+  size_t used = 0;
+  double v = 0;
+  try {
+    v = std::stod(text, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (used == 0 || used != text.size())
+    throw CheckpointError(path + ": metadata '" + key + "': expected a number, got '" + text + "'");
+  return v;
+}
+
+// Full precision, so that resume compares against exactly the same best value.
+std::string exact(double v) {
+  char buf[40];
+  std::snprintf(buf, sizeof buf, "%.17g", v);
+  return buf;
+}
+
+constexpr const char* kModelPrefix = "model.";
+constexpr const char* kOptimPrefix = "optim.";
+
 }  // namespace
 
 void save_tensors(const std::string& path, const NamedTensors& tensors,
@@ -84,6 +133,13 @@ void load_state_into(torch::nn::Module& model, const NamedTensors& state, const 
     if (it->second.sizes() != t.sizes())
       throw CheckpointError(origin + ": tensor '" + name + "': expected shape " + shape_str(t.sizes()) +
                             ", got " + shape_str(it->second.sizes()));
+    if (it->second.is_floating_point()) {
+      const int64_t bad = it->second.numel() - torch::isfinite(it->second).sum().item<int64_t>();
+      if (bad > 0)
+        throw CheckpointError(origin + ": tensor '" + name + "' holds " + std::to_string(bad) +
+                              " NaN or infinite value" + (bad == 1 ? "" : "s") +
+                              " (saved from a diverged run, or a corrupt file)");
+    }
     t.copy_(it->second);
   }
 }
@@ -92,24 +148,72 @@ LoadedModel load_checkpoint(const std::string& path, const std::string& data_dir
   if (!path_exists(path)) throw CheckpointError(path + ": no such checkpoint file");
   std::map<std::string, std::string> meta;
   NamedTensors state = load_tensors(path, &meta);
-  auto get = [&](const std::string& key) {
-    auto it = meta.find(key);
-    if (it == meta.end()) throw CheckpointError(path + ": metadata '" + key + "' is missing (not a seqrec checkpoint?)");
-    return it->second;
-  };
+  const char* what = "not a seqrec checkpoint?";
+  auto get = [&](const std::string& key) { return meta_text(meta, key, path, what); };
   if (get("format") != kCheckpointFormat)
     throw CheckpointError(path + ": format '" + get("format") + "' is not supported (expected '" +
                           kCheckpointFormat + "'; written by another seqrec version?)");
   LoadedModel out;
   out.model_yaml = get("model");
-  out.context.num_items = std::stoll(get("num_items"));
-  out.context.max_seq_len = std::stoll(get("max_seq_len"));
+  out.context.num_items = meta_int(meta, "num_items", path, what);
+  out.context.max_seq_len = meta_int(meta, "max_seq_len", path, what);
   out.context.data_dir = data_dir;
-  config::ConfigNode node = config::ConfigNode::parse(out.model_yaml, path + " [model]");
-  out.model = models::make_model(node, out.context);
-  node.finish();
+  try {
+    config::ConfigNode node = config::ConfigNode::parse(out.model_yaml, path + " [model]");
+    out.model = models::make_model(node, out.context);
+    node.finish();
+  } catch (const ConfigError& e) {  // the user never wrote this config: name where it came from
+    throw CheckpointError(path + ": the model config stored in this checkpoint is invalid: " + e.what());
+  }
   load_state_into(*out.model, state, path);
   return out;
+}
+
+void save_train_state(const std::string& path, const torch::nn::Module& model, const NamedTensors& optimizer_state,
+                      const TrainCounters& c) {
+  NamedTensors tensors;
+  for (const auto& [name, t] : model_state(model)) tensors.emplace_back(kModelPrefix + name, t);
+  for (const auto& [name, t] : optimizer_state) tensors.emplace_back(kOptimPrefix + name, t);
+  save_tensors(path, tensors,
+               {{"format", kTrainStateFormat}, {"epoch", std::to_string(c.epoch)}, {"step", std::to_string(c.step)},
+                {"best_metric", exact(c.best_metric)}, {"best_epoch", std::to_string(c.best_epoch)},
+                {"bad_evals", std::to_string(c.bad_evals)}, {"stopped", c.stopped ? "1" : "0"},
+                {"metrics", c.metrics}});
+}
+
+TrainCounters load_train_state(const std::string& path, torch::nn::Module& model, NamedTensors* optimizer_state) {
+  std::map<std::string, std::string> meta;
+  NamedTensors all = load_tensors(path, &meta);
+  const auto format = meta.find("format");
+  if (format == meta.end() || format->second != kTrainStateFormat)
+    throw CheckpointError(path + ": not a '" + std::string(kTrainStateFormat) + "' resume state" +
+                          (format == meta.end() ? std::string(" (no format: written by seqrec before issue 21, it does "
+                                                              "not hold the weights, so it cannot be checked to match "
+                                                              "last.safetensors; start the run again without --resume)")
+                                                : ", format '" + format->second + "'"));
+  NamedTensors weights;
+  optimizer_state->clear();
+  const std::string model_prefix = kModelPrefix, optim_prefix = kOptimPrefix;
+  for (auto& [name, t] : all) {
+    if (name.compare(0, model_prefix.size(), model_prefix) == 0)
+      weights.emplace_back(name.substr(model_prefix.size()), std::move(t));
+    else if (name.compare(0, optim_prefix.size(), optim_prefix) == 0)
+      optimizer_state->emplace_back(name.substr(optim_prefix.size()), std::move(t));
+    else
+      throw CheckpointError(path + ": unexpected tensor '" + name + "' (expected names starting with '" +
+                            model_prefix + "' or '" + optim_prefix + "')");
+  }
+  load_state_into(model, weights, path);
+  const char* what = "not a complete resume state?";
+  TrainCounters c;
+  c.epoch = meta_int(meta, "epoch", path, what);
+  c.step = meta_int(meta, "step", path, what);
+  c.best_metric = meta_double(meta, "best_metric", path, what);
+  c.best_epoch = meta_int(meta, "best_epoch", path, what);
+  c.bad_evals = meta_int(meta, "bad_evals", path, what);
+  c.stopped = meta_int(meta, "stopped", path, what) != 0;
+  c.metrics = meta_text(meta, "metrics", path, what);
+  return c;
 }
 
 }  // namespace seqrec::train

@@ -5,6 +5,7 @@
 
 #include <torch/types.h>
 
+#include <limits>
 #include <map>
 #include <string>
 #include <utility>
@@ -31,8 +32,8 @@ NamedTensors model_state(const torch::nn::Module& model);
 void save_checkpoint(const std::string& path, const torch::nn::Module& model, const std::string& model_yaml,
                      const models::ModelContext& context);
 
-/// Copies a state into the model; throws CheckpointError listing missing / unexpected names or a
-/// shape mismatch ("<path>: tensor 'x': expected shape [..], got [..]").
+/// Copies a state into the model; throws CheckpointError listing missing / unexpected names, a
+/// shape mismatch ("<path>: tensor 'x': expected shape [..], got [..]") or NaN / Inf values.
 void load_state_into(torch::nn::Module& model, const NamedTensors& state, const std::string& origin);
 
 /// A loaded checkpoint: the rebuilt model and what it was built from.
@@ -46,5 +47,32 @@ struct LoadedModel {
 /// (what, expected, found) for a missing file, a foreign format or a mismatch.
 /// `data_dir` is the prepared directory, for models that read files from it (hllm: item texts).
 LoadedModel load_checkpoint(const std::string& path, const std::string& data_dir = "");
+
+constexpr const char* kTrainStateFormat = "seqrec-train-state-2";
+
+/// The training loop's counters after an epoch, saved in one file with the weights and the
+/// optimizer state.
+struct TrainCounters {
+  int64_t epoch = 0;       ///< epochs completed
+  int64_t step = 0;        ///< optimizer steps taken
+  double best_metric = -std::numeric_limits<double>::infinity();  ///< best monitored value so far
+  int64_t best_epoch = 0;  ///< its epoch (1-based; 0: none yet)
+  int64_t bad_evals = 0;   ///< evaluations without improvement since the best
+  bool stopped = false;    ///< early stopping ended the run after this epoch
+  std::string metrics;     ///< metrics.jsonl as it was when the state was saved
+};
+
+/// Saves the resume unit: the model's weights ("model." + name), the optimizer's tensors
+/// ("optim." + name) and the counters, as ONE safetensors file written atomically, so that a kill
+/// or a full disk at any moment leaves the previous unit or the new one, never weights of one
+/// epoch with moments of another.
+void save_train_state(const std::string& path, const torch::nn::Module& model, const NamedTensors& optimizer_state,
+                      const TrainCounters& counters);
+
+/// Loads a resume unit: copies the weights into `model`, puts the optimizer's tensors (names
+/// without the prefix) in `optimizer_state` and returns the counters. Throws CheckpointError
+/// naming the file for another format, e.g. the state file of seqrec before issue 21, which does
+/// not hold the weights and cannot be checked against last.safetensors.
+TrainCounters load_train_state(const std::string& path, torch::nn::Module& model, NamedTensors* optimizer_state);
 
 }  // namespace seqrec::train

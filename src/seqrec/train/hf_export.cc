@@ -173,7 +173,8 @@ void export_hf_model(const llm::DecoderLmImpl& lm, const HfExportSpec& spec, con
   std::string why;
   if (path_exists(out_dir) && !is_our_export(out_dir, &why))
     throw Error(out_dir + ": exists and is not a model folder seqrec exported (" + why + "); not replacing it");
-  const std::string tmp = out_dir + ".tmp." + std::to_string(::getpid());
+  clean_stale_temps(out_dir);
+  const std::string tmp = temp_path_for(out_dir);
   fs::remove_all(tmp);
   make_dirs(tmp);
   save_tensors(tmp + "/model.safetensors", hf_state(lm), {{"format", "pt"}});

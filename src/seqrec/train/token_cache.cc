@@ -76,7 +76,8 @@ void save_token_cache(const std::string& dir, const models::TokenCache& cache, c
   std::string why;
   if (path_exists(dir) && !is_our_cache(dir, &why))
     throw Error(dir + ": exists and is not a token cache seqrec wrote (" + why + "); not replacing it");
-  const std::string tmp = dir + ".tmp." + std::to_string(::getpid());
+  clean_stale_temps(dir);
+  const std::string tmp = temp_path_for(dir);
   fs::remove_all(tmp);
   make_dirs(tmp);
   const int64_t users = cache.user_ids.size(0), per = std::max<int64_t>(1, info.users_per_shard);

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <optional>
 
+#include "seqrec/common/crash_point.h"
 #include "seqrec/common/error.h"
 #include "seqrec/common/fs.h"
 #include "seqrec/common/log.h"
@@ -25,13 +26,6 @@ std::string metrics_json(const eval::MetricSet& m, const std::string& split, con
   std::string line = eval::to_json_line(m, split, protocol, users);
   // Insert the epoch as the first field of the object.
   return "{\"epoch\":" + std::to_string(epoch) + "," + line.substr(1);
-}
-
-// Full precision, so that resume compares against exactly the same best value.
-std::string exact(double v) {
-  char buf[40];
-  std::snprintf(buf, sizeof buf, "%.17g", v);
-  return buf;
 }
 
 double metric_value(const eval::MetricSet& m, const std::string& name) {
@@ -159,31 +153,42 @@ TrainSummary Trainer::fit(bool resume) {
     if (p.value().requires_grad()) params.emplace_back(p.key(), p.value());
   AdamW optimizer(params, {t.lr, t.beta1, t.beta2, t.eps, t.weight_decay});
 
-  if (resume && path_exists(state_path) && path_exists(last_path)) {
-    std::map<std::string, std::string> meta;
-    load_state_into(*model_, load_tensors(last_path, nullptr), last_path);
-    NamedTensors opt_state = load_tensors(state_path, &meta);
-    optimizer.load_state(opt_state, std::stoll(meta.at("step")));
-    start_epoch = std::stoll(meta.at("epoch"));
-    best = std::stod(meta.at("best_metric"));
-    summary.best_epoch = std::stoll(meta.at("best_epoch"));
-    bad_evals = std::stoll(meta.at("bad_evals"));
+  bool stopped = false;  // early stopping ended the run (a resumed one trains no further)
+  if (resume && path_exists(state_path)) {
+    // One file holds weights, moments and counters: they always belong to the same epoch.
+    NamedTensors opt_state;
+    const TrainCounters c = load_train_state(state_path, *model_, &opt_state);
+    optimizer.load_state(opt_state, c.step);
+    start_epoch = c.epoch;
+    best = c.best_metric;
+    summary.best_epoch = c.best_epoch;
+    bad_evals = c.bad_evals;
+    stopped = c.stopped;
+    if (writer) {
+      // Lines (and last.safetensors) written after the state by the run that died are dropped.
+      write_file_atomic(log_path, c.metrics);
+      save_checkpoint(last_path, *model_, setup_.model_yaml, setup_.context);
+    }
     log_info("resuming %s from epoch %ld (best %s %.4f at epoch %ld)", dir.c_str(), long(start_epoch),
              t.metric.c_str(), best, long(summary.best_epoch));
-  } else if (resume && writer) {
-    log_warn("--resume: no %s yet; starting from scratch", state_path.c_str());
+  } else {
+    if (resume && writer) log_warn("--resume: no %s yet; starting from scratch", state_path.c_str());
+    // A fresh run's log starts empty (a run killed in its first epoch may have left a line).
+    if (writer && path_exists(log_path)) write_file_atomic(log_path, "");
   }
   if (setup_.group && setup_.world_size > 1) {
     // Rank 0's view wins (out_dir need not be shared between machines): same weights, optimizer
     // state and loop counters everywhere, hence the same number of steps and the same decisions.
     auto counters = torch::tensor({double(start_epoch), double(optimizer.step_count()), best,
-                                   double(summary.best_epoch), double(bad_evals)}, torch::kFloat64);  // [5]
+                                   double(summary.best_epoch), double(bad_evals), double(stopped)},
+                                  torch::kFloat64);  // [6]
     setup_.group->broadcast({counters}, 0);
     auto c = counters.data_ptr<double>();
     start_epoch = static_cast<int64_t>(c[0]);
     best = c[2];
     summary.best_epoch = static_cast<int64_t>(c[3]);
     bad_evals = static_cast<int64_t>(c[4]);
+    stopped = c[5] != 0;
     broadcast_model();
     if (c[1] > 0) {
       NamedTensors state = optimizer.state();
@@ -215,7 +220,14 @@ TrainSummary Trainer::fit(bool resume) {
   if (layout.boundary_target > store_.num_items() && t.loss.name == "softmax")
     throw ConfigError("train.loss.name", "softmax scores the catalogue only, but this model's boundary target is a "
                                          "user token (model.personalized.boundary_target: use none, or a sampled loss)");
+  if (bo.num_negatives > store_.num_items())  // memory grows with it, and no catalogue has that many to give
+    throw ConfigError("train.loss.num_negatives", std::to_string(bo.num_negatives) + " negatives per position, but the "
+                      "catalogue has " + std::to_string(store_.num_items()) + " items (use at most that many, or "
+                      "train.loss.name: softmax to score them all)");
   data::TrainBatcher batcher(store_, bo);
+  if (batcher.num_samples() == 0 && model_->trainable() && setup_.world_size == 1)
+    throw DataError(setup_.data.dir + ": nothing to train on: no user has enough events left after holding out "
+                    "data.holdout=" + std::to_string(setup_.data.holdout) + " per user for evaluation");
   if (writer)
     log_info("training %ld sequences, %ld batches/epoch, %ld params", long(batcher.num_samples()),
              long(batcher.batches_per_epoch()), long([&] {
@@ -236,7 +248,7 @@ TrainSummary Trainer::fit(bool resume) {
   const auto train_start = std::chrono::steady_clock::now();
   int64_t epoch = start_epoch;
   const bool trainable = model_->trainable() && !params.empty();
-  for (; epoch < (trainable ? t.epochs : 0); ++epoch) {
+  for (; epoch < (trainable && !stopped ? t.epochs : 0); ++epoch) {
     summary.final_loss = train_epoch(epoch, optimizer, batcher);
     const bool last_epoch = epoch + 1 == t.epochs;
     bool stop = false;
@@ -245,6 +257,7 @@ TrainSummary Trainer::fit(bool resume) {
       const double value = metric_value(r.metrics, t.metric);
       if (writer) {
         append_line(log_path, metrics_json(r.metrics, data::split_name(monitor), setup_.eval.protocol, r.users, epoch + 1));
+        crash_point("train.after_metrics_line");
         if (select_on_valid)
           log_info("[eval] epoch %ld split=valid %s=%.4f (best %.4f) users=%ld (%.1fs)", long(epoch + 1),
                    t.metric.c_str(), value, std::max(best, value), long(r.users), r.seconds);
@@ -260,18 +273,24 @@ TrainSummary Trainer::fit(bool resume) {
         best = value;
         summary.best_epoch = epoch + 1;
         bad_evals = 0;
-        if (writer) save_checkpoint(best_path, *model_, setup_.model_yaml, setup_.context);
+        if (writer) {
+          save_checkpoint(best_path, *model_, setup_.model_yaml, setup_.context);
+          crash_point("train.after_best");
+        }
       } else if (t.patience > 0 && ++bad_evals >= t.patience) {
         stop = true;
         if (writer) log_info("early stop: no improvement in %ld evaluations", long(bad_evals));
       }
     }
     if (writer) {
+      // The state is the commit point of the epoch; last.safetensors is a copy of its weights for
+      // eval and serve (a resume rewrites it when a kill fell between the two).
+      save_train_state(state_path, *model_, optimizer.state(),
+                       {epoch + 1, optimizer.step_count(), best, summary.best_epoch, bad_evals, stop,
+                        path_exists(log_path) ? read_file(log_path) : ""});
+      crash_point("train.after_state");
       save_checkpoint(last_path, *model_, setup_.model_yaml, setup_.context);
-      save_tensors(state_path, optimizer.state(),
-                   {{"epoch", std::to_string(epoch + 1)}, {"step", std::to_string(optimizer.step_count())},
-                    {"best_metric", exact(best)}, {"best_epoch", std::to_string(summary.best_epoch)},
-                    {"bad_evals", std::to_string(bad_evals)}});
+      crash_point("train.after_last");
     }
     if (stop) {
       ++epoch;

@@ -1,8 +1,10 @@
 // The training loop: batches -> loss -> gradients (one sync point) -> AdamW; per-epoch validation,
 // early stopping, best/last checkpoints and exact resume.
 //
-// Files in train.out_dir: last.safetensors (weights), last.state.safetensors (optimizer moments and
-// loop counters), best.safetensors, metrics.jsonl (one JSON line per evaluation).
+// Files in train.out_dir: last.state.safetensors (the resume unit: weights, optimizer moments, loop
+// counters and metrics.jsonl's text, one file written atomically after each epoch), last.safetensors
+// (a copy of its weights, for eval and serve), best.safetensors, metrics.jsonl (one JSON line per
+// evaluation; a resume rewrites it to the state's text, so that no epoch appears twice).
 // Determinism: data order and negatives are functions of (seed, epoch); the torch generator is
 // reseeded from (seed, epoch) at each epoch start, so resuming at an epoch boundary reproduces an
 // uninterrupted run bit for bit on CPU.
