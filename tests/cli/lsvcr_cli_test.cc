@@ -1,0 +1,67 @@
+// LSVCR from the CLI: synth -> prepare (and its file:line error) -> train stage 1 -> stage 2 from it
+// through train.init_from, on tiny sizes; random text embeddings stand in for embed-items' output.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include "cli/cli_support.h"
+#include "seqrec/common/fs.h"
+#include "seqrec/train/checkpoint.h"
+
+namespace seqrec::testing::cli {
+namespace {
+
+const std::string kStories = SEQREC_SOURCE_DIR "/../shared/models/stories260K/hf";
+
+TEST(LsvcrCliTest, PrepareNamesTheFileAndLineOfACommentOnAnUnknownVideo) {
+  TempDir dir;
+  dir.write("videos.tsv", "video_id\ttitle\nv1\ta\n");
+  dir.write("comments.tsv", "comment_id\tvideo_id\ttext\nc1\tv1\tok\nc2\tv7\tbad\n");
+  dir.write("video_history.tsv", "user_id\tvideo_id\ttimestamp\n");
+  dir.write("comment_history.tsv", "user_id\tcomment_id\ttimestamp\n");
+  const Result r = run_seqrec("prepare --set prepare.format=lsvcr --input " + dir.path() + " --out " + dir.file("out"), dir);
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find(dir.file("comments.tsv") + ":3: comment 'c2' is on unknown video 'v7'"), std::string::npos) << r.err;
+}
+
+TEST(LsvcrCliTest, SynthPrepareAlignAndFinetuneFromTheAlignedModel) {
+  if (!path_exists(kStories + "/config.json")) GTEST_SKIP() << "no " << kStories;
+  TempDir dir;
+  Result r = run_seqrec("synth --set synth.mode=lsvcr --set synth.num_users=40 --set synth.num_videos=16 "
+                        "--set synth.num_topics=4 --set synth.max_comments=24 --out " + dir.file("raw"), dir);
+  ASSERT_EQ(r.code, 0) << r.err;
+  r = run_seqrec("prepare --set prepare.format=lsvcr --input " + dir.file("raw") + " --out " + dir.file("data"), dir);
+  ASSERT_EQ(r.code, 0) << r.err;
+  const auto counts = last_json(r.out);
+  torch::manual_seed(1);
+  train::save_tensors(dir.file("v.safetensors"), {{"embeddings", torch::randn({counts["videos"].get<int64_t>(), 8})}}, {});
+  train::save_tensors(dir.file("c.safetensors"), {{"embeddings", torch::randn({counts["comments"].get<int64_t>(), 8})}}, {});
+  const std::string common =
+      "--config " + std::string(SEQREC_SOURCE_DIR) + "/configs/lsvcr/synthetic.yaml --set data.dir=" + dir.file("data") +
+      " --set lsvcr.video_title_emb=" + dir.file("v.safetensors") + " --set lsvcr.comment_emb=" + dir.file("c.safetensors") +
+      " --set model.max_history=6 --set model.max_position=12 --set model.hidden_dim=16 --set model.ffn_dim=32"
+      " --set model.text_hidden_dim=16 --set model.text_dim=16 --set train.batch_size=64 --set train.threads=1";
+  r = run_seqrec("train " + common + " --set lsvcr.stage=align --set lsvcr.align.llm=" + kStories +
+                     " --set lsvcr.align.max_steps=2 --set lsvcr.align.max_prompt_tokens=64 --set train.batch_size=4"
+                     " --set train.out_dir=" + dir.file("align"),
+                 dir);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_GT(last_json(r.out)["tokens_per_s"].get<double>(), 0.0);
+  ASSERT_TRUE(path_exists(dir.file("align/sr_model.safetensors")));
+  r = run_seqrec("train " + common + " --set train.epochs=1 --set train.eval_every=1 --set train.out_dir=" + dir.file("s2") +
+                     " --set train.init_from.checkpoint=" + dir.file("align/sr_model.safetensors"),
+                 dir);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.err.find("init_from " + dir.file("align/sr_model.safetensors") + ": 127 tensors loaded; missing (kept as initialised): none"),
+            std::string::npos) << r.err;
+  const auto test = last_json(r.out);
+  EXPECT_EQ(test["protocol"], "lsvcr");
+  for (const char* k : {"video_ndcg@5", "video_mrr@10", "comment_recall@1", "comment_ndcg@10"}) EXPECT_TRUE(test.contains(k)) << k;
+  EXPECT_EQ(lines_of(slurp(dir.file("s2/metrics.jsonl"))).size(), 2u);  // valid, test
+  EXPECT_TRUE(path_exists(dir.file("s2/best.safetensors")));
+  r = run_seqrec("train " + common + " --set lsvcr.stage=most_pop --set train.out_dir=" + dir.file("pop"), dir);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(last_json(r.out).contains("comment_ndcg@5"));
+}
+
+}  // namespace
+}  // namespace seqrec::testing::cli
