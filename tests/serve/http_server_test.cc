@@ -125,7 +125,14 @@ TEST_F(HttpServerTest, ItemsHealthAndMetrics) {
   EXPECT_EQ(health.at("items"), 80);
   EXPECT_EQ(health.at("index"), "exact");
   post("/v1/recommend", json{{"user", user(2)}}.dump(), 200);
+  // cpp-httplib calls the logger, which counts the request, after the response is written: the
+  // count may land a moment after the client has its answer (seen under load), so poll briefly.
+  const std::string counted = "seqrec_requests_total{route=\"/v1/recommend\",status=\"200\"}";
   auto m = c.Get("/metrics");
+  for (int tries = 0; m && m->body.find(counted) == std::string::npos && tries < 100; ++tries) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    m = c.Get("/metrics");
+  }
   ASSERT_TRUE(m);
   EXPECT_EQ(m->get_header_value("Content-Type").rfind("text/plain", 0), 0u);
   for (const char* line : {"seqrec_requests_total{route=\"/v1/recommend\",status=\"200\"}", "seqrec_request_duration_seconds_bucket{le=\"+Inf\"}",
