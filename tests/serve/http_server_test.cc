@@ -16,6 +16,7 @@
 #include <csignal>
 
 #include <atomic>
+#include <chrono>
 #include <random>
 #include <thread>
 
