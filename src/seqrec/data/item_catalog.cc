@@ -7,24 +7,10 @@
 
 #include "seqrec/common/error.h"
 #include "seqrec/common/fs.h"
+#include "seqrec/data/tsv.h"
 
 namespace seqrec::data {
 namespace {
-
-/// Splits a TSV line on tabs, keeping empty fields (a missing title is an empty field).
-std::vector<std::string_view> split_tabs(std::string_view line) {
-  std::vector<std::string_view> out;
-  size_t i = 0;
-  while (true) {
-    const size_t k = line.find('\t', i);
-    if (k == std::string_view::npos) {
-      out.push_back(line.substr(i));
-      return out;
-    }
-    out.push_back(line.substr(i, k - i));
-    i = k + 1;
-  }
-}
 
 bool parse_int(std::string_view s, int64_t* v) {
   if (s.empty()) return false;

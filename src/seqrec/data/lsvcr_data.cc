@@ -10,26 +10,13 @@
 
 #include "seqrec/common/error.h"
 #include "seqrec/common/fs.h"
+#include "seqrec/data/tsv.h"
 
 namespace seqrec::data {
 namespace {
 
 constexpr char kMagic[8] = {'S', 'Q', 'L', 'S', 'V', 'C', 'R', '\0'};
 constexpr int64_t kFormatVersion = 1;
-
-std::vector<std::string_view> split_tabs(std::string_view line) {
-  std::vector<std::string_view> out;
-  size_t i = 0;
-  while (true) {
-    const size_t k = line.find('\t', i);
-    if (k == std::string_view::npos) {
-      out.push_back(line.substr(i));
-      return out;
-    }
-    out.push_back(line.substr(i, k - i));
-    i = k + 1;
-  }
-}
 
 /// One TSV file with a fixed header: calls fn(loc, fields) for each non-blank data line.
 template <typename Fn>
