@@ -357,14 +357,7 @@ TokenCache HllmImpl::compress(const data::SequenceBatch& batch) {
   in.bias = additive_mask(segment_mask(lay.segments, lay.cu_seqlens, lay.width), 0).to(x.device());
   llm::DecoderCache kv;
   user_llm->forward_hidden(in, &kv);
-  const int64_t k = pz.number_of_user_tokens;
-  TokenCache cache;
-  for (const auto& layer : kv) {  // [B, Hkv, Wc, hd] -> the token rows [B, Hkv, K, hd] (after RoPE)
-    cache.keys.push_back(token_kv_rows(layer.k, lay, k));
-    cache.values.push_back(token_kv_rows(layer.v, lay, k));
-  }
-  finish_token_cache(&cache, lay, batch, pz);
-  return cache;
+  return token_cache_from_layers(kv, lay, batch, pz);
 }
 
 torch::Tensor HllmImpl::predict(const data::SequenceBatch& batch, const TokenCache& cache) {
@@ -374,8 +367,7 @@ torch::Tensor HllmImpl::predict(const data::SequenceBatch& batch, const TokenCac
   check_old_items(batch, cache, pz);
   const InsertedLayout lay = insert_user_tokens(batch, pz, InsertedPart::kRecent, false);
   auto [x, positions] = inserted_inputs(lay, input_embeddings(batch), user_tokens[0]);
-  llm::DecoderCache kv(cache.keys.size());
-  for (size_t l = 0; l < kv.size(); ++l) kv[l] = {cache.keys[l], cache.values[l]};
+  llm::DecoderCache kv = layer_caches(cache);
   llm::DecoderInput in;
   in.inputs_embeds = x;
   in.positions = positions;

@@ -131,13 +131,7 @@ TokenCache LlamaIdImpl::compress(const data::SequenceBatch& batch) {
   auto [x, positions] = inserted_inputs(lay, inputs(batch.item_ids), user_tokens[0]);
   std::vector<nn::KvCache> kv;
   run(x, positions, additive_mask(segment_mask(lay.segments, lay.cu_seqlens, lay.width), 0).to(x.device()), &kv);
-  TokenCache cache;
-  for (const auto& layer : kv) {  // [B, Hkv, Wc, hd] -> the token rows [B, Hkv, K, hd] (after RoPE)
-    cache.keys.push_back(token_kv_rows(layer.k, lay, pz.number_of_user_tokens));
-    cache.values.push_back(token_kv_rows(layer.v, lay, pz.number_of_user_tokens));
-  }
-  finish_token_cache(&cache, lay, batch, pz);
-  return cache;
+  return token_cache_from_layers(kv, lay, batch, pz);
 }
 
 torch::Tensor LlamaIdImpl::predict(const data::SequenceBatch& batch, const TokenCache& cache) {
@@ -147,8 +141,7 @@ torch::Tensor LlamaIdImpl::predict(const data::SequenceBatch& batch, const Token
   check_old_items(batch, cache, pz);
   const InsertedLayout lay = insert_user_tokens(batch, pz, InsertedPart::kRecent, false);
   auto [x, positions] = inserted_inputs(lay, inputs(batch.item_ids), user_tokens[0]);
-  std::vector<nn::KvCache> kv(cache.keys.size());
-  for (size_t l = 0; l < kv.size(); ++l) kv[l] = {cache.keys[l], cache.values[l]};
+  std::vector<nn::KvCache> kv = layer_caches(cache);
   auto hidden = run(x, positions, cached_recent_mask(lay, pz.number_of_user_tokens).to(x.device()), &kv);
   return output(hidden.narrow(1, lay.width - 1, 1));                          // [B, 1, D]
 }

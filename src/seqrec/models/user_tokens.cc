@@ -7,6 +7,7 @@
 
 #include "seqrec/common/error.h"
 #include "seqrec/config/config_node.h"
+#include "seqrec/nn/llama_block.h"
 
 namespace seqrec::models {
 
@@ -255,11 +256,26 @@ torch::Tensor outputs_at_items(const torch::Tensor& hidden, const InsertedLayout
   return out.view({b, w, d});
 }
 
-torch::Tensor token_kv_rows(const torch::Tensor& kv, const InsertedLayout& prefix, int64_t k) {
-  const int64_t b = kv.size(0);
+TokenCache token_cache_from_layers(const std::vector<nn::KvCache>& layers, const InsertedLayout& prefix,
+                                   const data::SequenceBatch& batch, const PersonalizedOptions& options) {
+  const int64_t k = options.number_of_user_tokens;
+  TokenCache cache;
+  const int64_t b = prefix.cu_seqlens.size(0) - 1;
   auto lengths = prefix.cu_seqlens.narrow(0, 1, b) - prefix.cu_seqlens.narrow(0, 0, b);
-  auto rows = (token_rows(prefix, k) + (prefix.width - lengths).unsqueeze(1)).to(kv.device()).view({b, 1, k, 1});
-  return kv.gather(2, rows.expand({b, kv.size(1), k, kv.size(3)})).contiguous();
+  auto rows = (token_rows(prefix, k) + (prefix.width - lengths).unsqueeze(1)).view({b, 1, k, 1});  // padded rows
+  for (const auto& layer : layers) {
+    if (rows.device() != layer.k.device()) rows = rows.to(layer.k.device());
+    cache.keys.push_back(layer.k.gather(2, rows.expand({b, layer.k.size(1), k, layer.k.size(3)})).contiguous());
+    cache.values.push_back(layer.v.gather(2, rows.expand({b, layer.v.size(1), k, layer.v.size(3)})).contiguous());
+  }
+  finish_token_cache(&cache, prefix, batch, options);
+  return cache;
+}
+
+std::vector<nn::KvCache> layer_caches(const TokenCache& cache) {
+  std::vector<nn::KvCache> layers(cache.keys.size());
+  for (size_t l = 0; l < layers.size(); ++l) layers[l] = {cache.keys[l], cache.values[l]};
+  return layers;
 }
 
 torch::Tensor cached_recent_mask(const InsertedLayout& recent, int64_t k) {

@@ -26,6 +26,10 @@ namespace seqrec::config {
 class ConfigNode;
 }
 
+namespace seqrec::nn {
+struct KvCache;
+}
+
 namespace seqrec::models {
 
 /// PerSRec options (the `model.personalized:` subtree of an hstu model).
@@ -116,8 +120,13 @@ std::pair<torch::Tensor, torch::Tensor> inserted_inputs(const InsertedLayout& la
 torch::Tensor outputs_at_items(const torch::Tensor& hidden, const InsertedLayout& lay, int64_t b, int64_t w,
                                bool last_only);
 
-/// The K token rows of cached keys or values [B, H, Wc, hd] of a prefix layout: [B, H, K, hd].
-torch::Tensor token_kv_rows(const torch::Tensor& kv, const InsertedLayout& prefix, int64_t k);
+/// The cache of a prefix forward: each layer's keys and values [B, H, Wc, hd] (after RoPE) cut to
+/// the K token rows [B, H, K, hd], then finish_token_cache.
+TokenCache token_cache_from_layers(const std::vector<nn::KvCache>& layers, const InsertedLayout& prefix,
+                                   const data::SequenceBatch& batch, const PersonalizedOptions& options);
+
+/// A cache's keys and values as the per-layer caches the decoder blocks extend.
+std::vector<nn::KvCache> layer_caches(const TokenCache& cache);
 
 /// The additive mask of the cached forward of a recent layout: keys [K tokens | recent], every real
 /// row sees the tokens, recent rows causally: [B, 1, Wr, K + Wr].
