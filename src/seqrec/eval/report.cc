@@ -149,8 +149,9 @@ RunLog read_run_log(const std::string& run_dir) {
     run.lines.push_back(std::move(line));
   }
   if (run.lines.empty()) throw DataError(path + ": empty (the run has not evaluated anything yet)");
-  // A fresh `train` into the same folder appends a new training: one starts where, right after a
-  // test line, an evaluation goes back in epochs. Only the last training is reported.
+  // Before 2026-12-03 a fresh `train` into a used folder appended to its metrics.jsonl (today it
+  // starts the file anew): in such files a training starts where, right after a test line, an
+  // evaluation goes back in epochs. Only the last training is reported.
   size_t start = 0;
   std::map<std::string, int64_t> last_epoch;  // per evaluated split
   std::string previous;                       // split of the previous evaluation line

@@ -30,7 +30,7 @@ struct RunLog {
   std::string dir;                 ///< as given
   std::string name;                ///< the run's label in the report (its folder name, made unique)
   std::vector<MetricsLine> lines;  ///< in file order, of the last training in the file
-  int64_t trainings = 1;           ///< trainings appended to the file (a fresh `train` into the same folder)
+  int64_t trainings = 1;           ///< trainings in the file (older seqrec appended a fresh `train` to a used folder's)
   /// The run's final test line (the last line with split "test"), or nullptr.
   const MetricsLine* final_test() const;
 };
