@@ -9,9 +9,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <regex>
@@ -63,9 +65,9 @@ class LaunchTest : public ::testing::Test {
 
 // 8 users x 9 items and L = 6: every user gives one training sample of 6 full positions, so the
 // per-rank mean losses of 2 x 4 sequences average to the 8-sequence mean exactly.
-std::string exact_step_config(const TempDir& dir, const std::string& out, int64_t batch) {
+std::string exact_step_config(const TempDir& dir, const std::string& out, int64_t batch, int users = 8) {
   std::string seqs;
-  for (int u = 0; u < 8; ++u) {
+  for (int u = 0; u < users; ++u) {
     seqs += "u" + std::to_string(u);
     for (int i = 0; i < 9; ++i) seqs += " " + std::to_string(1 + (u * 5 + i * 7) % 30);
     seqs += "\n";
@@ -106,6 +108,68 @@ TEST_F(LaunchTest, TwoWorkersOneStepEqualsOneProcessWithDoubleBatch) {
   EXPECT_EQ(ja["users"], jb["users"]);
   for (const char* k : {"hr@1", "hr@5", "hr@10", "ndcg@10", "mrr"})
     EXPECT_NEAR(ja[k].get<double>(), jb[k].get<double>(), 1e-6) << k;
+}
+
+void expect_same_file_tensors(const std::string& a_path, const std::string& b_path, double tolerance) {
+  auto a = seqrec::train::load_tensors(a_path, nullptr);
+  auto b = seqrec::train::load_tensors(b_path, nullptr);
+  ASSERT_EQ(a.size(), b.size()) << a_path << " vs " << b_path;
+  for (size_t i = 0; i < a.size(); ++i) {
+    ASSERT_EQ(a[i].first, b[i].first);
+    const double scale = std::max(1.0, a[i].second.abs().max().item<double>());
+    EXPECT_LT((a[i].second - b[i].second).abs().max().item<double>(), tolerance * scale)
+        << a[i].first << ": " << a_path << " vs " << b_path;
+  }
+}
+
+// 12 users, one step per epoch of the whole set (12 sequences of 6 positions), 3 epochs. AdamW's
+// eps is raised to 1e-6 so that rounding noise on exactly-zero gradient coordinates cannot become
+// steps of lr (see the gradient accumulation test in trainer_test.cc).
+const char* kThreeSteps = " --set train.epochs=3 --set train.eps=1e-6";
+
+// ZeRO-1 (sharded optimizer state) and ZeRO-2 (and gradients reduced to their owner) over 2 Gloo
+// processes: after 3 steps the weights are those of plain data parallelism and of one process with
+// the combined batch, and the consolidated optimizer state rank 0 writes is the unsharded one.
+TEST_F(LaunchTest, ZeroOneAndTwoGiveTheWeightsOfDataParallelismAndOfOneProcess) {
+  const std::string single = exact_step_config(dir_, "single", 12, 12);
+  ASSERT_EQ(run(dir_, "prepare --config " + single).code, 0);
+  Result one = run(dir_, "train --config " + single + kThreeSteps);
+  ASSERT_EQ(one.code, 0) << one.err;
+  for (int stage : {0, 1, 2}) {
+    const std::string name = "zero" + std::to_string(stage);
+    const std::string config = exact_step_config(dir_, name, 6, 12);
+    Result two = run(dir_, "launch --nproc-per-node 2 -- train --config " + config + kThreeSteps +
+                               " --set train.zero_stage=" + std::to_string(stage));
+    ASSERT_EQ(two.code, 0) << two.err;
+    if (stage > 0) EXPECT_NE(two.err.find("ZeRO-" + std::to_string(stage) + ": optimizer state"), std::string::npos) << two.err;
+    if (stage == 2) EXPECT_NE(two.err.find("reduced to their owners"), std::string::npos) << two.err;
+    expect_same_file_tensors(dir_.file("single/last.safetensors"), dir_.file(name + "/last.safetensors"), 1e-5);
+    if (stage > 0)  // weights, moments and counters of the resume unit
+      expect_same_file_tensors(dir_.file("zero0/last.state.safetensors"), dir_.file(name + "/last.state.safetensors"), 1e-5);
+  }
+}
+
+// The state a ZeRO-2 job of 2 ranks writes after epoch 1 resumes at 1 and at 3 ranks: after the
+// next two steps the weights are those of the uninterrupted 2-rank run.
+TEST_F(LaunchTest, ZeroStateWrittenAtTwoRanksResumesAtOneAndThreeRanks) {
+  const std::string two = exact_step_config(dir_, "two", 6, 12);
+  ASSERT_EQ(run(dir_, "prepare --config " + two).code, 0);
+  Result full = run(dir_, "launch --nproc-per-node 2 -- train --config " + two + kThreeSteps + " --set train.zero_stage=2");
+  ASSERT_EQ(full.code, 0) << full.err;
+  const std::string cut = exact_step_config(dir_, "cut", 6, 12);
+  Result first = run(dir_, "launch --nproc-per-node 2 -- train --config " + cut +
+                               " --set train.epochs=1 --set train.eps=1e-6 --set train.zero_stage=2");
+  ASSERT_EQ(first.code, 0) << first.err;
+  for (int world : {1, 3}) {
+    const std::string name = "resumed" + std::to_string(world);
+    std::filesystem::copy(dir_.file("cut"), dir_.file(name), std::filesystem::copy_options::recursive);
+    const std::string config = exact_step_config(dir_, name, 12 / world, 12);
+    const std::string cmd = "train --config " + config + kThreeSteps + " --set train.zero_stage=2 --resume";
+    Result r = run(dir_, world == 1 ? cmd : "launch --nproc-per-node 3 -- " + cmd);
+    ASSERT_EQ(r.code, 0) << r.err;
+    EXPECT_NE(r.err.find("resuming"), std::string::npos) << r.err;
+    expect_same_file_tensors(dir_.file("two/last.safetensors"), dir_.file(name + "/last.safetensors"), 1e-5);
+  }
 }
 
 TEST_F(LaunchTest, HstuWithTwoWorkersMatchesSingleProcessValidationWithinNoise) {

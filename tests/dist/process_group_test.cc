@@ -284,6 +284,67 @@ TEST_F(DistTest, ParameterWithoutGradientOnOneRankGetsTheMeanOfTheOthers) {
   }
 }
 
+// Gradient accumulation (no_sync): two backward passes without communication, then one with;
+// every rank gets the mean over ranks of its summed gradients. A parameter that only got gradients
+// in the silent passes contributes what .grad holds.
+TEST_F(DistTest, SilentBackwardPassesAccumulateAndTheSyncedOneSendsTheirSum) {
+  std::vector<torch::Tensor> a(2), c(2);
+  on_each_rank(2, [&](int64_t r) {
+    auto pa = torch::ones({3}, torch::requires_grad());
+    auto pc = torch::ones({2}, torch::requires_grad());
+    GradientReducer reducer(groups_[r], {{"a", pa}, {"c", pc}});
+    reducer.set_sync(false);
+    ((pa * float(r + 1)).sum() + (pc * 3.0f).sum()).backward();  // a: r+1, c: 3
+    (pa * 10.0f).sum().backward();                               // a: +10
+    reducer.set_sync(true);
+    (pa * float(100 * (r + 1))).sum().backward();                // a: +100 (r+1); c untouched
+    reducer.finish();
+    a[r] = pa.grad().clone();
+    c[r] = pc.grad().clone();
+  });
+  // a: rank 0 sums 1 + 10 + 100 = 111, rank 1 2 + 10 + 200 = 212: mean 161.5. c: 3 on both.
+  for (int64_t r = 0; r < 2; ++r) {
+    EXPECT_TRUE(a[r].allclose(torch::full({3}, 161.5f))) << a[r];
+    EXPECT_TRUE(c[r].allclose(torch::full({2}, 3.0f))) << c[r];
+  }
+}
+
+// ZeRO-2: each bucket is reduced to its owner only; the other rank keeps no gradient for it.
+TEST_F(DistTest, OwnedBucketsAreReducedToTheirOwnerAndReleasedElsewhere) {
+  std::vector<std::vector<torch::Tensor>> grads(2);
+  std::vector<int64_t> sent(2);
+  on_each_rank(2, [&](int64_t r) {
+    std::vector<torch::Tensor> ps;
+    std::vector<std::pair<std::string, torch::Tensor>> named;
+    for (int i = 0; i < 4; ++i) {
+      ps.push_back(torch::ones({64}, torch::requires_grad()));
+      named.emplace_back("p" + std::to_string(i), ps.back());
+    }
+    GradientReducerOptions ro;
+    ro.owners = {0, 0, 1, 1};
+    ro.bucket_bytes = 256;  // one parameter per bucket
+    GradientReducer reducer(groups_[r], named, ro);
+    for (int step = 0; step < 2; ++step) {  // the second step starts from released gradients
+      for (auto& p : ps)
+        if (p.grad().defined()) p.mutable_grad().zero_();
+      torch::Tensor loss = torch::zeros({});
+      for (int i = 0; i < 4; ++i) loss = loss + (ps[i] * float((i + 1) * (r + 1))).sum();
+      loss.backward();
+      reducer.finish();
+    }
+    for (auto& p : ps) grads[r].push_back(p.grad().defined() ? p.grad().clone() : torch::Tensor());
+    sent[r] = reducer.bytes_per_step();
+  });
+  for (int64_t r = 0; r < 2; ++r)
+    for (int i = 0; i < 4; ++i) {
+      const bool owned = (i < 2) == (r == 0);
+      ASSERT_EQ(grads[r][i].defined(), owned) << "rank " << r << " p" << i;
+      // mean over ranks of (i+1)(r+1): (i+1) * 1.5
+      if (owned) EXPECT_TRUE(grads[r][i].allclose(torch::full({64}, 1.5f * float(i + 1)))) << grads[r][i];
+    }
+  EXPECT_EQ(sent[0], 4 * 64 * 4);
+}
+
 // Issue 6 (d): the gathered pool has world x batch x (S+1) rows and the gradients of every rank's
 // loss flow back to each rank's own item embeddings.
 TEST_F(DistTest, GatheredNegativePoolHasAllRanksRowsAndGradientsReachEachRank) {

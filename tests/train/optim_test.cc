@@ -5,6 +5,7 @@
 
 #include "seqrec/common/error.h"
 #include "seqrec/train/optim.h"
+#include "seqrec/train/zero.h"
 #include "support.h"
 
 namespace seqrec::train {
@@ -157,6 +158,48 @@ TEST(AdamW, LoadStateRejectsMissingOrMisshapenTensors) {
   }
   ASSERT_THROWS_WITH(opt.load_state({{"w.exp_avg", torch::zeros({2})}, {"w.exp_avg_sq", torch::zeros({2})}}, 1),
                      "shape mismatch for 'w'");
+}
+
+// ZeRO-1/2: an optimizer that owns a share of the parameters updates and keeps moments for that
+// share only, and its state lists only those; loading takes its share out of a full state.
+TEST(AdamW, OwnedShareIsTheOnlyOneUpdatedAndStored) {
+  auto a = torch::tensor({1.0}, torch::kDouble).requires_grad_();
+  auto b = torch::tensor({2.0}, torch::kDouble).requires_grad_();
+  AdamW full({{"a", a.detach().clone().requires_grad_()}, {"b", b.detach().clone().requires_grad_()}}, {0.1});
+  AdamW share({{"a", a}, {"b", b}}, {0.1}, {false, true});
+  for (auto* opt : {&full, &share}) {
+    for (auto& [name, p] : opt->params()) {
+      auto q = p;
+      set_grad(q, torch::tensor({0.5}, torch::kDouble));
+    }
+    opt->step(0.1);
+  }
+  EXPECT_EQ(a.item<double>(), 1.0);  // not owned: untouched
+  EXPECT_EQ(b.item<double>(), full.params()[1].second.item<double>());
+  EXPECT_NE(b.item<double>(), 2.0);
+  auto st = share.state();
+  ASSERT_EQ(st.size(), 2u);
+  EXPECT_EQ(st[0].first, "b.exp_avg");
+  EXPECT_EQ(st[1].first, "b.exp_avg_sq");
+  AdamW again({{"a", a}, {"b", b}}, {0.1}, {false, true});
+  again.load_state(full.state(), 1);  // the full state holds a's moments too: ignored
+  EXPECT_TRUE(again.state()[0].second.equal(full.state()[2].second));
+  EXPECT_THROW((AdamW({{"a", a}}, {0.1}, {true, false})), Error);
+}
+
+// Parameters are cut into contiguous runs from the last one, balanced by element count.
+TEST(ShardPlan, BalancedContiguousRunsFromTheLastParameter) {
+  auto t = [](int64_t n) { return torch::zeros({n}); };
+  // Element counts 10, 10, 40, 20, 20 (total 100). From the end: midpoints 10, 30, 60, 85, 95 of
+  // 100 -> ranks 0, 0, 1, 1, 1 for world 2 (shares 40 / 60); world 4: 0, 1, 2, 3, 3.
+  NamedTensors ps = {{"p0", t(10)}, {"p1", t(10)}, {"p2", t(40)}, {"p3", t(20)}, {"p4", t(20)}};
+  const ShardPlan two = ShardPlan::balanced(ps, 2);
+  EXPECT_EQ(two.owner, (std::vector<int64_t>{1, 1, 1, 0, 0}));
+  EXPECT_EQ(two.numel_owned_by(0, ps), 40);
+  EXPECT_EQ(two.numel_owned_by(1, ps), 60);
+  EXPECT_EQ(ShardPlan::balanced(ps, 4).owner, (std::vector<int64_t>{3, 3, 2, 1, 0}));
+  EXPECT_EQ(ShardPlan::balanced(ps, 1).owner, (std::vector<int64_t>{0, 0, 0, 0, 0}));
+  EXPECT_EQ(two.owned_by(0), (std::vector<bool>{false, false, false, true, true}));
 }
 
 }  // namespace

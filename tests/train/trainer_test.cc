@@ -266,6 +266,44 @@ TEST_F(TrainerTest, ShortTrainingLowersLossAndBeatsMostPop) {
   EXPECT_DOUBLE_EQ(summary.best_metric, eval::evaluate(*model, st, data::Split::kValid, s.eval, kMaxLen).metrics.at("hr@10"));
 }
 
+// train.grad_accum_steps: 4 batches of 8 per optimiser step leave the weights (and moments) of
+// batches of 32, over a whole epoch of 7 steps. Softmax loss and no dropout: nothing random differs
+// between the two runs (sampled negatives are drawn per batch, so they would).
+TEST_F(TrainerTest, GradientAccumulationOfFourBatchesEqualsOneBatchOfFourTimesTheSize) {
+  auto st = store();
+  const char* yaml = "name: sasrec\nvariant: gr\nhidden_dim: 16\nnum_blocks: 1\nnum_heads: 2\ndropout: 0.0\n";
+  NamedTensors weights[2], moments[2];
+  for (int run = 0; run < 2; ++run) {
+    TempDir out;
+    auto s = setup(out.path(), 1, st);
+    s.train.loss.name = "softmax";
+    s.train.loss.temperature = 0.1;
+    s.train.batch_size = run == 0 ? 32 : 8;
+    s.train.grad_accum_steps = run == 0 ? 1 : 4;
+    s.train.clip_norm = 1.0;  // clipping sees the accumulated gradient
+    // AdamW divides each coordinate by its own gradient scale: where the exact gradient is 0 (the
+    // key bias, to which softmax attention is invariant) the two runs' different rounding noise
+    // (~1e-9) would become steps of up to lr. eps 1e-6 keeps that below 1e-5 per step.
+    s.train.eps = 1e-6;
+    auto model = build(yaml, s.context);
+    Trainer(model, st, s).fit(false);
+    NamedTensors opt;
+    const TrainCounters c = load_train_state(out.file("last.state.safetensors"), *model, &opt);
+    EXPECT_EQ(c.step, 7) << "run " << run;  // 200 users: ceil(200 / 32) = 7 = ceil(ceil(200 / 8) / 4)
+    weights[run] = load_tensors(out.file("last.safetensors"), nullptr);
+    moments[run] = opt;
+  }
+  ASSERT_EQ(weights[0].size(), weights[1].size());
+  for (size_t i = 0; i < weights[0].size(); ++i)
+    EXPECT_LT((weights[0][i].second - weights[1][i].second).abs().max().item<double>(), 2e-5) << weights[0][i].first;
+  ASSERT_EQ(moments[0].size(), moments[1].size());
+  for (size_t i = 0; i < moments[0].size(); ++i) {
+    const auto& a = moments[0][i].second;
+    const double scale = a.abs().max().item<double>();
+    EXPECT_LT((a - moments[1][i].second).abs().max().item<double>(), 1e-4 * scale + 1e-12) << moments[0][i].first;
+  }
+}
+
 TEST_F(TrainerTest, HoldoutOneEvaluatesTestWithoutSelectionAndTestsTheLastModel) {
   // GR's protocol: the validation item is trained on, every evaluation is on the test split, patience
   // stops nothing and the model tested is the last epoch's.
@@ -441,6 +479,16 @@ TEST_F(TrainerTest, BadModelConfigInACheckpointNamesTheCheckpoint) {
   save_checkpoint(out.file("bad.safetensors"), *model, "name: sasrec\nhidden_dim: 16\nnum_heads: 3\n", s.context);
   ASSERT_THROWS_WITH(load_checkpoint(out.file("bad.safetensors")),
                      out.file("bad.safetensors") + ": the model config stored in this checkpoint is invalid: ");
+}
+
+TEST(TrainerOptionsTest, AccumulationAndZeroStageAreChecked) {
+  auto read = [](const std::string& yaml) {
+    return config::read_train_options(config::ConfigNode::parse("train:\n" + yaml).child("train"));
+  };
+  EXPECT_EQ(read("  grad_accum_steps: 4\n  zero_stage: 2\n").zero_stage, 2);
+  ASSERT_THROWS_WITH(read("  grad_accum_steps: 0\n"), "train.grad_accum_steps");
+  ASSERT_THROWS_WITH(read("  zero_stage: 3\n"), "train.zero_stage: 3 (sharded parameters) is not implemented yet");
+  ASSERT_THROWS_WITH(read("  zero_stage: 4\n"), "train.zero_stage: must be 0, 1 or 2");
 }
 
 TEST(TrainerDeviceTest, DeviceNamesAreCheckedAndCudaWithoutAGpuIsAConfigError) {

@@ -71,6 +71,9 @@ struct TrainOptions {
   bool length_bucketing = false;     ///< group similar lengths into batches (off: random batches, as
                                      ///< the papers' code; bucketing costs quality, docs/benchmarks.md)
   std::string device = "cpu";        ///< cpu | cuda (the GPU LOCAL_RANK names; cuda:N for one of them)
+  int64_t grad_accum_steps = 1;      ///< micro-batches of batch_size per optimiser step (sums of exact
+                                     ///< per-position losses: equal to one batch of grad_accum_steps x batch_size)
+  int64_t zero_stage = 0;            ///< data parallel: 0 replicated (DDP), 1 optimizer state sharded, 2 and gradients
   LossOptions loss;                  ///< train.loss
 };
 

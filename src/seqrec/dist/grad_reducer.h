@@ -5,6 +5,12 @@
 // torch/nn/parallel/distributed.py drives it (bucket assignment, prepare_for_backward every
 // iteration, bucket rebuilds), an internal protocol that changes between releases. finish() waits,
 // averages and writes the result into each parameter's .grad.
+//
+// Gradient accumulation (DDP's no_sync): with set_sync(false), backward leaves gradients in .grad and
+// sends nothing; the next backward with sync on sends the sum of everything accumulated.
+// ZeRO-2 (options.owners): each bucket holds the parameters of one rank and is reduced to that rank
+// only; after finish() a rank holds the mean gradient of the parameters it owns and no gradient
+// for the others (their .grad is released as soon as their bucket has been sent).
 #pragma once
 
 #include <torch/types.h>
@@ -22,6 +28,9 @@ class ProcessGroup;
 /// Bucketing knobs.
 struct GradientReducerOptions {
   int64_t bucket_bytes = 25 << 20;   ///< bucket size cap (PyTorch DDP's default, 25 MiB)
+  /// ZeRO-2: the rank that owns each parameter (same order as the parameters; empty: every rank
+  /// gets every mean gradient, plain all-reduce).
+  std::vector<int64_t> owners;
 };
 
 /// Averages gradients across the ranks of `group`; one instance per model, alive while training.
@@ -38,6 +47,9 @@ class GradientReducer {
   /// no gradient this step contributes zeros), waits for all, and sets every .grad to the mean over
   /// ranks.
   void finish();
+  /// Off: the following backward passes only accumulate into .grad (no communication); turn it
+  /// back on before the last backward of an optimiser step.
+  void set_sync(bool sync);
   /// Number of buckets (in reduction order: last parameters first, as gradients become ready).
   int64_t num_buckets() const;
   /// Bytes all-reduced per step (the sum of the bucket sizes).

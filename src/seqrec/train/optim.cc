@@ -7,11 +7,15 @@
 
 namespace seqrec::train {
 
-AdamW::AdamW(std::vector<std::pair<std::string, torch::Tensor>> params, AdamWOptions options)
-    : params_(std::move(params)), options_(options) {
-  for (auto& [name, p] : params_) {
-    exp_avg_.push_back(torch::zeros_like(p));
-    exp_avg_sq_.push_back(torch::zeros_like(p));
+AdamW::AdamW(std::vector<std::pair<std::string, torch::Tensor>> params, AdamWOptions options, std::vector<bool> owned)
+    : params_(std::move(params)), owned_(std::move(owned)), options_(options) {
+  if (!owned_.empty() && owned_.size() != params_.size())
+    throw Error("AdamW: ownership given for " + std::to_string(owned_.size()) + " of " +
+                std::to_string(params_.size()) + " parameters");
+  for (size_t i = 0; i < params_.size(); ++i) {
+    const auto& p = params_[i].second;
+    exp_avg_.push_back(owns(i) ? torch::zeros_like(p) : torch::Tensor());
+    exp_avg_sq_.push_back(owns(i) ? torch::zeros_like(p) : torch::Tensor());
   }
 }
 
@@ -27,7 +31,7 @@ void AdamW::step(double lr) {
   const double bc2 = 1.0 - std::pow(options_.beta2, static_cast<double>(step_));
   for (size_t i = 0; i < params_.size(); ++i) {
     torch::Tensor& p = params_[i].second;
-    if (!p.grad().defined()) continue;
+    if (!owns(i) || !p.grad().defined()) continue;
     const torch::Tensor& g = p.grad();
     // torch.optim.AdamW: p *= 1 - lr * wd; m, v moments; p -= lr / bc1 * m / (sqrt(v) / sqrt(bc2) + eps).
     if (options_.weight_decay != 0) p.mul_(1.0 - lr * options_.weight_decay);
@@ -41,6 +45,7 @@ void AdamW::step(double lr) {
 std::vector<std::pair<std::string, torch::Tensor>> AdamW::state() const {
   std::vector<std::pair<std::string, torch::Tensor>> out;
   for (size_t i = 0; i < params_.size(); ++i) {
+    if (!owns(i)) continue;
     out.emplace_back(params_[i].first + ".exp_avg", exp_avg_[i]);
     out.emplace_back(params_[i].first + ".exp_avg_sq", exp_avg_sq_[i]);
   }
@@ -55,6 +60,7 @@ void AdamW::load_state(const std::vector<std::pair<std::string, torch::Tensor>>&
   };
   torch::NoGradGuard no_grad;
   for (size_t i = 0; i < params_.size(); ++i) {
+    if (!owns(i)) continue;
     const auto& m = find(params_[i].first + ".exp_avg");
     const auto& v = find(params_[i].first + ".exp_avg_sq");
     if (m.sizes() != params_[i].second.sizes() || v.sizes() != params_[i].second.sizes())
@@ -75,11 +81,13 @@ double scheduled_lr(const std::string& schedule, double lr, int64_t step, int64_
   return lr * (min_ratio + (1.0 - min_ratio) * cosine);
 }
 
-double clip_grad_norm(const std::vector<std::pair<std::string, torch::Tensor>>& params, double max_norm) {
+double clip_grad_norm(const std::vector<std::pair<std::string, torch::Tensor>>& params, double max_norm,
+                      const std::function<double(double)>& sum_over_ranks) {
   torch::NoGradGuard no_grad;
   double total_sq = 0;
   for (const auto& [name, p] : params)
     if (p.grad().defined()) total_sq += p.grad().pow(2).sum().item<double>();
+  if (sum_over_ranks) total_sq = sum_over_ranks(total_sq);
   const double norm = std::sqrt(total_sq);
   if (max_norm > 0 && norm > max_norm) {
     const double scale = max_norm / (norm + 1e-6);

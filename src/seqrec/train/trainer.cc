@@ -16,6 +16,7 @@
 #include "seqrec/dist/grad_reducer.h"
 #include "seqrec/dist/process_group.h"
 #include "seqrec/eval/evaluator.h"
+#include "seqrec/models/molar.h"
 #include "seqrec/train/losses.h"
 
 namespace seqrec::train {
@@ -96,7 +97,8 @@ eval::EvalResult Trainer::evaluate_split(data::Split split) {
 
 double Trainer::train_epoch(int64_t epoch, AdamW& optimizer, data::TrainBatcher& batcher) {
   const auto& t = setup_.train;
-  const int64_t steps_per_epoch = batcher.batches_per_epoch();
+  const int64_t accum = t.grad_accum_steps;
+  const int64_t steps_per_epoch = (batcher.batches_per_epoch() + accum - 1) / accum;
   const int64_t total_steps = steps_per_epoch * t.epochs;
   const int64_t warmup = t.warmup_steps > 0 ? t.warmup_steps
                                             : static_cast<int64_t>(std::floor(t.warmup_ratio * total_steps));
@@ -110,27 +112,53 @@ double Trainer::train_epoch(int64_t epoch, AdamW& optimizer, data::TrainBatcher&
   batcher.start_epoch(epoch);
   ProgressBar bar("epoch " + std::to_string(epoch + 1) + "/" + std::to_string(t.epochs), steps_per_epoch,
                   t.log_every);
-  data::SequenceBatch batch;
+  std::vector<data::SequenceBatch> micro;
   double loss_sum = 0;
   int64_t step = 0;
   const auto& params = optimizer.params();
-  while (batcher.next(&batch)) {
-    if (!device_.is_cpu()) batch = batch.to(device_);
+  while (true) {
+    // One optimiser step = `accum` consecutive batches of the epoch (fewer at its end).
+    micro.clear();
+    for (data::SequenceBatch batch; static_cast<int64_t>(micro.size()) < accum && batcher.next(&batch);)
+      micro.push_back(std::move(batch));
+    if (micro.empty()) break;
+    // Every loss is a mean over target positions: weighting each micro-batch's mean by its share of
+    // the step's positions makes the summed gradient that of the mean over all of them.
+    std::vector<double> weight(micro.size(), 1.0);
+    if (micro.size() > 1) {
+      double total = 0;
+      for (size_t i = 0; i < micro.size(); ++i) total += weight[i] = micro[i].targets.ne(0).sum().item<double>();
+      for (double& w : weight) w = total > 0 ? w / total : 0;
+    }
     const double lr = scheduled_lr(t.schedule, t.lr, optimizer.step_count(), total_steps, warmup, t.min_lr_ratio);
     optimizer.zero_grad();
-    torch::Tensor loss = compute_loss(*model_, batch, t.loss);
-    loss.backward();
+    double l = 0;
+    int64_t sequences = 0;
+    for (size_t i = 0; i < micro.size(); ++i) {
+      if (reducer_) reducer_->set_sync(i + 1 == micro.size());  // communicate once per step
+      sequences += micro[i].item_ids.size(0);
+      if (weight[i] == 0) continue;  // no target position (the reducer sends what .grad holds)
+      const data::SequenceBatch batch = device_.is_cpu() ? micro[i] : micro[i].to(device_);
+      torch::Tensor loss = compute_loss(*model_, batch, t.loss);
+      (micro.size() == 1 ? loss : loss * weight[i]).backward();
+      l += loss.item<double>() * weight[i];
+    }
     if (sync_) sync_(params);  // the one place where gradients of all processes meet
-    if (t.clip_norm > 0) clip_grad_norm(params, t.clip_norm);
+    if (t.clip_norm > 0) {
+      if (plan_)  // ZeRO: the norm over the owned gradients of all ranks
+        clip_grad_norm(owned_params_, t.clip_norm, [this](double sq) { return setup_.group->all_reduce_sum({sq})[0]; });
+      else
+        clip_grad_norm(params, t.clip_norm);
+    }
     optimizer.step(lr);
-    const double l = loss.item<double>();
+    if (plan_) broadcast_from_owners(*setup_.group, *plan_, params);
     if (!std::isfinite(l)) throw Error("training diverged: loss is " + std::to_string(l) + " at epoch " +
                                        std::to_string(epoch + 1) + " step " + std::to_string(step + 1) +
                                        " (try a lower train.lr or train.clip_norm)");
     loss_sum += l;
     ++step;
     // seq/s of the whole job: every rank's batch has this size, up to one sequence in the last step.
-    if (setup_.rank == 0) bar.update(step, l, lr, batch.item_ids.size(0) * setup_.world_size);
+    if (setup_.rank == 0) bar.update(step, l, lr, sequences * setup_.world_size);
   }
   const double mean = step > 0 ? loss_sum / step : 0;
   if (setup_.rank == 0) bar.finish(mean);
@@ -151,14 +179,25 @@ TrainSummary Trainer::fit(bool resume) {
   NamedTensors params;
   for (const auto& p : model_->named_parameters())
     if (p.value().requires_grad()) params.emplace_back(p.key(), p.value());
-  AdamW optimizer(params, {t.lr, t.beta1, t.beta2, t.eps, t.weight_decay});
+  const bool data_parallel = setup_.group && setup_.world_size > 1;
+  if (t.zero_stage > 0 && data_parallel) {
+    plan_ = ShardPlan::balanced(params, setup_.world_size);
+    owned_params_.clear();
+    for (size_t i = 0; i < params.size(); ++i)
+      if (plan_->owner[i] == setup_.rank) owned_params_.push_back(params[i]);
+  } else if (t.zero_stage > 0 && writer) {
+    log_info("train.zero_stage %ld: one process owns every parameter (ZeRO shards across ranks of `seqrec launch`)",
+             long(t.zero_stage));
+  }
+  AdamW optimizer(params, {t.lr, t.beta1, t.beta2, t.eps, t.weight_decay},
+                  plan_ ? plan_->owned_by(setup_.rank) : std::vector<bool>{});
+  NamedTensors full_opt_state;  // a resume's optimizer state as read by this rank (ZeRO: rank 0 hands it out)
 
   bool stopped = false;  // early stopping ended the run (a resumed one trains no further)
   if (resume && path_exists(state_path)) {
     // One file holds weights, moments and counters: they always belong to the same epoch.
-    NamedTensors opt_state;
-    const TrainCounters c = load_train_state(state_path, *model_, &opt_state);
-    optimizer.load_state(opt_state, c.step);
+    const TrainCounters c = load_train_state(state_path, *model_, &full_opt_state);
+    optimizer.load_state(full_opt_state, c.step);
     start_epoch = c.epoch;
     best = c.best_metric;
     summary.best_epoch = c.best_epoch;
@@ -176,7 +215,7 @@ TrainSummary Trainer::fit(bool resume) {
     // A fresh run's log starts empty (a run killed in its first epoch may have left a line).
     if (writer && path_exists(log_path)) write_file_atomic(log_path, "");
   }
-  if (setup_.group && setup_.world_size > 1) {
+  if (data_parallel) {
     // Rank 0's view wins (out_dir need not be shared between machines): same weights, optimizer
     // state and loop counters everywhere, hence the same number of steps and the same decisions.
     auto counters = torch::tensor({double(start_epoch), double(optimizer.step_count()), best,
@@ -190,7 +229,9 @@ TrainSummary Trainer::fit(bool resume) {
     bad_evals = static_cast<int64_t>(c[4]);
     stopped = c[5] != 0;
     broadcast_model();
-    if (c[1] > 0) {
+    if (c[1] > 0 && plan_) {
+      distribute_optimizer_state(*setup_.group, *plan_, full_opt_state, static_cast<int64_t>(c[1]), optimizer);
+    } else if (c[1] > 0) {
       NamedTensors state = optimizer.state();
       std::vector<torch::Tensor> tensors;
       for (auto& [name, tensor] : state) tensors.push_back(tensor);
@@ -198,13 +239,23 @@ TrainSummary Trainer::fit(bool resume) {
       optimizer.load_state(state, static_cast<int64_t>(c[1]));
     }
     if (!sync_) {
-      reducer_ = std::make_shared<dist::GradientReducer>(setup_.group, params);
+      dist::GradientReducerOptions ro;
+      if (plan_ && t.zero_stage >= 2) ro.owners = plan_->owner;
+      reducer_ = std::make_shared<dist::GradientReducer>(setup_.group, params, ro);
       auto reducer = reducer_;
       sync_ = [reducer](const NamedTensors&) { reducer->finish(); };
       if (writer)
-        log_info("data parallel: %ld ranks (%s), %ld gradient buckets, %.2f MB all-reduced per step",
+        log_info("data parallel: %ld ranks (%s), %ld gradient buckets, %.2f MB %s per step",
                  long(setup_.world_size), setup_.group->backend().c_str(), long(reducer_->num_buckets()),
-                 reducer_->bytes_per_step() / 1e6);
+                 reducer_->bytes_per_step() / 1e6, ro.owners.empty() ? "all-reduced" : "reduced to their owners");
+    }
+    if (plan_ && writer) {
+      int64_t total = 0;
+      for (auto& [name, p] : params) total += p.numel();
+      log_info("ZeRO-%ld: optimizer state%s sharded by parameter; rank 0 owns %ld of %ld parameters (%.1f%% of "
+               "the elements)", long(t.zero_stage), t.zero_stage >= 2 ? " and gradients" : "",
+               long(owned_params_.size()), long(params.size()),
+               100.0 * double(plan_->numel_owned_by(0, params)) / double(std::max<int64_t>(total, 1)));
     }
   }
   summary.best_metric = best;
@@ -235,6 +286,15 @@ TrainSummary Trainer::fit(bool resume) {
                for (auto& [k, p] : params) n += p.numel();
                return n;
              }()));
+  if (writer && t.grad_accum_steps > 1) {
+    log_info("gradient accumulation: %ld micro-batches of %ld per optimiser step (%ld steps/epoch)",
+             long(t.grad_accum_steps), long(t.batch_size),
+             long((batcher.batches_per_epoch() + t.grad_accum_steps - 1) / t.grad_accum_steps));
+    // Exact for per-position losses; a loss over a pool of the batch sees each micro-batch's pool.
+    if ((t.loss.name == "nce" && t.loss.shared_pool) || dynamic_cast<models::AuxiliaryLossModel*>(model_.get()))
+      log_info("gradient accumulation: the shared negative pool / in-batch alignment loss is formed per "
+               "micro-batch of %ld (as DeepSpeed's accumulation does), not over the whole step", long(t.batch_size));
+  }
 
   // holdout 1 (GR's protocol): no validation split. Evaluations during training are on the test
   // split and only logged; nothing is selected on them and the last epoch's model is tested.
@@ -282,10 +342,12 @@ TrainSummary Trainer::fit(bool resume) {
         if (writer) log_info("early stop: no improvement in %ld evaluations", long(bad_evals));
       }
     }
+    // ZeRO: the owners' moments meet on rank 0, which writes one consolidated state for any world size.
+    const NamedTensors opt_state = plan_ ? consolidate_optimizer_state(*setup_.group, *plan_, optimizer) : NamedTensors{};
     if (writer) {
       // The state is the commit point of the epoch; last.safetensors is a copy of its weights for
       // eval and serve (a resume rewrites it when a kill fell between the two).
-      save_train_state(state_path, *model_, optimizer.state(),
+      save_train_state(state_path, *model_, plan_ ? opt_state : optimizer.state(),
                        {epoch + 1, optimizer.step_count(), best, summary.best_epoch, bad_evals, stop,
                         path_exists(log_path) ? read_file(log_path) : ""});
       crash_point("train.after_state");

@@ -12,7 +12,10 @@
 // Data parallel (setup.group set): rank 0's weights (and, on resume, its optimizer state and loop
 // counters) are broadcast at the start, each rank trains on its shard of the samples, gradients are
 // averaged by a dist::GradientReducer, validation and test are sharded and reduced exactly, and
-// only rank 0 writes files and prints progress.
+// only rank 0 writes files and prints progress. train.zero_stage 1/2 shards the optimizer state (and
+// the gradients) by parameter (zero.h); rank 0 still writes one consolidated state file.
+// Gradient accumulation: train.grad_accum_steps consecutive batches per optimiser step, each
+// batch's mean loss weighted by its share of the step's target positions (= one batch of all).
 #pragma once
 
 #include <functional>
@@ -28,6 +31,9 @@
 #include "seqrec/data/batcher.h"
 #include "seqrec/train/checkpoint.h"
 #include "seqrec/train/optim.h"
+#include "seqrec/train/zero.h"
+
+#include <optional>
 
 namespace seqrec::dist {
 class ProcessGroup;
@@ -91,6 +97,8 @@ class Trainer {
   GradientSync sync_;
   std::vector<char> cold_items_;  ///< cold-start hold-out mask (empty = off)
   std::shared_ptr<dist::GradientReducer> reducer_;
+  std::optional<ShardPlan> plan_;  ///< ZeRO-1/2 in a data-parallel job: who owns which parameter
+  NamedTensors owned_params_;      ///< this rank's share under plan_
   torch::Device device_ = torch::kCPU;  ///< where the model and its batches live
 };
 

@@ -1,0 +1,141 @@
+// ZeRO-1/2 parameter ownership and the collectives around the optimizer step.
+#include "seqrec/train/zero.h"
+
+#include <torch/torch.h>
+
+#include <algorithm>
+
+#include "seqrec/common/error.h"
+#include "seqrec/dist/process_group.h"
+
+namespace seqrec::train {
+
+ShardPlan ShardPlan::balanced(const NamedTensors& params, int64_t world_size) {
+  ShardPlan plan;
+  plan.world_size = world_size;
+  plan.owner.assign(params.size(), 0);
+  int64_t total = 0;
+  for (const auto& [name, p] : params) total += p.numel();
+  // A parameter goes to the rank whose equal share of [0, total) holds its midpoint, counted from
+  // the last parameter; ranks never decrease along that order.
+  int64_t before = 0, rank = 0;
+  for (int64_t i = static_cast<int64_t>(params.size()) - 1; i >= 0; --i) {
+    const int64_t n = params[i].second.numel();
+    const double mid = static_cast<double>(before) + 0.5 * static_cast<double>(n);
+    const int64_t r = total > 0 ? static_cast<int64_t>(mid * static_cast<double>(world_size) / static_cast<double>(total)) : 0;
+    rank = std::min(world_size - 1, std::max(rank, r));
+    plan.owner[i] = rank;
+    before += n;
+  }
+  return plan;
+}
+
+std::vector<bool> ShardPlan::owned_by(int64_t rank) const {
+  std::vector<bool> out(owner.size());
+  for (size_t i = 0; i < owner.size(); ++i) out[i] = owner[i] == rank;
+  return out;
+}
+
+int64_t ShardPlan::numel_owned_by(int64_t rank, const NamedTensors& params) const {
+  int64_t n = 0;
+  for (size_t i = 0; i < owner.size(); ++i)
+    if (owner[i] == rank) n += params[i].second.numel();
+  return n;
+}
+
+void broadcast_from_owners(dist::ProcessGroup& group, const ShardPlan& plan, const NamedTensors& params) {
+  torch::NoGradGuard no_grad;
+  for (int64_t r = 0; r < plan.world_size; ++r) {
+    std::vector<torch::Tensor> share;
+    for (size_t i = 0; i < params.size(); ++i)
+      if (plan.owner[i] == r) share.push_back(params[i].second);
+    if (!share.empty()) group.broadcast(share, r);
+  }
+}
+
+namespace {
+
+// Rank r's parameters' moments as [exp_avg, exp_avg_sq] pairs: the optimizer's own tensors on the
+// owner, fresh buffers of the parameters' shapes elsewhere.
+std::vector<torch::Tensor> moments_of(const ShardPlan& plan, int64_t r, int64_t rank, const AdamW& optimizer,
+                                      const NamedTensors& own_state) {
+  std::vector<torch::Tensor> out;
+  size_t next = 0;  // own_state lists the owned parameters in order, two tensors each
+  for (size_t i = 0; i < plan.owner.size(); ++i) {
+    const bool mine = plan.owner[i] == rank;
+    if (plan.owner[i] == r) {
+      if (mine) {
+        out.push_back(own_state[next].second);
+        out.push_back(own_state[next + 1].second);
+      } else {
+        const auto& p = optimizer.params()[i].second;
+        out.push_back(torch::empty_like(p, p.options().requires_grad(false)));
+        out.push_back(torch::empty_like(p, p.options().requires_grad(false)));
+      }
+    }
+    if (mine) next += 2;
+  }
+  return out;
+}
+
+}  // namespace
+
+NamedTensors consolidate_optimizer_state(dist::ProcessGroup& group, const ShardPlan& plan, const AdamW& optimizer) {
+  torch::NoGradGuard no_grad;
+  const int64_t rank = group.rank();
+  const NamedTensors own = optimizer.state();
+  std::vector<std::vector<torch::Tensor>> by_rank(plan.world_size);
+  for (int64_t r = 0; r < plan.world_size; ++r) {
+    by_rank[r] = moments_of(plan, r, rank, optimizer, own);
+    if (!by_rank[r].empty() && r != 0) group.broadcast(by_rank[r], r);  // rank 0's share is already there
+    if (rank != 0) by_rank[r].clear();                                   // passing through
+  }
+  NamedTensors out;
+  if (rank != 0) return out;
+  std::vector<size_t> next(plan.world_size, 0);
+  for (size_t i = 0; i < plan.owner.size(); ++i) {
+    auto& src = by_rank[plan.owner[i]];
+    const std::string& name = optimizer.params()[i].first;
+    out.emplace_back(name + ".exp_avg", src[next[plan.owner[i]]++]);
+    out.emplace_back(name + ".exp_avg_sq", src[next[plan.owner[i]]++]);
+  }
+  return out;
+}
+
+void distribute_optimizer_state(dist::ProcessGroup& group, const ShardPlan& plan, const NamedTensors& full,
+                                int64_t step_count, AdamW& optimizer) {
+  torch::NoGradGuard no_grad;
+  const int64_t rank = group.rank();
+  auto find = [&](const std::string& name) -> const torch::Tensor& {
+    for (const auto& [n, t] : full)
+      if (n == name) return t;
+    throw CheckpointError("optimizer state: missing tensor '" + name + "'");
+  };
+  NamedTensors received;
+  for (int64_t r = 1; r < plan.world_size; ++r) {
+    std::vector<torch::Tensor> share;
+    NamedTensors named;
+    for (size_t i = 0; i < plan.owner.size(); ++i) {
+      if (plan.owner[i] != r) continue;
+      const auto& [name, p] = optimizer.params()[i];
+      for (const char* suffix : {".exp_avg", ".exp_avg_sq"}) {
+        torch::Tensor t;
+        if (rank == 0) {
+          t = find(name + suffix);
+          if (t.sizes() != p.sizes()) throw CheckpointError("optimizer state: shape mismatch for '" + name + "'");
+          t = t.to(p.dtype()).contiguous();
+        } else {
+          t = torch::empty_like(p, p.options().requires_grad(false));
+        }
+        share.push_back(t);
+        named.emplace_back(name + suffix, t);
+      }
+    }
+    if (share.empty()) continue;
+    group.broadcast(share, 0);
+    if (rank == r) received = std::move(named);
+  }
+  optimizer.load_state(rank == 0 ? full : received, step_count);
+}
+
+}  // namespace seqrec::train
