@@ -16,6 +16,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <map>
 #include <regex>
 #include <sstream>
 #include <string>
@@ -127,9 +128,22 @@ void expect_same_file_tensors(const std::string& a_path, const std::string& b_pa
 // steps of lr (see the gradient accumulation test in trainer_test.cc).
 const char* kThreeSteps = " --set train.epochs=3 --set train.eps=1e-6";
 
+// The AdamW moments of a resume state: its own "optim." tensors, or those of the shards it names.
+std::map<std::string, torch::Tensor> moments_of_state(const std::string& dir) {
+  std::map<std::string, torch::Tensor> out;
+  std::map<std::string, std::string> meta;
+  for (auto& [name, t] : seqrec::train::load_tensors(dir + "/last.state.safetensors", &meta))
+    if (name.rfind("optim.", 0) == 0) out[name.substr(6)] = t;
+  std::istringstream shards(meta["optimizer_shards"]);
+  for (std::string shard; std::getline(shards, shard);)
+    for (auto& [name, t] : seqrec::train::load_tensors(dir + "/" + shard, nullptr)) out[name] = t;
+  return out;
+}
+
 // ZeRO-1 (sharded optimizer state) and ZeRO-2 (and gradients reduced to their owner) over 2 Gloo
 // processes: after 3 steps the weights are those of plain data parallelism and of one process with
-// the combined batch, and the consolidated optimizer state rank 0 writes is the unsharded one.
+// the combined batch, and the moments (consolidated by rank 0 for ZeRO-1, one shard file per rank
+// for ZeRO-2) are DDP's.
 TEST_F(LaunchTest, ZeroOneAndTwoGiveTheWeightsOfDataParallelismAndOfOneProcess) {
   const std::string single = exact_step_config(dir_, "single", 12, 12);
   ASSERT_EQ(run(dir_, "prepare --config " + single).code, 0);
@@ -139,18 +153,30 @@ TEST_F(LaunchTest, ZeroOneAndTwoGiveTheWeightsOfDataParallelismAndOfOneProcess) 
     const std::string name = "zero" + std::to_string(stage);
     const std::string config = exact_step_config(dir_, name, 6, 12);
     Result two = run(dir_, "launch --nproc-per-node 2 -- train --config " + config + kThreeSteps +
-                               " --set train.zero_stage=" + std::to_string(stage));
+                               " --set train.zero_stage=" + std::to_string(stage) +
+                               (stage == 1 ? " --set train.zero_state=consolidated" : ""));
     ASSERT_EQ(two.code, 0) << two.err;
     if (stage > 0) EXPECT_NE(two.err.find("ZeRO-" + std::to_string(stage) + ": optimizer state"), std::string::npos) << two.err;
     if (stage == 2) EXPECT_NE(two.err.find("reduced to their owners"), std::string::npos) << two.err;
     expect_same_file_tensors(dir_.file("single/last.safetensors"), dir_.file(name + "/last.safetensors"), 1e-5);
-    if (stage > 0)  // weights, moments and counters of the resume unit
+    if (stage == 1)  // weights and moments of the resume unit, in one file
       expect_same_file_tensors(dir_.file("zero0/last.state.safetensors"), dir_.file(name + "/last.state.safetensors"), 1e-5);
+    if (stage == 2) {  // the moments in one shard per rank (only the last epoch's kept)
+      EXPECT_TRUE(std::filesystem::exists(dir_.file("zero2/last.state.e3.rank1-of-2.safetensors")));
+      EXPECT_FALSE(std::filesystem::exists(dir_.file("zero2/last.state.e2.rank1-of-2.safetensors")));
+      auto a = moments_of_state(dir_.file("zero0")), b = moments_of_state(dir_.file("zero2"));
+      ASSERT_EQ(a.size(), b.size());
+      ASSERT_GT(a.size(), 2u);
+      for (auto& [name, t] : a) {
+        ASSERT_TRUE(b.count(name)) << name;
+        EXPECT_LT((t - b[name]).abs().max().item<double>(), 1e-5 * std::max(1.0, t.abs().max().item<double>())) << name;
+      }
+    }
   }
 }
 
-// The state a ZeRO-2 job of 2 ranks writes after epoch 1 resumes at 1 and at 3 ranks: after the
-// next two steps the weights are those of the uninterrupted 2-rank run.
+// The sharded state a ZeRO-2 job of 2 ranks writes after epoch 1 resumes at 1 and at 3 ranks:
+// after the next two steps the weights are those of the uninterrupted 2-rank run.
 TEST_F(LaunchTest, ZeroStateWrittenAtTwoRanksResumesAtOneAndThreeRanks) {
   const std::string two = exact_step_config(dir_, "two", 6, 12);
   ASSERT_EQ(run(dir_, "prepare --config " + two).code, 0);
@@ -160,6 +186,7 @@ TEST_F(LaunchTest, ZeroStateWrittenAtTwoRanksResumesAtOneAndThreeRanks) {
   Result first = run(dir_, "launch --nproc-per-node 2 -- train --config " + cut +
                                " --set train.epochs=1 --set train.eps=1e-6 --set train.zero_stage=2");
   ASSERT_EQ(first.code, 0) << first.err;
+  EXPECT_EQ(moments_of_state(dir_.file("cut")).size(), moments_of_state(dir_.file("two")).size());
   for (int world : {1, 3}) {
     const std::string name = "resumed" + std::to_string(world);
     std::filesystem::copy(dir_.file("cut"), dir_.file(name), std::filesystem::copy_options::recursive);
@@ -169,6 +196,9 @@ TEST_F(LaunchTest, ZeroStateWrittenAtTwoRanksResumesAtOneAndThreeRanks) {
     ASSERT_EQ(r.code, 0) << r.err;
     EXPECT_NE(r.err.find("resuming"), std::string::npos) << r.err;
     expect_same_file_tensors(dir_.file("two/last.safetensors"), dir_.file(name + "/last.safetensors"), 1e-5);
+    // The resumed run's own shards (world 3 writes three), the epoch-1 ones of 2 ranks removed.
+    EXPECT_EQ(std::filesystem::exists(dir_.file(name + "/last.state.e3.rank2-of-3.safetensors")), world == 3);
+    EXPECT_FALSE(std::filesystem::exists(dir_.file(name + "/last.state.e1.rank0-of-2.safetensors")));
   }
 }
 

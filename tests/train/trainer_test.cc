@@ -481,6 +481,40 @@ TEST_F(TrainerTest, BadModelConfigInACheckpointNamesTheCheckpoint) {
                      out.file("bad.safetensors") + ": the model config stored in this checkpoint is invalid: ");
 }
 
+// A sharded resume state: the shards it names must exist and carry its epoch and step.
+TEST_F(TrainerTest, OptimizerShardsOfAnotherEpochOrMissingAreRefusedByName) {
+  auto st = store();
+  TempDir out;
+  auto s = setup(out.path(), 1, st);
+  auto model = build(kModelYaml, s.context);
+  NamedTensors moments = {{"w.exp_avg", torch::ones({2})}, {"w.exp_avg_sq", torch::full({2}, 2.0f)}};
+  save_optimizer_shard(out.file(optimizer_shard_name(3, 0, 2)), {moments[0]}, 3, 30);
+  save_optimizer_shard(out.file(optimizer_shard_name(3, 1, 2)), {moments[1]}, 2, 20);  // a stale epoch
+  TrainCounters c;
+  c.epoch = 3;
+  c.step = 30;
+  c.optimizer_shards = {optimizer_shard_name(3, 0, 2)};
+  save_train_state(out.file("last.state.safetensors"), *model, {}, c);
+  NamedTensors ignored;
+  TrainCounters back = load_train_state(out.file("last.state.safetensors"), *model, &ignored);
+  EXPECT_EQ(back.optimizer_shards, c.optimizer_shards);
+  auto all = [](const std::string&) { return true; };
+  auto got = load_optimizer_shards(out.path(), "state", back, all);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].first, "w.exp_avg");
+  back.optimizer_shards.push_back(optimizer_shard_name(3, 1, 2));
+  ASSERT_THROWS_WITH(load_optimizer_shards(out.path(), "state", back, all),
+                     "last.state.e3.rank1-of-2.safetensors: holds the optimizer state of epoch 2 step 20, but state "
+                     "is epoch 3 step 30");
+  back.optimizer_shards.back() = optimizer_shard_name(3, 5, 6);
+  ASSERT_THROWS_WITH(load_optimizer_shards(out.path(), "state", back, all),
+                     "last.state.e3.rank5-of-6.safetensors: optimizer shard named by state is missing");
+  remove_other_optimizer_shards(out.path(), {optimizer_shard_name(3, 0, 2)});
+  EXPECT_TRUE(std::filesystem::exists(out.file(optimizer_shard_name(3, 0, 2))));
+  EXPECT_FALSE(std::filesystem::exists(out.file(optimizer_shard_name(3, 1, 2))));
+  EXPECT_TRUE(std::filesystem::exists(out.file("last.state.safetensors")));
+}
+
 TEST(TrainerOptionsTest, AccumulationAndZeroStageAreChecked) {
   auto read = [](const std::string& yaml) {
     return config::read_train_options(config::ConfigNode::parse("train:\n" + yaml).child("train"));
@@ -489,6 +523,7 @@ TEST(TrainerOptionsTest, AccumulationAndZeroStageAreChecked) {
   ASSERT_THROWS_WITH(read("  grad_accum_steps: 0\n"), "train.grad_accum_steps");
   ASSERT_THROWS_WITH(read("  zero_stage: 3\n"), "train.zero_stage: 3 (sharded parameters) is not implemented yet");
   ASSERT_THROWS_WITH(read("  zero_stage: 4\n"), "train.zero_stage: must be 0, 1 or 2");
+  ASSERT_THROWS_WITH(read("  zero_state: flat\n"), "train.zero_state");
 }
 
 TEST(TrainerDeviceTest, DeviceNamesAreCheckedAndCudaWithoutAGpuIsAConfigError) {

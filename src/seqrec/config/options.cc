@@ -94,6 +94,7 @@ TrainOptions read_train_options(ConfigNode node) {
   o.device = node.get<std::string>("device", o.device);
   o.grad_accum_steps = node.get<int64_t>("grad_accum_steps", o.grad_accum_steps);
   o.zero_stage = node.get<int64_t>("zero_stage", o.zero_stage);
+  o.zero_state = node.get<std::string>("zero_state", o.zero_state);
   o.loss = read_loss_options(node.child("loss"));
 
   require_positive(o.epochs, key(node, "epochs"));
@@ -105,6 +106,7 @@ TrainOptions read_train_options(ConfigNode node) {
     throw ConfigError(key(node, "zero_stage"), "3 (sharded parameters) is not implemented yet; use 1 (sharded "
                                                "optimizer state) or 2 (and sharded gradients)");
   if (o.zero_stage < 0 || o.zero_stage > 3) throw ConfigError(key(node, "zero_stage"), "must be 0, 1 or 2");
+  require_one_of(o.zero_state, {"sharded", "consolidated"}, key(node, "zero_state"));
   require_one_of(o.schedule, {"constant", "cosine"}, key(node, "schedule"));
   if (!(o.lr > 0)) throw ConfigError(key(node, "lr"), "must be > 0");
   if (!(o.beta1 >= 0 && o.beta1 < 1)) throw ConfigError(key(node, "beta1"), "must be in [0, 1)");

@@ -2,6 +2,8 @@
 #include "seqrec/train/checkpoint.h"
 
 #include <algorithm>
+#include <filesystem>
+#include <regex>
 #include <set>
 #include <sstream>
 
@@ -19,6 +21,23 @@ std::string shape_str(torch::IntArrayRef s) {
   std::ostringstream out;
   out << s;
   return out.str();
+}
+
+std::string join_lines(const std::vector<std::string>& lines) {
+  std::string out;
+  for (const auto& l : lines) out += (out.empty() ? "" : "\n") + l;
+  return out;
+}
+
+std::vector<std::string> split_lines(const std::string& text) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start < text.size()) {
+    const size_t end = std::min(text.find('\n', start), text.size());
+    out.push_back(text.substr(start, end - start));
+    start = end + 1;
+  }
+  return out;
 }
 
 /// Metadata `key` of `path`, or a CheckpointError naming both.
@@ -178,7 +197,7 @@ void save_train_state(const std::string& path, const torch::nn::Module& model, c
                {{"format", kTrainStateFormat}, {"epoch", std::to_string(c.epoch)}, {"step", std::to_string(c.step)},
                 {"best_metric", exact(c.best_metric)}, {"best_epoch", std::to_string(c.best_epoch)},
                 {"bad_evals", std::to_string(c.bad_evals)}, {"stopped", c.stopped ? "1" : "0"},
-                {"metrics", c.metrics}});
+                {"metrics", c.metrics}, {"optimizer_shards", join_lines(c.optimizer_shards)}});
 }
 
 TrainCounters load_train_state(const std::string& path, torch::nn::Module& model, NamedTensors* optimizer_state) {
@@ -213,7 +232,54 @@ TrainCounters load_train_state(const std::string& path, torch::nn::Module& model
   c.bad_evals = meta_int(meta, "bad_evals", path, what);
   c.stopped = meta_int(meta, "stopped", path, what) != 0;
   c.metrics = meta_text(meta, "metrics", path, what);
+  const auto shards = meta.find("optimizer_shards");
+  if (shards != meta.end()) c.optimizer_shards = split_lines(shards->second);
   return c;
+}
+
+std::string optimizer_shard_name(int64_t epoch, int64_t rank, int64_t world_size) {
+  return "last.state.e" + std::to_string(epoch) + ".rank" + std::to_string(rank) + "-of-" +
+         std::to_string(world_size) + ".safetensors";
+}
+
+void save_optimizer_shard(const std::string& path, const NamedTensors& moments, int64_t epoch, int64_t step) {
+  save_tensors(path, moments,
+               {{"format", kOptimizerShardFormat}, {"epoch", std::to_string(epoch)}, {"step", std::to_string(step)}});
+}
+
+NamedTensors load_optimizer_shards(const std::string& dir, const std::string& state_path, const TrainCounters& c,
+                                   const std::function<bool(const std::string&)>& wanted) {
+  NamedTensors out;
+  for (const auto& name : c.optimizer_shards) {
+    const std::string path = dir + "/" + name;
+    if (!path_exists(path))
+      throw CheckpointError(path + ": optimizer shard named by " + state_path + " is missing (a sharded state is "
+                            "read by every rank: out_dir must be visible to all of them)");
+    std::map<std::string, std::string> meta;
+    NamedTensors tensors = load_tensors(path, &meta);
+    const char* what = "not an optimizer shard?";
+    const auto format = meta.find("format");
+    if (format == meta.end() || format->second != kOptimizerShardFormat)
+      throw CheckpointError(path + ": not a '" + std::string(kOptimizerShardFormat) + "' file");
+    const int64_t epoch = meta_int(meta, "epoch", path, what), step = meta_int(meta, "step", path, what);
+    if (epoch != c.epoch || step != c.step)
+      throw CheckpointError(path + ": holds the optimizer state of epoch " + std::to_string(epoch) + " step " +
+                            std::to_string(step) + ", but " + state_path + " is epoch " + std::to_string(c.epoch) +
+                            " step " + std::to_string(c.step));
+    for (auto& [n, t] : tensors)
+      if (wanted(n)) out.emplace_back(n, std::move(t));
+  }
+  return out;
+}
+
+void remove_other_optimizer_shards(const std::string& dir, const std::vector<std::string>& keep) {
+  static const std::regex pattern(R"(last\.state\.e[0-9]+\.rank[0-9]+-of-[0-9]+\.safetensors)");
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator(dir, ec)) {
+    const std::string name = entry.path().filename().string();
+    if (!std::regex_match(name, pattern) || std::find(keep.begin(), keep.end(), name) != keep.end()) continue;
+    std::filesystem::remove(entry.path(), ec);
+  }
 }
 
 }  // namespace seqrec::train

@@ -5,6 +5,7 @@
 
 #include <torch/types.h>
 
+#include <functional>
 #include <limits>
 #include <map>
 #include <string>
@@ -60,6 +61,9 @@ struct TrainCounters {
   int64_t bad_evals = 0;   ///< evaluations without improvement since the best
   bool stopped = false;    ///< early stopping ended the run after this epoch
   std::string metrics;     ///< metrics.jsonl as it was when the state was saved
+  /// ZeRO: the files (in the state's folder) holding the optimizer moments, one per rank, instead
+  /// of the state file itself (empty: the moments are in the state file).
+  std::vector<std::string> optimizer_shards;
 };
 
 /// Saves the resume unit: the model's weights ("model." + name), the optimizer's tensors
@@ -74,5 +78,25 @@ void save_train_state(const std::string& path, const torch::nn::Module& model, c
 /// naming the file for another format, e.g. the state file of seqrec before issue 21, which does
 /// not hold the weights and cannot be checked against last.safetensors.
 TrainCounters load_train_state(const std::string& path, torch::nn::Module& model, NamedTensors* optimizer_state);
+
+constexpr const char* kOptimizerShardFormat = "seqrec-optimizer-shard-1";
+
+/// File name of rank `rank`'s optimizer shard of the state after `epoch`, e.g.
+/// "last.state.e3.rank0-of-2.safetensors" (the epoch in the name: a new epoch's shards never
+/// replace the ones the committed state names).
+std::string optimizer_shard_name(int64_t epoch, int64_t rank, int64_t world_size);
+
+/// Writes one rank's optimizer moments, stamped with the epoch and step they belong to (atomic).
+void save_optimizer_shard(const std::string& path, const NamedTensors& moments, int64_t epoch, int64_t step);
+
+/// Reads the moments that `wanted` selects from the shards `counters` names (in `dir`), one file at
+/// a time. Throws CheckpointError naming the shard when it is missing, damaged, or stamped with
+/// another epoch or step than the state (`state_path`, for the message).
+NamedTensors load_optimizer_shards(const std::string& dir, const std::string& state_path, const TrainCounters& counters,
+                                   const std::function<bool(const std::string&)>& wanted);
+
+/// Removes the optimizer shards in `dir` that `keep` does not name (left by earlier epochs or by a
+/// run killed before its state was committed); only names of optimizer_shard_name()'s pattern.
+void remove_other_optimizer_shards(const std::string& dir, const std::vector<std::string>& keep);
 
 }  // namespace seqrec::train

@@ -6,6 +6,9 @@
 #include <chrono>
 #include <cmath>
 #include <optional>
+#include <set>
+
+#include <sys/resource.h>
 
 #include "seqrec/common/crash_point.h"
 #include "seqrec/common/error.h"
@@ -82,6 +85,21 @@ void Trainer::broadcast_model() {
   for (const auto& p : model_->parameters()) tensors.push_back(p);
   for (const auto& b : model_->buffers()) tensors.push_back(b);
   setup_.group->broadcast(tensors, 0);
+}
+
+void Trainer::log_peak_memory() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  const double mb = static_cast<double>(usage.ru_maxrss) / 1024.0;  // Linux: KiB
+  if (!setup_.group || setup_.world_size == 1) {
+    log_info("peak RSS %.0f MB", mb);
+    return;
+  }
+  auto all = setup_.group->all_gather_rows(torch::tensor({mb}, torch::kFloat64));  // [world]
+  if (setup_.rank != 0) return;
+  std::string list;
+  for (int64_t r = 0; r < all.size(0); ++r) list += (r ? ", " : "") + std::to_string(std::lround(all[r].item<double>()));
+  log_info("peak RSS per rank: %s MB", list.c_str());
 }
 
 eval::EvalResult Trainer::evaluate_split(data::Split split) {
@@ -192,11 +210,24 @@ TrainSummary Trainer::fit(bool resume) {
   AdamW optimizer(params, {t.lr, t.beta1, t.beta2, t.eps, t.weight_decay},
                   plan_ ? plan_->owned_by(setup_.rank) : std::vector<bool>{});
   NamedTensors full_opt_state;  // a resume's optimizer state as read by this rank (ZeRO: rank 0 hands it out)
+  std::vector<std::string> committed_shards;  // the optimizer shards the current state names
+  bool own_share_loaded = false;              // ZeRO: this rank read its moments from the shards itself
 
   bool stopped = false;  // early stopping ended the run (a resumed one trains no further)
   if (resume && path_exists(state_path)) {
-    // One file holds weights, moments and counters: they always belong to the same epoch.
+    // One file holds weights, counters and the moments or the names of the shards holding them
+    // (stamped with the same epoch and step): they always belong to the same epoch.
     const TrainCounters c = load_train_state(state_path, *model_, &full_opt_state);
+    committed_shards = c.optimizer_shards;
+    if (!c.optimizer_shards.empty()) {
+      // Sharded state, written at any world size: this rank reads what its optimizer owns (all of it
+      // without ZeRO), one shard file at a time.
+      std::set<std::string> wanted;
+      for (size_t i = 0; i < params.size(); ++i)
+        if (optimizer.owns(i)) wanted.insert({params[i].first + ".exp_avg", params[i].first + ".exp_avg_sq"});
+      full_opt_state = load_optimizer_shards(dir, state_path, c, [&](const std::string& n) { return wanted.count(n) > 0; });
+      own_share_loaded = plan_.has_value();
+    }
     optimizer.load_state(full_opt_state, c.step);
     start_epoch = c.epoch;
     best = c.best_metric;
@@ -207,11 +238,13 @@ TrainSummary Trainer::fit(bool resume) {
       // Lines (and last.safetensors) written after the state by the run that died are dropped.
       write_file_atomic(log_path, c.metrics);
       save_checkpoint(last_path, *model_, setup_.model_yaml, setup_.context);
+      remove_other_optimizer_shards(dir, committed_shards);  // shards of an epoch whose state never committed
     }
     log_info("resuming %s from epoch %ld (best %s %.4f at epoch %ld)", dir.c_str(), long(start_epoch),
              t.metric.c_str(), best, long(summary.best_epoch));
   } else {
     if (resume && writer) log_warn("--resume: no %s yet; starting from scratch", state_path.c_str());
+    if (writer) remove_other_optimizer_shards(dir, {});  // a killed run's shards that no state names
     // A fresh run's log starts empty (a run killed in its first epoch may have left a line).
     if (writer && path_exists(log_path)) write_file_atomic(log_path, "");
   }
@@ -219,8 +252,9 @@ TrainSummary Trainer::fit(bool resume) {
     // Rank 0's view wins (out_dir need not be shared between machines): same weights, optimizer
     // state and loop counters everywhere, hence the same number of steps and the same decisions.
     auto counters = torch::tensor({double(start_epoch), double(optimizer.step_count()), best,
-                                   double(summary.best_epoch), double(bad_evals), double(stopped)},
-                                  torch::kFloat64);  // [6]
+                                   double(summary.best_epoch), double(bad_evals), double(stopped),
+                                   double(!committed_shards.empty())},
+                                  torch::kFloat64);  // [7]
     setup_.group->broadcast({counters}, 0);
     auto c = counters.data_ptr<double>();
     start_epoch = static_cast<int64_t>(c[0]);
@@ -229,7 +263,11 @@ TrainSummary Trainer::fit(bool resume) {
     bad_evals = static_cast<int64_t>(c[4]);
     stopped = c[5] != 0;
     broadcast_model();
-    if (c[1] > 0 && plan_) {
+    if (c[1] > 0 && plan_ && c[6] != 0) {
+      if (!own_share_loaded)  // every rank reads its own share of a sharded state
+        throw CheckpointError(state_path + ": rank " + std::to_string(setup_.rank) + " cannot read the sharded "
+                              "optimizer state rank 0 resumes from (out_dir must be visible to every rank)");
+    } else if (c[1] > 0 && plan_) {  // a consolidated state: rank 0 hands each rank its share
       distribute_optimizer_state(*setup_.group, *plan_, full_opt_state, static_cast<int64_t>(c[1]), optimizer);
     } else if (c[1] > 0) {
       NamedTensors state = optimizer.state();
@@ -342,15 +380,30 @@ TrainSummary Trainer::fit(bool resume) {
         if (writer) log_info("early stop: no improvement in %ld evaluations", long(bad_evals));
       }
     }
-    // ZeRO: the owners' moments meet on rank 0, which writes one consolidated state for any world size.
-    const NamedTensors opt_state = plan_ ? consolidate_optimizer_state(*setup_.group, *plan_, optimizer) : NamedTensors{};
+    TrainCounters counters{epoch + 1, optimizer.step_count(), best, summary.best_epoch, bad_evals, stop, ""};
+    NamedTensors opt_state;
+    if (plan_ && t.zero_state == "sharded") {
+      // Every rank writes its own moments under a name of this epoch; once all are on disk, the
+      // state naming them is the commit point (a kill before it leaves the previous unit whole).
+      if (!writer) make_dirs(dir);
+      save_optimizer_shard(dir + "/" + optimizer_shard_name(epoch + 1, setup_.rank, setup_.world_size),
+                           optimizer.state(), epoch + 1, optimizer.step_count());
+      for (int64_t r = 0; r < setup_.world_size; ++r)
+        counters.optimizer_shards.push_back(optimizer_shard_name(epoch + 1, r, setup_.world_size));
+      setup_.group->barrier();
+      crash_point("train.after_shards");
+    } else if (plan_) {  // consolidated: the owners' moments meet on rank 0, in one file
+      opt_state = consolidate_optimizer_state(*setup_.group, *plan_, optimizer);
+    } else {
+      opt_state = optimizer.state();
+    }
     if (writer) {
       // The state is the commit point of the epoch; last.safetensors is a copy of its weights for
       // eval and serve (a resume rewrites it when a kill fell between the two).
-      save_train_state(state_path, *model_, plan_ ? opt_state : optimizer.state(),
-                       {epoch + 1, optimizer.step_count(), best, summary.best_epoch, bad_evals, stop,
-                        path_exists(log_path) ? read_file(log_path) : ""});
+      counters.metrics = path_exists(log_path) ? read_file(log_path) : "";
+      save_train_state(state_path, *model_, opt_state, counters);
       crash_point("train.after_state");
+      remove_other_optimizer_shards(dir, counters.optimizer_shards);  // earlier epochs' (or none kept)
       save_checkpoint(last_path, *model_, setup_.model_yaml, setup_.context);
       crash_point("train.after_last");
     }
@@ -375,6 +428,7 @@ TrainSummary Trainer::fit(bool resume) {
   summary.test = test.metrics;
   summary.test_users = test.users;
   if (writer) append_line(log_path, metrics_json(test.metrics, "test", setup_.eval.protocol, test.users, summary.best_epoch));
+  log_peak_memory();
   return summary;
 }
 

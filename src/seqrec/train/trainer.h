@@ -91,6 +91,7 @@ class Trainer {
   double train_epoch(int64_t epoch, AdamW& optimizer, data::TrainBatcher& batcher);
   eval::EvalResult evaluate_split(data::Split split);
   void broadcast_model();
+  void log_peak_memory();  ///< every rank's peak resident set, logged by rank 0
   models::SequenceRecommender model_;
   data::InteractionStore store_;
   TrainerSetup setup_;
