@@ -30,7 +30,8 @@ def states(psi, world, stage):
         g = 4 * psi / world + 2 * BUCKET  # own share + gradients waiting for their bucket's reduce
         b = 4 * psi / world
     if stage >= 3:
-        p = 4 * psi / world + 2 * 4 * psi_block_max  # own share + the gathered block and the prefetched next
+        p = 4 * psi / world + 2 * 4 * psi_block_max  # own share + two gathered blocks (at a block boundary in backward)
+        g += 4 * psi_block_max                      # the running block's gradients before their reduce
     return p, g, b, adam
 
 
@@ -73,7 +74,7 @@ def table():
         out.append("| world | scheme | params | grads | buckets | AdamW | states total | + activations (ckpt off / on) |\n")
         out.append("|---:|---|---:|---:|---:|---:|---:|---:|\n")
         for world in (8, 16, 32):
-            for stage, scheme in enumerate(["DDP", "ZeRO-1", "ZeRO-2", "ZeRO-3 (not built yet)"]):
+            for stage, scheme in enumerate(["DDP", "ZeRO-1", "ZeRO-2", "ZeRO-3"]):
                 p, g, b, a = states(psi, world, stage)
                 tot = p + g + b + a
                 out.append(f"| {world} | {scheme} | {p / GiB:.1f} | {g / GiB:.1f} | {b / GiB:.1f} | {a / GiB:.1f} | "
@@ -90,7 +91,7 @@ def check(psi):
     act = activations(d, layers, ffn, heads, heads, tokens, 50, False)
     print(f"LLaMA-ID: {psi / 1e6:.1f}M parameters (the trainer logs the exact count); activations "
           f"{act / 2 ** 20:.0f} MiB per rank (8 sequences of 50)")
-    for stage in (0, 1, 2):
+    for stage in (0, 1, 2, 3):
         p, g, b, a = states(psi, 2, stage)
         print(f"ZeRO-{stage}: params {p / 2**20:.0f} + grads {g / 2**20:.0f} + buckets {b / 2**20:.0f} + AdamW "
               f"{a / 2**20:.0f} = {(p + g + b + a) / 2**20:.0f} MiB; + activations {(p + g + b + a + act) / 2**20:.0f} MiB")

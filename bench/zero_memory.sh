@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Peak memory and step time per rank of a ~86M-parameter LLaMA-ID (hidden 768, 12 blocks, 12
 # heads, SwiGLU 2048, an item table of width 768 over the ~900 items the 64 users touch) trained by `seqrec launch --nproc-per-node 2`
-# under train.zero_stage 0 (DDP), 1 and 2, against the memory model of docs/distributed.md. Also
+# under train.zero_stage 0 (DDP), 1, 2 and 3, against the memory model of docs/distributed.md. Also
 # one process (world size 1) and a tiny model of the same pipeline: its peak RSS is the base that
 # does not scale with the parameters (LibTorch, the data, the evaluator).
 #
@@ -53,14 +53,14 @@ for r in $(seq "$rounds"); do
   read -r p a s <<<"$(run one 1 16 "${big[@]}")"
   echo "{\"round\":$r,\"run\":\"one_process\",\"params\":$p,\"peak_rss_mb\":[$a],\"s_per_step\":$s}"
   rss0[one]+="$a " rate[one]+="$s "
-  for stage in 0 1 2; do
+  for stage in 0 1 2 3; do
     read -r p a b s <<<"$(run "zero$stage" 2 8 "${big[@]}" --set train.zero_stage="$stage")"
     echo "{\"round\":$r,\"run\":\"zero$stage\",\"params\":$p,\"peak_rss_mb\":[$a,$b],\"s_per_step\":$s}"
     rss0[zero$stage]+="$a " rss1[zero$stage]+="$b " rate[zero$stage]+="$s "
   done
 done
 median() { printf '%s\n' $@ | sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
-for k in one zero0 zero1 zero2; do
+for k in one zero0 zero1 zero2 zero3; do
   echo "median $k: peak RSS rank 0 $(median ${rss0[$k]}) MB, rank 1 $(median ${rss1[$k]:-0}) MB, $(median ${rate[$k]}) s/step"
 done
 echo "memory model (bench/memory_model.py --check $p):"

@@ -66,7 +66,11 @@ class LaunchTest : public ::testing::Test {
 
 // 8 users x 9 items and L = 6: every user gives one training sample of 6 full positions, so the
 // per-rank mean losses of 2 x 4 sequences average to the 8-sequence mean exactly.
-std::string exact_step_config(const TempDir& dir, const std::string& out, int64_t batch, int users = 8) {
+const char* kHstu = "  name: hstu\n  hidden_dim: 16\n  num_blocks: 2\n  num_heads: 2\n  dropout: 0.0\n  time_bias: false\n";
+const char* kLlamaId = "  name: llama_id\n  item_dim: 16\n  hidden_dim: 16\n  num_blocks: 3\n  num_heads: 2\n  dropout: 0.0\n";
+
+std::string exact_step_config(const TempDir& dir, const std::string& out, int64_t batch, int users = 8,
+                              const std::string& model = kHstu) {
   std::string seqs;
   for (int u = 0; u < users; ++u) {
     seqs += "u" + std::to_string(u);
@@ -77,8 +81,7 @@ std::string exact_step_config(const TempDir& dir, const std::string& out, int64_
   return dir.write(out + ".yaml",
                    "prepare:\n  input: " + dir.file("seqs.txt") + "\n  format: user_sequences\n  output: " + dir.file("data") +
                        "\ndata:\n  dir: " + dir.file("data") +
-                       "\n  max_seq_len: 6\nmodel:\n  name: hstu\n  hidden_dim: 16\n  num_blocks: 2\n  num_heads: 2\n"
-                       "  dropout: 0.0\n  time_bias: false\ntrain:\n  out_dir: " + dir.file(out) +
+                       "\n  max_seq_len: 6\nmodel:\n" + model + "train:\n  out_dir: " + dir.file(out) +
                        "\n  epochs: 1\n  batch_size: " + std::to_string(batch) +
                        "\n  lr: 0.01\n  weight_decay: 0.01\n  length_bucketing: false\n  threads: 1\n  log_every: 1000\n"
                        "  metric: ndcg@10\n  loss:\n    name: softmax\n    temperature: 0.1\n"
@@ -173,6 +176,39 @@ TEST_F(LaunchTest, ZeroOneAndTwoGiveTheWeightsOfDataParallelismAndOfOneProcess) 
       }
     }
   }
+}
+
+// ZeRO-3 on LLaMA-ID's blocks (their parameters live on their owners and are gathered per block),
+// 2 Gloo processes, 3 steps: the weights and moments of DDP. A model without a gated block stack
+// refuses stage 3 by name.
+TEST_F(LaunchTest, ZeroThreeOnLlamaIdGivesTheWeightsOfDataParallelism) {
+  const std::string ddp = exact_step_config(dir_, "ddp", 6, 12, kLlamaId);
+  ASSERT_EQ(run(dir_, "prepare --config " + ddp).code, 0);
+  Result a = run(dir_, "launch --nproc-per-node 2 -- train --config " + ddp + kThreeSteps);
+  ASSERT_EQ(a.code, 0) << a.err;
+  const std::string z3 = exact_step_config(dir_, "z3", 6, 12, kLlamaId);
+  Result b = run(dir_, "launch --nproc-per-node 2 -- train --config " + z3 + kThreeSteps + " --set train.zero_stage=3");
+  ASSERT_EQ(b.code, 0) << b.err;
+  EXPECT_NE(b.err.find("ZeRO-3: optimizer state, gradients and block parameters sharded"), std::string::npos) << b.err;
+  // Between blocks rank 0 holds only the block parameters it owns (about half: the plan balances
+  // elements over all parameters, item table included).
+  std::smatch held;
+  ASSERT_TRUE(std::regex_search(b.err, held, std::regex(R"(rank 0 holds ([0-9]+) of ([0-9]+) bytes of block parameters)")))
+      << b.err;
+  const double share = std::stod(held[1]) / std::stod(held[2]);
+  EXPECT_GT(share, 0.25) << held[0];
+  EXPECT_LT(share, 0.75) << held[0];
+  expect_same_file_tensors(dir_.file("ddp/last.safetensors"), dir_.file("z3/last.safetensors"), 1e-5);
+  auto ma = moments_of_state(dir_.file("ddp")), mb = moments_of_state(dir_.file("z3"));
+  ASSERT_EQ(ma.size(), mb.size());
+  for (auto& [name, t] : ma)
+    EXPECT_LT((t - mb[name]).abs().max().item<double>(), 1e-5 * std::max(1.0, t.abs().max().item<double>())) << name;
+
+  const std::string hstu = exact_step_config(dir_, "hstu3", 6, 12);
+  Result refused = run(dir_, "launch --nproc-per-node 2 -- train --config " + hstu + " --set train.zero_stage=3");
+  EXPECT_NE(refused.code, 0);
+  EXPECT_NE(refused.err.find("train.zero_stage: 3 shards the parameters of a model's block stack"), std::string::npos)
+      << refused.err;
 }
 
 // The sharded state a ZeRO-2 job of 2 ranks writes after epoch 1 resumes at 1 and at 3 ranks:

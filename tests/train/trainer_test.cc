@@ -521,8 +521,8 @@ TEST(TrainerOptionsTest, AccumulationAndZeroStageAreChecked) {
   };
   EXPECT_EQ(read("  grad_accum_steps: 4\n  zero_stage: 2\n").zero_stage, 2);
   ASSERT_THROWS_WITH(read("  grad_accum_steps: 0\n"), "train.grad_accum_steps");
-  ASSERT_THROWS_WITH(read("  zero_stage: 3\n"), "train.zero_stage: 3 (sharded parameters) is not implemented yet");
-  ASSERT_THROWS_WITH(read("  zero_stage: 4\n"), "train.zero_stage: must be 0, 1 or 2");
+  EXPECT_EQ(read("  zero_stage: 3\n").zero_stage, 3);
+  ASSERT_THROWS_WITH(read("  zero_stage: 4\n"), "train.zero_stage: must be 0, 1, 2 or 3");
   ASSERT_THROWS_WITH(read("  zero_state: flat\n"), "train.zero_state");
 }
 

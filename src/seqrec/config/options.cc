@@ -102,10 +102,7 @@ TrainOptions read_train_options(ConfigNode node) {
   require_positive(o.eval_every, key(node, "eval_every"));
   require_positive(o.log_every, key(node, "log_every"));
   require_positive(o.grad_accum_steps, key(node, "grad_accum_steps"));
-  if (o.zero_stage == 3)
-    throw ConfigError(key(node, "zero_stage"), "3 (sharded parameters) is not implemented yet; use 1 (sharded "
-                                               "optimizer state) or 2 (and sharded gradients)");
-  if (o.zero_stage < 0 || o.zero_stage > 3) throw ConfigError(key(node, "zero_stage"), "must be 0, 1 or 2");
+  if (o.zero_stage < 0 || o.zero_stage > 3) throw ConfigError(key(node, "zero_stage"), "must be 0, 1, 2 or 3");
   require_one_of(o.zero_state, {"sharded", "consolidated"}, key(node, "zero_state"));
   require_one_of(o.schedule, {"constant", "cosine"}, key(node, "schedule"));
   if (!(o.lr > 0)) throw ConfigError(key(node, "lr"), "must be > 0");

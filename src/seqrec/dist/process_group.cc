@@ -161,6 +161,16 @@ void ProcessGroup::all_reduce_sum(const torch::Tensor& tensor) {
   if (!buffer[0].is_same(tensor)) tensor.copy_(buffer[0]);
 }
 
+void ProcessGroup::reduce_sum_to(const torch::Tensor& tensor, int64_t root) {
+  TORCH_CHECK(tensor.is_contiguous(), "reduce_sum_to needs a contiguous tensor");
+  std::vector<at::Tensor> buffer = {tensor.device() == device_ ? tensor : tensor.to(device_)};
+  c10d::ReduceOptions options;
+  options.rootRank = root;
+  group_->reduce(buffer, options)->wait();
+  bytes_ += tensor.nbytes();
+  if (rank_ == root && !buffer[0].is_same(tensor)) tensor.copy_(buffer[0]);
+}
+
 std::vector<double> ProcessGroup::all_reduce_sum(const std::vector<double>& values) {
   auto t = torch::tensor(values, torch::kFloat64);  // [n]
   all_reduce_sum(t);

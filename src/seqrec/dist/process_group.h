@@ -49,6 +49,9 @@ class ProcessGroup {
   void broadcast(const std::vector<torch::Tensor>& tensors, int64_t root = 0);
   /// Element-wise sum over ranks, in place, blocking.
   void all_reduce_sum(const torch::Tensor& tensor);
+  /// Element-wise sum over ranks into rank `root`'s tensor, blocking (other ranks' tensors are
+  /// left unspecified).
+  void reduce_sum_to(const torch::Tensor& tensor, int64_t root);
   /// Sum over ranks of plain numbers (exact for counts up to 2^53).
   std::vector<double> all_reduce_sum(const std::vector<double>& values);
   /// Concatenation over ranks along dim 0 of tensors whose shapes may differ in dim 0 only:

@@ -81,12 +81,22 @@ torch::Tensor LlamaIdImpl::inputs(const torch::Tensor& ids) {
   return nn::fast_dropout(item_proj ? item_proj(e) : e, options_.dropout, is_training());  // [B, W, D]
 }
 
+std::vector<std::shared_ptr<torch::nn::Module>> LlamaIdImpl::shardable_blocks() {
+  std::vector<std::shared_ptr<torch::nn::Module>> out;
+  for (size_t l = 0; l < blocks->size(); ++l) out.push_back(blocks->ptr(l));
+  return out;
+}
+
 torch::Tensor LlamaIdImpl::run(torch::Tensor x, const torch::Tensor& positions, const torch::Tensor& bias,
                                std::vector<nn::KvCache>* caches) {
   auto rotary = nn::rotary_for_positions(positions, inv_freq_);
   if (caches) caches->resize(blocks->size());
-  for (size_t l = 0; l < blocks->size(); ++l)
-    x = blocks[l]->as<nn::LlamaBlock>()->forward(x, rotary, bias, caches ? &(*caches)[l] : nullptr);
+  for (size_t l = 0; l < blocks->size(); ++l) {
+    auto block = blocks[l]->as<nn::LlamaBlock>();
+    nn::KvCache* cache = caches ? &(*caches)[l] : nullptr;
+    x = block_gate_ ? block_gate_->run(l, x, [&](const torch::Tensor& in) { return block->forward(in, rotary, bias, cache); })
+                    : block->forward(x, rotary, bias, cache);
+  }
   return norm(x);
 }
 

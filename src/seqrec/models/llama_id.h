@@ -58,6 +58,8 @@ class LlamaIdImpl : public SequenceRecommenderImpl, public UserTokenModel {
   torch::Tensor predict(const data::SequenceBatch& batch, const TokenCache& cache);
   void set_token_cache(std::shared_ptr<const TokenCache> cache) override { token_cache_ = std::move(cache); }
   const PersonalizedOptions& personalized() const override { return options_.user_tokens; }
+  /// The decoder blocks (ZeRO-3 shards their parameters).
+  std::vector<std::shared_ptr<torch::nn::Module>> shardable_blocks() override;
   torch::Tensor user_tokens;  ///< [1, K, hidden_dim] (personalized only)
 
  private:

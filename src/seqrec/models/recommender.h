@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "seqrec/data/batcher.h"
+#include "seqrec/nn/block_gate.h"
 
 namespace seqrec::models {
 
@@ -45,8 +46,15 @@ class SequenceRecommenderImpl : public torch::nn::Module {
   };
   const BatchLayout& batch_layout() const { return batch_layout_; }
 
+  /// ZeRO-3: the blocks whose parameters a trainer may shard across ranks, in the order encode()
+  /// runs them (empty: this model does not run its blocks through a gate).
+  virtual std::vector<std::shared_ptr<torch::nn::Module>> shardable_blocks() { return {}; }
+  /// Installs the gate every block of shardable_blocks() runs through (nullptr: run them directly).
+  void set_block_gate(nn::BlockGate* gate) { block_gate_ = gate; }
+
  protected:
   BatchLayout batch_layout_;
+  nn::BlockGate* block_gate_ = nullptr;
 };
 
 using SequenceRecommender = std::shared_ptr<SequenceRecommenderImpl>;

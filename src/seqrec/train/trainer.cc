@@ -127,6 +127,12 @@ double Trainer::train_epoch(int64_t epoch, AdamW& optimizer, data::TrainBatcher&
                                         static_cast<uint64_t>(setup_.rank)})
                          : derive_seed({static_cast<uint64_t>(t.seed), 0xd20bULL, static_cast<uint64_t>(epoch)}));
   model_->train();
+  if (zero3_) {
+    zero3_->shard();  // block parameters live on their owners during the epoch
+    if (setup_.rank == 0 && epoch == 0)
+      log_info("ZeRO-3: rank 0 holds %ld of %ld bytes of block parameters outside the running block",
+               long(zero3_->resident_bytes()), long(zero3_->total_bytes()));
+  }
   batcher.start_epoch(epoch);
   ProgressBar bar("epoch " + std::to_string(epoch + 1) + "/" + std::to_string(t.epochs), steps_per_epoch,
                   t.log_every);
@@ -162,6 +168,7 @@ double Trainer::train_epoch(int64_t epoch, AdamW& optimizer, data::TrainBatcher&
       l += loss.item<double>() * weight[i];
     }
     if (sync_) sync_(params);  // the one place where gradients of all processes meet
+    if (zero3_) zero3_->finish();
     if (t.clip_norm > 0) {
       if (plan_)  // ZeRO: the norm over the owned gradients of all ranks
         clip_grad_norm(owned_params_, t.clip_norm, [this](double sq) { return setup_.group->all_reduce_sum({sq})[0]; });
@@ -169,7 +176,7 @@ double Trainer::train_epoch(int64_t epoch, AdamW& optimizer, data::TrainBatcher&
         clip_grad_norm(params, t.clip_norm);
     }
     optimizer.step(lr);
-    if (plan_) broadcast_from_owners(*setup_.group, *plan_, params);
+    if (plan_) broadcast_from_owners(*setup_.group, replicated_plan_, replicated_params_);
     if (!std::isfinite(l)) throw Error("training diverged: loss is " + std::to_string(l) + " at epoch " +
                                        std::to_string(epoch + 1) + " step " + std::to_string(step + 1) +
                                        " (try a lower train.lr or train.clip_norm)");
@@ -178,6 +185,7 @@ double Trainer::train_epoch(int64_t epoch, AdamW& optimizer, data::TrainBatcher&
     // seq/s of the whole job: every rank's batch has this size, up to one sequence in the last step.
     if (setup_.rank == 0) bar.update(step, l, lr, sequences * setup_.world_size);
   }
+  if (zero3_) zero3_->unshard();  // whole blocks for evaluation and checkpoints
   const double mean = step > 0 ? loss_sum / step : 0;
   if (setup_.rank == 0) bar.finish(mean);
   return mean;
@@ -203,12 +211,31 @@ TrainSummary Trainer::fit(bool resume) {
     owned_params_.clear();
     for (size_t i = 0; i < params.size(); ++i)
       if (plan_->owner[i] == setup_.rank) owned_params_.push_back(params[i]);
+    if (t.zero_stage == 3) {
+      const auto blocks = model_->shardable_blocks();
+      if (blocks.empty())
+        throw ConfigError("train.zero_stage", "3 shards the parameters of a model's block stack, and this model "
+                                              "does not run its blocks through ZeRO-3's gate (llama_id does; use 2)");
+      zero3_ = std::make_unique<Zero3Gate>(setup_.group, *plan_, params, blocks);
+      model_->set_block_gate(zero3_.get());
+    }
   } else if (t.zero_stage > 0 && writer) {
     log_info("train.zero_stage %ld: one process owns every parameter (ZeRO shards across ranks of `seqrec launch`)",
              long(t.zero_stage));
   }
   AdamW optimizer(params, {t.lr, t.beta1, t.beta2, t.eps, t.weight_decay},
                   plan_ ? plan_->owned_by(setup_.rank) : std::vector<bool>{});
+  replicated_params_.clear();  // parameters every rank holds whole (all but ZeRO-3's block parameters)
+  replicated_plan_ = ShardPlan{{}, setup_.world_size};
+  for (size_t i = 0; i < params.size(); ++i)
+    if (!zero3_ || !zero3_->manages(i)) {
+      replicated_params_.push_back(params[i]);
+      if (plan_) replicated_plan_.owner.push_back(plan_->owner[i]);
+    }
+  struct GateReset {  // the gate lives in this trainer, the model may outlive it
+    models::SequenceRecommenderImpl* model;
+    ~GateReset() { model->set_block_gate(nullptr); }
+  } gate_reset{model_.get()};
   NamedTensors full_opt_state;  // a resume's optimizer state as read by this rank (ZeRO: rank 0 hands it out)
   std::vector<std::string> committed_shards;  // the optimizer shards the current state names
   bool own_share_loaded = false;              // ZeRO: this rank read its moments from the shards itself
@@ -278,8 +305,8 @@ TrainSummary Trainer::fit(bool resume) {
     }
     if (!sync_) {
       dist::GradientReducerOptions ro;
-      if (plan_ && t.zero_stage >= 2) ro.owners = plan_->owner;
-      reducer_ = std::make_shared<dist::GradientReducer>(setup_.group, params, ro);
+      if (plan_ && t.zero_stage >= 2) ro.owners = replicated_plan_.owner;
+      reducer_ = std::make_shared<dist::GradientReducer>(setup_.group, replicated_params_, ro);
       auto reducer = reducer_;
       sync_ = [reducer](const NamedTensors&) { reducer->finish(); };
       if (writer)
@@ -291,7 +318,8 @@ TrainSummary Trainer::fit(bool resume) {
       int64_t total = 0;
       for (auto& [name, p] : params) total += p.numel();
       log_info("ZeRO-%ld: optimizer state%s sharded by parameter; rank 0 owns %ld of %ld parameters (%.1f%% of "
-               "the elements)", long(t.zero_stage), t.zero_stage >= 2 ? " and gradients" : "",
+               "the elements)", long(t.zero_stage),
+               t.zero_stage >= 3 ? ", gradients and block parameters" : t.zero_stage >= 2 ? " and gradients" : "",
                long(owned_params_.size()), long(params.size()),
                100.0 * double(plan_->numel_owned_by(0, params)) / double(std::max<int64_t>(total, 1)));
     }

@@ -100,6 +100,9 @@ class Trainer {
   std::shared_ptr<dist::GradientReducer> reducer_;
   std::optional<ShardPlan> plan_;  ///< ZeRO-1/2 in a data-parallel job: who owns which parameter
   NamedTensors owned_params_;      ///< this rank's share under plan_
+  NamedTensors replicated_params_; ///< parameters every rank holds whole (ZeRO-3: all but the blocks')
+  ShardPlan replicated_plan_;      ///< plan_'s owners of replicated_params_
+  std::unique_ptr<Zero3Gate> zero3_;  ///< ZeRO-3: the block stack's sharded parameters
   torch::Device device_ = torch::kCPU;  ///< where the model and its batches live
 };
 

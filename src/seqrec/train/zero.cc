@@ -4,6 +4,7 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <map>
 
 #include "seqrec/common/error.h"
 #include "seqrec/dist/process_group.h"
@@ -136,6 +137,146 @@ void distribute_optimizer_state(dist::ProcessGroup& group, const ShardPlan& plan
     if (rank == r) received = std::move(named);
   }
   optimizer.load_state(rank == 0 ? full : received, step_count);
+}
+
+namespace {
+
+void free_storage(const torch::Tensor& t) {
+  auto st = t.storage();
+  st.set_nbytes(0);
+  st.set_data_ptr_noswap(st.allocator()->allocate(0));
+}
+
+void allocate_storage(const torch::Tensor& t) {
+  auto st = t.storage();
+  const size_t bytes = static_cast<size_t>(t.numel()) * t.element_size();
+  st.set_data_ptr_noswap(st.allocator()->allocate(bytes));
+  st.set_nbytes(bytes);
+}
+
+}  // namespace
+
+Zero3Gate::Zero3Gate(std::shared_ptr<dist::ProcessGroup> group, const ShardPlan& plan, const NamedTensors& params,
+                     const std::vector<std::shared_ptr<torch::nn::Module>>& blocks)
+    : group_(std::move(group)), plan_(plan), params_(params), managed_(params.size(), false) {
+  std::map<const void*, size_t> index;
+  for (size_t i = 0; i < params_.size(); ++i) index[params_[i].second.unsafeGetTensorImpl()] = i;
+  for (const auto& block : blocks) {
+    std::vector<size_t> mine;
+    for (const auto& p : block->parameters()) {
+      auto it = index.find(p.unsafeGetTensorImpl());
+      if (it == index.end()) continue;  // frozen
+      const auto& t = params_[it->second].second;
+      if (t.storage_offset() != 0 || !t.is_contiguous() ||
+          t.storage().nbytes() != static_cast<size_t>(t.numel()) * t.element_size())
+        throw Error("ZeRO-3: parameter " + params_[it->second].first + " shares its storage with another tensor");
+      mine.push_back(it->second);
+      managed_[it->second] = true;
+    }
+    block_params_.push_back(std::move(mine));
+  }
+  gathered_.assign(block_params_.size(), true);
+  reduce_pending_.assign(block_params_.size(), false);
+}
+
+void Zero3Gate::gather(size_t b) {
+  if (!sharded_ || gathered_[b]) return;
+  torch::NoGradGuard no_grad;
+  for (int64_t r = 0; r < plan_.world_size; ++r) {
+    std::vector<torch::Tensor> share;
+    for (size_t i : block_params_[b])
+      if (plan_.owner[i] == r) {
+        if (r != group_->rank()) allocate_storage(params_[i].second);
+        // Filled through a tensor with its own version counter: autograd's saved references to
+        // the parameter must not see this as an in-place change.
+        share.push_back(params_[i].second.variable_data());
+      }
+    if (!share.empty()) group_->broadcast(share, r);
+  }
+  gathered_[b] = true;
+}
+
+void Zero3Gate::release(size_t b) {
+  if (!sharded_ || !gathered_[b]) return;
+  for (size_t i : block_params_[b])
+    if (plan_.owner[i] != group_->rank()) free_storage(params_[i].second);
+  gathered_[b] = false;
+}
+
+void Zero3Gate::reduce_gradients(size_t b) {
+  torch::NoGradGuard no_grad;
+  for (size_t i : block_params_[b]) {
+    auto& p = params_[i].second;
+    torch::Tensor g = p.grad().defined() ? p.grad() : torch::zeros_like(p);
+    std::vector<at::Tensor> buffer = {g.to(group_->device()).contiguous()};
+    group_->reduce_sum_to(buffer[0], plan_.owner[i]);
+    if (plan_.owner[i] == group_->rank()) {
+      if (p.grad().defined())
+        p.mutable_grad().copy_(buffer[0]);
+      else
+        p.mutable_grad() = buffer[0].to(p.device());
+    } else {
+      p.mutable_grad() = torch::Tensor();
+    }
+  }
+  reduce_pending_[b] = false;
+}
+
+torch::Tensor Zero3Gate::run(size_t b, const torch::Tensor& x,
+                             const std::function<torch::Tensor(const torch::Tensor&)>& body) {
+  gather(b);
+  torch::Tensor y = body(x);
+  release(b);
+  if (torch::GradMode::is_enabled() && y.requires_grad()) {
+    reduce_pending_[b] = true;
+    y.register_hook([this, b](const torch::Tensor&) { gather(b); });  // backward reaches the block
+    if (x.requires_grad())
+      x.register_hook([this, b](const torch::Tensor&) {  // backward has left it: its gradients are final
+        reduce_gradients(b);
+        release(b);
+      });
+  }
+  return y;
+}
+
+void Zero3Gate::shard() {
+  sharded_ = true;
+  for (size_t b = 0; b < block_params_.size(); ++b) {
+    gathered_[b] = true;
+    release(b);
+  }
+}
+
+void Zero3Gate::unshard() {
+  for (size_t b = 0; b < block_params_.size(); ++b) gather(b);
+  sharded_ = false;
+}
+
+void Zero3Gate::finish() {
+  for (size_t b = 0; b < block_params_.size(); ++b)
+    if (reduce_pending_[b]) {
+      reduce_gradients(b);
+      release(b);
+    }
+  torch::NoGradGuard no_grad;
+  const double world = static_cast<double>(group_->world_size());
+  for (size_t i = 0; i < params_.size(); ++i)
+    if (managed_[i] && plan_.owner[i] == group_->rank() && params_[i].second.grad().defined())
+      params_[i].second.mutable_grad().div_(world);
+}
+
+int64_t Zero3Gate::resident_bytes() const {
+  int64_t n = 0;
+  for (size_t i = 0; i < params_.size(); ++i)
+    if (managed_[i]) n += static_cast<int64_t>(params_[i].second.storage().nbytes());
+  return n;
+}
+
+int64_t Zero3Gate::total_bytes() const {
+  int64_t n = 0;
+  for (size_t i = 0; i < params_.size(); ++i)
+    if (managed_[i]) n += params_[i].second.numel() * static_cast<int64_t>(params_[i].second.element_size());
+  return n;
 }
 
 }  // namespace seqrec::train

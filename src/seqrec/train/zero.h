@@ -10,13 +10,18 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <vector>
 
+#include "seqrec/nn/block_gate.h"
 #include "seqrec/train/checkpoint.h"
 #include "seqrec/train/optim.h"
 
 namespace seqrec::dist {
 class ProcessGroup;
+}
+namespace torch::nn {
+class Module;
 }
 
 namespace seqrec::train {
@@ -48,5 +53,47 @@ NamedTensors consolidate_optimizer_state(dist::ProcessGroup& group, const ShardP
 /// consolidated file); every rank loads its own parameters' moments into `optimizer`.
 void distribute_optimizer_state(dist::ProcessGroup& group, const ShardPlan& plan, const NamedTensors& full,
                                 int64_t step_count, AdamW& optimizer);
+
+/// ZeRO-3 over a model's block stack: a block parameter lives only on its owner; on the other ranks
+/// its storage is freed (the tensor keeps its shape) and is re-allocated and filled from the owner
+/// (a broadcast per owning rank) just before the block runs forward and again when backward reaches
+/// the block's output; after the forward, and after backward has left the block (a hook on its
+/// input's gradient), it is freed again, the block's gradients having been reduced to their owners.
+/// Freeing the storage rather than replacing the tensor keeps autograd's saved references valid
+/// (PyTorch FSDP's trick), so no recomputation is needed. Parameters outside the blocks (item
+/// table, final norm) are handled as in ZeRO-2.
+class Zero3Gate : public nn::BlockGate {
+ public:
+  /// `params`: every trainable parameter with `plan`'s owners; `blocks`: the model's block stack.
+  Zero3Gate(std::shared_ptr<dist::ProcessGroup> group, const ShardPlan& plan, const NamedTensors& params,
+            const std::vector<std::shared_ptr<torch::nn::Module>>& blocks);
+  torch::Tensor run(size_t index, const torch::Tensor& x,
+                    const std::function<torch::Tensor(const torch::Tensor&)>& body) override;
+  /// Frees every block parameter this rank does not own (the start of a training epoch).
+  void shard();
+  /// Makes every block whole on every rank (evaluation and checkpoints between epochs).
+  void unshard();
+  /// After the step's last backward: reduces the gradients of blocks backward did not leave through
+  /// a hook (an input without gradient), then turns the owners' gradient sums into means.
+  void finish();
+  /// Whether params[i] belongs to a block (and is therefore not handled by the gradient reducer).
+  bool manages(size_t i) const { return managed_[i]; }
+  /// Bytes of block parameters this rank holds now (owned, plus whatever is gathered).
+  int64_t resident_bytes() const;
+  /// Bytes of all block parameters (what every rank would hold without ZeRO-3).
+  int64_t total_bytes() const;
+
+ private:
+  void gather(size_t block);
+  void release(size_t block);
+  void reduce_gradients(size_t block);
+  std::shared_ptr<dist::ProcessGroup> group_;
+  ShardPlan plan_;
+  NamedTensors params_;
+  std::vector<std::vector<size_t>> block_params_;  // indices into params_
+  std::vector<bool> managed_;
+  std::vector<bool> gathered_, reduce_pending_;
+  bool sharded_ = false;
+};
 
 }  // namespace seqrec::train
