@@ -179,8 +179,8 @@ TEST_F(LaunchTest, ZeroOneAndTwoGiveTheWeightsOfDataParallelismAndOfOneProcess) 
 }
 
 // ZeRO-3 on LLaMA-ID's blocks (their parameters live on their owners and are gathered per block),
-// 2 Gloo processes, 3 steps: the weights and moments of DDP. A model without a gated block stack
-// refuses stage 3 by name.
+// 2 Gloo processes, 3 steps: the weights and moments of DDP, also with gradient accumulation. A
+// model without a gated block stack refuses stage 3 by name.
 TEST_F(LaunchTest, ZeroThreeOnLlamaIdGivesTheWeightsOfDataParallelism) {
   const std::string ddp = exact_step_config(dir_, "ddp", 6, 12, kLlamaId);
   ASSERT_EQ(run(dir_, "prepare --config " + ddp).code, 0);
@@ -203,6 +203,13 @@ TEST_F(LaunchTest, ZeroThreeOnLlamaIdGivesTheWeightsOfDataParallelism) {
   ASSERT_EQ(ma.size(), mb.size());
   for (auto& [name, t] : ma)
     EXPECT_LT((t - mb[name]).abs().max().item<double>(), 1e-5 * std::max(1.0, t.abs().max().item<double>())) << name;
+  // With gradient accumulation (2 micro-batches of 3 per rank): block gradients are reduced to their
+  // owners after each micro-batch and summed there.
+  const std::string acc = exact_step_config(dir_, "z3acc", 3, 12, kLlamaId);
+  Result c = run(dir_, "launch --nproc-per-node 2 -- train --config " + acc + kThreeSteps +
+                           " --set train.zero_stage=3 --set train.grad_accum_steps=2");
+  ASSERT_EQ(c.code, 0) << c.err;
+  expect_same_file_tensors(dir_.file("ddp/last.safetensors"), dir_.file("z3acc/last.safetensors"), 1e-5);
 
   const std::string hstu = exact_step_config(dir_, "hstu3", 6, 12);
   Result refused = run(dir_, "launch --nproc-per-node 2 -- train --config " + hstu + " --set train.zero_stage=3");
