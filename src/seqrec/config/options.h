@@ -72,6 +72,9 @@ struct TrainOptions {
                                      ///< the papers' code; bucketing costs quality, docs/benchmarks.md)
   std::string device = "cpu";        ///< cpu | cuda (the GPU LOCAL_RANK names; cuda:N for one of them)
   LossOptions loss;                  ///< train.loss
+  /// fp32 | bf16: bf16 runs the LLM towers' training forward passes (and so their backward) under
+  /// bfloat16 autocast; parameters, gradients and optimizer state stay float32 (llm/precision.h).
+  std::string precision = "fp32";
 };
 
 /// `eval:` -- the evaluation protocol.
