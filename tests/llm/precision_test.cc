@@ -7,6 +7,7 @@
 #include "seqrec/config/options.h"
 #include "seqrec/llm/decoder_lm.h"
 #include "seqrec/llm/precision.h"
+#include "seqrec/train/finetune.h"
 #include "seqrec/train/optim.h"
 #include "support.h"
 
@@ -131,6 +132,13 @@ TEST(PrecisionTest, BadPrecisionAndModelsWithoutLlmTowersAreConfigErrors) {
             "bf16");
   EXPECT_EQ(config::read_train_options(config::ConfigNode::parse("train:\n  epochs: 1\n").child("train")).precision,
             "fp32");
+  const std::string finetune = "finetune:\n  model: m\n  train_file: t.jsonl\n  out_dir: o\n";
+  EXPECT_EQ(train::read_finetune_options(config::ConfigNode::parse(finetune + "  precision: bf16\n").child("finetune"))
+                .precision,
+            "bf16");
+  ASSERT_THROWS_WITH(
+      train::read_finetune_options(config::ConfigNode::parse(finetune + "  precision: half\n").child("finetune")),
+      "finetune.precision: 'half' is not one of: fp32, bf16");
   torch::nn::Linear id_model(4, 4);  // no decoder LM inside
   EXPECT_EQ(set_training_precision(*id_model, "fp32", torch::kCPU, "train.precision"), 0);
   ASSERT_THROWS_WITH(set_training_precision(*id_model, "bf16", torch::kCPU, "train.precision"),
