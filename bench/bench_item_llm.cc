@@ -1,6 +1,7 @@
 // HLLM item-LLM throughput: item texts/s and tokens/s of the item tower, packed (block-diagonal
 // causal attention over one row) vs padded (a left-padded batch), forward and forward+backward, and
-// the time to embed the whole catalogue (what each evaluation does).
+// the time to embed the whole catalogue (what each evaluation does). The forward and train-step
+// timings run in the config's train.precision (fp32 | bf16; the catalogue pass is evaluation: fp32).
 // Usage: bench_item_llm --config FILE [--set k=v ...] [--items N] [--reps R]
 #include <torch/torch.h>
 
@@ -16,6 +17,7 @@
 #include "seqrec/config/options.h"
 #include "seqrec/data/interaction_store.h"
 #include "seqrec/data/item_text.h"
+#include "seqrec/llm/precision.h"
 #include "seqrec/models/hllm.h"
 #include "seqrec/models/registry.h"
 
@@ -57,6 +59,7 @@ int main(int argc, char** argv) {
   }
   config::ConfigNode root = config::load_config(config_file, overrides);
   auto data_opts = config::read_data_options(root.child("data"));
+  const std::string precision = config::read_train_options(root.child("train")).precision;
   auto store = data::InteractionStore::open(data_opts.dir + "/interactions.bin");
   auto tokens = data::ItemTokens::load(data_opts.dir + "/item_tokens.bin");
   torch::set_num_threads(2);
@@ -66,8 +69,10 @@ int main(int argc, char** argv) {
     auto o = overrides;
     o.push_back(std::string("model.packed_items=") + (packed ? "true" : "false"));
     torch::manual_seed(1);
-    return std::dynamic_pointer_cast<models::HllmImpl>(
+    auto m = std::dynamic_pointer_cast<models::HllmImpl>(
         models::make_model(config::load_config(config_file, o).child("model"), ctx));
+    if (m) llm::set_training_precision(*m, precision, torch::kCPU, "train.precision");
+    return m;
   };
   if (!build(true)) {
     std::fprintf(stderr, "bench_item_llm: the config's model is not hllm\n");
@@ -89,9 +94,9 @@ int main(int argc, char** argv) {
       m->embed_items(ids);
     });
     const double fwd_bwd = median_seconds(static_cast<int>(reps), [&] { m->embed_items(ids).sum().backward(); });
-    std::printf("{\"mode\":\"%s\",\"items\":%ld,\"tokens\":%ld,\"fwd_texts_per_s\":%.0f,\"fwd_tokens_per_s\":%.0f,"
+    std::printf("{\"precision\":\"%s\",\"mode\":\"%s\",\"items\":%ld,\"tokens\":%ld,\"fwd_texts_per_s\":%.0f,\"fwd_tokens_per_s\":%.0f,"
                 "\"train_texts_per_s\":%.0f,\"train_tokens_per_s\":%.0f}\n",
-                packed ? "packed" : "padded", long(n_items), long(tokens_total), n_items / fwd, tokens_total / fwd,
+                precision.c_str(), packed ? "packed" : "padded", long(n_items), long(tokens_total), n_items / fwd, tokens_total / fwd,
                 n_items / fwd_bwd, tokens_total / fwd_bwd);
   }
   auto model = build(true);

@@ -1,5 +1,5 @@
 // Component timings of one SASRec / HSTU training step on the shapes of the ML-1M configs, and the
-// machine's fp32 matrix-multiply peak, so that model throughput can be read against both.
+// machine's fp32 and bf16 matrix-multiply peaks, so that model throughput can be read against both.
 // Usage: bench_ops [--batch B] [--width W] [--dim D] [--reps N]   (prints one JSON line per op)
 #include <torch/torch.h>
 
@@ -59,6 +59,14 @@ int main(int argc, char** argv) {
   {
     auto x = torch::randn({2048, 2048}), y = torch::randn({2048, 2048});
     time_op("matmul_2048_peak", [&] { torch::mm(x, y); }, 5, 2.0 * 2048 * 2048 * 2048);
+    // bfloat16 (oneDNN's avx512_bf16 / AMX kernels where the CPU has them): train.precision bf16.
+    auto xb = x.to(torch::kBFloat16), yb = y.to(torch::kBFloat16);
+    time_op("matmul_2048_peak_bf16", [&] { torch::mm(xb, yb); }, 5, 2.0 * 2048 * 2048 * 2048);
+    // The shape of an LLM tower's projections at d = 64 (stories260K): [8192 tokens, 64] x [64, 172].
+    auto t = torch::randn({8192, 64}), w = torch::randn({172, 64});
+    auto tb = t.to(torch::kBFloat16), wb = w.to(torch::kBFloat16);
+    time_op("linear_8192x64x172", [&] { torch::linear(t, w); }, reps, 2.0 * 8192 * 64 * 172);
+    time_op("linear_8192x64x172_bf16", [&] { torch::linear(tb, wb); }, reps, 2.0 * 8192 * 64 * 172);
   }
   // Lengths like ML-1M under L = 200 (a quarter of the users at the cap, the rest spread below).
   auto lengths = torch::randint(20, w + 1, {b}, torch::kLong);

@@ -25,6 +25,9 @@ int run_train_lsvcr(config::ConfigNode& root) {
   const config::TrainOptions train = config::read_train_options(root.child("train"));
   if (data.dir.empty()) throw ConfigError("data.dir", "required key is missing (the prepared lsvcr directory)");
   if (train.out_dir.empty()) throw ConfigError("train.out_dir", "required key is missing");
+  if (train.precision != "fp32")
+    throw ConfigError("train.precision", "LSVCR training runs in fp32 only (bf16: seqrec train on hllm / molar, "
+                                         "seqrec finetune)");
   config::ConfigNode lsvcr_node = root.child("lsvcr");
   const train::LsvcrRunOptions run = train::read_lsvcr_run_options(lsvcr_node);
   const std::string stage = lsvcr_node.get<std::string>("stage", "finetune");

@@ -11,11 +11,13 @@
 #include "seqrec/config/config_node.h"
 #include "seqrec/data/item_catalog.h"
 #include "seqrec/data/item_text.h"
+#include "seqrec/llm/precision.h"
 #include "seqrec/llm/tokenizer.h"
 #include "seqrec/models/hllm.h"
 #include "seqrec/models/registry.h"
 #include "seqrec/nn/llama_block.h"
 #include "seqrec/train/losses.h"
+#include "seqrec/train/optim.h"
 #include "support.h"
 
 namespace seqrec::models {
@@ -234,6 +236,43 @@ TEST(Hllm, NceGradientsReachBothTowersTheItemTokenAndTheScale) {
   // The user tower's token table is unused (one frozen row).
   EXPECT_EQ(params["user_llm.model.embed_tokens.weight"].size(0), 1);
   EXPECT_FALSE(params["user_llm.model.embed_tokens.weight"].requires_grad());
+}
+
+TEST(Hllm, Bf16TrainingIsCloseToFp32LearnsAndKeepsFloat32State) {
+  TextFixture f;
+  auto fp32 = make_tiny(f), bf16 = make_tiny(f);  // same seed: same weights
+  EXPECT_EQ(llm::set_training_precision(*bf16, "bf16", torch::kCPU, "train.precision"), 2);  // item and user LLM
+  fp32->train();
+  bf16->train();
+  config::LossOptions lo;
+  lo.name = "nce";
+  // The user states (cosine space) of a training forward: within 0.05 of float32's, yet not equal.
+  auto a = fp32->encode(tiny_batch()), b = bf16->encode(tiny_batch());               // [B, W, D]
+  EXPECT_EQ(b.scalar_type(), torch::kFloat);
+  const double diff = (a - b).abs().max().item<double>();
+  EXPECT_LT(diff, 0.05);
+  EXPECT_GT(diff, 1e-5);
+  EXPECT_NEAR(train::compute_loss(*fp32, tiny_batch(), lo).item<double>(),
+              train::compute_loss(*bf16, tiny_batch(), lo).item<double>(), 0.05);
+
+  std::vector<std::pair<std::string, torch::Tensor>> params;
+  for (const auto& p : bf16->named_parameters())
+    if (p.value().requires_grad()) params.emplace_back(p.key(), p.value());
+  train::AdamW optimizer(params, {1e-2, 0.9, 0.98, 1e-8, 0.0});
+  double first = 0, last = 0;
+  for (int step = 0; step < 30; ++step) {
+    optimizer.zero_grad();
+    auto loss = train::compute_loss(*bf16, tiny_batch(), lo);
+    loss.backward();
+    optimizer.step(1e-2);
+    (step == 0 ? first : last) = loss.item<double>();
+  }
+  EXPECT_LT(last, 0.5 * first) << first << " -> " << last;
+  for (const auto& [name, p] : params) {
+    EXPECT_EQ(p.scalar_type(), torch::kFloat) << name;
+    EXPECT_EQ(p.grad().scalar_type(), torch::kFloat) << name;
+  }
+  for (const auto& [name, t] : optimizer.state()) EXPECT_EQ(t.scalar_type(), torch::kFloat) << name;
 }
 
 TEST(Hllm, EvalCacheIsReusedAndInvalidatedWhenTheItemTowerChanges) {

@@ -4,6 +4,7 @@
 #include <torch/torch.h>
 
 #include "seqrec/llm/decoder_lm.h"
+#include "seqrec/llm/precision.h"
 #include "seqrec/nn/lora.h"
 #include "support.h"
 
@@ -29,7 +30,7 @@ torch::Tensor toy_ids() {  // a repetitive toy "text"
 }
 
 torch::Tensor lm_loss(llm::DecoderLm& lm) {
-  auto ids = toy_ids();
+  auto ids = toy_ids().to(lm->model->embed_tokens->weight.device());
   llm::DecoderInput in;
   in.input_ids = ids.narrow(1, 0, ids.size(1) - 1);
   auto logits = lm->logits(lm->forward_hidden(in))[0];                    // [T-1, V]
@@ -103,28 +104,57 @@ TEST(LoraTest, NoMatchingTargetIsAConfigError) {
   ASSERT_THROWS_WITH(apply_lora(*lm, o), "no linear layer matched");
 }
 
-TEST(GradientCheckpointingTest, SameGradientsAsKeepingActivations) {
+// Loss and gradients of one training step of the tiny LM on `device`, blocks checkpointed or not.
+struct StepResult {
+  float loss = 0;
+  std::map<std::string, torch::Tensor> grads;
+};
+
+StepResult train_step(torch::Device device, double dropout, bool checkpoint, const std::string& precision) {
+  torch::manual_seed(9);
+  llm::DecoderConfig c = tiny_lm()->config();
+  c.dropout = dropout;  // dropout masks must replay identically in the recomputation
+  torch::manual_seed(9);
+  llm::DecoderLm lm(c);
+  lm->to(device);
+  lm->gradient_checkpointing = checkpoint;
+  llm::set_training_precision(*lm, precision, device, "train.precision");
+  lm->train();
+  torch::manual_seed(21);
+  auto loss = lm_loss(lm);
+  loss.backward();
+  StepResult r;
+  r.loss = loss.item<float>();
+  for (auto& p : lm->named_parameters()) r.grads[p.key()] = p.value().grad().cpu().clone();
+  return r;
+}
+
+void expect_checkpointing_changes_nothing(torch::Device device, const std::string& precision) {
   for (double dropout : {0.0, 0.3}) {
-    std::vector<std::map<std::string, torch::Tensor>> grads(2);
-    std::vector<float> losses(2);
-    for (int checkpoint = 0; checkpoint < 2; ++checkpoint) {
-      torch::manual_seed(9);
-      llm::DecoderConfig c = tiny_lm()->config();
-      c.dropout = dropout;  // dropout masks must replay identically in the recomputation
-      torch::manual_seed(9);
-      llm::DecoderLm lm(c);
-      lm->gradient_checkpointing = checkpoint == 1;
-      lm->train();
-      torch::manual_seed(21);
-      auto loss = lm_loss(lm);
-      loss.backward();
-      losses[checkpoint] = loss.item<float>();
-      for (auto& p : lm->named_parameters()) grads[checkpoint][p.key()] = p.value().grad().clone();
-    }
-    EXPECT_FLOAT_EQ(losses[0], losses[1]);
-    for (auto& [name, g] : grads[0])
-      EXPECT_TRUE(torch::allclose(g, grads[1][name], 1e-5, 1e-6)) << name << " dropout " << dropout;
+    const StepResult kept = train_step(device, dropout, false, precision);
+    const StepResult recomputed = train_step(device, dropout, true, precision);
+    EXPECT_FLOAT_EQ(kept.loss, recomputed.loss) << device << " " << precision << " dropout " << dropout;
+    for (auto& [name, g] : kept.grads)
+      EXPECT_TRUE(torch::allclose(g, recomputed.grads.at(name), 1e-5, 1e-6))
+          << name << " " << device << " " << precision << " dropout " << dropout;
   }
+}
+
+TEST(GradientCheckpointingTest, SameGradientsAsKeepingActivations) {
+  expect_checkpointing_changes_nothing(torch::kCPU, "fp32");
+}
+
+TEST(GradientCheckpointingTest, SameGradientsUnderBf16Autocast) {
+  // The recomputation re-enters the forward's autocast: the same bfloat16 roundings, the same gradients.
+  expect_checkpointing_changes_nothing(torch::kCPU, "bf16");
+  // ... which do differ from float32 ones (the comparison above is not vacuous).
+  EXPECT_NE(train_step(torch::kCPU, 0.0, true, "bf16").loss, train_step(torch::kCPU, 0.0, true, "fp32").loss);
+}
+
+TEST(GradientCheckpointingTest, SameGradientsOnTheGpu) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  expect_checkpointing_changes_nothing(torch::Device(torch::kCUDA, 0), "fp32");
+  expect_checkpointing_changes_nothing(torch::Device(torch::kCUDA, 0), "bf16");
 }
 
 TEST(ResizeEmbeddingsTest, KeepsOldRowsAndStartsNewOnesAtTheMean) {

@@ -96,6 +96,7 @@ TrainOptions read_train_options(ConfigNode node) {
   o.zero_stage = node.get<int64_t>("zero_stage", o.zero_stage);
   o.zero_state = node.get<std::string>("zero_state", o.zero_state);
   o.loss = read_loss_options(node.child("loss"));
+  o.precision = node.get<std::string>("precision", o.precision);
 
   require_positive(o.epochs, key(node, "epochs"));
   require_positive(o.batch_size, key(node, "batch_size"));
@@ -116,6 +117,7 @@ TrainOptions read_train_options(ConfigNode node) {
   if (o.threads < 0) throw ConfigError(key(node, "threads"), "must be >= 0 (0 = all cores)");
   if (!std::regex_match(o.device, std::regex("cpu|cuda(:[0-9]+)?")))
     throw ConfigError(key(node, "device"), "'" + o.device + "' is not one of: cpu, cuda, cuda:N");
+  require_one_of(o.precision, {"fp32", "bf16"}, key(node, "precision"));
   if (o.metric != "mrr" && o.metric.rfind("hr@", 0) != 0 && o.metric.rfind("ndcg@", 0) != 0)
     throw ConfigError(key(node, "metric"), "expected hr@K, ndcg@K or mrr, got '" + o.metric + "'");
   return o;

@@ -77,6 +77,9 @@ struct TrainOptions {
   std::string zero_state = "sharded";  ///< ZeRO's resume state: sharded (one moments file per rank) | consolidated
                                        ///< (rank 0 gathers all into the state file); both resume at any world size
   LossOptions loss;                  ///< train.loss
+  /// fp32 | bf16: bf16 runs the LLM towers' training forward passes (and so their backward) under
+  /// bfloat16 autocast; parameters, gradients and optimizer state stay float32 (llm/precision.h).
+  std::string precision = "fp32";
 };
 
 /// `eval:` -- the evaluation protocol.

@@ -15,6 +15,7 @@
 #include "seqrec/common/error.h"
 #include "seqrec/common/fs.h"
 #include "seqrec/common/safetensors.h"
+#include "seqrec/llm/precision.h"
 #include "seqrec/nn/tensor_view.h"
 
 namespace seqrec::llm {
@@ -40,14 +41,41 @@ struct BlockContext {
   torch::Tensor bias;
   bool is_packed = false;
   nn::PackedSegments packed;  // a copy (tensors are shared): backward runs after the caller returned
+  torch::Dtype autocast = torch::kFloat;  // the forward's compute dtype, re-entered by the recomputation
   const nn::PackedSegments* packed_or_null() const { return is_packed ? &packed : nullptr; }
 };
 
-// Runs a block without keeping its activations; backward re-runs it with the same generator state
-// (so dropout masks repeat) and backpropagates through the recomputation.
+// The random state a block draws from: the CPU generator (fast_dropout seeds its masks from it on
+// every device) and, for a tensor on another device, that device's default generator (ATen's own
+// random ops there).
+struct RngState {
+  torch::Tensor cpu, device;
+};
+
+RngState save_rng(const torch::Device& device) {
+  RngState s;
+  s.cpu = at::detail::getDefaultCPUGenerator().get_state();
+  if (!device.is_cpu()) s.device = at::globalContext().defaultGenerator(device).get_state();
+  return s;
+}
+
+void restore_rng(const torch::Device& device, const RngState& s) {
+  at::Generator cpu = at::detail::getDefaultCPUGenerator();
+  cpu.set_state(s.cpu);
+  if (s.device.defined()) {
+    at::Generator gen = at::globalContext().defaultGenerator(device);
+    gen.set_state(s.device);
+  }
+}
+
+// Runs a block without keeping its activations; backward re-runs it with the same generator states
+// and autocast dtype (so dropout masks and roundings repeat) and backpropagates through the
+// recomputation.
 struct CheckpointedBlock : public torch::autograd::Function<CheckpointedBlock> {
   static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& x, const BlockContext& bc) {
-    ctx->saved_data["rng"] = at::detail::getDefaultCPUGenerator().get_state();
+    const RngState rng = save_rng(x.device());
+    ctx->saved_data["rng"] = rng.cpu;
+    if (rng.device.defined()) ctx->saved_data["device_rng"] = rng.device;
     ctx->save_for_backward({x});
     auto* holder = new BlockContext(bc);  // released in backward
     ctx->saved_data["context"] = reinterpret_cast<int64_t>(holder);
@@ -57,15 +85,18 @@ struct CheckpointedBlock : public torch::autograd::Function<CheckpointedBlock> {
   static torch::autograd::tensor_list backward(torch::autograd::AutogradContext* ctx, torch::autograd::tensor_list grads) {
     std::unique_ptr<BlockContext> bc(reinterpret_cast<BlockContext*>(ctx->saved_data["context"].toInt()));
     auto x = ctx->get_saved_variables()[0].detach().requires_grad_(true);
-    auto current = at::detail::getDefaultCPUGenerator().get_state();
-    at::Generator gen = at::detail::getDefaultCPUGenerator();
-    gen.set_state(ctx->saved_data["rng"].toTensor());
+    const RngState current = save_rng(x.device());
+    RngState saved;
+    saved.cpu = ctx->saved_data["rng"].toTensor();
+    if (ctx->saved_data.count("device_rng")) saved.device = ctx->saved_data["device_rng"].toTensor();
+    restore_rng(x.device(), saved);
     torch::Tensor out;
     {
       torch::AutoGradMode enable(true);
+      AutocastScope autocast(x.device(), bc->autocast);
       out = bc->block->forward(x, bc->rotary, bc->bias, nullptr, bc->packed_or_null());
     }
-    gen.set_state(current);
+    restore_rng(x.device(), current);
     torch::autograd::backward({out}, {grads[0]});  // accumulates the block's parameter gradients
     return {x.grad(), torch::Tensor()};
   }
@@ -187,24 +218,28 @@ torch::Tensor DecoderLmImpl::forward_hidden(const DecoderInput& in, DecoderCache
               "packed input: one row, explicit positions, no cache");
   torch::Tensor bias = in.packed || in.bias.defined() ? in.bias : nn::causal_bias(t, past, in.key_valid, x.options());
   if (cache && cache->empty()) cache->resize(model->layers->size());
-  const bool checkpoint = gradient_checkpointing && is_training() && torch::GradMode::is_enabled() && !cache &&
-                          x.device().is_cpu();
+  const bool checkpoint = gradient_checkpointing && is_training() && torch::GradMode::is_enabled() && !cache;
+  const torch::Dtype compute = is_training() ? training_dtype : torch::kFloat;
+  AutocastScope autocast(x.device(), compute);
   for (size_t i = 0; i < model->layers->size(); ++i) {
     auto block = model->layers[i]->as<nn::LlamaBlock>();
     if (checkpoint) {
       BlockContext bc{model->layers->ptr<nn::LlamaBlockImpl>(i), rotary, bias, in.packed != nullptr,
-                      in.packed ? *in.packed : nn::PackedSegments{}};
+                      in.packed ? *in.packed : nn::PackedSegments{}, compute};
       x = CheckpointedBlock::apply(x, bc);
     } else {
       x = block->forward(x, rotary, bias, cache ? &(*cache)[i] : nullptr, in.packed);
     }
   }
-  return model->norm(x);
+  auto out = model->norm(x);                                                                   // [B, T, D]
+  return compute == torch::kFloat ? out : out.to(torch::kFloat);
 }
 
 torch::Tensor DecoderLmImpl::logits(const torch::Tensor& hidden) {
-  if (lm_head) return lm_head(hidden);
-  return torch::matmul(hidden, model->embed_tokens->weight.t());
+  const torch::Dtype compute = is_training() ? training_dtype : torch::kFloat;
+  AutocastScope autocast(hidden.device(), compute);
+  auto out = lm_head ? lm_head(hidden) : torch::matmul(hidden, model->embed_tokens->weight.t());  // [.., V]
+  return compute == torch::kFloat ? out : out.to(torch::kFloat);
 }
 
 void load_hf_weights(torch::nn::Module& model, const std::string& dir, bool tied_embeddings,

@@ -82,8 +82,12 @@ class DecoderLmImpl : public torch::nn::Module {
   const DecoderConfig& config() const { return config_; }
   DecoderConfig& mutable_config() { return config_; }
   /// Gradient checkpointing: when training, each block's activations are recomputed in backward
-  /// instead of being kept (dropout masks are replayed exactly).
+  /// instead of being kept (dropout masks are replayed exactly, on every device).
   bool gradient_checkpointing = false;
+  /// Compute dtype of forward_hidden and logits in training mode: kFloat, or kBFloat16 for mixed
+  /// precision under autocast (llm/precision.h; parameters stay float32, outputs are float32).
+  /// Eval mode always computes in float32.
+  torch::Dtype training_dtype = torch::kFloat;
   DecoderBody model{nullptr};
   torch::nn::Linear lm_head{nullptr};  ///< undefined when tied to the embeddings
 

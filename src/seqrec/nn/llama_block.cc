@@ -68,6 +68,10 @@ namespace {
 // Causal attention within the segments of a packed row. q, k, v: [1, H, T, hd] -> [1, T, H*hd].
 torch::Tensor packed_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                                const PackedSegments& p, double dropout, bool training) {
+  // The jagged kernel is float32 on the CPU: under bfloat16 autocast the attention core runs in
+  // float32 here (softmax stays float32 either way), the projections around it in bfloat16.
+  if (q.device().is_cpu() && q.scalar_type() != torch::kFloat)
+    return packed_attention(q.to(torch::kFloat), k.to(torch::kFloat), v.to(torch::kFloat), p, dropout, training);
   const int64_t h = q.size(1), t = q.size(2), hd = q.size(3);
   const int64_t n = p.lengths.size(0), w = p.width;
   auto slots = p.slots.to(q.device());

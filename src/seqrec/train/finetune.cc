@@ -20,6 +20,7 @@
 #include "seqrec/common/safetensors.h"
 #include "seqrec/config/config_node.h"
 #include "seqrec/llm/decoder_lm.h"
+#include "seqrec/llm/precision.h"
 #include "seqrec/llm/sft_data.h"
 #include "seqrec/llm/tokenizer.h"
 #include "seqrec/train/hf_export.h"
@@ -201,6 +202,7 @@ std::string trajectory_key(const FinetuneOptions& o) {
                       {"seed", o.seed}, {"lora", o.lora.enabled}, {"lora_rank", a.rank}, {"lora_alpha", a.alpha},
                       {"lora_dropout", a.dropout}, {"lora_target_modules", a.target_modules},
                       {"lora_modules_to_save", o.lora.modules_to_save}};
+  if (o.precision != "fp32") j["precision"] = o.precision;  // absent for fp32: older states still resume
   return j.dump();
 }
 
@@ -306,8 +308,10 @@ void FinetuneLoop::load_model() {
 // Trainable parameters, the two AdamW groups and what the export needs to know.
 void FinetuneLoop::set_up_training() {
   set_trainable(*lm_, o_.lora);
-  lm_->to(resolve_device(o_.device, 0));
+  const torch::Device device = resolve_device(o_.device, 0);
+  lm_->to(device);
   lm_->gradient_checkpointing = o_.gradient_checkpointing;
+  llm::set_training_precision(*lm_, o_.precision, device, "finetune.precision");
   lm_->train();
   NamedTensors decay, no_decay;
   trainable_groups(*lm_, decay, no_decay);
@@ -529,6 +533,8 @@ FinetuneOptions read_finetune_options(config::ConfigNode node) {
   o.log_every = node.get<int64_t>("log_every", o.log_every);
   o.gradient_checkpointing = node.get<bool>("gradient_checkpointing", o.gradient_checkpointing);
   o.device = node.get<std::string>("device", o.device);
+  o.precision = node.get<std::string>("precision", o.precision);
+  config::require_one_of(o.precision, {"fp32", "bf16"}, key(node, "precision"));
   o.lora = read_lora(node.child("lora"));
 
   for (const auto& [name, value] : {std::pair<const char*, const std::string*>{"model", &o.model_dir},

@@ -63,8 +63,9 @@ struct FinetuneOptions {
   int64_t seed = 42;                    ///< data order, LoRA init and dropout
   int64_t threads = 0;                  ///< intra-op threads (0 = all cores)
   int64_t log_every = 10;               ///< progress line every N steps
-  bool gradient_checkpointing = false;  ///< recompute blocks in backward (CPU)
+  bool gradient_checkpointing = false;  ///< recompute blocks in backward
   std::string device = "cpu";           ///< cpu | cuda | cuda:N
+  std::string precision = "fp32";       ///< fp32 | bf16 (training forward passes under bfloat16 autocast; llm/precision.h)
   FinetuneLoraOptions lora;             ///< finetune.lora
 };
 

@@ -19,6 +19,7 @@
 #include "seqrec/dist/grad_reducer.h"
 #include "seqrec/dist/process_group.h"
 #include "seqrec/eval/evaluator.h"
+#include "seqrec/llm/precision.h"
 #include "seqrec/models/molar.h"
 #include "seqrec/train/losses.h"
 
@@ -77,6 +78,10 @@ Trainer::Trainer(models::SequenceRecommender model, data::InteractionStore store
   }
   device_ = resolve_device(setup_.train.device, setup_.local_rank);
   if (!device_.is_cpu()) model_->to(device_);
+  const int64_t towers = llm::set_training_precision(*model_, setup_.train.precision, device_, "train.precision");
+  if (setup_.train.precision != "fp32" && setup_.rank == 0)
+    log_info("train.precision %s: %ld LLM towers compute in it when training (weights, gradients and optimizer state "
+             "float32; evaluation float32)", setup_.train.precision.c_str(), long(towers));
 }
 
 void Trainer::broadcast_model() {
