@@ -20,8 +20,9 @@ def llama_params(d, layers, ffn, heads, kv_heads, vocab, tied=False):
     return layers * block + vocab * d * (1 if tied else 2) + d
 
 
-def states(psi, world, stage):
-    """(params, grads, buckets, adam) bytes per rank, fp32 master weights."""
+def states(psi, world, stage, psi_blocks=0):
+    """(params, grads, buckets, adam) bytes per rank, fp32 master weights. psi_blocks: the
+    parameters of the block stack (ZeRO-3 reduces their gradients without buckets)."""
     p = g = b = 4 * psi
     adam = 8 * psi
     if stage >= 1:
@@ -32,6 +33,7 @@ def states(psi, world, stage):
     if stage >= 3:
         p = 4 * psi / world + 2 * 4 * psi_block_max  # own share + two gathered blocks (at a block boundary in backward)
         g += 4 * psi_block_max                      # the running block's gradients before their reduce
+        b = 4 * (psi - psi_blocks) / world          # only parameters outside the blocks go through buckets
     return p, g, b, adam
 
 
@@ -75,7 +77,7 @@ def table():
         out.append("|---:|---|---:|---:|---:|---:|---:|---:|\n")
         for world in (8, 16, 32):
             for stage, scheme in enumerate(["DDP", "ZeRO-1", "ZeRO-2", "ZeRO-3"]):
-                p, g, b, a = states(psi, world, stage)
+                p, g, b, a = states(psi, world, stage, layers * psi_block_max)
                 tot = p + g + b + a
                 out.append(f"| {world} | {scheme} | {p / GiB:.1f} | {g / GiB:.1f} | {b / GiB:.1f} | {a / GiB:.1f} | "
                            f"{tot / GiB:.1f} | {(tot + act[0]) / GiB:.1f} / {(tot + act[1]) / GiB:.1f} |\n")
@@ -92,7 +94,7 @@ def check(psi):
     print(f"LLaMA-ID: {psi / 1e6:.1f}M parameters (the trainer logs the exact count); activations "
           f"{act / 2 ** 20:.0f} MiB per rank (8 sequences of 50)")
     for stage in (0, 1, 2, 3):
-        p, g, b, a = states(psi, 2, stage)
+        p, g, b, a = states(psi, 2, stage, layers * psi_block_max)
         print(f"ZeRO-{stage}: params {p / 2**20:.0f} + grads {g / 2**20:.0f} + buckets {b / 2**20:.0f} + AdamW "
               f"{a / 2**20:.0f} = {(p + g + b + a) / 2**20:.0f} MiB; + activations {(p + g + b + a + act) / 2**20:.0f} MiB")
 
