@@ -321,8 +321,13 @@ TEST_F(TrainerTest, HoldoutOneEvaluatesTestWithoutSelectionAndTestsTheLastModel)
   EXPECT_EQ(summary.best_epoch, 4);
 
   std::ifstream log(out.file("metrics.jsonl"));
-  std::vector<std::string> lines;
-  for (std::string line; std::getline(log, line);) lines.push_back(line);
+  std::vector<std::string> lines, train_lines;
+  for (std::string line; std::getline(log, line);)
+    (line.find("\"split\":\"train\"") != std::string::npos ? train_lines : lines).push_back(line);
+  // One training line per epoch (mean loss, last learning rate: what `seqrec report` plots).
+  ASSERT_EQ(train_lines.size(), 4u);
+  EXPECT_EQ(train_lines[0].rfind("{\"epoch\":1,\"split\":\"train\",\"loss\":", 0), 0u) << train_lines[0];
+  EXPECT_NE(train_lines[3].find("\"lr\":0.005}"), std::string::npos) << train_lines[3];
   ASSERT_EQ(lines.size(), 5u);  // four evaluations during training, then the final test
   for (const auto& line : lines) {
     EXPECT_NE(line.find("\"split\":\"test\""), std::string::npos) << line;

@@ -33,6 +33,15 @@ std::string metrics_json(const eval::MetricSet& m, const std::string& split, con
   return "{\"epoch\":" + std::to_string(epoch) + "," + line.substr(1);
 }
 
+// The epoch's mean training loss and its last learning rate (deterministic text: a resumed run
+// rewrites the same line).
+std::string train_json(int64_t epoch, double loss, double lr) {
+  char buf[160];
+  std::snprintf(buf, sizeof buf, "{\"epoch\":%ld,\"split\":\"train\",\"loss\":%.9g,\"lr\":%.9g}", long(epoch), loss,
+                lr);
+  return buf;
+}
+
 double metric_value(const eval::MetricSet& m, const std::string& name) {
   auto it = m.find(name);
   if (it == m.end()) throw ConfigError("train.metric", "'" + name + "' is not computed (check eval.ks)");
@@ -160,6 +169,7 @@ double Trainer::train_epoch(int64_t epoch, AdamW& optimizer, data::TrainBatcher&
       for (double& w : weight) w = total > 0 ? w / total : 0;
     }
     const double lr = scheduled_lr(t.schedule, t.lr, optimizer.step_count(), total_steps, warmup, t.min_lr_ratio);
+    last_lr_ = lr;
     optimizer.zero_grad();
     double l = 0;
     int64_t sequences = 0;
@@ -381,6 +391,7 @@ TrainSummary Trainer::fit(bool resume) {
   const bool trainable = model_->trainable() && !params.empty();
   for (; epoch < (trainable && !stopped ? t.epochs : 0); ++epoch) {
     summary.final_loss = train_epoch(epoch, optimizer, batcher);
+    if (writer) append_line(log_path, train_json(epoch + 1, summary.final_loss, last_lr_));  // for `seqrec report`
     const bool last_epoch = epoch + 1 == t.epochs;
     bool stop = false;
     if ((epoch + 1) % t.eval_every == 0 || last_epoch) {
@@ -413,7 +424,7 @@ TrainSummary Trainer::fit(bool resume) {
         if (writer) log_info("early stop: no improvement in %ld evaluations", long(bad_evals));
       }
     }
-    TrainCounters counters{epoch + 1, optimizer.step_count(), best, summary.best_epoch, bad_evals, stop, ""};
+    TrainCounters counters{epoch + 1, optimizer.step_count(), best, summary.best_epoch, bad_evals, stop, "", {}};
     NamedTensors opt_state;
     if (plan_ && t.zero_state == "sharded") {
       // Every rank writes its own moments under a name of this epoch; once all are on disk, the

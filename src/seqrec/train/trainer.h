@@ -104,6 +104,7 @@ class Trainer {
   ShardPlan replicated_plan_;      ///< plan_'s owners of replicated_params_
   std::unique_ptr<Zero3Gate> zero3_;  ///< ZeRO-3: the block stack's sharded parameters
   torch::Device device_ = torch::kCPU;  ///< where the model and its batches live
+  double last_lr_ = 0;                  ///< learning rate of the last optimiser step (metrics.jsonl's train line)
 };
 
 }  // namespace seqrec::train
