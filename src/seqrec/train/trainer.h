@@ -4,7 +4,8 @@
 // Files in train.out_dir: last.state.safetensors (the resume unit: weights, optimizer moments, loop
 // counters and metrics.jsonl's text, one file written atomically after each epoch), last.safetensors
 // (a copy of its weights, for eval and serve), best.safetensors, metrics.jsonl (one JSON line per
-// evaluation; a resume rewrites it to the state's text, so that no epoch appears twice).
+// epoch's training -- mean loss, last learning rate -- and per evaluation; a resume rewrites it to
+// the state's text, so that no epoch appears twice).
 // Determinism: data order and negatives are functions of (seed, epoch); the torch generator is
 // reseeded from (seed, epoch) at each epoch start, so resuming at an epoch boundary reproduces an
 // uninterrupted run bit for bit on CPU.
