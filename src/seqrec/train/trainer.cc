@@ -42,6 +42,9 @@ std::string train_json(int64_t epoch, double loss, double lr) {
   return buf;
 }
 
+// Optimiser steps in an epoch of `batches` batches, `accum` per step (the last step may take fewer).
+int64_t optimizer_steps(int64_t batches, int64_t accum) { return (batches + accum - 1) / accum; }
+
 double metric_value(const eval::MetricSet& m, const std::string& name) {
   auto it = m.find(name);
   if (it == m.end()) throw ConfigError("train.metric", "'" + name + "' is not computed (check eval.ks)");
@@ -130,7 +133,7 @@ eval::EvalResult Trainer::evaluate_split(data::Split split) {
 double Trainer::train_epoch(int64_t epoch, AdamW& optimizer, data::TrainBatcher& batcher) {
   const auto& t = setup_.train;
   const int64_t accum = t.grad_accum_steps;
-  const int64_t steps_per_epoch = (batcher.batches_per_epoch() + accum - 1) / accum;
+  const int64_t steps_per_epoch = optimizer_steps(batcher.batches_per_epoch(), accum);
   const int64_t total_steps = steps_per_epoch * t.epochs;
   const int64_t warmup = t.warmup_steps > 0 ? t.warmup_steps
                                             : static_cast<int64_t>(std::floor(t.warmup_ratio * total_steps));
@@ -220,6 +223,8 @@ TrainSummary Trainer::fit(bool resume) {
   NamedTensors params;
   for (const auto& p : model_->named_parameters())
     if (p.value().requires_grad()) params.emplace_back(p.key(), p.value());
+  int64_t total_params = 0;
+  for (const auto& [name, p] : params) total_params += p.numel();
   const bool data_parallel = setup_.group && setup_.world_size > 1;
   if (t.zero_stage > 0 && data_parallel) {
     plan_ = ShardPlan::balanced(params, setup_.world_size);
@@ -330,13 +335,11 @@ TrainSummary Trainer::fit(bool resume) {
                  reducer_->bytes_per_step() / 1e6, ro.owners.empty() ? "all-reduced" : "reduced to their owners");
     }
     if (plan_ && writer) {
-      int64_t total = 0;
-      for (auto& [name, p] : params) total += p.numel();
       log_info("ZeRO-%ld: optimizer state%s sharded by parameter; rank 0 owns %ld of %ld parameters (%.1f%% of "
                "the elements)", long(t.zero_stage),
                t.zero_stage >= 3 ? ", gradients and block parameters" : t.zero_stage >= 2 ? " and gradients" : "",
                long(owned_params_.size()), long(params.size()),
-               100.0 * double(plan_->numel_owned_by(0, params)) / double(std::max<int64_t>(total, 1)));
+               100.0 * double(plan_->numel_owned_by(0, params)) / double(std::max<int64_t>(total_params, 1)));
     }
   }
   summary.best_metric = best;
@@ -362,15 +365,11 @@ TrainSummary Trainer::fit(bool resume) {
                     "data.holdout=" + std::to_string(setup_.data.holdout) + " per user for evaluation");
   if (writer)
     log_info("training %ld sequences, %ld batches/epoch, %ld params", long(batcher.num_samples()),
-             long(batcher.batches_per_epoch()), long([&] {
-               int64_t n = 0;
-               for (auto& [k, p] : params) n += p.numel();
-               return n;
-             }()));
+             long(batcher.batches_per_epoch()), long(total_params));
   if (writer && t.grad_accum_steps > 1) {
     log_info("gradient accumulation: %ld micro-batches of %ld per optimiser step (%ld steps/epoch)",
              long(t.grad_accum_steps), long(t.batch_size),
-             long((batcher.batches_per_epoch() + t.grad_accum_steps - 1) / t.grad_accum_steps));
+             long(optimizer_steps(batcher.batches_per_epoch(), t.grad_accum_steps)));
     // Exact for per-position losses; a loss over a pool of the batch sees each micro-batch's pool.
     if ((t.loss.name == "nce" && t.loss.shared_pool) || dynamic_cast<models::AuxiliaryLossModel*>(model_.get()))
       log_info("gradient accumulation: the shared negative pool / in-batch alignment loss is formed per "
