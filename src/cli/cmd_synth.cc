@@ -108,6 +108,8 @@ int run_synth(const CliArgs& args) {
   read_mode_option(node, "profile_clusters", SynthMode::kLongTerm, mode, o.profile_clusters);
   read_mode_option(node, "profile_share", SynthMode::kLongTerm, mode, o.profile_share);
   read_mode_option(node, "profile_phase", SynthMode::kLongTerm, mode, o.profile_phase);
+  read_mode_option(node, "profile_timing", SynthMode::kLongTerm, mode, o.profile_timing);
+  read_mode_option(node, "profile_weights", SynthMode::kLongTerm, mode, o.profile_weights);
   read_mode_option(node, "min_interest_len", SynthMode::kLongTerm, mode, o.min_interest_len);
   read_mode_option(node, "max_interest_len", SynthMode::kLongTerm, mode, o.max_interest_len);
   read_mode_option(node, "min_burst_len", SynthMode::kBursty, mode, o.min_burst_len);

@@ -415,6 +415,49 @@ TEST(Synthetic, LongTermClusterProfileIsOnlyInOldEvents) {
   ASSERT_THROWS_WITH(synthesize(o), "synth.profile_kind: must be items or clusters, got topics");
 }
 
+/// profile_timing throughout: a stationary history; every event, the last ones included, is a home
+/// event with probability profile_share, so the recent window holds home events too; visit weights
+/// harmonic (1 : 1/2 : ...) or uniform over the home items.
+TEST(Synthetic, LongTermProfileThroughoutIsStationary) {
+  TempDir dir;
+  for (const std::string weights : {"harmonic", "uniform"}) {
+    SynthOptions o = long_term(dir.path());
+    o.profile_timing = "throughout";
+    o.profile_weights = weights;
+    o.profile_share = 0.6;
+    o.recent_window = 1000;  // not used: no check against min_seq_len
+    const SynthData data = synthesize(o);
+    int64_t home = 0, total = 0, last_home = 0, recent_home = 0, recent_total = 0;
+    std::vector<int64_t> visits(static_cast<size_t>(o.profile_items), 0);  // per visit rank
+    for (const SynthUser& user : data.users) {
+      ASSERT_EQ(static_cast<int64_t>(user.profile.size()), o.profile_items);
+      const auto& s = user.items;
+      for (size_t k = 0; k < s.size(); ++k) {
+        const auto it = std::find(user.profile.begin(), user.profile.end(), s[k]);
+        if (it == user.profile.end()) continue;
+        ++home;
+        ++visits[static_cast<size_t>(it - user.profile.begin())];
+        if (k + 1 == s.size()) ++last_home;
+        if (k + 62 >= s.size()) ++recent_home;
+      }
+      total += static_cast<int64_t>(s.size());
+      recent_total += 62;
+    }
+    EXPECT_NEAR(static_cast<double>(home) / total, o.profile_share, 0.01) << weights;
+    EXPECT_NEAR(static_cast<double>(recent_home) / recent_total, o.profile_share, 0.02) << weights;
+    EXPECT_NEAR(static_cast<double>(last_home) / o.num_users, o.profile_share, 0.1) << weights;
+    // Rank 0 against rank 5 (of 6): 6 : 1 harmonic, 1 : 1 uniform.
+    const double ratio = static_cast<double>(visits[0]) / static_cast<double>(visits[5]);
+    EXPECT_NEAR(ratio, weights == "harmonic" ? 6.0 : 1.0, weights == "harmonic" ? 0.6 : 0.1) << weights;
+  }
+  SynthOptions o = long_term(dir.path());
+  o.profile_timing = "always";
+  ASSERT_THROWS_WITH(synthesize(o), "synth.profile_timing: must be old_only or throughout, got always");
+  o = long_term(dir.path());
+  o.profile_weights = "zipf";
+  ASSERT_THROWS_WITH(synthesize(o), "synth.profile_weights: must be harmonic or uniform, got zipf");
+}
+
 TEST(Synthetic, BurstyLengthsAndNoRepeats) {
   TempDir dir;
   const SynthOptions o = bursty(dir.path());

@@ -53,6 +53,12 @@ struct SynthOptions {
   int64_t profile_clusters = 3;      ///< profile_kind clusters: home clusters per user
   double profile_share = 0.5;        ///< share of home items among the events of the profile phase
   double profile_phase = 0.3;        ///< the profile phase: this share of the history, from its start
+  /// "old_only": the profile is frequent in the profile phase and absent from the last
+  /// recent_window events before the targets (returns as described above); "throughout": every
+  /// event, the targets included, is a home event with probability profile_share (a stationary
+  /// history; profile_phase, recent_window and long_term_share are not used).
+  std::string profile_timing = "old_only";
+  std::string profile_weights = "harmonic";  ///< home visit weights: "harmonic" (1, 1/2, 1/3, ...) or "uniform"
   int64_t min_interest_len = 20;     ///< drift events per short-term interest, drawn in [min, max]
   int64_t max_interest_len = 60;     ///< upper bound of the drift events per short-term interest
 

@@ -106,10 +106,10 @@ void need_share(double v, const char* key) {
 }
 
 /// Cumulative weights 1, 1/2, 1/3, ... over n items.
-std::vector<double> visit_cdf(int64_t n) {
+std::vector<double> visit_cdf(int64_t n, bool uniform) {
   std::vector<double> cdf;
   double acc = 0.0;
-  for (int64_t k = 0; k < n; ++k) cdf.push_back(acc += 1.0 / static_cast<double>(k + 1));
+  for (int64_t k = 0; k < n; ++k) cdf.push_back(acc += uniform ? 1.0 : 1.0 / static_cast<double>(k + 1));
   return cdf;
 }
 
@@ -268,6 +268,10 @@ void check_long_term_options(const SynthOptions& o) {
        std::to_string(o.profile_phase));
   need(o.profile_kind == "items" || o.profile_kind == "clusters", "profile_kind", "items or clusters",
        o.profile_kind);
+  need(o.profile_timing == "old_only" || o.profile_timing == "throughout", "profile_timing",
+       "old_only or throughout", o.profile_timing);
+  need(o.profile_weights == "harmonic" || o.profile_weights == "uniform", "profile_weights",
+       "harmonic or uniform", o.profile_weights);
   if (o.profile_kind == "items") {
     need(o.profile_items >= 2 && o.profile_items <= o.num_items / 2, "profile_items",
          "in [2, num_items / 2 = " + std::to_string(o.num_items / 2) + "]", std::to_string(o.profile_items));
@@ -284,6 +288,7 @@ void check_long_term_options(const SynthOptions& o) {
   need(o.max_interest_len >= o.min_interest_len, "max_interest_len",
        "at least min_interest_len (" + std::to_string(o.min_interest_len) + ")",
        std::to_string(o.max_interest_len));
+  if (o.profile_timing == "throughout") return;
   // The shortest history must keep recent_window profile-free events before its two targets.
   const auto phase = static_cast<int64_t>(o.profile_phase * static_cast<double>(o.min_seq_len));
   need(o.min_seq_len - phase >= o.recent_window + 2, "min_seq_len",
@@ -310,7 +315,8 @@ std::vector<SynthUser> long_term_users(const SynthOptions& o, const ItemWorld& w
   const int64_t V = o.num_items;
   const int64_t W = o.recent_window;
   const bool by_cluster = o.profile_kind == "clusters";
-  const std::vector<double> home_cdf = visit_cdf(by_cluster ? o.profile_clusters : o.profile_items);
+  const std::vector<double> home_cdf =
+      visit_cdf(by_cluster ? o.profile_clusters : o.profile_items, o.profile_weights == "uniform");
   std::vector<uint8_t> home(static_cast<size_t>(V) + 1, 0);
   std::vector<SynthUser> users(static_cast<size_t>(o.num_users));
   for (auto& user : users) {
@@ -346,6 +352,13 @@ std::vector<SynthUser> long_term_users(const SynthOptions& o, const ItemWorld& w
     const auto phase = static_cast<int64_t>(o.profile_phase * static_cast<double>(len));
     auto& items = user.items;
     items.reserve(static_cast<size_t>(len));
+    if (o.profile_timing == "throughout") {  // stationary: any event is a home event with one probability
+      for (int64_t k = 0; k < len; ++k)
+        items.push_back(rng.uniform() < o.profile_share ? home_item() : drift.next(taste, rng));
+      user.timestamps = hourly(len, rng);
+      for (int64_t i : profile) home[static_cast<size_t>(i)] = 0;
+      continue;
+    }
     for (int64_t k = 0; k < phase; ++k)
       items.push_back(rng.uniform() < o.profile_share ? home_item() : drift.next(taste, rng));
     // Returns W+1..2W events apart, the last one at least W events before the targets.
