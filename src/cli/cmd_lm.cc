@@ -2,6 +2,7 @@
 #include <torch/torch.h>
 
 #include <cstdio>
+#include <string>
 
 #include "cli/commands.h"
 #include "seqrec/common/error.h"
@@ -16,7 +17,18 @@ int run_lm(const CliArgs& args) {
   auto tokenizer = llm::load_tokenizer(args.model_dir);
   llm::DecoderLm lm = llm::load_decoder_lm(args.model_dir);
   std::vector<int64_t> ids = tokenizer->encode_with_special(args.prompt);
+  const int64_t max_positions = lm->config().max_position_embeddings;
+  const int64_t new_tokens = args.lm_action == "score" ? 0 : args.max_new_tokens;
+  if (static_cast<int64_t>(ids.size()) + new_tokens > max_positions)
+    throw RequestError((args.lm_action == "score" ? "--text" : "--prompt") + std::string(" is ") +
+                       std::to_string(ids.size()) + " tokens" +
+                       (new_tokens > 0 ? " + " + std::to_string(new_tokens) + " new" : std::string()) +
+                       ", more than the model's max_position_embeddings (" + std::to_string(max_positions) +
+                       ", " + args.model_dir + "/config.json)");
   if (args.lm_action == "score") {
+    if (ids.size() < 2)
+      throw RequestError("--text: nothing to score: it encodes to " + std::to_string(ids.size()) +
+                         " token(s) with the special ones, and scoring needs a token after the first");
     std::vector<double> lp = llm::token_logprobs(lm, ids);
     std::printf("position\ttoken_id\tpiece\tlogprob\n");
     double total = 0;
@@ -25,7 +37,7 @@ int run_lm(const CliArgs& args) {
       std::printf("%zu\t%ld\t%s\t%.6f\n", i + 1, long(ids[i + 1]), tokenizer->id_to_piece(ids[i + 1]).c_str(), lp[i]);
     }
     std::fprintf(stderr, "total logprob %.4f over %zu tokens (perplexity %.3f)\n", total, lp.size(),
-                 lp.empty() ? 0.0 : std::exp(-total / lp.size()));
+                 std::exp(-total / static_cast<double>(lp.size())));
     return 0;
   }
   if (args.max_new_tokens < 1) throw RequestError("--max-new-tokens must be >= 1");

@@ -4,6 +4,7 @@
 #include <array>
 #include <cstdio>
 #include <functional>
+#include <string>
 
 #include "cli/commands.h"
 #include "cli/data_cli.h"
@@ -120,6 +121,20 @@ int main(int argc, char** argv) {
            {"--index", "index.kind", "exact | hnsw | ivfpq | ivfflat (serve.index.kind)"}})
     serve->add_option(flag, args.serve_flags[key], help);
 
+  // A first word that is no command (and no option) is refused by name: CLI11 alone would print
+  // the main help with exit 0 when --help follows it, or "A subcommand is required".
+  if (argc >= 2 && argv[1][0] != '-') {
+    std::string names;
+    bool known = false;
+    for (const CLI::App* sub : app.get_subcommands([](const CLI::App*) { return true; })) {
+      known = known || sub->get_name() == argv[1];
+      names += (names.empty() ? "" : ", ") + sub->get_name();
+    }
+    if (!known) {
+      std::fprintf(stderr, "error: unknown command '%s' (commands: %s)\n", argv[1], names.c_str());
+      return 2;
+    }
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

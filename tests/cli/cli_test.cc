@@ -161,6 +161,21 @@ TEST_F(CliTest, UnknownConfigKeySuggestsAName) {
 }
 
 /// The shipped synth.mode configs run (shrunk), and an option of another mode is refused by name.
+/// A first word that is no command is refused by name, with or without --help (it used to print
+/// the main help with exit 0).
+TEST_F(CliTest, UnknownCommandIsRefusedByName) {
+  for (const std::string args : {"no-such-command --help", "no-such-command", "trian --config x.yaml"}) {
+    Result r = run(args);
+    EXPECT_EQ(r.code, 2) << args;
+    const std::string word = args.substr(0, args.find(' ') == std::string::npos ? args.size() : args.find(' '));
+    EXPECT_NE(r.err.find("error: unknown command '" + word + "' (commands: "), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("train"), std::string::npos) << r.err;
+  }
+  Result r = run("--help");
+  EXPECT_EQ(r.code, 0);
+  EXPECT_NE(r.out.find("Subcommands:"), std::string::npos) << r.out;
+}
+
 TEST_F(CliTest, SynthModeConfigsRunAndOtherModesOptionsAreRefused) {
   const std::string cfg = std::string(SEQREC_SOURCE_DIR) + "/configs/";
   Result bursty = run("synth --config " + cfg + "time_bias/hstu_no_time.yaml --set synth.num_users=20 --out " + t("bursty"));

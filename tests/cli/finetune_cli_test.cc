@@ -36,6 +36,14 @@ TEST(FinetuneCliTest, FinetunesStories260KAndGeneratesTheResponse) {
   r = run_seqrec("lm generate --model " + dir.file("out") + " --prompt 'Item two is' --max-new-tokens 4", dir);
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(r.out, "Item two is<a_3><b_4>\n");
+  // lm: an empty text has nothing to score; a prompt beyond max_position_embeddings is refused.
+  r = run_seqrec("lm score --model " + dir.file("out") + " --text ''", dir);
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("--text: nothing to score: it encodes to 1 token(s)"), std::string::npos) << r.err;
+  r = run_seqrec("lm generate --model " + dir.file("out") + " --prompt 'Item two is' --max-new-tokens 5000", dir);
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find(" tokens + 5000 new, more than the model's max_position_embeddings (512, "),
+            std::string::npos) << r.err;
   // --resume after the last epoch: nothing left to train, the same summary.
   r = run_seqrec("finetune --config " + config + " --set finetune.grad_accum_steps=2 --set finetune.eval_steps=20 --resume", dir);
   ASSERT_EQ(r.code, 0) << r.err;

@@ -272,5 +272,14 @@ TEST(WindowRowsTest, AnEmptyWindowIsAConfigError) {
   EXPECT_EQ(config::read_data_options(ok).item_end_position, -720);
 }
 
+/// A window length beyond 2^20 is refused by name before anything is sized by it (4e9 used to end
+/// in LibTorch's "can't allocate 1024000000000 bytes" with a backtrace).
+TEST(DataOptionsTest, MaxSeqLenOutOfRangeIsAConfigError) {
+  ASSERT_THROWS_WITH(config::read_data_options(config::ConfigNode::parse("max_seq_len: 4000000000\n")),
+                     "max_seq_len: must be at most 1048576 (2^20), got 4000000000");
+  ASSERT_THROWS_WITH(config::read_data_options(config::ConfigNode::parse("max_seq_len: -5\n")), "max_seq_len");
+  EXPECT_EQ(config::read_data_options(config::ConfigNode::parse("max_seq_len: 1048576\n")).max_seq_len, 1048576);
+}
+
 }  // namespace
 }  // namespace seqrec::data

@@ -213,6 +213,31 @@ TEST(DecoderLmTest, BadConfigNamesFileAndField) {
   std::ofstream(dir.file("config.json")) << R"({"model_type": "llama", "vocab_size": 3})";
   ASSERT_THROWS_WITH(read_decoder_config(dir.path()), "required field 'hidden_size' is missing");
   ASSERT_THROWS_WITH(read_decoder_config(dir.file("nope")), "no such file");
+  // Sizes that LibTorch would reject with a backtrace (or allocate without end) are named.
+  const std::string base = R"({"model_type": "llama", "vocab_size": 32, "hidden_size": 8, "intermediate_size": 16,
+                               "num_hidden_layers": 1, "num_attention_heads": 2)";
+  std::ofstream(dir.file("config.json")) << base << R"(, "head_dim": 0})";
+  ASSERT_THROWS_WITH(read_decoder_config(dir.path()), "config.json: head_dim must be in [1, 2^31], got 0");
+  std::ofstream(dir.file("config.json")) << base << R"(, "head_dim": 3})";
+  ASSERT_THROWS_WITH(read_decoder_config(dir.path()), "head_dim must be even (rotary positions rotate pairs), got 3");
+  std::ofstream(dir.file("config.json")) << base << R"(, "max_position_embeddings": -1})";
+  ASSERT_THROWS_WITH(read_decoder_config(dir.path()), "max_position_embeddings must be in [1, 2^31], got -1");
+  std::ofstream(dir.file("config.json")) << base << "}";
+  EXPECT_EQ(read_decoder_config(dir.path()).head_dim, 4);
+}
+
+/// A token id outside the vocabulary (text tokenized with another tokenizer) is a DataError that
+/// says so, not LibTorch's "index out of range" backtrace.
+TEST(DecoderLmTest, TokenIdsOutsideTheVocabularyAreRefused) {
+  DecoderLm lm(tiny_config("llama", true));
+  DecoderInput in;
+  const int64_t v = lm->config().vocab_size;
+  in.input_ids = torch::tensor({int64_t{1}, v}, torch::kLong).unsqueeze(0);
+  ASSERT_THROWS_WITH(lm->forward_hidden(in), "token id " + std::to_string(v) + " is outside the model's vocabulary");
+  in.input_ids = torch::tensor({int64_t{-1}, int64_t{2}}, torch::kLong).unsqueeze(0);
+  ASSERT_THROWS_WITH(lm->forward_hidden(in), "token id -1 is outside");
+  in.input_ids = torch::tensor({int64_t{0}, v - 1}, torch::kLong).unsqueeze(0);
+  EXPECT_EQ(lm->forward_hidden(in).size(1), 2);
 }
 
 }  // namespace

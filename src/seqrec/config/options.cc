@@ -16,6 +16,9 @@ DataOptions read_data_options(ConfigNode node) {
   o.chunk_long_sequences = node.get<bool>("chunk_long_sequences", o.chunk_long_sequences);
   o.prefetch_batches = node.get<int64_t>("prefetch_batches", o.prefetch_batches);
   require_positive(o.max_seq_len, key(node, "max_seq_len"));
+  // Position tables and attention rows are sized by L: beyond 2^20 the first allocation fails.
+  if (o.max_seq_len > (int64_t{1} << 20))
+    throw ConfigError(key(node, "max_seq_len"), "must be at most 1048576 (2^20), got " + std::to_string(o.max_seq_len));
   require_positive(o.prefetch_batches, key(node, "prefetch_batches"));
   o.cold_item_share = node.get<double>("cold_item_share", o.cold_item_share);
   o.cold_item_seed = node.get<int64_t>("cold_item_seed", o.cold_item_seed);

@@ -157,6 +157,19 @@ DecoderConfig read_decoder_config(const std::string& dir) {
       c.rope_original_max_position = field<int64_t>(rs, "original_max_position_embeddings", 8192, file);
     }
   }
+  const std::pair<const char*, int64_t> sizes[] = {
+      {"vocab_size", c.vocab_size}, {"hidden_size", c.hidden_size}, {"intermediate_size", c.intermediate_size},
+      {"num_hidden_layers", c.num_layers}, {"num_attention_heads", c.num_heads},
+      {"num_key_value_heads", c.num_kv_heads}, {"head_dim", c.head_dim},
+      {"max_position_embeddings", c.max_position_embeddings}};
+  for (const auto& [name, value] : sizes)
+    if (value < 1 || value > (int64_t{1} << 31))
+      throw DataError(file + ": " + name + " must be in [1, 2^31], got " + std::to_string(value));
+  if (c.head_dim % 2 != 0)
+    throw DataError(file + ": head_dim must be even (rotary positions rotate pairs), got " + std::to_string(c.head_dim));
+  if (!(c.rms_norm_eps > 0) || !(c.rope_theta > 0))
+    throw DataError(file + ": rms_norm_eps and rope_theta must be > 0, got " + std::to_string(c.rms_norm_eps) +
+                    " and " + std::to_string(c.rope_theta));
   if (c.num_heads < 1 || c.num_kv_heads < 1 || c.num_heads % c.num_kv_heads != 0)
     throw DataError(file + ": num_key_value_heads (" + std::to_string(c.num_kv_heads) +
                     ") must divide num_attention_heads (" + std::to_string(c.num_heads) + ")");
@@ -206,7 +219,18 @@ DecoderLmImpl::DecoderLmImpl(const DecoderConfig& c) : config_(c) {
   inv_freq_ = decoder_inverse_frequencies(c);
 }
 
+void check_token_ids(const torch::Tensor& ids, int64_t vocab_size) {
+  if (ids.numel() == 0) return;
+  const auto [lo, hi] = torch::aminmax(ids);
+  const int64_t min = lo.item<int64_t>(), max = hi.item<int64_t>();
+  if (min < 0 || max >= vocab_size)
+    throw DataError("token id " + std::to_string(min < 0 ? min : max) + " is outside the model's vocabulary (" +
+                    std::to_string(vocab_size) +
+                    " ids): was the text tokenized with another tokenizer than the model's?");
+}
+
 torch::Tensor DecoderLmImpl::forward_hidden(const DecoderInput& in, DecoderCache* cache) {
+  if (!in.inputs_embeds.defined()) check_token_ids(in.input_ids, config_.vocab_size);
   torch::Tensor x = in.inputs_embeds.defined() ? in.inputs_embeds : model->embed_tokens(in.input_ids);  // [B, T, D]
   const int64_t b = x.size(0), t = x.size(1);
   const int64_t past = cache && !cache->empty() && (*cache)[0].k.defined() ? (*cache)[0].k.size(2) : 0;

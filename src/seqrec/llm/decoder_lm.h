@@ -100,6 +100,10 @@ TORCH_MODULE(DecoderLm);
 /// RoPE inverse frequencies of a config, llama3 rope_scaling applied.
 torch::Tensor decoder_inverse_frequencies(const DecoderConfig& config);
 
+/// Throws DataError when a token id of `ids` is negative or >= vocab_size (the message says the
+/// text was probably tokenized with another tokenizer); LibTorch's embedding would abort instead.
+void check_token_ids(const torch::Tensor& ids, int64_t vocab_size);
+
 /// Loads every parameter of `model` from the safetensors in `dir` (single file or sharded with an
 /// index), converting F16/BF16 to the parameter dtype. Throws CheckpointError listing missing and
 /// unexpected tensor names, or naming a shape mismatch. Names in `skip` are neither loaded nor

@@ -169,7 +169,9 @@ torch::Tensor HllmImpl::embed_packed(const std::vector<int64_t>& ids) {
   const int64_t t = static_cast<int64_t>(tok.size()), d = item_token.size(0);
   nn::PackedSegments packed = nn::pack_segments(lengths);
   auto slot_index = torch::tensor(slots, torch::kLong).to(dev);
-  auto emb = item_llm->model->embed_tokens(torch::tensor(tok, torch::kLong).view({1, t}).to(dev));     // [1, T, D]
+  auto token_ids = torch::tensor(tok, torch::kLong).view({1, t});
+  llm::check_token_ids(token_ids, item_llm->config().vocab_size);
+  auto emb = item_llm->model->embed_tokens(token_ids.to(dev));                                        // [1, T, D]
   if (s > 0) emb = emb.index_copy(1, torch::tensor(soft_slots, torch::kLong).to(dev), soft.reshape({1, n * s, d}));
   emb = emb.index_copy(1, slot_index, item_token.view({1, 1, d}).expand({1, n, d}).contiguous());
   llm::DecoderInput in;
@@ -204,6 +206,7 @@ torch::Tensor HllmImpl::embed_padded(const std::vector<int64_t>& ids) {
   }
   const auto dev = item_token.device();
   const int64_t d = item_token.size(0);
+  llm::check_token_ids(tok, item_llm->config().vocab_size);
   auto emb = item_llm->model->embed_tokens(tok.to(dev));                                        // [n, W, D]
   // Right-aligned: the soft tokens fill the same S columns of every row, just before [ITEM].
   std::vector<torch::Tensor> cols{emb.narrow(1, 0, w - 1 - s)};
