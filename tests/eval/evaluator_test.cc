@@ -203,9 +203,13 @@ TEST(Evaluator, SampledProtocolRanks) {
   EXPECT_DOUBLE_EQ(r.metrics.at("mrr"), 1.0 / 3);
   EXPECT_DOUBLE_EQ(r.metrics.at("hr@1"), 0.0);
   EXPECT_DOUBLE_EQ(r.metrics.at("hr@3"), 1.0);
-  // Asking for more negatives than exist ranks among what is left (same answer).
-  o.num_negatives = 5;
+  // More negatives than this user has unseen items ranks among what is left (same answer; logged).
+  o.num_negatives = 4;
   EXPECT_DOUBLE_EQ(evaluate(model, store, data::Split::kValid, o, 5).metrics.at("mrr"), 1.0 / 3);
+  // As many negatives as the catalogue has other items is full ranking: refused, not labelled sampled.
+  o.num_negatives = 5;
+  ASSERT_THROWS_WITH(evaluate(model, store, data::Split::kValid, o, 5),
+                     "eval.num_negatives: 5 negatives leave no item of the 6-item catalogue unsampled: that is full ranking");
 }
 
 TEST(Evaluator, SampledProtocolMatchesCandidates) {

@@ -8,6 +8,7 @@
 #include <unordered_set>
 
 #include "seqrec/common/error.h"
+#include "seqrec/common/log.h"
 #include "seqrec/common/random.h"
 #include "seqrec/data/batcher.h"
 
@@ -79,6 +80,23 @@ EvalResult evaluate(models::SequenceRecommenderImpl& model, const data::Interact
   torch::NoGradGuard no_grad;
   model.eval();
   std::vector<data::EvalQuery> queries = data::eval_queries(store, split, options.max_users);
+  if (options.protocol == "sampled" && options.num_negatives >= store.num_items() - 1)
+    throw ConfigError("eval.num_negatives", std::to_string(options.num_negatives) + " negatives leave no item of the " +
+                                                std::to_string(store.num_items()) +
+                                                "-item catalogue unsampled: that is full ranking, not a sampled "
+                                                "protocol; use eval.protocol: full, or fewer negatives");
+  if (options.protocol == "sampled") {  // users with fewer unseen items than negatives rank against all of them
+    int64_t short_users = 0;
+    for (const auto& q : queries) {
+      std::unordered_set<int64_t> taken(q.history.begin(), q.history.end());
+      taken.insert(q.target);
+      short_users += store.num_items() - static_cast<int64_t>(taken.size()) < options.num_negatives;
+    }
+    if (short_users > 0)
+      log_warn("eval: %ld of %zu users have fewer than %ld items outside their history: their candidates are "
+               "all of those items (fewer negatives than eval.num_negatives)",
+               static_cast<long>(short_users), queries.size(), static_cast<long>(options.num_negatives));
+  }
   if (shard.world_size > 1) {
     TORCH_CHECK(shard.sum, "a sharded evaluation needs EvalShard::sum");
     // Strided, so that every rank gets a similar mix of short and long histories.
