@@ -83,15 +83,17 @@ int run_prepare(const CliArgs& args) {
   root.finish();
   std::unique_ptr<llm::Tokenizer> tokenizer;
   if (with_text) tokenizer = llm::load_tokenizer(text.tokenizer);  // fail before the long part
-  data::PrepareReport r = data::prepare(o);
-  if (with_text) {
-    auto tokens = data::ItemTokens::build(data::ItemCatalog::load(o.output), *tokenizer, text);
-    tokens.save(o.output + "/" + data::kItemTokensFile);
-    log_info("prepare: item texts tokenised: %ld items, %ld tokens (%.1f per item, max %ld)",
-             long(tokens.num_items()), long(tokens.total_tokens()),
-             tokens.num_items() ? double(tokens.total_tokens()) / tokens.num_items() : 0.0,
-             long(text.max_text_length));
+  if (with_text) {  // inside the store's temp folder, so that its marker lists the file
+    o.finish = [&](const std::string& dir) {
+      auto tokens = data::ItemTokens::build(data::ItemCatalog::load(dir), *tokenizer, text);
+      tokens.save(dir + "/" + data::kItemTokensFile);
+      log_info("prepare: item texts tokenised: %ld items, %ld tokens (%.1f per item, max %ld)",
+               long(tokens.num_items()), long(tokens.total_tokens()),
+               tokens.num_items() ? double(tokens.total_tokens()) / tokens.num_items() : 0.0,
+               long(text.max_text_length));
+    };
   }
+  data::PrepareReport r = data::prepare(o);
   log_info("prepare: %ld rows read, %ld skipped -> %ld users, %ld items, %ld events%s -> %s", long(r.rows_read),
            long(r.rows_skipped), long(r.num_users), long(r.num_items), long(r.num_events),
            r.has_timestamps ? "" : " (no timestamps: event order only)", o.output.c_str());

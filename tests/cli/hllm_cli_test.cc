@@ -43,6 +43,12 @@ TEST(HllmCli, SynthPrepareTrainEvalBeatsMostPop) {
   ASSERT_EQ(prep.code, 0) << prep.err;
   EXPECT_NE(prep.err.find("item texts tokenised: 80 items"), std::string::npos) << prep.err;
   ASSERT_TRUE(std::filesystem::exists(t("data/item_tokens.bin")));
+  // item_tokens.bin is part of the store: its marker lists it, so prepare may replace the folder
+  // (it used to be written after the marker, and a second prepare was refused).
+  EXPECT_NE(slurp(t("data/.seqrec-owned")).find("\nitem_tokens.bin\n"), std::string::npos)
+      << slurp(t("data/.seqrec-owned"));
+  prep = run_seqrec("prepare " + cfg, dir);
+  ASSERT_EQ(prep.code, 0) << prep.err;
   Result train = run_seqrec("train " + cfg, dir);
   ASSERT_EQ(train.code, 0) << train.err;
   Result pop = run_seqrec("train --config " + t("pop.yaml"), dir);

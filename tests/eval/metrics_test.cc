@@ -141,6 +141,19 @@ TEST(MetricAccumulatorTest, SumsRoundTrip) {
   EXPECT_THROW(copy.set_sums({1.0, 2.0}), std::invalid_argument);
 }
 
+/// Six significant digits, not six decimals: small values keep their precision, and the printed
+/// number is the shortest that round-trips (0.046032, not 0.046031999999999997).
+TEST(MetricJsonTest, SixSignificantDigits) {
+  MetricSet m = {{"a", 0.0123456789}, {"b", 0.046032}, {"c", 4.53261234}, {"d", 1.23456789e-7}, {"e", 0.0},
+                 {"f", -0.98765432}, {"g", 1.0}, {"h", std::nan("")}};
+  const std::string line = to_json_line(m, "test", "full", 1);
+  EXPECT_EQ(line, "{\"a\":0.0123457,\"b\":0.046032,\"c\":4.53261,\"d\":1.23457e-07,\"e\":0.0,\"f\":-0.987654,"
+                  "\"g\":1.0,\"h\":null,\"protocol\":\"full\",\"split\":\"test\",\"users\":1}");
+  auto j = nlohmann::json::parse(line);
+  EXPECT_TRUE(j["g"].is_number_float());
+  EXPECT_DOUBLE_EQ(j["b"].get<double>(), 0.046032);
+}
+
 TEST(MetricJsonTest, SortedKeysAndSixDecimals) {
   MetricSet m = {{"ndcg@10", 0.25}, {"mrr", 1.0 / 3}, {"hr@10", 0.5}};
   std::string line = to_json_line(m, "test", "full", 3);

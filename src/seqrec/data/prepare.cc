@@ -1471,6 +1471,7 @@ PrepareReport prepare(const PrepareOptions& options) {
     write_file_atomic(tmp + "/items.tsv", items_tsv(item_order, in.items, with_table ? &table : nullptr, o.input));
     write_file_atomic(tmp + "/meta.json", meta_json(o, report));
     fs::remove(tmp + "/events.spill", ec);
+    if (o.finish) o.finish(tmp);
     mark_owned(tmp, kPreparedKind);  // last: the store is complete
     swap_in_dir(tmp, o.output, kPreparedKind);
     const double total = seconds_since(t0);

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -56,6 +57,10 @@ struct PrepareOptions {
   int64_t memory_limit_mb = 0;        ///< 0 = no limit; else parsed events beyond a third of it
                                       ///< spill to disk and the store is built in user buckets of
                                       ///< at most a third of it (id tables come on top)
+  /// Optional: called with the store's temp folder once its files are written (items.tsv
+  /// included) and before the ownership marker, to write more files of the store there (e.g.
+  /// item_tokens.bin); they are listed in the marker and swapped in with the rest.
+  std::function<void(const std::string& dir)> finish;
 };
 
 /// What prepare did (also written to <output>/meta.json).

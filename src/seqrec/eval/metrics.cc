@@ -2,6 +2,8 @@
 #include "seqrec/eval/metrics.h"
 
 #include <cmath>
+#include <cstdio>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 
@@ -92,18 +94,36 @@ int64_t rank_of(const std::vector<float>& scores, int64_t target) {
   return rank;
 }
 
+namespace {
+
+/// A metric as a JSON number with 6 significant digits ("%.6g"; always with a '.' or an exponent,
+/// so it reads back as a float); NaN and infinities as null, as nlohmann::json writes them.
+std::string metric_number(double value) {
+  if (!std::isfinite(value)) return "null";
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.6g", value);
+  std::string out = buf;
+  if (out.find_first_of(".e") == std::string::npos) out += ".0";
+  return out;
+}
+
+}  // namespace
+
 std::string to_json_line(const MetricSet& metrics, const std::string& split,
                          const std::string& protocol, int64_t users) {
-  // nlohmann::json objects are std::maps, so keys come out sorted.
-  nlohmann::json j = nlohmann::json::object();
-  for (const auto& [name, value] : metrics) {
-    // Rounded to 6 decimals; the shortest round-trip printing then shows at most 6.
-    j[name] = std::isfinite(value) ? std::round(value * 1e6) / 1e6 : value;
+  // Keys sorted (as nlohmann::json objects are), numbers printed here: nlohmann prints 17
+  // significant digits (0.046031999999999997).
+  std::map<std::string, std::string> fields;
+  for (const auto& [name, value] : metrics) fields[name] = metric_number(value);
+  fields["split"] = nlohmann::json(split).dump();
+  fields["protocol"] = nlohmann::json(protocol).dump();
+  fields["users"] = std::to_string(users);
+  std::string line = "{";
+  for (const auto& [name, value] : fields) {
+    if (line.size() > 1) line += ',';
+    line += nlohmann::json(name).dump() + ":" + value;
   }
-  j["split"] = split;
-  j["protocol"] = protocol;
-  j["users"] = users;
-  return j.dump();
+  return line + "}";
 }
 
 }  // namespace seqrec::eval

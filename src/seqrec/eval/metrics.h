@@ -42,7 +42,8 @@ class MetricAccumulator {
 /// Rank of scores[target] among scores under the tie rule above.
 int64_t rank_of(const std::vector<float>& scores, int64_t target);
 
-/// One JSON line: {"split":..., "protocol":..., "users":N, "hr@10":...} (keys sorted, 6 decimals).
+/// One JSON line: {"split":..., "protocol":..., "users":N, "hr@10":...} (keys sorted, metrics with 6
+/// significant digits, NaN/Inf as null).
 std::string to_json_line(const MetricSet& metrics, const std::string& split,
                          const std::string& protocol, int64_t users);
 
