@@ -6,7 +6,10 @@ are ranked among all items by counting over the last W events before the target,
 full window of the PerSRec configs) and W = 100 (the recent part):
   copy         the item's own count in the window (ties by training popularity);
   cluster*pop  the count of the item's cluster in the window x the item's training popularity
-               (item i is in cluster (i - 1) % C, as the generator assigns them).
+               (item i is in cluster (i - 1) % C, as the generator assigns them);
+  short+long   count over the last 30 events / 30 + lam x count over the window / W, lam in
+               {0, 0.3, 1, 3} chosen on the validation targets (the test row uses valid's lam):
+               recency and frequency together, for synth.profile_timing throughout.
 NDCG@10 averaged over users. Usage: long_term_oracle.py INTERACTIONS_CSV [NUM_CLUSTERS=40 NUM_ITEMS=2000]
 """
 import collections
@@ -34,6 +37,20 @@ def main():
     for s in seqs.values():
         popularity.update(s[:-2])
     items = range(1, num_items + 1)
+    for window in (500, 100):
+        per_lam = {}
+        for lam in (0.0, 0.3, 1.0, 3.0):
+            for split, offset in (("valid", 2), ("test", 1)):
+                total = 0.0
+                for s in seqs.values():
+                    t = len(s) - offset
+                    short = collections.Counter(s[max(0, t - 30):t])
+                    long = collections.Counter(s[max(0, t - window):t])
+                    scores = {i: short[i] / 30 + lam * long[i] / window + 1e-9 * popularity[i] for i in items}
+                    total += ndcg_at_10(scores, s[t])
+                per_lam[(lam, split)] = total / len(seqs)
+        lam = max((0.0, 0.3, 1.0, 3.0), key=lambda x: per_lam[(x, "valid")])
+        print("short+long last", window, "lam", lam, {sp: round(per_lam[(lam, sp)], 4) for sp in ("valid", "test")})
     for split, offset in (("valid", 2), ("test", 1)):
         for window in (500, 100):
             total = collections.defaultdict(float)
