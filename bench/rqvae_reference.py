@@ -4,8 +4,9 @@
 collision rate during training (docs/benchmarks.md, "LC-Rec on Amazon Beauty").
 
 Same hyper-parameters as configs/lcrec/beauty_stories260k.yaml's semantic_id section: encoder
-d -> 2048 -> 1024 -> 512 -> 256 -> 128 -> 64 -> 32 (ReLU between, xavier-normal weights, zero
-biases), mirrored decoder; 4 levels x 256 codes x 32; each codebook k-means-initialised (k-means++
+d -> [the upstream widths 2048, 1024, 512, 256, 128, 64 that lie strictly between 32 and d, as
+seqrec's default hidden_dims; none for d = 64] -> 32 (ReLU between, xavier-normal weights, zero
+biases), mirrored decoder (--hidden upstream: all six widths); 4 levels x 256 codes x 32; each codebook k-means-initialised (k-means++
 seeding, 100 Lloyd iterations) on the first training batch's residuals; straight-through estimator
 per level, residuals without gradient; loss = MSE(recon) + 1.0 * mean_l [MSE(q, sg(r)) + 0.25
 MSE(sg(q), r)]; Sinkhorn-Knopp (epsilon 0.003, 50 iterations, distances centred to [-1, 1]) on the
@@ -15,7 +16,7 @@ argmin codes of all items (no Sinkhorn), collision rate = 1 - distinct tuples / 
 use per level. One JSON line per evaluation on stdout.
 
 Usage: rqvae_reference.py EMBEDDINGS.safetensors [--epochs 300] [--eval-every 25] [--seed 2024]
-       [--clip 1.0] [--threads 1] [--stop-after N]
+       [--clip 1.0] [--threads 1] [--stop-after N] [--hidden auto|upstream]
 """
 import argparse
 import json
@@ -131,13 +132,17 @@ def main():
     p.add_argument("--seed", type=int, default=2024)
     p.add_argument("--clip", type=float, default=1.0)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--hidden", choices=["auto", "upstream"], default="auto")
     p.add_argument("--stop-after", type=int, default=0, help="stop after this many epochs (the schedule keeps --epochs)")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
     x = read_safetensors_matrix(a.embeddings)
     n, d = x.shape
-    model = RqVae(d, [2048, 1024, 512, 256, 128, 64], 32, 4, 256, [0.0, 0.0, 0.0, 0.003], 50, 100, a.seed)
+    hidden = [2048, 1024, 512, 256, 128, 64]
+    if a.hidden == "auto":
+        hidden = [h for h in hidden if 32 < h < d]
+    model = RqVae(d, hidden, 32, 4, 256, [0.0, 0.0, 0.0, 0.003], 50, 100, a.seed)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-4)
     batch = 1024
     steps_per_epoch = math.ceil(n / batch)
