@@ -16,6 +16,11 @@ namespace {
 
 using seqrec::testing::TempDir;
 
+std::string slurp_file(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
+}
+
 void write_input(const TempDir& dir, const std::string& comments) {
   dir.write("videos.tsv", "video_id\ttitle\nva\tcooking pasta\nvb\tsoccer goals\n");
   dir.write("comments.tsv", comments);
@@ -42,6 +47,24 @@ TEST(LsvcrDataTest, PrepareMapsIdsSortsHistoriesAndRoundTrips) {
   EXPECT_EQ(s.comment_histories[0].ids, (std::vector<int64_t>{2}));
   EXPECT_TRUE(s.video_histories[2].ids.empty());  // u3 only commented
   EXPECT_EQ(s.comment_histories[2].ids, (std::vector<int64_t>{1}));
+}
+
+/// The output is owned as prepare's store is: a marker lists what prepare wrote, a second run
+/// replaces it, and a folder holding anything else is refused and left as it was.
+TEST(LsvcrDataTest, PrepareReplacesOnlyItsOwnOutput) {
+  TempDir in, out;
+  write_input(in, "comment_id\tvideo_id\ttext\nc1\tvb\tgreat goal\nc2\tva\tyummy\n");
+  const std::string dir = out.file("data");
+  prepare_lsvcr(in.path(), dir);
+  EXPECT_EQ(slurp_file(dir + "/.seqrec-owned"),
+            "seqrec-owned lsvcr-store\ncomments\n" + std::string(kLsvcrStoreFile) + "\nusers.tsv\nvideos\n");
+  write_input(in, "comment_id\tvideo_id\ttext\nc1\tvb\tgreat goal\nc2\tva\tyummy\nc3\tva\tmore\n");
+  EXPECT_EQ(prepare_lsvcr(in.path(), dir).num_comments, 3);  // replaced
+  out.write("data/notes.txt", "mine");
+  ASSERT_THROWS_WITH(prepare_lsvcr(in.path(), dir), "prepare.output: expected a new folder, an empty one or an "
+                                                     "earlier lsvcr prepare output, but " + dir + "/notes.txt");
+  EXPECT_EQ(slurp_file(dir + "/notes.txt"), "mine");
+  EXPECT_EQ(LsvcrStore::load(dir + "/" + kLsvcrStoreFile).num_comments, 3);
 }
 
 TEST(LsvcrDataTest, CommentOnUnknownVideoIsRejectedWithFileAndLine) {

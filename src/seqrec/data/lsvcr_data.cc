@@ -4,12 +4,14 @@
 #include <algorithm>
 #include <charconv>
 #include <cstring>
+#include <filesystem>
 #include <numeric>
 #include <string_view>
 #include <unordered_map>
 
 #include "seqrec/common/error.h"
 #include "seqrec/common/fs.h"
+#include "seqrec/common/owned_dir.h"
 #include "seqrec/data/tsv.h"
 
 namespace seqrec::data {
@@ -208,7 +210,37 @@ LsvcrStore LsvcrStore::load(const std::string& path) {
   return s;
 }
 
-LsvcrPrepareReport prepare_lsvcr(const std::string& input_dir, const std::string& output_dir) {
+namespace {
+/// The kind of folder prepare_lsvcr writes, in its ownership marker.
+constexpr const char* kLsvcrKind = "lsvcr-store";
+}  // namespace
+
+/// prepare_lsvcr's work, writing the store's files straight into `output_dir` (a temp folder).
+LsvcrPrepareReport prepare_lsvcr_into(const std::string& input_dir, const std::string& output_dir);
+
+LsvcrPrepareReport prepare_lsvcr(const std::string& input_dir, const std::string& output) {
+  // As prepare: refuse a folder seqrec did not write before reading anything, build the store in a
+  // temp folder beside it, mark it, swap it in.
+  clean_stale_temps(output);
+  if (const std::string why = why_not_replaceable(output, kLsvcrKind); !why.empty())
+    throw ConfigError("prepare.output", "expected a new folder, an empty one or an earlier lsvcr prepare output, "
+                                        "but " + why + "; not replacing it (choose another output, or move "
+                                        "the folder away)");
+  const std::string output_dir = temp_path_for(output);
+  std::error_code ec;
+  std::filesystem::remove_all(output_dir, ec);  // a temp dir of an earlier process that had our pid
+  try {
+    LsvcrPrepareReport report = prepare_lsvcr_into(input_dir, output_dir);
+    mark_owned(output_dir, kLsvcrKind);  // last: the store is complete
+    swap_in_dir(output_dir, output, kLsvcrKind);
+    return report;
+  } catch (...) {
+    std::filesystem::remove_all(output_dir, ec);
+    throw;
+  }
+}
+
+LsvcrPrepareReport prepare_lsvcr_into(const std::string& input_dir, const std::string& output_dir) {
   IdSpace videos, comments;
   std::vector<std::string> titles{""}, texts{""};
   LsvcrStore s;

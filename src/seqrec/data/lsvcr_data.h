@@ -65,9 +65,12 @@ struct LsvcrPrepareReport {
   int64_t num_comment_events = 0;
 };
 
-/// Reads the four input files of `input_dir` and writes the prepared layout into `output_dir`
-/// (created). Throws DataError "<file>:<line>: ..." for a malformed line, a duplicate id, a bad
-/// timestamp, or a reference to a video / comment that does not exist.
+/// Reads the four input files of `input_dir` and writes the prepared layout into `output_dir` as
+/// prepare writes its store: in a temp folder beside it, with an ownership marker
+/// (".seqrec-owned", kind lsvcr-store) written last, swapped in atomically; an existing folder is
+/// replaced only when empty or an earlier lsvcr output whose marker lists everything in it (else
+/// ConfigError naming prepare.output). Throws DataError "<file>:<line>: ..." for a malformed line,
+/// a duplicate id, a bad timestamp, or a reference to a video / comment that does not exist.
 LsvcrPrepareReport prepare_lsvcr(const std::string& input_dir, const std::string& output_dir);
 
 // ---- the two tasks' samples -------------------------------------------------------------------
