@@ -235,6 +235,18 @@ TEST(ConfigNodeTest, ADirectoryIsNotAConfigFile) {
   ASSERT_THROWS_WITH(load_config(dir.path(), {}), "cannot read config '" + dir.path() + "': is a directory");
 }
 
+// Found by fuzz/fuzz_config: yaml-cpp dumps invalid UTF-8 as U+FFFD, so two keys that differ in
+// such bytes were accepted and then collided in the resolved config.yaml (which did not load).
+TEST(ConfigNodeTest, InvalidUtf8IsRefusedNamingLineAndColumn) {
+  ASSERT_THROWS_WITH(ConfigNode::parse("model: sasrec\nk\xFF: 1\nk\xFE: 2\n", "bad.yaml"),
+                     "bad.yaml:2:2: not valid UTF-8 (byte 0xFF): expected UTF-8 text");
+  ASSERT_THROWS_WITH(ConfigNode::parse("\xC0\xAF: 1\n", "overlong.yaml"), "overlong.yaml:1:1: not valid UTF-8 (byte 0xC0)");
+  ConfigNode root = ConfigNode::parse("name: caf\xC3\xA9 \xE6\x97\xA5\n", "ok.yaml");
+  EXPECT_EQ(root.get<std::string>("name", ""), "caf\xC3\xA9 \xE6\x97\xA5");
+  EXPECT_EQ(ConfigNode::parse(root.dump(), "dump.yaml").get<std::string>("name", ""), "caf\xC3\xA9 \xE6\x97\xA5");
+  ASSERT_THROWS_WITH(root.apply_override("data.path=a\xE9.csv"), "not valid UTF-8");
+}
+
 TEST(ConfigNodeTest, DuplicateKeysAreRefusedWithBothLines) {
   const std::string text = "train:\n  lr: 0.1\n  epochs: 3\n  lr: 0.2\n";
   ASSERT_THROWS_WITH(ConfigNode::parse(text, "dup.yaml"), "dup.yaml:4: train.lr: duplicate key (first at line 2)");

@@ -19,6 +19,7 @@
 
 #include "seqrec/common/error.h"
 #include "seqrec/common/fs.h"
+#include "seqrec/common/utf8.h"
 
 namespace seqrec::config {
 namespace {
@@ -271,7 +272,22 @@ void check_unread(const TreeState& impl, const YAML::Node& node, const std::stri
   }
 }
 
+// yaml-cpp writes invalid UTF-8 as U+FFFD: keys that differ only there would collide in the
+// dumped config.yaml, and values would change. A YAML stream is Unicode text: refuse the rest.
+void check_utf8(const std::string& text, const std::string& origin) {
+  const size_t bad = utf8_valid_prefix(text);
+  if (bad == text.size()) return;
+  const size_t line_begin = text.rfind('\n', bad == 0 ? 0 : bad - 1);
+  const size_t line = 1 + static_cast<size_t>(std::count(text.begin(), text.begin() + static_cast<std::ptrdiff_t>(bad), '\n'));
+  const size_t column = bad - (line_begin == std::string::npos || bad == 0 ? 0 : line_begin + 1) + 1;
+  char hex[8];
+  std::snprintf(hex, sizeof hex, "0x%02X", static_cast<unsigned>(static_cast<unsigned char>(text[bad])));
+  throw ConfigError("", origin + ":" + std::to_string(line) + ":" + std::to_string(column) +
+                            ": not valid UTF-8 (byte " + hex + "): expected UTF-8 text");
+}
+
 YAML::Node parse_yaml(const std::string& text, const std::string& origin) {
+  check_utf8(text, origin);
   try {
     return YAML::Load(text);
   } catch (const YAML::ParserException& e) {
@@ -368,6 +384,7 @@ void ConfigNode::apply_override(const std::string& assignment) {
   const std::string where = "--set " + assignment;
   size_t eq = assignment.find('=');
   if (eq == std::string::npos || eq == 0) throw ConfigError(where, "expected key=value");
+  if (utf8_valid_prefix(assignment) != assignment.size()) throw ConfigError(where, "not valid UTF-8: expected UTF-8 text");
   std::string dotted = assignment.substr(0, eq);
   std::string text = assignment.substr(eq + 1);
   std::vector<std::string> parts = split_path(dotted);
