@@ -244,7 +244,12 @@ TEST(ConfigNodeTest, InvalidUtf8IsRefusedNamingLineAndColumn) {
   ConfigNode root = ConfigNode::parse("name: caf\xC3\xA9 \xE6\x97\xA5\n", "ok.yaml");
   EXPECT_EQ(root.get<std::string>("name", ""), "caf\xC3\xA9 \xE6\x97\xA5");
   EXPECT_EQ(ConfigNode::parse(root.dump(), "dump.yaml").get<std::string>("name", ""), "caf\xC3\xA9 \xE6\x97\xA5");
-  ASSERT_THROWS_WITH(root.apply_override("data.path=a\xE9.csv"), "not valid UTF-8");
+  ASSERT_THROWS_WITH(root.apply_override("data.path=a\xE9.csv"), "--set data.path=a...: not valid UTF-8");
+  // Found by fuzz/fuzz_config too: yaml-cpp decoded a value with NUL bytes as UTF-32 ("0\0\0\0...")
+  // and dumped invalid UTF-8. NUL is refused in files and overrides.
+  ASSERT_THROWS_WITH(root.apply_override(std::string("a.lr=0\0\0\0et x", 13)), "--set a.lr=0...: a NUL byte");
+  ASSERT_THROWS_WITH(ConfigNode::parse(std::string("a: 1\nb: \0\0\0x\n", 13), "nul.yaml"), "nul.yaml:2:4: a NUL byte");
+  EXPECT_EQ(ConfigNode::parse("s: \"\\u00E9\\x41\"\n", "e.yaml").get<std::string>("s", ""), "\xC3\xA9" "A");
 }
 
 TEST(ConfigNodeTest, DuplicateKeysAreRefusedWithBothLines) {

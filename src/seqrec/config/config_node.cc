@@ -272,10 +272,16 @@ void check_unread(const TreeState& impl, const YAML::Node& node, const std::stri
   }
 }
 
+// The first byte of `text` that a config may not hold: invalid UTF-8, or NUL.
+size_t first_bad_byte(const std::string& text) {
+  return std::min(utf8_valid_prefix(text), std::min(text.find('\0'), text.size()));
+}
+
 // yaml-cpp writes invalid UTF-8 as U+FFFD: keys that differ only there would collide in the
-// dumped config.yaml, and values would change. A YAML stream is Unicode text: refuse the rest.
+// dumped config.yaml, and values would change. It also takes text with NUL bytes for UTF-16 or
+// UTF-32 and decodes it as such. A YAML stream is printable Unicode text: refuse the rest.
 void check_utf8(const std::string& text, const std::string& origin) {
-  const size_t bad = utf8_valid_prefix(text);
+  const size_t bad = first_bad_byte(text);
   if (bad == text.size()) return;
   const size_t line_begin = text.rfind('\n', bad == 0 ? 0 : bad - 1);
   const size_t line = 1 + static_cast<size_t>(std::count(text.begin(), text.begin() + static_cast<std::ptrdiff_t>(bad), '\n'));
@@ -283,7 +289,8 @@ void check_utf8(const std::string& text, const std::string& origin) {
   char hex[8];
   std::snprintf(hex, sizeof hex, "0x%02X", static_cast<unsigned>(static_cast<unsigned char>(text[bad])));
   throw ConfigError("", origin + ":" + std::to_string(line) + ":" + std::to_string(column) +
-                            ": not valid UTF-8 (byte " + hex + "): expected UTF-8 text");
+                            (text[bad] == '\0' ? std::string(": a NUL byte") : ": not valid UTF-8 (byte " + std::string(hex) + ")") +
+                            ": expected UTF-8 text");
 }
 
 YAML::Node parse_yaml(const std::string& text, const std::string& origin) {
@@ -384,7 +391,10 @@ void ConfigNode::apply_override(const std::string& assignment) {
   const std::string where = "--set " + assignment;
   size_t eq = assignment.find('=');
   if (eq == std::string::npos || eq == 0) throw ConfigError(where, "expected key=value");
-  if (utf8_valid_prefix(assignment) != assignment.size()) throw ConfigError(where, "not valid UTF-8: expected UTF-8 text");
+  if (const size_t bad = first_bad_byte(assignment); bad != assignment.size()) {
+    throw ConfigError("--set " + assignment.substr(0, bad) + "...",
+                      std::string(assignment[bad] == '\0' ? "a NUL byte" : "not valid UTF-8") + ": expected UTF-8 text");
+  }
   std::string dotted = assignment.substr(0, eq);
   std::string text = assignment.substr(eq + 1);
   std::vector<std::string> parts = split_path(dotted);
