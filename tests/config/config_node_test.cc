@@ -260,6 +260,21 @@ TEST(ConfigNodeTest, DuplicateKeysAreRefusedWithBothLines) {
   EXPECT_NO_THROW(ConfigNode::parse("a:\n  x: 1\nb:\n  x: 2\nl:\n  - {x: 1}\n  - {x: 2}\n", "ok.yaml"));
 }
 
+// Found by fuzz/fuzz_config: an alias inside its own anchor is a cycle in yaml-cpp's tree, and
+// the duplicate-key walk recursed until the stack overflowed.
+TEST(ConfigNodeTest, RecursiveAliasesAndDeepNestingAreRefused) {
+  ASSERT_THROWS_WITH(ConfigNode::parse("base: &b {x: 1, y: [a, *b]}\n", "cycle.yaml"),
+                     "cycle.yaml:1: base.y[1].y[1].y[1]");
+  ASSERT_THROWS_WITH(ConfigNode::parse("base: &b {x: 1, y: [a, *b]}\n", "cycle.yaml"),
+                     "nested deeper than 64 levels (an alias that refers to itself?)");
+  ConfigNode root;
+  ASSERT_THROWS_WITH(root.apply_override("a.b=&x [1, *x]"), "--set a.b=&x [1, *x]:1: value[1][1]");
+  ASSERT_THROWS_WITH(root.apply_override("a.b={k: 1, k: 2}"), "value.k: duplicate key");
+  // Aliases that do not refer to themselves, and nesting of 64 levels, are fine.
+  EXPECT_NO_THROW(ConfigNode::parse("base: &b {x: 1}\nmodel: *b\n", "ok.yaml"));
+  EXPECT_NO_THROW(ConfigNode::parse("a: " + std::string(64, '[') + std::string(64, ']') + "\n", "deep.yaml"));
+}
+
 TEST(ConfigNodeTest, TopLevelMustBeAMapping) {
   ASSERT_THROWS_WITH(ConfigNode::parse("- a\n- b\n", "list.yaml"), "list.yaml");
   // An empty document is an empty config.

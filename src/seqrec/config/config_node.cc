@@ -306,11 +306,21 @@ YAML::Node parse_yaml(const std::string& text, const std::string& origin) {
   }
 }
 
+/// Deeper nesting than any config needs; in practice a recursive alias (`a: &x [*x]`), which
+/// yaml-cpp builds as a cycle that every walk of the tree would follow forever.
+constexpr int kMaxConfigDepth = 64;
+
 // yaml-cpp keeps both entries of a key given twice and finds the first: refuse, naming both lines.
-void check_duplicate_keys(const YAML::Node& node, const std::string& origin, const std::string& path) {
+// Also refuses nesting deeper than kMaxConfigDepth.
+void check_duplicate_keys(const YAML::Node& node, const std::string& origin, const std::string& path, int depth = 0) {
+  if (depth > kMaxConfigDepth && (node.IsSequence() || node.IsMap())) {
+    throw ConfigError("", origin + ":" + std::to_string(node.Mark().line + 1) + ": " + path.substr(0, 200) +
+                              ": nested deeper than " + std::to_string(kMaxConfigDepth) +
+                              " levels (an alias that refers to itself?)");
+  }
   if (node.IsSequence()) {
     for (size_t i = 0; i < node.size(); ++i)
-      check_duplicate_keys(node[i], origin, path + "[" + std::to_string(i) + "]");
+      check_duplicate_keys(node[i], origin, path + "[" + std::to_string(i) + "]", depth + 1);
     return;
   }
   if (!node.IsMap()) return;
@@ -323,7 +333,7 @@ void check_duplicate_keys(const YAML::Node& node, const std::string& origin, con
     if (!fresh)
       throw ConfigError("", origin + ":" + std::to_string(line) + ": " + full + ": duplicate key (first at line " +
                                 std::to_string(it->second) + ")");
-    check_duplicate_keys(kv.second, origin, full);
+    check_duplicate_keys(kv.second, origin, full, depth + 1);
   }
 }
 
@@ -415,6 +425,7 @@ void ConfigNode::apply_override(const std::string& assignment) {
     if (!value.IsDefined() || (value.IsMap() && !explicit_map) ||
         (value.IsNull() && text != "null" && text != "~"))
       value = YAML::Node(text);
+    check_duplicate_keys(value, where, "value");
   }
 
   std::vector<std::string> parents(parts.begin(), parts.end() - 1);
