@@ -53,7 +53,7 @@ if [[ -d "$shared" ]]; then
   copy_small fuzz_parquet "$shared"/datasets/parquet-testing/data/*.parquet
   copy_small fuzz_request_json "$shared"/models/*/hf/*.json
   # Interaction files: a selector byte (see fuzz_interactions.cc), then the first lines.
-  for spec in "3:ml-1m/ml-1m.txt" "4:ml-1m/ml-1m_full_sequences.tsv" "1:ml-1m/movies.dat" "3:amazon-beauty/Beauty.txt"; do
+  for spec in "3:ml-1m/ml-1m.txt" "4:ml-1m/ml-1m_full_sequences.tsv" "1:ml-1m/movies.dat" "4:amazon-beauty/Beauty.txt"; do
     sel="${spec%%:*}" f="$shared/datasets/${spec#*:}"
     [[ -f "$f" ]] || continue
     { printf "\\x0$sel"; head -c 2000 "$f" | head -n 30; } > "$seeds/fuzz_interactions/$(basename "$f").seed"
@@ -69,16 +69,16 @@ run_target() {
   mkdir -p "$corpus" "$crashes" "$(dirname "$log")"
   local before
   before=$(find "$crashes" -type f | wc -l)
-  local rc=0
+  local rc=0 start=$SECONDS
   # -timeout: an input that runs 10 s is a hang; -rss_limit_mb: 2 GB is a finding too.
   "$build/$t" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
     -artifact_prefix="$crashes/" "$corpus" "$root/fuzz/corpus/$t" "$seeds/$t" >"$log" 2>&1 || rc=$?
-  local execs size after
+  local execs size after took=$((SECONDS - start))
   execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1)
   size=$(find "$corpus" -type f | wc -l)
   after=$(find "$crashes" -type f | wc -l)
   printf '%-20s %6ss  executions %10s  corpus %6s  new crashes %s  (rc %s, log %s)\n' \
-    "$t" "$seconds" "${execs:-?}" "$size" "$((after - before))" "$rc" "$log"
+    "$t" "$took" "${execs:-?}" "$size" "$((after - before))" "$rc" "$log"
   if ((rc != 0 || after > before)); then
     grep -m1 -E 'ERROR: |runtime error|seqrec fuzz finding|terminate called' "$log" | sed 's/^/    /' || true
     return 1
