@@ -13,7 +13,8 @@ build="${SEQREC_BUILD_DIR:-$root/build}"
 packages=(cmake ninja-build g++ libtorch-dev libyaml-cpp-dev libcli11-dev nlohmann-json3-dev
           libgtest-dev libopenblas0-openmp libpcre2-dev pkg-config libgloo-dev
           libsnappy-dev libzstd-dev zlib1g-dev libcpp-httplib-dev libfaiss-dev
-          libstb-dev)
+          libstb-dev
+          clang-14 libfuzzer-14-dev)  # fuzz/run.sh (CI)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -235,12 +235,44 @@ TEST(ConfigNodeTest, ADirectoryIsNotAConfigFile) {
   ASSERT_THROWS_WITH(load_config(dir.path(), {}), "cannot read config '" + dir.path() + "': is a directory");
 }
 
+// Found by fuzz/fuzz_config: yaml-cpp dumps invalid UTF-8 as U+FFFD, so two keys that differ in
+// such bytes were accepted and then collided in the resolved config.yaml (which did not load).
+TEST(ConfigNodeTest, InvalidUtf8IsRefusedNamingLineAndColumn) {
+  ASSERT_THROWS_WITH(ConfigNode::parse("model: sasrec\nk\xFF: 1\nk\xFE: 2\n", "bad.yaml"),
+                     "bad.yaml:2:2: not valid UTF-8 (byte 0xFF): expected UTF-8 text");
+  ASSERT_THROWS_WITH(ConfigNode::parse("\xC0\xAF: 1\n", "overlong.yaml"), "overlong.yaml:1:1: not valid UTF-8 (byte 0xC0)");
+  ConfigNode root = ConfigNode::parse("name: caf\xC3\xA9 \xE6\x97\xA5\n", "ok.yaml");
+  EXPECT_EQ(root.get<std::string>("name", ""), "caf\xC3\xA9 \xE6\x97\xA5");
+  EXPECT_EQ(ConfigNode::parse(root.dump(), "dump.yaml").get<std::string>("name", ""), "caf\xC3\xA9 \xE6\x97\xA5");
+  ASSERT_THROWS_WITH(root.apply_override("data.path=a\xE9.csv"), "--set data.path=a...: not valid UTF-8");
+  // Found by fuzz/fuzz_config too: yaml-cpp decoded a value with NUL bytes as UTF-32 ("0\0\0\0...")
+  // and dumped invalid UTF-8. NUL is refused in files and overrides.
+  ASSERT_THROWS_WITH(root.apply_override(std::string("a.lr=0\0\0\0et x", 13)), "--set a.lr=0...: a NUL byte");
+  ASSERT_THROWS_WITH(ConfigNode::parse(std::string("a: 1\nb: \0\0\0x\n", 13), "nul.yaml"), "nul.yaml:2:4: a NUL byte");
+  EXPECT_EQ(ConfigNode::parse("s: \"\\u00E9\\x41\"\n", "e.yaml").get<std::string>("s", ""), "\xC3\xA9" "A");
+}
+
 TEST(ConfigNodeTest, DuplicateKeysAreRefusedWithBothLines) {
   const std::string text = "train:\n  lr: 0.1\n  epochs: 3\n  lr: 0.2\n";
   ASSERT_THROWS_WITH(ConfigNode::parse(text, "dup.yaml"), "dup.yaml:4: train.lr: duplicate key (first at line 2)");
   ASSERT_THROWS_WITH(ConfigNode::parse("a: 1\nb: 2\na: 3\n", "top.yaml"), "top.yaml:3: a: duplicate key");
   // The same key in different mappings, and in list items, is fine.
   EXPECT_NO_THROW(ConfigNode::parse("a:\n  x: 1\nb:\n  x: 2\nl:\n  - {x: 1}\n  - {x: 2}\n", "ok.yaml"));
+}
+
+// Found by fuzz/fuzz_config: an alias inside its own anchor is a cycle in yaml-cpp's tree, and
+// the duplicate-key walk recursed until the stack overflowed.
+TEST(ConfigNodeTest, RecursiveAliasesAndDeepNestingAreRefused) {
+  ASSERT_THROWS_WITH(ConfigNode::parse("base: &b {x: 1, y: [a, *b]}\n", "cycle.yaml"),
+                     "cycle.yaml:1: base.y[1].y[1].y[1]");
+  ASSERT_THROWS_WITH(ConfigNode::parse("base: &b {x: 1, y: [a, *b]}\n", "cycle.yaml"),
+                     "nested deeper than 64 levels (an alias that refers to itself?)");
+  ConfigNode root;
+  ASSERT_THROWS_WITH(root.apply_override("a.b=&x [1, *x]"), "--set a.b=&x [1, *x]:1: value[1][1]");
+  ASSERT_THROWS_WITH(root.apply_override("a.b={k: 1, k: 2}"), "value.k: duplicate key");
+  // Aliases that do not refer to themselves, and nesting of 64 levels, are fine.
+  EXPECT_NO_THROW(ConfigNode::parse("base: &b {x: 1}\nmodel: *b\n", "ok.yaml"));
+  EXPECT_NO_THROW(ConfigNode::parse("a: " + std::string(64, '[') + std::string(64, ']') + "\n", "deep.yaml"));
 }
 
 TEST(ConfigNodeTest, TopLevelMustBeAMapping) {

@@ -457,6 +457,9 @@ TEST(LcRecTasksTest, UserTextsReaderMapsIdsAndNamesBadEntries) {
   ASSERT_THROWS_WITH(read_lcrec_user_texts(empty_prefs, users, items), "expected a non-empty list of preference texts");
   const std::string broken = dir.write("broken.json", "{\"user_explicit_preference\": ");
   ASSERT_THROWS_WITH(read_lcrec_user_texts(broken, users, items), broken + ": not valid JSON");
+  // nlohmann throws out_of_range (not parse_error) for a number past a double's range.
+  const std::string overflow = dir.write("overflow.json", R"({"user_vague_intention": {"train": 1e9999}})");
+  ASSERT_THROWS_WITH(read_lcrec_user_texts(overflow, users, items), overflow + ": not valid JSON");
 }
 
 // ---- JSONL ----

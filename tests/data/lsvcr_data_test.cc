@@ -105,6 +105,12 @@ TEST(LsvcrDataTest, LoadRejectsForeignAndTruncatedFiles) {
   dir.write("t.bin", content.substr(0, content.size() - 4));
   ASSERT_THROWS_WITH(LsvcrStore::load(dir.file("t.bin")), "truncated lsvcr store");
   EXPECT_EQ(LsvcrStore::load(dir.file("s.bin")).video_histories[0].ids, (std::vector<int64_t>{1}));
+  // An array length whose byte size wraps around 2^64 (2^61 * 8) is truncation, not a huge allocation.
+  std::string wrap = content.substr(0, 8 * 4);  // magic, version, num_videos, num_comments
+  const int64_t huge = int64_t{1} << 61;
+  wrap.append(reinterpret_cast<const char*>(&huge), 8);
+  dir.write("wrap.bin", wrap);
+  ASSERT_THROWS_WITH(LsvcrStore::load(dir.file("wrap.bin")), "truncated lsvcr store (array of 2305843009213693952 at byte 40)");
 }
 
 /// One user: videos 1..5 at t = 10, 20, .., 50; comment sessions on videos 1 (two comments), 2, 3, 4.

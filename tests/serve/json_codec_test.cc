@@ -65,6 +65,14 @@ TEST(JsonCodecTest, RefusesMalformedBodiesNamingTheField) {
   expect_invalid(R"({"user": "u", "top_k": 3})", "top_k: unknown field");
 }
 
+// Found by fuzz/fuzz_request_json: nlohmann's out_of_range (406) for a number that overflows a
+// double escaped parse_body, which caught parse_error only.
+TEST(JsonCodecTest, NumberOverflowIsAMalformedBody) {
+  expect_invalid("99e9999}", "body: malformed JSON");
+  expect_invalid(R"({"user": "u", "k": 1e99999})", "body: malformed JSON");
+  ASSERT_THROWS_WITH(parse_reload_request("{\"checkpoint\": -1e400}"), "body: malformed JSON");
+}
+
 TEST(JsonCodecTest, BatchRequestsNameTheirIndex) {
   const auto batch = parse_batch_request(R"({"requests": [{"user": "a"}, {"history": ["b"], "k": 2}]})", kLimits);
   ASSERT_EQ(batch.size(), 2u);

@@ -19,6 +19,7 @@
 
 #include "seqrec/common/error.h"
 #include "seqrec/common/fs.h"
+#include "seqrec/common/utf8.h"
 
 namespace seqrec::config {
 namespace {
@@ -271,7 +272,29 @@ void check_unread(const TreeState& impl, const YAML::Node& node, const std::stri
   }
 }
 
+// The first byte of `text` that a config may not hold: invalid UTF-8, or NUL.
+size_t first_bad_byte(const std::string& text) {
+  return std::min(utf8_valid_prefix(text), std::min(text.find('\0'), text.size()));
+}
+
+// yaml-cpp writes invalid UTF-8 as U+FFFD: keys that differ only there would collide in the
+// dumped config.yaml, and values would change. It also takes text with NUL bytes for UTF-16 or
+// UTF-32 and decodes it as such. A YAML stream is printable Unicode text: refuse the rest.
+void check_utf8(const std::string& text, const std::string& origin) {
+  const size_t bad = first_bad_byte(text);
+  if (bad == text.size()) return;
+  const size_t line_begin = text.rfind('\n', bad == 0 ? 0 : bad - 1);
+  const size_t line = 1 + static_cast<size_t>(std::count(text.begin(), text.begin() + static_cast<std::ptrdiff_t>(bad), '\n'));
+  const size_t column = bad - (line_begin == std::string::npos || bad == 0 ? 0 : line_begin + 1) + 1;
+  char hex[8];
+  std::snprintf(hex, sizeof hex, "0x%02X", static_cast<unsigned>(static_cast<unsigned char>(text[bad])));
+  throw ConfigError("", origin + ":" + std::to_string(line) + ":" + std::to_string(column) +
+                            (text[bad] == '\0' ? std::string(": a NUL byte") : ": not valid UTF-8 (byte " + std::string(hex) + ")") +
+                            ": expected UTF-8 text");
+}
+
 YAML::Node parse_yaml(const std::string& text, const std::string& origin) {
+  check_utf8(text, origin);
   try {
     return YAML::Load(text);
   } catch (const YAML::ParserException& e) {
@@ -283,11 +306,21 @@ YAML::Node parse_yaml(const std::string& text, const std::string& origin) {
   }
 }
 
+/// Deeper nesting than any config needs; in practice a recursive alias (`a: &x [*x]`), which
+/// yaml-cpp builds as a cycle that every walk of the tree would follow forever.
+constexpr int kMaxConfigDepth = 64;
+
 // yaml-cpp keeps both entries of a key given twice and finds the first: refuse, naming both lines.
-void check_duplicate_keys(const YAML::Node& node, const std::string& origin, const std::string& path) {
+// Also refuses nesting deeper than kMaxConfigDepth.
+void check_duplicate_keys(const YAML::Node& node, const std::string& origin, const std::string& path, int depth = 0) {
+  if (depth > kMaxConfigDepth && (node.IsSequence() || node.IsMap())) {
+    throw ConfigError("", origin + ":" + std::to_string(node.Mark().line + 1) + ": " + path.substr(0, 200) +
+                              ": nested deeper than " + std::to_string(kMaxConfigDepth) +
+                              " levels (an alias that refers to itself?)");
+  }
   if (node.IsSequence()) {
     for (size_t i = 0; i < node.size(); ++i)
-      check_duplicate_keys(node[i], origin, path + "[" + std::to_string(i) + "]");
+      check_duplicate_keys(node[i], origin, path + "[" + std::to_string(i) + "]", depth + 1);
     return;
   }
   if (!node.IsMap()) return;
@@ -300,7 +333,7 @@ void check_duplicate_keys(const YAML::Node& node, const std::string& origin, con
     if (!fresh)
       throw ConfigError("", origin + ":" + std::to_string(line) + ": " + full + ": duplicate key (first at line " +
                                 std::to_string(it->second) + ")");
-    check_duplicate_keys(kv.second, origin, full);
+    check_duplicate_keys(kv.second, origin, full, depth + 1);
   }
 }
 
@@ -368,6 +401,10 @@ void ConfigNode::apply_override(const std::string& assignment) {
   const std::string where = "--set " + assignment;
   size_t eq = assignment.find('=');
   if (eq == std::string::npos || eq == 0) throw ConfigError(where, "expected key=value");
+  if (const size_t bad = first_bad_byte(assignment); bad != assignment.size()) {
+    throw ConfigError("--set " + assignment.substr(0, bad) + "...",
+                      std::string(assignment[bad] == '\0' ? "a NUL byte" : "not valid UTF-8") + ": expected UTF-8 text");
+  }
   std::string dotted = assignment.substr(0, eq);
   std::string text = assignment.substr(eq + 1);
   std::vector<std::string> parts = split_path(dotted);
@@ -388,6 +425,7 @@ void ConfigNode::apply_override(const std::string& assignment) {
     if (!value.IsDefined() || (value.IsMap() && !explicit_map) ||
         (value.IsNull() && text != "null" && text != "~"))
       value = YAML::Node(text);
+    check_duplicate_keys(value, where, "value");
   }
 
   std::vector<std::string> parents(parts.begin(), parts.end() - 1);

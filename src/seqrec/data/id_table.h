@@ -41,6 +41,15 @@ class LocalDict {
     if (added) strings_.push_back(token);
     return kStringFlag | it->second;
   }
+  /// As intern(), but a new `token` is copied first: for tokens whose bytes do not outlive the
+  /// dictionary (e.g. a CSV field unquoted into a scratch buffer).
+  uint32_t intern_copy(std::string_view token) {
+    uint32_t v = 0;
+    if (direct_int(token, &v)) return intern(token);
+    const auto it = map_.find(token);
+    if (it != map_.end()) return kStringFlag | it->second;
+    return intern(owned_.emplace_back(token));
+  }
   /// The interned id of an integer id (direct when canonical and small; else its decimal text).
   uint32_t intern_int(int64_t value) {
     if (value >= 0 && value < kDirectLimit) {
@@ -65,7 +74,7 @@ class LocalDict {
  private:
   std::unordered_map<std::string_view, uint32_t> map_;
   std::vector<std::string_view> strings_;
-  std::deque<std::string> owned_;  // texts made by intern_int (stable addresses)
+  std::deque<std::string> owned_;  // texts made by intern_int / intern_copy (stable addresses)
   uint32_t max_direct_ = 0;
   bool any_direct_ = false;
 };

@@ -110,7 +110,7 @@ LcRecUserTexts read_lcrec_user_texts(const std::string& path, const RawIdLookup&
   json root;
   try {
     root = json::parse(text);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, and out_of_range for a number like 1e9999
     throw DataError(path + ": not valid JSON: " + e.what());
   }
   Reader r(path, user_of, item_of);

@@ -137,11 +137,12 @@ struct Reader {
   }
   std::vector<int64_t> vec() {
     const int64_t n = i64();
-    if (n < 0 || pos + static_cast<size_t>(n) * 8 > buf.size())
+    // (n * 8 could wrap: compare against what is left instead.)
+    if (n < 0 || static_cast<uint64_t>(n) > (buf.size() - pos) / 8)
       throw DataError(path + ": truncated lsvcr store (array of " + std::to_string(n) + " at byte " +
                       std::to_string(pos) + ")");
     std::vector<int64_t> v(static_cast<size_t>(n));
-    std::memcpy(v.data(), buf.data() + pos, v.size() * 8);
+    if (!v.empty()) std::memcpy(v.data(), buf.data() + pos, v.size() * 8);  // data() may be null
     pos += v.size() * 8;
     return v;
   }

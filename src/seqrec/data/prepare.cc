@@ -16,6 +16,7 @@
 #include <cstring>
 #include <deque>
 #include <filesystem>
+#include <functional>
 #include <string_view>
 #include <utility>
 
@@ -302,7 +303,17 @@ class PieceParser {
   }
 
   void add(std::string_view user, std::string_view item, int64_t ts) {
-    out_->events.push_back(Event{out_->users.intern(user), out_->items.intern(item), ts});
+    out_->events.push_back(Event{intern(out_->users, user), intern(out_->items, item), ts});
+  }
+
+  /// Interns a field: in place when it lies in the current line (the block outlives the piece),
+  /// copied when it does not (a quoted CSV field, unquoted into the splitter's scratch buffer,
+  /// which the next line reuses).
+  uint32_t intern(LocalDict& dict, std::string_view field) const {
+    const std::less<const char*> before;
+    const bool in_line = !before(field.data(), line_.data()) &&
+                         !before(line_.data() + line_.size(), field.data() + field.size());
+    return in_line ? dict.intern(field) : dict.intern_copy(field);
   }
 
   bool ids_ok(std::string_view user, std::string_view item) {
@@ -312,6 +323,7 @@ class PieceParser {
   }
 
   bool parse(std::string_view line) {
+    line_ = line;
     switch (f_.format) {
       case InputFormat::kCsv:
       case InputFormat::kMovieLensCsv: {
@@ -366,6 +378,7 @@ class PieceParser {
   Piece* out_;
   FieldSplitter splitter_;
   std::vector<std::string_view> fields_;
+  std::string_view line_;  // the line being parsed
 };
 
 /// Everything parsed from the input: ids, events in file order, counts of rows.
@@ -500,6 +513,24 @@ class BlockReader {
   uint64_t bytes_ = 0;
 };
 
+/// The BlockReader interface over text already in memory: the whole text is one block.
+class TextBlockReader {
+ public:
+  explicit TextBlockReader(std::string_view text) : text_(text) {}
+  /// The whole text once (if not empty); false afterwards.
+  bool next(std::string_view* block) {
+    if (done_ || text_.empty()) return false;
+    done_ = true;
+    *block = text_;
+    return true;
+  }
+  uint64_t bytes_read() const { return done_ ? text_.size() : 0; }
+
+ private:
+  std::string_view text_;
+  bool done_ = false;
+};
+
 /// Cuts `text` into about `parts` pieces at line ends.
 std::vector<std::string_view> cut_lines(std::string_view text, size_t parts) {
   std::vector<std::string_view> out;
@@ -543,10 +574,11 @@ LineFormat csv_format(const std::string& path, std::string_view* block, const st
   return f;
 }
 
-/// Parses options.input with `threads` threads into `in` (whose log must be set).
-void ingest_text(const PrepareOptions& o, int threads, Ingest* in) {
+/// Parses the blocks of `reader` (options.input's text) with `threads` threads into `in` (whose log
+/// must be set).
+template <class Reader>
+void ingest_text(const PrepareOptions& o, int threads, Reader& reader, Ingest* in) {
   const std::string& path = o.input;
-  BlockReader reader(path);
   PieceMerger merger(in, path, o.skip_bad_rows);
   LineFormat f;
   f.format = o.format;
@@ -790,7 +822,8 @@ Ingest ingest(const PrepareOptions& o, size_t event_budget, const std::string& s
   if (o.format == InputFormat::kParquet) {
     ingest_parquet(o, resolve_threads(o.threads), &in);
   } else {
-    ingest_text(o, resolve_threads(o.threads), &in);
+    BlockReader reader(o.input);
+    ingest_text(o, resolve_threads(o.threads), reader, &in);
   }
   return in;
 }
@@ -1340,6 +1373,23 @@ std::vector<RawEvent> raw_events(const Ingest& in, const std::vector<uint8_t>& k
 
 std::vector<RawEvent> read_events(const PrepareOptions& options, PrepareReport* report) {
   const Ingest in = ingest(options, 0, "");
+  if (report != nullptr) {
+    report->rows_read = in.rows;
+    report->rows_skipped = in.skipped;
+    report->has_timestamps = in.has_timestamps;
+  }
+  return raw_events(in, {});
+}
+
+std::vector<RawEvent> parse_events(std::string_view text, const PrepareOptions& options, PrepareReport* report) {
+  if (options.format == InputFormat::kParquet) {
+    throw ConfigError("prepare.format", "parse_events reads text formats only, got parquet");
+  }
+  Ingest in;
+  in.log = std::make_unique<EventLog>(0, "");
+  in.has_timestamps = format_has_timestamps(options);
+  TextBlockReader reader(text);
+  ingest_text(options, resolve_threads(options.threads), reader, &in);
   if (report != nullptr) {
     report->rows_read = in.rows;
     report->rows_skipped = in.skipped;

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace seqrec::data {
@@ -95,6 +96,11 @@ struct RawEvent {
 
 /// Reads raw events from options.input in options.format (exposed for tests).
 std::vector<RawEvent> read_events(const PrepareOptions& options, PrepareReport* report);
+
+/// Parses `text` as the whole contents of options.input (named in errors) in a text format, as
+/// read_events does, without touching the file system (exposed for tests and the fuzz targets).
+/// Throws ConfigError for kParquet.
+std::vector<RawEvent> parse_events(std::string_view text, const PrepareOptions& options, PrepareReport* report);
 
 /// Applies the min-count / k-core filters to events (exposed for tests). Returns the kept events.
 std::vector<RawEvent> filter_events(std::vector<RawEvent> events, const PrepareOptions& options);

@@ -89,7 +89,7 @@ json parse_body(const std::string& body) {
   if (body.empty()) throw invalid_request("body: empty; expected a JSON object");
   try {
     return json::parse(body);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, and out_of_range for a number like 1e9999
     throw invalid_request(std::string("body: malformed JSON: ") + e.what());
   }
 }

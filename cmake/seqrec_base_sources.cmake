@@ -1,0 +1,55 @@
+# The sources of seqrec_base (everything that does not need LibTorch), relative to the repository
+# root. Included by the main CMakeLists.txt and by fuzz/CMakeLists.txt (which compiles them with
+# clang's fuzzer and sanitizer flags, without LibTorch).
+set(SEQREC_BASE_SOURCES
+  src/seqrec/common/allocator.cc
+  src/seqrec/common/mapped_file.cc
+  src/seqrec/common/log.cc
+  src/seqrec/common/fs.cc
+  src/seqrec/common/owned_dir.cc
+  src/seqrec/common/crash_point.cc
+  src/seqrec/common/safetensors.cc
+  src/seqrec/common/progress.cc
+  src/seqrec/config/config_node.cc
+  src/seqrec/config/options.cc
+  src/seqrec/data/interaction_store.cc
+  src/seqrec/data/prepare.cc
+  src/seqrec/data/id_table.cc
+  src/seqrec/data/event_log.cc
+  src/seqrec/data/synthetic_scale.cc
+  src/seqrec/data/item_catalog.cc
+  src/seqrec/data/item_text.cc
+  src/seqrec/data/synthetic.cc
+  src/seqrec/data/image.cc
+  src/seqrec/data/synthetic_images.cc
+  src/seqrec/data/synthetic_long.cc
+  src/seqrec/dist/env.cc
+  src/seqrec/eval/metrics.cc
+  src/seqrec/eval/generative_metrics.cc
+  src/seqrec/semantic_id/trie.cc
+  src/seqrec/llm/tokenizer.cc
+  src/seqrec/llm/sentencepiece_tokenizer.cc
+  src/seqrec/llm/bpe_tokenizer.cc
+  src/seqrec/data/lcrec_prompts.cc
+  src/seqrec/data/lcrec_templates.cc
+  src/seqrec/data/lcrec_tasks.cc
+  src/seqrec/data/lcrec_user_texts.cc
+  src/seqrec/data/lcrec_jsonl.cc
+  src/seqrec/semantic_id/item_index.cc
+  src/seqrec/llm/sft_data.cc
+  src/seqrec/data/parquet_thrift.cc
+  src/seqrec/data/parquet_codec.cc
+  src/seqrec/data/parquet_encoding.cc
+  src/seqrec/data/parquet_column.cc
+  src/seqrec/data/parquet.cc
+  src/seqrec/data/parquet_writer.cc
+  src/seqrec/serve/serve_options.cc
+  src/seqrec/serve/json_codec.cc
+  src/seqrec/serve/metrics.cc
+  src/seqrec/serve/micro_batcher.cc
+  src/seqrec/eval/svg_chart.cc
+  src/seqrec/eval/report.cc
+  src/seqrec/data/lsvcr_data.cc
+  src/seqrec/data/lsvcr_synth.cc
+  src/seqrec/eval/ranking_metrics.cc
+)
