@@ -46,7 +46,7 @@ struct StoreHeader {
   uint64_t num_users;     ///< U
   uint64_t num_items;     ///< V (ids 1..V)
   uint64_t num_events;    ///< total interactions
-  uint64_t checksum;      ///< FNV-1a 64 of the payload after the header
+  uint64_t checksum;      ///< version 2: the combined section hashes above; version 1: FNV-1a 64 of the payload
   uint64_t reserved[2];   ///< zero
 };
 static_assert(sizeof(StoreHeader) == 64, "StoreHeader must be 64 bytes");
