@@ -132,4 +132,32 @@ void swap_in_dir(const std::string& tmp, const std::string& dir, const std::stri
   }
 }
 
+void require_replaceable(const std::string& dir, const std::string& kind, const std::string& key,
+                         const std::string& what) {
+  clean_stale_temps(dir);
+  const std::string why = why_not_replaceable(dir, kind);
+  if (!why.empty()) {
+    throw ConfigError(key, "expected a new folder, an empty one or an earlier " + what + ", but " + why +
+                               "; not replacing it (choose another output, or move the folder away)");
+  }
+}
+
+void write_owned_dir(const std::string& dir, const std::string& kind,
+                     const std::function<void(const std::string& tmp)>& write) {
+  const std::string tmp = temp_path_for(dir);
+  std::error_code ec;
+  try {
+    const fs::path parent = fs::path(dir).parent_path();
+    if (!parent.empty()) make_dirs(parent.string());
+    fs::remove_all(tmp, ec);  // a temp dir of an earlier process that had our pid
+    make_dirs(tmp);
+    write(tmp);
+    mark_owned(tmp, kind);  // last: the folder is complete
+    swap_in_dir(tmp, dir, kind);
+  } catch (...) {
+    fs::remove_all(tmp, ec);
+    throw;
+  }
+}
+
 }  // namespace seqrec

@@ -2,6 +2,7 @@
 // what seqrec wrote, and an atomic swap of a finished temp folder into place.
 #pragma once
 
+#include <functional>
 #include <string>
 
 namespace seqrec {
@@ -30,5 +31,18 @@ bool remove_owned_dir(const std::string& dir);
 /// clean_stale_temps(dir) of the next run puts it back. The old folder is then removed through its
 /// marker, and the parent folder fsynced.
 void swap_in_dir(const std::string& tmp, const std::string& dir, const std::string& kind);
+
+/// Refuses, before any work, to replace `dir` unless why_not_replaceable allows it: ConfigError
+/// at `key` ("expected a new folder, an empty one or an earlier <what>, but <why>; ..."). First
+/// tidies what killed runs left beside it (clean_stale_temps: temp folders, a folder moved aside
+/// mid-swap).
+void require_replaceable(const std::string& dir, const std::string& kind, const std::string& key,
+                         const std::string& what);
+
+/// Writes a folder of `kind` at `dir` as one unit: `write` fills a fresh temp folder
+/// (temp_path_for(dir), parents created), then the marker is written and the folder swapped in
+/// (swap_in_dir). On any exception the temp folder is removed and the exception passes on.
+void write_owned_dir(const std::string& dir, const std::string& kind,
+                     const std::function<void(const std::string& tmp)>& write);
 
 }  // namespace seqrec

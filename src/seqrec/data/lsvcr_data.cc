@@ -4,7 +4,6 @@
 #include <algorithm>
 #include <charconv>
 #include <cstring>
-#include <filesystem>
 #include <numeric>
 #include <string_view>
 #include <unordered_map>
@@ -222,23 +221,10 @@ LsvcrPrepareReport prepare_lsvcr_into(const std::string& input_dir, const std::s
 LsvcrPrepareReport prepare_lsvcr(const std::string& input_dir, const std::string& output) {
   // As prepare: refuse a folder seqrec did not write before reading anything, build the store in a
   // temp folder beside it, mark it, swap it in.
-  clean_stale_temps(output);
-  if (const std::string why = why_not_replaceable(output, kLsvcrKind); !why.empty())
-    throw ConfigError("prepare.output", "expected a new folder, an empty one or an earlier lsvcr prepare output, "
-                                        "but " + why + "; not replacing it (choose another output, or move "
-                                        "the folder away)");
-  const std::string output_dir = temp_path_for(output);
-  std::error_code ec;
-  std::filesystem::remove_all(output_dir, ec);  // a temp dir of an earlier process that had our pid
-  try {
-    LsvcrPrepareReport report = prepare_lsvcr_into(input_dir, output_dir);
-    mark_owned(output_dir, kLsvcrKind);  // last: the store is complete
-    swap_in_dir(output_dir, output, kLsvcrKind);
-    return report;
-  } catch (...) {
-    std::filesystem::remove_all(output_dir, ec);
-    throw;
-  }
+  require_replaceable(output, kLsvcrKind, "prepare.output", "lsvcr prepare output");
+  LsvcrPrepareReport report;
+  write_owned_dir(output, kLsvcrKind, [&](const std::string& tmp) { report = prepare_lsvcr_into(input_dir, tmp); });
+  return report;
 }
 
 LsvcrPrepareReport prepare_lsvcr_into(const std::string& input_dir, const std::string& output_dir) {

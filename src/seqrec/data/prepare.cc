@@ -1237,18 +1237,6 @@ std::string strip_trailing_slashes(std::string p) {
 /// The kind of folder prepare writes, in its ownership marker.
 constexpr const char* kPreparedKind = "prepared-store";
 
-/// Refuses to replace an existing directory unless seqrec's marker says prepare wrote it and
-/// lists every file in it (so "." or $HOME, or a store with a user's notes added, are kept).
-/// First tidies what killed runs left beside it (temp folders, a store moved aside mid-swap).
-void check_output_replaceable(const std::string& output) {
-  clean_stale_temps(output);
-  const std::string why = why_not_replaceable(output, kPreparedKind);
-  if (!why.empty()) {
-    throw ConfigError("prepare.output", "expected a new folder, an empty one or an earlier prepare output, "
-                                        "but " + why + "; not replacing it (choose another output, or move "
-                                        "the folder away)");
-  }
-}
 
 /// An id as it goes into users.tsv / items.tsv. Ids with a tab or a line break are refused: written
 /// as they are they would break the line, and replaced by a space two ids could read back the same.
@@ -1438,7 +1426,9 @@ PrepareReport prepare(const PrepareOptions& options) {
     throw ConfigError("prepare.items", std::string("expected an item table path for items_format ") +
                                            item_format_name(o.items_format) + ", got ''");
   }
-  check_output_replaceable(o.output);
+  // Only a folder prepare wrote is replaced (so "." or $HOME, or a store with a user's notes added,
+  // are kept).
+  require_replaceable(o.output, kPreparedKind, "prepare.output", "prepare output");
   const int threads = resolve_threads(o.threads);
   // Memory cap: parsed events stay in RAM up to a third of it (then spill to disk), and the CSR
   // is built in user buckets of at most a third of it (12 bytes per event).
@@ -1447,95 +1437,88 @@ PrepareReport prepare(const PrepareOptions& options) {
   const size_t bucket_events = cap == 0 ? SIZE_MAX : std::max<size_t>(cap / 3 / 12, 1);
 
   // Everything is written under a temp dir next to the output, then swapped in.
-  const std::string tmp = temp_path_for(o.output);
-  std::error_code ec;
   PrepareReport report;
   const auto t0 = std::chrono::steady_clock::now();
   auto seconds_since = [](std::chrono::steady_clock::time_point t) {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
   };
+  double t_parse = 0, t_ids = 0, t_store = 0;
+  bool spilled = false;
   try {
-    const fs::path parent = fs::path(o.output).parent_path();
-    if (!parent.empty()) make_dirs(parent.string());
-    fs::remove_all(tmp, ec);  // a temp dir of an earlier process that had our pid
-    make_dirs(tmp);
-
-    const Ingest in = ingest(o, event_budget, tmp + "/events.spill");
-    report.rows_read = in.rows;
-    report.rows_skipped = in.skipped;
-    report.has_timestamps = in.has_timestamps;
-    const double t_parse = seconds_since(t0);
-    if (in.log->size() == 0) {
-      throw DataError(o.input + ": no interactions read: expected at least 1 valid row, got 0");
-    }
-    const auto t1 = std::chrono::steady_clock::now();
-    Counts counts;
-    const std::vector<uint8_t> keep = apply_filters(in, o, threads, &counts);
-    const std::vector<uint32_t> user_order = dense_order(in, in.users, counts.user, keep, true);
-    const std::vector<uint32_t> item_order = dense_order(in, in.items, counts.item, keep, false);
-    if (user_order.empty()) {
-      throw DataError(o.input + ": no interactions left after filtering (min_item_interactions=" +
-                      std::to_string(o.min_item_interactions) + ", min_user_interactions=" +
-                      std::to_string(o.min_user_interactions) +
-                      ", kcore=" + (o.kcore ? "true" : "false") + "): expected at least 1, got 0");
-    }
-    if (item_order.size() >= static_cast<size_t>(INT32_MAX) ||
-        user_order.size() >= static_cast<size_t>(INT32_MAX)) {
-      throw DataError(o.input + ": expected fewer than 2^31 users and items, got " +
-                      std::to_string(user_order.size()) + " users and " +
-                      std::to_string(item_order.size()) + " items");
-    }
-    std::vector<int32_t> dense_user(in.users.index_size(), -1);
-    std::vector<int32_t> dense_item(in.items.index_size(), 0);
-    for (size_t k = 0; k < user_order.size(); ++k) dense_user[user_order[k]] = static_cast<int32_t>(k);
-    for (size_t k = 0; k < item_order.size(); ++k) dense_item[item_order[k]] = static_cast<int32_t>(k + 1);
-    std::vector<uint64_t> offsets(user_order.size() + 1, 0);
-    for (size_t k = 0; k < user_order.size(); ++k) offsets[k + 1] = offsets[k] + counts.user[user_order[k]];
-    report.num_users = static_cast<int64_t>(user_order.size());
-    report.num_items = static_cast<int64_t>(item_order.size());
-    report.num_events = static_cast<int64_t>(offsets.back());
-    const double t_ids = seconds_since(t1);
-
-    const auto t2 = std::chrono::steady_clock::now();
-    write_csr(in, keep, dense_user, dense_item, offsets, report.num_items, bucket_events, threads,
-              tmp + "/interactions.bin");
-    const double t_store = seconds_since(t2);
-
-    // Item table.
-    ItemTable table;
-    const bool with_table = o.items_format != ItemFormat::kNone;
-    if (with_table) {
-      table = read_item_table(o, [&](std::string_view raw) -> int32_t {
-        const int64_t idx = in.items.find(raw);
-        return idx < 0 ? 0 : dense_item[static_cast<size_t>(idx)];
-      }, report.num_items);
-      report.items_with_text = table.matched;
-      report.rows_skipped += table.skipped;
-      if (table.matched < report.num_items) {
-        log_warn("%s: %lld of %lld items have no row in the item table", o.items.c_str(),
-                 static_cast<long long>(report.num_items - table.matched),
-                 static_cast<long long>(report.num_items));
+    write_owned_dir(o.output, kPreparedKind, [&](const std::string& tmp) {
+      std::error_code ec;
+      const Ingest in = ingest(o, event_budget, tmp + "/events.spill");
+      report.rows_read = in.rows;
+      report.rows_skipped = in.skipped;
+      report.has_timestamps = in.has_timestamps;
+      t_parse = seconds_since(t0);
+      if (in.log->size() == 0) {
+        throw DataError(o.input + ": no interactions read: expected at least 1 valid row, got 0");
       }
-    }
-    write_file_atomic(tmp + "/users.tsv", users_tsv(user_order, in.users, o.input));
-    write_file_atomic(tmp + "/items.tsv", items_tsv(item_order, in.items, with_table ? &table : nullptr, o.input));
-    write_file_atomic(tmp + "/meta.json", meta_json(o, report));
-    fs::remove(tmp + "/events.spill", ec);
-    if (o.finish) o.finish(tmp);
-    mark_owned(tmp, kPreparedKind);  // last: the store is complete
-    swap_in_dir(tmp, o.output, kPreparedKind);
-    const double total = seconds_since(t0);
-    log_info("prepare: %.2f s (parse %.2f s, filters + ids %.2f s, store %.2f s): %.2fM rows/s, "
-             "%d threads%s",
-             total, t_parse, t_ids, t_store, report.rows_read / total / 1e6, threads,
-             in.log->spilled() ? ", events spilled to disk" : "");
+      const auto t1 = std::chrono::steady_clock::now();
+      Counts counts;
+      const std::vector<uint8_t> keep = apply_filters(in, o, threads, &counts);
+      const std::vector<uint32_t> user_order = dense_order(in, in.users, counts.user, keep, true);
+      const std::vector<uint32_t> item_order = dense_order(in, in.items, counts.item, keep, false);
+      if (user_order.empty()) {
+        throw DataError(o.input + ": no interactions left after filtering (min_item_interactions=" +
+                        std::to_string(o.min_item_interactions) + ", min_user_interactions=" +
+                        std::to_string(o.min_user_interactions) +
+                        ", kcore=" + (o.kcore ? "true" : "false") + "): expected at least 1, got 0");
+      }
+      if (item_order.size() >= static_cast<size_t>(INT32_MAX) ||
+          user_order.size() >= static_cast<size_t>(INT32_MAX)) {
+        throw DataError(o.input + ": expected fewer than 2^31 users and items, got " +
+                        std::to_string(user_order.size()) + " users and " +
+                        std::to_string(item_order.size()) + " items");
+      }
+      std::vector<int32_t> dense_user(in.users.index_size(), -1);
+      std::vector<int32_t> dense_item(in.items.index_size(), 0);
+      for (size_t k = 0; k < user_order.size(); ++k) dense_user[user_order[k]] = static_cast<int32_t>(k);
+      for (size_t k = 0; k < item_order.size(); ++k) dense_item[item_order[k]] = static_cast<int32_t>(k + 1);
+      std::vector<uint64_t> offsets(user_order.size() + 1, 0);
+      for (size_t k = 0; k < user_order.size(); ++k) offsets[k + 1] = offsets[k] + counts.user[user_order[k]];
+      report.num_users = static_cast<int64_t>(user_order.size());
+      report.num_items = static_cast<int64_t>(item_order.size());
+      report.num_events = static_cast<int64_t>(offsets.back());
+      t_ids = seconds_since(t1);
+
+      const auto t2 = std::chrono::steady_clock::now();
+      write_csr(in, keep, dense_user, dense_item, offsets, report.num_items, bucket_events, threads,
+                tmp + "/interactions.bin");
+      t_store = seconds_since(t2);
+
+      // Item table.
+      ItemTable table;
+      const bool with_table = o.items_format != ItemFormat::kNone;
+      if (with_table) {
+        table = read_item_table(o, [&](std::string_view raw) -> int32_t {
+          const int64_t idx = in.items.find(raw);
+          return idx < 0 ? 0 : dense_item[static_cast<size_t>(idx)];
+        }, report.num_items);
+        report.items_with_text = table.matched;
+        report.rows_skipped += table.skipped;
+        if (table.matched < report.num_items) {
+          log_warn("%s: %lld of %lld items have no row in the item table", o.items.c_str(),
+                   static_cast<long long>(report.num_items - table.matched),
+                   static_cast<long long>(report.num_items));
+        }
+      }
+      write_file_atomic(tmp + "/users.tsv", users_tsv(user_order, in.users, o.input));
+      write_file_atomic(tmp + "/items.tsv", items_tsv(item_order, in.items, with_table ? &table : nullptr, o.input));
+      write_file_atomic(tmp + "/meta.json", meta_json(o, report));
+      fs::remove(tmp + "/events.spill", ec);
+      spilled = in.log->spilled();
+      if (o.finish) o.finish(tmp);
+    });
   } catch (const fs::filesystem_error& err) {
-    fs::remove_all(tmp, ec);
     throw DataError("cannot write " + o.output + ": " + err.what());
-  } catch (...) {
-    fs::remove_all(tmp, ec);
-    throw;
   }
+  const double total = seconds_since(t0);
+  log_info("prepare: %.2f s (parse %.2f s, filters + ids %.2f s, store %.2f s): %.2fM rows/s, "
+           "%d threads%s",
+           total, t_parse, t_ids, t_store, report.rows_read / total / 1e6, threads,
+           spilled ? ", events spilled to disk" : "");
   log_info("prepared %s: %lld users, %lld items, %lld events%s -> %s", o.input.c_str(),
            static_cast<long long>(report.num_users), static_cast<long long>(report.num_items),
            static_cast<long long>(report.num_events),

@@ -105,7 +105,7 @@ void need_share(double v, const char* key) {
   need(v >= 0.0 && v <= 1.0, key, "in [0, 1]", std::to_string(v));
 }
 
-/// Cumulative weights 1, 1/2, 1/3, ... over n items.
+/// Cumulative weights 1, 1/2, 1/3, ... over n items (all 1 when `uniform`).
 std::vector<double> visit_cdf(int64_t n, bool uniform) {
   std::vector<double> cdf;
   double acc = 0.0;
@@ -349,38 +349,35 @@ std::vector<SynthUser> long_term_users(const SynthOptions& o, const ItemWorld& w
       return by_cluster ? w.popular(clusters[k], rng) : profile[k];
     };
     const int64_t len = rng.between(o.min_seq_len, o.max_seq_len);
-    const auto phase = static_cast<int64_t>(o.profile_phase * static_cast<double>(len));
+    // profile_timing throughout: the whole history is drawn as the profile phase is (stationary).
+    const bool stationary = o.profile_timing == "throughout";
+    const auto phase = stationary ? len : static_cast<int64_t>(o.profile_phase * static_cast<double>(len));
     auto& items = user.items;
     items.reserve(static_cast<size_t>(len));
-    if (o.profile_timing == "throughout") {  // stationary: any event is a home event with one probability
-      for (int64_t k = 0; k < len; ++k)
-        items.push_back(rng.uniform() < o.profile_share ? home_item() : drift.next(taste, rng));
-      user.timestamps = hourly(len, rng);
-      for (int64_t i : profile) home[static_cast<size_t>(i)] = 0;
-      continue;
-    }
     for (int64_t k = 0; k < phase; ++k)
       items.push_back(rng.uniform() < o.profile_share ? home_item() : drift.next(taste, rng));
-    // Returns W+1..2W events apart, the last one at least W events before the targets.
-    int64_t next_return = phase + rng.between(W + 1, 2 * W);
-    for (int64_t k = phase; k < len - 2; ++k) {
-      if (k == next_return && k < len - 2 - W) {
-        items.push_back(home_item());
-        next_return += rng.between(W + 1, 2 * W);
-      } else {
-        items.push_back(drift.next(taste, rng));
+    if (!stationary) {
+      // Returns W+1..2W events apart, the last one at least W events before the targets.
+      int64_t next_return = phase + rng.between(W + 1, 2 * W);
+      for (int64_t k = phase; k < len - 2; ++k) {
+        if (k == next_return && k < len - 2 - W) {
+          items.push_back(home_item());
+          next_return += rng.between(W + 1, 2 * W);
+        } else {
+          items.push_back(drift.next(taste, rng));
+        }
       }
-    }
-    // The validation and test targets; two returns are distinct home items.
-    int64_t valid_return = 0;
-    for (int target = 0; target < 2; ++target) {
-      if (rng.uniform() < o.long_term_share) {
-        int64_t item = home_item();
-        while (item == valid_return) item = home_item();
-        valid_return = item;
-        items.push_back(item);
-      } else {
-        items.push_back(drift.next(taste, rng));
+      // The validation and test targets; two returns are distinct home items.
+      int64_t valid_return = 0;
+      for (int target = 0; target < 2; ++target) {
+        if (rng.uniform() < o.long_term_share) {
+          int64_t item = home_item();
+          while (item == valid_return) item = home_item();
+          valid_return = item;
+          items.push_back(item);
+        } else {
+          items.push_back(drift.next(taste, rng));
+        }
       }
     }
     user.timestamps = hourly(len, rng);

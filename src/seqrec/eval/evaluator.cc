@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <unordered_set>
 
 #include "seqrec/common/error.h"
@@ -85,18 +86,6 @@ EvalResult evaluate(models::SequenceRecommenderImpl& model, const data::Interact
                                                 std::to_string(store.num_items()) +
                                                 "-item catalogue unsampled: that is full ranking, not a sampled "
                                                 "protocol; use eval.protocol: full, or fewer negatives");
-  if (options.protocol == "sampled") {  // users with fewer unseen items than negatives rank against all of them
-    int64_t short_users = 0;
-    for (const auto& q : queries) {
-      std::unordered_set<int64_t> taken(q.history.begin(), q.history.end());
-      taken.insert(q.target);
-      short_users += store.num_items() - static_cast<int64_t>(taken.size()) < options.num_negatives;
-    }
-    if (short_users > 0)
-      log_warn("eval: %ld of %zu users have fewer than %ld items outside their history: their candidates are "
-               "all of those items (fewer negatives than eval.num_negatives)",
-               static_cast<long>(short_users), queries.size(), static_cast<long>(options.num_negatives));
-  }
   if (shard.world_size > 1) {
     TORCH_CHECK(shard.sum, "a sharded evaluation needs EvalShard::sum");
     // Strided, so that every rank gets a similar mix of short and long histories.
@@ -114,6 +103,7 @@ EvalResult evaluate(models::SequenceRecommenderImpl& model, const data::Interact
     if (!cold_items.empty() && cold_items[queries[query].target]) cold.add(rank);
   };
   const int64_t n = static_cast<int64_t>(queries.size());
+  int64_t short_users = 0;  // sampled: users with fewer unseen items than negatives (ranked against all of them)
   for (int64_t begin = 0; begin < n; begin += options.batch_size) {
     const int64_t end = std::min(n, begin + options.batch_size);
     data::SequenceBatch batch = data::make_eval_batch(queries, begin, end, max_seq_len);
@@ -134,6 +124,7 @@ EvalResult evaluate(models::SequenceRecommenderImpl& model, const data::Interact
         auto ids = sampled_candidates(queries[i], store.num_items(), options.num_negatives, options.seed);
         std::copy(ids.begin(), ids.end(), cp + (i - begin) * c);
         sizes.push_back(static_cast<int64_t>(ids.size()));
+        short_users += sizes.back() < c;
       }
       auto h = last_states(model, batch);                                        // [B, D]
       auto scores = torch::matmul(model.item_embeddings(cands.to(h.device())), h.unsqueeze(-1))
@@ -151,7 +142,13 @@ EvalResult evaluate(models::SequenceRecommenderImpl& model, const data::Interact
   if (shard.world_size > 1) {  // sums and counts, not averages
     acc.set_sums(shard.sum(acc.sums()));
     if (!cold_items.empty()) cold.set_sums(shard.sum(cold.sums()));
+    if (options.protocol == "sampled")
+      short_users = std::llround(shard.sum({static_cast<double>(short_users)})[0]);
   }
+  if (short_users > 0 && shard.rank == 0)
+    log_warn("eval: %ld of %ld users have fewer than %ld items outside their history: their candidates are "
+             "all of those items (fewer negatives than eval.num_negatives)",
+             static_cast<long>(short_users), static_cast<long>(acc.count()), static_cast<long>(options.num_negatives));
   EvalResult result;
   result.metrics = acc.result();
   result.users = acc.count();
