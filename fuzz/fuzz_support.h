@@ -8,11 +8,17 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <string>
 
 #include "seqrec/common/error.h"
+#include "seqrec/common/log.h"
 
 namespace seqrec::fuzz {
+
+/// Errors only: a parser's warnings (a skipped bad row, ...) are expected outcomes, and printing
+/// one per input slowed the runs and buried libFuzzer's own lines.
+inline const bool kQuietLogs = (set_log_level(0), true);
 
 /// The scratch file of this process (under $TMPDIR, else /dev/shm, else /tmp), removed at exit.
 inline const std::string& scratch_path() {
@@ -29,9 +35,20 @@ inline const std::string& scratch_path() {
   return path;
 }
 
-/// Writes `size` bytes to the scratch file (replacing it) and returns its path.
-inline const std::string& write_scratch(const uint8_t* data, size_t size) {
-  const std::string& path = scratch_path();
+/// A scratch folder of this process (beside scratch_path()), created on first use and removed
+/// with everything in it at exit.
+inline const std::string& scratch_dir() {
+  static const std::string dir = [] {
+    const std::string d = scratch_path() + ".d";
+    std::filesystem::create_directories(d);
+    std::atexit([] { std::filesystem::remove_all(scratch_path() + ".d"); });
+    return d;
+  }();
+  return dir;
+}
+
+/// Writes `size` bytes to `path` (replacing it).
+inline void write_bytes(const std::string& path, const void* data, size_t size) {
   std::FILE* f = std::fopen(path.c_str(), "wb");
   if (f == nullptr) {
     std::perror(path.c_str());
@@ -39,6 +56,12 @@ inline const std::string& write_scratch(const uint8_t* data, size_t size) {
   }
   if (size > 0 && std::fwrite(data, 1, size, f) != size) std::abort();
   std::fclose(f);
+}
+
+/// Writes `size` bytes to the scratch file (replacing it) and returns its path.
+inline const std::string& write_scratch(const uint8_t* data, size_t size) {
+  const std::string& path = scratch_path();
+  write_bytes(path, data, size);
   return path;
 }
 

@@ -21,7 +21,8 @@ shared="${SEQREC_SHARED:-$root/../shared}"
 cxx="${CXX:-clang++-14}"
 
 all_targets=(fuzz_interactions fuzz_config fuzz_safetensors fuzz_bpe_tokenizer fuzz_sentencepiece
-             fuzz_parquet fuzz_request_json)
+             fuzz_parquet fuzz_request_json fuzz_item_table fuzz_index_json fuzz_lsvcr
+             fuzz_lcrec_user_texts)
 targets=("$@")
 ((${#targets[@]})) || targets=("${all_targets[@]}")
 
@@ -58,6 +59,10 @@ if [[ -d "$shared" ]]; then
     [[ -f "$f" ]] || continue
     { printf "\\x0$sel"; head -c 2000 "$f" | head -n 30; } > "$seeds/fuzz_interactions/$(basename "$f").seed"
   done
+  # Item tables: ML-1M movies.dat (selector 2 = movielens_dat), its first lines.
+  if [[ -f "$shared/datasets/ml-1m/movies.dat" ]]; then
+    { printf "\\x02"; head -n 30 "$shared/datasets/ml-1m/movies.dat"; } > "$seeds/fuzz_item_table/movies.dat.seed"
+  fi
 fi
 for f in "$root"/configs/*.yaml "$root"/configs/*/*.yaml; do
   [[ -f "$f" ]] && cp "$f" "$seeds/fuzz_config/$(basename "$(dirname "$f")")_$(basename "$f")"

@@ -1,7 +1,10 @@
 // seqrec eval: evaluates a checkpoint under the configured protocol; prints one JSON line.
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <cstdio>
+#include <utility>
+#include <vector>
 
 #include "cli/commands.h"
 #include "seqrec/common/error.h"
@@ -12,6 +15,7 @@
 #include "seqrec/data/interaction_store.h"
 #include "seqrec/data/lcrec_tasks.h"
 #include "seqrec/eval/evaluator.h"
+#include "seqrec/eval/report.h"
 #include "seqrec/models/lcrec.h"
 #include "seqrec/train/checkpoint.h"
 
@@ -23,6 +27,15 @@ std::string dir_of(const std::string& path) {
   while (p.size() > 1 && p.back() == '/') p.pop_back();  // a folder checkpoint: its parent
   const auto slash = p.find_last_of('/');
   return slash == std::string::npos ? "." : p.substr(0, slash);
+}
+
+// The metric table on stderr, in people's order (hr@5 before hr@10; eval::metric_name_less), not
+// the map's string order (which put ndcg@10 before ndcg@5).
+void print_metric_table(const eval::MetricSet& metrics, int width) {
+  std::vector<std::pair<std::string, double>> rows(metrics.begin(), metrics.end());
+  std::stable_sort(rows.begin(), rows.end(),
+                   [](const auto& a, const auto& b) { return eval::metric_name_less(a.first, b.first); });
+  for (const auto& [name, value] : rows) std::fprintf(stderr, "%-*s %.4f\n", width, name.c_str(), value);
 }
 
 }  // namespace
@@ -95,7 +108,7 @@ int run_generative_eval(const CliArgs& args) {
   std::fprintf(stderr, "generative, %s constraint, %ld beams, %ld prompts, %zu template(s), %.2fs\n",
                eval_opts.constraint.c_str(), long(eval_opts.num_beams), long(r.queries), r.template_ids.size(),
                r.seconds);
-  for (const auto& [name, value] : r.metrics) std::fprintf(stderr, "%-22s %.4f\n", name.c_str(), value);
+  print_metric_table(r.metrics, 22);
   return 0;
 }
 
@@ -145,7 +158,7 @@ int run_eval(const CliArgs& args) {
   append_line(dir_of(args.checkpoint) + "/eval.jsonl", line);
   std::fprintf(stderr, "%-10s %s (%s, %ld users, %.2fs)\n", "metric", "value", eval_opts.protocol.c_str(),
                long(r.users), r.seconds);
-  for (const auto& [name, value] : r.metrics) std::fprintf(stderr, "%-10s %.4f\n", name.c_str(), value);
+  print_metric_table(r.metrics, 10);
   return 0;
 }
 

@@ -132,6 +132,16 @@ int run_train(const CliArgs& args) {
            setup.train.out_dir.c_str());
 
   train::Trainer trainer(model, store, setup);
+  if (setup.data.train_feat_max_length > 0) {
+    // PerSRec's loader: training reads the last N items of each training part, then the window cut.
+    const data::InteractionStore raw = data::InteractionStore::open(setup.data.dir + "/interactions.bin");
+    trainer.set_train_rows(data::train_rows(raw, setup.data.holdout, setup.data.train_feat_max_length,
+                                            setup.data.item_start_position, setup.data.item_end_position));
+    if (writer)
+      log_info("data.train_feat_max_length %ld: training on the last %ld items of each training part, cut to "
+               "[%ld:%ld]", long(setup.data.train_feat_max_length), long(setup.data.train_feat_max_length),
+               long(setup.data.item_start_position), long(setup.data.item_end_position));
+  }
   train::TrainSummary s = trainer.fit(args.resume);
   if (s.epochs_run == 0)
     log_info("done: %s has no trainable parameters (fitted from the training counts); test (%s protocol) below",

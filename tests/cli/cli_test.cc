@@ -107,6 +107,14 @@ TEST_F(CliTest, PipelineTrainsAModelThatBeatsMostPop) {
   ASSERT_TRUE(ej.contains("hr@10")) << ev.out;
   EXPECT_DOUBLE_EQ(ej.at("hr@10").get<double>(), mine.at("hr@10").get<double>());
   EXPECT_EQ(ej.at("users"), mine.at("users"));
+  // The table on stderr lists metrics by family, then by cut-off as a number (not hr@10 before hr@5).
+  std::vector<std::string> table;
+  for (const auto& line : lines_of(ev.err))
+    if (line.rfind("hr@", 0) == 0 || line.rfind("ndcg@", 0) == 0 || line.rfind("mrr", 0) == 0)
+      table.push_back(line.substr(0, line.find(' ')));
+  EXPECT_EQ(table, (std::vector<std::string>{"hr@1", "hr@5", "hr@10", "hr@20", "hr@50", "ndcg@1", "ndcg@5", "ndcg@10",
+                                             "ndcg@20", "ndcg@50", "mrr"}))
+      << ev.err;
   Result ev_pop = run("eval --checkpoint " + t("pop/best.safetensors") + " --split valid");
   expect_ok(ev_pop, "eval most_pop");
   Result ev_valid = run("eval --checkpoint " + t("sasrec/best.safetensors") + " --split valid");
@@ -282,6 +290,17 @@ TEST_F(CliTest, PersonalizedHstuTrainsCompressesAndEvaluatesFromItsCache) {
   Result cut = run("eval" + ckpt + " --split test --set data.item_end_position=4");
   expect_ok(cut, "eval with a window cut");
   EXPECT_NE(last_json(cut.out).at("ndcg@10").get<double>(), last_json(plain.out).at("ndcg@10").get<double>());
+  // PerSRec's train_feat_max_length: training reads the last N training items of each user (the
+  // run says so), and a value below one window and its target is refused by name.
+  Result feat = run("train " + args + " --set train.epochs=1 --set data.train_feat_max_length=21 --set train.out_dir=" +
+                    t("persrec_feat"));
+  expect_ok(feat, "train with train_feat_max_length");
+  EXPECT_NE(feat.err.find("data.train_feat_max_length 21: training on the last 21 items of each training part"),
+            std::string::npos) << feat.err;
+  Result short_feat = run("train " + args + " --set data.train_feat_max_length=20 --set train.out_dir=" + t("persrec_f2"));
+  EXPECT_EQ(short_feat.code, 2) << short_feat.err;
+  EXPECT_NE(short_feat.err.find("train_feat_max_length: must be 0 (off) or at least max_seq_len + 1 = 21"),
+            std::string::npos) << short_feat.err;
   // A cache is tied to its split and to its weights.
   Result valid = run("eval" + ckpt + " --split valid --token-cache " + t("cache_test"));
   EXPECT_EQ(valid.code, 1);

@@ -5,6 +5,7 @@
 #include <fstream>
 #include <iterator>
 #include <map>
+#include <optional>
 
 #include "seqrec/common/error.h"
 #include "seqrec/config/config_node.h"
@@ -473,6 +474,34 @@ TEST_F(TrainerTest, NothingToTrainOnIsADataError) {
   s.train.loss.num_negatives = 2;
   Trainer trainer(build(kModelYaml, s.context), st, s);
   ASSERT_THROWS_WITH(trainer.fit(false), dir.file("data") + ": nothing to train on");
+}
+
+// data.train_feat_max_length: the trainer reads its samples from the rows it is given. Rows equal
+// to the store's training parts train exactly as the store does (same samples, same batches, same
+// loss); rows of one item each leave nothing to train on.
+TEST_F(TrainerTest, TrainRowsReplaceTheStoresTrainingParts) {
+  auto st = store();
+  auto fit = [&](const std::string& out, std::optional<data::InteractionStore> rows) {
+    auto s = setup(out, 1, st);
+    Trainer trainer(build(kModelYaml, s.context), st, s);
+    if (rows) trainer.set_train_rows(*rows);
+    return trainer.fit(false).final_loss;
+  };
+  TempDir a, b, c;
+  const double plain = fit(a.path(), std::nullopt);
+  EXPECT_EQ(fit(b.path(), data::train_rows(st, 2, 1000, 0, 0)), plain);
+  // The last 3 training items only: other samples, another loss.
+  EXPECT_NE(fit(c.path(), data::train_rows(st, 2, 3, 0, 0)), plain);
+  auto s = setup(a.file("one"), 1, st);
+  Trainer one(build(kModelYaml, s.context), st, s);
+  one.set_train_rows(data::train_rows(st, 2, 1000, -1, 0));
+  ASSERT_THROWS_WITH(one.fit(false), "nothing to train on");
+  data::StoreData other;
+  other.num_items = st.num_items();
+  other.user_offsets = {0, 2};
+  other.item_ids = {1, 2};
+  ASSERT_THROWS_WITH(one.set_train_rows(data::InteractionStore::from_data(other)),
+                     "training rows (1 users, " + std::to_string(st.num_items()) + " items) do not match the store");
 }
 
 // Issue 21, defect 9: an invalid model config inside a checkpoint did not name the checkpoint.

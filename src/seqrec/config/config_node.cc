@@ -311,16 +311,18 @@ YAML::Node parse_yaml(const std::string& text, const std::string& origin) {
 constexpr int kMaxConfigDepth = 64;
 
 // yaml-cpp keeps both entries of a key given twice and finds the first: refuse, naming both lines.
-// Also refuses nesting deeper than kMaxConfigDepth.
-void check_duplicate_keys(const YAML::Node& node, const std::string& origin, const std::string& path, int depth = 0) {
+// Also refuses nesting deeper than kMaxConfigDepth. `origin` is a file (its line numbers are
+// given) or a --set assignment (one line: none are given).
+void check_duplicate_keys(const YAML::Node& node, const std::string& origin, bool lines, const std::string& path,
+                          int depth = 0) {
+  auto at = [&](const YAML::Node& n) { return lines ? origin + ":" + std::to_string(n.Mark().line + 1) : origin; };
   if (depth > kMaxConfigDepth && (node.IsSequence() || node.IsMap())) {
-    throw ConfigError("", origin + ":" + std::to_string(node.Mark().line + 1) + ": " + path.substr(0, 200) +
-                              ": nested deeper than " + std::to_string(kMaxConfigDepth) +
-                              " levels (an alias that refers to itself?)");
+    throw ConfigError("", at(node) + ": " + path.substr(0, 200) + ": nested deeper than " +
+                              std::to_string(kMaxConfigDepth) + " levels (an alias that refers to itself?)");
   }
   if (node.IsSequence()) {
     for (size_t i = 0; i < node.size(); ++i)
-      check_duplicate_keys(node[i], origin, path + "[" + std::to_string(i) + "]", depth + 1);
+      check_duplicate_keys(node[i], origin, lines, path + "[" + std::to_string(i) + "]", depth + 1);
     return;
   }
   if (!node.IsMap()) return;
@@ -331,9 +333,9 @@ void check_duplicate_keys(const YAML::Node& node, const std::string& origin, con
     const int line = kv.first.Mark().line + 1;
     const auto [it, fresh] = first_line.emplace(key, line);
     if (!fresh)
-      throw ConfigError("", origin + ":" + std::to_string(line) + ": " + full + ": duplicate key (first at line " +
-                                std::to_string(it->second) + ")");
-    check_duplicate_keys(kv.second, origin, full, depth + 1);
+      throw ConfigError("", at(kv.first) + ": " + full + ": duplicate key" +
+                                (lines ? " (first at line " + std::to_string(it->second) + ")" : ""));
+    check_duplicate_keys(kv.second, origin, lines, full, depth + 1);
   }
 }
 
@@ -351,7 +353,7 @@ ConfigNode ConfigNode::parse(const std::string& text, const std::string& origin)
   if (!root.IsMap())
     throw ConfigError("", origin + ": the top level must be a mapping of keys, got '" +
                               node_text(root) + "'");
-  check_duplicate_keys(root, origin, "");
+  check_duplicate_keys(root, origin, true, "");
   out.impl_->root = root;
   return out;
 }
@@ -425,7 +427,7 @@ void ConfigNode::apply_override(const std::string& assignment) {
     if (!value.IsDefined() || (value.IsMap() && !explicit_map) ||
         (value.IsNull() && text != "null" && text != "~"))
       value = YAML::Node(text);
-    check_duplicate_keys(value, where, "value");
+    check_duplicate_keys(value, where, false, "value");
   }
 
   std::vector<std::string> parents(parts.begin(), parts.end() - 1);

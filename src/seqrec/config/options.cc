@@ -35,6 +35,11 @@ DataOptions read_data_options(ConfigNode node) {
     throw ConfigError(key(node, "item_end_position"), "must come after item_start_position (" +
                                                           std::to_string(o.item_start_position) + "), got " +
                                                           std::to_string(o.item_end_position));
+  o.train_feat_max_length = node.get<int64_t>("train_feat_max_length", o.train_feat_max_length);
+  if (o.train_feat_max_length != 0 && o.train_feat_max_length < o.max_seq_len + 1)  // PerSRec asserts the same
+    throw ConfigError(key(node, "train_feat_max_length"),
+                      "must be 0 (off) or at least max_seq_len + 1 = " + std::to_string(o.max_seq_len + 1) +
+                          " (one window and its target), got " + std::to_string(o.train_feat_max_length));
   return o;
 }
 

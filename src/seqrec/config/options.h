@@ -31,6 +31,10 @@ struct DataOptions {
   /// before the leave-one-out split, for training and evaluation alike.
   int64_t item_start_position = 0;
   int64_t item_end_position = 0;
+  /// PerSRec's `train_feat_max_length` N (0 = off): training reads only the last N items of each
+  /// user's training part, and the window cut above applies to those N, as the PerSRec loader does
+  /// (seq[:-holdout][-N:][start:end]); evaluation still cuts the whole sequence (seq[start:end]).
+  int64_t train_feat_max_length = 0;
 };
 
 /// `train.loss:` -- the training objective.

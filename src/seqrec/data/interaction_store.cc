@@ -443,22 +443,35 @@ const std::string& InteractionStore::path() const {
   return impl_ ? impl_->path : kEmpty;
 }
 
-InteractionStore window_rows(const InteractionStore& store, int64_t begin, int64_t end) {
+InteractionStore slice_rows(const InteractionStore& store,
+                            const std::function<std::pair<int64_t, int64_t>(int64_t n)>& range) {
   StoreData d;
   d.num_items = store.num_items();
   d.has_timestamps = store.has_timestamps();
   d.user_offsets.push_back(0);
-  auto clamp = [](int64_t i, int64_t n) { return std::min(n, std::max<int64_t>(0, i < 0 ? n + i : i)); };
   for (int64_t u = 0; u < store.num_users(); ++u) {
     Span<int32_t> items = store.items(u);
-    const int64_t n = items.size(), b = clamp(begin, n), e = end == 0 ? n : clamp(end, n);
-    for (int64_t i = b; i < e; ++i) {
-      d.item_ids.push_back(items[i]);
-      if (d.has_timestamps) d.timestamps.push_back(store.timestamps(u)[i]);
+    const int64_t n = items.size();
+    auto [b, e] = range(n);
+    b = std::min(n, std::max<int64_t>(0, b));
+    e = std::min(n, std::max<int64_t>(b, e));
+    d.item_ids.insert(d.item_ids.end(), items.begin() + b, items.begin() + e);
+    if (d.has_timestamps) {
+      Span<int64_t> ts = store.timestamps(u);
+      d.timestamps.insert(d.timestamps.end(), ts.begin() + b, ts.begin() + e);
     }
     d.user_offsets.push_back(d.item_ids.size());
   }
   return InteractionStore::from_data(std::move(d));
+}
+
+std::pair<int64_t, int64_t> python_slice(int64_t n, int64_t begin, int64_t end) {
+  auto clamp = [n](int64_t i) { return std::min(n, std::max<int64_t>(0, i < 0 ? n + i : i)); };
+  return {clamp(begin), end == 0 ? n : clamp(end)};
+}
+
+InteractionStore window_rows(const InteractionStore& store, int64_t begin, int64_t end) {
+  return slice_rows(store, [&](int64_t n) { return python_slice(n, begin, end); });
 }
 
 }  // namespace seqrec::data

@@ -16,8 +16,10 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace seqrec::data {
@@ -134,8 +136,16 @@ class InteractionStore {
   std::shared_ptr<const Impl> impl_;
 };
 
+/// Every user's row cut to the events [first, second) that `range(n)` gives for a row of n events
+/// (clamped to [0, n]), in memory.
+InteractionStore slice_rows(const InteractionStore& store,
+                            const std::function<std::pair<int64_t, int64_t>(int64_t n)>& range);
+
+/// Python's row[begin:end] bounds for a row of n events (negative = from the end; end 0 = to the end).
+std::pair<int64_t, int64_t> python_slice(int64_t n, int64_t begin, int64_t end);
+
 /// PerSRec's window cut (`item_start_position` / `item_end_position`): every user's row sliced as
-/// Python's row[begin:end] (negative = from the end; end 0 = to the end), in memory.
+/// Python's row[begin:end], in memory.
 InteractionStore window_rows(const InteractionStore& store, int64_t begin, int64_t end);
 
 }  // namespace seqrec::data

@@ -41,6 +41,15 @@ std::vector<EvalQuery> eval_queries(const InteractionStore& store, Split split, 
   return queries;
 }
 
+InteractionStore train_rows(const InteractionStore& store, int64_t holdout, int64_t max_length, int64_t begin,
+                            int64_t end) {
+  return slice_rows(store, [&](int64_t n) {
+    const int64_t t = train_length(n, holdout), first = std::max<int64_t>(0, t - max_length);
+    const auto [b, e] = python_slice(t - first, begin, end);
+    return std::pair<int64_t, int64_t>{first + b, first + e};
+  });
+}
+
 std::vector<int64_t> train_item_counts(const InteractionStore& store, int64_t holdout) {
   std::vector<int64_t> counts(store.num_items() + 1, 0);
   for (int64_t u = 0; u < store.num_users(); ++u) {

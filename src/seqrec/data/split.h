@@ -39,6 +39,12 @@ struct EvalQuery {
 /// `limit` of them (a 9M-user store is not copied to evaluate 10,000 users).
 std::vector<EvalQuery> eval_queries(const InteractionStore& store, Split split, int64_t limit = 0);
 
+/// PerSRec's training rows under `train_feat_max_length` N: each user's training part
+/// items[0, train_length(n, holdout)) cut to its last N items, then to Python's [begin:end] of those
+/// (begin = end = 0: no cut), in memory. Nothing in them is held out (train on them with holdout 0).
+InteractionStore train_rows(const InteractionStore& store, int64_t holdout, int64_t max_length, int64_t begin,
+                            int64_t end);
+
 /// Occurrences of each item in the training parts, [V+1] (index 0 = 0).
 std::vector<int64_t> train_item_counts(const InteractionStore& store, int64_t holdout = 2);
 

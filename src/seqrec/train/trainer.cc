@@ -80,6 +80,14 @@ data::TrainBatcherOptions train_batcher_options(const config::DataOptions& data,
   return bo;
 }
 
+void Trainer::set_train_rows(data::InteractionStore rows) {
+  if (rows.num_users() != store_.num_users() || rows.num_items() != store_.num_items())
+    throw Error("training rows (" + std::to_string(rows.num_users()) + " users, " + std::to_string(rows.num_items()) +
+                " items) do not match the store (" + std::to_string(store_.num_users()) + ", " +
+                std::to_string(store_.num_items()) + ")");
+  train_rows_ = std::move(rows);
+}
+
 Trainer::Trainer(models::SequenceRecommender model, data::InteractionStore store, TrainerSetup setup)
     : model_(std::move(model)), store_(std::move(store)), setup_(std::move(setup)) {
   cold_items_ = data::cold_items(store_.num_items(), setup_.data.cold_item_share,
@@ -359,7 +367,8 @@ TrainSummary Trainer::fit(bool resume) {
     throw ConfigError("train.loss.num_negatives", std::to_string(bo.num_negatives) + " negatives per position, but the "
                       "catalogue has " + std::to_string(store_.num_items()) + " items (use at most that many, or "
                       "train.loss.name: softmax to score them all)");
-  data::TrainBatcher batcher(store_, bo);
+  if (train_rows_) bo.holdout = 0;  // the rows are training parts already
+  data::TrainBatcher batcher(train_rows_ ? *train_rows_ : store_, bo);
   if (batcher.num_samples() == 0 && model_->trainable() && setup_.world_size == 1)
     throw DataError(setup_.data.dir + ": nothing to train on: no user has enough events left after holding out "
                     "data.holdout=" + std::to_string(setup_.data.holdout) + " per user for evaluation");

@@ -85,6 +85,10 @@ class Trainer {
   /// Installs the gradient all-reduce; default: none in one process, a dist::GradientReducer over
   /// setup.group in a data-parallel job.
   void set_gradient_sync(GradientSync sync) { sync_ = std::move(sync); }
+  /// Trains on these rows instead of the store's training parts (nothing in them held out; the
+  /// store still serves evaluation): data.train_feat_max_length (data::train_rows). One row per user
+  /// of the store.
+  void set_train_rows(data::InteractionStore rows);
   /// Runs to train.epochs (or early stop). With resume, continues from out_dir/last.* if present.
   TrainSummary fit(bool resume);
 
@@ -95,6 +99,7 @@ class Trainer {
   void log_peak_memory();  ///< every rank's peak resident set, logged by rank 0
   models::SequenceRecommender model_;
   data::InteractionStore store_;
+  std::optional<data::InteractionStore> train_rows_;  ///< set_train_rows (empty: the store's training parts)
   TrainerSetup setup_;
   GradientSync sync_;
   std::vector<char> cold_items_;  ///< cold-start hold-out mask (empty = off)
