@@ -13,6 +13,7 @@ set(SEQREC_BASE_SOURCES
   src/seqrec/config/config_node.cc
   src/seqrec/config/options.cc
   src/seqrec/data/interaction_store.cc
+  src/seqrec/data/split.cc
   src/seqrec/data/prepare.cc
   src/seqrec/data/id_table.cc
   src/seqrec/data/event_log.cc

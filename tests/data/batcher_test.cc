@@ -1,5 +1,5 @@
-// Tests of the leave-one-out split and the batchers (build_train_samples, TrainBatcher,
-// eval_queries, make_eval_batch).
+// Tests of the batchers (build_train_samples, TrainBatcher, make_eval_batch); the split itself is
+// tested in split_test.cc.
 #include <torch/torch.h>
 
 #include <algorithm>
@@ -308,18 +308,6 @@ TEST(TrainBatcher, NegativesAvoidTrainingItems) {
   EXPECT_GT(hits, 0);
 }
 
-TEST(ColdItems, ShareSeedAndNeverPadding) {
-  auto a = cold_items(1000, 0.1, 3);
-  ASSERT_EQ(a.size(), 1001u);
-  EXPECT_EQ(a[0], 0);
-  EXPECT_EQ(std::count(a.begin(), a.end(), 1), 100);
-  EXPECT_EQ(cold_items(1000, 0.1, 3), a);   // a function of (V, share, seed)
-  EXPECT_NE(cold_items(1000, 0.1, 4), a);
-  EXPECT_TRUE(cold_items(1000, 0.0, 3).empty());
-  auto small = cold_items(7, 0.5, 1);
-  EXPECT_EQ(std::count(small.begin(), small.end(), 1), 4);  // round(3.5)
-}
-
 TEST(TrainBatcher, ColdItemsNeverAppearInSamplesOrNegatives) {
   auto store = varied_store();
   TrainBatcherOptions o;
@@ -393,46 +381,6 @@ TEST(TrainBatcher, ShardsAreDisjointCoveringAndEqualInSteps) {
       }
     }
   }
-}
-
-TEST(EvalQueries, ValidAndTestHistoriesAndTargets) {
-  auto store = make_store({{1, 2, 3, 4, 5}, {6, 7}, {8, 9, 10}}, 10, /*timestamps=*/true);
-  auto valid = eval_queries(store, Split::kValid);
-  ASSERT_EQ(valid.size(), 2u);  // user 1 has < 3 events
-  EXPECT_EQ(valid[0].user, 0);
-  EXPECT_EQ(std::vector<int32_t>(valid[0].history.begin(), valid[0].history.end()),
-            (std::vector<int32_t>{1, 2, 3}));
-  EXPECT_EQ(valid[0].target, 4);
-  EXPECT_EQ(std::vector<int64_t>(valid[0].history_ts.begin(), valid[0].history_ts.end()),
-            (std::vector<int64_t>{0, 1, 2}));
-  EXPECT_EQ(valid[0].target_ts, 3);
-  EXPECT_EQ(valid[1].user, 2);
-  EXPECT_EQ(valid[1].history.size(), 1);
-  EXPECT_EQ(valid[1].history[0], 8);
-  EXPECT_EQ(valid[1].target, 9);
-  EXPECT_EQ(valid[1].target_ts, 201);
-
-  auto test = eval_queries(store, Split::kTest);
-  ASSERT_EQ(test.size(), 2u);
-  EXPECT_EQ(std::vector<int32_t>(test[0].history.begin(), test[0].history.end()),
-            (std::vector<int32_t>{1, 2, 3, 4}));
-  EXPECT_EQ(test[0].target, 5);
-  EXPECT_EQ(test[0].target_ts, 4);
-  EXPECT_EQ(std::vector<int32_t>(test[1].history.begin(), test[1].history.end()),
-            (std::vector<int32_t>{8, 9}));
-  EXPECT_EQ(test[1].target, 10);
-
-  EXPECT_EQ(parse_split("valid", "x"), Split::kValid);
-  EXPECT_EQ(parse_split("test", "x"), Split::kTest);
-  ASSERT_THROWS_WITH(parse_split("train", "--split"), "--split");
-}
-
-TEST(TrainItemCounts, CountsOnlyTrainingParts) {
-  // user 0: 1 2 3 | 4 5 -> counts 1,2,3; user 1 (n=2): 2 3 both; user 2: 3 | 6 7.
-  auto store = make_store({{1, 2, 3, 4, 5}, {2, 3}, {3, 6, 7}}, 7);
-  EXPECT_EQ(train_item_counts(store), (std::vector<int64_t>{0, 1, 2, 3, 0, 0, 0, 0}));
-  // holdout 1: the validation items 4 (user 0) and 6 (user 2) are counted too.
-  EXPECT_EQ(train_item_counts(store, 1), (std::vector<int64_t>{0, 1, 2, 3, 1, 0, 1, 0}));
 }
 
 TEST(MakeEvalBatch, TruncatesToLastLItemsAndLeftPads) {

@@ -12,7 +12,6 @@
 #include "seqrec/common/hash.h"
 #include "seqrec/config/config_node.h"
 #include "seqrec/config/options.h"
-#include "seqrec/data/split.h"
 #include "support.h"
 
 namespace seqrec::data {
@@ -271,33 +270,6 @@ TEST(WindowRowsTest, AnEmptyWindowIsAConfigError) {
   ASSERT_THROWS_WITH(config::read_data_options(node), "item_end_position: must come after item_start_position (-720)");
   auto ok = config::ConfigNode::parse("item_start_position: -2000\nitem_end_position: -720\n");
   EXPECT_EQ(config::read_data_options(ok).item_end_position, -720);
-}
-
-/// PerSRec's loader with train_feat_max_length N: seq[:-holdout][-N:][begin:end]; short users
-/// (n < 3) keep everything (they are training-only); the window is cut from the N kept items, not
-/// from the whole row (the MerRec config's training window starts 2 items before the eval window).
-TEST(WindowRowsTest, TrainRowsCutTheLastNTrainingItemsThenTheWindow) {
-  StoreData d;
-  d.num_items = 12;
-  d.has_timestamps = true;
-  d.user_offsets = {0, 10, 12};  // rows of 10 and 2 events
-  d.item_ids = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12};
-  for (int64_t i = 1; i <= 12; ++i) d.timestamps.push_back(100 * i);
-  const InteractionStore store = InteractionStore::from_data(d);
-  auto row = [](const InteractionStore& s, int64_t u) { return std::vector<int32_t>(s.items(u).begin(), s.items(u).end()); };
-  // [1..8] (2 held out) -> last 5: [4..8] -> [-4:-1]: [5, 6, 7]
-  InteractionStore t = train_rows(store, 2, 5, -4, -1);
-  EXPECT_EQ(row(t, 0), (std::vector<int32_t>{5, 6, 7}));
-  EXPECT_EQ(std::vector<int64_t>(t.timestamps(0).begin(), t.timestamps(0).end()), (std::vector<int64_t>{500, 600, 700}));
-  EXPECT_EQ(row(t, 1), (std::vector<int32_t>{11}));  // n = 2: training-only, all kept, then [-4:-1] of [11, 12]
-  EXPECT_EQ(row(train_rows(store, 2, 5, 0, 0), 1), (std::vector<int32_t>{11, 12}));
-  EXPECT_EQ(row(train_rows(store, 1, 100, 0, 0), 0), (std::vector<int32_t>{1, 2, 3, 4, 5, 6, 7, 8, 9}));
-  EXPECT_EQ(row(train_rows(store, 2, 3, 0, 0), 0), (std::vector<int32_t>{6, 7, 8}));
-  EXPECT_EQ(row(train_rows(store, 2, 6, 1, 3), 0), (std::vector<int32_t>{4, 5}));  // [3..8][1:3]
-  // The whole-row window differs: [1..10][-4:-1] = [7, 8, 9] (valid 8 and test 9 follow it).
-  EXPECT_EQ(row(window_rows(store, -4, -1), 0), (std::vector<int32_t>{7, 8, 9}));
-  EXPECT_EQ(t.num_users(), 2);
-  EXPECT_EQ(t.num_items(), 12);
 }
 
 TEST(WindowRowsTest, TrainFeatMaxLengthBelowOneWindowIsAConfigError) {

@@ -456,11 +456,16 @@ class BlockReader {
     file_ = std::fopen(path.c_str(), "rb");
     if (file_ == nullptr) throw DataError("cannot open " + path + ": " + std::strerror(errno));
     struct stat st;
-    if (::fstat(::fileno(file_), &st) == 0 && !S_ISREG(st.st_mode) && !S_ISFIFO(st.st_mode)) {
+    const bool known = ::fstat(::fileno(file_), &st) == 0;
+    if (known && !S_ISREG(st.st_mode) && !S_ISFIFO(st.st_mode)) {
       std::fclose(file_);
       throw DataError(path + ": " + (S_ISDIR(st.st_mode) ? "is a directory" : "is a device, not a regular file") +
                       ": expected a file of rows");
     }
+    // A small file gets a buffer of its size, not 32 MiB zero-filled (the buffer still grows if
+    // the file does while it is read).
+    if (known && S_ISREG(st.st_mode))
+      block_ = std::min(kBlockBytes, std::max<size_t>(size_t{64} << 10, static_cast<size_t>(st.st_size) + 1));
   }
   ~BlockReader() { std::fclose(file_); }
   BlockReader(const BlockReader&) = delete;
@@ -469,11 +474,11 @@ class BlockReader {
   /// The next block of whole lines (the last one may lack its '\n'); false at the end.
   bool next(std::string_view* block) {
     if (eof_ && carry_ == 0) return false;
-    buf_.resize(std::max(buf_.size(), carry_ + kBlockBytes));
+    buf_.resize(std::max(buf_.size(), carry_ + block_));
     if (carry_ > 0 && start_ > 0) std::memmove(&buf_[0], &buf_[start_], carry_);
     size_t have = carry_;
     while (!eof_) {
-      if (buf_.size() - have < kBlockBytes / 2) buf_.resize(buf_.size() + kBlockBytes);
+      if (buf_.size() - have < block_ / 2) buf_.resize(buf_.size() + block_);
       const size_t got = std::fread(&buf_[have], 1, buf_.size() - have, file_);
       if (got == 0) {
         if (std::ferror(file_)) throw DataError("cannot read " + path_ + ": " + std::strerror(errno));
@@ -507,6 +512,7 @@ class BlockReader {
   std::string path_;
   std::FILE* file_ = nullptr;
   std::string buf_;
+  size_t block_ = kBlockBytes;  ///< bytes read per block (less for a small regular file)
   size_t carry_ = 0;
   size_t start_ = 0;
   bool eof_ = false;
