@@ -41,7 +41,7 @@ models::SequenceRecommender build(const std::string& extra, int64_t window, int6
       "name: hstu\nvariant: hllm\nhidden_dim: " + std::to_string(d) + "\nnum_blocks: " + std::to_string(layers) +
       "\nnum_heads: " + std::to_string(heads) + "\ndropout: 0\njagged_attention: " + (jagged ? "true" : "false") +
       "\n" + extra);
-  models::ModelContext ctx{50000, window, {}};
+  models::ModelContext ctx{50000, window, {}, ""};
   return models::make_model(node, ctx);
 }
 

@@ -8,7 +8,7 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 rounds="${1:-3}"
 steps="${2:-10}"
-[[ -f ../shared/datasets/ml-1m/ml-1m_full_sequences.tsv ]] || { echo "no ML-1M data: skipping" >&2; exit 0; }
+[[ -f ../shared/datasets/ml-1m/ml-1m_full_sequences.tsv ]] || { echo "no ML-1M data (../shared/datasets/ml-1m): nothing to benchmark on" >&2; exit 1; }
 ninja -C build bench_train bench_ops >/dev/null
 [[ -f runs/ml-1m-full/data/interactions.bin ]] || build/seqrec prepare --config configs/ml-1m/hstu.yaml >/dev/null 2>&1
 out=$(mktemp)

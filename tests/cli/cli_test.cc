@@ -306,8 +306,9 @@ TEST_F(CliTest, PersonalizedHstuTrainsCompressesAndEvaluatesFromItsCache) {
   EXPECT_EQ(valid.code, 1);
   EXPECT_NE(valid.err.find("compressed for split 'test', not 'valid'"), std::string::npos) << valid.err;
   Result other = run("eval --checkpoint " + t("persrec/last.safetensors") + " --split test --token-cache " + t("cache_test"));
-  if (other.code != 0)  // last != best when the best epoch was the first
+  if (other.code != 0) {  // last != best when the best epoch was the first
     EXPECT_NE(other.err.find("compressed with other weights"), std::string::npos) << other.err;
+  }
   // compress refuses to replace a folder seqrec did not write, and a model without user tokens.
   std::filesystem::create_directories(t("mine"));
   dir_->write("mine/notes.txt", "keep me");

@@ -86,9 +86,13 @@ TEST_F(LcRecDataCli, WritesTrainValidAndTestJsonl) {
     if (e["task"] == "seqrec" || e["task"] == "item2index") {
       const int64_t item = e["target_item"];
       for (const auto& [raw, dense] : dense_item_)
-        if (dense == item) EXPECT_EQ(e["response"], code(raw));
+        if (dense == item) {
+          EXPECT_EQ(e["response"], code(raw));
+        }
     }
-    if (e["task"] == "item2index" || e["task"] == "index2item") EXPECT_TRUE(e["user"].is_null());
+    if (e["task"] == "item2index" || e["task"] == "index2item") {
+      EXPECT_TRUE(e["user"].is_null());
+    }
   }
   const std::map<std::string, int64_t> want = {{"seqrec", 6},     {"item2index", 6}, {"index2item", 6},
                                                {"fusionseqrec", 6}, {"itemsearch", 2}, {"preferenceobtain", 2}};

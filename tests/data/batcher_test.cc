@@ -10,27 +10,13 @@
 #include "seqrec/data/batcher.h"
 #include "seqrec/data/interaction_store.h"
 #include "seqrec/data/split.h"
+#include "data/store_support.h"
 #include "support.h"
 
 namespace seqrec::data {
 namespace {
 
-/// In-memory store from per-user item sequences (optionally with timestamps = 100*user + position).
-InteractionStore make_store(const std::vector<std::vector<int32_t>>& seqs, int64_t num_items,
-                            bool timestamps = false) {
-  StoreData d;
-  d.num_items = num_items;
-  d.has_timestamps = timestamps;
-  d.user_offsets.push_back(0);
-  for (size_t u = 0; u < seqs.size(); ++u) {
-    for (size_t i = 0; i < seqs[u].size(); ++i) {
-      d.item_ids.push_back(seqs[u][i]);
-      if (timestamps) d.timestamps.push_back(static_cast<int64_t>(100 * u + i));
-    }
-    d.user_offsets.push_back(d.item_ids.size());
-  }
-  return InteractionStore::from_data(std::move(d));
-}
+using testing::make_store;
 
 /// Many users with varied lengths (1..12) over 30 items, deterministic.
 InteractionStore varied_store(int64_t num_users = 41) {

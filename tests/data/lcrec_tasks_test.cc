@@ -256,7 +256,9 @@ TEST(LcRecTasksTest, ItemTasksDrawOnlyTemplatesTheItemCanFill) {
   for (int64_t epoch = 0; epoch < 200; ++epoch) {
     for (const LcRecExample& e : set.train_examples(epoch)) {
       ASSERT_NE(e.target_item, 3);
-      if (e.target_item == 2) ASSERT_LT(e.template_id, 6) << lcrec_task_name(e.task);  // the title templates
+      if (e.target_item == 2) {
+        ASSERT_LT(e.template_id, 6) << lcrec_task_name(e.task);  // the title templates
+      }
       if (e.target_item == 1 && e.task == LcRecTask::kIndex2Item) item1_templates.insert(e.template_id);
       EXPECT_EQ(e.user, -1);
     }
@@ -287,7 +289,9 @@ TEST(LcRecTasksTest, TasksWithoutUserTextsAreSkippedWithALogLine) {
   for (const LcRecTaskReport& r : set.reports()) {
     const bool user_task = r.task == LcRecTask::kItemSearch || r.task == LcRecTask::kPreferenceObtain;
     EXPECT_EQ(r.skipped, user_task) << lcrec_task_name(r.task);
-    if (user_task) EXPECT_EQ(r.reason, "no user preference texts (user.json not given or empty)");
+    if (user_task) {
+      EXPECT_EQ(r.reason, "no user preference texts (user.json not given or empty)");
+    }
   }
   EXPECT_NE(err.find("lcrec: task itemsearch skipped: no user preference texts"), std::string::npos) << err;
   EXPECT_NE(err.find("lcrec: task preferenceobtain skipped: no user preference texts"), std::string::npos) << err;

@@ -340,7 +340,9 @@ TEST_F(DistTest, OwnedBucketsAreReducedToTheirOwnerAndReleasedElsewhere) {
       const bool owned = (i < 2) == (r == 0);
       ASSERT_EQ(grads[r][i].defined(), owned) << "rank " << r << " p" << i;
       // mean over ranks of (i+1)(r+1): (i+1) * 1.5
-      if (owned) EXPECT_TRUE(grads[r][i].allclose(torch::full({64}, 1.5f * float(i + 1)))) << grads[r][i];
+      if (owned) {
+        EXPECT_TRUE(grads[r][i].allclose(torch::full({64}, 1.5f * float(i + 1)))) << grads[r][i];
+      }
     }
   EXPECT_EQ(sent[0], 4 * 64 * 4);
 }

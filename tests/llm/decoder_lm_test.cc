@@ -113,7 +113,9 @@ TEST(DecoderLmTest, LoadsSelfWrittenCheckpointsTiedUntiedShardedAndQwen2) {
     }
     DecoderLm loaded = load_decoder_lm(dir.path());
     EXPECT_TRUE(torch::allclose(run(source), run(loaded))) << type << " tied=" << tied << " sharded=" << sharded;
-    if (type == "qwen2") EXPECT_TRUE(loaded->named_parameters().contains("model.layers.0.self_attn.q_proj.bias"));
+    if (type == "qwen2") {
+      EXPECT_TRUE(loaded->named_parameters().contains("model.layers.0.self_attn.q_proj.bias"));
+    }
   }
 }
 

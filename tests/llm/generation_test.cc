@@ -48,7 +48,9 @@ TEST(GenerationTest, ConstrainedBeamSearchReturnsOnlyAllowedSequencesRankedBySco
   std::set<std::vector<int64_t>> seen;
   for (size_t i = 0; i < hyps.size(); ++i) {
     seen.insert(hyps[i].ids);
-    if (i > 0) EXPECT_GE(hyps[i - 1].score, hyps[i].score);
+    if (i > 0) {
+      EXPECT_GE(hyps[i - 1].score, hyps[i].score);
+    }
     // The score is the length-normalised sum of the sequence's log-probabilities (EOS included).
     std::vector<int64_t> full = {1, 2};
     full.insert(full.end(), hyps[i].ids.begin(), hyps[i].ids.end());

@@ -209,7 +209,7 @@ TEST(HstuTest, ParameterNamesArePinned) {
   for (const char* variant : {"gr", "hllm"}) {
     config::ConfigNode node = config::ConfigNode::parse(
         std::string("name: hstu\nvariant: ") + variant + "\nhidden_dim: 8\nnum_blocks: 2\nnum_heads: 2\n");
-    ModelContext ctx{5, 4, {}};
+    ModelContext ctx{5, 4, {}, ""};
     auto model = make_model(node, ctx);
     std::vector<std::string> names;
     for (const auto& p : model->named_parameters()) names.push_back(p.key());
@@ -234,7 +234,7 @@ TEST(HstuTest, InitialScalesFollowTheGrCode) {
   for (const char* variant : {"gr", "hllm"}) {
     config::ConfigNode node = config::ConfigNode::parse(std::string("name: hstu\nvariant: ") + variant +
                                                         "\nhidden_dim: 50\nnum_blocks: 8\nnum_heads: 2\noutput_slots: 11\n");
-    ModelContext ctx{3706, 200, {}};
+    ModelContext ctx{3706, 200, {}, ""};
     auto params = make_model(node, ctx)->named_parameters();
     ASSERT_EQ(params["position_embedding.weight"].sizes(), (torch::IntArrayRef{211, 50}));
     // GR's HSTU.reset_params re-draws the position table xavier-normal: sqrt(2 / (211 + 50)) = 0.0875;
@@ -255,7 +255,7 @@ TEST(HstuTest, InitialScalesFollowTheGrCode) {
 
 TEST(HstuTest, BadVariantIsAConfigError) {
   config::ConfigNode node = config::ConfigNode::parse("name: hstu\nvariant: hstu2\n");
-  ModelContext ctx{5, 4, {}};
+  ModelContext ctx{5, 4, {}, ""};
   ASSERT_THROWS_WITH(make_model(node, ctx), "'hstu2' is not one of: gr, hllm");
 }
 

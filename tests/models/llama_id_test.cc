@@ -17,7 +17,7 @@ SequenceRecommender tiny(const std::string& extra = "") {
   torch::manual_seed(3);
   auto node = config::ConfigNode::parse("name: llama_id\nitem_dim: 8\nhidden_dim: 16\nnum_blocks: 2\nnum_heads: 2\n"
                                         "num_kv_heads: 1\ndropout: 0\n" + extra);
-  auto model = make_model(node, ModelContext{9, 6, {}});
+  auto model = make_model(node, ModelContext{9, 6, {}, ""});
   model->eval();
   return model;
 }
@@ -60,7 +60,7 @@ TEST(LlamaIdTest, ParameterNamesArePinned) {
 TEST(LlamaIdTest, BadHeadsAreConfigErrors) {
   ASSERT_THROWS_WITH(tiny("ffn_dim: 0\n"), "ffn_dim: must be >= 1");
   auto node = config::ConfigNode::parse("name: llama_id\nhidden_dim: 16\nnum_heads: 2\nnum_kv_heads: 3\n");
-  ASSERT_THROWS_WITH(make_model(node, ModelContext{9, 6, {}}), "must divide num_heads");
+  ASSERT_THROWS_WITH(make_model(node, ModelContext{9, 6, {}, ""}), "must divide num_heads");
 }
 
 
@@ -71,7 +71,7 @@ std::shared_ptr<LlamaIdImpl> personalized(const std::string& insert = "[4, 2]") 
   auto node = config::ConfigNode::parse(
       "name: llama_id\nitem_dim: 8\nhidden_dim: 16\nnum_blocks: 2\nnum_heads: 2\nnum_kv_heads: 1\ndropout: 0\n"
       "personalized:\n  number_of_user_tokens: 2\n  pretrain_item_num: 4\n  insert_method: " + insert + "\n");
-  auto model = std::dynamic_pointer_cast<LlamaIdImpl>(make_model(node, ModelContext{5, 6, {}}));
+  auto model = std::dynamic_pointer_cast<LlamaIdImpl>(make_model(node, ModelContext{5, 6, {}, ""}));
   EXPECT_TRUE(model);
   // Weights far from LLaMA's 0.02 init, so that old items move the recent outputs visibly (at the
   // init their effect through two attention hops is ~1e-7, below float noise).

@@ -27,7 +27,7 @@ std::shared_ptr<PersonalizedHstuImpl> make(const std::string& variant, int64_t p
                      std::to_string(k) + "\n  pretrain_item_num: " + std::to_string(p) + "\n";
   if (!insert.empty()) yaml += "  insert_method: " + insert + "\n";
   config::ConfigNode node = config::ConfigNode::parse(yaml);
-  ModelContext ctx{20, p + r, {}};
+  ModelContext ctx{20, p + r, {}, ""};
   auto model = std::dynamic_pointer_cast<PersonalizedHstuImpl>(make_model(node, ctx));
   EXPECT_TRUE(model);
   return model;
@@ -324,7 +324,7 @@ TEST(PersonalizedHstuTest, BadOptionsAreConfigErrors) {
   auto build = [](const std::string& personalized, int64_t window) {
     config::ConfigNode node =
         config::ConfigNode::parse("name: hstu\nhidden_dim: 8\npersonalized:\n" + personalized);
-    ModelContext ctx{20, window, {}};
+    ModelContext ctx{20, window, {}, ""};
     return make_model(node, ctx);
   };
   ASSERT_THROWS_WITH(build("  pretrain_item_num: 6\n  recent_item_num: 3\n", 10),

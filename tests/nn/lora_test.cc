@@ -66,7 +66,9 @@ TEST(LoraTest, FreshAdapterChangesNothingAndOnlyAdaptersTrain) {
   }
   EXPECT_LT(last, first * 0.7) << "LoRA training should lower the toy loss";
   for (auto& p : lm->named_parameters())
-    if (base.count(p.key())) EXPECT_TRUE(torch::equal(p.value(), base[p.key()])) << p.key() << " changed";
+    if (base.count(p.key())) {
+      EXPECT_TRUE(torch::equal(p.value(), base[p.key()])) << p.key() << " changed";
+    }
 }
 
 TEST(LoraTest, MergeKeepsOutputsAndSaveLoadRoundTrips) {

@@ -83,7 +83,9 @@ TEST(ConstrainedBeamTest, TrieNeverYieldsANonItem) {
       for (size_t b = 0; b < r.items.size(); ++b) {
         ASSERT_NE(r.items[b], kNotAnItem) << "seed " << seed << " prompt " << i << " beam " << b;
         EXPECT_EQ(r.codes[b], codes[r.items[b]]);
-        if (b > 0) EXPECT_GE(r.scores[b - 1], r.scores[b]);
+        if (b > 0) {
+          EXPECT_GE(r.scores[b - 1], r.scores[b]);
+        }
         EXPECT_NEAR(r.scores[b], brute_force_score(lm, prompts[i], r.codes[b]), 1e-4);
       }
     }

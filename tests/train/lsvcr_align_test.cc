@@ -26,7 +26,9 @@ TEST(LsvcrAlignTest, RandomPositionsAreSortedDistinctAndInRange) {
     for (int64_t i = 0; i < 5; ++i) {
       EXPECT_GE(p[b][i].item<int64_t>(), 0);
       EXPECT_LT(p[b][i].item<int64_t>(), 12);
-      if (i > 0) EXPECT_LT(p[b][i - 1].item<int64_t>(), p[b][i].item<int64_t>());
+      if (i > 0) {
+        EXPECT_LT(p[b][i - 1].item<int64_t>(), p[b][i].item<int64_t>());
+      }
     }
   EXPECT_FALSE(p[0].equal(p[1]) && p[1].equal(p[2]));
   EXPECT_TRUE(random_positions(1, 4, 4, rng).equal(torch::arange(4, torch::kInt64).view({1, 4})));
