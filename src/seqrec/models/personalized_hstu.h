@@ -8,10 +8,10 @@
 // position bias is taken between rows of the inserted sequence (the number of real items and
 // tokens between two rows), which the cache stores per token with its timestamp.
 //
-// Differences from the PerSRec code: its HSTU divides SiLU attention by the current query length,
-// so its cached predict (divided by R) is not equal to its uncached one (divided by P + K + R); we
-// keep HSTU's fixed N (here P + K + R + output_slots), and the two are equal. Its recent-only
-// baseline restarts recent positions at 0; ours keeps the positions the model was trained with.
+// Differences from the PerSRec code: its HSTU divides SiLU attention by the current query length
+// (R in its cached predict, P + K + R uncached), ours by HSTU's fixed N (here P + K + R +
+// output_slots); the layer norm of the attention output cancels either factor up to its epsilon.
+// Its recent-only baseline restarts recent positions at 0; ours keeps the trained positions.
 #pragma once
 
 #include <torch/nn/modules/container/modulelist.h>
