@@ -114,10 +114,13 @@ int run_generative_eval(const CliArgs& args) {
 
 }  // namespace
 
+data::InteractionStore window_store(const data::InteractionStore& raw, const config::DataOptions& data) {
+  if (data.item_start_position == 0 && data.item_end_position == 0) return raw;
+  return data::window_rows(raw, data.item_start_position, data.item_end_position);
+}
+
 data::InteractionStore open_store(const config::DataOptions& data) {
-  data::InteractionStore store = data::InteractionStore::open(data.dir + "/interactions.bin");
-  if (data.item_start_position == 0 && data.item_end_position == 0) return store;
-  return data::window_rows(store, data.item_start_position, data.item_end_position);
+  return window_store(data::InteractionStore::open(data.dir + "/interactions.bin"), data);
 }
 
 config::ConfigNode load_run_config(const CliArgs& args) {

@@ -101,7 +101,9 @@ int run_train(const CliArgs& args) {
 
   setup.group = join_job(&setup.local_rank);
   const bool writer = setup.group == nullptr || setup.group->rank() == 0;
-  data::InteractionStore store = open_store(setup.data);
+  // Opened (and its checksum verified) once: train_feat_max_length cuts its training rows from it too.
+  const data::InteractionStore raw = data::InteractionStore::open(setup.data.dir + "/interactions.bin");
+  data::InteractionStore store = window_store(raw, setup.data);
   setup.context.num_items = store.num_items();
   setup.context.max_seq_len = setup.data.max_seq_len;
   setup.context.item_counts = data::train_item_counts(store, setup.data.holdout);
@@ -134,7 +136,6 @@ int run_train(const CliArgs& args) {
   train::Trainer trainer(model, store, setup);
   if (setup.data.train_feat_max_length > 0) {
     // PerSRec's loader: training reads the last N items of each training part, then the window cut.
-    const data::InteractionStore raw = data::InteractionStore::open(setup.data.dir + "/interactions.bin");
     trainer.set_train_rows(data::train_rows(raw, setup.data.holdout, setup.data.train_feat_max_length,
                                             setup.data.item_start_position, setup.data.item_end_position));
     if (writer)

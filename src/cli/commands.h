@@ -119,6 +119,8 @@ void set_threads(int64_t threads);
 
 /// The prepared store of data.dir, with data.item_start_position / item_end_position applied.
 data::InteractionStore open_store(const config::DataOptions& data);
+/// `raw` (data.dir's store as prepared) with data.item_start_position / item_end_position applied.
+data::InteractionStore window_store(const data::InteractionStore& raw, const config::DataOptions& data);
 
 /// The run config next to a checkpoint (written by train) unless --config is given.
 config::ConfigNode load_run_config(const CliArgs& args);
