@@ -12,6 +12,8 @@
 #include "seqrec/config/config_node.h"
 #include "seqrec/config/options.h"
 #include "seqrec/data/lsvcr_data.h"
+#include "seqrec/dist/env.h"
+#include "seqrec/dist/process_group.h"
 #include "seqrec/eval/metrics.h"
 #include "seqrec/models/lsvcr.h"
 #include "seqrec/train/init_from.h"
@@ -45,6 +47,13 @@ int run_train_lsvcr(config::ConfigNode& root) {
   ignore_sections(root, "data model train lsvcr");
   root.finish();
 
+  // `seqrec launch`: stage 1 splits its steps over the ranks; the other stages run in one process.
+  if (dist::is_distributed(dist::process_env()) && stage != "align")
+    throw ConfigError("lsvcr.stage", "'" + stage + "' runs in one process; under `seqrec launch` only stage 1 "
+                                     "(lsvcr.stage: align) trains data-parallel");
+  int64_t local_rank = 0;
+  const std::shared_ptr<dist::ProcessGroup> group = stage == "align" ? join_job(&local_rank) : nullptr;
+  const bool writer = group == nullptr || group->rank() == 0;
   const data::LsvcrStore store = data::LsvcrStore::load(data.dir + "/" + data::kLsvcrStoreFile);
   const data::LsvcrSplits splits = data::split_lsvcr(store);
   if (stage == "random" || stage == "most_pop") {  // reference rows: no model, the test split
@@ -62,8 +71,10 @@ int run_train_lsvcr(config::ConfigNode& root) {
   models::Lsvcr model(options);
   model->set_text_tables(std::move(tables));
   if (!init.checkpoint.empty()) train::init_from_checkpoint(*model, init);  // e.g. stage 1's SR model
-  make_dirs(train.out_dir);
-  write_file_atomic(train.out_dir + "/config.yaml", root.dump() + "\n");
+  if (writer) {
+    make_dirs(train.out_dir);
+    write_file_atomic(train.out_dir + "/config.yaml", root.dump() + "\n");
+  }
   log_info("train: lsvcr on %s (%ld users, %ld videos, %ld comments; train %zu video + %zu comment samples, "
            "valid %zu + %zu, test %zu + %zu)",
            data.dir.c_str(), long(store.num_users()), long(store.num_videos), long(store.num_comments),
@@ -76,10 +87,12 @@ int run_train_lsvcr(config::ConfigNode& root) {
       {"num_comments", std::to_string(options.num_comments)},
       {"text_input_dim", std::to_string(options.text_input_dim)}};
   if (stage == "align") {
-    const double tokens_per_s = train::fit_lsvcr_align(*model, store, splits, train, align, metadata);
+    const double tokens_per_s = train::fit_lsvcr_align(*model, store, splits, train, align, metadata, group);
+    dist::set_default_group(nullptr);
     log_info("done: stage 1 (align) -> %s/sr_model.safetensors (%.0f LLM tokens/s)", train.out_dir.c_str(), tokens_per_s);
-    std::printf("{\"stage\":\"align\",\"sr_model\":\"%s/sr_model.safetensors\",\"tokens_per_s\":%.1f}\n",
-                train.out_dir.c_str(), tokens_per_s);
+    if (writer)
+      std::printf("{\"stage\":\"align\",\"sr_model\":\"%s/sr_model.safetensors\",\"tokens_per_s\":%.1f}\n",
+                  train.out_dir.c_str(), tokens_per_s);
     return 0;
   }
   const train::LsvcrSummary s = train::fit_lsvcr(*model, store, splits, train, run, metadata);

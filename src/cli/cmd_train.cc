@@ -37,10 +37,6 @@ void set_threads(int64_t threads) {
   torch::set_num_threads(static_cast<int>(n));
 }
 
-namespace {
-
-// Joins the data-parallel job when the environment describes one (WORLD_SIZE or SLURM_NTASKS > 1);
-// sets this process's local rank (it picks the GPU of train.device: cuda).
 std::shared_ptr<dist::ProcessGroup> join_job(int64_t* local_rank) {
   const dist::EnvLookup env = dist::process_env();
   if (!dist::is_distributed(env)) return nullptr;
@@ -62,6 +58,8 @@ std::shared_ptr<dist::ProcessGroup> join_job(int64_t* local_rank) {
   dist::set_default_group(group);
   return group;
 }
+
+namespace {
 
 // Molar's post-alignment: the frozen ID model comes from its own checkpoint, trained on the same data.
 void install_id_model(models::SequenceRecommenderImpl& model, const models::ModelContext& context) {

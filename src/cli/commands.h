@@ -11,6 +11,10 @@
 #include "seqrec/data/interaction_store.h"
 #include "seqrec/semantic_id/item_index.h"
 
+namespace seqrec::dist {
+class ProcessGroup;
+}
+
 namespace seqrec::cli {
 
 /// Parsed command-line arguments (paths and overrides; hyper-parameters live in the config).
@@ -113,6 +117,10 @@ models::LcRecOptions generative_options(const config::EvalOptions& eval_opts);
 
 /// `seqrec train` with model.name lsvcr (cmd_lsvcr.cc): LSVCR stage 2 on a two-behaviour store.
 int run_train_lsvcr(config::ConfigNode& root);
+/// Joins the data-parallel job when the environment describes one (WORLD_SIZE or SLURM_NTASKS > 1;
+/// null otherwise), makes it the default group and quiets the ranks other than 0; sets this
+/// process's local rank (it picks the GPU of train.device: cuda). cmd_train.cc.
+std::shared_ptr<dist::ProcessGroup> join_job(int64_t* local_rank);
 
 /// Sets LibTorch's intra-op threads (0 = all cores).
 void set_threads(int64_t threads);

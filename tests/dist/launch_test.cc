@@ -4,6 +4,7 @@
 //  - a short HSTU run reaches the single-process validation metrics within noise (issue 6 (b));
 //  - killing one worker ends the job with a message naming it and a non-zero status (issue 6 (c)).
 #include <gtest/gtest.h>
+#include <torch/torch.h>
 #include <nlohmann/json.hpp>
 #include <signal.h>
 #include <sys/wait.h>
@@ -33,6 +34,7 @@ namespace {
 using seqrec::testing::TempDir;
 
 using seqrec::testing::cli::last_json;
+using seqrec::testing::cli::lines_of;
 using seqrec::testing::cli::Result;
 using seqrec::testing::cli::slurp;
 
@@ -279,6 +281,54 @@ TEST_F(LaunchTest, HstuWithTwoWorkersMatchesSingleProcessValidationWithinNoise) 
   EXPECT_NEAR(a, b, 0.05) << "single " << a << " vs two workers " << b;
   EXPECT_GT(a, 0.1);
   EXPECT_GT(b, 0.1);
+}
+
+// LSVCR stage 1 under `seqrec launch`: 2 workers x 4 samples per task and step, negatives gathered
+// across them, leave the weights of one process with 8 (two steps, no dropout); stage 2 refuses.
+TEST_F(LaunchTest, LsvcrAlignTwoWorkersEqualOneProcessWithDoubleBatch) {
+  const std::string stories = SEQREC_SOURCE_DIR "/../shared/models/stories260K/hf";
+  if (!std::filesystem::exists(stories + "/config.json")) GTEST_SKIP() << "no " << stories;
+  Result r = run(dir_, "synth --set synth.mode=lsvcr --set synth.num_users=40 --set synth.num_videos=16 "
+                       "--set synth.num_topics=4 --set synth.max_comments=24 --out " + dir_.file("raw"));
+  ASSERT_EQ(r.code, 0) << r.err;
+  r = run(dir_, "prepare --set prepare.format=lsvcr --input " + dir_.file("raw") + " --out " + dir_.file("data"));
+  ASSERT_EQ(r.code, 0) << r.err;
+  const auto counts = last_json(r.out);
+  torch::manual_seed(1);
+  seqrec::train::save_tensors(dir_.file("v.safetensors"), {{"embeddings", torch::randn({counts["videos"].get<int64_t>(), 8})}}, {});
+  seqrec::train::save_tensors(dir_.file("c.safetensors"), {{"embeddings", torch::randn({counts["comments"].get<int64_t>(), 8})}}, {});
+  const std::string common =
+      "--config " + std::string(SEQREC_SOURCE_DIR) + "/configs/lsvcr/align.yaml --set data.dir=" + dir_.file("data") +
+      " --set lsvcr.video_title_emb=" + dir_.file("v.safetensors") + " --set lsvcr.comment_emb=" + dir_.file("c.safetensors") +
+      " --set lsvcr.align.llm=" + stories + " --set lsvcr.align.lora_dropout=0 --set lsvcr.align.max_steps=2"
+      " --set lsvcr.align.max_prompt_tokens=64 --set model.dropout=0 --set model.max_history=6 --set model.max_position=12"
+      " --set model.hidden_dim=16 --set model.ffn_dim=32 --set model.text_hidden_dim=16 --set model.text_dim=16"
+      " --set train.threads=1 --set train.lr=0.003 --set train.eps=1e-6 --set train.log_every=1";
+  Result one = run(dir_, "train " + common + " --set train.batch_size=8 --set train.out_dir=" + dir_.file("one"));
+  ASSERT_EQ(one.code, 0) << one.err;
+  Result two = run(dir_, "launch --nproc-per-node 2 -- train " + common + " --set train.batch_size=4 --set train.out_dir=" +
+                             dir_.file("two"));
+  ASSERT_EQ(two.code, 0) << two.err;
+  EXPECT_NE(two.err.find("align: data parallel over 2 ranks (gloo), 4 video + 4 comment samples per rank and step"),
+            std::string::npos) << two.err;
+  // Both runs log the same whole-step losses (the ranks' shares averaged).
+  const std::regex loss_line(R"(\[align\] epoch 1/1 step 2/\d+ loss ([0-9.]+) )");
+  std::smatch ma, mb;
+  ASSERT_TRUE(std::regex_search(one.err, ma, loss_line)) << one.err;
+  ASSERT_TRUE(std::regex_search(two.err, mb, loss_line)) << two.err;
+  EXPECT_NEAR(std::stod(ma[1]), std::stod(mb[1]), 2e-4);
+  for (const char* f : {"sr_model.safetensors", "lora.safetensors", "contrast_adapter.safetensors"})
+    expect_same_file_tensors(dir_.file(std::string("one/") + f), dir_.file(std::string("two/") + f), 1e-4);
+  EXPECT_EQ(lines_of(two.out).size(), 1u) << two.out;  // rank 0's summary line only
+
+  Result stage2 = run(dir_, "launch --nproc-per-node 2 -- train --config " + std::string(SEQREC_SOURCE_DIR) +
+                                "/configs/lsvcr/synthetic.yaml --set data.dir=" + dir_.file("data") +
+                                " --set lsvcr.video_title_emb=" + dir_.file("v.safetensors") + " --set lsvcr.comment_emb=" +
+                                dir_.file("c.safetensors") + " --set train.out_dir=" + dir_.file("s2"));
+  EXPECT_NE(stage2.code, 0);
+  EXPECT_NE(stage2.err.find("lsvcr.stage: 'finetune' runs in one process; under `seqrec launch` only stage 1"),
+            std::string::npos) << stage2.err;
+  EXPECT_FALSE(std::filesystem::exists(dir_.file("s2")));
 }
 
 TEST_F(LaunchTest, KillingOneWorkerFailsTheJobNamingIt) {

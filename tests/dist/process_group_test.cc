@@ -23,6 +23,7 @@
 #include "seqrec/models/registry.h"
 #include "seqrec/train/losses.h"
 #include "seqrec/train/optim.h"
+#include "dist/dist_support.h"
 #include "support.h"
 
 namespace seqrec::dist {
@@ -42,22 +43,7 @@ int64_t free_port() {
   return ntohs(addr.sin_port);
 }
 
-/// Runs body(rank) on one thread per rank; rethrows the first failure.
-void on_each_rank(int64_t world, const std::function<void(int64_t)>& body) {
-  std::vector<std::exception_ptr> errors(world);
-  std::vector<std::thread> threads;
-  for (int64_t r = 0; r < world; ++r)
-    threads.emplace_back([&, r] {
-      try {
-        body(r);
-      } catch (...) {
-        errors[r] = std::current_exception();
-      }
-    });
-  for (auto& t : threads) t.join();
-  for (auto& e : errors)
-    if (e) std::rethrow_exception(e);
-}
+using seqrec::testing::on_each_rank;
 
 class DistTest : public ::testing::Test {
  protected:

@@ -12,6 +12,9 @@
 #include "seqrec/common/log.h"
 #include "seqrec/config/config_node.h"
 #include "seqrec/config/validate.h"
+#include "seqrec/dist/all_gather.h"
+#include "seqrec/dist/grad_reducer.h"
+#include "seqrec/dist/process_group.h"
 #include "seqrec/data/item_catalog.h"
 #include "seqrec/llm/decoder_lm.h"
 #include "seqrec/llm/tokenizer.h"
@@ -73,17 +76,19 @@ LsvcrPrompt lsvcr_prompt(const data::LsvcrStore& store, const LsvcrTexts& texts,
   return out;
 }
 
-torch::Tensor random_positions(int64_t batch, int64_t length, int64_t max_position, Rng& rng) {
+void random_positions_row(int64_t max_position, Rng& rng, int64_t* out, int64_t length) {
   TORCH_CHECK(length <= max_position, "random_positions: length ", length, " > max_position ", max_position);
-  auto out = torch::empty({batch, length}, torch::kInt64);
   std::vector<int64_t> all(static_cast<size_t>(max_position));
-  for (int64_t b = 0; b < batch; ++b) {
-    std::iota(all.begin(), all.end(), 0);
-    for (int64_t i = 0; i < length; ++i)
-      std::swap(all[static_cast<size_t>(i)], all[static_cast<size_t>(i) + rng.below(all.size() - static_cast<size_t>(i))]);
-    std::sort(all.begin(), all.begin() + length);
-    std::copy(all.begin(), all.begin() + length, out[b].data_ptr<int64_t>());
-  }
+  std::iota(all.begin(), all.end(), 0);
+  for (int64_t i = 0; i < length; ++i)
+    std::swap(all[static_cast<size_t>(i)], all[static_cast<size_t>(i) + rng.below(all.size() - static_cast<size_t>(i))]);
+  std::sort(all.begin(), all.begin() + length);
+  std::copy(all.begin(), all.begin() + length, out);
+}
+
+torch::Tensor random_positions(int64_t batch, int64_t length, int64_t max_position, Rng& rng) {
+  auto out = torch::empty({batch, length}, torch::kInt64);
+  for (int64_t b = 0; b < batch; ++b) random_positions_row(max_position, rng, out[b].data_ptr<int64_t>(), length);
   return out;
 }
 
@@ -153,48 +158,80 @@ TokenBatch tokenize(const llm::Tokenizer& tok, const std::vector<LsvcrPrompt>& p
   return b;
 }
 
+/// One task's part of a step on this rank: the SR inputs and the tokenized prompts.
+struct TaskInputs {
+  std::vector<const data::LsvcrSample*> samples;
+  LsvcrSampleBatch batch;
+  std::vector<int64_t> targets, last_video;
+  TokenBatch tokens;
+  int64_t labelled = 0;  ///< response and EOS tokens (the LM loss's denominator)
+};
+
+TaskInputs task_inputs(const models::LsvcrImpl& sr, const llm::Tokenizer& tok, const data::LsvcrStore& store,
+                       const LsvcrTexts& texts, const std::vector<LsvcrAlignSample>& samples, bool video_task,
+                       const LsvcrAlignOptions& o) {
+  TaskInputs in;
+  for (const auto& s : samples) in.samples.push_back(s.sample);
+  in.batch = make_lsvcr_batch(store, in.samples, sr.options().max_history);
+  const int64_t B = static_cast<int64_t>(samples.size());
+  auto& inputs = in.batch.inputs;
+  // Each history's real events (at least the first slot, which an empty history attends to) get a
+  // sorted draw for their own count, so that a sample's positions do not depend on its batch; the
+  // padding slots after them (never attended to) position 0.
+  inputs.video_positions = torch::zeros({B, inputs.video_ids.size(1)}, torch::kInt64);
+  inputs.comment_positions = torch::zeros({B, inputs.comment_ids.size(1)}, torch::kInt64);
+  const int64_t max_history = sr.options().max_history;
+  auto real = [max_history](int64_t end) { return std::max<int64_t>(1, std::min(end, max_history)); };
+  std::vector<LsvcrPrompt> prompts;
+  for (int64_t b = 0; b < B; ++b) {
+    const data::LsvcrSample& s = *samples[static_cast<size_t>(b)].sample;
+    Rng rng(samples[static_cast<size_t>(b)].seed);
+    const int64_t comment = video_task ? 0 : s.positive_comments[rng.below(s.positive_comments.size())];
+    random_positions_row(sr.options().max_position, rng, inputs.video_positions[b].data_ptr<int64_t>(), real(s.video_end));
+    random_positions_row(sr.options().max_position, rng, inputs.comment_positions[b].data_ptr<int64_t>(),
+                         real(s.comment_end));
+    prompts.push_back(lsvcr_prompt(store, texts, s, comment, o.prompt_history));
+    in.targets.push_back(video_task ? s.target_video : comment);
+    in.last_video.push_back(s.video_end > 0 ? store.video_histories[s.user].ids[s.video_end - 1] : 0);
+  }
+  in.tokens = tokenize(tok, prompts, o);
+  in.labelled = (in.tokens.labels.slice(1, 1) != -100).sum().item<int64_t>();
+  return in;
+}
+
 /// One task's terms.
 struct TaskTerms {
   torch::Tensor lm, rec, contrast;
   int64_t tokens = 0;
 };
 
-TaskTerms task_terms(models::LsvcrImpl& sr, LsvcrAlignerImpl& aligner, const llm::Tokenizer& tok,
-                     const data::LsvcrStore& store, const LsvcrTexts& texts,
-                     const std::vector<const data::LsvcrSample*>& samples, bool video_task,
-                     const LsvcrAlignOptions& o, Rng& rng) {
+/// The terms of one task on this rank. `row_scale` and `token_scale` turn this rank's means over its
+/// rows and labelled tokens into its share of the means over all ranks' (1 in one process).
+TaskTerms task_terms(models::LsvcrImpl& sr, LsvcrAlignerImpl& aligner, TaskInputs& in, bool video_task,
+                     const NegativePool& pool, double row_scale, double token_scale) {
   const double tau = sr.options().temperature;
-  LsvcrSampleBatch b = make_lsvcr_batch(store, samples, sr.options().max_history);
-  const int64_t B = static_cast<int64_t>(samples.size());
-  b.inputs.video_positions = random_positions(B, b.inputs.video_ids.size(1), sr.options().max_position, rng);
-  b.inputs.comment_positions = random_positions(B, b.inputs.comment_ids.size(1), sr.options().max_position, rng);
-  models::LsvcrStates states = sr.encode(b.inputs);
-  std::vector<LsvcrPrompt> prompts;
-  std::vector<int64_t> targets, last_video;
-  for (const auto* s : samples) {
-    const int64_t comment = video_task ? 0 : s->positive_comments[rng.below(s->positive_comments.size())];
-    prompts.push_back(lsvcr_prompt(store, texts, *s, comment, o.prompt_history));
-    targets.push_back(video_task ? s->target_video : comment);
-    last_video.push_back(s->video_end > 0 ? store.video_histories[s->user].ids[s->video_end - 1] : 0);
-  }
-  auto target_ids = torch::tensor(targets, torch::kInt64);
+  models::LsvcrStates states = sr.encode(in.batch.inputs);
+  auto target_ids = torch::tensor(in.targets, torch::kInt64);
   torch::Tensor task, other, target_text;
   if (video_task) {
-    task = sr.video_user(states);                                                  // [B, D]
-    other = sr.comment_user(states, torch::tensor(last_video, torch::kInt64));     // [B, D]
-    target_text = sr.video_text(target_ids);                                       // [B, D]
+    task = sr.video_user(states);                                                     // [B, D]
+    other = sr.comment_user(states, torch::tensor(in.last_video, torch::kInt64));     // [B, D]
+    target_text = sr.video_text(target_ids);                                          // [B, D]
   } else {
-    task = sr.comment_user(states, b.videos);
+    task = sr.comment_user(states, in.batch.videos);
     other = sr.video_user(states);
     target_text = sr.comment_text(target_ids);
   }
-  TokenBatch tb = tokenize(tok, prompts, o);
-  auto [lm, llm_user] = aligner.forward(tb.ids, tb.valid, tb.labels, tb.user_index);
+  auto [lm, llm_user] = aligner.forward(in.tokens.ids, in.tokens.valid, in.tokens.labels, in.tokens.user_index);
   TaskTerms t;
-  t.lm = lm;
-  t.rec = info_nce(task, target_text, tau);
-  t.contrast = lsvcr_alignment_contrast_loss(task, other, llm_user, tau);
-  t.tokens = tb.tokens;
+  t.lm = token_scale == 1.0 ? lm : lm * token_scale;
+  t.rec = info_nce(task, target_text, tau, pool);
+  t.contrast = lsvcr_alignment_contrast_loss(task, other, llm_user, tau, pool);
+  if (row_scale != 1.0) {
+    t.rec = t.rec * row_scale;
+    t.contrast = t.contrast * row_scale;
+  }
+  t.tokens = in.tokens.tokens;
   return t;
 }
 
@@ -202,13 +239,39 @@ TaskTerms task_terms(models::LsvcrImpl& sr, LsvcrAlignerImpl& aligner, const llm
 
 LsvcrAlignTerms lsvcr_align_step(models::LsvcrImpl& sr, LsvcrAlignerImpl& aligner, const llm::Tokenizer& tokenizer,
                                  const data::LsvcrStore& store, const LsvcrTexts& texts,
-                                 const std::vector<const data::LsvcrSample*>& video_samples,
-                                 const std::vector<const data::LsvcrSample*>& comment_samples,
-                                 const LsvcrAlignOptions& o, Rng& rng) {
+                                 const std::vector<LsvcrAlignSample>& video_samples,
+                                 const std::vector<LsvcrAlignSample>& comment_samples,
+                                 const LsvcrAlignOptions& o, const std::shared_ptr<dist::ProcessGroup>& group) {
+  const bool shared = group != nullptr && group->world_size() > 1;
+  std::vector<TaskInputs> inputs;  // [video, comment] (each may be empty)
+  inputs.push_back(video_samples.empty() ? TaskInputs{}
+                                         : task_inputs(sr, tokenizer, store, texts, video_samples, true, o));
+  inputs.push_back(comment_samples.empty() ? TaskInputs{}
+                                           : task_inputs(sr, tokenizer, store, texts, comment_samples, false, o));
+  // Rows and labelled tokens of each task on every rank: [W, 4] = (video rows, comment rows, video
+  // tokens, comment tokens); one rank: this rank's.
+  auto counts = torch::tensor({int64_t(inputs[0].samples.size()), int64_t(inputs[1].samples.size()),
+                               inputs[0].labelled, inputs[1].labelled}, torch::kInt64).view({1, 4});
+  if (shared) counts = group->all_gather_rows(counts);
+  const int64_t world = counts.size(0), rank = shared ? group->rank() : 0;
   std::vector<TaskTerms> parts;
-  if (!video_samples.empty()) parts.push_back(task_terms(sr, aligner, tokenizer, store, texts, video_samples, true, o, rng));
-  if (!comment_samples.empty())
-    parts.push_back(task_terms(sr, aligner, tokenizer, store, texts, comment_samples, false, o, rng));
+  for (int task = 0; task < 2; ++task) {
+    const int64_t rows = counts.select(1, task).sum().item<int64_t>();
+    const int64_t tokens = counts.select(1, 2 + task).sum().item<int64_t>();
+    const int64_t mine = counts[rank][task].item<int64_t>();
+    if (rows == 0) continue;
+    TORCH_CHECK(mine > 0, "lsvcr_align_step: rank ", rank, " has no ", task == 0 ? "video" : "comment",
+                " samples while another rank has (every rank needs samples of both tasks in a step)");
+    NegativePool pool;
+    if (shared) {
+      pool.gather = [&group](const torch::Tensor& x) { return dist::all_gather_with_grad(x, group); };
+      pool.offset = counts.select(1, task).narrow(0, 0, rank).sum().item<int64_t>();
+    }
+    const double row_scale = shared ? double(world * mine) / double(rows) : 1.0;
+    const double token_scale =
+        shared ? double(world * counts[rank][2 + task].item<int64_t>()) / double(std::max<int64_t>(tokens, 1)) : 1.0;
+    parts.push_back(task_terms(sr, aligner, inputs[static_cast<size_t>(task)], task == 0, pool, row_scale, token_scale));
+  }
   TORCH_CHECK(!parts.empty(), "lsvcr_align_step: empty batch");
   LsvcrAlignTerms out;
   const double n = static_cast<double>(parts.size());
@@ -227,8 +290,10 @@ LsvcrAlignTerms lsvcr_align_step(models::LsvcrImpl& sr, LsvcrAlignerImpl& aligne
 
 double fit_lsvcr_align(models::LsvcrImpl& sr, const data::LsvcrStore& store, const data::LsvcrSplits& splits,
                        const config::TrainOptions& t, const LsvcrAlignOptions& o,
-                       const std::map<std::string, std::string>& metadata) {
+                       const std::map<std::string, std::string>& metadata,
+                       const std::shared_ptr<dist::ProcessGroup>& group) {
   TORCH_CHECK(!sr.options().use_id_embeddings, "stage 1 runs RecCom without ID embeddings");
+  const int64_t world = group ? group->world_size() : 1, rank = group ? group->rank() : 0;
   const LsvcrTexts texts = load_lsvcr_texts(o.data_dir);
   auto tokenizer = llm::load_tokenizer(o.llm);
   llm::DecoderLm lm = llm::load_decoder_lm(o.llm);
@@ -241,16 +306,29 @@ double fit_lsvcr_align(models::LsvcrImpl& sr, const data::LsvcrStore& store, con
     if (p.value().requires_grad()) params.emplace_back("sr." + p.key(), p.value());
   for (const auto& p : aligner->named_parameters())
     if (p.value().requires_grad()) params.emplace_back("align." + p.key(), p.value());
+  std::unique_ptr<dist::GradientReducer> reducer;
+  if (world > 1) {
+    std::vector<torch::Tensor> tensors;  // rank 0's initial weights everywhere
+    for (const auto& p : sr.parameters()) tensors.push_back(p);
+    for (const auto& p : aligner->parameters()) tensors.push_back(p);
+    group->broadcast(tensors, 0);
+    reducer = std::make_unique<dist::GradientReducer>(group, params);
+    log_info("align: data parallel over %ld ranks (%s), %ld video + %ld comment samples per rank and step; the "
+             "in-batch negatives of L_rec and L_contrast are gathered across ranks", long(world),
+             group->backend().c_str(), long(t.batch_size), long(t.batch_size));
+  }
   AdamW optimizer(params, {t.lr, t.beta1, t.beta2, t.eps, t.weight_decay});
   const auto& tv = splits.train.video;
   const auto& tc = splits.train.comment;
-  const size_t B = static_cast<size_t>(t.batch_size);
-  const size_t steps = (std::max(tv.size(), tc.size()) + B - 1) / B;
+  const size_t B = static_cast<size_t>(t.batch_size), G = B * static_cast<size_t>(world);
+  const size_t steps = (std::max(tv.size(), tc.size()) + G - 1) / G;
   int64_t tokens = 0, done = 0;
   double llm_seconds = 0;
   for (int64_t epoch = 0; epoch < t.epochs; ++epoch) {
-    Rng rng(derive_seed({static_cast<uint64_t>(t.seed), static_cast<uint64_t>(epoch), 17}));
-    torch::manual_seed(derive_seed({static_cast<uint64_t>(t.seed), static_cast<uint64_t>(epoch), 18}));
+    const uint64_t seed = static_cast<uint64_t>(t.seed), e = static_cast<uint64_t>(epoch);
+    Rng rng(derive_seed({seed, e, 17}));
+    // Dropout masks: rank 0 draws what one process draws, the other ranks their own.
+    torch::manual_seed(rank == 0 ? derive_seed({seed, e, 18}) : derive_seed({seed, e, 18, static_cast<uint64_t>(rank)}));
     std::vector<size_t> vo(tv.size()), co(tc.size());
     std::iota(vo.begin(), vo.end(), 0);
     std::iota(co.begin(), co.end(), 0);
@@ -259,31 +337,46 @@ double fit_lsvcr_align(models::LsvcrImpl& sr, const data::LsvcrStore& store, con
     sr.train();
     aligner->train();
     for (size_t step = 0; step < steps && (o.max_steps == 0 || done < o.max_steps); ++step, ++done) {
-      std::vector<const data::LsvcrSample*> vb, cb;
-      for (size_t i = step * B; i < (step + 1) * B; ++i) {
-        if (!tv.empty() && (i < tv.size() || tv.size() < tc.size())) vb.push_back(&tv[vo[i % tv.size()]]);
-        if (!tc.empty() && (i < tc.size() || tc.size() < tv.size())) cb.push_back(&tc[co[i % tc.size()]]);
+      // The step's i-th sample of each task; the smaller set wraps around, and with several ranks the
+      // larger one too (its last step is filled from the start of the order).
+      std::vector<LsvcrAlignSample> vb, cb;
+      const size_t first = step * G + static_cast<size_t>(rank) * B;
+      for (size_t i = first; i < first + B; ++i) {
+        if (!tv.empty() && (world > 1 || i < tv.size() || tv.size() < tc.size()))
+          vb.push_back({&tv[vo[i % tv.size()]], derive_seed({seed, e, 19, 0, i})});
+        if (!tc.empty() && (world > 1 || i < tc.size() || tc.size() < tv.size()))
+          cb.push_back({&tc[co[i % tc.size()]], derive_seed({seed, e, 19, 1, i})});
       }
       const auto start = std::chrono::steady_clock::now();
       optimizer.zero_grad();
-      LsvcrAlignTerms terms = lsvcr_align_step(sr, *aligner, *tokenizer, store, texts, vb, cb, o, rng);
+      LsvcrAlignTerms terms = lsvcr_align_step(sr, *aligner, *tokenizer, store, texts, vb, cb, o, group);
       terms.total.backward();
+      if (reducer) reducer->finish();
       if (t.clip_norm > 0) clip_grad_norm(params, t.clip_norm);
       optimizer.step(t.lr);
       llm_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       tokens += terms.tokens;
-      if ((step + 1) % static_cast<size_t>(std::max<int64_t>(1, t.log_every)) == 0 || step + 1 == steps)
+      if ((step + 1) % static_cast<size_t>(std::max<int64_t>(1, t.log_every)) == 0 || step + 1 == steps) {
+        // The step's loss over all ranks (each rank's terms are its share: their mean is the loss).
+        std::vector<double> v = {terms.total.item<double>(), terms.lm.item<double>(), terms.rec.item<double>(),
+                                 terms.contrast.item<double>(), double(tokens)};
+        if (world > 1) v = group->all_reduce_sum(v);
+        for (size_t k = 0; k < 4; ++k) v[k] /= double(world);
         log_info("[align] epoch %ld/%ld step %zu/%zu loss %.4f (lm %.4f rec %.4f contrast %.4f) %.0f LLM tokens/s",
-                 long(epoch + 1), long(t.epochs), step + 1, steps, terms.total.item<double>(), terms.lm.item<double>(),
-                 terms.rec.item<double>(), terms.contrast.item<double>(), double(tokens) / llm_seconds);
+                 long(epoch + 1), long(t.epochs), step + 1, steps, v[0], v[1], v[2], v[3], v[4] / llm_seconds);
+      }
     }
   }
-  make_dirs(t.out_dir);
-  save_tensors(t.out_dir + "/sr_model.safetensors", model_state(sr), metadata);
-  NamedTensors adapter;
-  for (const auto& p : aligner->contrast_adapter->named_parameters()) adapter.emplace_back(p.key(), p.value());
-  save_tensors(t.out_dir + "/contrast_adapter.safetensors", adapter, metadata);
-  nn::save_lora(*lm, o.lora, t.out_dir + "/lora.safetensors");
+  if (world > 1) tokens = static_cast<int64_t>(group->all_reduce_sum(std::vector<double>{double(tokens)})[0]);
+  if (rank == 0) {
+    make_dirs(t.out_dir);
+    save_tensors(t.out_dir + "/sr_model.safetensors", model_state(sr), metadata);
+    NamedTensors adapter;
+    for (const auto& p : aligner->contrast_adapter->named_parameters()) adapter.emplace_back(p.key(), p.value());
+    save_tensors(t.out_dir + "/contrast_adapter.safetensors", adapter, metadata);
+    nn::save_lora(*lm, o.lora, t.out_dir + "/lora.safetensors");
+  }
+  if (world > 1) group->barrier();  // the files exist when any rank returns
   return llm_seconds > 0 ? double(tokens) / llm_seconds : 0.0;
 }
 

@@ -8,13 +8,21 @@
 // the LLM vector being contrast_adapter(hidden state of the last prompt token). The video task's
 // other-behaviour vector is the comment user vector with the newest watched video as query; the
 // comment task's is the video user vector. Terms are averaged over the two tasks' batches.
-// Single process: the negatives are the batch's (upstream all-gathers them across GPUs).
+//
+// Data parallel (`seqrec launch`): every rank takes train.batch_size samples of each task per step,
+// the in-batch negatives of L_rec and L_contrast are all-gathered across ranks (as upstream does
+// across GPUs), and each rank's terms are scaled so that the mean over ranks, which the gradient
+// reducer takes, is the loss of the whole step's batch in one process: the row terms are means over
+// the step's rows on all ranks, L_LM the mean over all ranks' response tokens. The random draws of
+// a sample (its response comment, its random positions) come from its own seed, so a step split
+// over ranks draws exactly what one process with the whole batch draws.
 #pragma once
 
 #include <torch/types.h>
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -26,6 +34,9 @@
 
 namespace seqrec::config {
 class ConfigNode;
+}
+namespace seqrec::dist {
+class ProcessGroup;
 }
 namespace seqrec::llm {
 class DecoderLmImpl;
@@ -71,6 +82,8 @@ LsvcrPrompt lsvcr_prompt(const data::LsvcrStore& store, const LsvcrTexts& texts,
 /// Sorted random positions: each row of [B, L] is an increasing draw of L of 0..max_position-1
 /// (the alignment stage's augmentation). Requires L <= max_position.
 torch::Tensor random_positions(int64_t batch, int64_t length, int64_t max_position, Rng& rng);
+/// One row of random_positions: writes L sorted draws into `out` (L = out's length).
+void random_positions_row(int64_t max_position, Rng& rng, int64_t* out, int64_t length);
 
 /// The stage-1 model around the LLM: the LoRA-adapted LLM and the contrast adapter (LLM width -> D).
 class LsvcrAlignerImpl : public torch::nn::Module {
@@ -92,19 +105,36 @@ struct LsvcrAlignTerms {
   int64_t tokens = 0;  ///< LLM tokens of the step (prompts and responses)
 };
 
-/// One step on a batch of video samples and one of comment samples (either may be empty).
+/// A sample of a step and the seed of its random draws (the response comment of a comment sample,
+/// then the random positions of its video and comment histories).
+struct LsvcrAlignSample {
+  const data::LsvcrSample* sample = nullptr;
+  uint64_t seed = 0;
+};
+
+/// One step on a batch of video samples and one of comment samples (either may be empty). With a
+/// group of W > 1 ranks, each rank passes its part of the step (every rank must have samples of a
+/// task that any rank has): the negatives are gathered across the ranks and the returned terms are
+/// this rank's share, scaled so that their mean over ranks is the one-process loss of all parts
+/// together (so is its gradient after the reducer's mean). `tokens` counts this rank's tokens.
 LsvcrAlignTerms lsvcr_align_step(models::LsvcrImpl& sr, LsvcrAlignerImpl& aligner, const llm::Tokenizer& tokenizer,
                                  const data::LsvcrStore& store, const LsvcrTexts& texts,
-                                 const std::vector<const data::LsvcrSample*>& video_samples,
-                                 const std::vector<const data::LsvcrSample*>& comment_samples,
-                                 const LsvcrAlignOptions& options, Rng& rng);
+                                 const std::vector<LsvcrAlignSample>& video_samples,
+                                 const std::vector<LsvcrAlignSample>& comment_samples,
+                                 const LsvcrAlignOptions& options,
+                                 const std::shared_ptr<dist::ProcessGroup>& group = nullptr);
 
 /// Runs stage 1 over the training samples for train.epochs (AdamW, train.lr, constant), logging
 /// tokens/s, and writes <out_dir>/sr_model.safetensors (RecCom's tensors under their stage-2 names:
 /// stage 2 loads them with train.init_from), contrast_adapter.safetensors and lora.safetensors.
-/// Returns the tokens per second (LLM tokens over the whole step's time).
+/// Returns the tokens per second (LLM tokens over the whole step's time, all ranks together).
+/// With a group of W > 1 ranks: rank 0's initial weights are broadcast, each step's W x batch_size
+/// samples per task are split over the ranks (the last step of an epoch filled from the start of
+/// its order, so that every rank has samples of both tasks), gradients are averaged by
+/// dist::GradientReducer, and rank 0 writes the files.
 double fit_lsvcr_align(models::LsvcrImpl& sr, const data::LsvcrStore& store, const data::LsvcrSplits& splits,
                        const config::TrainOptions& train, const LsvcrAlignOptions& options,
-                       const std::map<std::string, std::string>& metadata);
+                       const std::map<std::string, std::string>& metadata,
+                       const std::shared_ptr<dist::ProcessGroup>& group = nullptr);
 
 }  // namespace seqrec::train

@@ -24,9 +24,9 @@ torch::Tensor lsvcr_comment_loss(const torch::Tensor& users, const torch::Tensor
   return F::cross_entropy(logits, torch::zeros({logits.size(0)}, users.options().dtype(torch::kInt64)));
 }
 
-torch::Tensor info_nce(const torch::Tensor& a, const torch::Tensor& b, double temperature) {
-  auto logits = torch::matmul(unit(a), unit(b).t()) / temperature;                           // [N, N]
-  return F::cross_entropy(logits, torch::arange(a.size(0), a.options().dtype(torch::kInt64)));
+torch::Tensor info_nce(const torch::Tensor& a, const torch::Tensor& b, double temperature, const NegativePool& pool) {
+  auto logits = torch::matmul(unit(a), unit(pool(b)).t()) / temperature;                     // [N, pool rows]
+  return F::cross_entropy(logits, torch::arange(pool.offset, pool.offset + a.size(0), a.options().dtype(torch::kInt64)));
 }
 
 torch::Tensor lsvcr_id_text_loss(const torch::Tensor& id_embeddings, const torch::Tensor& text_embeddings,
@@ -36,11 +36,11 @@ torch::Tensor lsvcr_id_text_loss(const torch::Tensor& id_embeddings, const torch
 }
 
 torch::Tensor lsvcr_alignment_contrast_loss(const torch::Tensor& sr_task, const torch::Tensor& sr_other,
-                                            const torch::Tensor& llm, double temperature) {
+                                            const torch::Tensor& llm, double temperature, const NegativePool& pool) {
   auto l = unit(llm);
   auto two = torch::stack({(unit(sr_task) * l).sum(-1), (unit(sr_other) * l).sum(-1)}, 1) / temperature;  // [B, 2]
   auto behaviour = F::cross_entropy(two, torch::zeros({two.size(0)}, llm.options().dtype(torch::kInt64)));
-  return behaviour + 0.5 * info_nce(sr_task, llm, temperature) + 0.5 * info_nce(llm, sr_task, temperature);
+  return behaviour + 0.5 * info_nce(sr_task, llm, temperature, pool) + 0.5 * info_nce(llm, sr_task, temperature, pool);
 }
 
 }  // namespace seqrec::train
