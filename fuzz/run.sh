@@ -22,7 +22,7 @@ cxx="${CXX:-clang++-14}"
 
 all_targets=(fuzz_interactions fuzz_config fuzz_safetensors fuzz_bpe_tokenizer fuzz_sentencepiece
              fuzz_parquet fuzz_request_json fuzz_item_table fuzz_index_json fuzz_lsvcr
-             fuzz_lcrec_user_texts)
+             fuzz_lcrec_user_texts fuzz_tokenizer_config)
 targets=("$@")
 ((${#targets[@]})) || targets=("${all_targets[@]}")
 
@@ -53,6 +53,9 @@ if [[ -d "$shared" ]]; then
   copy_small fuzz_safetensors "$shared"/models/*/hf/*.safetensors
   copy_small fuzz_parquet "$shared"/datasets/parquet-testing/data/*.parquet
   copy_small fuzz_request_json "$shared"/models/*/hf/*.json
+  for f in "$shared"/models/*/hf/tokenizer_config.json "$shared"/models/tokenizers/*/tokenizer_config.json; do
+    [[ -f "$f" ]] && { printf '\x00'; cat "$f"; } > "$seeds/fuzz_tokenizer_config/$(basename "$(dirname "$f")").seed"
+  done
   # Interaction files: a selector byte (see fuzz_interactions.cc), then the first lines.
   for spec in "3:ml-1m/ml-1m.txt" "4:ml-1m/ml-1m_full_sequences.tsv" "1:ml-1m/movies.dat" "4:amazon-beauty/Beauty.txt"; do
     sel="${spec%%:*}" f="$shared/datasets/${spec#*:}"

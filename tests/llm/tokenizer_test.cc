@@ -451,6 +451,11 @@ TEST(Tokenizer, LoadsTokensAddedToASentencePieceModel) {
   ASSERT_THROWS_WITH(load_tokenizer(dir.path()), "added_tokens.json: \"<b_2>\": added token id 267 leaves a gap");
   dir.write("added_tokens.json", R"({"ab": 266})");
   ASSERT_THROWS_WITH(load_tokenizer(dir.path()), "\"ab\" is already in the vocabulary");
+  // Found by fuzz_tokenizer_config: a "special" that is not a boolean escaped as a JSON type error.
+  std::filesystem::remove(dir.file("added_tokens.json"));
+  dir.write("tokenizer_config.json", R"({"added_tokens_decoder": {"266": {"content": "<a_1>", "special": 5}}})");
+  ASSERT_THROWS_WITH(load_tokenizer(dir.path()),
+                     dir.file("tokenizer_config.json") + ": added_tokens_decoder[\"266\"]: \"special\" must be true or false");
 }
 
 }  // namespace

@@ -83,7 +83,11 @@ void load_sentencepiece_added(Tokenizer& tokenizer, const nlohmann::json* config
       if (id < 0) throw DataError(where + ": the key must be a token id");
       if (!it->is_object() || !it->contains("content") || !(*it)["content"].is_string())
         throw DataError(where + ": expected an object with a string \"content\"");
-      if (id >= base) entries[id] = {(*it)["content"].get<std::string>(), it->value("special", false), where};
+      const auto special = it->find("special");
+      if (special != it->end() && !special->is_boolean() && !special->is_null())
+        throw DataError(where + ": \"special\" must be true or false");
+      const bool is_special = special != it->end() && special->is_boolean() && special->get<bool>();
+      if (id >= base) entries[id] = {(*it)["content"].get<std::string>(), is_special, where};
     }
   }
   if (fs::exists(added_path)) {
