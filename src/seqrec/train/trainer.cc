@@ -217,24 +217,16 @@ double Trainer::train_epoch(int64_t epoch, AdamW& optimizer, data::TrainBatcher&
   return mean;
 }
 
-TrainSummary Trainer::fit(bool resume) {
-  const auto& t = setup_.train;
-  const bool writer = setup_.rank == 0;
-  const std::string dir = t.out_dir;
-  if (writer) make_dirs(dir);
-  const std::string last_path = dir + "/last.safetensors", state_path = dir + "/last.state.safetensors",
-                    best_path = dir + "/best.safetensors", log_path = dir + "/metrics.jsonl";
-  TrainSummary summary;
-  int64_t start_epoch = 0, bad_evals = 0;
-  double best = -std::numeric_limits<double>::infinity();
-
+NamedTensors Trainer::trainable_parameters() const {
   NamedTensors params;
   for (const auto& p : model_->named_parameters())
     if (p.value().requires_grad()) params.emplace_back(p.key(), p.value());
-  int64_t total_params = 0;
-  for (const auto& [name, p] : params) total_params += p.numel();
-  const bool data_parallel = setup_.group && setup_.world_size > 1;
-  if (t.zero_stage > 0 && data_parallel) {
+  return params;
+}
+
+void Trainer::plan_sharding(const NamedTensors& params) {
+  const auto& t = setup_.train;
+  if (t.zero_stage > 0 && data_parallel()) {
     plan_ = ShardPlan::balanced(params, setup_.world_size);
     owned_params_.clear();
     for (size_t i = 0; i < params.size(); ++i)
@@ -247,12 +239,10 @@ TrainSummary Trainer::fit(bool resume) {
       zero3_ = std::make_unique<Zero3Gate>(setup_.group, *plan_, params, blocks);
       model_->set_block_gate(zero3_.get());
     }
-  } else if (t.zero_stage > 0 && writer) {
+  } else if (t.zero_stage > 0 && setup_.rank == 0) {
     log_info("train.zero_stage %ld: one process owns every parameter (ZeRO shards across ranks of `seqrec launch`)",
              long(t.zero_stage));
   }
-  AdamW optimizer(params, {t.lr, t.beta1, t.beta2, t.eps, t.weight_decay},
-                  plan_ ? plan_->owned_by(setup_.rank) : std::vector<bool>{});
   replicated_params_.clear();  // parameters every rank holds whole (all but ZeRO-3's block parameters)
   replicated_plan_ = ShardPlan{{}, setup_.world_size};
   for (size_t i = 0; i < params.size(); ++i)
@@ -260,98 +250,106 @@ TrainSummary Trainer::fit(bool resume) {
       replicated_params_.push_back(params[i]);
       if (plan_) replicated_plan_.owner.push_back(plan_->owner[i]);
     }
-  struct GateReset {  // the gate lives in this trainer, the model may outlive it
-    models::SequenceRecommenderImpl* model;
-    ~GateReset() { model->set_block_gate(nullptr); }
-  } gate_reset{model_.get()};
-  NamedTensors full_opt_state;  // a resume's optimizer state as read by this rank (ZeRO: rank 0 hands it out)
-  std::vector<std::string> committed_shards;  // the optimizer shards the current state names
-  bool own_share_loaded = false;              // ZeRO: this rank read its moments from the shards itself
+}
 
-  bool stopped = false;  // early stopping ended the run (a resumed one trains no further)
+Trainer::RunState Trainer::restore(bool resume, const NamedTensors& params, AdamW& optimizer) {
+  const auto& t = setup_.train;
+  const bool writer = setup_.rank == 0;
+  const std::string state_path = out_path("last.state.safetensors"), log_path = out_path("metrics.jsonl");
+  RunState s;
   if (resume && path_exists(state_path)) {
     // One file holds weights, counters and the moments or the names of the shards holding them
     // (stamped with the same epoch and step): they always belong to the same epoch.
-    const TrainCounters c = load_train_state(state_path, *model_, &full_opt_state);
-    committed_shards = c.optimizer_shards;
+    const TrainCounters c = load_train_state(state_path, *model_, &s.full_opt_state);
+    s.committed_shards = c.optimizer_shards;
     if (!c.optimizer_shards.empty()) {
       // Sharded state, written at any world size: this rank reads what its optimizer owns (all of it
       // without ZeRO), one shard file at a time.
       std::set<std::string> wanted;
       for (size_t i = 0; i < params.size(); ++i)
         if (optimizer.owns(i)) wanted.insert({params[i].first + ".exp_avg", params[i].first + ".exp_avg_sq"});
-      full_opt_state = load_optimizer_shards(dir, state_path, c, [&](const std::string& n) { return wanted.count(n) > 0; });
-      own_share_loaded = plan_.has_value();
+      s.full_opt_state = load_optimizer_shards(t.out_dir, state_path, c,
+                                               [&](const std::string& n) { return wanted.count(n) > 0; });
+      s.own_share_loaded = plan_.has_value();
     }
-    optimizer.load_state(full_opt_state, c.step);
-    start_epoch = c.epoch;
-    best = c.best_metric;
-    summary.best_epoch = c.best_epoch;
-    bad_evals = c.bad_evals;
-    stopped = c.stopped;
+    optimizer.load_state(s.full_opt_state, c.step);
+    s.start_epoch = c.epoch;
+    s.best = c.best_metric;
+    s.best_epoch = c.best_epoch;
+    s.bad_evals = c.bad_evals;
+    s.stopped = c.stopped;
     if (writer) {
       // Lines (and last.safetensors) written after the state by the run that died are dropped.
       write_file_atomic(log_path, c.metrics);
-      save_checkpoint(last_path, *model_, setup_.model_yaml, setup_.context);
-      remove_other_optimizer_shards(dir, committed_shards);  // shards of an epoch whose state never committed
+      save_checkpoint(out_path("last.safetensors"), *model_, setup_.model_yaml, setup_.context);
+      remove_other_optimizer_shards(t.out_dir, s.committed_shards);  // shards of an epoch whose state never committed
     }
-    log_info("resuming %s from epoch %ld (best %s %.4f at epoch %ld)", dir.c_str(), long(start_epoch),
-             t.metric.c_str(), best, long(summary.best_epoch));
+    log_info("resuming %s from epoch %ld (best %s %.4f at epoch %ld)", t.out_dir.c_str(), long(s.start_epoch),
+             t.metric.c_str(), s.best, long(s.best_epoch));
   } else {
     if (resume && writer) log_warn("--resume: no %s yet; starting from scratch", state_path.c_str());
-    if (writer) remove_other_optimizer_shards(dir, {});  // a killed run's shards that no state names
+    if (writer) remove_other_optimizer_shards(t.out_dir, {});  // a killed run's shards that no state names
     // A fresh run's log starts empty (a run killed in its first epoch may have left a line).
     if (writer && path_exists(log_path)) write_file_atomic(log_path, "");
   }
-  if (data_parallel) {
-    // Rank 0's view wins (out_dir need not be shared between machines): same weights, optimizer
-    // state and loop counters everywhere, hence the same number of steps and the same decisions.
-    auto counters = torch::tensor({double(start_epoch), double(optimizer.step_count()), best,
-                                   double(summary.best_epoch), double(bad_evals), double(stopped),
-                                   double(!committed_shards.empty())},
-                                  torch::kFloat64);  // [7]
-    setup_.group->broadcast({counters}, 0);
-    auto c = counters.data_ptr<double>();
-    start_epoch = static_cast<int64_t>(c[0]);
-    best = c[2];
-    summary.best_epoch = static_cast<int64_t>(c[3]);
-    bad_evals = static_cast<int64_t>(c[4]);
-    stopped = c[5] != 0;
-    broadcast_model();
-    if (c[1] > 0 && plan_ && c[6] != 0) {
-      if (!own_share_loaded)  // every rank reads its own share of a sharded state
-        throw CheckpointError(state_path + ": rank " + std::to_string(setup_.rank) + " cannot read the sharded "
-                              "optimizer state rank 0 resumes from (out_dir must be visible to every rank)");
-    } else if (c[1] > 0 && plan_) {  // a consolidated state: rank 0 hands each rank its share
-      distribute_optimizer_state(*setup_.group, *plan_, full_opt_state, static_cast<int64_t>(c[1]), optimizer);
-    } else if (c[1] > 0) {
-      NamedTensors state = optimizer.state();
-      std::vector<torch::Tensor> tensors;
-      for (auto& [name, tensor] : state) tensors.push_back(tensor);
-      setup_.group->broadcast(tensors, 0);
-      optimizer.load_state(state, static_cast<int64_t>(c[1]));
-    }
-    if (!sync_) {
-      dist::GradientReducerOptions ro;
-      if (plan_ && t.zero_stage >= 2) ro.owners = replicated_plan_.owner;
-      reducer_ = std::make_shared<dist::GradientReducer>(setup_.group, replicated_params_, ro);
-      auto reducer = reducer_;
-      sync_ = [reducer](const NamedTensors&) { reducer->finish(); };
-      if (writer)
-        log_info("data parallel: %ld ranks (%s), %ld gradient buckets, %.2f MB %s per step",
-                 long(setup_.world_size), setup_.group->backend().c_str(), long(reducer_->num_buckets()),
-                 reducer_->bytes_per_step() / 1e6, ro.owners.empty() ? "all-reduced" : "reduced to their owners");
-    }
-    if (plan_ && writer) {
-      log_info("ZeRO-%ld: optimizer state%s sharded by parameter; rank 0 owns %ld of %ld parameters (%.1f%% of "
-               "the elements)", long(t.zero_stage),
-               t.zero_stage >= 3 ? ", gradients and block parameters" : t.zero_stage >= 2 ? " and gradients" : "",
-               long(owned_params_.size()), long(params.size()),
-               100.0 * double(plan_->numel_owned_by(0, params)) / double(std::max<int64_t>(total_params, 1)));
-    }
-  }
-  summary.best_metric = best;
+  return s;
+}
 
+void Trainer::sync_ranks(RunState& s, AdamW& optimizer, const NamedTensors& params) {
+  const auto& t = setup_.train;
+  // Rank 0's view wins (out_dir need not be shared between machines): same weights, optimizer
+  // state and loop counters everywhere, hence the same number of steps and the same decisions.
+  auto counters = torch::tensor({double(s.start_epoch), double(optimizer.step_count()), s.best, double(s.best_epoch),
+                                 double(s.bad_evals), double(s.stopped), double(!s.committed_shards.empty())},
+                                torch::kFloat64);  // [7]
+  setup_.group->broadcast({counters}, 0);
+  auto c = counters.data_ptr<double>();
+  s.start_epoch = static_cast<int64_t>(c[0]);
+  s.best = c[2];
+  s.best_epoch = static_cast<int64_t>(c[3]);
+  s.bad_evals = static_cast<int64_t>(c[4]);
+  s.stopped = c[5] != 0;
+  broadcast_model();
+  const int64_t step = static_cast<int64_t>(c[1]);
+  if (step > 0 && plan_ && c[6] != 0) {
+    if (!s.own_share_loaded)  // every rank reads its own share of a sharded state
+      throw CheckpointError(out_path("last.state.safetensors") + ": rank " + std::to_string(setup_.rank) +
+                            " cannot read the sharded optimizer state rank 0 resumes from (out_dir must be visible "
+                            "to every rank)");
+  } else if (step > 0 && plan_) {  // a consolidated state: rank 0 hands each rank its share
+    distribute_optimizer_state(*setup_.group, *plan_, s.full_opt_state, step, optimizer);
+  } else if (step > 0) {
+    NamedTensors state = optimizer.state();
+    std::vector<torch::Tensor> tensors;
+    for (auto& [name, tensor] : state) tensors.push_back(tensor);
+    setup_.group->broadcast(tensors, 0);
+    optimizer.load_state(state, step);
+  }
+  const bool writer = setup_.rank == 0;
+  if (!sync_) {
+    dist::GradientReducerOptions ro;
+    if (plan_ && t.zero_stage >= 2) ro.owners = replicated_plan_.owner;
+    reducer_ = std::make_shared<dist::GradientReducer>(setup_.group, replicated_params_, ro);
+    auto reducer = reducer_;
+    sync_ = [reducer](const NamedTensors&) { reducer->finish(); };
+    if (writer)
+      log_info("data parallel: %ld ranks (%s), %ld gradient buckets, %.2f MB %s per step", long(setup_.world_size),
+               setup_.group->backend().c_str(), long(reducer_->num_buckets()), reducer_->bytes_per_step() / 1e6,
+               ro.owners.empty() ? "all-reduced" : "reduced to their owners");
+  }
+  if (plan_ && writer) {
+    int64_t total = 0;
+    for (const auto& [name, p] : params) total += p.numel();
+    log_info("ZeRO-%ld: optimizer state%s sharded by parameter; rank 0 owns %ld of %ld parameters (%.1f%% of "
+             "the elements)", long(t.zero_stage),
+             t.zero_stage >= 3 ? ", gradients and block parameters" : t.zero_stage >= 2 ? " and gradients" : "",
+             long(owned_params_.size()), long(params.size()),
+             100.0 * double(plan_->numel_owned_by(0, params)) / double(std::max<int64_t>(total, 1)));
+  }
+}
+
+data::TrainBatcherOptions Trainer::batcher_options() const {
+  const auto& t = setup_.train;
   data::TrainBatcherOptions bo = train_batcher_options(setup_.data, t);
   bo.rank = setup_.rank;
   bo.world_size = setup_.world_size;
@@ -368,14 +366,18 @@ TrainSummary Trainer::fit(bool resume) {
                       "catalogue has " + std::to_string(store_.num_items()) + " items (use at most that many, or "
                       "train.loss.name: softmax to score them all)");
   if (train_rows_) bo.holdout = 0;  // the rows are training parts already
-  data::TrainBatcher batcher(train_rows_ ? *train_rows_ : store_, bo);
+  return bo;
+}
+
+void Trainer::log_plan(const data::TrainBatcher& batcher, int64_t total_params) const {
+  const auto& t = setup_.train;
   if (batcher.num_samples() == 0 && model_->trainable() && setup_.world_size == 1)
     throw DataError(setup_.data.dir + ": nothing to train on: no user has enough events left after holding out "
                     "data.holdout=" + std::to_string(setup_.data.holdout) + " per user for evaluation");
-  if (writer)
-    log_info("training %ld sequences, %ld batches/epoch, %ld params", long(batcher.num_samples()),
-             long(batcher.batches_per_epoch()), long(total_params));
-  if (writer && t.grad_accum_steps > 1) {
+  if (setup_.rank != 0) return;
+  log_info("training %ld sequences, %ld batches/epoch, %ld params", long(batcher.num_samples()),
+           long(batcher.batches_per_epoch()), long(total_params));
+  if (t.grad_accum_steps > 1) {
     log_info("gradient accumulation: %ld micro-batches of %ld per optimiser step (%ld steps/epoch)",
              long(t.grad_accum_steps), long(t.batch_size),
              long(optimizer_steps(batcher.batches_per_epoch(), t.grad_accum_steps)));
@@ -384,81 +386,115 @@ TrainSummary Trainer::fit(bool resume) {
       log_info("gradient accumulation: the shared negative pool / in-batch alignment loss is formed per "
                "micro-batch of %ld (as DeepSpeed's accumulation does), not over the whole step", long(t.batch_size));
   }
+  if (setup_.data.holdout != 2)
+    log_info("data.holdout 1: the validation item is trained on; evaluating test every %ld epochs without "
+             "model selection or early stopping (the last epoch's model is tested)", long(t.eval_every));
+}
 
+bool Trainer::evaluate_epoch(int64_t epoch, RunState& s, std::optional<eval::EvalResult>& final_test) {
+  const auto& t = setup_.train;
+  const bool writer = setup_.rank == 0;
   // holdout 1 (GR's protocol): no validation split. Evaluations during training are on the test
   // split and only logged; nothing is selected on them and the last epoch's model is tested.
   const bool select_on_valid = setup_.data.holdout == 2;
-  if (writer && !select_on_valid)
-    log_info("data.holdout 1: the validation item is trained on; evaluating test every %ld epochs without "
-             "model selection or early stopping (the last epoch's model is tested)", long(t.eval_every));
   const data::Split monitor = select_on_valid ? data::Split::kValid : data::Split::kTest;
-  std::optional<eval::EvalResult> final_test;  // holdout 1: the last epoch's evaluation is the test result
-
-  const auto train_start = std::chrono::steady_clock::now();
-  int64_t epoch = start_epoch;
-  const bool trainable = model_->trainable() && !params.empty();
-  for (; epoch < (trainable && !stopped ? t.epochs : 0); ++epoch) {
-    summary.final_loss = train_epoch(epoch, optimizer, batcher);
-    if (writer) append_line(log_path, train_json(epoch + 1, summary.final_loss, last_lr_));  // for `seqrec report`
-    const bool last_epoch = epoch + 1 == t.epochs;
-    bool stop = false;
-    if ((epoch + 1) % t.eval_every == 0 || last_epoch) {
-      eval::EvalResult r = evaluate_split(monitor);
-      const double value = metric_value(r.metrics, t.metric);
-      if (writer) {
-        append_line(log_path, metrics_json(r.metrics, data::split_name(monitor), setup_.eval.protocol, r.users, epoch + 1));
-        crash_point("train.after_metrics_line");
-        if (select_on_valid)
-          log_info("[eval] epoch %ld split=valid %s=%.4f (best %.4f) users=%ld (%.1fs)", long(epoch + 1),
-                   t.metric.c_str(), value, std::max(best, value), long(r.users), r.seconds);
-        else
-          log_info("[eval] epoch %ld split=test %s=%.4f users=%ld (%.1fs)", long(epoch + 1), t.metric.c_str(), value,
-                   long(r.users), r.seconds);
-      }
-      if (!select_on_valid) {  // nothing is selected: the summary reports the last evaluation
-        best = value;
-        summary.best_epoch = epoch + 1;
-        final_test = std::move(r);  // the last epoch always evaluates, so the final one is kept
-      } else if (value > best) {
-        best = value;
-        summary.best_epoch = epoch + 1;
-        bad_evals = 0;
-        if (writer) {
-          save_checkpoint(best_path, *model_, setup_.model_yaml, setup_.context);
-          crash_point("train.after_best");
-        }
-      } else if (t.patience > 0 && ++bad_evals >= t.patience) {
-        stop = true;
-        if (writer) log_info("early stop: no improvement in %ld evaluations", long(bad_evals));
-      }
-    }
-    TrainCounters counters{epoch + 1, optimizer.step_count(), best, summary.best_epoch, bad_evals, stop, "", {}};
-    NamedTensors opt_state;
-    if (plan_ && t.zero_state == "sharded") {
-      // Every rank writes its own moments under a name of this epoch; once all are on disk, the
-      // state naming them is the commit point (a kill before it leaves the previous unit whole).
-      if (!writer) make_dirs(dir);
-      save_optimizer_shard(dir + "/" + optimizer_shard_name(epoch + 1, setup_.rank, setup_.world_size),
-                           optimizer.state(), epoch + 1, optimizer.step_count());
-      for (int64_t r = 0; r < setup_.world_size; ++r)
-        counters.optimizer_shards.push_back(optimizer_shard_name(epoch + 1, r, setup_.world_size));
-      setup_.group->barrier();
-      crash_point("train.after_shards");
-    } else if (plan_) {  // consolidated: the owners' moments meet on rank 0, in one file
-      opt_state = consolidate_optimizer_state(*setup_.group, *plan_, optimizer);
-    } else {
-      opt_state = optimizer.state();
-    }
+  eval::EvalResult r = evaluate_split(monitor);
+  const double value = metric_value(r.metrics, t.metric);
+  if (writer) {
+    append_line(out_path("metrics.jsonl"),
+                metrics_json(r.metrics, data::split_name(monitor), setup_.eval.protocol, r.users, epoch + 1));
+    crash_point("train.after_metrics_line");
+    if (select_on_valid)
+      log_info("[eval] epoch %ld split=valid %s=%.4f (best %.4f) users=%ld (%.1fs)", long(epoch + 1), t.metric.c_str(),
+               value, std::max(s.best, value), long(r.users), r.seconds);
+    else
+      log_info("[eval] epoch %ld split=test %s=%.4f users=%ld (%.1fs)", long(epoch + 1), t.metric.c_str(), value,
+               long(r.users), r.seconds);
+  }
+  if (!select_on_valid) {  // nothing is selected: the summary reports the last evaluation
+    s.best = value;
+    s.best_epoch = epoch + 1;
+    final_test = std::move(r);  // the last epoch always evaluates, so the final one is kept
+  } else if (value > s.best) {
+    s.best = value;
+    s.best_epoch = epoch + 1;
+    s.bad_evals = 0;
     if (writer) {
-      // The state is the commit point of the epoch; last.safetensors is a copy of its weights for
-      // eval and serve (a resume rewrites it when a kill fell between the two).
-      counters.metrics = path_exists(log_path) ? read_file(log_path) : "";
-      save_train_state(state_path, *model_, opt_state, counters);
-      crash_point("train.after_state");
-      remove_other_optimizer_shards(dir, counters.optimizer_shards);  // earlier epochs' (or none kept)
-      save_checkpoint(last_path, *model_, setup_.model_yaml, setup_.context);
-      crash_point("train.after_last");
+      save_checkpoint(out_path("best.safetensors"), *model_, setup_.model_yaml, setup_.context);
+      crash_point("train.after_best");
     }
+  } else if (t.patience > 0 && ++s.bad_evals >= t.patience) {
+    if (writer) log_info("early stop: no improvement in %ld evaluations", long(s.bad_evals));
+    return true;
+  }
+  return false;
+}
+
+void Trainer::commit_epoch(int64_t epoch, const RunState& s, AdamW& optimizer, bool stop) {
+  const auto& t = setup_.train;
+  const bool writer = setup_.rank == 0;
+  TrainCounters counters{epoch + 1, optimizer.step_count(), s.best, s.best_epoch, s.bad_evals, stop, "", {}};
+  NamedTensors opt_state;
+  if (plan_ && t.zero_state == "sharded") {
+    // Every rank writes its own moments under a name of this epoch; once all are on disk, the
+    // state naming them is the commit point (a kill before it leaves the previous unit whole).
+    if (!writer) make_dirs(t.out_dir);
+    save_optimizer_shard(out_path(optimizer_shard_name(epoch + 1, setup_.rank, setup_.world_size)), optimizer.state(),
+                         epoch + 1, optimizer.step_count());
+    for (int64_t r = 0; r < setup_.world_size; ++r)
+      counters.optimizer_shards.push_back(optimizer_shard_name(epoch + 1, r, setup_.world_size));
+    setup_.group->barrier();
+    crash_point("train.after_shards");
+  } else if (plan_) {  // consolidated: the owners' moments meet on rank 0, in one file
+    opt_state = consolidate_optimizer_state(*setup_.group, *plan_, optimizer);
+  } else {
+    opt_state = optimizer.state();
+  }
+  if (!writer) return;
+  // The state is the commit point of the epoch; last.safetensors is a copy of its weights for
+  // eval and serve (a resume rewrites it when a kill fell between the two).
+  const std::string log_path = out_path("metrics.jsonl");
+  counters.metrics = path_exists(log_path) ? read_file(log_path) : "";
+  save_train_state(out_path("last.state.safetensors"), *model_, opt_state, counters);
+  crash_point("train.after_state");
+  remove_other_optimizer_shards(t.out_dir, counters.optimizer_shards);  // earlier epochs' (or none kept)
+  save_checkpoint(out_path("last.safetensors"), *model_, setup_.model_yaml, setup_.context);
+  crash_point("train.after_last");
+}
+
+TrainSummary Trainer::fit(bool resume) {
+  const auto& t = setup_.train;
+  const bool writer = setup_.rank == 0;
+  if (writer) make_dirs(t.out_dir);
+
+  const NamedTensors params = trainable_parameters();
+  int64_t total_params = 0;
+  for (const auto& [name, p] : params) total_params += p.numel();
+  struct GateReset {  // ZeRO-3's gate lives in this trainer, the model may outlive it
+    models::SequenceRecommenderImpl* model;
+    ~GateReset() { model->set_block_gate(nullptr); }
+  } gate_reset{model_.get()};
+  plan_sharding(params);
+  AdamW optimizer(params, {t.lr, t.beta1, t.beta2, t.eps, t.weight_decay},
+                  plan_ ? plan_->owned_by(setup_.rank) : std::vector<bool>{});
+
+  RunState s = restore(resume, params, optimizer);
+  if (data_parallel()) sync_ranks(s, optimizer, params);
+  s.full_opt_state.clear();  // handed to the optimizer (and to the other ranks)
+
+  data::TrainBatcher batcher(train_rows_ ? *train_rows_ : store_, batcher_options());
+  log_plan(batcher, total_params);
+
+  TrainSummary summary;
+  std::optional<eval::EvalResult> final_test;  // holdout 1: the last epoch's evaluation is the test result
+  const auto train_start = std::chrono::steady_clock::now();
+  int64_t epoch = s.start_epoch;
+  const bool trainable = model_->trainable() && !params.empty();
+  for (; epoch < (trainable && !s.stopped ? t.epochs : 0); ++epoch) {
+    summary.final_loss = train_epoch(epoch, optimizer, batcher);
+    if (writer) append_line(out_path("metrics.jsonl"), train_json(epoch + 1, summary.final_loss, last_lr_));
+    const bool stop = ((epoch + 1) % t.eval_every == 0 || epoch + 1 == t.epochs) && evaluate_epoch(epoch, s, final_test);
+    commit_epoch(epoch, s, optimizer, stop);
     if (stop) {
       ++epoch;
       break;
@@ -466,10 +502,12 @@ TrainSummary Trainer::fit(bool resume) {
   }
   summary.train_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - train_start).count();
   summary.epochs_run = epoch;
-  summary.best_metric = best;
+  summary.best_metric = s.best;
+  summary.best_epoch = s.best_epoch;
 
   // Final test numbers come from the best-validation checkpoint (holdout 1: the last epoch's).
-  if (!trainable || !select_on_valid) {
+  const std::string best_path = out_path("best.safetensors");
+  if (!trainable || setup_.data.holdout != 2) {
     if (writer) save_checkpoint(best_path, *model_, setup_.model_yaml, setup_.context);
   } else if (writer && path_exists(best_path)) {
     load_state_into(*model_, load_tensors(best_path, nullptr), best_path);
@@ -479,7 +517,9 @@ TrainSummary Trainer::fit(bool resume) {
   eval::EvalResult test = final_test ? std::move(*final_test) : evaluate_split(data::Split::kTest);
   summary.test = test.metrics;
   summary.test_users = test.users;
-  if (writer) append_line(log_path, metrics_json(test.metrics, "test", setup_.eval.protocol, test.users, summary.best_epoch));
+  if (writer)
+    append_line(out_path("metrics.jsonl"),
+                metrics_json(test.metrics, "test", setup_.eval.protocol, test.users, summary.best_epoch));
   log_peak_memory();
   return summary;
 }

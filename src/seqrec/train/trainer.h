@@ -20,6 +20,7 @@
 #pragma once
 
 #include <functional>
+#include <limits>
 #include <memory>
 #include <string>
 #include <vector>
@@ -93,6 +94,39 @@ class Trainer {
   TrainSummary fit(bool resume);
 
  private:
+  /// The loop's counters, restored by a resume and saved with every epoch (TrainCounters), and what
+  /// a resume read for the optimizer until the ranks have synchronised.
+  struct RunState {
+    int64_t start_epoch = 0;  ///< epochs already done
+    double best = -std::numeric_limits<double>::infinity();
+    int64_t best_epoch = 0;
+    int64_t bad_evals = 0;    ///< evaluations without improvement (early stopping)
+    bool stopped = false;     ///< early stopping ended the run (a resumed one trains no further)
+    std::vector<std::string> committed_shards;  ///< the optimizer shards the resumed state names
+    NamedTensors full_opt_state;                ///< a resume's optimizer state as read by this rank
+    bool own_share_loaded = false;              ///< ZeRO: this rank read its moments from the shards itself
+  };
+  // The steps of fit(), in order.
+  NamedTensors trainable_parameters() const;
+  /// ZeRO in a data-parallel job: the shard plan, ZeRO-3's gate, and the parameters every rank keeps whole.
+  void plan_sharding(const NamedTensors& params);
+  /// With resume and a state in out_dir: weights, optimizer, counters (and metrics.jsonl cut back to
+  /// them); otherwise a fresh start that clears what a killed run left.
+  RunState restore(bool resume, const NamedTensors& params, AdamW& optimizer);
+  /// Data parallel: rank 0's counters, weights and optimizer state everywhere; the gradient reducer.
+  void sync_ranks(RunState& state, AdamW& optimizer, const NamedTensors& params);
+  /// The batcher for this rank, after the checks the loss and the model's layout need.
+  data::TrainBatcherOptions batcher_options() const;
+  /// Refuses an empty training set; rank 0 logs the run's shape.
+  void log_plan(const data::TrainBatcher& batcher, int64_t total_params) const;
+  /// Evaluates after `epoch` (0-based): metrics line, selection (best.safetensors) and early
+  /// stopping; holdout 1 keeps the evaluation as the final test. Returns whether to stop.
+  bool evaluate_epoch(int64_t epoch, RunState& state, std::optional<eval::EvalResult>& final_test);
+  /// Commits the epoch: optimizer shards, then last.state.safetensors (the commit point), then last.safetensors.
+  void commit_epoch(int64_t epoch, const RunState& state, AdamW& optimizer, bool stop);
+  bool data_parallel() const { return setup_.group && setup_.world_size > 1; }
+  std::string out_path(const std::string& name) const { return setup_.train.out_dir + "/" + name; }
+
   double train_epoch(int64_t epoch, AdamW& optimizer, data::TrainBatcher& batcher);
   eval::EvalResult evaluate_split(data::Split split);
   void broadcast_model();
