@@ -10,6 +10,8 @@ set(SEQREC_BASE_SOURCES
   src/seqrec/common/crash_point.cc
   src/seqrec/common/safetensors.cc
   src/seqrec/common/progress.cc
+  src/seqrec/common/utf8.cc
+  src/seqrec/common/nfc.cc
   src/seqrec/config/config_node.cc
   src/seqrec/config/options.cc
   src/seqrec/data/interaction_store.cc

@@ -33,5 +33,32 @@ TEST(Utf8Test, AppendRoundTripsThroughTheValidator) {
   }
 }
 
+TEST(Utf8Test, CharLengthsAndMaximalInvalidSubparts) {
+  auto len = [](const std::string& s, int* sub) {
+    return utf8_char(reinterpret_cast<const unsigned char*>(s.data()), s.size(), sub);
+  };
+  int sub = -1;
+  EXPECT_EQ(len("a", &sub), 1);
+  EXPECT_EQ(len("\xC3\xA9x", &sub), 2);
+  EXPECT_EQ(len("\xF0\x9F\x98\x80", &sub), 4);
+  EXPECT_EQ(len("\xE6\x97", &sub), 0);  // truncated: the two bytes are one invalid subpart
+  EXPECT_EQ(sub, 2);
+  EXPECT_EQ(len("\xE0\x80", &sub), 0);  // E0 needs A0..BF next: the subpart is E0 alone
+  EXPECT_EQ(sub, 1);
+  EXPECT_EQ(len("\xFF", &sub), 0);
+  EXPECT_EQ(sub, 1);
+  EXPECT_EQ(utf8_decode(reinterpret_cast<const unsigned char*>("\xE6\x97\xA5"), 3), 0x65E5u);
+  EXPECT_EQ(utf8_decode(reinterpret_cast<const unsigned char*>("\xF4\x8F\xBF\xBF"), 4), 0x10FFFFu);
+}
+
+TEST(Utf8Test, LossyRepairReplacesEachMaximalInvalidSubpartOnce) {
+  // Python: b"a\xe6\x97b\xe0\x80c\xff".decode("utf-8", "replace") == "a\ufffdb\ufffd\ufffdc\ufffd"
+  const std::string fffd = "\xEF\xBF\xBD";
+  EXPECT_EQ(to_valid_utf8("a\xE6\x97" "b\xE0\x80" "c\xFF"), "a" + fffd + "b" + fffd + fffd + "c" + fffd);
+  EXPECT_EQ(to_valid_utf8("caf\xC3\xA9"), "caf\xC3\xA9");
+  EXPECT_TRUE(is_valid_utf8("caf\xC3\xA9"));
+  EXPECT_FALSE(is_valid_utf8("caf\xC3"));
+}
+
 }  // namespace
 }  // namespace seqrec

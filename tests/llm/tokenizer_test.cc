@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "seqrec/common/error.h"
+#include "seqrec/common/nfc.h"
 #include "seqrec/llm/bpe_tokenizer.h"
 #include "seqrec/llm/sentencepiece_tokenizer.h"
 #include "seqrec/llm/tokenizer.h"

@@ -1,5 +1,5 @@
-// UTF-8 encoding of one code point (shared by the tokenizers and the item-text cleaner), and a
-// validity check.
+// UTF-8 in one place for the tokenizers, the config reader and the item-text cleaner: encoding of a
+// code point, the length of one character, validity and lossy repair (utf8.cc).
 #pragma once
 
 #include <cstdint>
@@ -27,40 +27,22 @@ inline void utf8_append(std::string& out, uint32_t cp) {
   }
 }
 
-/// Length of the longest prefix of `s` that is valid UTF-8 (s.size() when all of it is): no stray
-/// continuation bytes, truncated sequences, overlong forms, surrogates or code points past U+10FFFF.
-inline size_t utf8_valid_prefix(std::string_view s) {
-  size_t i = 0;
-  const size_t n = s.size();
-  while (i < n) {
-    const auto b = static_cast<unsigned char>(s[i]);
-    size_t len = 0;
-    uint32_t lo = 0x80, hi = 0xBF;  // allowed range of the second byte
-    if (b < 0x80) {
-      ++i;
-      continue;
-    } else if (b >= 0xC2 && b <= 0xDF) {
-      len = 2;
-    } else if (b >= 0xE0 && b <= 0xEF) {
-      len = 3;
-      if (b == 0xE0) lo = 0xA0;  // overlong
-      if (b == 0xED) hi = 0x9F;  // surrogates
-    } else if (b >= 0xF0 && b <= 0xF4) {
-      len = 4;
-      if (b == 0xF0) lo = 0x90;  // overlong
-      if (b == 0xF4) hi = 0x8F;  // past U+10FFFF
-    } else {
-      return i;
-    }
-    if (n - i < len) return i;
-    const auto b1 = static_cast<unsigned char>(s[i + 1]);
-    if (b1 < lo || b1 > hi) return i;
-    for (size_t k = 2; k < len; ++k) {
-      if ((static_cast<unsigned char>(s[i + k]) & 0xC0) != 0x80) return i;
-    }
-    i += len;
-  }
-  return n;
-}
+/// Length of the valid UTF-8 character at p[0..n) (1..4; n >= 1), or 0 if the bytes there are
+/// malformed (stray continuation byte, truncated sequence, overlong form, surrogate, past U+10FFFF);
+/// `*subpart` is then the length of the maximal invalid subpart (>= 1), which one U+FFFD replaces
+/// as Rust's from_utf8_lossy and Python's decode(errors="replace") do.
+int utf8_char(const unsigned char* p, size_t n, int* subpart = nullptr);
+
+/// The code point of the valid character of `len` bytes at p (utf8_char's length).
+uint32_t utf8_decode(const unsigned char* p, int len);
+
+/// Length of the longest prefix of `s` that is valid UTF-8 (s.size() when all of it is).
+size_t utf8_valid_prefix(std::string_view s);
+
+/// Whether all of `s` is valid UTF-8.
+inline bool is_valid_utf8(std::string_view s) { return utf8_valid_prefix(s) == s.size(); }
+
+/// `s` with each maximal invalid subpart replaced by U+FFFD (from_utf8_lossy semantics).
+std::string to_valid_utf8(std::string_view s);
 
 }  // namespace seqrec

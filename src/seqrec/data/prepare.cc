@@ -23,6 +23,7 @@
 #include <nlohmann/json.hpp>
 
 #include "seqrec/common/error.h"
+#include "seqrec/common/utf8.h"
 #include "seqrec/common/fs.h"
 #include "seqrec/common/owned_dir.h"
 #include "seqrec/common/log.h"
@@ -1060,30 +1061,10 @@ void write_csr(const Ingest& in, const std::vector<uint8_t>& keep,
 // ---------------------------------------------------------------------------------------------
 // Item side tables.
 
-/// Whether `s` is valid UTF-8 and contains at least one multi-byte sequence.
+/// Whether `s` is valid UTF-8 (common/utf8.h) and contains at least one multi-byte sequence.
 bool looks_like_utf8(const std::string& s) {
-  bool multibyte = false;
-  size_t i = 0;
-  const size_t n = s.size();
-  while (i < n) {
-    const auto c = static_cast<unsigned char>(s[i]);
-    if (c < 0x80) {
-      ++i;
-      continue;
-    }
-    size_t len = 0;
-    if ((c & 0xE0) == 0xC0 && c >= 0xC2) len = 2;
-    else if ((c & 0xF0) == 0xE0) len = 3;
-    else if ((c & 0xF8) == 0xF0 && c <= 0xF4) len = 4;
-    else return false;
-    if (i + len > n) return false;
-    for (size_t k = 1; k < len; ++k) {
-      if ((static_cast<unsigned char>(s[i + k]) & 0xC0) != 0x80) return false;
-    }
-    multibyte = true;
-    i += len;
-  }
-  return multibyte;
+  const bool multibyte = std::any_of(s.begin(), s.end(), [](char c) { return static_cast<unsigned char>(c) >= 0x80; });
+  return multibyte && is_valid_utf8(s);
 }
 
 std::string latin1_to_utf8(const std::string& s) {

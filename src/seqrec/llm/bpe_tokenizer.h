@@ -42,7 +42,4 @@ class BpeTokenizer : public Tokenizer {
   std::unique_ptr<Impl> impl_;
 };
 
-/// The canonical composition (NFC) of UTF-8 `text`; invalid UTF-8 bytes are passed through as is.
-std::string nfc_normalize(const std::string& text);
-
 }  // namespace seqrec::llm

@@ -12,6 +12,7 @@
 #include <utility>
 
 #include "seqrec/common/error.h"
+#include "seqrec/common/utf8.h"
 
 namespace seqrec::llm {
 namespace {
@@ -114,33 +115,9 @@ class WireReader {
   size_t pos_ = 0;
 };
 
-// ---------------------------------------------------------------- UTF-8
-
 // Length of the valid UTF-8 character at s[pos], 0 if the bytes there are malformed.
 size_t utf8_valid_len(std::string_view s, size_t pos) {
-  const auto b0 = static_cast<uint8_t>(s[pos]);
-  if (b0 < 0x80) return 1;
-  size_t len;
-  uint32_t cp;
-  if (b0 >= 0xC2 && b0 <= 0xDF) {
-    len = 2, cp = b0 & 0x1F;
-  } else if (b0 >= 0xE0 && b0 <= 0xEF) {
-    len = 3, cp = b0 & 0x0F;
-  } else if (b0 >= 0xF0 && b0 <= 0xF4) {
-    len = 4, cp = b0 & 0x07;
-  } else {
-    return 0;
-  }
-  if (pos + len > s.size()) return 0;
-  for (size_t i = 1; i < len; ++i) {
-    const auto b = static_cast<uint8_t>(s[pos + i]);
-    if ((b & 0xC0) != 0x80) return 0;
-    cp = (cp << 6) | (b & 0x3F);
-  }
-  if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)) || (cp >= 0xD800 && cp <= 0xDFFF)) {
-    return 0;
-  }
-  return len;
+  return static_cast<size_t>(utf8_char(reinterpret_cast<const unsigned char*>(s.data()) + pos, s.size() - pos));
 }
 
 // Appends `bytes` as UTF-8, each malformed byte becoming U+FFFD (as SentencePiece decodes byte pieces).
