@@ -331,6 +331,27 @@ TEST_F(LaunchTest, LsvcrAlignTwoWorkersEqualOneProcessWithDoubleBatch) {
   EXPECT_FALSE(std::filesystem::exists(dir_.file("s2")));
 }
 
+// Only train divides its work among ranks: launch refuses any other command before starting
+// workers, and a command started as a rank of a job (WORLD_SIZE > 1) refuses to run, data commands
+// (the launcher binary) and LibTorch ones (seqrec-torch) alike.
+TEST(LaunchRefusal, CommandsThatDoNotDivideTheirWorkRefuseToRunAsRanks) {
+  TempDir dir;
+  Result r = run(dir, "launch --nproc-per-node 2 -- finetune --config " + dir.file("none.yaml"));
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("launch: 'finetune' runs in one process; only train runs data-parallel"), std::string::npos) << r.err;
+  EXPECT_EQ(r.err.find("started rank"), std::string::npos) << r.err;
+  ::setenv("WORLD_SIZE", "2", 1);
+  Result data = run(dir, "synth --set synth.num_users=5 --out " + dir.file("raw"));
+  Result lm = run(dir, "lm score --model " + dir.file("none") + " --text hi");
+  ::unsetenv("WORLD_SIZE");
+  for (const Result* x : {&data, &lm}) {
+    EXPECT_EQ(x->code, 2);
+    EXPECT_NE(x->err.find("WORLD_SIZE: this command runs in one process; only train runs data-parallel"),
+              std::string::npos) << x->err;
+  }
+  EXPECT_FALSE(std::filesystem::exists(dir.file("raw")));
+}
+
 TEST_F(LaunchTest, KillingOneWorkerFailsTheJobNamingIt) {
   const std::string config = exact_step_config(dir_, "long", 4);
   ASSERT_EQ(run(dir_, "prepare --config " + config).code, 0);
