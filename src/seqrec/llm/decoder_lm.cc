@@ -230,7 +230,9 @@ void check_token_ids(const torch::Tensor& ids, int64_t vocab_size) {
 }
 
 torch::Tensor DecoderLmImpl::forward_hidden(const DecoderInput& in, DecoderCache* cache) {
-  if (!in.inputs_embeds.defined()) check_token_ids(in.input_ids, config_.vocab_size);
+  // Checked here for ids on the CPU; callers that move ids to a GPU check them before the copy
+  // (the check reads the ids on the host: on a GPU it would wait for the device every forward).
+  if (!in.inputs_embeds.defined() && in.input_ids.is_cpu()) check_token_ids(in.input_ids, config_.vocab_size);
   torch::Tensor x = in.inputs_embeds.defined() ? in.inputs_embeds : model->embed_tokens(in.input_ids);  // [B, T, D]
   const int64_t b = x.size(0), t = x.size(1);
   const int64_t past = cache && !cache->empty() && (*cache)[0].k.defined() ? (*cache)[0].k.size(2) : 0;

@@ -102,6 +102,8 @@ torch::Tensor decoder_inverse_frequencies(const DecoderConfig& config);
 
 /// Throws DataError when a token id of `ids` is negative or >= vocab_size (the message says the
 /// text was probably tokenized with another tokenizer); LibTorch's embedding would abort instead.
+/// forward_hidden checks ids on the CPU; code that copies ids to a GPU calls this on the host copy
+/// first (reading GPU ids back would synchronise every forward).
 void check_token_ids(const torch::Tensor& ids, int64_t vocab_size);
 
 /// Loads every parameter of `model` from the safetensors in `dir` (single file or sharded with an
