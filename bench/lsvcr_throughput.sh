@@ -3,7 +3,8 @@
 # sections of up to 100 comments, stories260K text embeddings): stage 1 (alignment: stories260K
 # with LoRA + RecCom, 16 + 16 samples per step) in LLM tokens/s, and stage 2 (RecCom alone, batch
 # 128 video + 128 comment samples, histories of 20) in training samples/s, for the full model and
-# the one without the comment history, at 1 and 2 threads. Medians over the rounds.
+# the one without the comment history, at 1 and 2 threads; and stage 1 data-parallel over 2 ranks
+# of one thread (seqrec launch, 8 + 8 samples each). Medians over the rounds.
 #
 # No reference runs beside it: LSVCR's own code (zhengbw0324/LSVCR) trains ChatGLM3-6B on GPUs
 # with DeepSpeed and has no CPU path to compare with on these cores; this is a measurement of
@@ -48,6 +49,14 @@ for r in $(seq "$rounds"); do
       echo "{\"round\":$r,\"stage\":\"$variant\",\"threads\":$threads,\"value\":$sps}" | tee -a "$out"
     done
   done
+  # Stage 1 data-parallel: 2 ranks x 8 + 8 samples (the same 16 + 16 per step), one thread each,
+  # negatives gathered across the ranks; tokens of both ranks over rank 0's step time.
+  "$seqrec" launch --nproc-per-node 2 -- train --config configs/lsvcr/align.yaml "${common[@]}" \
+    --set lsvcr.align.max_steps=20 --set lsvcr.align.prompt_history=3 --set lsvcr.align.max_prompt_tokens=160 \
+    --set train.batch_size=8 --set train.threads=1 --set train.out_dir="$work/align2" >"$work/align2.out" 2>"$work/align2.err" ||
+    { cat "$work/align2.err" >&2; exit 1; }
+  tps=$(python3 -c 'import json,sys; print(json.loads(open(sys.argv[1]).read().strip().splitlines()[-1])["tokens_per_s"])' "$work/align2.out")
+  echo "{\"round\":$r,\"stage\":\"align_2ranks\",\"threads\":1,\"value\":$tps}" | tee -a "$out"
 done
 python3 - "$out" <<'PY'
 import json, statistics, sys
@@ -59,4 +68,6 @@ for stage, unit in [("align", "stage 1, LLM tokens/s"), ("full", "stage 2 full m
     for t in (1, 2):
         v = [r["value"] for r in rows if r["stage"] == stage and r["threads"] == t]
         print(f"| {unit} | {t} | {statistics.median(v):.0f} | {', '.join(f'{x:.0f}' for x in v)} |")
+v = [r["value"] for r in rows if r["stage"] == "align_2ranks"]
+print(f"| stage 1, LLM tokens/s, 2 ranks (seqrec launch) | 1 each | {statistics.median(v):.0f} | {', '.join(f'{x:.0f}' for x in v)} |")
 PY
