@@ -5,8 +5,15 @@
 
 #include "seqrec/common/error.h"
 #include "seqrec/config/config_node.h"
+#include "seqrec/dist/env.h"
 
 namespace seqrec::cli {
+
+void refuse_to_run_as_a_rank() {
+  if (dist::is_distributed(dist::process_env()))
+    throw ConfigError("WORLD_SIZE", "this command runs in one process; only train runs data-parallel "
+                                    "(every rank would write the same outputs)");
+}
 
 int guarded(const std::function<int()>& run) {
   try {

@@ -15,6 +15,11 @@ namespace seqrec::cli {
 /// DataError / CheckpointError / other exceptions exit 1, each printed on one stderr line.
 int guarded(const std::function<int()>& run);
 
+/// Throws ConfigError (WORLD_SIZE) when this process was started as one rank of a data-parallel job
+/// (torchrun, srun, seqrec launch): for every command but train, which alone divides its work;
+/// the others would run once per rank on the same outputs.
+void refuse_to_run_as_a_rank();
+
 /// --config and --set, shared by every subcommand.
 void add_common_options(CLI::App* cmd, CliArgs& args);
 

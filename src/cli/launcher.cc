@@ -14,8 +14,6 @@
 #include <cstring>
 #include <string>
 
-#include "seqrec/common/error.h"
-#include "seqrec/dist/env.h"
 #include "cli/data_cli.h"
 
 namespace {
@@ -59,10 +57,7 @@ int main(int argc, char** argv) {
     return app.exit(e);
   }
   return seqrec::cli::guarded([&] {
-    // Started as one rank of a job: a data command would run once per rank on the same outputs.
-    if (seqrec::dist::is_distributed(seqrec::dist::process_env()))
-      throw seqrec::ConfigError("WORLD_SIZE", "this command runs in one process; only train runs data-parallel "
-                                              "(every rank would write the same outputs)");
+    seqrec::cli::refuse_to_run_as_a_rank();
     return seqrec::cli::run_data_command(data, args);
   });
 }

@@ -10,7 +10,6 @@
 #include "cli/data_cli.h"
 #include "seqrec/common/allocator.h"
 #include "seqrec/common/error.h"
-#include "seqrec/dist/env.h"
 
 namespace {
 
@@ -142,10 +141,7 @@ int main(int argc, char** argv) {
     return app.exit(e);
   }
   return seqrec::cli::guarded([&]() -> int {
-    // Started as one rank of a job (torchrun, srun, seqrec launch): only train divides its work.
-    if (!subs[0].first->parsed() && !launch->parsed() && seqrec::dist::is_distributed(seqrec::dist::process_env()))
-      throw seqrec::ConfigError("WORLD_SIZE", "this command runs in one process; only train runs data-parallel "
-                                              "(every rank would write the same outputs)");
+    if (!subs[0].first->parsed() && !launch->parsed()) seqrec::cli::refuse_to_run_as_a_rank();
     for (const auto& [sub, cmd] : subs)
       if (sub->parsed()) return cmd->run(args);
     if (launch->parsed()) return seqrec::cli::run_launch(args);
