@@ -8,6 +8,7 @@
 #include <numeric>
 
 #include "seqrec/common/error.h"
+#include "seqrec/llm/token_ids.h"
 
 namespace seqrec::llm {
 
@@ -42,8 +43,7 @@ torch::Tensor DecoderLmScorer::start(const std::vector<std::vector<int64_t>>& pr
   cache_.clear();
   const auto device = lm_->model->embed_tokens->weight.device();
   DecoderInput in;
-  if (!device.is_cpu()) check_token_ids(ids, lm_->config().vocab_size);  // on the host, before the copy
-  in.input_ids = ids.to(device);
+  in.input_ids = token_ids_to(ids, device, lm_->config().vocab_size);
   in.positions = positions.to(device);
   padded_ = !prompt_valid_.all().item<bool>();
   if (padded_) in.key_valid = prompt_valid_;

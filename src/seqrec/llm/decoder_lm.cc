@@ -1,5 +1,6 @@
 // Decoder LM: config, forward and Hugging Face weight loading.
 #include "seqrec/llm/decoder_lm.h"
+#include "seqrec/llm/token_ids.h"
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <sys/mman.h>
@@ -229,9 +230,13 @@ void check_token_ids(const torch::Tensor& ids, int64_t vocab_size) {
                     " ids): was the text tokenized with another tokenizer than the model's?");
 }
 
+torch::Tensor token_ids_to(const torch::Tensor& ids, const torch::Device& device, int64_t vocab_size) {
+  if (!device.is_cpu()) check_token_ids(ids, vocab_size);
+  return ids.to(device);
+}
+
 torch::Tensor DecoderLmImpl::forward_hidden(const DecoderInput& in, DecoderCache* cache) {
-  // Checked here for ids on the CPU; callers that move ids to a GPU check them before the copy
-  // (the check reads the ids on the host: on a GPU it would wait for the device every forward).
+  // Checked here for ids on the CPU; ids on a GPU were checked on their way there (token_ids_to).
   if (!in.inputs_embeds.defined() && in.input_ids.is_cpu()) check_token_ids(in.input_ids, config_.vocab_size);
   torch::Tensor x = in.inputs_embeds.defined() ? in.inputs_embeds : model->embed_tokens(in.input_ids);  // [B, T, D]
   const int64_t b = x.size(0), t = x.size(1);

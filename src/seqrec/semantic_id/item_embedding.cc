@@ -15,6 +15,7 @@
 #include "seqrec/common/utf8.h"
 #include "seqrec/data/item_catalog.h"
 #include "seqrec/llm/decoder_lm.h"
+#include "seqrec/llm/token_ids.h"
 #include "seqrec/llm/tokenizer.h"
 #include "seqrec/nn/llama_block.h"
 
@@ -124,9 +125,7 @@ torch::Tensor pooled_packed(llm::DecoderLmImpl& lm, const std::vector<const std:
   const int64_t t = static_cast<int64_t>(ids.size()), n = static_cast<int64_t>(seqs.size());
   nn::PackedSegments packed = nn::pack_segments(lengths);
   llm::DecoderInput in;
-  auto host_ids = torch::tensor(ids, torch::kLong).view({1, t});
-  if (!dev.is_cpu()) llm::check_token_ids(host_ids, lm.config().vocab_size);  // on the host, before the copy
-  in.input_ids = host_ids.to(dev);
+  in.input_ids = llm::token_ids_to(torch::tensor(ids, torch::kLong).view({1, t}), dev, lm.config().vocab_size);
   in.positions = torch::tensor(positions, torch::kLong).view({1, t}).to(dev);
   in.packed = &packed;
   auto hidden = lm.forward_hidden(in).squeeze(0).to(torch::kFloat);                          // [T, D]

@@ -5,6 +5,8 @@
 
 #include <algorithm>
 
+#include "seqrec/llm/token_ids.h"
+
 namespace seqrec::train {
 
 SftBatch collate_sft(const std::vector<const llm::TokenizedExample*>& examples, SftLayout layout) {
@@ -57,8 +59,7 @@ torch::Tensor sft_loss_sum(llm::DecoderLmImpl& lm, const SftBatch& batch) {
   const auto device = lm.model->embed_tokens->weight.device();
   if (batch.target_ids.numel() == 0) return torch::zeros({}, torch::TensorOptions().device(device));
   llm::DecoderInput in;
-  if (!device.is_cpu()) llm::check_token_ids(batch.input_ids, lm.config().vocab_size);  // host copy, before the copy
-  in.input_ids = batch.input_ids.to(device);
+  in.input_ids = llm::token_ids_to(batch.input_ids, device, lm.config().vocab_size);
   in.positions = batch.positions.to(device);
   if (batch.is_packed) {
     in.packed = &batch.packed;
