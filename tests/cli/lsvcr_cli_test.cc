@@ -4,6 +4,7 @@
 #include <torch/torch.h>
 
 #include "cli/cli_support.h"
+#include "cli/lsvcr_cli_support.h"
 #include "seqrec/common/fs.h"
 #include "seqrec/train/checkpoint.h"
 
@@ -26,21 +27,14 @@ TEST(LsvcrCliTest, PrepareNamesTheFileAndLineOfACommentOnAnUnknownVideo) {
 TEST(LsvcrCliTest, SynthPrepareAlignAndFinetuneFromTheAlignedModel) {
   if (!path_exists(kStories + "/config.json")) GTEST_SKIP() << "no " << kStories;
   TempDir dir;
-  Result r = run_seqrec("synth --set synth.mode=lsvcr --set synth.num_users=40 --set synth.num_videos=16 "
-                        "--set synth.num_topics=4 --set synth.max_comments=24 --out " + dir.file("raw"), dir);
-  ASSERT_EQ(r.code, 0) << r.err;
-  r = run_seqrec("prepare --set prepare.format=lsvcr --input " + dir.file("raw") + " --out " + dir.file("data"), dir);
-  ASSERT_EQ(r.code, 0) << r.err;
-  const auto counts = last_json(r.out);
-  torch::manual_seed(1);
-  train::save_tensors(dir.file("v.safetensors"), {{"embeddings", torch::randn({counts["videos"].get<int64_t>(), 8})}}, {});
-  train::save_tensors(dir.file("c.safetensors"), {{"embeddings", torch::randn({counts["comments"].get<int64_t>(), 8})}}, {});
+  make_small_lsvcr_data(dir);
+  if (HasFatalFailure()) return;
   const std::string common =
       "--config " + std::string(SEQREC_SOURCE_DIR) + "/configs/lsvcr/synthetic.yaml --set data.dir=" + dir.file("data") +
       " --set lsvcr.video_title_emb=" + dir.file("v.safetensors") + " --set lsvcr.comment_emb=" + dir.file("c.safetensors") +
       " --set model.max_history=6 --set model.max_position=12 --set model.hidden_dim=16 --set model.ffn_dim=32"
       " --set model.text_hidden_dim=16 --set model.text_dim=16 --set train.batch_size=64 --set train.threads=1";
-  r = run_seqrec("train " + common + " --set lsvcr.stage=align --set lsvcr.align.llm=" + kStories +
+  Result r = run_seqrec("train " + common + " --set lsvcr.stage=align --set lsvcr.align.llm=" + kStories +
                      " --set lsvcr.align.max_steps=2 --set lsvcr.align.max_prompt_tokens=64 --set train.batch_size=4"
                      " --set train.out_dir=" + dir.file("align"),
                  dir);

@@ -27,6 +27,7 @@
 #include "seqrec/dist/process_group.h"
 #include "seqrec/train/checkpoint.h"
 #include "cli/cli_support.h"
+#include "cli/lsvcr_cli_support.h"
 #include "support.h"
 
 namespace {
@@ -288,15 +289,8 @@ TEST_F(LaunchTest, HstuWithTwoWorkersMatchesSingleProcessValidationWithinNoise) 
 TEST_F(LaunchTest, LsvcrAlignTwoWorkersEqualOneProcessWithDoubleBatch) {
   const std::string stories = SEQREC_SOURCE_DIR "/../shared/models/stories260K/hf";
   if (!std::filesystem::exists(stories + "/config.json")) GTEST_SKIP() << "no " << stories;
-  Result r = run(dir_, "synth --set synth.mode=lsvcr --set synth.num_users=40 --set synth.num_videos=16 "
-                       "--set synth.num_topics=4 --set synth.max_comments=24 --out " + dir_.file("raw"));
-  ASSERT_EQ(r.code, 0) << r.err;
-  r = run(dir_, "prepare --set prepare.format=lsvcr --input " + dir_.file("raw") + " --out " + dir_.file("data"));
-  ASSERT_EQ(r.code, 0) << r.err;
-  const auto counts = last_json(r.out);
-  torch::manual_seed(1);
-  seqrec::train::save_tensors(dir_.file("v.safetensors"), {{"embeddings", torch::randn({counts["videos"].get<int64_t>(), 8})}}, {});
-  seqrec::train::save_tensors(dir_.file("c.safetensors"), {{"embeddings", torch::randn({counts["comments"].get<int64_t>(), 8})}}, {});
+  seqrec::testing::cli::make_small_lsvcr_data(dir_);
+  if (HasFatalFailure()) return;
   const std::string common =
       "--config " + std::string(SEQREC_SOURCE_DIR) + "/configs/lsvcr/align.yaml --set data.dir=" + dir_.file("data") +
       " --set lsvcr.video_title_emb=" + dir_.file("v.safetensors") + " --set lsvcr.comment_emb=" + dir_.file("c.safetensors") +

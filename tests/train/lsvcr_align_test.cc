@@ -16,6 +16,7 @@
 #include "seqrec/train/optim.h"
 #include "dist/dist_support.h"
 #include "support.h"
+#include "train/lsvcr_support.h"
 
 namespace seqrec::train {
 namespace {
@@ -24,8 +25,8 @@ const std::string kStories = SEQREC_SOURCE_DIR "/../shared/models/stories260K/hf
 
 TEST(LsvcrAlignTest, RandomPositionsAreSortedDistinctAndInRange) {
   Rng rng(4);
-  auto p = random_positions(3, 5, 12, rng);
-  ASSERT_EQ(p.sizes(), (std::vector<int64_t>{3, 5}));
+  auto p = torch::empty({3, 5}, torch::kInt64);
+  for (int64_t b = 0; b < 3; ++b) random_positions_row(12, rng, p[b].data_ptr<int64_t>(), 5);
   for (int64_t b = 0; b < 3; ++b)
     for (int64_t i = 0; i < 5; ++i) {
       EXPECT_GE(p[b][i].item<int64_t>(), 0);
@@ -35,7 +36,9 @@ TEST(LsvcrAlignTest, RandomPositionsAreSortedDistinctAndInRange) {
       }
     }
   EXPECT_FALSE(p[0].equal(p[1]) && p[1].equal(p[2]));
-  EXPECT_TRUE(random_positions(1, 4, 4, rng).equal(torch::arange(4, torch::kInt64).view({1, 4})));
+  auto all = torch::empty({4}, torch::kInt64);
+  random_positions_row(4, rng, all.data_ptr<int64_t>(), 4);
+  EXPECT_TRUE(all.equal(torch::arange(4, torch::kInt64)));
 }
 
 TEST(LsvcrAlignTest, PromptsListBothHistoriesAndTheResponseIsTheTarget) {
@@ -61,26 +64,15 @@ TEST(LsvcrAlignTest, PromptsListBothHistoriesAndTheResponseIsTheTarget) {
 
 /// A small LSVCR store, RecCom without ID embeddings and stories260K with LoRA (no dropout anywhere).
 struct AlignSetup {
-  seqrec::testing::TempDir raw, prepared;
-  data::LsvcrStore store;
-  data::LsvcrSplits splits;
+  seqrec::testing::SyntheticLsvcr data{seqrec::testing::small_lsvcr(30, 12, 20, 24)};
+  const data::LsvcrStore& store = data.store;
+  const data::LsvcrSplits& splits = data.splits;
   models::LsvcrOptions m;
   models::LsvcrTextTables tables;
   LsvcrAlignOptions o;
   LsvcrTexts texts;
 
   AlignSetup() {
-    data::LsvcrSynthOptions so;
-    so.num_users = 30;
-    so.num_videos = 12;
-    so.num_topics = 3;
-    so.min_comments = 20;
-    so.max_comments = 24;
-    so.output = raw.path();
-    data::generate_lsvcr_synthetic(so);
-    data::prepare_lsvcr(raw.path(), prepared.path());
-    store = data::LsvcrStore::load(prepared.file(data::kLsvcrStoreFile));
-    splits = data::split_lsvcr(store);
     m.num_videos = store.num_videos;
     m.num_comments = store.num_comments;
     m.text_input_dim = 4;
@@ -93,15 +85,12 @@ struct AlignSetup {
     m.dropout = 0;
     m.use_id_embeddings = false;
     torch::manual_seed(1);
-    tables.video_title = torch::randn({store.num_videos + 1, 4});
-    tables.comment_text = torch::randn({store.num_comments + 1, 4});
-    tables.comment_video = torch::tensor(store.comment_video, torch::kInt64);
-    tables.video_hot_comment = torch::tensor(store.video_hot_comment, torch::kInt64);
+    tables = seqrec::testing::random_text_tables(store, 4);
     o.prompt_history = 2;
     o.max_prompt_tokens = 96;
     o.max_response_tokens = 16;
     o.lora.dropout = 0;
-    texts = load_lsvcr_texts(prepared.path());
+    texts = load_lsvcr_texts(data.prepared.path());
   }
   /// RecCom and the LoRA-adapted LLM, the same weights at every call.
   std::pair<models::Lsvcr, LsvcrAligner> models() const {

@@ -11,6 +11,7 @@
 #include "seqrec/data/lsvcr_synth.h"
 #include "seqrec/train/optim.h"
 #include "support.h"
+#include "train/lsvcr_support.h"
 
 namespace seqrec::train {
 namespace {
@@ -51,24 +52,13 @@ TEST(LsvcrTrainerTest, CommentNegativesComeFromTheSameVideoWithoutPositives) {
 }
 
 struct Fixture {
-  seqrec::testing::TempDir raw, prepared;
-  data::LsvcrStore store;
-  data::LsvcrSplits splits;
+  seqrec::testing::SyntheticLsvcr data{seqrec::testing::small_lsvcr(60, 24, 20, 30)};
+  const data::LsvcrStore& store = data.store;
+  const data::LsvcrSplits& splits = data.splits;
   models::Lsvcr model{nullptr};
   LsvcrRunOptions run;
 
   Fixture() {
-    data::LsvcrSynthOptions o;
-    o.num_users = 60;
-    o.num_videos = 24;
-    o.num_topics = 3;
-    o.min_comments = 20;
-    o.max_comments = 30;
-    o.output = raw.path();
-    data::generate_lsvcr_synthetic(o);
-    data::prepare_lsvcr(raw.path(), prepared.path());
-    store = data::LsvcrStore::load(prepared.file(data::kLsvcrStoreFile));
-    splits = data::split_lsvcr(store);
     models::LsvcrOptions m;
     m.num_videos = store.num_videos;
     m.num_comments = store.num_comments;
@@ -82,12 +72,7 @@ struct Fixture {
     m.dropout = 0.0;
     torch::manual_seed(5);
     model = models::Lsvcr(m);
-    models::LsvcrTextTables t;
-    t.video_title = torch::randn({store.num_videos + 1, 6});
-    t.comment_text = torch::randn({store.num_comments + 1, 6});
-    t.comment_video = torch::tensor(store.comment_video, torch::kInt64);
-    t.video_hot_comment = torch::tensor(store.video_hot_comment, torch::kInt64);
-    model->set_text_tables(t);
+    model->set_text_tables(seqrec::testing::random_text_tables(store, 6));
     run.neg_comment_num = 5;
     run.id_text_negatives = 9;
   }

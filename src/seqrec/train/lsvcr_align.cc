@@ -86,12 +86,6 @@ void random_positions_row(int64_t max_position, Rng& rng, int64_t* out, int64_t 
   std::copy(all.begin(), all.begin() + length, out);
 }
 
-torch::Tensor random_positions(int64_t batch, int64_t length, int64_t max_position, Rng& rng) {
-  auto out = torch::empty({batch, length}, torch::kInt64);
-  for (int64_t b = 0; b < batch; ++b) random_positions_row(max_position, rng, out[b].data_ptr<int64_t>(), length);
-  return out;
-}
-
 LsvcrAlignerImpl::LsvcrAlignerImpl(std::shared_ptr<llm::DecoderLmImpl> lm, int64_t sr_dim) : llm(std::move(lm)) {
   register_module("llm", llm);
   contrast_adapter = register_module("contrast_adapter", torch::nn::Linear(llm->config().hidden_size, sr_dim));

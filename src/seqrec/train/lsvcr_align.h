@@ -79,10 +79,8 @@ struct LsvcrPrompt {
 LsvcrPrompt lsvcr_prompt(const data::LsvcrStore& store, const LsvcrTexts& texts, const data::LsvcrSample& sample,
                          int64_t comment, int64_t prompt_history);
 
-/// Sorted random positions: each row of [B, L] is an increasing draw of L of 0..max_position-1
-/// (the alignment stage's augmentation). Requires L <= max_position.
-torch::Tensor random_positions(int64_t batch, int64_t length, int64_t max_position, Rng& rng);
-/// One row of random_positions: writes L sorted draws into `out` (L = out's length).
+/// Sorted random positions (the alignment stage's augmentation): writes an increasing draw of
+/// `length` of 0..max_position-1 to out[0..length). Requires length <= max_position.
 void random_positions_row(int64_t max_position, Rng& rng, int64_t* out, int64_t length);
 
 /// The stage-1 model around the LLM: the LoRA-adapted LLM and the contrast adapter (LLM width -> D).
