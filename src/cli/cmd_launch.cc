@@ -101,11 +101,11 @@ int run_launch(const CliArgs& args) {
     throw ConfigError("--master-port", "must be in [1, 65535], got " + std::to_string(args.master_port));
   if (args.command.empty()) throw ConfigError("launch", "no command: seqrec launch --nproc-per-node N -- train ...");
   if (args.command[0] == "launch") throw ConfigError("launch", "the workers' command cannot be launch itself");
-  // Only train divides its work among ranks; any other command would run once per worker, all
-  // writing the same outputs.
-  if (args.command[0] != "train")
-    throw ConfigError("launch", "'" + args.command[0] + "' runs in one process; only train runs data-parallel "
-                                "(seqrec launch -- train ...)");
+  // Only train and finetune divide their work among ranks; any other command would run once per
+  // worker, all writing the same outputs.
+  if (args.command[0] != "train" && args.command[0] != "finetune")
+    throw ConfigError("launch", "'" + args.command[0] + "' runs in one process; only train and finetune run "
+                                "data-parallel (seqrec launch -- train ...)");
 
   const int64_t world = args.nproc_per_node * args.nnodes;
   const int64_t port = args.master_port > 0 ? args.master_port : args.nnodes == 1 ? free_port() : 29500;

@@ -11,7 +11,7 @@ namespace seqrec::cli {
 
 void refuse_to_run_as_a_rank() {
   if (dist::is_distributed(dist::process_env()))
-    throw ConfigError("WORLD_SIZE", "this command runs in one process; only train runs data-parallel "
+    throw ConfigError("WORLD_SIZE", "this command runs in one process; only train and finetune run data-parallel "
                                     "(every rank would write the same outputs)");
 }
 

@@ -141,7 +141,9 @@ int main(int argc, char** argv) {
     return app.exit(e);
   }
   return seqrec::cli::guarded([&]() -> int {
-    if (!subs[0].first->parsed() && !launch->parsed()) seqrec::cli::refuse_to_run_as_a_rank();
+    // train and finetune divide their work among the ranks of a job; the rest run in one process.
+    if (!subs[0].first->parsed() && !app.get_subcommand("finetune")->parsed() && !launch->parsed())
+      seqrec::cli::refuse_to_run_as_a_rank();
     for (const auto& [sub, cmd] : subs)
       if (sub->parsed()) return cmd->run(args);
     if (launch->parsed()) return seqrec::cli::run_launch(args);

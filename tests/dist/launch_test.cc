@@ -325,14 +325,15 @@ TEST_F(LaunchTest, LsvcrAlignTwoWorkersEqualOneProcessWithDoubleBatch) {
   EXPECT_FALSE(std::filesystem::exists(dir_.file("s2")));
 }
 
-// Only train divides its work among ranks: launch refuses any other command before starting
-// workers, and a command started as a rank of a job (WORLD_SIZE > 1) refuses to run, data commands
-// (the launcher binary) and LibTorch ones (seqrec-torch) alike.
+// Only train and finetune divide their work among ranks: launch refuses any other command before
+// starting workers, and a command started as a rank of a job (WORLD_SIZE > 1) refuses to run, data
+// commands (the launcher binary) and LibTorch ones (seqrec-torch) alike.
 TEST(LaunchRefusal, CommandsThatDoNotDivideTheirWorkRefuseToRunAsRanks) {
   TempDir dir;
-  Result r = run(dir, "launch --nproc-per-node 2 -- finetune --config " + dir.file("none.yaml"));
+  Result r = run(dir, "launch --nproc-per-node 2 -- eval --config " + dir.file("none.yaml") + " --checkpoint x");
   EXPECT_EQ(r.code, 2);
-  EXPECT_NE(r.err.find("launch: 'finetune' runs in one process; only train runs data-parallel"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("launch: 'eval' runs in one process; only train and finetune run data-parallel"),
+            std::string::npos) << r.err;
   EXPECT_EQ(r.err.find("started rank"), std::string::npos) << r.err;
   ::setenv("WORLD_SIZE", "2", 1);
   Result data = run(dir, "synth --set synth.num_users=5 --out " + dir.file("raw"));
@@ -340,10 +341,59 @@ TEST(LaunchRefusal, CommandsThatDoNotDivideTheirWorkRefuseToRunAsRanks) {
   ::unsetenv("WORLD_SIZE");
   for (const Result* x : {&data, &lm}) {
     EXPECT_EQ(x->code, 2);
-    EXPECT_NE(x->err.find("WORLD_SIZE: this command runs in one process; only train runs data-parallel"),
+    EXPECT_NE(x->err.find("WORLD_SIZE: this command runs in one process; only train and finetune run data-parallel"),
               std::string::npos) << x->err;
   }
   EXPECT_FALSE(std::filesystem::exists(dir.file("raw")));
+}
+
+// seqrec finetune under launch: 2 workers x 1 micro-batch per step leave the weights, the logged
+// step losses and the validation loss of one process with 2 (full fine-tuning of stories260K,
+// examples of different lengths, two epochs with validation); a resume at another world size is
+// refused.
+TEST_F(LaunchTest, FinetuneTwoWorkersEqualOneProcessWithDoubleAccumulation) {
+  const std::string stories = SEQREC_SOURCE_DIR "/../shared/models/stories260K/hf";
+  if (!std::filesystem::exists(stories + "/config.json")) GTEST_SKIP() << "no " << stories;
+  std::string jsonl;
+  for (int i = 0; i < 6; ++i)
+    jsonl += "{\"prompt\": \"Once upon a time there was a " + std::string(i % 2 ? "big " : "") + "dog number " +
+             std::to_string(i) + "\", \"response\": \"" + std::string(i % 3 ? "and it ran far away" : "it sat") + "\"}\n";
+  dir_.write("train.jsonl", jsonl);
+  const std::string config = dir_.write("ft.yaml", "finetune:\n  model: " + stories + "\n  train_file: " +
+                                                       dir_.file("train.jsonl") + "\n  valid_file: " + dir_.file("train.jsonl") +
+                                                       "\n  epochs: 2\n  batch_size: 1\n  lr: 5.0e-3\n  warmup_ratio: 0.2\n"
+                                                       "  threads: 1\n  log_every: 1\n");
+  Result one = run(dir_, "finetune --config " + config + " --set finetune.grad_accum_steps=2 --set finetune.out_dir=" + dir_.file("one"));
+  ASSERT_EQ(one.code, 0) << one.err;
+  Result two = run(dir_, "launch --nproc-per-node 2 -- finetune --config " + config +
+                             " --set finetune.grad_accum_steps=1 --set finetune.out_dir=" + dir_.file("two"));
+  ASSERT_EQ(two.code, 0) << two.err;
+  EXPECT_NE(two.err.find("finetune: data parallel over 2 ranks (gloo): 1 micro-batches per rank and step, 2 in all"),
+            std::string::npos) << two.err;
+  // Both log 6 steps with the same whole-step losses.
+  const std::regex step_line(R"(\[finetune\] epoch (\d)/2 step (\d)/6 loss ([0-9.]+) )");
+  auto losses = [&](const std::string& err) {
+    std::vector<double> out;
+    for (std::sregex_iterator it(err.begin(), err.end(), step_line), end; it != end; ++it) out.push_back(std::stod((*it)[3]));
+    return out;
+  };
+  const auto la = losses(one.err), lb = losses(two.err);
+  ASSERT_EQ(la.size(), 6u) << one.err;
+  ASSERT_EQ(lb.size(), 6u) << two.err;  // rank 0's progress lines only
+  for (size_t i = 0; i < 6; ++i) EXPECT_NEAR(la[i], lb[i], 1e-4 * la[i]) << "step " << i + 1;
+  expect_same_file_tensors(dir_.file("one/model.safetensors"), dir_.file("two/model.safetensors"), 1e-4);
+  ASSERT_EQ(lines_of(two.out).size(), 1u) << two.out;  // rank 0's summary line only
+  const auto ja = last_json(one.out), jb = last_json(two.out);
+  EXPECT_EQ(jb["steps"], 6);
+  EXPECT_NEAR(ja["best_valid_loss"].get<double>(), jb["best_valid_loss"].get<double>(), 1e-4);
+  EXPECT_NEAR(ja["train_loss"].get<double>(), jb["train_loss"].get<double>(), 1e-4);
+  EXPECT_EQ(lines_of(slurp(dir_.file("two/metrics.jsonl"))).size(), 2u);  // one validation per epoch
+
+  Result other = run(dir_, "launch --nproc-per-node 2 -- finetune --config " + config +
+                               " --set finetune.grad_accum_steps=2 --set finetune.out_dir=" +
+                               dir_.file("one") + " --resume");
+  EXPECT_NE(other.code, 0);
+  EXPECT_NE(other.err.find("written by a run with other options or another number of ranks"), std::string::npos) << other.err;
 }
 
 TEST_F(LaunchTest, KillingOneWorkerFailsTheJobNamingIt) {

@@ -12,6 +12,8 @@
 #include "seqrec/common/fs.h"
 #include "seqrec/common/safetensors.h"
 #include "seqrec/config/config_node.h"
+#include "seqrec/dist/grad_reducer.h"
+#include "seqrec/dist/process_group.h"
 #include "seqrec/llm/decoder_lm.h"
 #include "seqrec/llm/generation.h"
 #include "seqrec/llm/sft_data.h"
@@ -21,6 +23,7 @@
 #include "seqrec/train/hf_export.h"
 #include "seqrec/train/optim.h"
 #include "seqrec/train/sft_batch.h"
+#include "dist/dist_support.h"
 #include "support.h"
 
 namespace seqrec::train {
@@ -197,6 +200,74 @@ TEST(SftBatchTest, AccumulatingFourMicroBatchesEqualsOneBatchOfFour) {
     for (auto& p : m->named_parameters()) after[run][p.key()] = p.value().detach().clone();
   }
   for (auto& [name, w] : after[0]) EXPECT_TRUE(torch::allclose(w, after[1][name], 1e-5, 1e-6)) << name;
+}
+
+// Data parallelism: 2 Gloo ranks holding 2 and 1 micro-batches of unequal length (rank 1's has the
+// most targets) leave every parameter with the gradient of one process holding all three, and both
+// ranks report the whole step's loss and counts. Without the global token count (each rank's mean,
+// then averaged) the gradient differs: the control shows the test can fail. A rank without
+// micro-batches still takes part: with all three on rank 0, both ranks end with one process's
+// gradient (rank 0 scales its sums by the world size, the reducer's mean halves them back).
+TEST(SftBatchTest, TwoRanksAccumulateTheGradientOfTheWholeStep) {
+  if (!dist::have_gloo()) GTEST_SKIP() << "this build has no Gloo";
+  std::vector<std::shared_ptr<dist::ProcessGroup>> groups;
+  try {
+    groups = dist::make_local_groups(2);
+  } catch (const std::exception& e) {
+    GTEST_SKIP() << "Gloo cannot create a loopback device on this host: " << e.what();
+  }
+  const auto examples = toy_examples(9, 13);
+  const std::vector<SftBatch> all = {collate_sft(pointers(examples, 0, 2), SftLayout::kPacked),
+                                     collate_sft(pointers(examples, 2, 4), SftLayout::kPacked),
+                                     collate_sft(pointers(examples, 4, 9), SftLayout::kPacked)};
+  ASSERT_GT(all[2].target_ids.numel(), all[0].target_ids.numel() + all[1].target_ids.numel());
+  llm::DecoderLm one = tiny_lm();
+  zero_grads(one);
+  const StepLoss whole = accumulate_gradients(*one, all);
+  const auto expected = grads_of(one);
+
+  auto run_ranks = [&](const std::vector<std::vector<SftBatch>>& shares, bool share_counts) {
+    std::vector<llm::DecoderLm> lms = {tiny_lm(), tiny_lm()};
+    std::vector<StepLoss> losses(2);
+    std::vector<std::map<std::string, torch::Tensor>> grads(2);
+    seqrec::testing::on_each_rank(2, [&](int64_t r) {
+      const size_t i = static_cast<size_t>(r);
+      zero_grads(lms[i]);
+      NamedTensors params;
+      for (auto& p : lms[i]->named_parameters()) params.emplace_back(p.key(), p.value());
+      dist::GradientReducer reducer(groups[i], params);
+      if (share_counts) {
+        losses[i] = accumulate_gradients(*lms[i], shares[i], {groups[i].get(), &reducer});
+      } else {  // each rank's own token mean, then the plain average of the ranks
+        reducer.set_sync(false);
+        losses[i] = accumulate_gradients(*lms[i], shares[i]);
+        reducer.finish();
+      }
+      grads[i] = grads_of(lms[i]);
+    });
+    return std::make_pair(losses, grads);
+  };
+  auto max_error = [&](const std::map<std::string, torch::Tensor>& got, const std::map<std::string, torch::Tensor>& want) {
+    double worst = 0;
+    for (const auto& [name, g] : want)
+      worst = std::max(worst, (got.at(name) - g).abs().max().item<double>() / std::max(1e-6, g.abs().max().item<double>()));
+    return worst;
+  };
+  const auto [losses, grads] = run_ranks({{all[0], all[1]}, {all[2]}}, true);
+  for (size_t r = 0; r < 2; ++r) {
+    EXPECT_EQ(losses[r].targets, whole.targets) << "rank " << r;
+    EXPECT_EQ(losses[r].tokens, whole.tokens) << "rank " << r;
+    EXPECT_NEAR(losses[r].mean, whole.mean, 1e-6) << "rank " << r;
+    EXPECT_LT(max_error(grads[r], expected), 1e-5) << "rank " << r;
+  }
+  const auto control = run_ranks({{all[0], all[1]}, {all[2]}}, false);
+  EXPECT_GT(max_error(control.second[0], expected), 1e-2);
+
+  // Rank 1 without micro-batches: the step is rank 0's three, the gradient one process's.
+  const auto [alone, alone_grads] = run_ranks({all, {}}, true);
+  EXPECT_EQ(alone[1].targets, whole.targets);
+  EXPECT_NEAR(alone[1].mean, whole.mean, 1e-6);
+  EXPECT_LT(max_error(alone_grads[1], expected), 1e-5);
 }
 
 TEST(SftBatchTest, AddedTokenRowsStartAtTheMeanOfTheKnownRows) {

@@ -27,6 +27,8 @@
 #include "seqrec/train/optim.h"
 #include "seqrec/train/sft_batch.h"
 #include "seqrec/config/validate.h"
+#include "seqrec/dist/grad_reducer.h"
+#include "seqrec/dist/process_group.h"
 #include "seqrec/train/trainer.h"
 
 namespace seqrec::train {
@@ -107,17 +109,17 @@ std::vector<ExampleIds> micro_batches(const ExampleIds& order, const std::vector
   return out;
 }
 
-// One epoch: a seeded shuffle cut into micro-batches, grouped grad_accum_steps per optimiser step
-// (the last step of an epoch may hold fewer).
+// One epoch: a seeded shuffle cut into micro-batches, grouped `per_step` per optimiser step
+// (grad_accum_steps x ranks; the last step of an epoch may hold fewer).
 std::vector<std::vector<ExampleIds>> plan_epoch(const std::vector<llm::TokenizedExample>& corpus,
-                                                const FinetuneOptions& o, int64_t epoch) {
+                                                const FinetuneOptions& o, int64_t epoch, int64_t per_step) {
   ExampleIds order(corpus.size());
   for (size_t i = 0; i < order.size(); ++i) order[i] = static_cast<int64_t>(i);
   Rng rng(derive_seed({static_cast<uint64_t>(o.seed), static_cast<uint64_t>(epoch)}));
   shuffle(order.begin(), order.end(), rng);
   std::vector<std::vector<ExampleIds>> steps;
   for (auto& mb : micro_batches(order, corpus, o)) {
-    if (steps.empty() || static_cast<int64_t>(steps.back().size()) >= o.grad_accum_steps) steps.emplace_back();
+    if (steps.empty() || static_cast<int64_t>(steps.back().size()) >= per_step) steps.emplace_back();
     steps.back().push_back(std::move(mb));
   }
   return steps;
@@ -165,22 +167,30 @@ void trainable_groups(llm::DecoderLmImpl& lm, NamedTensors& decay, NamedTensors&
   }
 }
 
-// Token-mean loss over a corpus, in micro-batches of its file order, without gradients.
-double corpus_loss(llm::DecoderLmImpl& lm, const std::vector<llm::TokenizedExample>& corpus, const FinetuneOptions& o) {
+// Token-mean loss over a corpus, in micro-batches of its file order, without gradients. With a
+// group, rank r computes micro-batches r, r + W, ... and the sums are added up.
+double corpus_loss(llm::DecoderLmImpl& lm, const std::vector<llm::TokenizedExample>& corpus, const FinetuneOptions& o,
+                   dist::ProcessGroup* group) {
   torch::NoGradGuard no_grad;
   const bool was_training = lm.is_training();
   lm.eval();
   ExampleIds order(corpus.size());
   for (size_t i = 0; i < order.size(); ++i) order[i] = static_cast<int64_t>(i);
-  double total = 0;
-  int64_t targets = 0;
-  for (const auto& ids : micro_batches(order, corpus, o)) {
-    SftBatch b = collate(corpus, ids, o.packed);
+  const int64_t rank = group ? group->rank() : 0, world = group ? group->world_size() : 1;
+  double total = 0, targets = 0;
+  const std::vector<ExampleIds> batches = micro_batches(order, corpus, o);
+  for (size_t i = static_cast<size_t>(rank); i < batches.size(); i += static_cast<size_t>(world)) {
+    SftBatch b = collate(corpus, batches[i], o.packed);
     total += sft_loss_sum(lm, b).item<double>();
-    targets += b.target_ids.numel();
+    targets += static_cast<double>(b.target_ids.numel());
   }
   lm.train(was_training);
-  return targets > 0 ? total / static_cast<double>(targets) : 0.0;
+  if (group) {
+    const auto sums = group->all_reduce_sum(std::vector<double>{total, targets});
+    total = sums[0];
+    targets = sums[1];
+  }
+  return targets > 0 ? total / targets : 0.0;
 }
 
 // ---------------------------------------------------------------- resume state
@@ -189,7 +199,7 @@ constexpr const char* kResumeFormat = "seqrec-finetune-resume-1";
 
 // The options a run's trajectory depends on (not threads, logging or the device): a resumed run
 // must have the same.
-std::string trajectory_key(const FinetuneOptions& o) {
+std::string trajectory_key(const FinetuneOptions& o, int64_t world) {
   const auto& a = o.lora.adapter;
   nlohmann::json j = {{"model", o.model_dir}, {"train_file", o.train_file}, {"valid_file", o.valid_file},
                       {"epoch_train_files", o.epoch_train_files},
@@ -203,6 +213,7 @@ std::string trajectory_key(const FinetuneOptions& o) {
                       {"lora_dropout", a.dropout}, {"lora_target_modules", a.target_modules},
                       {"lora_modules_to_save", o.lora.modules_to_save}};
   if (o.precision != "fp32") j["precision"] = o.precision;  // absent for fp32: older states still resume
+  if (world > 1) j["world_size"] = world;                    // ranks x grad_accum_steps micro-batches per step
   return j.dump();
 }
 
@@ -245,9 +256,14 @@ class FinetuneLoop {
   int64_t load_state();  // epochs done, 0 without a state file
 
   std::string state_path() const { return o_.out_dir + ".resume.safetensors"; }
+  bool writer() const { return rank_ == 0; }  // rank 0 writes out_dir, the state and the log
+  int64_t share_rank0_state(int64_t done);
 
   const FinetuneOptions& o_;
   std::string config_yaml_;
+  std::shared_ptr<dist::ProcessGroup> group_;  // null in one process
+  int64_t rank_ = 0, world_ = 1, local_rank_ = 0;
+  std::unique_ptr<dist::GradientReducer> reducer_;
   std::unique_ptr<llm::Tokenizer> tokenizer_;
   llm::DecoderLm lm_{nullptr};
   HfExportSpec export_spec_;
@@ -308,7 +324,7 @@ void FinetuneLoop::load_model() {
 // Trainable parameters, the two AdamW groups and what the export needs to know.
 void FinetuneLoop::set_up_training() {
   set_trainable(*lm_, o_.lora);
-  const torch::Device device = resolve_device(o_.device, 0);
+  const torch::Device device = resolve_device(o_.device, local_rank_);
   lm_->to(device);
   lm_->gradient_checkpointing = o_.gradient_checkpointing;
   llm::set_training_precision(*lm_, o_.precision, device, "finetune.precision");
@@ -338,12 +354,13 @@ void FinetuneLoop::set_up_training() {
 }
 
 void FinetuneLoop::train_step(const std::vector<ExampleIds>& step, int64_t epoch, int64_t total_steps, int64_t warmup) {
-  std::vector<SftBatch> batches;
-  for (const auto& ids : step) batches.push_back(collate(corpus(epoch), ids, o_.packed));
+  std::vector<SftBatch> batches;  // this rank's: micro-batches rank, rank + W, ... of the step
+  for (size_t i = static_cast<size_t>(rank_); i < step.size(); i += static_cast<size_t>(world_))
+    batches.push_back(collate(corpus(epoch), step[i], o_.packed));
   const double lr = scheduled_lr(o_.schedule, o_.lr, step_, total_steps, warmup, 0.0);
   decay_opt_->zero_grad();
   no_decay_opt_->zero_grad();
-  const StepLoss loss = accumulate_gradients(*lm_, batches);
+  const StepLoss loss = accumulate_gradients(*lm_, batches, {group_.get(), reducer_.get()});
   if (o_.grad_clip > 0) clip_grad_norm(trainable_, o_.grad_clip);
   decay_opt_->step(lr);
   no_decay_opt_->step(lr);
@@ -351,7 +368,7 @@ void FinetuneLoop::train_step(const std::vector<ExampleIds>& step, int64_t epoch
   epoch_loss_sum_ += loss.mean * static_cast<double>(loss.targets);
   epoch_targets_ += loss.targets;
   window_tokens_ += loss.tokens;
-  if (step_ % o_.log_every == 0 || step_ == total_steps) log_progress(epoch, total_steps, loss.mean, lr);
+  if (writer() && (step_ % o_.log_every == 0 || step_ == total_steps)) log_progress(epoch, total_steps, loss.mean, lr);
   if (!valid_.empty() && o_.eval_steps > 0 && step_ % o_.eval_steps == 0) validate(epoch);
 }
 
@@ -369,7 +386,7 @@ void FinetuneLoop::log_progress(int64_t epoch, int64_t total_steps, double loss,
 
 void FinetuneLoop::validate(int64_t epoch) {
   last_validated_ = step_;
-  const double loss = corpus_loss(*lm_, valid_, o_);
+  const double loss = corpus_loss(*lm_, valid_, o_, group_.get());
   const bool best = !(loss >= summary_.best_valid_loss);  // also when best is still NaN
   nlohmann::json line = {{"epoch", epoch}, {"step", step_}, {"valid_loss", loss}, {"best", best}};
   if (epoch_targets_ > 0) line["train_loss"] = epoch_loss_sum_ / static_cast<double>(epoch_targets_);
@@ -378,7 +395,7 @@ void FinetuneLoop::validate(int64_t epoch) {
            best ? " (best so far: exported)" : "");
   if (!best) return;
   summary_.best_valid_loss = loss;
-  export_model();
+  if (writer()) export_model();
 }
 
 void FinetuneLoop::export_model() {
@@ -395,7 +412,7 @@ void FinetuneLoop::save_state(int64_t epoch) {
   for (const auto& [name, t] : decay_opt_->state()) tensors.emplace_back("decay." + name, t);
   for (const auto& [name, t] : no_decay_opt_->state()) tensors.emplace_back("no_decay." + name, t);
   save_tensors(path, tensors,
-               {{"format", kResumeFormat}, {"run", trajectory_key(o_)}, {"epoch", std::to_string(epoch)},
+               {{"format", kResumeFormat}, {"run", trajectory_key(o_, world_)}, {"epoch", std::to_string(epoch)},
                 {"step", std::to_string(step_)}, {"decay_steps", std::to_string(decay_opt_->step_count())},
                 {"no_decay_steps", std::to_string(no_decay_opt_->step_count())},
                 {"last_validated", std::to_string(last_validated_)},
@@ -418,9 +435,9 @@ int64_t FinetuneLoop::load_state() {
     return it->second;
   };
   if (get("format") != kResumeFormat) throw CheckpointError(path + ": not a " + std::string(kResumeFormat) + " file");
-  if (get("run") != trajectory_key(o_))
-    throw CheckpointError(path + ": written by a run with other options (only threads, log_every, device and "
-                                 "gradient_checkpointing may change on resume)");
+  if (get("run") != trajectory_key(o_, world_))
+    throw CheckpointError(path + ": written by a run with other options or another number of ranks (only threads, "
+                                 "log_every, device and gradient_checkpointing may change on resume)");
   std::map<std::string, torch::Tensor> by_name(state.begin(), state.end());
   torch::NoGradGuard no_grad;
   for (auto& [name, p] : trainable_) {
@@ -447,14 +464,49 @@ int64_t FinetuneLoop::load_state() {
   return epoch;
 }
 
+// Rank 0's trained weights, AdamW moments and loop counters (fresh or resumed) on every rank, so
+// that all ranks take the same steps from the same point; returns the epochs done.
+int64_t FinetuneLoop::share_rank0_state(int64_t done) {
+  auto counters = torch::tensor({double(done), double(step_), double(decay_opt_->step_count()),
+                                 double(no_decay_opt_->step_count()), double(last_validated_),
+                                 summary_.best_valid_loss, double(summary_.exported_step), summary_.train_loss},
+                                torch::kFloat64);  // [8]
+  group_->broadcast({counters}, 0);
+  const double* c = counters.data_ptr<double>();
+  std::vector<torch::Tensor> tensors;
+  for (auto& [name, p] : trainable_) tensors.push_back(p.data());
+  NamedTensors decay = decay_opt_->state(), no_decay = no_decay_opt_->state();
+  for (auto* state : {&decay, &no_decay})
+    for (auto& [name, t] : *state) tensors.push_back(t);
+  group_->broadcast(tensors, 0);
+  decay_opt_->load_state(decay, static_cast<int64_t>(c[2]));
+  no_decay_opt_->load_state(no_decay, static_cast<int64_t>(c[3]));
+  step_ = static_cast<int64_t>(c[1]);
+  last_validated_ = static_cast<int64_t>(c[4]);
+  summary_.best_valid_loss = c[5];
+  summary_.exported_step = static_cast<int64_t>(c[6]);
+  summary_.train_loss = c[7];
+  return static_cast<int64_t>(c[0]);
+}
+
 FinetuneSummary FinetuneLoop::run(const FinetuneInvocation& invocation) {
+  group_ = invocation.group && invocation.group->world_size() > 1 ? invocation.group : nullptr;
+  rank_ = group_ ? group_->rank() : 0;
+  world_ = group_ ? group_->world_size() : 1;
+  local_rank_ = invocation.local_rank;
   check_state_path(state_path());
   prepare();
-  const int64_t done = invocation.resume ? load_state() : 0;
+  int64_t done = invocation.resume && writer() ? load_state() : 0;
+  if (group_) {
+    done = share_rank0_state(done);
+    reducer_ = std::make_unique<dist::GradientReducer>(group_, trainable_);
+    log_info("finetune: data parallel over %ld ranks (%s): %ld micro-batches per rank and step, %ld in all",
+             long(world_), group_->backend().c_str(), long(o_.grad_accum_steps), long(o_.grad_accum_steps * world_));
+  }
   std::vector<std::vector<std::vector<ExampleIds>>> epochs;
   int64_t total_steps = 0;
   for (int64_t e = 1; e <= o_.epochs; ++e) {
-    epochs.push_back(plan_epoch(corpus(e), o_, e));
+    epochs.push_back(plan_epoch(corpus(e), o_, e, o_.grad_accum_steps * world_));
     total_steps += static_cast<int64_t>(epochs.back().size());
   }
   const auto warmup = static_cast<int64_t>(std::ceil(o_.warmup_ratio * static_cast<double>(total_steps)));
@@ -464,28 +516,33 @@ FinetuneSummary FinetuneLoop::run(const FinetuneInvocation& invocation) {
            long(o_.grad_accum_steps), o_.packed ? "packed" : "padded", long(warmup));
   start_ = window_start_ = Clock::now();
   for (int64_t e = done + 1; e <= o_.epochs; ++e) {
-    // Dropout draws depend on (seed, epoch) only, so a run resumed at an epoch boundary repeats.
-    torch::manual_seed(derive_seed({static_cast<uint64_t>(o_.seed), 0xf17eULL, static_cast<uint64_t>(e)}));
+    // Dropout draws depend on (seed, epoch) only, so a run resumed at an epoch boundary repeats;
+    // rank 0 draws what one process draws, the other ranks their own.
+    torch::manual_seed(rank_ == 0 ? derive_seed({static_cast<uint64_t>(o_.seed), 0xf17eULL, static_cast<uint64_t>(e)})
+                                  : derive_seed({static_cast<uint64_t>(o_.seed), 0xf17eULL, static_cast<uint64_t>(e),
+                                                 static_cast<uint64_t>(rank_)}));
     epoch_loss_sum_ = 0;
     epoch_targets_ = 0;
     for (const auto& step : epochs[e - 1]) train_step(step, e, total_steps, warmup);
     summary_.train_loss = epoch_targets_ > 0 ? epoch_loss_sum_ / static_cast<double>(epoch_targets_) : 0.0;
     const bool last = e == o_.epochs;
     if (!valid_.empty() && last_validated_ != step_ && (o_.eval_steps == 0 || last)) validate(e);
-    save_state(e);
+    if (writer()) save_state(e);
     if (e == invocation.stop_after_epoch && !last) {
       log_info("stopping after epoch %ld as asked; continue with --resume", long(e));
       summary_.steps = step_;
+      if (group_) group_->barrier();
       return summary_;
     }
   }
   summary_.steps = step_;
   summary_.seconds = std::chrono::duration<double>(Clock::now() - start_).count();
-  if (valid_.empty()) {
+  if (writer() && valid_.empty()) {
     export_model();
-  } else {
+  } else if (writer()) {
     write_file_atomic(o_.out_dir + "/metrics.jsonl", metrics_);  // listed in the manifest: ours to update
   }
+  if (group_) group_->barrier();  // the files exist when any rank returns
   return summary_;
 }
 

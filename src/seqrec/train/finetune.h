@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <limits>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -18,6 +19,9 @@ class ConfigNode;
 }
 namespace seqrec::llm {
 class DecoderLmImpl;
+}
+namespace seqrec::dist {
+class ProcessGroup;
 }
 
 namespace seqrec::train {
@@ -93,6 +97,12 @@ struct FinetuneSummary {
 struct FinetuneInvocation {
   bool resume = false;           ///< continue after the last finished epoch of <out_dir>.resume.safetensors
   int64_t stop_after_epoch = 0;  ///< > 0: return after this epoch (a time-boxed part of a longer run)
+  /// Data parallelism (`seqrec launch -- finetune`): the job's group, null in one process. An
+  /// optimiser step then takes grad_accum_steps micro-batches on every rank (world x
+  /// grad_accum_steps in all, dealt round-robin), its gradient equal to one process's with
+  /// grad_accum_steps x world; rank 0 writes out_dir, the resume state and the log.
+  std::shared_ptr<dist::ProcessGroup> group;
+  int64_t local_rank = 0;        ///< this rank's index on its machine (its CUDA device with device: cuda)
 };
 
 /// Runs the fine-tuning; writes options.out_dir (with `config_yaml` as seqrec_finetune.yaml and the

@@ -5,6 +5,8 @@
 
 #include <algorithm>
 
+#include "seqrec/dist/grad_reducer.h"
+#include "seqrec/dist/process_group.h"
 #include "seqrec/llm/token_ids.h"
 
 namespace seqrec::train {
@@ -72,21 +74,43 @@ torch::Tensor sft_loss_sum(llm::DecoderLmImpl& lm, const SftBatch& batch) {
   return -logprobs.gather(1, batch.target_ids.to(device).unsqueeze(1)).sum();
 }
 
-StepLoss accumulate_gradients(llm::DecoderLmImpl& lm, const std::vector<SftBatch>& micro_batches) {
+StepLoss accumulate_gradients(llm::DecoderLmImpl& lm, const std::vector<SftBatch>& micro_batches,
+                              const StepShare& share) {
+  TORCH_CHECK((share.group == nullptr) == (share.reducer == nullptr),
+              "accumulate_gradients: a data-parallel step needs both the group and the reducer");
   StepLoss s;
   for (const auto& b : micro_batches) {
     s.targets += b.target_ids.numel();
     s.tokens += b.num_tokens;
   }
-  if (s.targets == 0) return s;
-  double total = 0;
-  for (const auto& b : micro_batches) {
-    if (b.target_ids.numel() == 0) continue;
-    auto sum = sft_loss_sum(lm, b);
-    (sum / static_cast<double>(s.targets)).backward();
-    total += sum.item<double>();
+  double world = 1;
+  if (share.group != nullptr) {
+    world = static_cast<double>(share.group->world_size());
+    const auto all = share.group->all_reduce_sum(std::vector<double>{double(s.targets), double(s.tokens)});
+    s.targets = static_cast<int64_t>(all[0]);
+    s.tokens = static_cast<int64_t>(all[1]);
   }
-  s.mean = total / static_cast<double>(s.targets);
+  double total = 0;
+  if (s.targets > 0) {
+    // The last micro-batch with targets sends the accumulated sum; the others only accumulate.
+    int64_t last = -1;
+    for (size_t i = 0; i < micro_batches.size(); ++i)
+      if (micro_batches[i].target_ids.numel() > 0) last = static_cast<int64_t>(i);
+    for (size_t i = 0; i < micro_batches.size(); ++i) {
+      const auto& b = micro_batches[i];
+      if (b.target_ids.numel() == 0) continue;
+      if (share.reducer != nullptr) share.reducer->set_sync(static_cast<int64_t>(i) == last);
+      auto sum = sft_loss_sum(lm, b);
+      (sum * (world / static_cast<double>(s.targets))).backward();
+      total += sum.item<double>();
+    }
+  }
+  if (share.reducer != nullptr) {
+    share.reducer->set_sync(true);
+    share.reducer->finish();  // also when this rank had nothing to add: the others wait for it
+    total = share.group->all_reduce_sum(std::vector<double>{total})[0];
+  }
+  s.mean = s.targets > 0 ? total / static_cast<double>(s.targets) : 0.0;
   return s;
 }
 

@@ -12,6 +12,11 @@
 #include "seqrec/llm/sft_data.h"
 #include "seqrec/nn/llama_block.h"
 
+namespace seqrec::dist {
+class GradientReducer;
+class ProcessGroup;
+}  // namespace seqrec::dist
+
 namespace seqrec::train {
 
 /// How a micro-batch lays out its examples.
@@ -43,9 +48,22 @@ struct StepLoss {
   int64_t tokens = 0;   ///< real input tokens in the step
 };
 
+/// Data parallelism: this rank's place in a step shared by the ranks of `group`, whose `reducer`
+/// averages the trainable parameters' gradients. Both null: one process.
+struct StepShare {
+  dist::ProcessGroup* group = nullptr;
+  dist::GradientReducer* reducer = nullptr;
+};
+
 /// Forward and backward over the micro-batches of one optimiser step. Each micro-batch's loss sum
 /// is divided by the trained positions of all of them, so the accumulated gradient equals that of
-/// one batch holding every example (the token mean, not a mean of micro-batch means).
-StepLoss accumulate_gradients(llm::DecoderLmImpl& lm, const std::vector<SftBatch>& micro_batches);
+/// one batch holding every example (the token mean, not a mean of micro-batch means). With a share,
+/// "all of them" are every rank's micro-batches: the ranks first sum their trained positions, each
+/// scales its loss sums by world size / that total so that the reducer's mean is the gradient of
+/// the whole step, and the reducer communicates only after the last backward (gradient
+/// accumulation without per-micro-batch traffic); a rank without micro-batches still takes part.
+/// The returned loss and counts are then the whole step's.
+StepLoss accumulate_gradients(llm::DecoderLmImpl& lm, const std::vector<SftBatch>& micro_batches,
+                              const StepShare& share = {});
 
 }  // namespace seqrec::train
