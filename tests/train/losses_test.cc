@@ -216,6 +216,30 @@ TEST(Losses, NceHandComputedWithSharedPoolAndThreshold) {
   EXPECT_NEAR(nce_loss(q2, p2, pool, torch::tensor(1 / 0.25), 0.99).item<double>(), (by_hand + second) / 2, 1e-5);
 }
 
+// The share of dropped negatives, the sign of a collapsing item tower: none of the pool above is a
+// near-duplicate of q's positive but n3; when every item has the same embedding every negative is
+// dropped and the loss is 0 though nothing separates the items.
+TEST(Losses, NceReportsTheShareOfNegativesDroppedAsNearDuplicates) {
+  auto unit = [](double deg) {
+    const double r = deg * M_PI / 180;
+    return torch::tensor({std::cos(r), std::sin(r)}, torch::kFloat);
+  };
+  auto q = unit(0).unsqueeze(0), p = unit(60).unsqueeze(0);
+  auto pool = torch::stack({unit(90), unit(180), unit(60)});
+  double share = -1;
+  nce_loss(q, p, pool, torch::tensor(4.0), 0.99, &share);
+  EXPECT_NEAR(share, 1.0 / 3.0, 1e-6);
+  auto same = unit(30);
+  auto collapsed = same.unsqueeze(0).expand({4, 2});
+  const double loss = nce_loss(unit(10).unsqueeze(0), same.unsqueeze(0), collapsed, torch::tensor(4.0), 0.99, &share)
+                          .item<double>();
+  EXPECT_EQ(share, 1.0);
+  EXPECT_NEAR(loss, 0.0, 1e-7);
+  EXPECT_GT(share, kNceCollapseShare);  // compute_loss warns
+  nce_loss(q, p, pool, torch::tensor(4.0), 1.0, &share);  // dedup_threshold 1.0: nothing dropped
+  EXPECT_EQ(share, 0.0);
+}
+
 TEST(Losses, ComputeLossNcePoolsTheNegativesOfAllPositions) {
   TableModel model(loss_table());
   config::LossOptions nce;

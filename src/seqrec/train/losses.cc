@@ -5,10 +5,12 @@
 #include <torch/nn/functional/loss.h>
 #include <torch/nn/functional/normalization.h>
 
+#include <atomic>
 #include <cmath>
 #include <limits>
 
 #include "seqrec/common/error.h"
+#include "seqrec/common/log.h"
 #include "seqrec/dist/all_gather.h"
 #include "seqrec/models/molar.h"
 #include "seqrec/nn/gathered_dot.h"
@@ -58,7 +60,7 @@ torch::Tensor full_softmax_loss(const torch::Tensor& h, const torch::Tensor& ite
 }
 
 torch::Tensor nce_loss(const torch::Tensor& q, const torch::Tensor& p, const torch::Tensor& neg,
-                       const torch::Tensor& scale, double dedup_threshold) {
+                       const torch::Tensor& scale, double dedup_threshold, double* dropped_share) {
   auto pos = (q * p).sum(-1, /*keepdim=*/true);                                 // [N, 1]
   torch::Tensor logits, near;
   if (neg.dim() == 2) {                                                         // shared pool [M, D]
@@ -68,6 +70,7 @@ torch::Tensor nce_loss(const torch::Tensor& q, const torch::Tensor& p, const tor
     logits = torch::matmul(neg, q.unsqueeze(-1)).squeeze(-1);                  // [N, R]
     near = torch::matmul(neg, p.unsqueeze(-1)).squeeze(-1).gt(dedup_threshold);
   }
+  if (dropped_share != nullptr) *dropped_share = near.numel() > 0 ? near.to(torch::kFloat).mean().item<double>() : 0.0;
   // Mask after scaling: d(scale * -inf)/d(scale) would be 0 * -inf = NaN.
   logits = (logits * scale).masked_fill(near, -std::numeric_limits<float>::infinity());
   auto all = torch::cat({pos * scale, logits}, 1);                              // [N, 1 + M]
@@ -98,7 +101,17 @@ torch::Tensor nce_from_batch(models::SequenceRecommenderImpl& model, const torch
   // in a data-parallel job of all ranks (gathered with gradient: pool = world x positions x R).
   auto neg = options.shared_pool ? dist::gather_across_ranks(l2(model.item_embeddings(neg_ids.reshape({-1}))))
                                  : l2(model.item_embeddings(neg_ids));
-  return nce_loss(q, p, neg, scale, options.dedup_threshold);
+  double dropped = 0;
+  auto loss = nce_loss(q, p, neg, scale, options.dedup_threshold, &dropped);
+  if (dropped > kNceCollapseShare) {
+    static std::atomic<int64_t> seen{0};  // the first time, then every 100th step it happens
+    if (seen++ % 100 == 0)
+      log_warn("nce: %.0f%% of the negatives lie within train.loss.dedup_threshold (%.3g) of their positive and are "
+               "dropped: the item embeddings are collapsing (all items alike drop every negative and the loss goes "
+               "to 0 while nothing is learnt); lower the learning rate or set train.loss.dedup_threshold: 1.0",
+               100 * dropped, options.dedup_threshold);
+  }
+  return loss;
 }
 
 }  // namespace

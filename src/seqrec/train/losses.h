@@ -37,8 +37,14 @@ torch::Tensor full_softmax_loss(const torch::Tensor& h, const torch::Tensor& ite
 /// scale * [q.p, q.n_1..q.n_M], where negatives with p.n_j > dedup_threshold are dropped (-inf), and
 /// cross-entropy with label 0, averaged over positions. neg: [M, D] one pool shared by every
 /// position, or [N, R, D] per position. `scale` is a scalar tensor (learnable or constant).
+/// `dropped_share`, when given, receives the share of all (position, negative) pairs dropped.
 torch::Tensor nce_loss(const torch::Tensor& q, const torch::Tensor& p, const torch::Tensor& neg,
-                       const torch::Tensor& scale, double dedup_threshold);
+                       const torch::Tensor& scale, double dedup_threshold, double* dropped_share = nullptr);
+
+/// compute_loss warns when nce drops more than this share of the negatives as near-duplicates of
+/// their positives: the sign of a collapsing item tower (every item alike drops every negative and
+/// leaves a loss of 0), seen with HLLM's trainable item LLM (docs/benchmarks.md).
+constexpr double kNceCollapseShare = 0.5;
 
 /// The learnable scale exp(clamp(log_scale, 0, ln max_scale)).
 torch::Tensor clamped_scale(const torch::Tensor& log_scale, double max_scale);
