@@ -1,8 +1,12 @@
 // PerSRec cost benchmark (issue: cached predict vs full history vs recent-only). One process, same
 // weights shapes, random weights and histories: P old + R recent items, K user tokens, d, layers.
 //
-//   bench_persrec [P R K d layers heads users rounds]   (defaults 1024 256 4 64 16 8 8 5)
+//   bench_persrec [P R K d layers heads users rounds [dump_dir]]   (defaults 1024 256 4 64 16 8 8 5)
 //
+// With dump_dir, the three models' weights (persrec / full / recent .safetensors) and the histories
+// with the four last-position outputs (io.safetensors) are written there first, so that the
+// PyTorch reference (bench/persrec_reference.py) can check it computes the same model before it is
+// timed on the same shapes (bench/persrec_speed.sh runs both).
 // Prints one JSON line per measurement (median over rounds of the per-user time, in ms) and a
 // summary line with the ratios, cache bytes per user and training throughput with the segment mask
 // (packed kernel, and the dense [B, W, W]-masked path) vs plain causal HSTU of the same width.
@@ -18,6 +22,7 @@
 #include "seqrec/config/config_node.h"
 #include "seqrec/models/personalized_hstu.h"
 #include "seqrec/models/registry.h"
+#include "seqrec/train/checkpoint.h"
 
 using namespace seqrec;
 
@@ -80,6 +85,20 @@ int main(int argc, char** argv) {
   {
     torch::NoGradGuard no_grad;
     models::TokenCache cache = persrec->compress(window);
+    if (argc > 9) {
+      const std::string dir = argv[9];
+      train::save_tensors(dir + "/persrec.safetensors", train::model_state(*persrec), {});
+      train::save_tensors(dir + "/full.safetensors", train::model_state(*full), {});
+      train::save_tensors(dir + "/recent.safetensors", train::model_state(*recent), {});
+      auto last = [&](const torch::Tensor& out) { return out.select(1, out.size(1) - 1).contiguous(); };  // [U, D]
+      train::save_tensors(dir + "/io.safetensors",
+                          {{"items", window.item_ids},
+                           {"cached_predict", last(persrec->predict(window, cache))},
+                           {"uncached_segment_mask", last(persrec->encode(window))},
+                           {"full_history", last(full->encode(window))},
+                           {"recent_only", last(recent->encode(recent_batch))}},
+                          {});
+    }
     for (size_t l = 0; l < cache.keys.size(); ++l) cache_bytes += cache.keys[l][0].nbytes() + cache.values[l][0].nbytes();
     cache_bytes += cache.distances[0].nbytes() + cache.timestamps[0].nbytes() + 16;
     compress_ms = median_ms(rounds, [&] { persrec->compress(window); }) / u;
