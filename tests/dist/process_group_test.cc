@@ -48,12 +48,9 @@ using seqrec::testing::on_each_rank;
 class DistTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (!have_gloo()) GTEST_SKIP() << "this build has no Gloo (libgloo-dev missing at configure time)";
-    try {
-      groups_ = make_local_groups(2);
-    } catch (const std::exception& e) {
-      GTEST_SKIP() << "Gloo cannot create a loopback device on this host: " << e.what();
-    }
+    std::string skip;
+    groups_ = seqrec::testing::local_groups(2, &skip);
+    if (groups_.empty()) GTEST_SKIP() << skip;
   }
   Groups groups_;
 };

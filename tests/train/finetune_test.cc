@@ -209,13 +209,9 @@ TEST(SftBatchTest, AccumulatingFourMicroBatchesEqualsOneBatchOfFour) {
 // micro-batches still takes part: with all three on rank 0, both ranks end with one process's
 // gradient (rank 0 scales its sums by the world size, the reducer's mean halves them back).
 TEST(SftBatchTest, TwoRanksAccumulateTheGradientOfTheWholeStep) {
-  if (!dist::have_gloo()) GTEST_SKIP() << "this build has no Gloo";
-  std::vector<std::shared_ptr<dist::ProcessGroup>> groups;
-  try {
-    groups = dist::make_local_groups(2);
-  } catch (const std::exception& e) {
-    GTEST_SKIP() << "Gloo cannot create a loopback device on this host: " << e.what();
-  }
+  std::string skip;
+  const auto groups = seqrec::testing::local_groups(2, &skip);
+  if (groups.empty()) GTEST_SKIP() << skip;
   const auto examples = toy_examples(9, 13);
   const std::vector<SftBatch> all = {collate_sft(pointers(examples, 0, 2), SftLayout::kPacked),
                                      collate_sft(pointers(examples, 2, 4), SftLayout::kPacked),
