@@ -14,13 +14,7 @@ repeats="${1:-3}"
 shift || true
 shape=("${@:-}")
 [[ ${#shape[@]} -eq 8 ]] || shape=(1024 256 4 64 16 8 8 5)
-py="${PYTHON:-/usr/bin/python3}"  # Debian python3 with python3-torch
-if ! "$py" -c "import torch" 2>/dev/null; then
-  sudo_cmd=(); [[ $(id -u) -ne 0 ]] && sudo_cmd=(sudo)
-  "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends python3-torch >&2 ||
-    { echo "cannot install python3-torch: no PyTorch reference, no benchmark" >&2; exit 1; }
-  "$py" -c "import torch" 2>/dev/null || { echo "$py cannot import torch: no PyTorch reference" >&2; exit 1; }
-fi
+source "$root/bench/require_torch.sh"  # sets $py, installs python3-torch or exits 1
 ninja -C build bench_persrec >/dev/null
 dump="$(mktemp -d)"
 trap 'rm -rf "$dump"' EXIT
