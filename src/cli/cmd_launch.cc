@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "cli/commands.h"
+#include "cli/data_cli.h"
 #include "seqrec/common/error.h"
 #include "seqrec/common/log.h"
 
@@ -101,9 +102,7 @@ int run_launch(const CliArgs& args) {
     throw ConfigError("--master-port", "must be in [1, 65535], got " + std::to_string(args.master_port));
   if (args.command.empty()) throw ConfigError("launch", "no command: seqrec launch --nproc-per-node N -- train ...");
   if (args.command[0] == "launch") throw ConfigError("launch", "the workers' command cannot be launch itself");
-  // Only train and finetune divide their work among ranks; any other command would run once per
-  // worker, all writing the same outputs.
-  if (args.command[0] != "train" && args.command[0] != "finetune")
+  if (!runs_data_parallel(args.command[0]))
     throw ConfigError("launch", "'" + args.command[0] + "' runs in one process; only train and finetune run "
                                 "data-parallel (seqrec launch -- train ...)");
 

@@ -9,6 +9,8 @@
 
 namespace seqrec::cli {
 
+bool runs_data_parallel(const std::string& command) { return command == "train" || command == "finetune"; }
+
 void refuse_to_run_as_a_rank() {
   if (dist::is_distributed(dist::process_env()))
     throw ConfigError("WORLD_SIZE", "this command runs in one process; only train and finetune run data-parallel "

@@ -6,6 +6,7 @@
 #include <CLI/CLI.hpp>
 
 #include <functional>
+#include <string>
 
 #include "cli/commands.h"
 
@@ -15,9 +16,12 @@ namespace seqrec::cli {
 /// DataError / CheckpointError / other exceptions exit 1, each printed on one stderr line.
 int guarded(const std::function<int()>& run);
 
+/// Whether `command` divides its work among the ranks of a data-parallel job (train, finetune);
+/// every other command would run once per rank on the same outputs.
+bool runs_data_parallel(const std::string& command);
+
 /// Throws ConfigError (WORLD_SIZE) when this process was started as one rank of a data-parallel job
-/// (torchrun, srun, seqrec launch): for every command but train, which alone divides its work;
-/// the others would run once per rank on the same outputs.
+/// (torchrun, srun, seqrec launch): for the commands that do not run data-parallel.
 void refuse_to_run_as_a_rank();
 
 /// --config and --set, shared by every subcommand.

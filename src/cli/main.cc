@@ -141,9 +141,9 @@ int main(int argc, char** argv) {
     return app.exit(e);
   }
   return seqrec::cli::guarded([&]() -> int {
-    // train and finetune divide their work among the ranks of a job; the rest run in one process.
-    if (!subs[0].first->parsed() && !app.get_subcommand("finetune")->parsed() && !launch->parsed())
-      seqrec::cli::refuse_to_run_as_a_rank();
+    const auto parsed = app.get_subcommands();
+    const std::string command = parsed.empty() ? "" : parsed[0]->get_name();
+    if (command != "launch" && !seqrec::cli::runs_data_parallel(command)) seqrec::cli::refuse_to_run_as_a_rank();
     for (const auto& [sub, cmd] : subs)
       if (sub->parsed()) return cmd->run(args);
     if (launch->parsed()) return seqrec::cli::run_launch(args);

@@ -518,9 +518,9 @@ FinetuneSummary FinetuneLoop::run(const FinetuneInvocation& invocation) {
   for (int64_t e = done + 1; e <= o_.epochs; ++e) {
     // Dropout draws depend on (seed, epoch) only, so a run resumed at an epoch boundary repeats;
     // rank 0 draws what one process draws, the other ranks their own.
-    torch::manual_seed(rank_ == 0 ? derive_seed({static_cast<uint64_t>(o_.seed), 0xf17eULL, static_cast<uint64_t>(e)})
-                                  : derive_seed({static_cast<uint64_t>(o_.seed), 0xf17eULL, static_cast<uint64_t>(e),
-                                                 static_cast<uint64_t>(rank_)}));
+    const auto seed = static_cast<uint64_t>(o_.seed), epoch = static_cast<uint64_t>(e);
+    torch::manual_seed(rank_ == 0 ? derive_seed({seed, 0xf17eULL, epoch})
+                                  : derive_seed({seed, 0xf17eULL, epoch, static_cast<uint64_t>(rank_)}));
     epoch_loss_sum_ = 0;
     epoch_targets_ = 0;
     for (const auto& step : epochs[e - 1]) train_step(step, e, total_steps, warmup);
@@ -537,10 +537,11 @@ FinetuneSummary FinetuneLoop::run(const FinetuneInvocation& invocation) {
   }
   summary_.steps = step_;
   summary_.seconds = std::chrono::duration<double>(Clock::now() - start_).count();
-  if (writer() && valid_.empty()) {
-    export_model();
-  } else if (writer()) {
-    write_file_atomic(o_.out_dir + "/metrics.jsonl", metrics_);  // listed in the manifest: ours to update
+  if (writer()) {
+    if (valid_.empty())
+      export_model();
+    else
+      write_file_atomic(o_.out_dir + "/metrics.jsonl", metrics_);  // listed in the manifest: ours to update
   }
   if (group_) group_->barrier();  // the files exist when any rank returns
   return summary_;
