@@ -76,6 +76,13 @@ int run_prepare(const CliArgs& args) {
     text.text_keys = t.get<std::vector<std::string>>("text_keys", text.text_keys);
     text.max_text_length = t.get<int64_t>("max_text_length", text.max_text_length);
     text.prompt = t.get<std::string>("prompt", text.prompt);
+    if (t.has("image_words")) {  // Molar: "... [Text]. Item Image: [Img]. [Cur_Item]"
+      config::ConfigNode w = t.child("image_words");
+      text.image_before = w.get<std::string>("before", "");
+      text.image_after = w.get<std::string>("after", "");
+      if (text.image_before.empty() && text.image_after.empty())
+        throw ConfigError(w.path(), "give before and/or after (the words around the image soft tokens)");
+    }
     if (text.max_text_length < 1) throw ConfigError(t.path() + ".max_text_length", "must be >= 1");
     if (o.items.empty()) throw ConfigError(t.path(), "item texts need an item table (prepare.items)");
   }
@@ -91,6 +98,9 @@ int run_prepare(const CliArgs& args) {
                long(tokens.num_items()), long(tokens.total_tokens()),
                tokens.num_items() ? double(tokens.total_tokens()) / tokens.num_items() : 0.0,
                long(text.max_text_length));
+      if (!tokens.image_before().empty() || !tokens.image_after().empty())
+        log_info("prepare: image words: %ld tokens before the image soft tokens, %ld after",
+                 long(tokens.image_before().size()), long(tokens.image_after().size()));
     };
   }
   data::PrepareReport r = data::prepare(o);

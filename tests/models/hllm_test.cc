@@ -3,11 +3,13 @@
 #include <torch/torch.h>
 
 #include <cmath>
+#include <cstring>
 #include <fstream>
 #include <iterator>
 
 #include "llm/tokenizer_fixtures.h"
 #include "seqrec/common/error.h"
+#include "seqrec/common/hash.h"
 #include "seqrec/config/config_node.h"
 #include "seqrec/data/item_catalog.h"
 #include "seqrec/data/item_text.h"
@@ -95,6 +97,44 @@ TEST(ItemText, FileRoundTripAndCorruption) {
   ASSERT_THROWS_WITH(data::ItemTokens::load(f.dir.file("missing.bin")), "prepare.item_text");
   f.options.text_keys = {"title", "brand"};
   ASSERT_THROWS_WITH(f.tokens(), "'brand' is not a column of the item table (columns: title, tag)");
+}
+
+// Molar's words around the image soft tokens: each tokenised alone (no BOS), stored once in the file.
+TEST(ItemText, ImageWordsAreTokenisedAloneRoundTripAndVersionOneFilesStillLoad) {
+  TextFixture f;
+  const std::string plain_path = f.dir.file("plain.bin");
+  f.tokens().save(plain_path);
+  f.options.image_before = ". Item Image: ";
+  f.options.image_after = ". ";
+  auto t = f.tokens();
+  auto as64 = [](const std::vector<int32_t>& v) { return std::vector<int64_t>(v.begin(), v.end()); };
+  EXPECT_EQ(as64(t.image_before()), bytes_of(". Item Image: "));
+  EXPECT_EQ(as64(t.image_after()), bytes_of(". "));
+  auto span = t.tokens(3);  // the item texts themselves do not change
+  EXPECT_EQ(std::vector<int64_t>(span.begin(), span.end()), bytes_of("Item: tag: nails"));
+  const std::string path = f.dir.file("words.bin");
+  t.save(path);
+  auto back = data::ItemTokens::load(path);
+  EXPECT_EQ(back.image_before(), t.image_before());
+  EXPECT_EQ(back.image_after(), t.image_after());
+  EXPECT_NE(back.description().find("image_words=[. Item Image: ][. ]"), std::string::npos) << back.description();
+  // A version 1 file (written before the image words: no counts after the description) loads without them.
+  std::ifstream in(plain_path, std::ios::binary);
+  std::string v2((std::istreambuf_iterator<char>(in)), {});
+  int64_t desc = 0;
+  std::memcpy(&desc, v2.data() + 48, sizeof desc);                       // after magic, 2 x u32, 5 x i64
+  std::string v1 = v2.substr(0, 56 + desc) + v2.substr(56 + desc + 16, v2.size() - (56 + desc + 16) - 8);
+  v1[8] = 1;                                                             // the version
+  const uint64_t sum = fnv1a(kFnvOffset, v1.data(), v1.size());
+  v1.append(reinterpret_cast<const char*>(&sum), sizeof sum);
+  f.dir.write("v1.bin", v1);
+  auto old = data::ItemTokens::load(f.dir.file("v1.bin"));
+  EXPECT_TRUE(old.image_before().empty());
+  auto a = old.tokens(4), b = t.tokens(4);
+  EXPECT_EQ(std::vector<int32_t>(a.begin(), a.end()), std::vector<int32_t>(b.begin(), b.end()));
+  v1[8] = 3;
+  f.dir.write("v3.bin", v1);
+  ASSERT_THROWS_WITH(data::ItemTokens::load(f.dir.file("v3.bin")), "item token file version 3, expected 2");
 }
 
 HllmOptions tiny_hllm(int64_t vocab) {

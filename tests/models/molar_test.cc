@@ -22,11 +22,12 @@ namespace {
 
 using seqrec::testing::TempDir;
 
-// Five items with short titles and a byte-level tokenizer (token ids = UTF-8 bytes).
+// Five items with short titles and a byte-level tokenizer (token ids = UTF-8 bytes); with
+// `image_words`, Molar's words around the image: "...[Text]. Item Image: [Img]. [Cur_Item]".
 struct MolarFixture {
   TempDir dir;
   std::shared_ptr<const data::ItemTokens> tokens;
-  MolarFixture() {
+  explicit MolarFixture(bool image_words = false) {
     dir.write("items.tsv",
               "item_id\traw_id\ttitle\n"
               "1\ta\tRed lipstick\n"
@@ -39,6 +40,10 @@ struct MolarFixture {
     o.tokenizer = dir.path();
     o.prompt = "Item: ";
     o.max_text_length = 20;
+    if (image_words) {
+      o.image_before = ". Item Image: ";
+      o.image_after = ". ";
+    }
     tokens = std::make_shared<const data::ItemTokens>(
         data::ItemTokens::build(data::ItemCatalog::load(dir.path()), *llm::load_tokenizer(dir.path()), o));
   }
@@ -172,26 +177,101 @@ TEST(MolarTest, AlignmentGradientsReachTheContentTowersAndNeverTheIdModel) {
   ASSERT_THROWS_WITH(molar->set_id_model(tiny_sasrec(4), 3), "model.post_alignment.id_dim");
 }
 
-// The item LLM by hand: [text][soft tokens][Cur_Item] with right-aligned positions.
+// DUEG's [User] slot: the state after item i equals the user LLM over [items 0..i, [User]] alone.
+TEST(MolarTest, UserSlotAfterEveryItemEqualsTheUserLlmOverThatPrefixAlone) {
+  MolarFixture f;
+  MolarOptions o;
+  o.user_token = true;
+  auto m = make_molar(f, o);
+  m->eval();
+  torch::NoGradGuard no_grad;
+  auto batch = tiny_batch();
+  auto h = m->encode(batch);                                                           // [B, W, D]
+  ASSERT_EQ(h.sizes(), (std::vector<int64_t>{3, 4, 16}));
+  const int64_t d = 16;
+  for (int64_t r = 0; r < 3; ++r) {
+    for (int64_t i = 0; i < 4; ++i) {
+      if (batch.item_ids[r][i].item<int64_t>() == 0) continue;
+      // By hand: the raw embeddings of the prefix (padding = zeros, masked), then the slot at i + 1.
+      std::vector<torch::Tensor> rows;
+      std::vector<bool> valid;
+      for (int64_t j = 0; j <= i; ++j) {
+        const int64_t id = batch.item_ids[r][j].item<int64_t>();
+        rows.push_back(id == 0 ? torch::zeros({1, d}) : m->embed_items({id}));
+        valid.push_back(id != 0);
+      }
+      rows.push_back(m->user_slot_token.view({1, d}));
+      auto kv = torch::ones({1, i + 2}, torch::kBool);
+      for (int64_t j = 0; j <= i; ++j) kv[0][j] = static_cast<bool>(valid[j]);
+      llm::DecoderInput in;
+      in.inputs_embeds = torch::cat(rows, 0).unsqueeze(0);
+      in.positions = (torch::arange(i + 2, torch::kLong) + batch.position_offset).unsqueeze(0);
+      in.key_valid = kv;
+      auto want = torch::nn::functional::normalize(m->user_llm->forward_hidden(in)[0][i + 1],
+                                                   torch::nn::functional::NormalizeFuncOptions().dim(0).eps(1e-6));
+      EXPECT_LT((h[r][i] - want).abs().max().item<double>(), 1e-5) << "row " << r << " item " << i;
+    }
+  }
+  // The item states are not the slot's: without the slot (HLLM's reading) the outputs differ.
+  auto plain = make_molar(f, MolarOptions{});
+  plain->eval();
+  EXPECT_GT((plain->encode(batch) - h).abs().max().item<double>(), 1e-3);
+  // Eval of the newest position appends one slot: the same as the last column.
+  batch.last_only = true;
+  auto last = m->encode(batch);
+  ASSERT_EQ(last.sizes(), (std::vector<int64_t>{3, 1, 16}));
+  EXPECT_LT((last.select(1, 0) - h.select(1, 3)).abs().max().item<double>(), 1e-5);
+}
+
+TEST(MolarTest, UserSlotTrainsAndIsNamedInTheCheckpoint) {
+  MolarFixture f;
+  MolarOptions o;
+  o.user_token = true;
+  auto m = make_molar(f, o);
+  m->train();
+  config::LossOptions lo;
+  lo.name = "bce";
+  auto loss = train::compute_loss(*m, tiny_batch(), lo);
+  loss.backward();
+  auto params = m->named_parameters();
+  ASSERT_TRUE(params.contains("user_slot_token"));
+  EXPECT_EQ(params["user_slot_token"].sizes(), (std::vector<int64_t>{16}));
+  const auto& g = params["user_slot_token"].grad();
+  ASSERT_TRUE(g.defined());
+  EXPECT_GT(g.abs().sum().item<double>(), 0.0);
+  EXPECT_FALSE(make_molar(f, MolarOptions{})->named_parameters().contains("user_slot_token"));
+}
+
+// The item LLM by hand: [text][image words before][soft tokens][image words after][Cur_Item] with
+// right-aligned positions.
 torch::Tensor embed_by_hand(MolarImpl& m, const MolarFixture& f, int64_t id, const torch::Tensor& soft, bool text) {
   auto span = f.tokens->tokens(id);
   std::vector<int64_t> tok;
   if (text) tok.assign(span.begin(), span.end());
   const int64_t mlen = tok.size(), s = soft.size(0), d = 16;
+  auto words = [&](const std::vector<int32_t>& w) {
+    return m.item_llm->model->embed_tokens(torch::tensor(std::vector<int64_t>(w.begin(), w.end()), torch::kLong));
+  };
   auto parts = std::vector<torch::Tensor>{};
   if (mlen > 0) parts.push_back(m.item_llm->model->embed_tokens(torch::tensor(tok, torch::kLong)));  // [m, D]
+  parts.push_back(words(f.tokens->image_before()));
   parts.push_back(soft);                                                                             // [S, D]
+  parts.push_back(words(f.tokens->image_after()));
   parts.push_back(m.item_token.view({1, d}));
-  auto x = torch::cat(parts, 0).unsqueeze(0);                                                        // [1, m+S+1, D]
-  auto pos = torch::arange(mlen + s + 1, torch::kLong) + (f.tokens->max_text_length() - mlen);
+  auto x = torch::cat(parts, 0).unsqueeze(0);                                                        // [1, T, D]
+  const int64_t t = x.size(1);
+  auto pos = torch::arange(t, torch::kLong) + (f.tokens->max_text_length() - mlen);
   llm::DecoderInput in;
   in.inputs_embeds = x;
   in.positions = pos.unsqueeze(0);
-  return m.item_llm->forward_hidden(in)[0][mlen + s];
+  return m.item_llm->forward_hidden(in)[0][t - 1];
 }
 
 TEST(MolarTest, ImageSoftTokensLandAtTheImgSlotBeforeTheItemSlot) {
-  MolarFixture f;
+  for (bool image_words : {false, true}) {
+  SCOPED_TRACE(image_words ? "with the image words" : "without image words");
+  MolarFixture f(image_words);
+  ASSERT_EQ(f.tokens->image_before().size(), image_words ? 14u : 0u);
   torch::manual_seed(11);
   auto images = torch::randn({5, 6});
   for (auto inputs : {ItemInputs::kBoth, ItemInputs::kImage}) {
@@ -216,6 +296,28 @@ TEST(MolarTest, ImageSoftTokensLandAtTheImgSlotBeforeTheItemSlot) {
     auto pad = padded.embed_items(ids);
     EXPECT_TRUE(torch::allclose(packed, pad, 1e-5, 1e-5)) << (packed - pad).abs().max();
   }
+  }
+  // Text only has no image and so no image words: the words change nothing there.
+  {
+    MolarFixture plain(false), words(true);
+    torch::NoGradGuard no_grad;
+    auto a = make_molar(plain, MolarOptions{})->embed_items({1, 2}), b = make_molar(words, MolarOptions{})->embed_items({1, 2});
+    EXPECT_TRUE(torch::equal(a, b));
+  }
+  // The image words change the embedding of an item with an image.
+  {
+    MolarFixture plain(false), words(true);
+    MolarOptions o;
+    o.inputs = ItemInputs::kBoth;
+    torch::manual_seed(11);
+    auto images = torch::randn({5, 6});
+    torch::NoGradGuard no_grad;
+    auto a = make_molar(plain, o, images)->embed_items({1}), b = make_molar(words, o, images)->embed_items({1});
+    EXPECT_GT((a - b).abs().max().item<double>(), 1e-4);
+  }
+  MolarFixture f;
+  torch::manual_seed(11);
+  auto images = torch::randn({5, 6});
   // The image changes the item embedding; text only ignores it.
   MolarOptions both;
   both.inputs = ItemInputs::kBoth;
@@ -325,6 +427,8 @@ TEST(MolarTest, ConfigErrorsNameTheField) {
   };
   EXPECT_FALSE(parse("").aligned());
   EXPECT_EQ(parse("").inputs, ItemInputs::kText);
+  EXPECT_FALSE(parse("").user_token);
+  EXPECT_TRUE(parse("user_token: true\n").user_token);
   ASSERT_THROWS_WITH(parse("inputs: video\n"), "model.inputs: 'video' is not one of text, image, both");
   ASSERT_THROWS_WITH(parse("inputs: both\n"), "model.image.features");
   ASSERT_THROWS_WITH(parse("post_alignment: {id_checkpoint: a.ckpt, tau: 0}\n"), "model.post_alignment.tau");

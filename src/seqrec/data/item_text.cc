@@ -14,7 +14,7 @@ namespace seqrec::data {
 namespace {
 
 constexpr char kMagic[8] = {'S', 'E', 'Q', 'R', 'E', 'C', 'I', 'T'};
-constexpr uint32_t kVersion = 1;
+constexpr uint32_t kVersion = 2;  // 1: without the image words
 
 template <typename T>
 void put(std::string* out, const T& v) {
@@ -77,6 +77,10 @@ ItemTokens ItemTokens::build(const ItemCatalog& catalog, const llm::Tokenizer& t
   t.description_ = "tokenizer=" + options.tokenizer + "; text_keys=";
   for (size_t i = 0; i < options.text_keys.size(); ++i) t.description_ += (i ? "," : "") + options.text_keys[i];
   t.description_ += "; prompt=" + options.prompt;
+  if (!options.image_before.empty() || !options.image_after.empty())
+    t.description_ += "; image_words=[" + options.image_before + "][" + options.image_after + "]";
+  for (auto [text, out] : {std::pair{&options.image_before, &t.image_before_}, {&options.image_after, &t.image_after_}})
+    for (int64_t x : tokenizer.encode(*text)) out->push_back(static_cast<int32_t>(x));
   const int64_t v = catalog.num_items();
   t.offsets_.assign(v + 2, 0);
   for (int64_t id = 1; id <= v; ++id) {
@@ -105,6 +109,10 @@ void ItemTokens::save(const std::string& path) const {
   put(&out, total_tokens());
   put(&out, static_cast<int64_t>(description_.size()));
   out += description_;
+  put(&out, static_cast<int64_t>(image_before_.size()));
+  put(&out, static_cast<int64_t>(image_after_.size()));
+  for (const auto* words : {&image_before_, &image_after_})
+    out.append(reinterpret_cast<const char*>(words->data()), words->size() * sizeof(int32_t));
   out.append(reinterpret_cast<const char*>(offsets_.data()), offsets_.size() * sizeof(int64_t));
   out.append(reinterpret_cast<const char*>(tokens_.data()), tokens_.size() * sizeof(int32_t));
   put(&out, fnv1a(kFnvOffset, out.data(), out.size()));
@@ -120,7 +128,7 @@ ItemTokens ItemTokens::load(const std::string& path) {
   if (std::memcmp(buf.data(), kMagic, sizeof kMagic) != 0) throw DataError(path + ": not a seqrec item token file");
   r.pos = sizeof kMagic;
   const auto version = r.get<uint32_t>("version");
-  if (version != kVersion)
+  if (version != kVersion && version != 1)
     throw DataError(path + ": item token file version " + std::to_string(version) + ", expected " +
                     std::to_string(kVersion) + " (re-run seqrec prepare)");
   r.get<uint32_t>("reserved");
@@ -134,6 +142,17 @@ ItemTokens ItemTokens::load(const std::string& path) {
   r.need(static_cast<size_t>(d), "description");
   t.description_ = buf.substr(r.pos, d);
   r.pos += d;
+  if (version >= 2) {
+    const auto nb = r.get<int64_t>("image words (before) count");
+    const auto na = r.get<int64_t>("image words (after) count");
+    if (nb < 0 || na < 0 || nb > 1 << 20 || na > 1 << 20) throw DataError(path + ": corrupt header (image words)");
+    r.need(static_cast<size_t>(nb + na) * sizeof(int32_t), "image words");
+    for (auto [count, out] : {std::pair{nb, &t.image_before_}, {na, &t.image_after_}}) {
+      out->resize(count);
+      if (count > 0) std::memcpy(out->data(), buf.data() + r.pos, count * sizeof(int32_t));
+      r.pos += count * sizeof(int32_t);
+    }
+  }
   const size_t payload = static_cast<size_t>(v + 2) * sizeof(int64_t) + static_cast<size_t>(n) * sizeof(int32_t);
   r.need(payload + sizeof(uint64_t), "offsets and tokens");
   if (buf.size() != r.pos + payload + sizeof(uint64_t))
@@ -145,14 +164,15 @@ ItemTokens ItemTokens::load(const std::string& path) {
   t.offsets_.resize(v + 2);
   std::memcpy(t.offsets_.data(), buf.data() + r.pos, (v + 2) * sizeof(int64_t));
   t.tokens_.resize(n);
-  std::memcpy(t.tokens_.data(), buf.data() + r.pos + (v + 2) * sizeof(int64_t), n * sizeof(int32_t));
+  if (n > 0) std::memcpy(t.tokens_.data(), buf.data() + r.pos + (v + 2) * sizeof(int64_t), n * sizeof(int32_t));
   for (int64_t i = 0; i <= v; ++i)
     if (t.offsets_[i] > t.offsets_[i + 1]) throw DataError(path + ": offsets are not increasing");
   if (t.offsets_[0] != 0 || t.offsets_[1] != 0 || t.offsets_[v + 1] != n) throw DataError(path + ": bad offsets");
-  for (int32_t x : t.tokens_)
-    if (x < 0 || x >= t.vocab_size_)
-      throw DataError(path + ": token id " + std::to_string(x) + " outside the vocabulary of " +
-                      std::to_string(t.vocab_size_));
+  for (const auto* words : {&t.tokens_, &t.image_before_, &t.image_after_})
+    for (int32_t x : *words)
+      if (x < 0 || x >= t.vocab_size_)
+        throw DataError(path + ": token id " + std::to_string(x) + " outside the vocabulary of " +
+                        std::to_string(t.vocab_size_));
   return t;
 }
 

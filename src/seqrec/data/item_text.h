@@ -6,10 +6,17 @@
 // The model appends one [ITEM] slot and numbers positions right-aligned: item_positions(m, L) gives
 // arange(m + 1) + (L - m), so the [ITEM] slot always sits at position L.
 //
-// <prepared>/item_tokens.bin (little endian): magic "SEQRECIT", u32 version, u32 0, i64 num_items V,
-// i64 max_text_length, i64 vocab_size, i64 num_tokens, i64 description bytes, the description
-// (tokenizer, keys, prompt), offsets [V + 2] (item 0 = padding, empty), tokens int32 [num_tokens],
-// u64 FNV-1a 64 of everything before it.
+// Image words (`image_words: {before, after}`, Molar's "... [Text]. Item Image: [Img]. [Cur_Item]"):
+// two constant texts that a model with image soft tokens puts around them, [text][before][Img][after]
+// [ITEM]. Each is tokenised alone, without BOS/EOS: as a processor tokenises the text on either side
+// of an image placeholder token (Qwen2-VL's); for a byte-level BPE that equals tokenising the whole
+// prompt at once unless the text's last character merges with the first of `before`.
+//
+// <prepared>/item_tokens.bin (little endian): magic "SEQRECIT", u32 version (2), u32 0, i64 num_items
+// V, i64 max_text_length, i64 vocab_size, i64 num_tokens, i64 description bytes, the description
+// (tokenizer, keys, prompt), i64 before count, i64 after count, the image words' tokens int32
+// [before + after], offsets [V + 2] (item 0 = padding, empty), tokens int32 [num_tokens], u64 FNV-1a
+// 64 of everything before it. Version 1 files (no image words) still load.
 #pragma once
 
 #include <cstdint>
@@ -32,6 +39,8 @@ struct ItemTextOptions {
   std::vector<std::string> text_keys = {"title"}; ///< item-table columns, in this order
   int64_t max_text_length = 256;                  ///< tokens kept (BOS included), before [ITEM]
   std::string prompt = "Compress the following sentence into embedding: ";
+  std::string image_before;  ///< image_words.before: between the text and the image soft tokens
+  std::string image_after;   ///< image_words.after: between the image soft tokens and [ITEM]
 };
 
 /// The text of dense item `id` (1..V).
@@ -59,6 +68,9 @@ class ItemTokens {
   const std::string& description() const { return description_; }
   /// Token ids of item `id` (1..V).
   Span<int32_t> tokens(int64_t id) const;
+  /// The image words' tokens (empty when not configured).
+  const std::vector<int32_t>& image_before() const { return image_before_; }
+  const std::vector<int32_t>& image_after() const { return image_after_; }
   int64_t total_tokens() const { return static_cast<int64_t>(tokens_.size()); }
 
  private:
@@ -67,6 +79,7 @@ class ItemTokens {
   std::string description_;
   std::vector<int64_t> offsets_;  // [V + 2]
   std::vector<int32_t> tokens_;
+  std::vector<int32_t> image_before_, image_after_;
 };
 
 /// The file name inside a prepared directory.

@@ -16,6 +16,8 @@ namespace {
 
 namespace F = torch::nn::functional;
 
+const std::vector<int32_t> kNoWords;  // the image words of an item without soft tokens
+
 torch::Tensor l2n(const torch::Tensor& x) { return F::normalize(x, F::NormalizeFuncOptions().dim(-1).eps(1e-6)); }
 
 // A tower's architecture from YAML (HF config.json names where they exist).
@@ -144,26 +146,32 @@ HllmImpl::HllmImpl(const HllmOptions& options, std::shared_ptr<const data::ItemT
 
 torch::Tensor HllmImpl::item_soft_tokens(const std::vector<int64_t>&) { return torch::Tensor(); }
 
-// Each item is [text tokens][S soft tokens][ITEM]; positions stay right-aligned with the [ITEM]
-// slot at L + S (without soft tokens: exactly HLLM's layout).
+// Each item is [text tokens][image words before][S soft tokens][image words after][ITEM] (the
+// image words only with soft tokens; data/item_text.h); positions stay right-aligned with the
+// [ITEM] slot at L + E, E = the columns after the text (without soft tokens: exactly HLLM's layout).
 torch::Tensor HllmImpl::embed_packed(const std::vector<int64_t>& ids) {
   const int64_t n = static_cast<int64_t>(ids.size()), l = tokens_->max_text_length();
   const torch::Tensor soft = item_soft_tokens(ids);                                            // [n, S, D]
   const int64_t s = soft.defined() ? soft.size(1) : 0;
+  const auto& before = s > 0 ? tokens_->image_before() : kNoWords;
+  const auto& after = s > 0 ? tokens_->image_after() : kNoWords;
+  const int64_t e = static_cast<int64_t>(before.size() + after.size()) + s;
   const bool text = item_text_enabled();
   std::vector<int64_t> tok, pos, lengths, slots, soft_slots;
   for (int64_t id : ids) {
     auto span = tokens_->tokens(id);
     const int64_t m = text ? span.size() : 0;
     for (int64_t j = 0; j < m; ++j) tok.push_back(span[j]);
+    tok.insert(tok.end(), before.begin(), before.end());
     for (int64_t k = 0; k < s; ++k) {
       soft_slots.push_back(static_cast<int64_t>(tok.size()));
       tok.push_back(0);
     }
+    tok.insert(tok.end(), after.begin(), after.end());
     tok.push_back(0);  // the [ITEM] slot: its input embedding is replaced below
-    for (int64_t p : data::item_positions(m + s, l + s)) pos.push_back(p);
+    for (int64_t p : data::item_positions(m + e, l + e)) pos.push_back(p);
     slots.push_back(static_cast<int64_t>(tok.size()) - 1);
-    lengths.push_back(m + s + 1);
+    lengths.push_back(m + e + 1);
   }
   const auto dev = item_token.device();
   const int64_t t = static_cast<int64_t>(tok.size()), d = item_token.size(0);
@@ -185,10 +193,13 @@ torch::Tensor HllmImpl::embed_padded(const std::vector<int64_t>& ids) {
   const int64_t n = static_cast<int64_t>(ids.size()), l = tokens_->max_text_length();
   const torch::Tensor soft = item_soft_tokens(ids);                                            // [n, S, D]
   const int64_t s = soft.defined() ? soft.size(1) : 0;
+  const auto& before = s > 0 ? tokens_->image_before() : kNoWords;
+  const auto& after = s > 0 ? tokens_->image_after() : kNoWords;
+  const int64_t nb = static_cast<int64_t>(before.size()), na = static_cast<int64_t>(after.size()), e = nb + s + na;
   const bool text = item_text_enabled();
   auto length = [&](int64_t id) -> int64_t { return text ? tokens_->tokens(id).size() : 0; };
   int64_t w = 1;
-  for (int64_t id : ids) w = std::max(w, length(id) + s + 1);
+  for (int64_t id : ids) w = std::max(w, length(id) + e + 1);
   auto tok = torch::zeros({n, w}, torch::kLong), pos = torch::zeros({n, w}, torch::kLong);
   auto valid = torch::zeros({n, w}, torch::kBool);
   auto* tp = tok.data_ptr<int64_t>();
@@ -196,10 +207,11 @@ torch::Tensor HllmImpl::embed_padded(const std::vector<int64_t>& ids) {
   auto* vp = valid.data_ptr<bool>();
   for (int64_t i = 0; i < n; ++i) {
     auto span = tokens_->tokens(ids[i]);
-    const int64_t m = length(ids[i]), pad = w - (m + s + 1);
-    auto p = data::item_positions(m + s, l + s);
-    for (int64_t j = 0; j <= m + s; ++j) {
-      tp[i * w + pad + j] = j < m ? span[j] : 0;
+    const int64_t m = length(ids[i]), pad = w - (m + e + 1);
+    auto p = data::item_positions(m + e, l + e);
+    for (int64_t j = 0; j <= m + e; ++j) {
+      const int64_t k = j - m;  // column within [before][soft][after][ITEM]
+      tp[i * w + pad + j] = j < m ? span[j] : k < nb ? before[k] : k >= nb + s && k < e ? after[k - nb - s] : 0;
       pp[i * w + pad + j] = p[j];
       vp[i * w + pad + j] = true;
     }
@@ -208,9 +220,10 @@ torch::Tensor HllmImpl::embed_padded(const std::vector<int64_t>& ids) {
   const int64_t d = item_token.size(0);
   llm::check_token_ids(tok, item_llm->config().vocab_size);
   auto emb = item_llm->model->embed_tokens(tok.to(dev));                                        // [n, W, D]
-  // Right-aligned: the soft tokens fill the same S columns of every row, just before [ITEM].
-  std::vector<torch::Tensor> cols{emb.narrow(1, 0, w - 1 - s)};
+  // Right-aligned: the soft tokens and the words after them fill the same columns of every row.
+  std::vector<torch::Tensor> cols{emb.narrow(1, 0, w - 1 - s - na)};
   if (s > 0) cols.push_back(soft);
+  if (na > 0) cols.push_back(emb.narrow(1, w - 1 - na, na));
   cols.push_back(item_token.view({1, 1, d}).expand({n, 1, d}));
   emb = torch::cat(cols, 1);                                                                     // [n, W, D]
   llm::DecoderInput in;

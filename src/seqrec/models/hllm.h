@@ -87,9 +87,11 @@ class HllmImpl : public SequenceRecommenderImpl, public UserTokenModel {
   virtual bool item_text_enabled() const { return true; }
   /// Changes whenever a parameter of the item side changes: the eval cache's key.
   virtual int64_t item_tower_version() const;
+  /// The user LLM's raw input embeddings [B, W, D] of the batch's items (row 0 = padding: zeros); in
+  /// training, also embeds the step's targets and negatives for item_embeddings().
+  torch::Tensor input_embeddings(const data::SequenceBatch& batch);
 
  private:
-  torch::Tensor input_embeddings(const data::SequenceBatch& batch);  // raw item embeddings [B, W, D]
   // The user LLM over the inserted sequences (PerSRec): [B, W, D] at the items, [B, 1, D] last-only.
   torch::Tensor encode_personalized(const data::SequenceBatch& batch, const torch::Tensor& inputs);
   std::shared_ptr<const TokenCache> token_cache_;

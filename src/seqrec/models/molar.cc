@@ -100,6 +100,7 @@ MolarOptions read_molar_options(config::ConfigNode node, const ModelContext& con
     throw ConfigError(node.path() + ".image.features", "inputs '" + node.get<std::string>("inputs", "") +
                                                            "' needs per-item image features or vision + folder");
   if (node.has("post_alignment")) o.post_alignment = read_post_alignment(node.child("post_alignment"));
+  o.user_token = node.get<bool>("user_token", o.user_token);
   return o;
 }
 
@@ -132,6 +133,38 @@ MolarImpl::MolarImpl(const MolarOptions& options, std::shared_ptr<const data::It
   const int64_t id_dim = molar_.post_alignment.id_dim;
   if (molar_.aligned() && id_dim != 0 && id_dim != d)
     align_projection = register_module("align_projection", torch::nn::Linear(torch::nn::LinearOptions(d, id_dim).bias(false)));
+  if (molar_.user_token)  // drawn as HLLM draws the [ITEM] vector
+    user_slot_token = register_parameter("user_slot_token", torch::randn({d}) * options.hllm.item_token_std);
+}
+
+torch::Tensor MolarImpl::encode(const data::SequenceBatch& batch) {
+  if (!molar_.user_token) return HllmImpl::encode(batch);
+  const auto& ids = batch.item_ids;                                                    // [B, W]
+  const int64_t b = ids.size(0), w = ids.size(1), d = user_slot_token.size(0);
+  const torch::Tensor items = input_embeddings(batch);                                 // [B, W, D] raw
+  const auto dev = items.device();
+  const auto slot = user_slot_token.view({1, 1, d}).to(items.dtype());
+  const auto item_pos = torch::arange(w, torch::kLong) + batch.position_offset;       // as HLLM numbers them
+  llm::DecoderInput in;
+  if (batch.last_only && !is_training()) {  // [items, [User]]: causal, padding masked
+    in.inputs_embeds = torch::cat({items, slot.expand({b, 1, d})}, 1);                // [B, W + 1, D]
+    in.positions = torch::arange(w + 1, torch::kLong).add(batch.position_offset).unsqueeze(0).expand({b, w + 1}).to(dev);
+    in.key_valid = torch::cat({ids.ne(0), torch::ones({b, 1}, torch::kBool)}, 1).to(dev);
+    return l2n(user_llm->forward_hidden(in).narrow(1, w, 1));                         // [B, 1, D]
+  }
+  // Column 2i = item i, 2i + 1 = the slot after it (position i + 1).
+  in.inputs_embeds = torch::stack({items, slot.expand({b, w, d})}, 2).reshape({b, 2 * w, d});
+  in.positions = torch::stack({item_pos, item_pos + 1}, 1).reshape({1, 2 * w}).expand({b, 2 * w}).to(dev);
+  const auto col = torch::arange(2 * w, torch::kLong);
+  const auto item_of = col.div(2, "floor");                                           // [2W]
+  const auto key_is_item = col.remainder(2).eq(0);
+  // Query q sees the real items of its prefix; a slot also sees itself.
+  auto allowed = item_of.unsqueeze(0).le(item_of.unsqueeze(1)).logical_and(key_is_item.unsqueeze(0));  // [2W, 2W]
+  allowed = allowed.unsqueeze(0).logical_and(ids.ne(0).to(torch::kCPU).repeat_interleave(2, 1).unsqueeze(1));
+  allowed = allowed.logical_or(torch::eye(2 * w, torch::kBool).logical_and(key_is_item.logical_not().unsqueeze(0)));
+  in.bias = additive_mask(allowed, 0).to(dev, items.scalar_type());                   // [B, 1, 2W, 2W]
+  auto hidden = user_llm->forward_hidden(in);                                          // [B, 2W, D]
+  return l2n(hidden.view({b, w, 2, d}).select(2, 1));                                 // [B, W, D]
 }
 
 torch::Tensor MolarImpl::item_soft_tokens(const std::vector<int64_t>& ids) {

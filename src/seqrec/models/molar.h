@@ -13,6 +13,15 @@
 // go through a projector (Linear, GELU, Linear) to soft tokens at the [Img] slot of each item's prompt,
 // between its text and the [Cur_Item] slot (HLLM's [ITEM]), whose final hidden state is the item
 // embedding. `inputs: text | image | both` switches the item side for the paper's ablations.
+//
+// [User] slot (`user_token: true`): DUEG reads "the item embeddings plus a [User] token" and the
+// user embedding is the user LLM's final hidden state at that slot. Every prefix of a training
+// window is a sample, so the slot follows every item in one pass of width 2W: items at even
+// columns, slot i after item i with RoPE position i + 1 (the next free position of that prefix);
+// items see items only (causal), slot i sees items 0..i and itself. Slot i's output is therefore
+// exactly the user LLM over [items 0..i, [User]] alone (test). Eval of the last position appends one
+// slot after the window (width W + 1). Without the slot the user embedding is the state at each
+// item, as in HLLM.
 #pragma once
 
 #include <torch/nn/modules/container/sequential.h>
@@ -66,6 +75,7 @@ struct MolarOptions {
   ItemInputs inputs = ItemInputs::kText;  ///< `inputs: text | image | both`
   ItemImageOptions image;
   PostAlignmentOptions post_alignment;
+  bool user_token = false;              ///< the user embedding read at a learned [User] slot (the paper)
   /// Whether post-alignment is configured (an ID checkpoint is named).
   bool aligned() const { return !post_alignment.id_checkpoint.empty(); }
 };
@@ -92,6 +102,9 @@ class MolarImpl : public HllmImpl, public AuxiliaryLossModel {
   /// Installs the frozen ID model (built for `id_max_seq_len`); throws ConfigError when its user
   /// embedding size is not post_alignment.id_dim.
   void set_id_model(SequenceRecommender id_model, int64_t id_max_seq_len);
+  /// With a [User] slot: its state after every item ([B, W, D]; last_only in eval: [B, 1, D]),
+  /// l2-normalised; without: HLLM's encode.
+  torch::Tensor encode(const data::SequenceBatch& batch) override;
   /// alpha x L_align (undefined without post-alignment).
   torch::Tensor auxiliary_loss(const data::SequenceBatch& batch, const torch::Tensor& hidden) override;
   /// The ID model's user embeddings [B, D_id] (last position; no gradient).
@@ -102,6 +115,7 @@ class MolarImpl : public HllmImpl, public AuxiliaryLossModel {
   llm::VisionTower vision{nullptr};                ///< image.has_vision only
   torch::nn::Sequential image_projector{nullptr};  ///< d_img -> tokens x D (images only)
   torch::nn::Linear align_projection{nullptr};     ///< D -> id_dim (only when they differ)
+  torch::Tensor user_slot_token;                   ///< [D] the [User] slot's input vector (user_token only)
 
  protected:
   torch::Tensor item_soft_tokens(const std::vector<int64_t>& ids) override;
