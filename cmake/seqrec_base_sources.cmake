@@ -38,6 +38,7 @@ set(SEQREC_BASE_SOURCES
   src/seqrec/data/lcrec_tasks.cc
   src/seqrec/data/lcrec_user_texts.cc
   src/seqrec/data/lcrec_jsonl.cc
+  src/seqrec/data/molar_tasks.cc
   src/seqrec/semantic_id/item_index.cc
   src/seqrec/llm/sft_data.cc
   src/seqrec/data/parquet_thrift.cc

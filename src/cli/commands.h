@@ -79,6 +79,7 @@ int run_parquet_info(const CliArgs& args);
 int run_parquet_cat(const CliArgs& args);
 int run_serve(const CliArgs& args);
 int run_report(const CliArgs& args);
+int run_molar_data(const CliArgs& args);
 
 }  // namespace seqrec::cli
 
@@ -96,8 +97,8 @@ class LcRecTaskSet;
 namespace seqrec::cli {
 
 /// Marks the top-level sections of other commands (synth, prepare, data, model, train, eval, serve,
-/// lcrec, semantic_id, finetune) as read, except `own` ones, so one YAML file can drive every command;
-/// unknown sections still fail.
+/// lcrec, semantic_id, finetune, lsvcr, molar_data) as read, except the `own` ones (names separated
+/// by spaces), so one YAML file can drive every command; unknown sections still fail.
 void ignore_sections(config::ConfigNode& root, const std::string& own);
 
 /// LC-Rec's inputs named by a config: the item index (lcrec.index) and the task set over the prepared

@@ -44,9 +44,11 @@ void add_common_options(CLI::App* cmd, CliArgs& args) {
 }
 
 void ignore_sections(config::ConfigNode& root, const std::string& own) {
+  const std::string owned = " " + own + " ";  // whole names: "molar_data" does not own "data"
   for (const char* s :
-       {"synth", "prepare", "data", "model", "train", "eval", "serve", "semantic_id", "lcrec", "finetune", "lsvcr"})
-    if (own.find(s) == std::string::npos) root.ignore(s);
+       {"synth", "prepare", "data", "model", "train", "eval", "serve", "semantic_id", "lcrec", "finetune", "lsvcr",
+        "molar_data"})
+    if (owned.find(" " + std::string(s) + " ") == std::string::npos) root.ignore(s);
 }
 
 DataCli add_data_commands(CLI::App& app, CliArgs& args) {
@@ -73,6 +75,10 @@ DataCli add_data_commands(CLI::App& app, CliArgs& args) {
   d.report->add_option("runs", args.run_dirs, "run folders (train.out_dir)")->required();
   d.report->add_option("-o,--out", args.out, "output folder of report.md and its charts")->required();
   d.report->add_option("--metrics", args.report_metrics, "metrics plotted by epoch and compared (default ndcg@10 hr@10)");
+  d.molar_data = app.add_subcommand("molar-data", "Molar: item-model pre-training mixtures as prompt/response JSONL");
+  add_common_options(d.molar_data, args);
+  d.molar_data->add_option("--data", args.data_dir, "prepared data dir (data.dir)");
+  d.molar_data->add_option("-o,--out", args.out, "output JSONL file (molar_data.out)");
   return d;
 }
 
@@ -82,6 +88,7 @@ int run_data_command(const DataCli& cli, const CliArgs& args) {
   if (cli.parquet_info->parsed()) return run_parquet_info(args);
   if (cli.parquet_cat->parsed()) return run_parquet_cat(args);
   if (cli.report->parsed()) return run_report(args);
+  if (cli.molar_data->parsed()) return run_molar_data(args);
   return -1;
 }
 

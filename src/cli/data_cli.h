@@ -1,4 +1,4 @@
-// The data commands (synth, prepare, parquet-info, parquet-cat, report): LibTorch-free, so that the `seqrec`
+// The data commands (synth, prepare, parquet-info, parquet-cat, report, molar-data): LibTorch-free, so that the `seqrec`
 // launcher runs them in-process without loading LibTorch (see launcher.cc), and the full binary
 // registers them the same way.
 #pragma once
@@ -24,6 +24,10 @@ bool runs_data_parallel(const std::string& command);
 /// (torchrun, srun, seqrec launch): for the commands that do not run data-parallel.
 void refuse_to_run_as_a_rank();
 
+/// The names of the data commands (the launcher runs them in-process).
+inline constexpr const char* kDataCommands[] = {"synth", "prepare", "parquet-info", "parquet-cat", "report",
+                                                "molar-data"};
+
 /// --config and --set, shared by every subcommand.
 void add_common_options(CLI::App* cmd, CliArgs& args);
 
@@ -34,9 +38,10 @@ struct DataCli {
   CLI::App* parquet_info = nullptr;
   CLI::App* parquet_cat = nullptr;
   CLI::App* report = nullptr;
+  CLI::App* molar_data = nullptr;
 };
 
-/// Adds synth, prepare, parquet-info, parquet-cat and report to `app`, their options bound to `args`.
+/// Adds the kDataCommands to `app`, their options bound to `args`.
 DataCli add_data_commands(CLI::App& app, CliArgs& args);
 
 /// Runs the data subcommand that was parsed; -1 when none was.

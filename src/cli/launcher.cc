@@ -1,4 +1,4 @@
-// `seqrec`, the launcher: the data commands (synth, prepare, parquet-info, parquet-cat, report) run here,
+// `seqrec`, the launcher: the data commands (cli::kDataCommands: synth, prepare, ...) run here,
 // in a process that never loads LibTorch; every other command execs `seqrec-torch` beside this
 // binary with the same arguments. Debian's LibTorch costs about half a second of start-up per
 // process (290 shared libraries, operator registration), and the full binary used to pay it twice
@@ -19,7 +19,7 @@
 namespace {
 
 bool is_data_command(const char* arg) {
-  for (const char* name : {"synth", "prepare", "parquet-info", "parquet-cat", "report"}) {
+  for (const char* name : seqrec::cli::kDataCommands) {
     if (std::strcmp(arg, name) == 0) return true;
   }
   return false;

@@ -5,6 +5,8 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
 
 #include "cli/cli_support.h"
 #include "llm/tokenizer_fixtures.h"
@@ -64,6 +66,48 @@ TEST(MolarCli, PicturesAndPostAlignmentTrainAndEvalReproduces) {
   EXPECT_NE(missing.code, 0);
   EXPECT_NE(missing.err.find("(raw id 'i7'): no image"), std::string::npos) << missing.err;
   EXPECT_NE(missing.err.find("allow_missing"), std::string::npos) << missing.err;
+}
+
+// molar-data from the CLI: both mixtures from a prepared store with descriptions, a config with a
+// data: section of other keys (other commands' settings stay allowed), image_to_text refused with
+// exit 2, and a file it did not write left alone.
+TEST(MolarCli, MolarDataWritesTheMixturesAndRefusesWhatItCannot) {
+  TempDir dir;
+  auto t = [&](const std::string& name) { return dir.file(name); };
+  dir.write("c.yaml",
+            "synth:\n  num_users: 60\n  num_items: 30\n  num_clusters: 3\n  max_seq_len: 12\n  image_size: 8\n"
+            "  seed: 3\n  output: " + t("raw") + "\n"
+            "prepare:\n  input: " + t("raw/interactions.csv") + "\n  format: csv\n  items: " + t("raw/items.csv") +
+            "\n  items_format: table\n  output: " + t("data") + "\n"
+            "data:\n  dir: " + t("data") + "\n  max_seq_len: 8\n"
+            "molar_data:\n  out: " + t("mix.jsonl") + "\n  examples_per_task: 25\n");
+  const std::string cfg = "--config " + t("c.yaml");
+  ASSERT_EQ(run_seqrec("synth " + cfg, dir).code, 0);
+  ASSERT_EQ(run_seqrec("prepare " + cfg, dir).code, 0);
+  Result r = run_seqrec("molar-data " + cfg, dir);
+  ASSERT_EQ(r.code, 0) << r.err;
+  auto summary = last_json(r.out);
+  EXPECT_EQ(summary.at("examples").at("attributes_to_description").get<int>(), 25);
+  EXPECT_EQ(summary.at("examples").at("behaviour_to_next_item").get<int>(), 25);
+  std::ifstream in(t("mix.jsonl"));
+  std::string line;
+  int lines = 0;
+  while (std::getline(in, line)) {
+    auto j = nlohmann::json::parse(line);
+    const std::string prompt = j.at("prompt");
+    EXPECT_TRUE(prompt.rfind("Below are the attributes", 0) == 0 || prompt.rfind("A user interacted", 0) == 0) << line;
+    EXPECT_FALSE(j.at("response").get<std::string>().empty()) << line;
+    ++lines;
+  }
+  EXPECT_EQ(lines, 50);
+  Result it = run_seqrec("molar-data " + cfg + " --set molar_data.tasks=[image_to_text]", dir);
+  EXPECT_EQ(it.code, 2);
+  EXPECT_NE(it.err.find("molar_data.tasks: image_to_text needs image soft tokens"), std::string::npos) << it.err;
+  dir.write("mine.jsonl", "keep me\n");
+  Result foreign = run_seqrec("molar-data " + cfg + " -o " + t("mine.jsonl"), dir);
+  EXPECT_NE(foreign.code, 0);
+  EXPECT_NE(foreign.err.find("mine.jsonl: exists and was not written by seqrec molar-data"), std::string::npos)
+      << foreign.err;
 }
 
 }  // namespace
