@@ -12,23 +12,14 @@
 #include "seqrec/common/error.h"
 #include "seqrec/data/item_catalog.h"
 #include "seqrec/data/molar_tasks.h"
+#include "data/store_support.h"
 #include "support.h"
 
 namespace {
 
 using namespace seqrec::data;
+using seqrec::data::testing::make_store;
 using seqrec::testing::TempDir;
-
-InteractionStore make_store(const std::vector<std::vector<int32_t>>& users, int64_t num_items) {
-  StoreData d;
-  d.num_items = num_items;
-  d.user_offsets.push_back(0);
-  for (const auto& u : users) {
-    d.item_ids.insert(d.item_ids.end(), u.begin(), u.end());
-    d.user_offsets.push_back(d.item_ids.size());
-  }
-  return InteractionStore::from_data(std::move(d));
-}
 
 // Items 1..5: titles "T<i>", tags for 1-3, descriptions for all but 4 (item 5 has no attribute).
 ItemCatalog make_catalog(const TempDir& dir) {
