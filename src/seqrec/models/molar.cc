@@ -149,7 +149,7 @@ torch::Tensor MolarImpl::encode(const data::SequenceBatch& batch) {
   if (batch.last_only && !is_training()) {  // [items, [User]]: causal, padding masked
     in.inputs_embeds = torch::cat({items, slot.expand({b, 1, d})}, 1);                // [B, W + 1, D]
     in.positions = torch::arange(w + 1, torch::kLong).add(batch.position_offset).unsqueeze(0).expand({b, w + 1}).to(dev);
-    in.key_valid = torch::cat({ids.ne(0), torch::ones({b, 1}, torch::kBool)}, 1).to(dev);
+    in.key_valid = torch::cat({ids.ne(0).to(torch::kCPU), torch::ones({b, 1}, torch::kBool)}, 1).to(dev);
     return l2n(user_llm->forward_hidden(in).narrow(1, w, 1));                         // [B, 1, D]
   }
   // Column 2i = item i, 2i + 1 = the slot after it (position i + 1).
