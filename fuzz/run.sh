@@ -22,7 +22,7 @@ cxx="${CXX:-clang++-14}"
 
 all_targets=(fuzz_interactions fuzz_config fuzz_safetensors fuzz_bpe_tokenizer fuzz_sentencepiece
              fuzz_parquet fuzz_request_json fuzz_item_table fuzz_index_json fuzz_lsvcr
-             fuzz_lcrec_user_texts fuzz_tokenizer_config)
+             fuzz_lcrec_user_texts fuzz_tokenizer_config fuzz_item_tokens)
 targets=("$@")
 ((${#targets[@]})) || targets=("${all_targets[@]}")
 

@@ -132,6 +132,14 @@ TEST(ItemText, ImageWordsAreTokenisedAloneRoundTripAndVersionOneFilesStillLoad) 
   EXPECT_TRUE(old.image_before().empty());
   auto a = old.tokens(4), b = t.tokens(4);
   EXPECT_EQ(std::vector<int32_t>(a.begin(), a.end()), std::vector<int32_t>(b.begin(), b.end()));
+  // A count whose byte size wraps around 2^64 is refused, not allocated.
+  std::string huge = v2.substr(0, v2.size() - 8);
+  const int64_t wraps = int64_t{1} << 61;
+  std::memcpy(huge.data() + 16, &wraps, sizeof wraps);                    // num_items
+  const uint64_t huge_sum = fnv1a(kFnvOffset, huge.data(), huge.size());
+  huge.append(reinterpret_cast<const char*>(&huge_sum), sizeof huge_sum);
+  f.dir.write("huge.bin", huge);
+  ASSERT_THROWS_WITH(data::ItemTokens::load(f.dir.file("huge.bin")), "huge.bin: corrupt header (counts larger than the file)");
   v1[8] = 3;
   f.dir.write("v3.bin", v1);
   ASSERT_THROWS_WITH(data::ItemTokens::load(f.dir.file("v3.bin")), "item token file version 3, expected 2");

@@ -64,6 +64,12 @@ TEST(Schedule, ConstantWithWarmup) {
   EXPECT_DOUBLE_EQ(scheduled_lr("constant", 0.01, 2, 100, 4, 0), 0.0075);
   EXPECT_DOUBLE_EQ(scheduled_lr("constant", 0.01, 3, 100, 4, 0), 0.01);
   EXPECT_DOUBLE_EQ(scheduled_lr("constant", 0.01, 50, 100, 4, 0), 0.01);
+  // From 1/100 of the peak (Molar): 0.01 + 0.99 * (step + 1) / 4 of lr.
+  EXPECT_DOUBLE_EQ(scheduled_lr("constant", 1.0, 0, 100, 4, 0, 0.01), 0.01 + 0.99 * 0.25);
+  EXPECT_DOUBLE_EQ(scheduled_lr("constant", 1.0, 2, 100, 4, 0, 0.01), 0.01 + 0.99 * 0.75);
+  EXPECT_DOUBLE_EQ(scheduled_lr("constant", 1.0, 3, 100, 4, 0, 0.01), 1.0);
+  EXPECT_DOUBLE_EQ(scheduled_lr("cosine", 1.0, 1, 14, 4, 0.1, 0.5), 0.75);  // the decay is unchanged
+  EXPECT_NEAR(scheduled_lr("cosine", 1.0, 6, 14, 4, 0.1, 0.5), 0.9140576474687263, 1e-12);
 }
 
 TEST(Schedule, CosineWithWarmupAndFloor) {

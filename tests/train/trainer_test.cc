@@ -558,6 +558,9 @@ TEST(TrainerOptionsTest, AccumulationAndZeroStageAreChecked) {
   EXPECT_EQ(read("  zero_stage: 3\n").zero_stage, 3);
   ASSERT_THROWS_WITH(read("  zero_stage: 4\n"), "train.zero_stage: must be 0, 1, 2 or 3");
   ASSERT_THROWS_WITH(read("  zero_state: flat\n"), "train.zero_state");
+  EXPECT_DOUBLE_EQ(read("  warmup_min_ratio: 0.01\n").warmup_min_ratio, 0.01);
+  EXPECT_DOUBLE_EQ(read("").warmup_min_ratio, 0.0);
+  ASSERT_THROWS_WITH(read("  warmup_min_ratio: 1.5\n"), "train.warmup_min_ratio: must be in [0, 1]");
 }
 
 TEST(TrainerDeviceTest, DeviceNamesAreCheckedAndCudaWithoutAGpuIsAConfigError) {

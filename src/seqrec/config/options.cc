@@ -90,6 +90,7 @@ TrainOptions read_train_options(ConfigNode node) {
   o.schedule = node.get<std::string>("schedule", o.schedule);
   o.warmup_ratio = node.get<double>("warmup_ratio", o.warmup_ratio);
   o.warmup_steps = node.get<int64_t>("warmup_steps", o.warmup_steps);
+  o.warmup_min_ratio = node.get<double>("warmup_min_ratio", o.warmup_min_ratio);
   o.min_lr_ratio = node.get<double>("min_lr_ratio", o.min_lr_ratio);
   o.clip_norm = node.get<double>("clip_norm", o.clip_norm);
   o.seed = node.get<int64_t>("seed", o.seed);
@@ -120,6 +121,8 @@ TrainOptions read_train_options(ConfigNode node) {
   if (o.weight_decay < 0) throw ConfigError(key(node, "weight_decay"), "must be >= 0");
   if (o.warmup_ratio < 0 || o.warmup_ratio >= 1)
     throw ConfigError(key(node, "warmup_ratio"), "must be in [0, 1)");
+  if (!(o.warmup_min_ratio >= 0 && o.warmup_min_ratio <= 1))
+    throw ConfigError(key(node, "warmup_min_ratio"), "must be in [0, 1]");
   if (o.clip_norm < 0) throw ConfigError(key(node, "clip_norm"), "must be >= 0 (0 = off)");
   if (o.patience < 0) throw ConfigError(key(node, "patience"), "must be >= 0 (0 = off)");
   if (o.threads < 0) throw ConfigError(key(node, "threads"), "must be >= 0 (0 = all cores)");

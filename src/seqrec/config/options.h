@@ -64,6 +64,7 @@ struct TrainOptions {
   std::string schedule = "constant"; ///< constant | cosine (cosine decays to min_lr_ratio*lr)
   double warmup_ratio = 0.0;         ///< share of all steps spent in linear warm-up
   int64_t warmup_steps = 0;          ///< warm-up steps (overrides warmup_ratio when > 0)
+  double warmup_min_ratio = 0.0;     ///< the warm-up rises from this share of lr (Molar: 0.01, "1/100 of the peak")
   double min_lr_ratio = 0.0;         ///< cosine floor as a share of lr
   double clip_norm = 0.0;            ///< global gradient-norm clip (0 = off)
   int64_t seed = 42;                 ///< fixes data order, sampling and init

@@ -139,6 +139,8 @@ ItemTokens ItemTokens::load(const std::string& path) {
   const auto n = r.get<int64_t>("num_tokens");
   const auto d = r.get<int64_t>("description size");
   if (v < 0 || n < 0 || d < 0) throw DataError(path + ": corrupt header");
+  if (static_cast<uint64_t>(v) > buf.size() / sizeof(int64_t) || static_cast<uint64_t>(n) > buf.size() / sizeof(int32_t))
+    throw DataError(path + ": corrupt header (counts larger than the file)");
   r.need(static_cast<size_t>(d), "description");
   t.description_ = buf.substr(r.pos, d);
   r.pos += d;

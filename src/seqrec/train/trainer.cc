@@ -179,7 +179,8 @@ double Trainer::train_epoch(int64_t epoch, AdamW& optimizer, data::TrainBatcher&
       for (size_t i = 0; i < micro.size(); ++i) total += weight[i] = micro[i].targets.ne(0).sum().item<double>();
       for (double& w : weight) w = total > 0 ? w / total : 0;
     }
-    const double lr = scheduled_lr(t.schedule, t.lr, optimizer.step_count(), total_steps, warmup, t.min_lr_ratio);
+    const double lr = scheduled_lr(t.schedule, t.lr, optimizer.step_count(), total_steps, warmup, t.min_lr_ratio,
+                                   t.warmup_min_ratio);
     last_lr_ = lr;
     optimizer.zero_grad();
     double l = 0;
