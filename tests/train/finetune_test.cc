@@ -384,6 +384,8 @@ TEST(FinetuneTest, OptionErrorsNameTheKey) {
   ASSERT_THROWS_WITH(read(ok + ", grad_accum_steps: 0}"), "finetune.grad_accum_steps: must be >= 1");
   ASSERT_THROWS_WITH(read(ok + ", lora: {rank: 0}}"), "finetune.lora.rank: must be >= 1");
   ASSERT_THROWS_WITH(read(ok + ", warmup_ratio: 1.5}"), "finetune.warmup_ratio: must be in [0, 1)");
+  EXPECT_DOUBLE_EQ(read(ok + ", warmup_min_ratio: 0.01}").warmup_min_ratio, 0.01);
+  ASSERT_THROWS_WITH(read(ok + ", warmup_min_ratio: -1}"), "finetune.warmup_min_ratio: must be in [0, 1]");
 }
 
 // Prompts with a few semantic-ID style responses and one text response.

@@ -213,6 +213,7 @@ std::string trajectory_key(const FinetuneOptions& o, int64_t world) {
                       {"lora_dropout", a.dropout}, {"lora_target_modules", a.target_modules},
                       {"lora_modules_to_save", o.lora.modules_to_save}};
   if (o.precision != "fp32") j["precision"] = o.precision;  // absent for fp32: older states still resume
+  if (o.warmup_min_ratio != 0) j["warmup_min_ratio"] = o.warmup_min_ratio;  // likewise
   if (world > 1) j["world_size"] = world;                    // ranks x grad_accum_steps micro-batches per step
   return j.dump();
 }
@@ -357,7 +358,7 @@ void FinetuneLoop::train_step(const std::vector<ExampleIds>& step, int64_t epoch
   std::vector<SftBatch> batches;  // this rank's: micro-batches rank, rank + W, ... of the step
   for (size_t i = static_cast<size_t>(rank_); i < step.size(); i += static_cast<size_t>(world_))
     batches.push_back(collate(corpus(epoch), step[i], o_.packed));
-  const double lr = scheduled_lr(o_.schedule, o_.lr, step_, total_steps, warmup, 0.0);
+  const double lr = scheduled_lr(o_.schedule, o_.lr, step_, total_steps, warmup, 0.0, o_.warmup_min_ratio);
   decay_opt_->zero_grad();
   no_decay_opt_->zero_grad();
   const StepLoss loss = accumulate_gradients(*lm_, batches, {group_.get(), reducer_.get()});
@@ -584,6 +585,7 @@ FinetuneOptions read_finetune_options(config::ConfigNode node) {
   o.eps = node.get<double>("eps", o.eps);
   o.schedule = node.get<std::string>("schedule", o.schedule);
   o.warmup_ratio = node.get<double>("warmup_ratio", o.warmup_ratio);
+  o.warmup_min_ratio = node.get<double>("warmup_min_ratio", o.warmup_min_ratio);
   o.grad_clip = node.get<double>("grad_clip", o.grad_clip);
   o.eval_steps = node.get<int64_t>("eval_steps", o.eval_steps);
   o.seed = node.get<int64_t>("seed", o.seed);
@@ -614,6 +616,8 @@ FinetuneOptions read_finetune_options(config::ConfigNode node) {
   if (o.schedule != "cosine" && o.schedule != "constant")
     throw ConfigError(key(node, "schedule"), "'" + o.schedule + "' is not one of: cosine, constant");
   if (!(o.warmup_ratio >= 0 && o.warmup_ratio < 1)) throw ConfigError(key(node, "warmup_ratio"), "must be in [0, 1)");
+  if (!(o.warmup_min_ratio >= 0 && o.warmup_min_ratio <= 1))
+    throw ConfigError(key(node, "warmup_min_ratio"), "must be in [0, 1]");
   if (o.grad_clip < 0) throw ConfigError(key(node, "grad_clip"), "must be >= 0 (0 = off)");
   if (o.threads < 0) throw ConfigError(key(node, "threads"), "must be >= 0 (0 = all cores)");
   if (!std::regex_match(o.device, std::regex("cpu|cuda(:[0-9]+)?")))

@@ -62,6 +62,7 @@ struct FinetuneOptions {
   double eps = 1e-8;
   std::string schedule = "cosine";      ///< cosine | constant, after the warm-up
   double warmup_ratio = 0.01;           ///< share of all steps in linear warm-up (rounded up)
+  double warmup_min_ratio = 0.0;        ///< the warm-up rises from this share of lr (as train.warmup_min_ratio)
   double grad_clip = 1.0;               ///< global gradient-norm clip (0 = off; transformers' default 1)
   int64_t eval_steps = 0;               ///< validate every N steps (0 = after each epoch)
   int64_t seed = 42;                    ///< data order, LoRA init and dropout
