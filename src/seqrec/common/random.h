@@ -4,7 +4,9 @@
 
 #include <cstdint>
 #include <initializer_list>
+#include <numeric>
 #include <utility>
+#include <vector>
 
 namespace seqrec {
 
@@ -49,6 +51,18 @@ class Rng {
   static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
   uint64_t s_[4];
 };
+
+/// k distinct indices of 0..n-1 drawn uniformly (partial Fisher-Yates, O(n) memory), in draw order.
+inline std::vector<int64_t> draw_distinct(int64_t n, int64_t k, Rng& rng) {
+  std::vector<int64_t> idx(static_cast<size_t>(n));
+  std::iota(idx.begin(), idx.end(), 0);
+  for (int64_t i = 0; i < k; ++i) {
+    const int64_t j = i + static_cast<int64_t>(rng.below(static_cast<uint64_t>(n - i)));
+    std::swap(idx[i], idx[j]);
+  }
+  idx.resize(static_cast<size_t>(k));
+  return idx;
+}
 
 /// Fisher-Yates shuffle with Rng (portable, unlike std::shuffle).
 template <typename It>

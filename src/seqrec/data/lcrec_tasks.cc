@@ -2,7 +2,6 @@
 #include "seqrec/data/lcrec_tasks.h"
 
 #include <algorithm>
-#include <numeric>
 #include <stdexcept>
 
 #include "seqrec/common/error.h"
@@ -25,18 +24,6 @@ constexpr uint64_t kTestSalt = 0x6c637265632d7465ULL;       // "lcrec-te"
 Span<int32_t> recent(const int32_t* begin, int64_t end, int64_t max_his_len) {
   const int64_t from = max_his_len > 0 ? std::max<int64_t>(0, end - max_his_len) : 0;
   return {begin + from, end - from};
-}
-
-/// k distinct indices of 0..n-1 drawn uniformly (partial Fisher-Yates), in draw order.
-std::vector<int64_t> draw_distinct(int64_t n, int64_t k, Rng& rng) {
-  std::vector<int64_t> idx(static_cast<size_t>(n));
-  std::iota(idx.begin(), idx.end(), 0);
-  for (int64_t i = 0; i < k; ++i) {
-    const int64_t j = i + static_cast<int64_t>(rng.below(static_cast<uint64_t>(n - i)));
-    std::swap(idx[i], idx[j]);
-  }
-  idx.resize(static_cast<size_t>(k));
-  return idx;
 }
 
 /// Keeps `k` of the samples (drawn without replacement, seeded), in their original order.

@@ -18,15 +18,6 @@ namespace {
 
 using json = nlohmann::json;
 
-void require_column(const ItemCatalog& catalog, const std::string& column, const std::string& key) {
-  const auto& cols = catalog.columns();
-  if (std::find(cols.begin(), cols.end(), column) != cols.end()) return;
-  std::string have;
-  for (const auto& c : cols) have += (have.empty() ? "" : ", ") + c;
-  throw ConfigError("molar_data." + key, "'" + column + "' is not a column of the item table (columns: " +
-                                             (have.empty() ? "none; give prepare.items" : have) + ")");
-}
-
 // k distinct indices of [0, n), ascending (all of them when k >= n).
 std::vector<int64_t> sample_without_replacement(int64_t n, int64_t k, Rng& rng) {
   std::vector<int64_t> out;
@@ -36,11 +27,8 @@ std::vector<int64_t> sample_without_replacement(int64_t n, int64_t k, Rng& rng) 
     return out;
   }
   if (2 * k > n) {  // dense: a partial shuffle
-    std::vector<int64_t> all(n);
-    for (int64_t i = 0; i < n; ++i) all[i] = i;
-    for (int64_t i = 0; i < k; ++i) std::swap(all[i], all[i + static_cast<int64_t>(rng.below(n - i))]);
-    out.assign(all.begin(), all.begin() + k);
-  } else {  // sparse: draw until k distinct
+    out = draw_distinct(n, k, rng);
+  } else {  // sparse (memory O(k), for logs of 100M+ pairs): draw until k distinct
     std::unordered_set<int64_t> seen;
     while (static_cast<int64_t>(out.size()) < k) {
       const auto i = static_cast<int64_t>(rng.below(n));
@@ -124,11 +112,11 @@ std::vector<MolarExample> molar_pretraining_examples(const InteractionStore& sto
   for (MolarTask task : o.tasks) {
     Rng rng(derive_seed({o.seed, static_cast<uint64_t>(task)}));
     if (task == MolarTask::kAttributesToDescription) {
-      for (const auto& f : o.attribute_fields) require_column(catalog, f, "attribute_fields");
-      require_column(catalog, o.description_field, "description_field");
+      for (const auto& f : o.attribute_fields) catalog.require_column(f, "molar_data.attribute_fields");
+      catalog.require_column(o.description_field, "molar_data.description_field");
       attributes_examples(catalog, o, rng, &out);
     } else {
-      require_column(catalog, o.title_field, "title_field");
+      catalog.require_column(o.title_field, "molar_data.title_field");
       behaviour_examples(store, catalog, o, rng, &out);
     }
   }
