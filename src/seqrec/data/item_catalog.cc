@@ -90,6 +90,14 @@ int64_t ItemCatalog::find(const std::string& raw_id) const {
   return it == index_.end() ? -1 : it->second;
 }
 
+void ItemCatalog::require_column(const std::string& column, const std::string& field) const {
+  if (std::find(columns_.begin(), columns_.end(), column) != columns_.end()) return;
+  std::string have;
+  for (const auto& c : columns_) have += (have.empty() ? "" : ", ") + c;
+  throw ConfigError(field, "'" + column + "' is not a column of the item table (columns: " +
+                               (have.empty() ? "none; give prepare.items" : have) + ")");
+}
+
 std::string ItemCatalog::field(int64_t id, const std::string& column) const {
   if (id < 1 || id >= static_cast<int64_t>(fields_.size())) return "";
   const auto it = std::find(columns_.begin(), columns_.end(), column);

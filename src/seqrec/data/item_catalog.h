@@ -21,6 +21,9 @@ class ItemCatalog {
   int64_t find(const std::string& raw_id) const;
   /// Text column names in file order (e.g. "title", "genres").
   const std::vector<std::string>& columns() const { return columns_; }
+  /// Throws ConfigError at `field` when `column` is not one of columns(), listing them ("none; give
+  /// prepare.items" when the table has none).
+  void require_column(const std::string& column, const std::string& field) const;
   /// Value of a text column for item `id`, "" when absent.
   std::string field(int64_t id, const std::string& column) const;
   /// Title (column "title") or "" when there is none.

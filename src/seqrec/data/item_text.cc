@@ -61,16 +61,7 @@ ItemTokens ItemTokens::build(const ItemCatalog& catalog, const llm::Tokenizer& t
                              const ItemTextOptions& options) {
   if (options.max_text_length < 1) throw ConfigError("prepare.item_text.max_text_length", "must be >= 1");
   if (options.text_keys.empty()) throw ConfigError("prepare.item_text.text_keys", "must name at least one column");
-  for (const auto& key : options.text_keys) {
-    const auto& cols = catalog.columns();
-    if (std::find(cols.begin(), cols.end(), key) == cols.end()) {
-      std::string have;
-      for (const auto& c : cols) have += (have.empty() ? "" : ", ") + c;
-      throw ConfigError("prepare.item_text.text_keys",
-                        "'" + key + "' is not a column of the item table (columns: " +
-                            (have.empty() ? "none; give prepare.items" : have) + ")");
-    }
-  }
+  for (const auto& key : options.text_keys) catalog.require_column(key, "prepare.item_text.text_keys");
   ItemTokens t;
   t.max_text_length_ = options.max_text_length;
   t.vocab_size_ = tokenizer.vocab_size();

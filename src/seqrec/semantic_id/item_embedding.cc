@@ -180,14 +180,7 @@ torch::Tensor mean_pooled_states(llm::DecoderLmImpl& lm, const std::vector<std::
 
 torch::Tensor embed_item_texts(llm::DecoderLmImpl& lm, const llm::Tokenizer& tokenizer,
                                const data::ItemCatalog& catalog, const TextEmbeddingOptions& options) {
-  const auto& columns = catalog.columns();
-  for (const auto& f : options.fields)
-    if (std::find(columns.begin(), columns.end(), f) == columns.end()) {
-      std::string list;
-      for (const auto& c : columns) list += (list.empty() ? "" : ", ") + c;
-      throw ConfigError("--fields", "'" + f + "' is not a column of the item table (columns: " +
-                                        (list.empty() ? "none" : list) + ")");
-    }
+  for (const auto& f : options.fields) catalog.require_column(f, "--fields");
   const int64_t v = catalog.num_items();
   const auto start = std::chrono::steady_clock::now();
   std::vector<torch::Tensor> per_field;
