@@ -248,7 +248,7 @@ torch::Tensor embed_by_hand(MolarImpl& m, const MolarFixture& f, int64_t id, con
   auto span = f.tokens->tokens(id);
   std::vector<int64_t> tok;
   if (text) tok.assign(span.begin(), span.end());
-  const int64_t mlen = tok.size(), s = soft.size(0), d = 16;
+  const int64_t mlen = tok.size(), d = 16;
   auto words = [&](const std::vector<int32_t>& w) {
     return m.item_llm->model->embed_tokens(torch::tensor(std::vector<int64_t>(w.begin(), w.end()), torch::kLong));
   };
