@@ -1,6 +1,9 @@
 // `seqrec finetune` end to end on tiny JSONL and stories260K, then `seqrec lm generate` on the output.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <nlohmann/json.hpp>
+
 #include "cli/cli_support.h"
 #include "seqrec/common/fs.h"
 
@@ -31,7 +34,19 @@ TEST(FinetuneCliTest, FinetunesStories260KAndGeneratesTheResponse) {
   EXPECT_LT(summary["best_valid_loss"].get<double>(), 0.1);
   EXPECT_NE(r.err.find("tok/s"), std::string::npos) << r.err;
   EXPECT_TRUE(path_exists(dir.file("out/seqrec_finetune.yaml")));
-  EXPECT_EQ(lines_of(slurp(dir.file("out/metrics.jsonl"))).size(), 4u);  // validated every 20 of 80 steps
+  // Validated every 20 of 80 steps (one step per epoch); the other 76 epochs end with a training line.
+  const auto metric_lines = lines_of(slurp(dir.file("out/metrics.jsonl")));
+  EXPECT_EQ(metric_lines.size(), 80u);
+  EXPECT_EQ(std::count_if(metric_lines.begin(), metric_lines.end(),
+                          [](const std::string& l) { return nlohmann::json::parse(l)["split"] == "valid"; }),
+            4);
+  // ... which `seqrec report` plots: the validation loss by epoch, the training loss.
+  r = run_seqrec("report " + dir.file("out") + " --out " + dir.file("report") + " --metrics valid_loss", dir);
+  ASSERT_EQ(r.code, 0) << r.err;
+  const std::string page = slurp(dir.file("report/report.md"));
+  EXPECT_NE(page.find("| epoch (valid) | valid_loss |"), std::string::npos) << page;
+  EXPECT_NE(page.find("\n| 80 | 0.0"), std::string::npos) << page;  // the last validation, loss < 0.1
+  EXPECT_TRUE(path_exists(dir.file("report/out_loss.svg")));
 
   r = run_seqrec("lm generate --model " + dir.file("out") + " --prompt 'Item two is' --max-new-tokens 4", dir);
   ASSERT_EQ(r.code, 0) << r.err;

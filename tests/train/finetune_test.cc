@@ -5,6 +5,8 @@
 
 #include <cmath>
 #include <fstream>
+#include <map>
+#include <sstream>
 #include <nlohmann/json.hpp>
 
 #include "llm/tokenizer_fixtures.h"
@@ -499,15 +501,37 @@ TEST(FinetuneTest, SameSeedGivesTheSameModel) {
   o.lr = 1e-2;
   o.lora.enabled = true;
   o.lora.adapter.dropout = 0.2;
+  std::map<std::string, int64_t> steps;
   auto weights = [&](int64_t seed, const std::string& out) {
     o.seed = seed;
     o.out_dir = dir.file(out);
     const FinetuneSummary s = run_finetune(o, "");
+    steps[out] = s.steps;
     EXPECT_GT(s.steps, 3);
     EXPECT_TRUE(std::isnan(s.best_valid_loss));
     return read_file(o.out_dir + "/model.safetensors");
   };
   const std::string first = weights(5, "a"), again = weights(5, "b"), other = weights(6, "c");
+  // Without validation, metrics.jsonl holds one training line per epoch (it was empty before).
+  std::vector<std::string> lines;
+  std::istringstream metrics(read_file(dir.file("a/metrics.jsonl")));
+  for (std::string line; std::getline(metrics, line);) lines.push_back(line);
+  ASSERT_EQ(lines.size(), 3u);
+  double previous = 1e9;
+  int64_t previous_step = 0;
+  for (size_t i = 0; i < lines.size(); ++i) {
+    const auto line = nlohmann::json::parse(lines[i]);
+    EXPECT_EQ(line["epoch"], static_cast<int64_t>(i + 1));
+    EXPECT_GT(line["step"].get<int64_t>(), previous_step);  // token-budget batches: epochs differ in steps
+    previous_step = line["step"];
+    EXPECT_EQ(line["split"], "train");
+    EXPECT_FALSE(line.contains("valid_loss"));
+    const double loss = line["loss"];
+    EXPECT_GT(loss, 0.0);
+    EXPECT_LT(loss, previous);  // lr 1e-2 on five examples: the epoch loss drops
+    previous = loss;
+  }
+  EXPECT_EQ(previous_step, steps["a"]);
   EXPECT_EQ(first, again);
   EXPECT_NE(first, other);
   EXPECT_EQ(read_file(dir.file("a/adapter_model.safetensors")), read_file(dir.file("b/adapter_model.safetensors")));

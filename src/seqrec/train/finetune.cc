@@ -389,7 +389,7 @@ void FinetuneLoop::validate(int64_t epoch) {
   last_validated_ = step_;
   const double loss = corpus_loss(*lm_, valid_, o_, group_.get());
   const bool best = !(loss >= summary_.best_valid_loss);  // also when best is still NaN
-  nlohmann::json line = {{"epoch", epoch}, {"step", step_}, {"valid_loss", loss}, {"best", best}};
+  nlohmann::json line = {{"epoch", epoch}, {"split", "valid"}, {"step", step_}, {"valid_loss", loss}, {"best", best}};
   if (epoch_targets_ > 0) line["train_loss"] = epoch_loss_sum_ / static_cast<double>(epoch_targets_);
   metrics_ += line.dump() + "\n";
   log_info("[valid] epoch %ld step %ld loss %.4f%s", long(epoch), long(step_), loss,
@@ -528,6 +528,10 @@ FinetuneSummary FinetuneLoop::run(const FinetuneInvocation& invocation) {
     summary_.train_loss = epoch_targets_ > 0 ? epoch_loss_sum_ / static_cast<double>(epoch_targets_) : 0.0;
     const bool last = e == o_.epochs;
     if (!valid_.empty() && last_validated_ != step_ && (o_.eval_steps == 0 || last)) validate(e);
+    if (last_validated_ != step_) {  // no validation line at the end of this epoch: a training line
+      nlohmann::json line = {{"epoch", e}, {"split", "train"}, {"step", step_}, {"loss", summary_.train_loss}};
+      metrics_ += line.dump() + "\n";
+    }
     if (writer()) save_state(e);
     if (e == invocation.stop_after_epoch && !last) {
       log_info("stopping after epoch %ld as asked; continue with --resume", long(e));
