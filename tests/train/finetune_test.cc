@@ -388,6 +388,9 @@ TEST(FinetuneTest, OptionErrorsNameTheKey) {
   ASSERT_THROWS_WITH(read(ok + ", warmup_ratio: 1.5}"), "finetune.warmup_ratio: must be in [0, 1)");
   EXPECT_DOUBLE_EQ(read(ok + ", warmup_min_ratio: 0.01}").warmup_min_ratio, 0.01);
   ASSERT_THROWS_WITH(read(ok + ", warmup_min_ratio: -1}"), "finetune.warmup_min_ratio: must be in [0, 1]");
+  EXPECT_EQ(read(ok + ", zero_stage: 2}").zero_stage, 2);
+  ASSERT_THROWS_WITH(read(ok + ", zero_stage: 3}"), "finetune.zero_stage: 3 needs the decoder's blocks behind ZeRO-3's gate");
+  ASSERT_THROWS_WITH(read(ok + ", zero_stage: 4}"), "finetune.zero_stage: must be 0, 1 or 2");
 }
 
 // Prompts with a few semantic-ID style responses and one text response.
@@ -399,6 +402,17 @@ std::string write_pairs(const TempDir& dir) {
   std::string jsonl;
   for (const auto& [p, r] : pairs) jsonl += nlohmann::json({{"prompt", p}, {"response", r}}).dump() + "\n";
   return dir.write("pairs.jsonl", jsonl);
+}
+
+// Same tensor names in the same order, values within `tolerance` (relative to max(1, |max|)).
+void expect_close_tensors(const std::string& a_path, const std::string& b_path, double tolerance) {
+  const NamedTensors a = load_tensors(a_path, nullptr), b = load_tensors(b_path, nullptr);
+  ASSERT_EQ(a.size(), b.size()) << a_path << " vs " << b_path;
+  for (size_t i = 0; i < a.size(); ++i) {
+    ASSERT_EQ(a[i].first, b[i].first);
+    const double scale = std::max(1.0, a[i].second.abs().max().item<double>());
+    EXPECT_LT((a[i].second - b[i].second).abs().max().item<double>(), tolerance * scale) << a[i].first;
+  }
 }
 
 std::vector<int64_t> greedy_response(const std::string& dir, const std::string& prompt) {
@@ -535,6 +549,60 @@ TEST(FinetuneTest, SameSeedGivesTheSameModel) {
   EXPECT_EQ(first, again);
   EXPECT_NE(first, other);
   EXPECT_EQ(read_file(dir.file("a/adapter_model.safetensors")), read_file(dir.file("b/adapter_model.safetensors")));
+}
+
+// ZeRO-1 and ZeRO-2 on 2 ranks (threads over loopback Gloo): the same weights and AdamW moments as
+// plain data parallelism, with clipping and weight decay on (both groups, the norm over the owned
+// gradients of all ranks); the moments meet in one state file, and a ZeRO-2 run cut after epoch 1
+// and resumed (each rank's share handed out from it) ends where the uninterrupted one does.
+TEST(FinetuneTest, ZeroOneAndTwoOnTwoRanksGiveTheWeightsAndMomentsOfDataParallelism) {
+  std::string skip;
+  const auto groups = seqrec::testing::local_groups(2, &skip);
+  if (groups.empty()) GTEST_SKIP() << skip;
+  TempDir dir;
+  write_tiny_hf(dir.file(""), /*tied=*/false);
+  std::string jsonl;
+  for (const char* r : {"ab", "b a", "<a_1>", "aab<a_1>", "ba", "<a_1>b", "a", "bb a"})
+    jsonl += nlohmann::json({{"prompt", "a b"}, {"response", r}}).dump() + "\n";
+  FinetuneOptions o;
+  o.model_dir = dir.path();
+  o.train_file = dir.write("train.jsonl", jsonl);
+  o.added_tokens = {"<a_1>"};
+  o.epochs = 3;
+  o.batch_size = 1;
+  o.grad_accum_steps = 1;
+  o.lr = 2e-2;
+  o.weight_decay = 0.1;
+  o.grad_clip = 0.5;  // below the tiny model's gradient norm: clipping takes part
+  o.threads = 1;
+  o.log_every = 1000;
+  auto on_two_ranks = [&](int64_t stage, const std::string& out, bool resume, int64_t stop_after) {
+    o.zero_stage = stage;
+    o.out_dir = dir.file(out);
+    std::vector<FinetuneSummary> s(2);
+    seqrec::testing::on_each_rank(2, [&](int64_t r) {
+      FinetuneInvocation inv;
+      inv.group = groups[static_cast<size_t>(r)];
+      inv.resume = resume;
+      inv.stop_after_epoch = stop_after;
+      s[static_cast<size_t>(r)] = run_finetune(o, "", inv);
+    });
+    return s[0];
+  };
+  const FinetuneSummary ddp = on_two_ranks(0, "ddp", false, 0);
+  EXPECT_EQ(ddp.steps, 12);  // 8 examples, 2 micro-batches per step, 3 epochs
+  for (const std::string run : {"zero1", "zero2"}) {
+    SCOPED_TRACE(run);
+    const FinetuneSummary z = on_two_ranks(run == "zero1" ? 1 : 2, run, false, 0);
+    EXPECT_NEAR(z.train_loss, ddp.train_loss, 1e-5);
+    expect_close_tensors(dir.file("ddp/model.safetensors"), dir.file(run + "/model.safetensors"), 1e-5);
+    expect_close_tensors(dir.file("ddp.resume.safetensors"), dir.file(run + ".resume.safetensors"), 1e-5);
+  }
+  on_two_ranks(2, "zero2_parts", false, 1);
+  const FinetuneSummary rest = on_two_ranks(2, "zero2_parts", true, 0);
+  EXPECT_EQ(rest.steps, 12);
+  expect_close_tensors(dir.file("ddp/model.safetensors"), dir.file("zero2_parts/model.safetensors"), 1e-5);
+  expect_close_tensors(dir.file("ddp.resume.safetensors"), dir.file("zero2_parts.resume.safetensors"), 1e-5);
 }
 
 TEST(FinetuneTest, ResumingAfterAnEpochGivesTheUninterruptedResult) {

@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <limits>
 #include <map>
+#include <optional>
 #include <nlohmann/json.hpp>
 #include <regex>
 #include <set>
@@ -30,6 +31,7 @@
 #include "seqrec/dist/grad_reducer.h"
 #include "seqrec/dist/process_group.h"
 #include "seqrec/train/trainer.h"
+#include "seqrec/train/zero.h"
 
 namespace seqrec::train {
 namespace {
@@ -258,6 +260,7 @@ class FinetuneLoop {
 
   std::string state_path() const { return o_.out_dir + ".resume.safetensors"; }
   bool writer() const { return rank_ == 0; }  // rank 0 writes out_dir, the state and the log
+  bool sharded() const { return zero_.has_value(); }  // ZeRO-1/2 across the ranks of a launch
   int64_t share_rank0_state(int64_t done);
 
   const FinetuneOptions& o_;
@@ -277,7 +280,15 @@ class FinetuneLoop {
   std::vector<llm::TokenizedExample> train_, valid_;
   std::vector<std::vector<llm::TokenizedExample>> epoch_train_;  // finetune.epoch_train_files
   std::unique_ptr<AdamW> decay_opt_, no_decay_opt_;
-  NamedTensors trainable_;
+  NamedTensors trainable_;  // the decay group's parameters, then the no-decay group's
+  // ZeRO: which rank owns each parameter, per AdamW group and over trainable_ (the two joined), the
+  // parameters this rank owns, and (rank 0, on resume) both groups' whole moments as read.
+  struct Zero {
+    ShardPlan decay, no_decay, all;
+    NamedTensors owned;
+    NamedTensors resumed_decay, resumed_no_decay;
+  };
+  std::optional<Zero> zero_;
   FinetuneSummary summary_;
   std::string metrics_;           // metrics.jsonl so far
   int64_t step_ = 0;              // optimiser steps done
@@ -334,10 +345,26 @@ void FinetuneLoop::set_up_training() {
   trainable_groups(*lm_, decay, no_decay);
   trainable_ = decay;
   trainable_.insert(trainable_.end(), no_decay.begin(), no_decay.end());
+  std::vector<bool> owned_decay, owned_no_decay;  // empty: this process updates every parameter
+  if (o_.zero_stage > 0 && group_) {
+    Zero z;
+    z.decay = ShardPlan::balanced(decay, world_);
+    z.no_decay = ShardPlan::balanced(no_decay, world_);
+    z.all = ShardPlan{z.decay.owner, world_};
+    z.all.owner.insert(z.all.owner.end(), z.no_decay.owner.begin(), z.no_decay.owner.end());
+    for (size_t i = 0; i < trainable_.size(); ++i)
+      if (z.all.owner[i] == rank_) z.owned.push_back(trainable_[i]);
+    owned_decay = z.decay.owned_by(rank_);
+    owned_no_decay = z.no_decay.owned_by(rank_);
+    zero_ = std::move(z);
+  } else if (o_.zero_stage > 0) {
+    log_info("finetune.zero_stage %ld: one process owns every parameter (ZeRO shards across ranks of `seqrec launch`)",
+             long(o_.zero_stage));
+  }
   AdamWOptions adam{o_.lr, o_.beta1, o_.beta2, o_.eps, o_.weight_decay};
-  decay_opt_ = std::make_unique<AdamW>(decay, adam);
+  decay_opt_ = std::make_unique<AdamW>(decay, adam, owned_decay);
   adam.weight_decay = 0;
-  no_decay_opt_ = std::make_unique<AdamW>(no_decay, adam);
+  no_decay_opt_ = std::make_unique<AdamW>(no_decay, adam, owned_no_decay);
   int64_t count = 0;
   for (const auto& [name, p] : trainable_) count += p.numel();
   log_info("training %ld parameters (%zu tensors, %zu without weight decay)", long(count), trainable_.size(),
@@ -362,9 +389,15 @@ void FinetuneLoop::train_step(const std::vector<ExampleIds>& step, int64_t epoch
   decay_opt_->zero_grad();
   no_decay_opt_->zero_grad();
   const StepLoss loss = accumulate_gradients(*lm_, batches, {group_.get(), reducer_.get()});
-  if (o_.grad_clip > 0) clip_grad_norm(trainable_, o_.grad_clip);
+  if (o_.grad_clip > 0) {
+    if (sharded())  // the norm over the owned gradients of all ranks (under ZeRO-2 a rank has only those)
+      clip_grad_norm(zero_->owned, o_.grad_clip, [this](double sq) { return group_->all_reduce_sum({sq})[0]; });
+    else
+      clip_grad_norm(trainable_, o_.grad_clip);
+  }
   decay_opt_->step(lr);
   no_decay_opt_->step(lr);
+  if (sharded()) broadcast_from_owners(*group_, zero_->all, trainable_);  // every rank gets every update
   ++step_;
   epoch_loss_sum_ += loss.mean * static_cast<double>(loss.targets);
   epoch_targets_ += loss.targets;
@@ -406,12 +439,19 @@ void FinetuneLoop::export_model() {
 }
 
 // The trained weights, both optimisers' moments and the loop's counters after `epoch`, beside out_dir.
+// Under ZeRO every rank calls it: the owners' moments meet on rank 0, which writes the same file as
+// an unsharded run (so a ZeRO run resumes with or without ZeRO at the same world size).
 void FinetuneLoop::save_state(int64_t epoch) {
+  const NamedTensors decay_state = sharded() ? consolidate_optimizer_state(*group_, zero_->decay, *decay_opt_)
+                                             : decay_opt_->state();
+  const NamedTensors no_decay_state = sharded() ? consolidate_optimizer_state(*group_, zero_->no_decay, *no_decay_opt_)
+                                                : no_decay_opt_->state();
+  if (!writer()) return;
   const std::string path = state_path();
   NamedTensors tensors;
   for (const auto& [name, p] : trainable_) tensors.emplace_back("param." + name, p);
-  for (const auto& [name, t] : decay_opt_->state()) tensors.emplace_back("decay." + name, t);
-  for (const auto& [name, t] : no_decay_opt_->state()) tensors.emplace_back("no_decay." + name, t);
+  for (const auto& [name, t] : decay_state) tensors.emplace_back("decay." + name, t);
+  for (const auto& [name, t] : no_decay_state) tensors.emplace_back("no_decay." + name, t);
   save_tensors(path, tensors,
                {{"format", kResumeFormat}, {"run", trajectory_key(o_, world_)}, {"epoch", std::to_string(epoch)},
                 {"step", std::to_string(step_)}, {"decay_steps", std::to_string(decay_opt_->step_count())},
@@ -452,8 +492,12 @@ int64_t FinetuneLoop::load_state() {
       if (name.compare(0, prefix.size(), prefix) == 0) out.emplace_back(name.substr(prefix.size()), t);
     return out;
   };
-  decay_opt_->load_state(optimizer_state("decay."), std::stoll(get("decay_steps")));
+  decay_opt_->load_state(optimizer_state("decay."), std::stoll(get("decay_steps")));  // (its own share under ZeRO)
   no_decay_opt_->load_state(optimizer_state("no_decay."), std::stoll(get("no_decay_steps")));
+  if (sharded()) {  // the other ranks' shares, handed out by share_rank0_state
+    zero_->resumed_decay = optimizer_state("decay.");
+    zero_->resumed_no_decay = optimizer_state("no_decay.");
+  }
   step_ = std::stoll(get("step"));
   last_validated_ = std::stoll(get("last_validated"));
   summary_.best_valid_loss = text_number(get("best_valid_loss"));
@@ -476,12 +520,23 @@ int64_t FinetuneLoop::share_rank0_state(int64_t done) {
   const double* c = counters.data_ptr<double>();
   std::vector<torch::Tensor> tensors;
   for (auto& [name, p] : trainable_) tensors.push_back(p.data());
-  NamedTensors decay = decay_opt_->state(), no_decay = no_decay_opt_->state();
-  for (auto* state : {&decay, &no_decay})
-    for (auto& [name, t] : *state) tensors.push_back(t);
-  group_->broadcast(tensors, 0);
-  decay_opt_->load_state(decay, static_cast<int64_t>(c[2]));
-  no_decay_opt_->load_state(no_decay, static_cast<int64_t>(c[3]));
+  if (sharded()) {  // weights from rank 0; each rank's moments from the whole state rank 0 read
+    group_->broadcast(tensors, 0);
+    if (c[0] > 0) {
+      distribute_optimizer_state(*group_, zero_->decay, zero_->resumed_decay, static_cast<int64_t>(c[2]), *decay_opt_);
+      distribute_optimizer_state(*group_, zero_->no_decay, zero_->resumed_no_decay, static_cast<int64_t>(c[3]),
+                                 *no_decay_opt_);
+      zero_->resumed_decay.clear();
+      zero_->resumed_no_decay.clear();
+    }
+  } else {
+    NamedTensors decay = decay_opt_->state(), no_decay = no_decay_opt_->state();
+    for (auto* state : {&decay, &no_decay})
+      for (auto& [name, t] : *state) tensors.push_back(t);
+    group_->broadcast(tensors, 0);
+    decay_opt_->load_state(decay, static_cast<int64_t>(c[2]));
+    no_decay_opt_->load_state(no_decay, static_cast<int64_t>(c[3]));
+  }
   step_ = static_cast<int64_t>(c[1]);
   last_validated_ = static_cast<int64_t>(c[4]);
   summary_.best_valid_loss = c[5];
@@ -500,9 +555,19 @@ FinetuneSummary FinetuneLoop::run(const FinetuneInvocation& invocation) {
   int64_t done = invocation.resume && writer() ? load_state() : 0;
   if (group_) {
     done = share_rank0_state(done);
-    reducer_ = std::make_unique<dist::GradientReducer>(group_, trainable_);
+    dist::GradientReducerOptions ro;
+    if (sharded() && o_.zero_stage >= 2) ro.owners = zero_->all.owner;  // ZeRO-2: each gradient to its owner
+    reducer_ = std::make_unique<dist::GradientReducer>(group_, trainable_, ro);
     log_info("finetune: data parallel over %ld ranks (%s): %ld micro-batches per rank and step, %ld in all",
              long(world_), group_->backend().c_str(), long(o_.grad_accum_steps), long(o_.grad_accum_steps * world_));
+    if (sharded()) {
+      int64_t total = 0;
+      for (const auto& [name, p] : trainable_) total += p.numel();
+      log_info("finetune: ZeRO-%ld, AdamW moments%s sharded by parameter; rank 0 owns %ld of %zu parameters "
+               "(%.1f%% of the elements)",
+               long(o_.zero_stage), o_.zero_stage >= 2 ? " and gradients" : "", long(zero_->owned.size()),
+               trainable_.size(), 100.0 * double(zero_->all.numel_owned_by(0, trainable_)) / double(std::max<int64_t>(total, 1)));
+    }
   }
   std::vector<std::vector<std::vector<ExampleIds>>> epochs;
   int64_t total_steps = 0;
@@ -532,7 +597,7 @@ FinetuneSummary FinetuneLoop::run(const FinetuneInvocation& invocation) {
       nlohmann::json line = {{"epoch", e}, {"split", "train"}, {"step", step_}, {"loss", summary_.train_loss}};
       metrics_ += line.dump() + "\n";
     }
-    if (writer()) save_state(e);
+    if (writer() || sharded()) save_state(e);
     if (e == invocation.stop_after_epoch && !last) {
       log_info("stopping after epoch %ld as asked; continue with --resume", long(e));
       summary_.steps = step_;
@@ -598,6 +663,11 @@ FinetuneOptions read_finetune_options(config::ConfigNode node) {
   o.gradient_checkpointing = node.get<bool>("gradient_checkpointing", o.gradient_checkpointing);
   o.device = node.get<std::string>("device", o.device);
   o.precision = node.get<std::string>("precision", o.precision);
+  o.zero_stage = node.get<int64_t>("zero_stage", o.zero_stage);
+  if (o.zero_stage == 3)
+    throw ConfigError(key(node, "zero_stage"), "3 needs the decoder's blocks behind ZeRO-3's gate, which finetune's "
+                                               "LLM does not have yet (train.zero_stage 3 does, for llama_id); use 2");
+  if (o.zero_stage < 0 || o.zero_stage > 3) throw ConfigError(key(node, "zero_stage"), "must be 0, 1 or 2");
   config::require_one_of(o.precision, {"fp32", "bf16"}, key(node, "precision"));
   o.lora = read_lora(node.child("lora"));
 

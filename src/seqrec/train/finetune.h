@@ -71,6 +71,9 @@ struct FinetuneOptions {
   bool gradient_checkpointing = false;  ///< recompute blocks in backward
   std::string device = "cpu";           ///< cpu | cuda | cuda:N
   std::string precision = "fp32";       ///< fp32 | bf16 (training forward passes under bfloat16 autocast; llm/precision.h)
+  /// Under `seqrec launch`: 1 shards the AdamW moments by parameter across ranks, 2 also reduces
+  /// each gradient to its owner only (train/zero.h, as train.zero_stage); 0 = plain data parallelism.
+  int64_t zero_stage = 0;
   FinetuneLoraOptions lora;             ///< finetune.lora
 };
 
