@@ -69,21 +69,26 @@ HstuOptions tiny_options() {
   return o;
 }
 
-std::vector<double> layer_norm(std::vector<double> v) {
+std::vector<double> layer_norm(std::vector<double> v, double eps = 1e-6) {
   double mean = 0, var = 0;
   for (double x : v) mean += x;
   mean /= v.size();
   for (double x : v) var += (x - mean) * (x - mean);
   var /= v.size();
-  for (double& x : v) x = (x - mean) / std::sqrt(var + 1e-6);
+  for (double& x : v) x = (x - mean) / std::sqrt(var + eps);
   return v;
 }
 
 double silu(double x) { return x / (1 + std::exp(-x)); }
 
-TEST(HstuTest, BlockMatchesLoopReference) {
+// GR's epsilon of the LayerNorm over A V (1e-6), and a large one that changes the output (the A V of
+// these rows has a variance well below 0.05), so an option that were ignored would fail here.
+class HstuBlockEps : public ::testing::TestWithParam<double> {};
+
+TEST_P(HstuBlockEps, BlockMatchesLoopReference) {
   torch::manual_seed(1);
   HstuOptions o = tiny_options();
+  o.attention_norm_eps = GetParam();
   HstuBlock block(o);
   block->eval();
   auto x = torch::randn({1, 3, 4});
@@ -110,7 +115,7 @@ TEST(HstuTest, BlockMatchesLoopReference) {
       const double a = silu(q[i][0] * k[j][0] + q[i][1] * k[j][1] + bias[0][i][j].item<double>()) / n;
       for (int c = 0; c < 2; ++c) av[c] += a * v[j][c];
     }
-    auto avn = layer_norm(av);
+    auto avn = layer_norm(av, o.attention_norm_eps);
     for (int d = 0; d < 4; ++d) {
       double out = x[0][i][d].item<double>() + bo[d].item<double>();
       for (int c = 0; c < 2; ++c) out += wo[d][c].item<double>() * u[i][c] * avn[c];
@@ -118,6 +123,8 @@ TEST(HstuTest, BlockMatchesLoopReference) {
     }
   }
 }
+
+INSTANTIATE_TEST_SUITE_P(HstuTest, HstuBlockEps, ::testing::Values(1e-6, 0.05));
 
 data::SequenceBatch batch_of(std::vector<int64_t> ids) {
   data::SequenceBatch b;
@@ -257,6 +264,8 @@ TEST(HstuTest, BadVariantIsAConfigError) {
   config::ConfigNode node = config::ConfigNode::parse("name: hstu\nvariant: hstu2\n");
   ModelContext ctx{5, 4, {}, ""};
   ASSERT_THROWS_WITH(make_model(node, ctx), "'hstu2' is not one of: gr, hllm");
+  node = config::ConfigNode::parse("name: hstu\nattention_norm_eps: 0\n");
+  ASSERT_THROWS_WITH(make_model(node, ctx), "attention_norm_eps: must be in (0, 1)");
 }
 
 }  // namespace

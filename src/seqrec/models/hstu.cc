@@ -42,10 +42,13 @@ HstuOptions read_hstu_options(config::ConfigNode node, const ModelContext& conte
   o.time_bias = node.get<bool>("time_bias", gr);
   o.output_slots = node.get<int64_t>("output_slots", o.output_slots);
   o.jagged_attention = node.get<bool>("jagged_attention", o.jagged_attention);
+  o.attention_norm_eps = node.get<double>("attention_norm_eps", o.attention_norm_eps);
   if (o.attn_dim < 1) throw ConfigError(p + ".attn_dim", "must be >= 1");
   if (o.linear_dim < 1) throw ConfigError(p + ".linear_dim", "must be >= 1");
   if (o.dropout < 0 || o.dropout >= 1) throw ConfigError(p + ".dropout", "must be in [0, 1)");
   if (o.output_slots < 0) throw ConfigError(p + ".output_slots", "must be >= 0");
+  if (!(o.attention_norm_eps > 0 && o.attention_norm_eps < 1))
+    throw ConfigError(p + ".attention_norm_eps", "must be in (0, 1)");
   if (o.num_items < 1) throw ConfigError(p, "the data has no items");
   return o;
 }
@@ -166,7 +169,7 @@ torch::Tensor HstuBlockImpl::run(const torch::Tensor& x_all, const torch::Tensor
   auto q = parts[2].narrow(1, w - nq, nq).reshape({b, nq, h, dqk}).transpose(1, 2);      // [B, H, Q, dqk]
   auto k = parts[3].view({b, w, h, dqk}).transpose(1, 2);                                 // [B, H, W, dqk]
   auto av = attend(q, k, v).transpose(1, 2).reshape({b, nq, h * dv});                    // [B, Q, H*dv]
-  auto gated = u * nn::layer_norm(av, {}, {}, 1e-6);                                      // [B, Q, H*dv]
+  auto gated = u * nn::layer_norm(av, {}, {}, o.attention_norm_eps);                     // [B, Q, H*dv]
   // (x + W_o Dropout(gated) + b_o) * keep in one pass after the GEMM.
   return nn::fused_linear(nn::fast_dropout(gated, o.dropout, is_training()), output->weight, output->bias, {}, x,
                           keep);                                                          // [B, Q, D]
@@ -230,7 +233,7 @@ torch::Tensor HstuBlockImpl::forward_packed(const torch::Tensor& x, const nn::Re
                                         bias, cu_seqlens, width, n, extras.segments)
              .index_select(0, own);                                                           // [T, H, dv]
   }
-  auto gated = parts[0] * nn::layer_norm(av.reshape({t, h * dv}), {}, {}, 1e-6);          // [T, H*dv]
+  auto gated = parts[0] * nn::layer_norm(av.reshape({t, h * dv}), {}, {}, o.attention_norm_eps);  // [T, H*dv]
   return nn::fused_linear(nn::fast_dropout(gated, o.dropout, is_training()), output->weight, output->bias, {}, x);
 }
 

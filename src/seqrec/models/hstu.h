@@ -36,6 +36,7 @@ struct HstuOptions {
   bool time_bias = true;            ///< time-bucket bias rab^t (gr)
   int64_t output_slots = 11;        ///< GR gr_output_length + 1: N = L + output_slots
   bool jagged_attention = true;     ///< attention over real positions only (same result)
+  double attention_norm_eps = 1e-6; ///< epsilon of the LayerNorm over A(X)V(X) before the U gate (GR's 1e-6)
 };
 
 /// Reads and validates HstuOptions from a `model:` node.
