@@ -389,15 +389,21 @@ TEST_F(LaunchTest, FinetuneTwoWorkersEqualOneProcessWithDoubleAccumulation) {
   EXPECT_NEAR(ja["train_loss"].get<double>(), jb["train_loss"].get<double>(), 1e-4);
   EXPECT_EQ(lines_of(slurp(dir_.file("two/metrics.jsonl"))).size(), 2u);  // one validation per epoch
 
-  // ZeRO-2: the same weights and (consolidated) moments as plain data parallelism.
-  Result zero = run(dir_, "launch --nproc-per-node 2 -- finetune --config " + config +
-                              " --set finetune.grad_accum_steps=1 --set finetune.zero_stage=2 --set finetune.out_dir=" +
-                              dir_.file("zero"));
-  ASSERT_EQ(zero.code, 0) << zero.err;
-  EXPECT_NE(zero.err.find("finetune: ZeRO-2, AdamW moments and gradients sharded by parameter; rank 0 owns"),
-            std::string::npos) << zero.err;
-  expect_same_file_tensors(dir_.file("two/model.safetensors"), dir_.file("zero/model.safetensors"), 1e-5);
-  expect_same_file_tensors(dir_.file("two.resume.safetensors"), dir_.file("zero.resume.safetensors"), 1e-5);
+  // ZeRO-2, and ZeRO-3 with checkpointing: the same weights and (consolidated) moments as plain data
+  // parallelism.
+  for (const std::string stage : {"2", "3"}) {
+    const std::string out = "zero" + stage;
+    Result zero = run(dir_, "launch --nproc-per-node 2 -- finetune --config " + config +
+                                " --set finetune.grad_accum_steps=1 --set finetune.zero_stage=" + stage +
+                                (stage == "3" ? " --set finetune.gradient_checkpointing=true" : "") +
+                                " --set finetune.out_dir=" + dir_.file(out));
+    ASSERT_EQ(zero.code, 0) << zero.err;
+    EXPECT_NE(zero.err.find(stage == "2" ? "finetune: ZeRO-2, AdamW moments and gradients sharded by parameter"
+                                         : "finetune: ZeRO-3: rank 0 holds"),
+              std::string::npos) << zero.err;
+    expect_same_file_tensors(dir_.file("two/model.safetensors"), dir_.file(out + "/model.safetensors"), 1e-5);
+    expect_same_file_tensors(dir_.file("two.resume.safetensors"), dir_.file(out + ".resume.safetensors"), 1e-5);
+  }
 
   Result other = run(dir_, "launch --nproc-per-node 2 -- finetune --config " + config +
                                " --set finetune.grad_accum_steps=2 --set finetune.out_dir=" +

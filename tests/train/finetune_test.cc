@@ -388,9 +388,8 @@ TEST(FinetuneTest, OptionErrorsNameTheKey) {
   ASSERT_THROWS_WITH(read(ok + ", warmup_ratio: 1.5}"), "finetune.warmup_ratio: must be in [0, 1)");
   EXPECT_DOUBLE_EQ(read(ok + ", warmup_min_ratio: 0.01}").warmup_min_ratio, 0.01);
   ASSERT_THROWS_WITH(read(ok + ", warmup_min_ratio: -1}"), "finetune.warmup_min_ratio: must be in [0, 1]");
-  EXPECT_EQ(read(ok + ", zero_stage: 2}").zero_stage, 2);
-  ASSERT_THROWS_WITH(read(ok + ", zero_stage: 3}"), "finetune.zero_stage: 3 needs the decoder's blocks behind ZeRO-3's gate");
-  ASSERT_THROWS_WITH(read(ok + ", zero_stage: 4}"), "finetune.zero_stage: must be 0, 1 or 2");
+  EXPECT_EQ(read(ok + ", zero_stage: 3}").zero_stage, 3);
+  ASSERT_THROWS_WITH(read(ok + ", zero_stage: 4}"), "finetune.zero_stage: must be 0, 1, 2 or 3");
 }
 
 // Prompts with a few semantic-ID style responses and one text response.
@@ -551,18 +550,20 @@ TEST(FinetuneTest, SameSeedGivesTheSameModel) {
   EXPECT_EQ(read_file(dir.file("a/adapter_model.safetensors")), read_file(dir.file("b/adapter_model.safetensors")));
 }
 
-// ZeRO-1 and ZeRO-2 on 2 ranks (threads over loopback Gloo): the same weights and AdamW moments as
+// ZeRO-1, -2 and -3 on 2 ranks (threads over loopback Gloo): the same weights and AdamW moments as
 // plain data parallelism, with clipping and weight decay on (both groups, the norm over the owned
 // gradients of all ranks); the moments meet in one state file, and a ZeRO-2 run cut after epoch 1
-// and resumed (each rank's share handed out from it) ends where the uninterrupted one does.
-TEST(FinetuneTest, ZeroOneAndTwoOnTwoRanksGiveTheWeightsAndMomentsOfDataParallelism) {
+// and resumed (each rank's share handed out from it) ends where the uninterrupted one does. Seven
+// examples: the last step of each epoch has one micro-batch, so under ZeRO-3 rank 1 runs the
+// blocks with a zero-weight filler (their gathers are collectives); ZeRO-3 also with checkpointing.
+TEST(FinetuneTest, ZeroOneTwoAndThreeOnTwoRanksGiveTheWeightsAndMomentsOfDataParallelism) {
   std::string skip;
   const auto groups = seqrec::testing::local_groups(2, &skip);
   if (groups.empty()) GTEST_SKIP() << skip;
   TempDir dir;
   write_tiny_hf(dir.file(""), /*tied=*/false);
   std::string jsonl;
-  for (const char* r : {"ab", "b a", "<a_1>", "aab<a_1>", "ba", "<a_1>b", "a", "bb a"})
+  for (const char* r : {"ab", "b a", "<a_1>", "aab<a_1>", "ba", "<a_1>b", "bb a"})
     jsonl += nlohmann::json({{"prompt", "a b"}, {"response", r}}).dump() + "\n";
   FinetuneOptions o;
   o.model_dir = dir.path();
@@ -590,10 +591,12 @@ TEST(FinetuneTest, ZeroOneAndTwoOnTwoRanksGiveTheWeightsAndMomentsOfDataParallel
     return s[0];
   };
   const FinetuneSummary ddp = on_two_ranks(0, "ddp", false, 0);
-  EXPECT_EQ(ddp.steps, 12);  // 8 examples, 2 micro-batches per step, 3 epochs
-  for (const std::string run : {"zero1", "zero2"}) {
+  EXPECT_EQ(ddp.steps, 12);  // 7 examples, 2 micro-batches per step (1 in the last), 3 epochs
+  for (const std::string run : {"zero1", "zero2", "zero3", "zero3_checkpointing"}) {
     SCOPED_TRACE(run);
-    const FinetuneSummary z = on_two_ranks(run == "zero1" ? 1 : 2, run, false, 0);
+    o.gradient_checkpointing = run == "zero3_checkpointing";
+    const FinetuneSummary z = on_two_ranks(run == "zero1" ? 1 : run == "zero2" ? 2 : 3, run, false, 0);
+    o.gradient_checkpointing = false;
     EXPECT_NEAR(z.train_loss, ddp.train_loss, 1e-5);
     expect_close_tensors(dir.file("ddp/model.safetensors"), dir.file(run + "/model.safetensors"), 1e-5);
     expect_close_tensors(dir.file("ddp.resume.safetensors"), dir.file(run + ".resume.safetensors"), 1e-5);

@@ -253,14 +253,15 @@ torch::Tensor DecoderLmImpl::forward_hidden(const DecoderInput& in, DecoderCache
   const torch::Dtype compute = is_training() ? training_dtype : torch::kFloat;
   AutocastScope autocast(x.device(), compute);
   for (size_t i = 0; i < model->layers->size(); ++i) {
-    auto block = model->layers[i]->as<nn::LlamaBlock>();
-    if (checkpoint) {
-      BlockContext bc{model->layers->ptr<nn::LlamaBlockImpl>(i), rotary, bias, in.packed != nullptr,
-                      in.packed ? *in.packed : nn::PackedSegments{}, compute};
-      x = CheckpointedBlock::apply(x, bc);
-    } else {
-      x = block->forward(x, rotary, bias, cache ? &(*cache)[i] : nullptr, in.packed);
-    }
+    auto body = [&](const torch::Tensor& h) {
+      if (checkpoint) {
+        BlockContext bc{model->layers->ptr<nn::LlamaBlockImpl>(i), rotary, bias, in.packed != nullptr,
+                        in.packed ? *in.packed : nn::PackedSegments{}, compute};
+        return CheckpointedBlock::apply(h, bc);
+      }
+      return model->layers[i]->as<nn::LlamaBlock>()->forward(h, rotary, bias, cache ? &(*cache)[i] : nullptr, in.packed);
+    };
+    x = block_gate ? block_gate->run(i, x, body) : body(x);
   }
   auto out = model->norm(x);                                                                   // [B, T, D]
   return compute == torch::kFloat ? out : out.to(torch::kFloat);

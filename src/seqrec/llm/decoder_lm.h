@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "seqrec/nn/block_gate.h"
 #include "seqrec/nn/llama_block.h"
 
 namespace seqrec::llm {
@@ -84,6 +85,9 @@ class DecoderLmImpl : public torch::nn::Module {
   /// Gradient checkpointing: when training, each block's activations are recomputed in backward
   /// instead of being kept (dropout masks are replayed exactly, on every device).
   bool gradient_checkpointing = false;
+  /// When set, every block runs through it, checkpointed or not (ZeRO-3: train/zero.h's Zero3Gate
+  /// makes a block's parameters whole only while it runs forward or backward).
+  nn::BlockGate* block_gate = nullptr;
   /// Compute dtype of forward_hidden and logits in training mode: kFloat, or kBFloat16 for mixed
   /// precision under autocast (llm/precision.h; parameters stay float32, outputs are float32).
   /// Eval mode always computes in float32.

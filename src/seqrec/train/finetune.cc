@@ -260,7 +260,23 @@ class FinetuneLoop {
 
   std::string state_path() const { return o_.out_dir + ".resume.safetensors"; }
   bool writer() const { return rank_ == 0; }  // rank 0 writes out_dir, the state and the log
-  bool sharded() const { return zero_.has_value(); }  // ZeRO-1/2 across the ranks of a launch
+  bool sharded() const { return zero_.has_value(); }  // ZeRO-1/2/3 across the ranks of a launch
+  // ZeRO-3: block parameters live on their owners while training steps run; validation, the export
+  // and the resume state see every block whole.
+  void shard_blocks() {
+    if (!sharded() || !zero_->gate || blocks_sharded_) return;
+    zero_->gate->shard();
+    blocks_sharded_ = true;
+    if (writer() && !logged_resident_)
+      log_info("finetune: ZeRO-3: rank 0 holds %ld of %ld bytes of block parameters outside a block's passes",
+               long(zero_->gate->resident_bytes()), long(zero_->gate->total_bytes()));
+    logged_resident_ = true;
+  }
+  void unshard_blocks() {
+    if (blocks_sharded_) zero_->gate->unshard();
+    blocks_sharded_ = false;
+  }
+  bool blocks_sharded_ = false, logged_resident_ = false;
   int64_t share_rank0_state(int64_t done);
 
   const FinetuneOptions& o_;
@@ -287,6 +303,9 @@ class FinetuneLoop {
     ShardPlan decay, no_decay, all;
     NamedTensors owned;
     NamedTensors resumed_decay, resumed_no_decay;
+    std::unique_ptr<Zero3Gate> gate;  // stage 3: the decoder blocks' parameters live on their owners
+    ShardPlan replicated;             // the parameters every rank holds whole (all but the gate's) ...
+    NamedTensors replicated_params;   // ... which go through the gradient reducer and the owners' broadcast
   };
   std::optional<Zero> zero_;
   FinetuneSummary summary_;
@@ -356,6 +375,18 @@ void FinetuneLoop::set_up_training() {
       if (z.all.owner[i] == rank_) z.owned.push_back(trainable_[i]);
     owned_decay = z.decay.owned_by(rank_);
     owned_no_decay = z.no_decay.owned_by(rank_);
+    if (o_.zero_stage == 3) {
+      std::vector<std::shared_ptr<torch::nn::Module>> blocks;
+      for (size_t i = 0; i < lm_->model->layers->size(); ++i) blocks.push_back(lm_->model->layers->ptr(i));
+      z.gate = std::make_unique<Zero3Gate>(group_, z.all, trainable_, blocks);
+      lm_->block_gate = z.gate.get();
+    }
+    z.replicated.world_size = world_;
+    for (size_t i = 0; i < trainable_.size(); ++i)
+      if (!z.gate || !z.gate->manages(i)) {
+        z.replicated.owner.push_back(z.all.owner[i]);
+        z.replicated_params.push_back(trainable_[i]);
+      }
     zero_ = std::move(z);
   } else if (o_.zero_stage > 0) {
     log_info("finetune.zero_stage %ld: one process owns every parameter (ZeRO shards across ranks of `seqrec launch`)",
@@ -388,7 +419,15 @@ void FinetuneLoop::train_step(const std::vector<ExampleIds>& step, int64_t epoch
   const double lr = scheduled_lr(o_.schedule, o_.lr, step_, total_steps, warmup, 0.0, o_.warmup_min_ratio);
   decay_opt_->zero_grad();
   no_decay_opt_->zero_grad();
-  const StepLoss loss = accumulate_gradients(*lm_, batches, {group_.get(), reducer_.get()});
+  StepShare share{group_.get(), reducer_.get()};
+  SftBatch filler;  // ZeRO-3: every rank runs the blocks as often as the busiest one
+  if (sharded() && zero_->gate) {
+    for (const auto& ids : step)
+      if ((filler = collate(corpus(epoch), ids, o_.packed)).target_ids.numel() > 0) break;
+    if (filler.target_ids.numel() > 0) share.filler = &filler;
+  }
+  const StepLoss loss = accumulate_gradients(*lm_, batches, share);
+  if (sharded() && zero_->gate) zero_->gate->finish();  // block gradients: the owners' means
   if (o_.grad_clip > 0) {
     if (sharded())  // the norm over the owned gradients of all ranks (under ZeRO-2 a rank has only those)
       clip_grad_norm(zero_->owned, o_.grad_clip, [this](double sq) { return group_->all_reduce_sum({sq})[0]; });
@@ -397,7 +436,7 @@ void FinetuneLoop::train_step(const std::vector<ExampleIds>& step, int64_t epoch
   }
   decay_opt_->step(lr);
   no_decay_opt_->step(lr);
-  if (sharded()) broadcast_from_owners(*group_, zero_->all, trainable_);  // every rank gets every update
+  if (sharded()) broadcast_from_owners(*group_, zero_->replicated, zero_->replicated_params);  // every update
   ++step_;
   epoch_loss_sum_ += loss.mean * static_cast<double>(loss.targets);
   epoch_targets_ += loss.targets;
@@ -420,6 +459,8 @@ void FinetuneLoop::log_progress(int64_t epoch, int64_t total_steps, double loss,
 
 void FinetuneLoop::validate(int64_t epoch) {
   last_validated_ = step_;
+  const bool resharding = blocks_sharded_;  // (ranks validate different batches: no per-block gathers)
+  unshard_blocks();
   const double loss = corpus_loss(*lm_, valid_, o_, group_.get());
   const bool best = !(loss >= summary_.best_valid_loss);  // also when best is still NaN
   nlohmann::json line = {{"epoch", epoch}, {"split", "valid"}, {"step", step_}, {"valid_loss", loss}, {"best", best}};
@@ -427,9 +468,11 @@ void FinetuneLoop::validate(int64_t epoch) {
   metrics_ += line.dump() + "\n";
   log_info("[valid] epoch %ld step %ld loss %.4f%s", long(epoch), long(step_), loss,
            best ? " (best so far: exported)" : "");
-  if (!best) return;
-  summary_.best_valid_loss = loss;
-  if (writer()) export_model();
+  if (best) {
+    summary_.best_valid_loss = loss;
+    if (writer()) export_model();
+  }
+  if (resharding) shard_blocks();
 }
 
 void FinetuneLoop::export_model() {
@@ -556,16 +599,18 @@ FinetuneSummary FinetuneLoop::run(const FinetuneInvocation& invocation) {
   if (group_) {
     done = share_rank0_state(done);
     dist::GradientReducerOptions ro;
-    if (sharded() && o_.zero_stage >= 2) ro.owners = zero_->all.owner;  // ZeRO-2: each gradient to its owner
-    reducer_ = std::make_unique<dist::GradientReducer>(group_, trainable_, ro);
+    if (sharded() && o_.zero_stage >= 2) ro.owners = zero_->replicated.owner;  // ZeRO-2: each gradient to its owner
+    reducer_ = std::make_unique<dist::GradientReducer>(group_, sharded() ? zero_->replicated_params : trainable_, ro);
     log_info("finetune: data parallel over %ld ranks (%s): %ld micro-batches per rank and step, %ld in all",
              long(world_), group_->backend().c_str(), long(o_.grad_accum_steps), long(o_.grad_accum_steps * world_));
-    if (sharded()) {
+    if (sharded() && writer()) {
       int64_t total = 0;
       for (const auto& [name, p] : trainable_) total += p.numel();
       log_info("finetune: ZeRO-%ld, AdamW moments%s sharded by parameter; rank 0 owns %ld of %zu parameters "
                "(%.1f%% of the elements)",
-               long(o_.zero_stage), o_.zero_stage >= 2 ? " and gradients" : "", long(zero_->owned.size()),
+               long(o_.zero_stage),
+               o_.zero_stage >= 3 ? ", gradients and block parameters" : o_.zero_stage >= 2 ? " and gradients" : "",
+               long(zero_->owned.size()),
                trainable_.size(), 100.0 * double(zero_->all.numel_owned_by(0, trainable_)) / double(std::max<int64_t>(total, 1)));
     }
   }
@@ -589,7 +634,9 @@ FinetuneSummary FinetuneLoop::run(const FinetuneInvocation& invocation) {
                                   : derive_seed({seed, 0xf17eULL, epoch, static_cast<uint64_t>(rank_)}));
     epoch_loss_sum_ = 0;
     epoch_targets_ = 0;
+    shard_blocks();
     for (const auto& step : epochs[e - 1]) train_step(step, e, total_steps, warmup);
+    unshard_blocks();
     summary_.train_loss = epoch_targets_ > 0 ? epoch_loss_sum_ / static_cast<double>(epoch_targets_) : 0.0;
     const bool last = e == o_.epochs;
     if (!valid_.empty() && last_validated_ != step_ && (o_.eval_steps == 0 || last)) validate(e);
@@ -664,10 +711,7 @@ FinetuneOptions read_finetune_options(config::ConfigNode node) {
   o.device = node.get<std::string>("device", o.device);
   o.precision = node.get<std::string>("precision", o.precision);
   o.zero_stage = node.get<int64_t>("zero_stage", o.zero_stage);
-  if (o.zero_stage == 3)
-    throw ConfigError(key(node, "zero_stage"), "3 needs the decoder's blocks behind ZeRO-3's gate, which finetune's "
-                                               "LLM does not have yet (train.zero_stage 3 does, for llama_id); use 2");
-  if (o.zero_stage < 0 || o.zero_stage > 3) throw ConfigError(key(node, "zero_stage"), "must be 0, 1 or 2");
+  if (o.zero_stage < 0 || o.zero_stage > 3) throw ConfigError(key(node, "zero_stage"), "must be 0, 1, 2 or 3");
   config::require_one_of(o.precision, {"fp32", "bf16"}, key(node, "precision"));
   o.lora = read_lora(node.child("lora"));
 

@@ -72,7 +72,8 @@ struct FinetuneOptions {
   std::string device = "cpu";           ///< cpu | cuda | cuda:N
   std::string precision = "fp32";       ///< fp32 | bf16 (training forward passes under bfloat16 autocast; llm/precision.h)
   /// Under `seqrec launch`: 1 shards the AdamW moments by parameter across ranks, 2 also reduces
-  /// each gradient to its owner only (train/zero.h, as train.zero_stage); 0 = plain data parallelism.
+  /// each gradient to its owner only, 3 also keeps each decoder block's parameters on their owner
+  /// outside its forward and backward (train/zero.h, as train.zero_stage); 0 = plain data parallelism.
   int64_t zero_stage = 0;
   FinetuneLoraOptions lora;             ///< finetune.lora
 };

@@ -83,12 +83,30 @@ StepLoss accumulate_gradients(llm::DecoderLmImpl& lm, const std::vector<SftBatch
     s.targets += b.target_ids.numel();
     s.tokens += b.num_tokens;
   }
+  int64_t passes = 0, most_passes = 0;  // micro-batches with trained positions: this rank's, the busiest rank's
+  for (const auto& b : micro_batches) passes += b.target_ids.numel() > 0 ? 1 : 0;
+  most_passes = passes;
   double world = 1;
   if (share.group != nullptr) {
     world = static_cast<double>(share.group->world_size());
-    const auto all = share.group->all_reduce_sum(std::vector<double>{double(s.targets), double(s.tokens)});
+    std::vector<double> counts = {double(s.targets), double(s.tokens)};
+    if (share.filler != nullptr) {  // every rank's passes, one slot each
+      counts.resize(2 + share.group->world_size(), 0.0);
+      counts[2 + share.group->rank()] = static_cast<double>(passes);
+    }
+    const auto all = share.group->all_reduce_sum(counts);
     s.targets = static_cast<int64_t>(all[0]);
     s.tokens = static_cast<int64_t>(all[1]);
+    for (size_t r = 2; r < all.size(); ++r) most_passes = std::max(most_passes, static_cast<int64_t>(all[r]));
+  }
+  if (share.filler != nullptr && passes < most_passes) {
+    // Before the real passes, so that every rank's last backward is its communicating one (the
+    // reducer's buckets then interleave with the blocks' collectives in the same order everywhere).
+    TORCH_CHECK(share.filler->target_ids.numel() > 0, "accumulate_gradients: the filler has no trained position");
+    for (int64_t k = passes; k < most_passes; ++k) {
+      if (share.reducer != nullptr) share.reducer->set_sync(passes == 0 && k + 1 == most_passes);
+      (sft_loss_sum(lm, *share.filler) * 0.0).backward();
+    }
   }
   double total = 0;
   if (s.targets > 0) {

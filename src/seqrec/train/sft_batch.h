@@ -53,6 +53,11 @@ struct StepLoss {
 struct StepShare {
   dist::ProcessGroup* group = nullptr;
   dist::GradientReducer* reducer = nullptr;
+  /// ZeRO-3 (finetune.zero_stage 3): the blocks' gathers are collectives, so every rank must run
+  /// them as often as the others. With a filler (a micro-batch with trained positions), a rank with
+  /// fewer micro-batches to train on first runs the filler forward and backward at weight 0 until
+  /// its passes equal the busiest rank's.
+  const SftBatch* filler = nullptr;
 };
 
 /// Forward and backward over the micro-batches of one optimiser step. Each micro-batch's loss sum
