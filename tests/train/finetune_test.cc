@@ -497,17 +497,22 @@ TEST(FinetuneTest, LaterEpochsTrainOnTheirOwnFiles) {
   ASSERT_THROWS_WITH(weights({dir.file("missing.jsonl")}, "missing"), "missing.jsonl");
 }
 
-TEST(FinetuneTest, SameSeedGivesTheSameModel) {
-  TempDir dir;
-  write_tiny_hf(dir.file(""), /*tied=*/false);
+// The tiny model in `dir` and a run over prompt "a b" with these responses, <a_1> added, 3 epochs.
+FinetuneOptions tiny_run(const TempDir& dir, bool tied, std::initializer_list<const char*> responses) {
+  write_tiny_hf(dir.file(""), tied);
   std::string jsonl;
-  for (const char* r : {"ab", "b a", "<a_1>", "aab<a_1>", "ba"})
-    jsonl += nlohmann::json({{"prompt", "a b"}, {"response", r}}).dump() + "\n";
+  for (const char* r : responses) jsonl += nlohmann::json({{"prompt", "a b"}, {"response", r}}).dump() + "\n";
   FinetuneOptions o;
   o.model_dir = dir.path();
   o.train_file = dir.write("train.jsonl", jsonl);
   o.added_tokens = {"<a_1>"};
   o.epochs = 3;
+  return o;
+}
+
+TEST(FinetuneTest, SameSeedGivesTheSameModel) {
+  TempDir dir;
+  FinetuneOptions o = tiny_run(dir, /*tied=*/false, {"ab", "b a", "<a_1>", "aab<a_1>", "ba"});
   o.batch_tokens = 12;
   o.grad_accum_steps = 2;
   o.packed = false;
@@ -561,15 +566,7 @@ TEST(FinetuneTest, ZeroOneTwoAndThreeOnTwoRanksGiveTheWeightsAndMomentsOfDataPar
   const auto groups = seqrec::testing::local_groups(2, &skip);
   if (groups.empty()) GTEST_SKIP() << skip;
   TempDir dir;
-  write_tiny_hf(dir.file(""), /*tied=*/false);
-  std::string jsonl;
-  for (const char* r : {"ab", "b a", "<a_1>", "aab<a_1>", "ba", "<a_1>b", "bb a"})
-    jsonl += nlohmann::json({{"prompt", "a b"}, {"response", r}}).dump() + "\n";
-  FinetuneOptions o;
-  o.model_dir = dir.path();
-  o.train_file = dir.write("train.jsonl", jsonl);
-  o.added_tokens = {"<a_1>"};
-  o.epochs = 3;
+  FinetuneOptions o = tiny_run(dir, /*tied=*/false, {"ab", "b a", "<a_1>", "aab<a_1>", "ba", "<a_1>b", "bb a"});
   o.batch_size = 1;
   o.grad_accum_steps = 1;
   o.lr = 2e-2;
@@ -610,16 +607,8 @@ TEST(FinetuneTest, ZeroOneTwoAndThreeOnTwoRanksGiveTheWeightsAndMomentsOfDataPar
 
 TEST(FinetuneTest, ResumingAfterAnEpochGivesTheUninterruptedResult) {
   TempDir dir;
-  write_tiny_hf(dir.file(""), /*tied=*/true);
-  std::string jsonl;
-  for (const char* r : {"ab", "b a", "<a_1>", "aab<a_1>", "ba", "<a_1>b"})
-    jsonl += nlohmann::json({{"prompt", "a b"}, {"response", r}}).dump() + "\n";
-  FinetuneOptions o;
-  o.model_dir = dir.path();
-  o.train_file = dir.write("train.jsonl", jsonl);
+  FinetuneOptions o = tiny_run(dir, /*tied=*/true, {"ab", "b a", "<a_1>", "aab<a_1>", "ba", "<a_1>b"});
   o.valid_file = o.train_file;
-  o.added_tokens = {"<a_1>"};
-  o.epochs = 3;
   o.batch_size = 2;
   o.lr = 1e-2;
   o.lora.enabled = true;
