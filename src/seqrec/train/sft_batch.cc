@@ -83,9 +83,9 @@ StepLoss accumulate_gradients(llm::DecoderLmImpl& lm, const std::vector<SftBatch
     s.targets += b.target_ids.numel();
     s.tokens += b.num_tokens;
   }
-  int64_t passes = 0, most_passes = 0;  // micro-batches with trained positions: this rank's, the busiest rank's
+  int64_t passes = 0;  // micro-batches with trained positions: this rank's, then the busiest rank's
   for (const auto& b : micro_batches) passes += b.target_ids.numel() > 0 ? 1 : 0;
-  most_passes = passes;
+  int64_t most_passes = passes;
   double world = 1;
   if (share.group != nullptr) {
     world = static_cast<double>(share.group->world_size());

@@ -56,7 +56,8 @@ struct StepShare {
   /// ZeRO-3 (finetune.zero_stage 3): the blocks' gathers are collectives, so every rank must run
   /// them as often as the others. With a filler (a micro-batch with trained positions), a rank with
   /// fewer micro-batches to train on first runs the filler forward and backward at weight 0 until
-  /// its passes equal the busiest rank's.
+  /// its passes equal the busiest rank's. Give it on every rank or on none: it widens the ranks'
+  /// all-reduce of counts (a rank that could not fall short still needs one; collating it is cheap).
   const SftBatch* filler = nullptr;
 };
 
