@@ -28,6 +28,7 @@
 #include "seqrec/train/checkpoint.h"
 #include "cli/cli_support.h"
 #include "cli/lsvcr_cli_support.h"
+#include "llm/tokenizer_fixtures.h"
 #include "support.h"
 
 namespace {
@@ -223,6 +224,47 @@ TEST_F(LaunchTest, ZeroThreeOnLlamaIdGivesTheWeightsOfDataParallelism) {
   EXPECT_NE(refused.code, 0);
   EXPECT_NE(refused.err.find("train.zero_stage: 3 shards the parameters of a model's block stack"), std::string::npos)
       << refused.err;
+}
+
+// ZeRO-3 on HLLM's two towers (one gate over the item LLM's blocks and the user LLM's), 2 Gloo
+// processes: the item LLM runs once per chunk of 4 of the step's items, a count that differs between
+// the ranks' batches, so the rank with fewer chunks runs filler passes (a missing one would leave
+// the other rank waiting in a block's gather). Weights and moments are DDP's, also with gradient
+// checkpointing.
+TEST_F(LaunchTest, ZeroThreeOnHllmTowersGivesTheWeightsOfDataParallelism) {
+  std::filesystem::create_directories(dir_.file("tok"));
+  dir_.write("tok/tokenizer.json", seqrec::testing::tiny_byte_level().dump());
+  auto config = [&](const std::string& out, const std::string& extra) {
+    const std::string arch = "{config: {vocab_size: 263, hidden_size: 16, intermediate_size: 32, num_hidden_layers: 2, "
+                             "num_attention_heads: 2}}";
+    return dir_.write(out + ".yaml",
+        "synth:\n  num_users: 40\n  num_items: 80\n  seed: 7\n  output: " + dir_.file("raw") + "\n"
+        "prepare:\n  input: " + dir_.file("raw/interactions.csv") + "\n  format: csv\n  items: " +
+        dir_.file("raw/items.csv") + "\n  items_format: table\n  output: " + dir_.file("data") + "\n"
+        "  item_text: {tokenizer: " + dir_.file("tok") + ", text_keys: [title], max_text_length: 12, prompt: ''}\n"
+        "data:\n  dir: " + dir_.file("data") + "\n  max_seq_len: 6\n"
+        "model:\n  name: hllm\n  item_llm: " + arch + "\n  user_llm: " + arch + "\n  item_batch_size: 4\n" + extra +
+        "train:\n  out_dir: " + dir_.file(out) + "\n  epochs: 2\n  batch_size: 4\n  lr: 0.01\n  eps: 1.0e-6\n"
+        "  weight_decay: 0.01\n  length_bucketing: false\n  threads: 1\n  log_every: 1000\n  metric: ndcg@10\n"
+        "  loss: {name: nce}\n"
+        "eval:\n  protocol: full\n  ks: [5, 10]\n  batch_size: 8\n");
+  };
+  const std::string ddp = config("ddp", "");
+  ASSERT_EQ(run(dir_, "synth --config " + ddp).code, 0);
+  ASSERT_EQ(run(dir_, "prepare --config " + ddp).code, 0);
+  Result a = run(dir_, "launch --nproc-per-node 2 -- train --config " + ddp);
+  ASSERT_EQ(a.code, 0) << a.err;
+  for (const std::string name : {"z3", "z3ckpt"}) {
+    const std::string z3 = config(name, name == "z3ckpt" ? "  gradient_checkpointing: true\n" : "");
+    Result b = run(dir_, "launch --nproc-per-node 2 -- train --config " + z3 + " --set train.zero_stage=3");
+    ASSERT_EQ(b.code, 0) << b.err;
+    EXPECT_NE(b.err.find("ZeRO-3: optimizer state, gradients and block parameters sharded"), std::string::npos) << b.err;
+    expect_same_file_tensors(dir_.file("ddp/last.safetensors"), dir_.file(name + "/last.safetensors"), 1e-5);
+    auto ma = moments_of_state(dir_.file("ddp")), mb = moments_of_state(dir_.file(name));
+    ASSERT_EQ(ma.size(), mb.size());
+    for (auto& [key, t] : ma)
+      EXPECT_LT((t - mb[key]).abs().max().item<double>(), 1e-5 * std::max(1.0, t.abs().max().item<double>())) << key;
+  }
 }
 
 // The sharded state a ZeRO-2 job of 2 ranks writes after epoch 1 resumes at 1 and at 3 ranks:

@@ -147,19 +147,21 @@ TEST(MetricJsonTest, SixSignificantDigits) {
   MetricSet m = {{"a", 0.0123456789}, {"b", 0.046032}, {"c", 4.53261234}, {"d", 1.23456789e-7}, {"e", 0.0},
                  {"f", -0.98765432}, {"g", 1.0}, {"h", std::nan("")}};
   const std::string line = to_json_line(m, "test", "full", 1);
-  EXPECT_EQ(line, "{\"a\":0.0123457,\"b\":0.046032,\"c\":4.53261,\"d\":1.23457e-07,\"e\":0.0,\"f\":-0.987654,"
-                  "\"g\":1.0,\"h\":null,\"protocol\":\"full\",\"split\":\"test\",\"users\":1}");
+  EXPECT_EQ(line, "{\"split\":\"test\",\"protocol\":\"full\",\"users\":1,\"a\":0.0123457,\"b\":0.046032,"
+                  "\"c\":4.53261,\"d\":1.23457e-07,\"e\":0.0,\"f\":-0.987654,\"g\":1.0,\"h\":null}");
   auto j = nlohmann::json::parse(line);
   EXPECT_TRUE(j["g"].is_number_float());
   EXPECT_DOUBLE_EQ(j["b"].get<double>(), 0.046032);
 }
 
-TEST(MetricJsonTest, SortedKeysAndSixDecimals) {
-  MetricSet m = {{"ndcg@10", 0.25}, {"mrr", 1.0 / 3}, {"hr@10", 0.5}};
+// The metrics in the order people read them: by family (hr, ndcg, mrr), cut-offs numerically
+// (hr@5 before hr@10, which a plain string sort would swap); the fields naming the numbers first.
+TEST(MetricJsonTest, MetricsInFamilyAndNumericCutoffOrder) {
+  MetricSet m = {{"ndcg@10", 0.25}, {"mrr", 1.0 / 3}, {"hr@10", 0.5}, {"hr@5", 0.375}, {"ndcg@5", 0.125}, {"hr@1", 0.0}};
   std::string line = to_json_line(m, "test", "full", 3);
   EXPECT_EQ(line,
-            "{\"hr@10\":0.5,\"mrr\":0.333333,\"ndcg@10\":0.25,\"protocol\":\"full\","
-            "\"split\":\"test\",\"users\":3}");
+            "{\"split\":\"test\",\"protocol\":\"full\",\"users\":3,\"hr@1\":0.0,\"hr@5\":0.375,\"hr@10\":0.5,"
+            "\"ndcg@5\":0.125,\"ndcg@10\":0.25,\"mrr\":0.333333}");
   auto j = nlohmann::json::parse(line);
   EXPECT_TRUE(j["mrr"].is_number());
   EXPECT_TRUE(j["users"].is_number_integer());

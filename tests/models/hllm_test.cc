@@ -165,10 +165,11 @@ HllmOptions tiny_hllm(int64_t vocab) {
   return o;
 }
 
-std::shared_ptr<HllmImpl> make_tiny(const TextFixture& f, bool packed = true) {
+std::shared_ptr<HllmImpl> make_tiny(const TextFixture& f, bool packed = true, int64_t item_batch_size = 0) {
   auto tokens = std::make_shared<const data::ItemTokens>(f.tokens());
   auto o = tiny_hllm(tokens->vocab_size());
   o.packed_items = packed;
+  if (item_batch_size > 0) o.item_batch_size = item_batch_size;
   torch::manual_seed(3);
   return std::make_shared<HllmImpl>(o, tokens);
 }
@@ -284,6 +285,69 @@ TEST(Hllm, NceGradientsReachBothTowersTheItemTokenAndTheScale) {
   // The user tower's token table is unused (one frozen row).
   EXPECT_EQ(params["user_llm.model.embed_tokens.weight"].size(0), 1);
   EXPECT_FALSE(params["user_llm.model.embed_tokens.weight"].requires_grad());
+}
+
+// Records the blocks run through it and claims that another rank runs `extra` more passes.
+struct RecordingGate : nn::BlockGate {
+  int64_t extra = 0;
+  std::vector<size_t> runs;
+  torch::Tensor run(size_t index, const torch::Tensor& x,
+                    const std::function<torch::Tensor(const torch::Tensor&)>& body) override {
+    runs.push_back(index);
+    return body(x);
+  }
+  int64_t most_passes(int64_t local) override { return local + extra; }
+};
+
+// ZeRO-3's gate over both towers: the item LLM's blocks are blocks 0..1 of the gate, the user LLM's
+// 2..3; when another rank runs more item-LLM passes, the filler passes run first and change neither
+// the loss nor any gradient.
+TEST(Hllm, GatedTowersRunAtTheirOffsetsAndFillerPassesChangeNoGradient) {
+  TextFixture f;
+  // Same seed: same weights. Two items per pass: the 5 items of tiny_batch take 3 passes.
+  auto plain = make_tiny(f, true, 2), gated = make_tiny(f, true, 2);
+  plain->train();
+  gated->train();
+  ASSERT_EQ(gated->shardable_blocks().size(), 4u);
+  RecordingGate gate;
+  gate.extra = 2;
+  gated->set_block_gate(&gate);
+  config::LossOptions lo;
+  lo.name = "nce";
+  auto a = train::compute_loss(*plain, tiny_batch(), lo);
+  auto b = train::compute_loss(*gated, tiny_batch(), lo);
+  EXPECT_NEAR(a.item<double>(), b.item<double>(), 1e-6);
+  EXPECT_EQ(gated->filler_passes(), 2);
+  std::vector<size_t> expected;
+  for (int pass = 0; pass < 5; ++pass) expected.insert(expected.end(), {0, 1});
+  expected.insert(expected.end(), {2, 3});
+  EXPECT_EQ(gate.runs, expected);
+  a.backward();
+  b.backward();
+  auto pa = plain->named_parameters(), pb = gated->named_parameters();
+  for (const auto& p : pa) {
+    if (!p.value().requires_grad()) continue;
+    const auto& ga = p.value().grad();
+    const auto& gb = pb[p.key()].grad();
+    ASSERT_TRUE(ga.defined() && gb.defined()) << p.key();
+    EXPECT_TRUE(torch::allclose(ga, gb, 1e-5, 1e-7)) << p.key() << ": " << (ga - gb).abs().max();
+  }
+  // Evaluation and no-grad passes never ask for fillers; removing the gate reaches both towers.
+  gated->eval();
+  gate.runs.clear();
+  {
+    torch::NoGradGuard no_grad;
+    gated->embed_items({1, 2, 3});
+  }
+  EXPECT_EQ(gated->filler_passes(), 2);
+  EXPECT_EQ(gate.runs, (std::vector<size_t>{0, 1, 0, 1}));
+  gated->set_block_gate(nullptr);
+  gate.runs.clear();
+  {
+    torch::NoGradGuard no_grad;
+    gated->encode(tiny_batch());
+  }
+  EXPECT_TRUE(gate.runs.empty());
 }
 
 TEST(Hllm, Bf16TrainingIsCloseToFp32LearnsAndKeepsFloat32State) {

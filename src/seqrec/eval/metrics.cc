@@ -1,11 +1,14 @@
 // Ranking metrics from 0-based target ranks.
 #include "seqrec/eval/metrics.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <stdexcept>
+
+#include "seqrec/eval/report.h"
 
 namespace seqrec::eval {
 
@@ -111,18 +114,13 @@ std::string metric_number(double value) {
 
 std::string to_json_line(const MetricSet& metrics, const std::string& split,
                          const std::string& protocol, int64_t users) {
-  // Keys sorted (as nlohmann::json objects are), numbers printed here: nlohmann prints 17
-  // significant digits (0.046031999999999997).
-  std::map<std::string, std::string> fields;
-  for (const auto& [name, value] : metrics) fields[name] = metric_number(value);
-  fields["split"] = nlohmann::json(split).dump();
-  fields["protocol"] = nlohmann::json(protocol).dump();
-  fields["users"] = std::to_string(users);
-  std::string line = "{";
-  for (const auto& [name, value] : fields) {
-    if (line.size() > 1) line += ',';
-    line += nlohmann::json(name).dump() + ":" + value;
-  }
+  // Numbers printed here: nlohmann prints 17 significant digits (0.046031999999999997).
+  std::vector<std::string> names;
+  for (const auto& kv : metrics) names.push_back(kv.first);
+  std::sort(names.begin(), names.end(), metric_name_less);
+  std::string line = "{\"split\":" + nlohmann::json(split).dump() + ",\"protocol\":" +
+                     nlohmann::json(protocol).dump() + ",\"users\":" + std::to_string(users);
+  for (const auto& name : names) line += "," + nlohmann::json(name).dump() + ":" + metric_number(metrics.at(name));
   return line + "}";
 }
 

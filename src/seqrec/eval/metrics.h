@@ -42,8 +42,9 @@ class MetricAccumulator {
 /// Rank of scores[target] among scores under the tie rule above.
 int64_t rank_of(const std::vector<float>& scores, int64_t target);
 
-/// One JSON line: {"split":..., "protocol":..., "users":N, "hr@10":...} (keys sorted, metrics with 6
-/// significant digits, NaN/Inf as null).
+/// One JSON line: {"split":..., "protocol":..., "users":N, "hr@5":..., "hr@10":...}: the metrics in
+/// report.h's metric_name_less order (by family, then numerically by k), with 6 significant digits,
+/// NaN/Inf as null.
 std::string to_json_line(const MetricSet& metrics, const std::string& split,
                          const std::string& protocol, int64_t users);
 

@@ -236,12 +236,42 @@ torch::Tensor HllmImpl::embed_padded(const std::vector<int64_t>& ids) {
 torch::Tensor HllmImpl::embed_items(const std::vector<int64_t>& ids) {
   std::vector<torch::Tensor> parts;
   const auto chunk = static_cast<size_t>(options_.item_batch_size);
-  for (size_t s = 0; s < ids.size(); s += chunk) {
-    std::vector<int64_t> part(ids.begin() + s, ids.begin() + std::min(ids.size(), s + chunk));
+  auto embed = [&](const std::vector<int64_t>& part) {
     parts.push_back(options_.packed_items ? embed_packed(part) : embed_padded(part));
+  };
+  const auto passes = static_cast<int64_t>((ids.size() + chunk - 1) / chunk);
+  if (block_gate_ && is_training() && torch::GradMode::is_enabled()) {
+    // ZeRO-3: every pass gathers the blocks from their owners, a collective, so every rank runs as
+    // many passes as the busiest one. The fillers go first, so that in backward (which visits the
+    // passes newest first) the last pass on every rank is a real one; their rows are cut off below,
+    // so their gradients are exactly zero.
+    const int64_t fillers = block_gate_->most_passes(passes) - passes;
+    for (int64_t f = 0; f < fillers; ++f) embed({1});
+    filler_passes_ += fillers;
+    for (size_t s = 0; s < ids.size(); s += chunk)
+      embed(std::vector<int64_t>(ids.begin() + s, ids.begin() + std::min(ids.size(), s + chunk)));
+    if (parts.empty()) return torch::zeros({0, item_token.size(0)}, item_token.options());
+    return torch::cat(parts, 0).narrow(0, fillers, static_cast<int64_t>(ids.size()));
   }
+  for (size_t s = 0; s < ids.size(); s += chunk)
+    embed(std::vector<int64_t>(ids.begin() + s, ids.begin() + std::min(ids.size(), s + chunk)));
   if (parts.empty()) return torch::zeros({0, item_token.size(0)}, item_token.options());
   return parts.size() == 1 ? parts[0] : torch::cat(parts, 0);
+}
+
+std::vector<std::shared_ptr<torch::nn::Module>> HllmImpl::shardable_blocks() {
+  std::vector<std::shared_ptr<torch::nn::Module>> out;
+  for (const auto& tower : {item_llm, user_llm})
+    for (size_t l = 0; l < tower->model->layers->size(); ++l) out.push_back(tower->model->layers->ptr(l));
+  return out;
+}
+
+void HllmImpl::set_block_gate(nn::BlockGate* gate) {
+  SequenceRecommenderImpl::set_block_gate(gate);
+  item_gate_ = gate ? std::make_unique<nn::OffsetBlockGate>(gate, 0) : nullptr;
+  user_gate_ = gate ? std::make_unique<nn::OffsetBlockGate>(gate, item_llm->model->layers->size()) : nullptr;
+  item_llm->block_gate = item_gate_.get();
+  user_llm->block_gate = user_gate_.get();
 }
 
 int64_t HllmImpl::item_tower_version() const {
@@ -292,6 +322,9 @@ torch::Tensor HllmImpl::item_embeddings(const torch::Tensor& item_ids) {
       return step_table_.index_select(0, rows.to(step_table_.device())).view(out_shape);
   }
   if (!is_training()) return all_item_embeddings().index_select(0, flat.to(item_token.device())).view(out_shape);
+  if (block_gate_)  // a pass only this rank runs would leave the others waiting in its gathers
+    throw Error("ZeRO-3: HLLM was asked in training for items outside the step's batch (inputs, targets and "
+                "negatives); only those are embedded on every rank");
   auto uniq = std::get<0>(at::_unique(flat, /*sorted=*/true));
   std::vector<int64_t> ids(uniq.data_ptr<int64_t>(), uniq.data_ptr<int64_t>() + uniq.numel());
   ids.erase(std::remove(ids.begin(), ids.end(), 0), ids.end());

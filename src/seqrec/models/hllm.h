@@ -73,6 +73,13 @@ class HllmImpl : public SequenceRecommenderImpl, public UserTokenModel {
   /// How many times the catalogue was embedded (eval cache misses); for tests.
   int64_t catalogue_passes() const { return catalogue_passes_; }
   const HllmOptions& options() const { return options_; }
+  /// ZeRO-3: the item LLM's blocks, then the user LLM's (each tower runs its blocks through the
+  /// gate at an offset). In training with a gate, every rank runs the item LLM as many times per
+  /// step as the busiest rank: the missing passes embed item 1 and are dropped.
+  std::vector<std::shared_ptr<torch::nn::Module>> shardable_blocks() override;
+  void set_block_gate(nn::BlockGate* gate) override;
+  /// Item-LLM passes run only to match another rank's count (ZeRO-3); for tests.
+  int64_t filler_passes() const { return filler_passes_; }
 
   llm::DecoderLm item_llm{nullptr};
   llm::DecoderLm user_llm{nullptr};
@@ -108,6 +115,8 @@ class HllmImpl : public SequenceRecommenderImpl, public UserTokenModel {
   torch::Tensor raw_cache_;   ///< [V + 1, D] as fed to the user LLM
   int64_t cache_version_ = -1;
   int64_t catalogue_passes_ = 0;
+  int64_t filler_passes_ = 0;
+  std::unique_ptr<nn::OffsetBlockGate> item_gate_, user_gate_;
 };
 TORCH_MODULE(Hllm);
 

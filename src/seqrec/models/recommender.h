@@ -50,7 +50,7 @@ class SequenceRecommenderImpl : public torch::nn::Module {
   /// runs them (empty: this model does not run its blocks through a gate).
   virtual std::vector<std::shared_ptr<torch::nn::Module>> shardable_blocks() { return {}; }
   /// Installs the gate every block of shardable_blocks() runs through (nullptr: run them directly).
-  void set_block_gate(nn::BlockGate* gate) { block_gate_ = gate; }
+  virtual void set_block_gate(nn::BlockGate* gate) { block_gate_ = gate; }
 
  protected:
   BatchLayout batch_layout_;

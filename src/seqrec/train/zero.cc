@@ -239,6 +239,13 @@ torch::Tensor Zero3Gate::run(size_t b, const torch::Tensor& x,
   return y;
 }
 
+int64_t Zero3Gate::most_passes(int64_t local) {
+  std::vector<double> counts(static_cast<size_t>(group_->world_size()), 0.0);
+  counts[static_cast<size_t>(group_->rank())] = static_cast<double>(local);
+  counts = group_->all_reduce_sum(counts);
+  return static_cast<int64_t>(*std::max_element(counts.begin(), counts.end()));
+}
+
 void Zero3Gate::shard() {
   sharded_ = true;
   for (size_t b = 0; b < block_params_.size(); ++b) {

@@ -69,6 +69,8 @@ class Zero3Gate : public nn::BlockGate {
             const std::vector<std::shared_ptr<torch::nn::Module>>& blocks);
   torch::Tensor run(size_t index, const torch::Tensor& x,
                     const std::function<torch::Tensor(const torch::Tensor&)>& body) override;
+  /// The maximum over the ranks (an all-reduce).
+  int64_t most_passes(int64_t local) override;
   /// Frees every block parameter this rank does not own (the start of a training epoch).
   void shard();
   /// Makes every block whole on every rank (evaluation and checkpoints between epochs).
