@@ -70,7 +70,7 @@ int main(int argc, char** argv) {
   double linear_macs = 0;  // per position
   for (const auto& p : model->named_parameters())
     if (p.value().dim() == 2 && p.key().find("embed") == std::string::npos) linear_macs += double(p.value().numel());
-  const int64_t candidates = train_opts.loss.name == "bce" ? 2 : train_opts.loss.num_negatives + 1;
+  const int64_t candidates = train_opts.loss.name == config::LossName::kBce ? 2 : train_opts.loss.num_negatives + 1;
   double flops = 0;
   double t_fwd = 0, t_bwd = 0, t_opt = 0, t_wait = 0;
   int64_t seqs = 0, positions = 0, padded = 0, done = 0;

@@ -70,8 +70,8 @@ namespace {
 int run_generative_eval(const CliArgs& args) {
   config::ConfigNode root = load_generative_run_config(args);
   const config::EvalOptions eval_opts = config::read_eval_options(root.child("eval"));
-  if (eval_opts.protocol != "generative")
-    throw ConfigError("eval.protocol", "'" + eval_opts.protocol + "': " + args.checkpoint +
+  if (eval_opts.protocol != config::Protocol::kGenerative)
+    throw ConfigError("eval.protocol", "'" + config::name(eval_opts.protocol) + "': " + args.checkpoint +
                                            " is a generative model (LC-Rec); its protocol is generative");
   const int64_t threads = root.child("finetune").get<int64_t>("threads", 0);  // the tuning run's budget
   LcRecInputs inputs = load_lcrec_inputs(root);
@@ -156,10 +156,11 @@ int run_eval(const CliArgs& args) {
   eval::EvalResult r = eval::evaluate(
       *loaded.model, store, split, eval_opts, loaded.context.max_seq_len,
       data::cold_items(store.num_items(), data_opts.cold_item_share, static_cast<uint64_t>(data_opts.cold_item_seed)));
-  const std::string line = eval::to_json_line(r.metrics, data::split_name(split), eval_opts.protocol, r.users);
+  const std::string line =
+      eval::to_json_line(r.metrics, data::split_name(split), config::name(eval_opts.protocol), r.users);
   std::printf("%s\n", line.c_str());
   append_line(dir_of(args.checkpoint) + "/eval.jsonl", line);
-  std::fprintf(stderr, "%-10s %s (%s, %ld users, %.2fs)\n", "metric", "value", eval_opts.protocol.c_str(),
+  std::fprintf(stderr, "%-10s %s (%s, %ld users, %.2fs)\n", "metric", "value", config::name(eval_opts.protocol).c_str(),
                long(r.users), r.seconds);
   print_metric_table(r.metrics, 10);
   return 0;

@@ -142,17 +142,18 @@ int run_train(const CliArgs& args) {
                long(setup.data.item_start_position), long(setup.data.item_end_position));
   }
   train::TrainSummary s = trainer.fit(args.resume);
+  const std::string protocol = config::name(setup.eval.protocol);
   if (s.epochs_run == 0)
     log_info("done: %s has no trainable parameters (fitted from the training counts); test (%s protocol) below",
-             model_node.get<std::string>("name", "").c_str(), setup.eval.protocol.c_str());
+             model_node.get<std::string>("name", "").c_str(), protocol.c_str());
   else if (setup.data.holdout == 1)
     log_info("done: %ld epochs in %.1fs, no validation split (data.holdout 1); test of the last epoch's model "
-             "(%s protocol) below", long(s.epochs_run), s.train_seconds, setup.eval.protocol.c_str());
+             "(%s protocol) below", long(s.epochs_run), s.train_seconds, protocol.c_str());
   else
     log_info("done: %ld epochs in %.1fs, best valid %s %.4f at epoch %ld; test (%s protocol) below",
              long(s.epochs_run), s.train_seconds, setup.train.metric.c_str(), s.best_metric, long(s.best_epoch),
-             setup.eval.protocol.c_str());
-  if (writer) std::printf("%s\n", eval::to_json_line(s.test, "test", setup.eval.protocol, s.test_users).c_str());
+             protocol.c_str());
+  if (writer) std::printf("%s\n", eval::to_json_line(s.test, "test", protocol, s.test_users).c_str());
   dist::set_default_group(nullptr);
   return 0;
 }

@@ -199,7 +199,7 @@ TEST_F(DistTest, OneStepOfTwoRanksEqualsOneStepOfDoubleBatch) {
     return h;
   };
   config::LossOptions loss;
-  loss.name = "softmax";
+  loss.name = config::LossName::kSoftmax;
   loss.temperature = 0.1;
   auto trainable = [](models::SequenceRecommenderImpl& m) {
     std::vector<std::pair<std::string, torch::Tensor>> ps;
@@ -382,7 +382,7 @@ TEST_F(DistTest, ShardedEvaluationEqualsSingleProcessEvaluation) {
   torch::manual_seed(1);
   auto node = config::ConfigNode::parse("name: sasrec\nhidden_dim: 8\nnum_blocks: 1\nnum_heads: 1\ndropout: 0.0\n");
   auto model = models::make_model(node, ctx);
-  for (const std::string protocol : {"full", "sampled"}) {
+  for (const config::Protocol protocol : {config::Protocol::kFull, config::Protocol::kSampled}) {
     config::EvalOptions eo;
     eo.protocol = protocol;
     eo.num_negatives = 10;
@@ -398,9 +398,9 @@ TEST_F(DistTest, ShardedEvaluationEqualsSingleProcessEvaluation) {
       parts[r] = eval::evaluate(*model, store, data::Split::kTest, eo, 8, {}, shard);
     });
     for (int64_t r = 0; r < 2; ++r) {
-      EXPECT_EQ(parts[r].users, single.users) << protocol;
+      EXPECT_EQ(parts[r].users, single.users) << config::name(protocol);
       for (const auto& [name, value] : single.metrics)
-        EXPECT_NEAR(parts[r].metrics.at(name), value, 1e-12) << protocol << " " << name << " rank " << r;
+        EXPECT_NEAR(parts[r].metrics.at(name), value, 1e-12) << config::name(protocol) << " " << name << " rank " << r;
     }
     EXPECT_GT(single.metrics.at("hr@10"), 0.0);
   }

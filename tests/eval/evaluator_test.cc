@@ -58,9 +58,11 @@ data::InteractionStore make_store(const std::vector<std::vector<int32_t>>& seqs,
   return data::InteractionStore::from_data(std::move(d));
 }
 
-config::EvalOptions full_options(const std::string& mask) {
+using Mask = config::HistoryMask;
+
+config::EvalOptions full_options(Mask mask) {
   config::EvalOptions o;
-  o.protocol = "full";
+  o.protocol = config::Protocol::kFull;
   o.history_mask = mask;
   o.ks = {1, 2, 3};
   return o;
@@ -73,9 +75,9 @@ TEST(Evaluator, FullProtocolHistoryMasks) {
   //  none   -> 1, 2 above (4 scores 3 < 4) -> rank 2
   FixedModel model(default_scores());
   auto store = make_store({{1, 2, 4, 3, 5}}, 6);
-  auto full = evaluate(model, store, data::Split::kValid, full_options("full"), 2);
-  auto window = evaluate(model, store, data::Split::kValid, full_options("window"), 2);
-  auto none = evaluate(model, store, data::Split::kValid, full_options("none"), 2);
+  auto full = evaluate(model, store, data::Split::kValid, full_options(Mask::kFull), 2);
+  auto window = evaluate(model, store, data::Split::kValid, full_options(Mask::kWindow), 2);
+  auto none = evaluate(model, store, data::Split::kValid, full_options(Mask::kNone), 2);
   EXPECT_EQ(full.users, 1);
   EXPECT_DOUBLE_EQ(full.metrics.at("mrr"), 1.0);
   EXPECT_DOUBLE_EQ(window.metrics.at("mrr"), 0.5);
@@ -85,19 +87,19 @@ TEST(Evaluator, FullProtocolHistoryMasks) {
   EXPECT_DOUBLE_EQ(none.metrics.at("hr@2"), 0.0);
   EXPECT_DOUBLE_EQ(none.metrics.at("hr@3"), 1.0);
   // With a window covering the whole history, window == full.
-  auto wide = evaluate(model, store, data::Split::kValid, full_options("window"), 10);
+  auto wide = evaluate(model, store, data::Split::kValid, full_options(Mask::kWindow), 10);
   EXPECT_DOUBLE_EQ(wide.metrics.at("mrr"), 1.0);
   // Test split: history [1 2 4 3], target 5 (score 2); full mask -> only 6 remains below -> rank 0;
   // none -> 1, 2, 3, 4 above -> rank 4.
-  EXPECT_DOUBLE_EQ(evaluate(model, store, data::Split::kTest, full_options("full"), 2).metrics.at("mrr"), 1.0);
-  EXPECT_DOUBLE_EQ(evaluate(model, store, data::Split::kTest, full_options("none"), 2).metrics.at("mrr"), 0.2);
+  EXPECT_DOUBLE_EQ(evaluate(model, store, data::Split::kTest, full_options(Mask::kFull), 2).metrics.at("mrr"), 1.0);
+  EXPECT_DOUBLE_EQ(evaluate(model, store, data::Split::kTest, full_options(Mask::kNone), 2).metrics.at("mrr"), 0.2);
 }
 
 TEST(Evaluator, RefusesTheGenerativeProtocolForARankingModel) {
   FixedModel model(default_scores());
   auto store = make_store({{1, 2, 4, 3, 5}}, 6);
-  config::EvalOptions o = full_options("full");
-  o.protocol = "generative";
+  config::EvalOptions o = full_options(Mask::kFull);
+  o.protocol = config::Protocol::kGenerative;
   ASSERT_THROWS_WITH(evaluate(model, store, data::Split::kTest, o, 2),
                      "eval.protocol: generative is LC-Rec's protocol (beam search over item codes)");
 }
@@ -109,13 +111,13 @@ TEST(Evaluator, ColdStartMetricsCoverOnlyColdTargets) {
   auto store = make_store({{1, 2, 3}, {1, 5, 6}, {1, 2, 4, 5}}, 6);
   std::vector<char> cold(7, 0);
   cold[5] = cold[6] = 1;
-  auto r = evaluate(model, store, data::Split::kTest, full_options("full"), 5, cold);
+  auto r = evaluate(model, store, data::Split::kTest, full_options(Mask::kFull), 5, cold);
   EXPECT_EQ(r.users, 3);
   EXPECT_DOUBLE_EQ(r.metrics.at("cold_users"), 2.0);
   EXPECT_DOUBLE_EQ(r.metrics.at("mrr"), (1.0 + 1.0 / 4 + 1.0 / 2) / 3);
   EXPECT_DOUBLE_EQ(r.metrics.at("cold_mrr"), (1.0 / 4 + 1.0 / 2) / 2);
   EXPECT_DOUBLE_EQ(r.metrics.at("cold_hr@2"), 0.5);
-  EXPECT_EQ(evaluate(model, store, data::Split::kTest, full_options("full"), 5).metrics.count("cold_mrr"), 0u);
+  EXPECT_EQ(evaluate(model, store, data::Split::kTest, full_options(Mask::kFull), 5).metrics.count("cold_mrr"), 0u);
 }
 
 TEST(Evaluator, FullScoresMasksPaddingAndHistoryButKeepsTarget) {
@@ -126,7 +128,7 @@ TEST(Evaluator, FullScoresMasksPaddingAndHistoryButKeepsTarget) {
   ASSERT_EQ(q.size(), 1u);
   ASSERT_EQ(q[0].target, 3);
   auto batch = data::make_eval_batch(q, 0, 1, 5);
-  auto scores = full_scores(model, batch, {q[0].history}, "full", 5, batch.targets);
+  auto scores = full_scores(model, batch, {q[0].history}, Mask::kFull, 5, batch.targets);
   ASSERT_EQ(scores.sizes(), (torch::IntArrayRef{1, 7}));
   const float inf = std::numeric_limits<float>::infinity();
   EXPECT_EQ(scores[0][0].item<float>(), -inf);  // padding
@@ -136,10 +138,10 @@ TEST(Evaluator, FullScoresMasksPaddingAndHistoryButKeepsTarget) {
   EXPECT_EQ(scores[0][4].item<float>(), 3.f);
   EXPECT_EQ(scores[0][6].item<float>(), 1.f);
   // Without `keep` the repeated item is masked like the rest of the history.
-  auto masked = full_scores(model, batch, {q[0].history}, "full", 5, torch::Tensor());
+  auto masked = full_scores(model, batch, {q[0].history}, Mask::kFull, 5, torch::Tensor());
   EXPECT_EQ(masked[0][3].item<float>(), -inf);
   // So the evaluator ranks the repeated target first.
-  EXPECT_DOUBLE_EQ(evaluate(model, store, data::Split::kValid, full_options("full"), 5).metrics.at("mrr"), 1.0);
+  EXPECT_DOUBLE_EQ(evaluate(model, store, data::Split::kValid, full_options(Mask::kFull), 5).metrics.at("mrr"), 1.0);
 }
 
 TEST(Evaluator, UsesTheNewestHistoryItemAndSkipsShortUsers) {
@@ -149,7 +151,7 @@ TEST(Evaluator, UsesTheNewestHistoryItemAndSkipsShortUsers) {
   // User 2 has 2 events: training only, not evaluated.
   FixedModel model(default_scores(), /*flip_item=*/5);
   auto store = make_store({{2, 5, 6, 1}, {5, 2, 6, 1}, {1, 2}}, 6);
-  auto o = full_options("full");
+  auto o = full_options(Mask::kFull);
   o.batch_size = 1;  // several batches
   auto r = evaluate(model, store, data::Split::kValid, o, 4);
   EXPECT_EQ(r.users, 2);
@@ -195,7 +197,7 @@ TEST(Evaluator, SampledProtocolRanks) {
   // Valid: history [1 2 3], target 6 (score 1); only 4 and 5 are left as negatives, both above -> rank 2.
   auto store = make_store({{1, 2, 3, 6, 5}}, 6);
   config::EvalOptions o;
-  o.protocol = "sampled";
+  o.protocol = config::Protocol::kSampled;
   o.num_negatives = 2;
   o.ks = {1, 3};
   auto r = evaluate(model, store, data::Split::kValid, o, 5);
@@ -221,7 +223,7 @@ TEST(Evaluator, SampledProtocolMatchesCandidates) {
   std::vector<std::vector<int32_t>> seqs = {{3, 9, 20, 11}, {30, 2, 25, 7}, {12, 13, 14, 15, 16}};
   auto store = make_store(seqs, 40);
   config::EvalOptions o;
-  o.protocol = "sampled";
+  o.protocol = config::Protocol::kSampled;
   o.num_negatives = 8;
   o.seed = 3;
   o.ks = {1};

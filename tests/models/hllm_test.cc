@@ -270,7 +270,7 @@ TEST(Hllm, NceGradientsReachBothTowersTheItemTokenAndTheScale) {
   auto model = make_tiny(f);
   model->train();
   config::LossOptions lo;
-  lo.name = "nce";
+  lo.name = config::LossName::kNce;
   auto loss = train::compute_loss(*model, tiny_batch(), lo);
   ASSERT_TRUE(std::isfinite(loss.item<double>()));
   loss.backward();
@@ -313,7 +313,7 @@ TEST(Hllm, GatedTowersRunAtTheirOffsetsAndFillerPassesChangeNoGradient) {
   gate.extra = 2;
   gated->set_block_gate(&gate);
   config::LossOptions lo;
-  lo.name = "nce";
+  lo.name = config::LossName::kNce;
   auto a = train::compute_loss(*plain, tiny_batch(), lo);
   auto b = train::compute_loss(*gated, tiny_batch(), lo);
   EXPECT_NEAR(a.item<double>(), b.item<double>(), 1e-6);
@@ -357,7 +357,7 @@ TEST(Hllm, Bf16TrainingIsCloseToFp32LearnsAndKeepsFloat32State) {
   fp32->train();
   bf16->train();
   config::LossOptions lo;
-  lo.name = "nce";
+  lo.name = config::LossName::kNce;
   // The user states (cosine space) of a training forward: within 0.05 of float32's, yet not equal.
   auto a = fp32->encode(tiny_batch()), b = bf16->encode(tiny_batch());               // [B, W, D]
   EXPECT_EQ(b.scalar_type(), torch::kFloat);
@@ -507,7 +507,7 @@ TEST(Hllm, UserTokensAreTheBoundaryTargetAndAPinnedParameter) {
   b.negatives = torch::tensor({5, 5, 5, 5, 4, 4}, torch::kLong).view({1, 6, 1});
   b.user_ids = torch::tensor({0}, torch::kLong);
   config::LossOptions loss;
-  loss.name = "nce";
+  loss.name = config::LossName::kNce;
   loss.num_negatives = 1;
   train::compute_loss(*model, b, loss).backward();
   EXPECT_GT(model->named_parameters()["user_tokens"].grad().abs().sum().item<float>(), 0.f);

@@ -144,7 +144,7 @@ TEST(LlamaIdTest, UserTokensAreTheBoundaryTargetAndAPinnedParameter) {
   b.negatives = torch::tensor({5, 5, 5, 5, 4, 4}, torch::kLong).view({1, 6, 1});
   b.user_ids = torch::tensor({0}, torch::kLong);
   config::LossOptions loss;
-  loss.name = "bce";
+  loss.name = config::LossName::kBce;
   train::compute_loss(*model, b, loss).backward();
   EXPECT_GT(params["user_tokens"].grad().abs().sum().item<float>(), 0.f);
 }

@@ -120,7 +120,7 @@ TEST(MolarTest, WithoutImagesAndAlignmentItIsExactlyHllm) {
   for (const auto& p : hllm->named_parameters()) b.push_back(p.key());
   EXPECT_EQ(a, b);
   config::LossOptions lo;
-  lo.name = "bce";
+  lo.name = config::LossName::kBce;
   torch::manual_seed(5);
   auto lm = train::compute_loss(*molar, tiny_batch(), lo);
   torch::manual_seed(5);
@@ -150,7 +150,7 @@ TEST(MolarTest, AlignmentGradientsReachTheContentTowersAndNeverTheIdModel) {
   EXPECT_NEAR(aux.item<double>(), 0.5 * post_alignment_loss(u_con, u_id, 0.1).item<double>(), 1e-6);
   // compute_loss = the configured loss + the alignment term.
   config::LossOptions lo;
-  lo.name = "bce";
+  lo.name = config::LossName::kBce;
   torch::manual_seed(5);
   auto total = train::compute_loss(*molar, batch, lo);
   auto plain = make_molar(f, MolarOptions{});
@@ -230,7 +230,7 @@ TEST(MolarTest, UserSlotTrainsAndIsNamedInTheCheckpoint) {
   auto m = make_molar(f, o);
   m->train();
   config::LossOptions lo;
-  lo.name = "bce";
+  lo.name = config::LossName::kBce;
   auto loss = train::compute_loss(*m, tiny_batch(), lo);
   loss.backward();
   auto params = m->named_parameters();

@@ -18,7 +18,7 @@
 namespace seqrec::models {
 namespace {
 
-SasRecOptions tiny_options(const std::string& variant) {
+SasRecOptions tiny_options(SasRecVariant variant) {
   SasRecOptions o;
   o.num_items = 20;
   o.max_seq_len = 8;
@@ -28,7 +28,7 @@ SasRecOptions tiny_options(const std::string& variant) {
   o.ffn_dim = 12;
   o.dropout = 0.2;
   o.variant = variant;
-  o.layer_norm_eps = variant == "gr" ? 1e-8 : 1e-12;
+  o.layer_norm_eps = variant == SasRecVariant::kGr ? 1e-8 : 1e-12;
   return o;
 }
 
@@ -43,7 +43,7 @@ data::SequenceBatch batch_of(const std::vector<std::vector<int64_t>>& rows, int6
   return batch;
 }
 
-class SasRecVariants : public ::testing::TestWithParam<std::string> {};
+class SasRecVariants : public ::testing::TestWithParam<SasRecVariant> {};
 
 TEST_P(SasRecVariants, EncodeShape) {
   torch::manual_seed(1);
@@ -183,7 +183,8 @@ TEST_P(SasRecVariants, LastOnlyInferenceEqualsTheLastPositionOfTheFullPass) {
   EXPECT_EQ(model->encode(batch).size(1), 5);
 }
 
-INSTANTIATE_TEST_SUITE_P(Variants, SasRecVariants, ::testing::Values("gr", "post_ln"));
+INSTANTIATE_TEST_SUITE_P(Variants, SasRecVariants,
+                         ::testing::Values(SasRecVariant::kGr, SasRecVariant::kPostLn));
 
 std::vector<std::string> sorted_keys(const torch::nn::Module& m) {
   std::vector<std::string> keys;
@@ -202,7 +203,7 @@ std::vector<std::string> block_keys(int b) {
 
 // Pins the checkpoint format: renaming a module breaks every saved checkpoint.
 TEST(SasRec, ParameterNamesGr) {
-  auto model = std::make_shared<SasRecImpl>(tiny_options("gr"));
+  auto model = std::make_shared<SasRecImpl>(tiny_options(SasRecVariant::kGr));
   std::vector<std::string> expected = block_keys(0);
   auto b1 = block_keys(1);
   expected.insert(expected.end(), b1.begin(), b1.end());
@@ -214,7 +215,7 @@ TEST(SasRec, ParameterNamesGr) {
 }
 
 TEST(SasRec, ParameterNamesPostLn) {
-  auto model = std::make_shared<SasRecImpl>(tiny_options("post_ln"));
+  auto model = std::make_shared<SasRecImpl>(tiny_options(SasRecVariant::kPostLn));
   std::vector<std::string> expected = block_keys(0);
   auto b1 = block_keys(1);
   expected.insert(expected.end(), b1.begin(), b1.end());
@@ -232,7 +233,7 @@ TEST(SasRec, ParameterNamesPostLn) {
 // SasRecOptions documents ffn_dim = 0 as "hidden_dim"; a model built from the struct directly
 // (without read_sasrec_options) must honour that instead of building a Linear(D, 0).
 TEST(SasRec, FfnDimZeroMeansHiddenDim) {
-  auto o = tiny_options("gr");
+  auto o = tiny_options(SasRecVariant::kGr);
   o.ffn_dim = 0;
   std::shared_ptr<SasRecImpl> model;
   ASSERT_NO_THROW(model = std::make_shared<SasRecImpl>(o));

@@ -605,6 +605,13 @@ TEST(FinetuneTest, ZeroOneTwoAndThreeOnTwoRanksGiveTheWeightsAndMomentsOfDataPar
   expect_close_tensors(dir.file("ddp.resume.safetensors"), dir.file("zero2_parts.resume.safetensors"), 1e-5);
 }
 
+FinetuneInvocation invocation(bool resume, int64_t stop_after_epoch) {
+  FinetuneInvocation inv;
+  inv.resume = resume;
+  inv.stop_after_epoch = stop_after_epoch;
+  return inv;
+}
+
 TEST(FinetuneTest, ResumingAfterAnEpochGivesTheUninterruptedResult) {
   TempDir dir;
   FinetuneOptions o = tiny_run(dir, /*tied=*/true, {"ab", "b a", "<a_1>", "aab<a_1>", "ba", "<a_1>b"});
@@ -616,9 +623,9 @@ TEST(FinetuneTest, ResumingAfterAnEpochGivesTheUninterruptedResult) {
   o.out_dir = dir.file("whole");
   const FinetuneSummary whole = run_finetune(o, "x: 1\n");
   o.out_dir = dir.file("parts");
-  const FinetuneSummary first = run_finetune(o, "x: 1\n", {false, 1});
+  const FinetuneSummary first = run_finetune(o, "x: 1\n", invocation(false, 1));
   EXPECT_EQ(first.steps, whole.steps / 3);
-  const FinetuneSummary rest = run_finetune(o, "x: 1\n", {true, 0});
+  const FinetuneSummary rest = run_finetune(o, "x: 1\n", invocation(true, 0));
   EXPECT_EQ(rest.steps, whole.steps);
   EXPECT_EQ(rest.best_valid_loss, whole.best_valid_loss);
   EXPECT_EQ(rest.exported_step, whole.exported_step);
@@ -627,7 +634,7 @@ TEST(FinetuneTest, ResumingAfterAnEpochGivesTheUninterruptedResult) {
     EXPECT_EQ(read_file(dir.file(std::string("whole/") + f)), read_file(dir.file(std::string("parts/") + f))) << f;
   EXPECT_EQ(read_file(dir.file("whole.resume.safetensors")), read_file(dir.file("parts.resume.safetensors")));
   o.lr = 2e-2;  // a different trajectory cannot continue this state
-  ASSERT_THROWS_WITH(run_finetune(o, "", {true, 0}), "parts.resume.safetensors: written by a run with other options");
+  ASSERT_THROWS_WITH(run_finetune(o, "", invocation(true, 0)), "parts.resume.safetensors: written by a run with other options");
   o.out_dir = dir.file("fresh");  // a file seqrec did not write where the resume state goes: hands off
   write_file_atomic(o.out_dir + ".resume.safetensors", "not ours");
   o.lr = 1e-2;

@@ -150,7 +150,7 @@ TEST(Losses, ComputeLossIgnoresPaddingPositions) {
   auto h = torch::stack({table[1], table[2], table[3]});
 
   config::LossOptions softmax;
-  softmax.name = "softmax";
+  softmax.name = config::LossName::kSoftmax;
   softmax.temperature = 0.5;
   auto full = compute_loss(model, loss_batch(0), softmax);
   auto expected_full = full_softmax_loss(h, table, torch::tensor({2, 3, 4}, torch::kLong), 0.5);
@@ -158,7 +158,7 @@ TEST(Losses, ComputeLossIgnoresPaddingPositions) {
   EXPECT_NEAR(full.item<double>(), expected_full.item<double>(), 1e-6);
 
   config::LossOptions bce;
-  bce.name = "bce";
+  bce.name = config::LossName::kBce;
   // Negatives at supervised positions: 5, 4 (row 0) and 3 (row 1).
   auto expected_bce = bce_loss(h, torch::stack({table[2], table[3], table[4]}),
                                torch::stack({table[5], table[4], table[3]}));
@@ -169,7 +169,7 @@ TEST(Losses, ComputeLossIgnoresPaddingPositions) {
   EXPECT_NEAR(compute_loss(model, loss_batch(1), bce).item<double>(), by_hand, 1e-6);
 
   config::LossOptions ssm;
-  ssm.name = "sampled_softmax";
+  ssm.name = config::LossName::kSampledSoftmax;
   ssm.num_negatives = 2;
   ssm.temperature = 1.0;
   // Supervised rows: h=E1 pos 2 negs {5,2} (2 == positive: masked); h=E2 pos 3 negs {4,3} (3 masked);
@@ -186,7 +186,7 @@ TEST(Losses, ComputeLossIgnoresPaddingPositions) {
 TEST(Losses, ComputeLossGradientsFlow) {
   TableModel model(loss_table());
   config::LossOptions ssm;
-  ssm.name = "sampled_softmax";
+  ssm.name = config::LossName::kSampledSoftmax;
   ssm.num_negatives = 2;
   auto loss = compute_loss(model, loss_batch(2), ssm);
   loss.backward();
@@ -243,7 +243,7 @@ TEST(Losses, NceReportsTheShareOfNegativesDroppedAsNearDuplicates) {
 TEST(Losses, ComputeLossNcePoolsTheNegativesOfAllPositions) {
   TableModel model(loss_table());
   config::LossOptions nce;
-  nce.name = "nce";
+  nce.name = config::LossName::kNce;
   nce.num_negatives = 2;
   nce.learnable_scale = false;
   nce.scale = 2.0;

@@ -57,32 +57,32 @@ TEST(AdamW, ZeroGradClearsGradients) {
 }
 
 TEST(Schedule, ConstantWithWarmup) {
-  EXPECT_DOUBLE_EQ(scheduled_lr("constant", 0.01, 0, 100, 0, 0), 0.01);
-  EXPECT_DOUBLE_EQ(scheduled_lr("constant", 0.01, 99, 100, 0, 0), 0.01);
+  EXPECT_DOUBLE_EQ(scheduled_lr(config::Schedule::kConstant, 0.01, 0, 100, 0, 0), 0.01);
+  EXPECT_DOUBLE_EQ(scheduled_lr(config::Schedule::kConstant, 0.01, 99, 100, 0, 0), 0.01);
   // Warm-up over 4 steps: (step + 1) / 4.
-  EXPECT_DOUBLE_EQ(scheduled_lr("constant", 0.01, 0, 100, 4, 0), 0.0025);
-  EXPECT_DOUBLE_EQ(scheduled_lr("constant", 0.01, 2, 100, 4, 0), 0.0075);
-  EXPECT_DOUBLE_EQ(scheduled_lr("constant", 0.01, 3, 100, 4, 0), 0.01);
-  EXPECT_DOUBLE_EQ(scheduled_lr("constant", 0.01, 50, 100, 4, 0), 0.01);
+  EXPECT_DOUBLE_EQ(scheduled_lr(config::Schedule::kConstant, 0.01, 0, 100, 4, 0), 0.0025);
+  EXPECT_DOUBLE_EQ(scheduled_lr(config::Schedule::kConstant, 0.01, 2, 100, 4, 0), 0.0075);
+  EXPECT_DOUBLE_EQ(scheduled_lr(config::Schedule::kConstant, 0.01, 3, 100, 4, 0), 0.01);
+  EXPECT_DOUBLE_EQ(scheduled_lr(config::Schedule::kConstant, 0.01, 50, 100, 4, 0), 0.01);
   // From 1/100 of the peak (Molar): 0.01 + 0.99 * (step + 1) / 4 of lr.
-  EXPECT_DOUBLE_EQ(scheduled_lr("constant", 1.0, 0, 100, 4, 0, 0.01), 0.01 + 0.99 * 0.25);
-  EXPECT_DOUBLE_EQ(scheduled_lr("constant", 1.0, 2, 100, 4, 0, 0.01), 0.01 + 0.99 * 0.75);
-  EXPECT_DOUBLE_EQ(scheduled_lr("constant", 1.0, 3, 100, 4, 0, 0.01), 1.0);
-  EXPECT_DOUBLE_EQ(scheduled_lr("cosine", 1.0, 1, 14, 4, 0.1, 0.5), 0.75);  // the decay is unchanged
-  EXPECT_NEAR(scheduled_lr("cosine", 1.0, 6, 14, 4, 0.1, 0.5), 0.9140576474687263, 1e-12);
+  EXPECT_DOUBLE_EQ(scheduled_lr(config::Schedule::kConstant, 1.0, 0, 100, 4, 0, 0.01), 0.01 + 0.99 * 0.25);
+  EXPECT_DOUBLE_EQ(scheduled_lr(config::Schedule::kConstant, 1.0, 2, 100, 4, 0, 0.01), 0.01 + 0.99 * 0.75);
+  EXPECT_DOUBLE_EQ(scheduled_lr(config::Schedule::kConstant, 1.0, 3, 100, 4, 0, 0.01), 1.0);
+  EXPECT_DOUBLE_EQ(scheduled_lr(config::Schedule::kCosine, 1.0, 1, 14, 4, 0.1, 0.5), 0.75);  // the decay is unchanged
+  EXPECT_NEAR(scheduled_lr(config::Schedule::kCosine, 1.0, 6, 14, 4, 0.1, 0.5), 0.9140576474687263, 1e-12);
 }
 
 TEST(Schedule, CosineWithWarmupAndFloor) {
   // lr 1, 14 steps, 4 warm-up, floor 0.1: decay over steps 4..14.
-  EXPECT_DOUBLE_EQ(scheduled_lr("cosine", 1.0, 1, 14, 4, 0.1), 0.5);
-  EXPECT_NEAR(scheduled_lr("cosine", 1.0, 4, 14, 4, 0.1), 1.0, 1e-12);
+  EXPECT_DOUBLE_EQ(scheduled_lr(config::Schedule::kCosine, 1.0, 1, 14, 4, 0.1), 0.5);
+  EXPECT_NEAR(scheduled_lr(config::Schedule::kCosine, 1.0, 4, 14, 4, 0.1), 1.0, 1e-12);
   // progress 0.2: 0.1 + 0.9 * 0.5 * (1 + cos(0.2 pi)) = 0.9140576474687263
-  EXPECT_NEAR(scheduled_lr("cosine", 1.0, 6, 14, 4, 0.1), 0.9140576474687263, 1e-12);
-  EXPECT_NEAR(scheduled_lr("cosine", 1.0, 9, 14, 4, 0.1), 0.55, 1e-12);
-  EXPECT_NEAR(scheduled_lr("cosine", 1.0, 14, 14, 4, 0.1), 0.1, 1e-12);
-  EXPECT_NEAR(scheduled_lr("cosine", 1.0, 30, 14, 4, 0.1), 0.1, 1e-12);  // clamped after the end
+  EXPECT_NEAR(scheduled_lr(config::Schedule::kCosine, 1.0, 6, 14, 4, 0.1), 0.9140576474687263, 1e-12);
+  EXPECT_NEAR(scheduled_lr(config::Schedule::kCosine, 1.0, 9, 14, 4, 0.1), 0.55, 1e-12);
+  EXPECT_NEAR(scheduled_lr(config::Schedule::kCosine, 1.0, 14, 14, 4, 0.1), 0.1, 1e-12);
+  EXPECT_NEAR(scheduled_lr(config::Schedule::kCosine, 1.0, 30, 14, 4, 0.1), 0.1, 1e-12);  // clamped after the end
   // No warm-up, no floor: halfway is lr / 2.
-  EXPECT_NEAR(scheduled_lr("cosine", 0.2, 5, 10, 0, 0.0), 0.1, 1e-12);
+  EXPECT_NEAR(scheduled_lr(config::Schedule::kCosine, 0.2, 5, 10, 0, 0.0), 0.1, 1e-12);
 }
 
 TEST(ClipGradNorm, ScalesToMaxNorm) {

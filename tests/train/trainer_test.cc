@@ -93,12 +93,12 @@ class TrainerTest : public ::testing::Test {
     s.train.seed = 42;
     s.train.metric = "hr@10";
     s.train.log_every = 1000;
-    s.train.loss.name = "sampled_softmax";
+    s.train.loss.name = config::LossName::kSampledSoftmax;
     s.train.loss.num_negatives = 16;
     s.train.loss.temperature = 0.05;
     s.train.loss.exclude_history = false;
-    s.eval.protocol = "full";
-    s.eval.history_mask = "full";
+    s.eval.protocol = config::Protocol::kFull;
+    s.eval.history_mask = config::HistoryMask::kFull;
     s.eval.ks = {10};
     s.model_yaml = kModelYaml;
     s.context = context(st);
@@ -277,7 +277,7 @@ TEST_F(TrainerTest, GradientAccumulationOfFourBatchesEqualsOneBatchOfFourTimesTh
   for (int run = 0; run < 2; ++run) {
     TempDir out;
     auto s = setup(out.path(), 1, st);
-    s.train.loss.name = "softmax";
+    s.train.loss.name = config::LossName::kSoftmax;
     s.train.loss.temperature = 0.1;
     s.train.batch_size = run == 0 ? 32 : 8;
     s.train.grad_accum_steps = run == 0 ? 1 : 4;

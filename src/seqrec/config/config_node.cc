@@ -534,7 +534,10 @@ void require_positive(int64_t value, const std::string& path) {
 }
 
 void require_one_of(const std::string& value, const std::vector<std::string>& allowed, const std::string& path) {
-  if (std::find(allowed.begin(), allowed.end(), value) != allowed.end()) return;
+  if (std::find(allowed.begin(), allowed.end(), value) == allowed.end()) throw_not_one_of(value, allowed, path);
+}
+
+void throw_not_one_of(const std::string& value, const std::vector<std::string>& allowed, const std::string& path) {
   std::string list;
   for (const auto& a : allowed) list += (list.empty() ? "" : ", ") + a;
   throw ConfigError(path, "'" + value + "' is not one of: " + list);

@@ -9,6 +9,33 @@
 #include "seqrec/config/validate.h"
 
 namespace seqrec::config {
+namespace {
+
+// One spelling table per enum: the readers parse with it, name() spells with it.
+const Spellings<LossName> kLossNames = {{LossName::kBce, "bce"},
+                                        {LossName::kSampledSoftmax, "sampled_softmax"},
+                                        {LossName::kSoftmax, "softmax"},
+                                        {LossName::kNce, "nce"}};
+const Spellings<Schedule> kSchedules = {{Schedule::kConstant, "constant"}, {Schedule::kCosine, "cosine"}};
+const Spellings<Protocol> kProtocols = {
+    {Protocol::kFull, "full"}, {Protocol::kSampled, "sampled"}, {Protocol::kGenerative, "generative"}};
+const Spellings<HistoryMask> kHistoryMasks = {
+    {HistoryMask::kFull, "full"}, {HistoryMask::kWindow, "window"}, {HistoryMask::kNone, "none"}};
+
+template <class E>
+std::string spelling(E value, const Spellings<E>& spellings) {
+  for (const auto& [e, s] : spellings)
+    if (e == value) return s;
+  return "?";  // not reached: every table spells every value
+}
+
+}  // namespace
+
+std::string name(LossName value) { return spelling(value, kLossNames); }
+std::string name(Schedule value) { return spelling(value, kSchedules); }
+std::string name(Protocol value) { return spelling(value, kProtocols); }
+std::string name(HistoryMask value) { return spelling(value, kHistoryMasks); }
+
 DataOptions read_data_options(ConfigNode node) {
   DataOptions o;
   o.dir = node.get<std::string>("dir", o.dir);
@@ -45,12 +72,11 @@ DataOptions read_data_options(ConfigNode node) {
 
 LossOptions read_loss_options(ConfigNode node) {
   LossOptions o;
-  o.name = node.get<std::string>("name", o.name);
-  require_one_of(o.name, {"bce", "sampled_softmax", "softmax", "nce"}, key(node, "name"));
-  o.num_negatives = node.get<int64_t>("num_negatives", o.name == "sampled_softmax" ? 128 : 1);
-  o.temperature = node.get<double>("temperature", o.name == "bce" ? 1.0 : 0.05);
-  o.exclude_history = node.get<bool>("exclude_history", o.name == "bce" || o.name == "nce");
-  if (o.name == "nce") {
+  o.name = parse_one_of(node.get<std::string>("name", name(o.name)), kLossNames, key(node, "name"));
+  o.num_negatives = node.get<int64_t>("num_negatives", o.name == LossName::kSampledSoftmax ? 128 : 1);
+  o.temperature = node.get<double>("temperature", o.name == LossName::kBce ? 1.0 : 0.05);
+  o.exclude_history = node.get<bool>("exclude_history", o.name == LossName::kBce || o.name == LossName::kNce);
+  if (o.name == LossName::kNce) {
     const std::string scale = node.get<std::string>("scale", "learnable");
     o.learnable_scale = scale == "learnable";
     if (!o.learnable_scale) {
@@ -70,8 +96,8 @@ LossOptions read_loss_options(ConfigNode node) {
     o.shared_pool = pool == "shared";
     o.dedup_threshold = node.get<double>("dedup_threshold", o.dedup_threshold);
   }
-  if (o.name != "softmax") require_positive(o.num_negatives, key(node, "num_negatives"));
-  if (o.name == "bce" && o.num_negatives != 1)
+  if (o.name != LossName::kSoftmax) require_positive(o.num_negatives, key(node, "num_negatives"));
+  if (o.name == LossName::kBce && o.num_negatives != 1)
     throw ConfigError(key(node, "num_negatives"), "bce uses exactly one negative per position");
   if (!(o.temperature > 0)) throw ConfigError(key(node, "temperature"), "must be > 0");
   return o;
@@ -87,7 +113,7 @@ TrainOptions read_train_options(ConfigNode node) {
   o.beta2 = node.get<double>("beta2", o.beta2);
   o.eps = node.get<double>("eps", o.eps);
   o.weight_decay = node.get<double>("weight_decay", o.weight_decay);
-  o.schedule = node.get<std::string>("schedule", o.schedule);
+  const std::string schedule = node.get<std::string>("schedule", name(o.schedule));
   o.warmup_ratio = node.get<double>("warmup_ratio", o.warmup_ratio);
   o.warmup_steps = node.get<int64_t>("warmup_steps", o.warmup_steps);
   o.warmup_min_ratio = node.get<double>("warmup_min_ratio", o.warmup_min_ratio);
@@ -114,7 +140,7 @@ TrainOptions read_train_options(ConfigNode node) {
   require_positive(o.grad_accum_steps, key(node, "grad_accum_steps"));
   if (o.zero_stage < 0 || o.zero_stage > 3) throw ConfigError(key(node, "zero_stage"), "must be 0, 1, 2 or 3");
   require_one_of(o.zero_state, {"sharded", "consolidated"}, key(node, "zero_state"));
-  require_one_of(o.schedule, {"constant", "cosine"}, key(node, "schedule"));
+  o.schedule = parse_one_of(schedule, kSchedules, key(node, "schedule"));
   if (!(o.lr > 0)) throw ConfigError(key(node, "lr"), "must be > 0");
   if (!(o.beta1 >= 0 && o.beta1 < 1)) throw ConfigError(key(node, "beta1"), "must be in [0, 1)");
   if (!(o.beta2 >= 0 && o.beta2 < 1)) throw ConfigError(key(node, "beta2"), "must be in [0, 1)");
@@ -136,13 +162,12 @@ TrainOptions read_train_options(ConfigNode node) {
 
 EvalOptions read_eval_options(ConfigNode node) {
   EvalOptions o;
-  o.protocol = node.get<std::string>("protocol", o.protocol);
-  require_one_of(o.protocol, {"full", "sampled", "generative"}, key(node, "protocol"));
-  if (o.protocol == "generative") o.ks = {1, 5, 10};  // LC-Rec's hit@1,5,10, ndcg@5,10 (ndcg@1 = hit@1)
+  o.protocol = parse_one_of(node.get<std::string>("protocol", name(o.protocol)), kProtocols, key(node, "protocol"));
+  if (o.protocol == Protocol::kGenerative) o.ks = {1, 5, 10};  // LC-Rec's hit@1,5,10, ndcg@5,10 (ndcg@1 = hit@1)
   o.num_negatives = node.get<int64_t>("num_negatives", o.num_negatives);
   o.ks = node.get<std::vector<int64_t>>("ks", o.ks);
-  o.history_mask = node.get<std::string>("history_mask", o.history_mask);
-  require_one_of(o.history_mask, {"full", "window", "none"}, key(node, "history_mask"));
+  o.history_mask = parse_one_of(node.get<std::string>("history_mask", name(o.history_mask)), kHistoryMasks,
+                                key(node, "history_mask"));
   o.batch_size = node.get<int64_t>("batch_size", o.batch_size);
   o.seed = node.get<int64_t>("seed", o.seed);
   o.max_users = node.get<int64_t>("max_users", o.max_users);
@@ -162,7 +187,7 @@ EvalOptions read_eval_options(ConfigNode node) {
   require_positive(o.num_beams, key(node, "num_beams"));
   require_positive(o.generation_batch, key(node, "generation_batch"));
   for (size_t i = 0; i < o.ks.size(); ++i)
-    if (o.protocol == "generative" && o.ks[i] > o.num_beams)
+    if (o.protocol == Protocol::kGenerative && o.ks[i] > o.num_beams)
       throw ConfigError(key(node, "ks") + "[" + std::to_string(i) + "]",
                         "k=" + std::to_string(o.ks[i]) + " is more than the " + std::to_string(o.num_beams) +
                             " beams generated (eval.num_beams)");

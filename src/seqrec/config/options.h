@@ -10,6 +10,21 @@ namespace seqrec::config {
 
 class ConfigNode;
 
+/// train.loss.name: the training objective.
+enum class LossName { kBce, kSampledSoftmax, kSoftmax, kNce };
+/// train.schedule (and finetune.schedule): the learning rate after the warm-up.
+enum class Schedule { kConstant, kCosine };
+/// eval.protocol: how the target is ranked.
+enum class Protocol { kFull, kSampled, kGenerative };
+/// eval.history_mask: which history items full ranking masks.
+enum class HistoryMask { kFull, kWindow, kNone };
+
+/// The config spelling of each enumerator ("sampled_softmax", "cosine", ...), as the readers parse it.
+std::string name(LossName value);
+std::string name(Schedule value);
+std::string name(Protocol value);
+std::string name(HistoryMask value);
+
 /// `data:` -- which prepared store to use and how sequences are cut.
 struct DataOptions {
   std::string dir;                   ///< prepared directory (output of `seqrec prepare`)
@@ -39,7 +54,7 @@ struct DataOptions {
 
 /// `train.loss:` -- the training objective.
 struct LossOptions {
-  std::string name = "bce";          ///< bce | sampled_softmax | softmax | nce
+  LossName name = LossName::kBce;    ///< bce | sampled_softmax | softmax | nce
   int64_t num_negatives = 1;         ///< per position (bce: 1; sampled_softmax: R; nce: R, pooled over all positions and ranks)
   double temperature = 1.0;          ///< logits are divided by it (sampled_softmax / softmax)
   bool exclude_history = true;       ///< negatives avoid the user's training items
@@ -61,7 +76,7 @@ struct TrainOptions {
   double beta2 = 0.98;
   double eps = 1e-8;                 ///< AdamW epsilon
   double weight_decay = 0.0;         ///< decoupled (AdamW) weight decay
-  std::string schedule = "constant"; ///< constant | cosine (cosine decays to min_lr_ratio*lr)
+  Schedule schedule = Schedule::kConstant;  ///< constant | cosine (cosine decays to min_lr_ratio*lr)
   double warmup_ratio = 0.0;         ///< share of all steps spent in linear warm-up
   int64_t warmup_steps = 0;          ///< warm-up steps (overrides warmup_ratio when > 0)
   double warmup_min_ratio = 0.0;     ///< the warm-up rises from this share of lr (Molar: 0.01, "1/100 of the peak")
@@ -89,10 +104,10 @@ struct TrainOptions {
 
 /// `eval:` -- the evaluation protocol.
 struct EvalOptions {
-  std::string protocol = "full";     ///< full | sampled | generative (LC-Rec: beam search over item codes)
+  Protocol protocol = Protocol::kFull;  ///< full | sampled | generative (LC-Rec: beam search over item codes)
   int64_t num_negatives = 100;       ///< sampled: negatives per user (not in the user's history)
   std::vector<int64_t> ks = {1, 5, 10, 20, 50, 200};  ///< cut-offs for hr@k / ndcg@k
-  std::string history_mask = "full"; ///< full (HLLM) | window (GR: last L) | none
+  HistoryMask history_mask = HistoryMask::kFull;  ///< full (HLLM) | window (GR: last L) | none
   int64_t batch_size = 512;          ///< users per forward pass
   int64_t seed = 7;                  ///< sampled negatives are a function of (seed, user)
   int64_t max_users = 0;             ///< evaluate only the first N users (0 = all)

@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace seqrec::config {
@@ -15,5 +16,23 @@ std::string key(const ConfigNode& node, const std::string& name);
 void require_positive(int64_t value, const std::string& path);
 /// Throws ConfigError(path, "'v' is not one of: a, b") when value is not in `allowed`.
 void require_one_of(const std::string& value, const std::vector<std::string>& allowed, const std::string& path);
+/// Throws ConfigError(path, "'v' is not one of: a, b"): the message of require_one_of.
+[[noreturn]] void throw_not_one_of(const std::string& value, const std::vector<std::string>& allowed,
+                                   const std::string& path);
+
+/// The config spellings of an enum's values, in the order error messages list them.
+template <class E>
+using Spellings = std::vector<std::pair<E, std::string>>;
+
+/// The value spelt `value` in `spellings`; throws as require_one_of does when there is none.
+template <class E>
+E parse_one_of(const std::string& value, const Spellings<E>& spellings, const std::string& path) {
+  std::vector<std::string> allowed;
+  for (const auto& [e, spelling] : spellings) {
+    if (spelling == value) return e;
+    allowed.push_back(spelling);
+  }
+  throw_not_one_of(value, allowed, path);
+}
 
 }  // namespace seqrec::config

@@ -32,7 +32,7 @@ torch::Tensor last_states(models::SequenceRecommenderImpl& model, const data::Se
 }  // namespace
 
 torch::Tensor full_scores(models::SequenceRecommenderImpl& model, const data::SequenceBatch& batch,
-                          const std::vector<data::Span<int32_t>>& histories, const std::string& history_mask,
+                          const std::vector<data::Span<int32_t>>& histories, config::HistoryMask history_mask,
                           int64_t max_seq_len, const torch::Tensor& keep) {
   auto scores = torch::matmul(last_states(model, batch), model.all_item_embeddings().t())
                     .to(torch::kCPU)
@@ -45,9 +45,10 @@ torch::Tensor full_scores(models::SequenceRecommenderImpl& model, const data::Se
     float* r = s + row * v1;
     const float kept = kp ? r[kp[row]] : 0.f;
     r[0] = neg_inf;
-    if (history_mask != "none") {
+    if (history_mask != config::HistoryMask::kNone) {
       const auto& hist = histories[row];
-      const int64_t from = history_mask == "window" ? std::max<int64_t>(0, hist.size() - max_seq_len) : 0;
+      const int64_t from =
+          history_mask == config::HistoryMask::kWindow ? std::max<int64_t>(0, hist.size() - max_seq_len) : 0;
       for (int64_t i = from; i < hist.size(); ++i) r[hist[i]] = neg_inf;
     }
     if (kp) r[kp[row]] = kept;  // a repeated target stays rankable
@@ -73,7 +74,7 @@ std::vector<int64_t> sampled_candidates(const data::EvalQuery& query, int64_t nu
 EvalResult evaluate(models::SequenceRecommenderImpl& model, const data::InteractionStore& store,
                     data::Split split, const config::EvalOptions& options, int64_t max_seq_len,
                     const std::vector<char>& cold_items, const EvalShard& shard) {
-  if (options.protocol == "generative")
+  if (options.protocol == config::Protocol::kGenerative)
     throw ConfigError("eval.protocol", "generative is LC-Rec's protocol (beam search over item codes): evaluate a "
                                        "model tuned by seqrec finetune with seqrec eval --checkpoint <its out_dir>; "
                                        "this model ranks items: use full or sampled");
@@ -81,7 +82,7 @@ EvalResult evaluate(models::SequenceRecommenderImpl& model, const data::Interact
   torch::NoGradGuard no_grad;
   model.eval();
   std::vector<data::EvalQuery> queries = data::eval_queries(store, split, options.max_users);
-  if (options.protocol == "sampled" && options.num_negatives >= store.num_items() - 1)
+  if (options.protocol == config::Protocol::kSampled && options.num_negatives >= store.num_items() - 1)
     throw ConfigError("eval.num_negatives", std::to_string(options.num_negatives) + " negatives leave no item of the " +
                                                 std::to_string(store.num_items()) +
                                                 "-item catalogue unsampled: that is full ranking, not a sampled "
@@ -107,7 +108,7 @@ EvalResult evaluate(models::SequenceRecommenderImpl& model, const data::Interact
   for (int64_t begin = 0; begin < n; begin += options.batch_size) {
     const int64_t end = std::min(n, begin + options.batch_size);
     data::SequenceBatch batch = data::make_eval_batch(queries, begin, end, max_seq_len);
-    if (options.protocol == "full") {
+    if (options.protocol == config::Protocol::kFull) {
       std::vector<data::Span<int32_t>> histories;
       for (int64_t i = begin; i < end; ++i) histories.push_back(queries[i].history);
       auto scores = full_scores(model, batch, histories, options.history_mask, max_seq_len, batch.targets);
@@ -142,7 +143,7 @@ EvalResult evaluate(models::SequenceRecommenderImpl& model, const data::Interact
   if (shard.world_size > 1) {  // sums and counts, not averages
     acc.set_sums(shard.sum(acc.sums()));
     if (!cold_items.empty()) cold.set_sums(shard.sum(cold.sums()));
-    if (options.protocol == "sampled")
+    if (options.protocol == config::Protocol::kSampled)
       short_users = std::llround(shard.sum({static_cast<double>(short_users)})[0]);
   }
   if (short_users > 0 && shard.rank == 0)
@@ -173,7 +174,8 @@ TopK recommend(models::SequenceRecommenderImpl& model, const std::vector<int32_t
   q.history = {history.data(), static_cast<int64_t>(history.size())};
   std::vector<data::EvalQuery> queries = {q};
   data::SequenceBatch batch = data::make_eval_batch(queries, 0, 1, max_seq_len);
-  auto scores = full_scores(model, batch, {q.history}, "full", max_seq_len, torch::Tensor());  // [1, V+1]
+  auto scores =
+      full_scores(model, batch, {q.history}, config::HistoryMask::kFull, max_seq_len, torch::Tensor());  // [1, V+1]
   const int64_t avail = scores.size(1) - 1 - static_cast<int64_t>(std::unordered_set<int32_t>(history.begin(), history.end()).size());
   auto top = scores.topk(std::max<int64_t>(0, std::min(k, avail)), 1);                           // partial selection
   TopK out;

@@ -45,7 +45,7 @@ EvalResult evaluate(models::SequenceRecommenderImpl& model, const data::Interact
 /// (per `history_mask`) the history items set to -inf, except the items in `keep` [B] (the targets;
 /// pass an undefined tensor to keep nothing).
 torch::Tensor full_scores(models::SequenceRecommenderImpl& model, const data::SequenceBatch& batch,
-                          const std::vector<data::Span<int32_t>>& histories, const std::string& history_mask,
+                          const std::vector<data::Span<int32_t>>& histories, config::HistoryMask history_mask,
                           int64_t max_seq_len, const torch::Tensor& keep);
 
 /// Sampled candidates of one query: the target first, then `num_negatives` distinct-from-history

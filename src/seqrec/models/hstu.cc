@@ -10,6 +10,7 @@
 
 #include "seqrec/common/error.h"
 #include "seqrec/config/config_node.h"
+#include "seqrec/config/validate.h"
 #include "seqrec/nn/attention.h"
 #include "seqrec/nn/dropout.h"
 #include "seqrec/nn/fused_linear.h"
@@ -24,10 +25,10 @@ HstuOptions read_hstu_options(config::ConfigNode node, const ModelContext& conte
   o.num_items = context.num_items;
   o.max_seq_len = context.max_seq_len;
   const std::string p = node.path();
-  o.variant = node.get<std::string>("variant", o.variant);
-  if (o.variant != "gr" && o.variant != "hllm")
-    throw ConfigError(p + ".variant", "'" + o.variant + "' is not one of: gr, hllm");
-  const bool gr = o.variant == "gr";
+  o.variant = config::parse_one_of<HstuVariant>(node.get<std::string>("variant", "gr"),
+                                                {{HstuVariant::kGr, "gr"}, {HstuVariant::kHllm, "hllm"}},
+                                                p + ".variant");
+  const bool gr = o.variant == HstuVariant::kGr;
   o.hidden_dim = node.get<int64_t>("hidden_dim", o.hidden_dim);
   o.num_blocks = node.get<int64_t>("num_blocks", o.num_blocks);
   o.num_heads = node.get<int64_t>("num_heads", o.num_heads);
@@ -273,7 +274,7 @@ HstuModules register_hstu_modules(torch::nn::Module& owner, const HstuOptions& o
   // (sqrt(1/d)), then HSTU.reset_params re-draws every parameter outside _hstu and _embedding_module,
   // which is only the position table, xavier-normal: std sqrt(2 / (N + d)), 0.0875 for ML-1M.
   trunc_normal(m.item_embedding->weight, 0.02);
-  if (o.variant == "gr") torch::nn::init::xavier_normal_(m.position_embedding->weight);
+  if (o.variant == HstuVariant::kGr) torch::nn::init::xavier_normal_(m.position_embedding->weight);
   else trunc_normal(m.position_embedding->weight, std::sqrt(1.0 / d));
   m.item_embedding->weight[0].zero_();
   return m;
@@ -313,7 +314,7 @@ torch::Tensor HstuImpl::encode_packed(const data::SequenceBatch& batch, const Re
   auto seq = packed.rows.div(w, "floor");                                      // [T]
   auto positions = packed.rows.remainder(w) - (w - packed.lengths).index_select(0, seq);  // [T]
   auto e = item_embedding(ids.reshape({-1}).index_select(0, packed.rows));     // [T, D]
-  torch::Tensor x = o.variant == "gr"
+  torch::Tensor x = o.variant == HstuVariant::kGr
                         ? nn::fast_dropout(e * std::sqrt(double(d)) + position_embedding(positions), o.dropout,
                                            is_training())
                         : e + position_embedding(positions);                   // [T, D]
@@ -348,7 +349,7 @@ torch::Tensor HstuImpl::encode(const data::SequenceBatch& batch) {
   auto positions = (torch::arange(w, ids.options()).unsqueeze(0) - pad).clamp_min(0);  // [B, W]
   auto e = item_embedding(ids);                                                // [B, W, D]
   torch::Tensor x;
-  if (o.variant == "gr") {
+  if (o.variant == HstuVariant::kGr) {
     x = nn::fast_dropout(e * std::sqrt(double(o.hidden_dim)) + position_embedding(positions), o.dropout,
                          is_training()) * keep;
   } else {

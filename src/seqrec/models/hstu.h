@@ -21,6 +21,9 @@ class ConfigNode;
 
 namespace seqrec::models {
 
+/// `model.variant`: GR's HSTU or HLLM's IDNet configuration of it (see the top of this file).
+enum class HstuVariant { kGr, kHllm };
+
 /// HSTU options (the `model:` subtree).
 struct HstuOptions {
   int64_t num_items = 0;            ///< V (from the data)
@@ -31,7 +34,7 @@ struct HstuOptions {
   int64_t attn_dim = 0;             ///< dqk per head (0 = D / H)
   int64_t linear_dim = 0;           ///< dv per head (0 = D / H)
   double dropout = 0.2;             ///< input dropout and the dropout before W_o
-  std::string variant = "gr";       ///< gr | hllm
+  HstuVariant variant = HstuVariant::kGr;  ///< gr | hllm
   bool position_bias = true;        ///< relative position bias rab^p (gr)
   bool time_bias = true;            ///< time-bucket bias rab^t (gr)
   int64_t output_slots = 11;        ///< GR gr_output_length + 1: N = L + output_slots

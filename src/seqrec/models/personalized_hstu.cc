@@ -60,7 +60,7 @@ torch::Tensor PersonalizedHstuImpl::embed(const data::SequenceBatch& batch, cons
   auto tokens = user_tokens[0].index_select(0, lay.token.to(dev));                       // [T, D]
   auto e = torch::where(is_token, tokens, items);                                        // [T, D]
   auto pos = position_embedding(lay.positions.to(dev));                                  // [T, D]
-  if (hstu_.variant != "gr") return e + pos;  // HLLM IDNet: no scaling, no input dropout
+  if (hstu_.variant != HstuVariant::kGr) return e + pos;  // HLLM IDNet: no scaling, no input dropout
   return nn::fast_dropout(e * std::sqrt(double(hstu_.hidden_dim)) + pos, hstu_.dropout, is_training());
 }
 

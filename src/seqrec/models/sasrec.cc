@@ -9,6 +9,7 @@
 
 #include "seqrec/common/error.h"
 #include "seqrec/config/config_node.h"
+#include "seqrec/config/validate.h"
 #include "seqrec/nn/attention.h"
 #include "seqrec/nn/dropout.h"
 #include "seqrec/nn/fused_linear.h"
@@ -22,10 +23,10 @@ SasRecOptions read_sasrec_options(config::ConfigNode node, const ModelContext& c
   SasRecOptions o;
   o.num_items = context.num_items;
   o.max_seq_len = context.max_seq_len;
-  o.variant = node.get<std::string>("variant", o.variant);
-  const bool gr = o.variant == "gr";
-  if (!gr && o.variant != "post_ln")
-    throw ConfigError(node.path() + ".variant", "'" + o.variant + "' is not one of: gr, post_ln");
+  o.variant = config::parse_one_of<SasRecVariant>(node.get<std::string>("variant", "gr"),
+                                                  {{SasRecVariant::kGr, "gr"}, {SasRecVariant::kPostLn, "post_ln"}},
+                                                  node.path() + ".variant");
+  const bool gr = o.variant == SasRecVariant::kGr;
   o.hidden_dim = node.get<int64_t>("hidden_dim", o.hidden_dim);
   o.num_blocks = node.get<int64_t>("num_blocks", o.num_blocks);
   o.num_heads = node.get<int64_t>("num_heads", o.num_heads);
@@ -110,7 +111,7 @@ torch::Tensor SasRecBlockImpl::layers(const torch::Tensor& x, const torch::Tenso
   nn::FusedLinearOptions plain, dropped;
   dropped.dropout = options_.dropout;
   dropped.training = is_training();
-  if (options_.variant == "gr") {
+  if (options_.variant == SasRecVariant::kGr) {
     // SASRec code: queries are normalised, keys/values are not; residuals add the normalised input.
     auto q = norm(attn_layer_norm, x);                                   // [.., D]
     auto o = attend_fn(q);                                               // [.., D]
@@ -154,7 +155,7 @@ SasRecImpl::SasRecImpl(const SasRecOptions& options) : options_(options) {
       torch::nn::Embedding(torch::nn::EmbeddingOptions(options.num_items + 1, d).padding_idx(0)));
   position_embedding = register_module("position_embedding", torch::nn::Embedding(options.max_seq_len, d));
   auto ln = torch::nn::LayerNormOptions({d}).eps(options.layer_norm_eps);
-  if (options.variant == "gr") {
+  if (options.variant == SasRecVariant::kGr) {
     last_layer_norm = register_module("last_layer_norm", torch::nn::LayerNorm(ln));
   } else {
     emb_layer_norm = register_module("emb_layer_norm", torch::nn::LayerNorm(ln));
@@ -174,7 +175,7 @@ void SasRecImpl::reset_parameters() {
       t.zero_();
       continue;
     }
-    if (options_.variant == "gr") {
+    if (options_.variant == SasRecVariant::kGr) {
       torch::nn::init::xavier_normal_(t);  // SASRec code: xavier_normal_ on every matrix
     } else {
       t.normal_(0.0, 0.02);  // RecBole init
@@ -190,7 +191,7 @@ torch::Tensor SasRecImpl::encode_packed(const data::SequenceBatch& batch) {
   auto ids_p = ids.reshape({-1}).index_select(0, packed.rows);      // [T]
   auto pos_p = packed.rows.remainder(packed.width) + batch.position_offset;  // [T] absolute positions
   torch::Tensor x;
-  if (options_.variant == "gr") {
+  if (options_.variant == SasRecVariant::kGr) {
     x = nn::fast_dropout(item_embedding(ids_p) * std::sqrt(double(d)) + position_embedding(pos_p), options_.dropout,
                          is_training());                            // [T, D]
   } else {
@@ -198,7 +199,7 @@ torch::Tensor SasRecImpl::encode_packed(const data::SequenceBatch& batch) {
                          is_training());
   }
   for (const auto& block : *blocks) x = block->as<SasRecBlock>()->forward_packed(x, packed.cu_seqlens);
-  if (options_.variant == "gr") x = norm(last_layer_norm, x);
+  if (options_.variant == SasRecVariant::kGr) x = norm(last_layer_norm, x);
   if (options_.l2_norm_output) x = F::normalize(x, F::NormalizeFuncOptions().dim(-1).eps(1e-6));
   return packed.unpack(x);                                          // [B, W, D], 0 at padding
 }
@@ -217,7 +218,7 @@ torch::Tensor SasRecImpl::encode(const data::SequenceBatch& batch) {
                                  ids.options());                    // [W]
   auto keep = ids.ne(0).unsqueeze(-1).to(torch::kFloat);            // [B, W, 1]
   torch::Tensor x;
-  if (options_.variant == "gr") {
+  if (options_.variant == SasRecVariant::kGr) {
     x = item_embedding(ids) * std::sqrt(double(options_.hidden_dim)) + position_embedding(positions);
     x = nn::fast_dropout(x, options_.dropout, is_training()) * keep;                                      // [B, W, D]
   } else {
@@ -228,7 +229,7 @@ torch::Tensor SasRecImpl::encode(const data::SequenceBatch& batch) {
   // Inference that reads only the newest position needs only it from the last block.
   for (size_t i = 0; i < blocks->size(); ++i)
     x = blocks[i]->as<SasRecBlock>()->forward(x, lengths, keep, last_only && i + 1 == blocks->size());
-  if (options_.variant == "gr") x = norm(last_layer_norm, x);
+  if (options_.variant == SasRecVariant::kGr) x = norm(last_layer_norm, x);
   if (options_.l2_norm_output) x = F::normalize(x, F::NormalizeFuncOptions().dim(-1).eps(1e-6));
   return x;                                                         // [B, W or 1, D]
 }

@@ -22,6 +22,9 @@ class ConfigNode;
 
 namespace seqrec::models {
 
+/// `model.variant`: which published SASRec shape (see the top of this file).
+enum class SasRecVariant { kGr, kPostLn };
+
 /// SASRec architecture options (the `model:` subtree).
 struct SasRecOptions {
   int64_t num_items = 0;           ///< V (from the data)
@@ -31,7 +34,7 @@ struct SasRecOptions {
   int64_t num_heads = 1;           ///< must divide hidden_dim
   int64_t ffn_dim = 0;             ///< FFN inner size (0 = hidden_dim)
   double dropout = 0.2;            ///< embedding, attention and FFN dropout
-  std::string variant = "gr";      ///< gr | post_ln
+  SasRecVariant variant = SasRecVariant::kGr;  ///< gr | post_ln
   bool l2_norm_output = false;     ///< l2-normalise hidden states and item embeddings (GR)
   double layer_norm_eps = 1e-8;    ///< LayerNorm epsilon (RecBole: 1e-12)
   bool jagged_attention = true;    ///< attention over real positions only (same result, tested;

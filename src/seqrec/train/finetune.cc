@@ -209,7 +209,7 @@ std::string trajectory_key(const FinetuneOptions& o, int64_t world) {
                       {"max_length", o.max_length}, {"epochs", o.epochs}, {"batch_size", o.batch_size},
                       {"batch_tokens", o.batch_tokens}, {"grad_accum_steps", o.grad_accum_steps},
                       {"packed", o.packed}, {"lr", o.lr}, {"weight_decay", o.weight_decay}, {"beta1", o.beta1},
-                      {"beta2", o.beta2}, {"eps", o.eps}, {"schedule", o.schedule},
+                      {"beta2", o.beta2}, {"eps", o.eps}, {"schedule", config::name(o.schedule)},
                       {"warmup_ratio", o.warmup_ratio}, {"grad_clip", o.grad_clip}, {"eval_steps", o.eval_steps},
                       {"seed", o.seed}, {"lora", o.lora.enabled}, {"lora_rank", a.rank}, {"lora_alpha", a.alpha},
                       {"lora_dropout", a.dropout}, {"lora_target_modules", a.target_modules},
@@ -699,7 +699,7 @@ FinetuneOptions read_finetune_options(config::ConfigNode node) {
   o.beta1 = node.get<double>("beta1", o.beta1);
   o.beta2 = node.get<double>("beta2", o.beta2);
   o.eps = node.get<double>("eps", o.eps);
-  o.schedule = node.get<std::string>("schedule", o.schedule);
+  const std::string schedule = node.get<std::string>("schedule", config::name(o.schedule));
   o.warmup_ratio = node.get<double>("warmup_ratio", o.warmup_ratio);
   o.warmup_min_ratio = node.get<double>("warmup_min_ratio", o.warmup_min_ratio);
   o.grad_clip = node.get<double>("grad_clip", o.grad_clip);
@@ -731,8 +731,10 @@ FinetuneOptions read_finetune_options(config::ConfigNode node) {
   if (!(o.beta1 >= 0 && o.beta1 < 1)) throw ConfigError(key(node, "beta1"), "must be in [0, 1)");
   if (!(o.beta2 >= 0 && o.beta2 < 1)) throw ConfigError(key(node, "beta2"), "must be in [0, 1)");
   if (!(o.eps > 0)) throw ConfigError(key(node, "eps"), "must be > 0");
-  if (o.schedule != "cosine" && o.schedule != "constant")
-    throw ConfigError(key(node, "schedule"), "'" + o.schedule + "' is not one of: cosine, constant");
+  // Its own table: this message lists cosine (the default here) first, train.schedule's lists constant first.
+  o.schedule = config::parse_one_of<config::Schedule>(
+      schedule, {{config::Schedule::kCosine, "cosine"}, {config::Schedule::kConstant, "constant"}},
+      key(node, "schedule"));
   if (!(o.warmup_ratio >= 0 && o.warmup_ratio < 1)) throw ConfigError(key(node, "warmup_ratio"), "must be in [0, 1)");
   if (!(o.warmup_min_ratio >= 0 && o.warmup_min_ratio <= 1))
     throw ConfigError(key(node, "warmup_min_ratio"), "must be in [0, 1]");

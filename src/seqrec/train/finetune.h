@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "seqrec/config/options.h"
 #include "seqrec/nn/lora.h"
 
 namespace seqrec::config {
@@ -60,7 +61,7 @@ struct FinetuneOptions {
   double beta1 = 0.9;                   ///< AdamW betas and epsilon (torch defaults)
   double beta2 = 0.999;
   double eps = 1e-8;
-  std::string schedule = "cosine";      ///< cosine | constant, after the warm-up
+  config::Schedule schedule = config::Schedule::kCosine;  ///< cosine | constant, after the warm-up
   double warmup_ratio = 0.01;           ///< share of all steps in linear warm-up (rounded up)
   double warmup_min_ratio = 0.0;        ///< the warm-up rises from this share of lr (as train.warmup_min_ratio)
   double grad_clip = 1.0;               ///< global gradient-norm clip (0 = off; transformers' default 1)

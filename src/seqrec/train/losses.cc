@@ -124,14 +124,14 @@ torch::Tensor configured_loss(models::SequenceRecommenderImpl& model, const data
   auto valid = batch.targets.reshape({-1}).ne(0).nonzero().squeeze(1);   // [N]
   auto h = hidden.reshape({-1, d}).index_select(0, valid);               // [N, D]
   auto pos_ids = batch.targets.reshape({-1}).index_select(0, valid);     // [N]
-  if (options.name == "softmax")
+  if (options.name == config::LossName::kSoftmax)
     return full_softmax_loss(h, model.all_item_embeddings(), pos_ids, options.temperature);
   TORCH_CHECK(batch.negatives.defined(), "this loss needs sampled negatives");
   const int64_t r = batch.negatives.size(-1);
   auto neg_ids = batch.negatives.reshape({-1, r}).index_select(0, valid);  // [N, R]
-  if (options.name == "nce") return nce_from_batch(model, h, pos_ids, neg_ids, options);
+  if (options.name == config::LossName::kNce) return nce_from_batch(model, h, pos_ids, neg_ids, options);
   auto logits = item_logits(model, h, torch::cat({pos_ids.unsqueeze(1), neg_ids}, 1));  // [N, R+1]
-  if (options.name == "bce") return bce_from_logits(logits.select(1, 0), logits.select(1, 1));
+  if (options.name == config::LossName::kBce) return bce_from_logits(logits.select(1, 0), logits.select(1, 1));
   return sampled_softmax_loss(logits.select(1, 0), logits.narrow(1, 1, r), pos_ids, neg_ids,
                               options.temperature);
 }

@@ -71,12 +71,12 @@ void AdamW::load_state(const std::vector<std::pair<std::string, torch::Tensor>>&
   step_ = step_count;
 }
 
-double scheduled_lr(const std::string& schedule, double lr, int64_t step, int64_t total, int64_t warmup,
+double scheduled_lr(config::Schedule schedule, double lr, int64_t step, int64_t total, int64_t warmup,
                     double min_ratio, double warmup_min_ratio) {
   if (warmup > 0 && step < warmup)
     return lr * (warmup_min_ratio +
                  (1.0 - warmup_min_ratio) * static_cast<double>(step + 1) / static_cast<double>(warmup));
-  if (schedule == "constant") return lr;
+  if (schedule == config::Schedule::kConstant) return lr;
   const double span = std::max<int64_t>(1, total - warmup);
   const double progress = std::min(1.0, static_cast<double>(step - warmup) / span);
   const double cosine = 0.5 * (1.0 + std::cos(M_PI * progress));

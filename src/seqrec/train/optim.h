@@ -9,6 +9,8 @@
 #include <utility>
 #include <vector>
 
+#include "seqrec/config/options.h"
+
 namespace seqrec::train {
 
 /// AdamW hyper-parameters.
@@ -53,7 +55,7 @@ class AdamW {
 /// Learning rate at `step` (0-based) of `total` steps: linear warm-up over `warmup` steps,
 /// lr * (w + (1 - w) * (step + 1) / warmup) with w = warmup_min_ratio (DeepSpeed's WarmupCosineLR
 /// name; 0: from 0), then constant or cosine decay to min_ratio * lr.
-double scheduled_lr(const std::string& schedule, double lr, int64_t step, int64_t total, int64_t warmup,
+double scheduled_lr(config::Schedule schedule, double lr, int64_t step, int64_t total, int64_t warmup,
                     double min_ratio, double warmup_min_ratio = 0.0);
 
 /// Scales gradients so that their global l2 norm is at most max_norm; returns the norm before.

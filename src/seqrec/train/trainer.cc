@@ -70,7 +70,7 @@ data::TrainBatcherOptions train_batcher_options(const config::DataOptions& data,
   data::TrainBatcherOptions bo;
   bo.max_seq_len = data.max_seq_len;
   bo.batch_size = t.batch_size;
-  bo.num_negatives = t.loss.name == "softmax" ? 0 : t.loss.num_negatives;
+  bo.num_negatives = t.loss.name == config::LossName::kSoftmax ? 0 : t.loss.num_negatives;
   bo.exclude_history = t.loss.exclude_history;
   bo.length_bucketing = t.length_bucketing;
   bo.chunk_long_sequences = data.chunk_long_sequences;
@@ -359,7 +359,7 @@ data::TrainBatcherOptions Trainer::batcher_options() const {
   bo.recent_item_num = layout.recent_item_num;
   bo.boundary_target = layout.boundary_target;
   bo.recent_item_dropout = layout.recent_item_dropout;
-  if (layout.boundary_target > store_.num_items() && t.loss.name == "softmax")
+  if (layout.boundary_target > store_.num_items() && t.loss.name == config::LossName::kSoftmax)
     throw ConfigError("train.loss.name", "softmax scores the catalogue only, but this model's boundary target is a "
                                          "user token (model.personalized.boundary_target: use none, or a sampled loss)");
   if (bo.num_negatives > store_.num_items())  // memory grows with it, and no catalogue has that many to give
@@ -383,7 +383,8 @@ void Trainer::log_plan(const data::TrainBatcher& batcher, int64_t total_params) 
              long(t.grad_accum_steps), long(t.batch_size),
              long(optimizer_steps(batcher.batches_per_epoch(), t.grad_accum_steps)));
     // Exact for per-position losses; a loss over a pool of the batch sees each micro-batch's pool.
-    if ((t.loss.name == "nce" && t.loss.shared_pool) || dynamic_cast<models::AuxiliaryLossModel*>(model_.get()))
+    if ((t.loss.name == config::LossName::kNce && t.loss.shared_pool) ||
+        dynamic_cast<models::AuxiliaryLossModel*>(model_.get()))
       log_info("gradient accumulation: the shared negative pool / in-batch alignment loss is formed per "
                "micro-batch of %ld (as DeepSpeed's accumulation does), not over the whole step", long(t.batch_size));
   }
@@ -403,7 +404,8 @@ bool Trainer::evaluate_epoch(int64_t epoch, RunState& s, std::optional<eval::Eva
   const double value = metric_value(r.metrics, t.metric);
   if (writer) {
     append_line(out_path("metrics.jsonl"),
-                metrics_json(r.metrics, data::split_name(monitor), setup_.eval.protocol, r.users, epoch + 1));
+                metrics_json(r.metrics, data::split_name(monitor), config::name(setup_.eval.protocol), r.users,
+                             epoch + 1));
     crash_point("train.after_metrics_line");
     if (select_on_valid)
       log_info("[eval] epoch %ld split=valid %s=%.4f (best %.4f) users=%ld (%.1fs)", long(epoch + 1), t.metric.c_str(),
@@ -520,7 +522,7 @@ TrainSummary Trainer::fit(bool resume) {
   summary.test_users = test.users;
   if (writer)
     append_line(out_path("metrics.jsonl"),
-                metrics_json(test.metrics, "test", setup_.eval.protocol, test.users, summary.best_epoch));
+                metrics_json(test.metrics, "test", config::name(setup_.eval.protocol), test.users, summary.best_epoch));
   log_peak_memory();
   return summary;
 }
