@@ -240,22 +240,18 @@ torch::Tensor HllmImpl::embed_items(const std::vector<int64_t>& ids) {
     parts.push_back(options_.packed_items ? embed_packed(part) : embed_padded(part));
   };
   const auto passes = static_cast<int64_t>((ids.size() + chunk - 1) / chunk);
-  if (block_gate_ && is_training() && torch::GradMode::is_enabled()) {
-    // ZeRO-3: every pass gathers the blocks from their owners, a collective, so every rank runs as
-    // many passes as the busiest one. The fillers go first, so that in backward (which visits the
-    // passes newest first) the last pass on every rank is a real one; their rows are cut off below,
-    // so their gradients are exactly zero.
-    const int64_t fillers = block_gate_->most_passes(passes) - passes;
-    for (int64_t f = 0; f < fillers; ++f) embed({1});
-    filler_passes_ += fillers;
-    for (size_t s = 0; s < ids.size(); s += chunk)
-      embed(std::vector<int64_t>(ids.begin() + s, ids.begin() + std::min(ids.size(), s + chunk)));
-    if (parts.empty()) return torch::zeros({0, item_token.size(0)}, item_token.options());
-    return torch::cat(parts, 0).narrow(0, fillers, static_cast<int64_t>(ids.size()));
-  }
+  // ZeRO-3: every pass gathers the blocks from their owners, a collective, so every rank runs as
+  // many passes as the busiest one. The fillers go first, so that in backward (which visits the
+  // passes newest first) the last pass on every rank is a real one; their rows are cut off below,
+  // so their gradients are exactly zero.
+  const bool gated = block_gate_ && is_training() && torch::GradMode::is_enabled();
+  const int64_t fillers = gated ? block_gate_->most_passes(passes) - passes : 0;
+  for (int64_t f = 0; f < fillers; ++f) embed({1});
+  filler_passes_ += fillers;
   for (size_t s = 0; s < ids.size(); s += chunk)
     embed(std::vector<int64_t>(ids.begin() + s, ids.begin() + std::min(ids.size(), s + chunk)));
   if (parts.empty()) return torch::zeros({0, item_token.size(0)}, item_token.options());
+  if (gated) return torch::cat(parts, 0).narrow(0, fillers, static_cast<int64_t>(ids.size()));
   return parts.size() == 1 ? parts[0] : torch::cat(parts, 0);
 }
 
