@@ -20,9 +20,10 @@ def llama_params(d, layers, ffn, heads, kv_heads, vocab, tied=False):
     return layers * block + vocab * d * (1 if tied else 2) + d
 
 
-def states(psi, world, stage, psi_blocks=0):
+def states(psi, world, stage, psi_blocks=0, prefetch=True):
     """(params, grads, buckets, adam) bytes per rank, fp32 master weights. psi_blocks: the
-    parameters of the block stack (ZeRO-3 reduces their gradients without buckets)."""
+    parameters of the block stack (ZeRO-3 reduces their gradients without buckets); prefetch:
+    ZeRO-3's train.zero_prefetch (one more block whole and one more block's gradients in flight)."""
     p = g = b = 4 * psi
     adam = 8 * psi
     if stage >= 1:
@@ -31,8 +32,11 @@ def states(psi, world, stage, psi_blocks=0):
         g = 4 * psi / world + 2 * BUCKET  # own share + gradients waiting for their bucket's reduce
         b = 4 * psi / world
     if stage >= 3:
-        p = 4 * psi / world + 2 * 4 * psi_block_max  # own share + two gathered blocks (at a block boundary in backward)
-        g += 4 * psi_block_max                      # the running block's gradients before their reduce
+        # own share + the gathered blocks: in backward the block just left, the running one and,
+        # with prefetch, the next one arriving
+        p = 4 * psi / world + (3 if prefetch else 2) * 4 * psi_block_max
+        # the running block's gradients, and with prefetch the last block's in their reduction's buffer
+        g += (2 if prefetch else 1) * 4 * psi_block_max
         b = 4 * (psi - psi_blocks) / world          # only parameters outside the blocks go through buckets
     return p, g, b, adam
 
@@ -93,9 +97,10 @@ def check(psi):
     act = activations(d, layers, ffn, heads, heads, tokens, 50, False)
     print(f"LLaMA-ID: {psi / 1e6:.1f}M parameters (the trainer logs the exact count); activations "
           f"{act / 2 ** 20:.0f} MiB per rank (8 sequences of 50)")
-    for stage in (0, 1, 2, 3):
-        p, g, b, a = states(psi, 2, stage, layers * psi_block_max)
-        print(f"ZeRO-{stage}: params {p / 2**20:.0f} + grads {g / 2**20:.0f} + buckets {b / 2**20:.0f} + AdamW "
+    for stage, prefetch in ((0, True), (1, True), (2, True), (3, True), (3, False)):
+        p, g, b, a = states(psi, 2, stage, layers * psi_block_max, prefetch)
+        name = f"ZeRO-{stage}" + ("" if prefetch or stage < 3 else " without prefetch")
+        print(f"{name}: params {p / 2**20:.0f} + grads {g / 2**20:.0f} + buckets {b / 2**20:.0f} + AdamW "
               f"{a / 2**20:.0f} = {(p + g + b + a) / 2**20:.0f} MiB; + activations {(p + g + b + a + act) / 2**20:.0f} MiB")
 
 

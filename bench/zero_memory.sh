@@ -8,12 +8,15 @@
 # Every run trains one epoch of `steps` optimiser steps (global batch 16 = 2 x 8 sequences of 50
 # items, full softmax), then evaluates; the trainer logs every rank's peak RSS (getrusage) and the
 # epoch's duration (seconds per step = duration / steps, the first step's warm-up included). Rounds alternate the stages so that machine noise falls on all of them.
-# Usage: bench/zero_memory.sh [rounds] [steps]
+# "3n" is stage 3 with train.zero_prefetch false (each block gathered when needed, blocking), beside
+# stage 3's default prefetch. STAGES picks the runs (default "0 1 2 3 3n"; "one" is the single process).
+# Usage: [STAGES="3 3n"] bench/zero_memory.sh [rounds] [steps]
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 rounds="${1:-2}"
 steps="${2:-4}"
+stages="${STAGES:-one 0 1 2 3 3n}"
 seqrec="${SEQREC:-$root/build/seqrec}"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
@@ -50,17 +53,25 @@ declare -A rss0 rss1 rate
 for r in $(seq "$rounds"); do
   read -r p a rest <<<"$(run tiny 2 8 --set train.zero_stage=0)"
   echo "{\"round\":$r,\"run\":\"tiny_ddp\",\"params\":$p,\"peak_rss_mb\":[$a]}"
-  read -r p a s <<<"$(run one 1 16 "${big[@]}")"
-  echo "{\"round\":$r,\"run\":\"one_process\",\"params\":$p,\"peak_rss_mb\":[$a],\"s_per_step\":$s}"
-  rss0[one]+="$a " rate[one]+="$s "
-  for stage in 0 1 2 3; do
-    read -r p a b s <<<"$(run "zero$stage" 2 8 "${big[@]}" --set train.zero_stage="$stage")"
+  for stage in $stages; do
+    if [ "$stage" = one ]; then
+      read -r p a s <<<"$(run one 1 16 "${big[@]}")"
+      echo "{\"round\":$r,\"run\":\"one_process\",\"params\":$p,\"peak_rss_mb\":[$a],\"s_per_step\":$s}"
+      rss0[one]+="$a " rate[one]+="$s "
+      continue
+    fi
+    prefetch=true
+    [ "$stage" = 3n ] && prefetch=false
+    read -r p a b s <<<"$(run "zero$stage" 2 8 "${big[@]}" --set train.zero_stage="${stage%n}" --set train.zero_prefetch=$prefetch)"
     echo "{\"round\":$r,\"run\":\"zero$stage\",\"params\":$p,\"peak_rss_mb\":[$a,$b],\"s_per_step\":$s}"
     rss0[zero$stage]+="$a " rss1[zero$stage]+="$b " rate[zero$stage]+="$s "
+    grep -o 'ZeRO-3: [0-9]* of [0-9]* block uses gathered on demand' "$work/zero$stage.log" | head -1 || true
   done
 done
 median() { printf '%s\n' $@ | sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
-for k in one zero0 zero1 zero2 zero3; do
+for stage in $stages; do
+  k=zero$stage
+  [ "$stage" = one ] && k=one
   echo "median $k: peak RSS rank 0 $(median ${rss0[$k]}) MB, rank 1 $(median ${rss1[$k]:-0}) MB, $(median ${rate[$k]}) s/step"
 done
 echo "memory model (bench/memory_model.py --check $p):"

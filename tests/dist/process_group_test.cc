@@ -23,6 +23,7 @@
 #include "seqrec/models/registry.h"
 #include "seqrec/train/losses.h"
 #include "seqrec/train/optim.h"
+#include "seqrec/train/zero.h"
 #include "dist/dist_support.h"
 #include "support.h"
 
@@ -157,6 +158,34 @@ TEST_F(DistTest, BroadcastGivesEveryRankRankZerosTensors) {
   on_each_rank(2, [&](int64_t r) { groups_[r]->broadcast(tensors[r], 0); });
   for (int64_t r = 0; r < 2; ++r)
     for (size_t i = 0; i < expected.size(); ++i) EXPECT_TRUE(tensors[r][i].equal(expected[i])) << "rank " << r << " tensor " << i;
+}
+
+// Started collectives change nothing until wait(); then a broadcast leaves the root's values
+// everywhere and a reduce the sums on its root only (one flat collective per dtype).
+TEST_F(DistTest, StartedBroadcastAndReduceLandOnWait) {
+  std::vector<std::vector<torch::Tensor>> b(2), s(2), before(2);
+  on_each_rank(2, [&](int64_t r) {
+    b[r] = {torch::full({2, 2}, float(r + 1)), torch::arange(3, torch::kInt64) + 10 * r};
+    s[r] = {torch::full({3}, float(r + 1)), torch::full({2}, double(r) + 0.5, torch::kFloat64),
+            torch::full({1, 2}, float(10 * (r + 1)))};
+    auto cast = groups_[r]->broadcast_async(b[r], 1);
+    auto sum = groups_[r]->reduce_sum_to_async(s[r], 0);
+    EXPECT_TRUE(cast.active());
+    for (const auto& t : b[r]) before[r].push_back(t.clone());
+    sum.wait();
+    cast.wait();
+    EXPECT_FALSE(cast.active());
+    cast.wait();  // a second wait does nothing
+  });
+  EXPECT_TRUE(before[0][0].equal(torch::full({2, 2}, 1.f)));  // rank 0 saw its own values before wait()
+  for (int64_t r = 0; r < 2; ++r) {
+    EXPECT_TRUE(b[r][0].equal(torch::full({2, 2}, 2.f))) << "rank " << r;
+    EXPECT_TRUE(b[r][1].equal(torch::arange(3, torch::kInt64) + 10)) << "rank " << r;
+  }
+  EXPECT_TRUE(s[0][0].equal(torch::full({3}, 3.f)));
+  EXPECT_TRUE(s[0][1].equal(torch::full({2}, 2.0, torch::kFloat64)));
+  EXPECT_TRUE(s[0][2].equal(torch::full({1, 2}, 30.f)));
+  EXPECT_TRUE(s[1][0].equal(torch::full({3}, 2.f)));  // not the root: as it was
 }
 
 TEST_F(DistTest, AllGatherRowsConcatenatesUnevenBlocksInRankOrder) {
@@ -403,6 +432,95 @@ TEST_F(DistTest, ShardedEvaluationEqualsSingleProcessEvaluation) {
         EXPECT_NEAR(parts[r].metrics.at(name), value, 1e-12) << config::name(protocol) << " " << name << " rank " << r;
     }
     EXPECT_GT(single.metrics.at("hr@10"), 0.0);
+  }
+}
+
+// ZeRO-3's gate on 2 ranks over 4 linear blocks, run as HLLM runs its towers: two passes of
+// blocks 0-1 (one per chunk of items), then blocks 2-3 over their sum; two micro-batches per step,
+// two steps. With and without prefetch, the owners end each step with the gradients of the
+// unsharded model (mean over ranks of the summed micro-batch gradients), the other ranks with none,
+// and no block is left whole. On the second step, per micro-batch 6 forward runs (0 1 0 1 2 3)
+// and 6 backward arrivals (3 2 1 0 1 0) need a block whole. Without prefetch 21 of those 24 gather
+// on demand (block 0, whose input has no gradient hook, stays whole from its first backward arrival
+// to the end of the step); with prefetch only the step's first use does (block 0 of the first
+// forward): blocks 0 and 1 stay whole between the two passes, block 3 from forward into backward,
+// and the next block is gathered while one computes.
+TEST_F(DistTest, ZeroThreeGateWithAndWithoutPrefetchGivesTheUnshardedGradients) {
+  torch::manual_seed(3);
+  std::vector<torch::nn::Linear> reference;
+  for (int i = 0; i < 4; ++i) reference.emplace_back(torch::nn::Linear(4, 4));
+  std::vector<std::vector<torch::Tensor>> xs(2);  // [rank][step * 2 + micro]
+  for (int64_t r = 0; r < 2; ++r)
+    for (int k = 0; k < 4; ++k) xs[r].push_back(torch::randn({3, 4}));
+  auto loss_of = [](std::vector<torch::nn::Linear>& blocks, nn::BlockGate* gate, const torch::Tensor& x) {
+    auto run = [&](size_t i, const torch::Tensor& h) {
+      auto body = [&](const torch::Tensor& in) { return torch::tanh(blocks[i]->forward(in)); };
+      return gate ? gate->run(i, h, body) : body(h);
+    };
+    torch::Tensor sum = run(1, run(0, x)) + run(1, run(0, x * 2));
+    return run(3, run(2, sum)).pow(2).mean();
+  };
+  auto named = [](std::vector<torch::nn::Linear>& blocks) {
+    train::NamedTensors ps;
+    for (size_t i = 0; i < blocks.size(); ++i) {
+      ps.emplace_back(std::to_string(i) + ".weight", blocks[i]->weight);
+      ps.emplace_back(std::to_string(i) + ".bias", blocks[i]->bias);
+    }
+    return ps;
+  };
+  // The unsharded model's gradients of each step.
+  std::vector<std::vector<torch::Tensor>> expected(2);
+  for (int step = 0; step < 2; ++step) {
+    for (auto& [name, p] : named(reference)) p.mutable_grad() = torch::Tensor();
+    for (int64_t r = 0; r < 2; ++r)
+      for (int m = 0; m < 2; ++m) loss_of(reference, nullptr, xs[r][step * 2 + m]).backward();
+    for (auto& [name, p] : named(reference)) expected[step].push_back(p.grad() / 2);
+  }
+  for (const bool prefetch : {false, true}) {
+    std::vector<int64_t> uses(2), on_demand(2), uses_first(2), on_demand_first(2);
+    on_each_rank(2, [&](int64_t r) {
+      std::vector<torch::nn::Linear> blocks;
+      std::vector<std::shared_ptr<torch::nn::Module>> modules;
+      for (auto& ref : reference) {
+        blocks.emplace_back(torch::nn::Linear(4, 4));
+        torch::NoGradGuard no_grad;
+        blocks.back()->weight.copy_(ref->weight);
+        blocks.back()->bias.copy_(ref->bias);
+        modules.push_back(blocks.back().ptr());
+      }
+      const auto params = named(blocks);
+      const auto plan = train::ShardPlan::balanced(params, 2);
+      train::Zero3Gate gate(groups_[r], plan, params, modules, prefetch);
+      gate.shard();
+      const int64_t owned = gate.resident_bytes();
+      EXPECT_LT(owned, gate.total_bytes());
+      for (int step = 0; step < 2; ++step) {
+        for (const auto& [name, p] : params) p.mutable_grad() = torch::Tensor();
+        for (int m = 0; m < 2; ++m) loss_of(blocks, &gate, xs[r][step * 2 + m]).backward();
+        gate.finish();
+        EXPECT_EQ(gate.resident_bytes(), owned) << "rank " << r << " step " << step << ": a block is left whole";
+        for (size_t i = 0; i < params.size(); ++i) {
+          const auto& g = params[i].second.grad();
+          if (plan.owner[i] != r) {
+            EXPECT_FALSE(g.defined()) << params[i].first << " on rank " << r;
+            continue;
+          }
+          ASSERT_TRUE(g.defined()) << params[i].first;
+          EXPECT_TRUE(g.allclose(expected[step][i], 1e-5, 1e-6))
+              << params[i].first << " step " << step << " prefetch " << prefetch << "\n" << g << "\n" << expected[step][i];
+        }
+        if (step == 0) uses_first[r] = gate.block_uses(), on_demand_first[r] = gate.on_demand_gathers();
+      }
+      uses[r] = gate.block_uses() - uses_first[r];
+      on_demand[r] = gate.on_demand_gathers() - on_demand_first[r];
+    });
+    for (int64_t r = 0; r < 2; ++r) {
+      EXPECT_EQ(uses[r], 2 * 12) << "rank " << r;
+      // Without prefetch: the first micro-batch's 6 forward runs and 5 of its backward arrivals
+      // (block 0 of the second backward pass is still whole); the second's 5 + 5 (block 0 whole
+      // from the first's backward at its first run). With prefetch: block 0's first run only.
+      EXPECT_EQ(on_demand[r], prefetch ? 1 : 6 + 5 + 5 + 5) << "rank " << r << " prefetch " << prefetch;
+    }
   }
 }
 

@@ -129,6 +129,7 @@ TrainOptions read_train_options(ConfigNode node) {
   o.device = node.get<std::string>("device", o.device);
   o.grad_accum_steps = node.get<int64_t>("grad_accum_steps", o.grad_accum_steps);
   o.zero_stage = node.get<int64_t>("zero_stage", o.zero_stage);
+  o.zero_prefetch = node.get<bool>("zero_prefetch", o.zero_prefetch);
   o.zero_state = node.get<std::string>("zero_state", o.zero_state);
   o.loss = read_loss_options(node.child("loss"));
   o.precision = node.get<std::string>("precision", o.precision);

@@ -94,6 +94,7 @@ struct TrainOptions {
   int64_t grad_accum_steps = 1;      ///< micro-batches of batch_size per optimiser step (sums of exact
                                      ///< per-position losses: equal to one batch of grad_accum_steps x batch_size)
   int64_t zero_stage = 0;            ///< data parallel: 0 replicated (DDP), 1 optimizer state sharded, 2 and gradients, 3 and block parameters
+  bool zero_prefetch = true;         ///< zero_stage 3: gather the next block (and reduce gradients) while one computes
   std::string zero_state = "sharded";  ///< ZeRO's resume state: sharded (one moments file per rank) | consolidated
                                        ///< (rank 0 gathers all into the state file); both resume at any world size
   LossOptions loss;                  ///< train.loss

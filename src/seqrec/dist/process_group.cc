@@ -131,26 +131,94 @@ ProcessGroup::ProcessGroup(c10::intrusive_ptr<c10d::ProcessGroup> group, std::st
 
 ProcessGroup::~ProcessGroup() = default;
 
-void ProcessGroup::broadcast(const std::vector<torch::Tensor>& tensors, int64_t root) {
+// One flat buffer per dtype: far fewer round trips than one collective per tensor.
+struct ProcessGroup::Pending::State {
+  struct Part {
+    c10::intrusive_ptr<c10d::Work> work;
+    at::Tensor flat;                   // on the backend's device
+    std::vector<torch::Tensor> tensors;  // where the result goes
+  };
+  std::vector<Part> parts;
+  bool write_back = true;  // false: the result stays in the buffers (a reduce on a rank other than the root)
+};
+
+ProcessGroup::Pending::Pending() = default;
+ProcessGroup::Pending::Pending(Pending&&) noexcept = default;
+ProcessGroup::Pending& ProcessGroup::Pending::operator=(Pending&&) noexcept = default;
+ProcessGroup::Pending::~Pending() = default;
+
+bool ProcessGroup::Pending::active() const { return state_ != nullptr; }
+
+void ProcessGroup::Pending::wait() {
+  if (!state_) return;
+  const std::unique_ptr<State> s = std::move(state_);
   torch::NoGradGuard no_grad;
-  // One collective per dtype over a flat copy: far fewer round trips than one per tensor.
-  std::map<c10::ScalarType, std::vector<torch::Tensor>> by_type;
-  for (const auto& t : tensors) by_type[t.scalar_type()].push_back(t);
-  for (auto& [type, list] : by_type) {
-    std::vector<torch::Tensor> flat_parts;
-    for (const auto& t : list) flat_parts.push_back(t.reshape(-1));
-    std::vector<at::Tensor> buffer = {torch::cat(flat_parts).to(device_)};
-    c10d::BroadcastOptions options;
-    options.rootRank = root;
-    group_->broadcast(buffer, options)->wait();
-    bytes_ += buffer[0].nbytes();
-    auto flat = buffer[0].to(torch::kCPU);
+  for (auto& part : s->parts) {
+    part.work->wait();
+    if (!s->write_back) continue;
+    auto flat = part.flat.to(torch::kCPU);
     int64_t offset = 0;
-    for (const auto& t : list) {
+    for (const auto& t : part.tensors) {
       t.copy_(flat.narrow(0, offset, t.numel()).view(t.sizes()));
       offset += t.numel();
     }
   }
+}
+
+namespace {
+
+// The tensors grouped by dtype (in first-appearance order), each group flattened into one buffer on `device`.
+std::vector<std::pair<std::vector<torch::Tensor>, at::Tensor>> flat_by_dtype(const std::vector<torch::Tensor>& tensors,
+                                                                             torch::Device device) {
+  std::vector<std::pair<std::vector<torch::Tensor>, at::Tensor>> groups;
+  std::map<c10::ScalarType, size_t> index;
+  for (const auto& t : tensors) {
+    auto [it, added] = index.emplace(t.scalar_type(), groups.size());
+    if (added) groups.emplace_back();
+    groups[it->second].first.push_back(t);
+  }
+  for (auto& [list, flat] : groups) {
+    std::vector<torch::Tensor> parts;
+    for (const auto& t : list) parts.push_back(t.reshape(-1));
+    flat = torch::cat(parts).to(device);
+  }
+  return groups;
+}
+
+}  // namespace
+
+ProcessGroup::Pending ProcessGroup::broadcast_async(const std::vector<torch::Tensor>& tensors, int64_t root) {
+  torch::NoGradGuard no_grad;
+  Pending pending;
+  pending.state_ = std::make_unique<Pending::State>();
+  pending.state_->write_back = rank_ != root;
+  for (auto& [list, flat] : flat_by_dtype(tensors, device_)) {
+    std::vector<at::Tensor> buffer = {flat};
+    c10d::BroadcastOptions options;
+    options.rootRank = root;
+    pending.state_->parts.push_back({group_->broadcast(buffer, options), flat, std::move(list)});
+    bytes_ += flat.nbytes();
+  }
+  return pending;
+}
+
+void ProcessGroup::broadcast(const std::vector<torch::Tensor>& tensors, int64_t root) {
+  broadcast_async(tensors, root).wait();
+}
+
+ProcessGroup::Pending ProcessGroup::reduce_sum_to_async(const std::vector<torch::Tensor>& tensors, int64_t root) {
+  torch::NoGradGuard no_grad;
+  Pending pending;
+  pending.state_ = std::make_unique<Pending::State>();
+  pending.state_->write_back = rank_ == root;
+  for (auto& [list, flat] : flat_by_dtype(tensors, device_)) {
+    std::vector<at::Tensor> buffer = {flat};
+    c10d::ReduceOptions options;
+    options.rootRank = root;
+    pending.state_->parts.push_back({group_->reduce(buffer, options), flat, std::move(list)});
+    bytes_ += flat.nbytes();
+  }
+  return pending;
 }
 
 void ProcessGroup::all_reduce_sum(const torch::Tensor& tensor) {
@@ -159,16 +227,6 @@ void ProcessGroup::all_reduce_sum(const torch::Tensor& tensor) {
   group_->allreduce(buffer)->wait();
   bytes_ += tensor.nbytes();
   if (!buffer[0].is_same(tensor)) tensor.copy_(buffer[0]);
-}
-
-void ProcessGroup::reduce_sum_to(const torch::Tensor& tensor, int64_t root) {
-  TORCH_CHECK(tensor.is_contiguous(), "reduce_sum_to needs a contiguous tensor");
-  std::vector<at::Tensor> buffer = {tensor.device() == device_ ? tensor : tensor.to(device_)};
-  c10d::ReduceOptions options;
-  options.rootRank = root;
-  group_->reduce(buffer, options)->wait();
-  bytes_ += tensor.nbytes();
-  if (rank_ == root && !buffer[0].is_same(tensor)) tensor.copy_(buffer[0]);
 }
 
 std::vector<double> ProcessGroup::all_reduce_sum(const std::vector<double>& values) {

@@ -45,13 +45,36 @@ class ProcessGroup {
   /// Where the backend wants tensors (CPU for Gloo, cuda:LOCAL_RANK for NCCL).
   torch::Device device() const { return device_; }
 
+  /// Collectives started without waiting (one flat collective per dtype over copies of the
+  /// tensors). wait() blocks until it is done and writes the result into the tensors it was started
+  /// with, which must stay alive until then; a Pending destroyed without wait() leaves them as
+  /// they were. Like every collective, each must be started in the same order on every rank.
+  class Pending {
+   public:
+    Pending();
+    Pending(Pending&&) noexcept;
+    Pending& operator=(Pending&&) noexcept;
+    ~Pending();
+    /// Blocks until the collective is done and writes its result; a no-op the second time.
+    void wait();
+    /// Whether wait() has work left to do.
+    bool active() const;
+
+   private:
+    friend class ProcessGroup;
+    struct State;
+    std::unique_ptr<State> state_;
+  };
+
   /// Overwrites every tensor with rank `root`'s values (in place; tensors must be contiguous).
   void broadcast(const std::vector<torch::Tensor>& tensors, int64_t root = 0);
+  /// broadcast(), started: the tensors hold rank `root`'s values after wait().
+  Pending broadcast_async(const std::vector<torch::Tensor>& tensors, int64_t root);
+  /// Element-wise sums over ranks of each tensor, started: after wait() rank `root`'s tensors hold
+  /// the sums; the other ranks' are left as they were.
+  Pending reduce_sum_to_async(const std::vector<torch::Tensor>& tensors, int64_t root);
   /// Element-wise sum over ranks, in place, blocking.
   void all_reduce_sum(const torch::Tensor& tensor);
-  /// Element-wise sum over ranks into rank `root`'s tensor, blocking (other ranks' tensors are
-  /// left unspecified).
-  void reduce_sum_to(const torch::Tensor& tensor, int64_t root);
   /// Sum over ranks of plain numbers (exact for counts up to 2^53).
   std::vector<double> all_reduce_sum(const std::vector<double>& values);
   /// Concatenation over ranks along dim 0 of tensors whose shapes may differ in dim 0 only:

@@ -378,7 +378,7 @@ void FinetuneLoop::set_up_training() {
     if (o_.zero_stage == 3) {
       std::vector<std::shared_ptr<torch::nn::Module>> blocks;
       for (size_t i = 0; i < lm_->model->layers->size(); ++i) blocks.push_back(lm_->model->layers->ptr(i));
-      z.gate = std::make_unique<Zero3Gate>(group_, z.all, trainable_, blocks);
+      z.gate = std::make_unique<Zero3Gate>(group_, z.all, trainable_, blocks, o_.zero_prefetch);
       lm_->block_gate = z.gate.get();
     }
     z.replicated.world_size = world_;
@@ -711,6 +711,7 @@ FinetuneOptions read_finetune_options(config::ConfigNode node) {
   o.device = node.get<std::string>("device", o.device);
   o.precision = node.get<std::string>("precision", o.precision);
   o.zero_stage = node.get<int64_t>("zero_stage", o.zero_stage);
+  o.zero_prefetch = node.get<bool>("zero_prefetch", o.zero_prefetch);
   if (o.zero_stage < 0 || o.zero_stage > 3) throw ConfigError(key(node, "zero_stage"), "must be 0, 1, 2 or 3");
   config::require_one_of(o.precision, {"fp32", "bf16"}, key(node, "precision"));
   o.lora = read_lora(node.child("lora"));

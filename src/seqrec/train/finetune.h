@@ -76,6 +76,7 @@ struct FinetuneOptions {
   /// each gradient to its owner only, 3 also keeps each decoder block's parameters on their owner
   /// outside its forward and backward (train/zero.h, as train.zero_stage); 0 = plain data parallelism.
   int64_t zero_stage = 0;
+  bool zero_prefetch = true;            ///< zero_stage 3: gather the next block (and reduce gradients) while one computes
   FinetuneLoraOptions lora;             ///< finetune.lora
 };
 

@@ -212,6 +212,9 @@ double Trainer::train_epoch(int64_t epoch, AdamW& optimizer, data::TrainBatcher&
     // seq/s of the whole job: every rank's batch has this size, up to one sequence in the last step.
     if (setup_.rank == 0) bar.update(step, l, lr, sequences * setup_.world_size);
   }
+  if (zero3_ && setup_.rank == 0 && epoch == 0)
+    log_info("ZeRO-3: %ld of %ld block uses gathered on demand in the first epoch (train.zero_prefetch: %s)",
+             long(zero3_->on_demand_gathers()), long(zero3_->block_uses()), t.zero_prefetch ? "true" : "false");
   if (zero3_) zero3_->unshard();  // whole blocks for evaluation and checkpoints
   const double mean = step > 0 ? loss_sum / step : 0;
   if (setup_.rank == 0) bar.finish(mean);
@@ -237,7 +240,7 @@ void Trainer::plan_sharding(const NamedTensors& params) {
       if (blocks.empty())
         throw ConfigError("train.zero_stage", "3 shards the parameters of a model's block stack, and this model "
                                               "does not run its blocks through ZeRO-3's gate (llama_id does; use 2)");
-      zero3_ = std::make_unique<Zero3Gate>(setup_.group, *plan_, params, blocks);
+      zero3_ = std::make_unique<Zero3Gate>(setup_.group, *plan_, params, blocks, t.zero_prefetch);
       model_->set_block_gate(zero3_.get());
     }
   } else if (t.zero_stage > 0 && setup_.rank == 0) {

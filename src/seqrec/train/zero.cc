@@ -157,8 +157,8 @@ void allocate_storage(const torch::Tensor& t) {
 }  // namespace
 
 Zero3Gate::Zero3Gate(std::shared_ptr<dist::ProcessGroup> group, const ShardPlan& plan, const NamedTensors& params,
-                     const std::vector<std::shared_ptr<torch::nn::Module>>& blocks)
-    : group_(std::move(group)), plan_(plan), params_(params), managed_(params.size(), false) {
+                     const std::vector<std::shared_ptr<torch::nn::Module>>& blocks, bool prefetch)
+    : group_(std::move(group)), plan_(plan), params_(params), prefetch_(prefetch), managed_(params.size(), false) {
   std::map<const void*, size_t> index;
   for (size_t i = 0; i < params_.size(); ++i) index[params_[i].second.unsafeGetTensorImpl()] = i;
   for (const auto& block : blocks) {
@@ -175,65 +175,144 @@ Zero3Gate::Zero3Gate(std::shared_ptr<dist::ProcessGroup> group, const ShardPlan&
     }
     block_params_.push_back(std::move(mine));
   }
-  gathered_.assign(block_params_.size(), true);
-  reduce_pending_.assign(block_params_.size(), false);
+  const size_t n = block_params_.size();
+  held_.assign(n, Held::kYes);
+  reduce_pending_.assign(n, false);
+  arriving_.resize(n);
+  reducing_.resize(n);
 }
 
-void Zero3Gate::gather(size_t b) {
-  if (!sharded_ || gathered_[b]) return;
+Zero3Gate::~Zero3Gate() {
+  // Collectives still in flight write into buffers they own; nothing here may throw.
+  try {
+    for (auto& list : arriving_)
+      for (auto& p : list) p.wait();
+    for (auto& list : reducing_)
+      for (auto& p : list) p.wait();
+  } catch (...) {
+  }
+}
+
+void Zero3Gate::prefetch(int64_t b) {
+  if (b < 0 || !sharded_ || held_[static_cast<size_t>(b)] != Held::kNo) return;
+  const size_t block = static_cast<size_t>(b);
   torch::NoGradGuard no_grad;
   for (int64_t r = 0; r < plan_.world_size; ++r) {
     std::vector<torch::Tensor> share;
-    for (size_t i : block_params_[b])
+    for (size_t i : block_params_[block])
       if (plan_.owner[i] == r) {
         if (r != group_->rank()) allocate_storage(params_[i].second);
         // Filled through a tensor with its own version counter: autograd's saved references to
         // the parameter must not see this as an in-place change.
         share.push_back(params_[i].second.variable_data());
       }
-    if (!share.empty()) group_->broadcast(share, r);
+    if (!share.empty()) arriving_[block].push_back(group_->broadcast_async(share, r));
   }
-  gathered_[b] = true;
+  held_[block] = Held::kArriving;
+}
+
+void Zero3Gate::gather(size_t b) {
+  if (!sharded_) return;
+  ++uses_;
+  if (held_[b] == Held::kNo) ++on_demand_;
+  prefetch(static_cast<int64_t>(b));
+  for (auto& p : arriving_[b]) p.wait();
+  arriving_[b].clear();
+  held_[b] = Held::kYes;
 }
 
 void Zero3Gate::release(size_t b) {
-  if (!sharded_ || !gathered_[b]) return;
+  if (!sharded_ || held_[b] == Held::kNo) return;
+  for (auto& p : arriving_[b]) p.wait();  // a guess that was not used: its buffers are in flight
+  arriving_[b].clear();
   for (size_t i : block_params_[b])
     if (plan_.owner[i] != group_->rank()) free_storage(params_[i].second);
-  gathered_[b] = false;
+  held_[b] = Held::kNo;
 }
 
 void Zero3Gate::reduce_gradients(size_t b) {
   torch::NoGradGuard no_grad;
-  for (size_t i : block_params_[b]) {
-    auto& p = params_[i].second;
-    torch::Tensor g = p.grad().defined() ? p.grad() : torch::zeros_like(p);
-    std::vector<at::Tensor> buffer = {g.to(group_->device()).contiguous()};
-    group_->reduce_sum_to(buffer[0], plan_.owner[i]);
-    if (plan_.owner[i] == group_->rank()) {
-      if (p.grad().defined())
-        p.mutable_grad().copy_(buffer[0]);
-      else
-        p.mutable_grad() = buffer[0].to(p.device());
-    } else {
-      p.mutable_grad() = torch::Tensor();
+  // One reduction in flight at a time besides this one: each holds a block's gradients in its
+  // buffer, and all of them at once would be the whole stack's gradients on every rank.
+  for (size_t k = 0; k < reducing_.size(); ++k) wait_reduction(k);
+  for (int64_t r = 0; r < plan_.world_size; ++r) {
+    std::vector<torch::Tensor> grads;
+    for (size_t i : block_params_[b]) {
+      if (plan_.owner[i] != r) continue;
+      auto& p = params_[i].second;
+      if (!p.grad().defined()) p.mutable_grad() = torch::zeros_like(p);
+      grads.push_back(p.grad());
     }
+    if (grads.empty()) continue;
+    // The owner's gradients receive the sums when the reduction is waited for; the others' are
+    // copied into its buffer now and dropped.
+    reducing_[b].push_back(group_->reduce_sum_to_async(grads, r));
+    if (r != group_->rank())
+      for (size_t i : block_params_[b])
+        if (plan_.owner[i] == r) params_[i].second.mutable_grad() = torch::Tensor();
   }
+  if (!prefetch_) wait_reduction(b);
   reduce_pending_[b] = false;
+}
+
+void Zero3Gate::wait_reduction(size_t b) {
+  for (auto& p : reducing_[b]) p.wait();
+  reducing_[b].clear();
+}
+
+int64_t Zero3Gate::expected(size_t ahead) const {
+  const size_t i = pos_ + ahead;
+  return i < expect_.size() ? expect_[i] : -1;
+}
+
+void Zero3Gate::advance(size_t b) {
+  if (expected() != static_cast<int64_t>(b)) expect_.clear();  // the pass departs from the guess
+  ++pos_;
+}
+
+void Zero3Gate::release_unless_expected(size_t b) {
+  const auto block = static_cast<int64_t>(b);
+  if (prefetch_ && (expected(0) == block || expected(1) == block)) return;
+  release(b);
 }
 
 torch::Tensor Zero3Gate::run(size_t b, const torch::Tensor& x,
                              const std::function<torch::Tensor(const torch::Tensor&)>& body) {
+  if (sharded_) {
+    if (!in_forward_) {  // a new forward pass
+      in_forward_ = true;
+      for (size_t k = 0; k < reducing_.size(); ++k) wait_reduction(k);  // the last backward's last reduction
+      // Expected: the last forward pass's order, then (when backward will follow) its reverse.
+      expect_ = forward_;
+      if (torch::GradMode::is_enabled()) expect_.insert(expect_.end(), forward_.rbegin(), forward_.rend());
+      pos_ = 0;
+      forward_.clear();
+    }
+    forward_.push_back(static_cast<int64_t>(b));
+    advance(b);
+  }
   gather(b);
+  if (prefetch_) prefetch(expected());
   torch::Tensor y = body(x);
-  release(b);
+  release_unless_expected(b);
   if (torch::GradMode::is_enabled() && y.requires_grad()) {
     reduce_pending_[b] = true;
-    y.register_hook([this, b](const torch::Tensor&) { gather(b); });  // backward reaches the block
+    y.register_hook([this, b](const torch::Tensor&) {  // backward reaches the block
+      if (in_forward_) {  // backward begins: it goes back through this forward pass's blocks
+        in_forward_ = false;
+        expect_.assign(forward_.begin(), forward_.end());
+        expect_.insert(expect_.end(), forward_.rbegin(), forward_.rend());
+        pos_ = forward_.size();
+      }
+      advance(b);
+      wait_reduction(b);  // its gradients are about to grow again (several passes, accumulation)
+      gather(b);
+      if (prefetch_) prefetch(expected());
+    });
     if (x.requires_grad())
       x.register_hook([this, b](const torch::Tensor&) {  // backward has left it: its gradients are final
         reduce_gradients(b);
-        release(b);
+        release_unless_expected(b);
       });
   }
   return y;
@@ -248,8 +327,9 @@ int64_t Zero3Gate::most_passes(int64_t local) {
 
 void Zero3Gate::shard() {
   sharded_ = true;
+  in_forward_ = false;
   for (size_t b = 0; b < block_params_.size(); ++b) {
-    gathered_[b] = true;
+    held_[b] = Held::kYes;
     release(b);
   }
 }
@@ -261,10 +341,12 @@ void Zero3Gate::unshard() {
 
 void Zero3Gate::finish() {
   for (size_t b = 0; b < block_params_.size(); ++b)
-    if (reduce_pending_[b]) {
-      reduce_gradients(b);
-      release(b);
-    }
+    if (reduce_pending_[b]) reduce_gradients(b);
+  for (size_t b = 0; b < block_params_.size(); ++b) {
+    wait_reduction(b);
+    release(b);  // what the step's last hooks and guesses left whole
+  }
+  in_forward_ = false;
   torch::NoGradGuard no_grad;
   const double world = static_cast<double>(group_->world_size());
   for (size_t i = 0; i < params_.size(); ++i)
