@@ -4,6 +4,7 @@
 #include <torch/torch.h>
 
 #include <cmath>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <sstream>
@@ -390,6 +391,9 @@ TEST(FinetuneTest, OptionErrorsNameTheKey) {
   ASSERT_THROWS_WITH(read(ok + ", warmup_min_ratio: -1}"), "finetune.warmup_min_ratio: must be in [0, 1]");
   EXPECT_EQ(read(ok + ", zero_stage: 3}").zero_stage, 3);
   ASSERT_THROWS_WITH(read(ok + ", zero_stage: 4}"), "finetune.zero_stage: must be 0, 1, 2 or 3");
+  EXPECT_EQ(read(ok + "}").zero_state, "sharded");
+  EXPECT_FALSE(read(ok + ", zero_prefetch: false}").zero_prefetch);
+  ASSERT_THROWS_WITH(read(ok + ", zero_state: flat}"), "finetune.zero_state");
 }
 
 // Prompts with a few semantic-ID style responses and one text response.
@@ -587,6 +591,7 @@ TEST(FinetuneTest, ZeroOneTwoAndThreeOnTwoRanksGiveTheWeightsAndMomentsOfDataPar
     });
     return s[0];
   };
+  o.zero_state = "consolidated";  // the ZeRO runs' state files are then comparable with DDP's as they are
   const FinetuneSummary ddp = on_two_ranks(0, "ddp", false, 0);
   EXPECT_EQ(ddp.steps, 12);  // 7 examples, 2 micro-batches per step (1 in the last), 3 epochs
   for (const std::string run : {"zero1", "zero2", "zero3", "zero3_checkpointing"}) {
@@ -603,6 +608,40 @@ TEST(FinetuneTest, ZeroOneTwoAndThreeOnTwoRanksGiveTheWeightsAndMomentsOfDataPar
   EXPECT_EQ(rest.steps, 12);
   expect_close_tensors(dir.file("ddp/model.safetensors"), dir.file("zero2_parts/model.safetensors"), 1e-5);
   expect_close_tensors(dir.file("ddp.resume.safetensors"), dir.file("zero2_parts.resume.safetensors"), 1e-5);
+
+  // Sharded states (finetune.zero_state's default): each rank writes its moments to a shard named
+  // after the state and the epoch, the state names them; a run cut after epoch 1 resumes from them
+  // to DDP's weights, and then only the last epoch's shards are left; the state's weights and the
+  // shards' moments are together DDP's state; a missing shard is refused by name.
+  o.zero_state = "sharded";
+  auto shard = [&](const std::string& run, int epoch, int rank) {
+    return dir.file(run + ".resume.e" + std::to_string(epoch) + ".rank" + std::to_string(rank) + "-of-2.safetensors");
+  };
+  auto by_name = [](const NamedTensors& list) { return std::map<std::string, torch::Tensor>(list.begin(), list.end()); };
+  for (const int64_t stage : {2, 3}) {
+    const std::string run = "sharded" + std::to_string(stage);
+    SCOPED_TRACE(run);
+    on_two_ranks(stage, run, false, 1);
+    EXPECT_TRUE(path_exists(shard(run, 1, 0)) && path_exists(shard(run, 1, 1)));
+    const FinetuneSummary resumed = on_two_ranks(stage, run, true, 0);
+    EXPECT_EQ(resumed.steps, 12);
+    EXPECT_NEAR(resumed.train_loss, ddp.train_loss, 1e-5);
+    expect_close_tensors(dir.file("ddp/model.safetensors"), dir.file(run + "/model.safetensors"), 1e-5);
+    EXPECT_FALSE(path_exists(shard(run, 1, 0)) || path_exists(shard(run, 1, 1)));
+    auto got = by_name(load_tensors(dir.file(run + ".resume.safetensors"), nullptr));
+    for (const auto& [name, t] : got) EXPECT_EQ(name.compare(0, 6, "param."), 0) << name;  // moments: in the shards
+    for (int r = 0; r < 2; ++r)
+      for (auto& [name, t] : load_tensors(shard(run, 3, r), nullptr)) EXPECT_TRUE(got.emplace(name, t).second) << name;
+    const auto want = by_name(load_tensors(dir.file("ddp.resume.safetensors"), nullptr));
+    ASSERT_EQ(got.size(), want.size());
+    for (const auto& [name, t] : want) {
+      ASSERT_TRUE(got.count(name)) << name;
+      EXPECT_LT((got[name] - t).abs().max().item<double>(), 1e-5 * std::max(1.0, t.abs().max().item<double>())) << name;
+    }
+  }
+  std::filesystem::remove(shard("sharded2", 3, 1));
+  ASSERT_THROWS_WITH(on_two_ranks(2, "sharded2", true, 0),
+                     "sharded2.resume.e3.rank1-of-2.safetensors: optimizer shard named by");
 }
 
 FinetuneInvocation invocation(bool resume, int64_t stop_after_epoch) {

@@ -8,6 +8,7 @@
 #include <optional>
 
 #include "seqrec/common/error.h"
+#include "seqrec/common/fs.h"
 #include "seqrec/config/config_node.h"
 #include "seqrec/data/batcher.h"
 #include "seqrec/data/interaction_store.h"
@@ -543,10 +544,21 @@ TEST_F(TrainerTest, OptimizerShardsOfAnotherEpochOrMissingAreRefusedByName) {
   back.optimizer_shards.back() = optimizer_shard_name(3, 5, 6);
   ASSERT_THROWS_WITH(load_optimizer_shards(out.path(), "state", back, all),
                      "last.state.e3.rank5-of-6.safetensors: optimizer shard named by state is missing");
+  // Shards of another state (finetune's "<out_dir>.resume"), and a file of a shard's name seqrec did
+  // not write, are not this state's to remove.
+  write_file_atomic(out.file(optimizer_shard_name(1, 0, 2)), "a user's file");
+  const std::string other = optimizer_shard_name(3, 0, 2, "ft.resume");
+  EXPECT_EQ(other, "ft.resume.e3.rank0-of-2.safetensors");
+  save_optimizer_shard(out.file(other), {moments[0]}, 3, 30);
   remove_other_optimizer_shards(out.path(), {optimizer_shard_name(3, 0, 2)});
   EXPECT_TRUE(std::filesystem::exists(out.file(optimizer_shard_name(3, 0, 2))));
   EXPECT_FALSE(std::filesystem::exists(out.file(optimizer_shard_name(3, 1, 2))));
   EXPECT_TRUE(std::filesystem::exists(out.file("last.state.safetensors")));
+  EXPECT_EQ(read_file(out.file(optimizer_shard_name(1, 0, 2))), "a user's file");
+  EXPECT_TRUE(std::filesystem::exists(out.file(other)));
+  remove_other_optimizer_shards(out.path(), {}, "ft.resume");
+  EXPECT_FALSE(std::filesystem::exists(out.file(other)));
+  EXPECT_TRUE(std::filesystem::exists(out.file(optimizer_shard_name(3, 0, 2))));
 }
 
 TEST(TrainerOptionsTest, AccumulationAndZeroStageAreChecked) {
@@ -558,6 +570,8 @@ TEST(TrainerOptionsTest, AccumulationAndZeroStageAreChecked) {
   EXPECT_EQ(read("  zero_stage: 3\n").zero_stage, 3);
   ASSERT_THROWS_WITH(read("  zero_stage: 4\n"), "train.zero_stage: must be 0, 1, 2 or 3");
   ASSERT_THROWS_WITH(read("  zero_state: flat\n"), "train.zero_state");
+  EXPECT_TRUE(read("").zero_prefetch);
+  EXPECT_FALSE(read("  zero_prefetch: false\n").zero_prefetch);
   EXPECT_DOUBLE_EQ(read("  warmup_min_ratio: 0.01\n").warmup_min_ratio, 0.01);
   EXPECT_DOUBLE_EQ(read("").warmup_min_ratio, 0.0);
   ASSERT_THROWS_WITH(read("  warmup_min_ratio: 1.5\n"), "train.warmup_min_ratio: must be in [0, 1]");

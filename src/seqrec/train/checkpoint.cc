@@ -237,8 +237,8 @@ TrainCounters load_train_state(const std::string& path, torch::nn::Module& model
   return c;
 }
 
-std::string optimizer_shard_name(int64_t epoch, int64_t rank, int64_t world_size) {
-  return "last.state.e" + std::to_string(epoch) + ".rank" + std::to_string(rank) + "-of-" +
+std::string optimizer_shard_name(int64_t epoch, int64_t rank, int64_t world_size, const std::string& prefix) {
+  return prefix + ".e" + std::to_string(epoch) + ".rank" + std::to_string(rank) + "-of-" +
          std::to_string(world_size) + ".safetensors";
 }
 
@@ -272,13 +272,23 @@ NamedTensors load_optimizer_shards(const std::string& dir, const std::string& st
   return out;
 }
 
-void remove_other_optimizer_shards(const std::string& dir, const std::vector<std::string>& keep) {
-  static const std::regex pattern(R"(last\.state\.e[0-9]+\.rank[0-9]+-of-[0-9]+\.safetensors)");
+void remove_other_optimizer_shards(const std::string& dir, const std::vector<std::string>& keep,
+                                   const std::string& prefix) {
+  static const std::regex tail(R"(\.e[0-9]+\.rank[0-9]+-of-[0-9]+\.safetensors)");
   std::error_code ec;
   for (const auto& entry : std::filesystem::directory_iterator(dir, ec)) {
     const std::string name = entry.path().filename().string();
-    if (!std::regex_match(name, pattern) || std::find(keep.begin(), keep.end(), name) != keep.end()) continue;
-    std::filesystem::remove(entry.path(), ec);
+    if (name.compare(0, prefix.size(), prefix) != 0 || !std::regex_match(name.substr(prefix.size()), tail) ||
+        std::find(keep.begin(), keep.end(), name) != keep.end())
+      continue;
+    bool ours = false;  // a file of that name seqrec did not write stays
+    try {
+      const auto meta = SafetensorsFile::open(entry.path().string()).metadata();
+      const auto format = meta.find("format");
+      ours = format != meta.end() && format->second == kOptimizerShardFormat;
+    } catch (const std::exception&) {
+    }
+    if (ours) std::filesystem::remove(entry.path(), ec);
   }
 }
 

@@ -83,8 +83,10 @@ constexpr const char* kOptimizerShardFormat = "seqrec-optimizer-shard-1";
 
 /// File name of rank `rank`'s optimizer shard of the state after `epoch`, e.g.
 /// "last.state.e3.rank0-of-2.safetensors" (the epoch in the name: a new epoch's shards never
-/// replace the ones the committed state names).
-std::string optimizer_shard_name(int64_t epoch, int64_t rank, int64_t world_size);
+/// replace the ones the committed state names). `prefix`: the state file's name without
+/// ".safetensors" (seqrec train's "last.state"; finetune's "<out_dir name>.resume").
+std::string optimizer_shard_name(int64_t epoch, int64_t rank, int64_t world_size,
+                                 const std::string& prefix = "last.state");
 
 /// Writes one rank's optimizer moments, stamped with the epoch and step they belong to (atomic).
 void save_optimizer_shard(const std::string& path, const NamedTensors& moments, int64_t epoch, int64_t step);
@@ -96,7 +98,9 @@ NamedTensors load_optimizer_shards(const std::string& dir, const std::string& st
                                    const std::function<bool(const std::string&)>& wanted);
 
 /// Removes the optimizer shards in `dir` that `keep` does not name (left by earlier epochs or by a
-/// run killed before its state was committed); only names of optimizer_shard_name()'s pattern.
-void remove_other_optimizer_shards(const std::string& dir, const std::vector<std::string>& keep);
+/// run killed before its state was committed); only files named by optimizer_shard_name()'s
+/// pattern with this `prefix` whose metadata says they are optimizer shards.
+void remove_other_optimizer_shards(const std::string& dir, const std::vector<std::string>& keep,
+                                   const std::string& prefix = "last.state");
 
 }  // namespace seqrec::train

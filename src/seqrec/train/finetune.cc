@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <limits>
 #include <map>
 #include <optional>
@@ -259,6 +260,18 @@ class FinetuneLoop {
   int64_t load_state();  // epochs done, 0 without a state file
 
   std::string state_path() const { return o_.out_dir + ".resume.safetensors"; }
+  // ZeRO's sharded state: the moments' files beside the state, named after it.
+  std::string shard_dir() const {
+    const std::string d = std::filesystem::path(state_path()).parent_path().string();
+    return d.empty() ? "." : d;
+  }
+  std::string shard_prefix() const {
+    const std::string f = std::filesystem::path(state_path()).filename().string();
+    return f.substr(0, f.size() - std::string(".safetensors").size());
+  }
+  bool writes_shards() const { return sharded() && o_.zero_state == "sharded"; }
+  void load_own_moments(const std::string& path, const std::map<std::string, std::string>& meta);
+  void read_own_share();  // a rank other than 0, on resume: its moments when the state is sharded
   bool writer() const { return rank_ == 0; }  // rank 0 writes out_dir, the state and the log
   bool sharded() const { return zero_.has_value(); }  // ZeRO-1/2/3 across the ranks of a launch
   // ZeRO-3: block parameters live on their owners while training steps run; validation, the export
@@ -308,6 +321,7 @@ class FinetuneLoop {
     NamedTensors replicated_params;   // ... which go through the gradient reducer and the owners' broadcast
   };
   std::optional<Zero> zero_;
+  bool own_share_loaded_ = false;  // resume: this rank read its moments from a sharded state
   FinetuneSummary summary_;
   std::string metrics_;           // metrics.jsonl so far
   int64_t step_ = 0;              // optimiser steps done
@@ -482,27 +496,86 @@ void FinetuneLoop::export_model() {
 }
 
 // The trained weights, both optimisers' moments and the loop's counters after `epoch`, beside out_dir.
-// Under ZeRO every rank calls it: the owners' moments meet on rank 0, which writes the same file as
-// an unsharded run (so a ZeRO run resumes with or without ZeRO at the same world size).
+// Under ZeRO every rank calls it. Sharded (finetune.zero_state): every rank writes its own moments
+// to a shard named after the state and the epoch, and once all are on disk (a barrier) rank 0
+// writes the state naming them, the commit point (a kill before it leaves the previous unit whole),
+// then removes older shards. Consolidated: the owners' moments meet on rank 0, which writes the
+// same file as an unsharded run.
 void FinetuneLoop::save_state(int64_t epoch) {
-  const NamedTensors decay_state = sharded() ? consolidate_optimizer_state(*group_, zero_->decay, *decay_opt_)
-                                             : decay_opt_->state();
-  const NamedTensors no_decay_state = sharded() ? consolidate_optimizer_state(*group_, zero_->no_decay, *no_decay_opt_)
-                                                : no_decay_opt_->state();
+  NamedTensors decay_state, no_decay_state;
+  std::vector<std::string> shards;
+  if (writes_shards()) {
+    NamedTensors mine;
+    for (const auto& [name, t] : decay_opt_->state()) mine.emplace_back("decay." + name, t);
+    for (const auto& [name, t] : no_decay_opt_->state()) mine.emplace_back("no_decay." + name, t);
+    save_optimizer_shard(shard_dir() + "/" + optimizer_shard_name(epoch, rank_, world_, shard_prefix()), mine, epoch,
+                         step_);
+    for (int64_t r = 0; r < world_; ++r) shards.push_back(optimizer_shard_name(epoch, r, world_, shard_prefix()));
+    group_->barrier();
+  } else {
+    decay_state = sharded() ? consolidate_optimizer_state(*group_, zero_->decay, *decay_opt_) : decay_opt_->state();
+    no_decay_state =
+        sharded() ? consolidate_optimizer_state(*group_, zero_->no_decay, *no_decay_opt_) : no_decay_opt_->state();
+  }
   if (!writer()) return;
   const std::string path = state_path();
   NamedTensors tensors;
   for (const auto& [name, p] : trainable_) tensors.emplace_back("param." + name, p);
   for (const auto& [name, t] : decay_state) tensors.emplace_back("decay." + name, t);
   for (const auto& [name, t] : no_decay_state) tensors.emplace_back("no_decay." + name, t);
-  save_tensors(path, tensors,
-               {{"format", kResumeFormat}, {"run", trajectory_key(o_, world_)}, {"epoch", std::to_string(epoch)},
-                {"step", std::to_string(step_)}, {"decay_steps", std::to_string(decay_opt_->step_count())},
-                {"no_decay_steps", std::to_string(no_decay_opt_->step_count())},
-                {"last_validated", std::to_string(last_validated_)},
-                {"best_valid_loss", number_text(summary_.best_valid_loss)},
-                {"exported_step", std::to_string(summary_.exported_step)},
-                {"train_loss", number_text(summary_.train_loss)}, {"metrics", metrics_}});
+  std::map<std::string, std::string> meta = {
+      {"format", kResumeFormat}, {"run", trajectory_key(o_, world_)}, {"epoch", std::to_string(epoch)},
+      {"step", std::to_string(step_)}, {"decay_steps", std::to_string(decay_opt_->step_count())},
+      {"no_decay_steps", std::to_string(no_decay_opt_->step_count())},
+      {"last_validated", std::to_string(last_validated_)}, {"best_valid_loss", number_text(summary_.best_valid_loss)},
+      {"exported_step", std::to_string(summary_.exported_step)}, {"train_loss", number_text(summary_.train_loss)},
+      {"metrics", metrics_}};
+  if (!shards.empty()) meta["optimizer_shards"] = nlohmann::json(shards).dump();
+  save_tensors(path, tensors, meta);
+  remove_other_optimizer_shards(shard_dir(), shards, shard_prefix());  // earlier epochs' (or all: consolidated)
+}
+
+namespace {
+
+// The tensors whose names start with `prefix`, without it.
+NamedTensors with_prefix(const NamedTensors& tensors, const std::string& prefix) {
+  NamedTensors out;
+  for (const auto& [name, t] : tensors)
+    if (name.compare(0, prefix.size(), prefix) == 0) out.emplace_back(name.substr(prefix.size()), t);
+  return out;
+}
+
+}  // namespace
+
+// This rank's moments (what its two optimisers own) from the shards a sharded state names.
+void FinetuneLoop::load_own_moments(const std::string& path, const std::map<std::string, std::string>& meta) {
+  auto get = [&](const std::string& k) {
+    auto it = meta.find(k);
+    if (it == meta.end()) throw CheckpointError(path + ": metadata '" + k + "' is missing (not a seqrec resume state?)");
+    return it->second;
+  };
+  TrainCounters c;
+  c.epoch = std::stoll(get("epoch"));
+  c.step = std::stoll(get("step"));
+  c.optimizer_shards = nlohmann::json::parse(get("optimizer_shards")).get<std::vector<std::string>>();
+  std::set<std::string> wanted;
+  for (const auto& [prefix, opt] : {std::pair<std::string, const AdamW*>{"decay.", decay_opt_.get()},
+                                    std::pair<std::string, const AdamW*>{"no_decay.", no_decay_opt_.get()}})
+    for (size_t i = 0; i < opt->params().size(); ++i)
+      if (opt->owns(i))
+        wanted.insert({prefix + opt->params()[i].first + ".exp_avg", prefix + opt->params()[i].first + ".exp_avg_sq"});
+  const NamedTensors moments =
+      load_optimizer_shards(shard_dir(), path, c, [&](const std::string& n) { return wanted.count(n) > 0; });
+  decay_opt_->load_state(with_prefix(moments, "decay."), std::stoll(get("decay_steps")));
+  no_decay_opt_->load_state(with_prefix(moments, "no_decay."), std::stoll(get("no_decay_steps")));
+  own_share_loaded_ = true;
+}
+
+void FinetuneLoop::read_own_share() {
+  const std::string path = state_path();
+  if (!sharded() || !path_exists(path)) return;
+  const auto meta = SafetensorsFile::open(path).metadata();  // the header only: rank 0 reads the weights
+  if (meta.count("optimizer_shards")) load_own_moments(path, meta);
 }
 
 int64_t FinetuneLoop::load_state() {
@@ -529,17 +602,15 @@ int64_t FinetuneLoop::load_state() {
     if (it == by_name.end()) throw CheckpointError(path + ": missing tensor 'param." + name + "'");
     p.copy_(it->second);
   }
-  auto optimizer_state = [&](const std::string& prefix) {
-    NamedTensors out;
-    for (const auto& [name, t] : state)
-      if (name.compare(0, prefix.size(), prefix) == 0) out.emplace_back(name.substr(prefix.size()), t);
-    return out;
-  };
-  decay_opt_->load_state(optimizer_state("decay."), std::stoll(get("decay_steps")));  // (its own share under ZeRO)
-  no_decay_opt_->load_state(optimizer_state("no_decay."), std::stoll(get("no_decay_steps")));
-  if (sharded()) {  // the other ranks' shares, handed out by share_rank0_state
-    zero_->resumed_decay = optimizer_state("decay.");
-    zero_->resumed_no_decay = optimizer_state("no_decay.");
+  if (meta.count("optimizer_shards")) {  // sharded: each rank reads its own moments (read_own_share)
+    load_own_moments(path, meta);
+  } else {
+    decay_opt_->load_state(with_prefix(state, "decay."), std::stoll(get("decay_steps")));  // (its own share under ZeRO)
+    no_decay_opt_->load_state(with_prefix(state, "no_decay."), std::stoll(get("no_decay_steps")));
+    if (sharded()) {  // the other ranks' shares, handed out by share_rank0_state
+      zero_->resumed_decay = with_prefix(state, "decay.");
+      zero_->resumed_no_decay = with_prefix(state, "no_decay.");
+    }
   }
   step_ = std::stoll(get("step"));
   last_validated_ = std::stoll(get("last_validated"));
@@ -548,6 +619,9 @@ int64_t FinetuneLoop::load_state() {
   summary_.train_loss = text_number(get("train_loss"));
   metrics_ = get("metrics");
   const int64_t epoch = std::stoll(get("epoch"));
+  if (meta.count("optimizer_shards"))  // a killed run's shards that this state does not name
+    remove_other_optimizer_shards(shard_dir(), nlohmann::json::parse(get("optimizer_shards")).get<std::vector<std::string>>(),
+                                  shard_prefix());
   log_info("resume: %s: %ld epochs (%ld steps) done", path.c_str(), long(epoch), long(step_));
   return epoch;
 }
@@ -557,15 +631,21 @@ int64_t FinetuneLoop::load_state() {
 int64_t FinetuneLoop::share_rank0_state(int64_t done) {
   auto counters = torch::tensor({double(done), double(step_), double(decay_opt_->step_count()),
                                  double(no_decay_opt_->step_count()), double(last_validated_),
-                                 summary_.best_valid_loss, double(summary_.exported_step), summary_.train_loss},
-                                torch::kFloat64);  // [8]
+                                 summary_.best_valid_loss, double(summary_.exported_step), summary_.train_loss,
+                                 double(own_share_loaded_)},
+                                torch::kFloat64);  // [9]
   group_->broadcast({counters}, 0);
   const double* c = counters.data_ptr<double>();
   std::vector<torch::Tensor> tensors;
   for (auto& [name, p] : trainable_) tensors.push_back(p.data());
   if (sharded()) {  // weights from rank 0; each rank's moments from the whole state rank 0 read
     group_->broadcast(tensors, 0);
-    if (c[0] > 0) {
+    if (c[0] > 0 && c[8] != 0) {  // a sharded state: every rank has read its own moments
+      if (!own_share_loaded_)
+        throw CheckpointError(state_path() + ": rank " + std::to_string(rank_) +
+                              " cannot read the sharded optimizer state rank 0 resumes from (its folder must be "
+                              "visible to every rank)");
+    } else if (c[0] > 0) {
       distribute_optimizer_state(*group_, zero_->decay, zero_->resumed_decay, static_cast<int64_t>(c[2]), *decay_opt_);
       distribute_optimizer_state(*group_, zero_->no_decay, zero_->resumed_no_decay, static_cast<int64_t>(c[3]),
                                  *no_decay_opt_);
@@ -596,6 +676,7 @@ FinetuneSummary FinetuneLoop::run(const FinetuneInvocation& invocation) {
   check_state_path(state_path());
   prepare();
   int64_t done = invocation.resume && writer() ? load_state() : 0;
+  if (invocation.resume && !writer()) read_own_share();
   if (group_) {
     done = share_rank0_state(done);
     dist::GradientReducerOptions ro;
@@ -712,6 +793,8 @@ FinetuneOptions read_finetune_options(config::ConfigNode node) {
   o.precision = node.get<std::string>("precision", o.precision);
   o.zero_stage = node.get<int64_t>("zero_stage", o.zero_stage);
   o.zero_prefetch = node.get<bool>("zero_prefetch", o.zero_prefetch);
+  o.zero_state = node.get<std::string>("zero_state", o.zero_state);
+  config::require_one_of(o.zero_state, {"sharded", "consolidated"}, key(node, "zero_state"));
   if (o.zero_stage < 0 || o.zero_stage > 3) throw ConfigError(key(node, "zero_stage"), "must be 0, 1, 2 or 3");
   config::require_one_of(o.precision, {"fp32", "bf16"}, key(node, "precision"));
   o.lora = read_lora(node.child("lora"));

@@ -77,6 +77,9 @@ struct FinetuneOptions {
   /// outside its forward and backward (train/zero.h, as train.zero_stage); 0 = plain data parallelism.
   int64_t zero_stage = 0;
   bool zero_prefetch = true;            ///< zero_stage 3: gather the next block (and reduce gradients) while one computes
+  /// ZeRO's resume state: sharded (each rank writes its own moments beside the state, which names
+  /// them; every rank must see the state's folder) | consolidated (rank 0 gathers all moments into it)
+  std::string zero_state = "sharded";
   FinetuneLoraOptions lora;             ///< finetune.lora
 };
 
