@@ -187,19 +187,26 @@ std::vector<std::pair<std::vector<torch::Tensor>, at::Tensor>> flat_by_dtype(con
 
 }  // namespace
 
-ProcessGroup::Pending ProcessGroup::broadcast_async(const std::vector<torch::Tensor>& tensors, int64_t root) {
+template <class Launch>
+ProcessGroup::Pending ProcessGroup::start(const std::vector<torch::Tensor>& tensors, bool write_back, Launch launch) {
   torch::NoGradGuard no_grad;
   Pending pending;
   pending.state_ = std::make_unique<Pending::State>();
-  pending.state_->write_back = rank_ != root;
+  pending.state_->write_back = write_back;
   for (auto& [list, flat] : flat_by_dtype(tensors, device_)) {
     std::vector<at::Tensor> buffer = {flat};
-    c10d::BroadcastOptions options;
-    options.rootRank = root;
-    pending.state_->parts.push_back({group_->broadcast(buffer, options), flat, std::move(list)});
+    pending.state_->parts.push_back({launch(buffer), flat, std::move(list)});
     bytes_ += flat.nbytes();
   }
   return pending;
+}
+
+ProcessGroup::Pending ProcessGroup::broadcast_async(const std::vector<torch::Tensor>& tensors, int64_t root) {
+  return start(tensors, rank_ != root, [&](std::vector<at::Tensor>& buffer) {
+    c10d::BroadcastOptions options;
+    options.rootRank = root;
+    return group_->broadcast(buffer, options);
+  });
 }
 
 void ProcessGroup::broadcast(const std::vector<torch::Tensor>& tensors, int64_t root) {
@@ -207,18 +214,11 @@ void ProcessGroup::broadcast(const std::vector<torch::Tensor>& tensors, int64_t 
 }
 
 ProcessGroup::Pending ProcessGroup::reduce_sum_to_async(const std::vector<torch::Tensor>& tensors, int64_t root) {
-  torch::NoGradGuard no_grad;
-  Pending pending;
-  pending.state_ = std::make_unique<Pending::State>();
-  pending.state_->write_back = rank_ == root;
-  for (auto& [list, flat] : flat_by_dtype(tensors, device_)) {
-    std::vector<at::Tensor> buffer = {flat};
+  return start(tensors, rank_ == root, [&](std::vector<at::Tensor>& buffer) {
     c10d::ReduceOptions options;
     options.rootRank = root;
-    pending.state_->parts.push_back({group_->reduce(buffer, options), flat, std::move(list)});
-    bytes_ += flat.nbytes();
-  }
-  return pending;
+    return group_->reduce(buffer, options);
+  });
 }
 
 void ProcessGroup::all_reduce_sum(const torch::Tensor& tensor) {

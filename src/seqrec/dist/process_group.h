@@ -91,6 +91,10 @@ class ProcessGroup {
   void count_bytes(int64_t bytes) { bytes_ += bytes; }
 
  private:
+  // Flattens `tensors` by dtype and starts `launch(buffer)` (a c10d collective) on each buffer;
+  // write_back: whether wait() copies the buffers' results into the tensors.
+  template <class Launch>
+  Pending start(const std::vector<torch::Tensor>& tensors, bool write_back, Launch launch);
   c10::intrusive_ptr<c10d::ProcessGroup> group_;
   std::string backend_;
   torch::Device device_;

@@ -537,6 +537,14 @@ void FinetuneLoop::save_state(int64_t epoch) {
 
 namespace {
 
+// The value of `key` in the metadata of the resume state at `path`.
+const std::string& resume_meta(const std::map<std::string, std::string>& meta, const std::string& key,
+                               const std::string& path) {
+  auto it = meta.find(key);
+  if (it == meta.end()) throw CheckpointError(path + ": metadata '" + key + "' is missing (not a seqrec resume state?)");
+  return it->second;
+}
+
 // The tensors whose names start with `prefix`, without it.
 NamedTensors with_prefix(const NamedTensors& tensors, const std::string& prefix) {
   NamedTensors out;
@@ -549,11 +557,7 @@ NamedTensors with_prefix(const NamedTensors& tensors, const std::string& prefix)
 
 // This rank's moments (what its two optimisers own) from the shards a sharded state names.
 void FinetuneLoop::load_own_moments(const std::string& path, const std::map<std::string, std::string>& meta) {
-  auto get = [&](const std::string& k) {
-    auto it = meta.find(k);
-    if (it == meta.end()) throw CheckpointError(path + ": metadata '" + k + "' is missing (not a seqrec resume state?)");
-    return it->second;
-  };
+  auto get = [&](const std::string& k) { return resume_meta(meta, k, path); };
   TrainCounters c;
   c.epoch = std::stoll(get("epoch"));
   c.step = std::stoll(get("step"));
@@ -586,11 +590,7 @@ int64_t FinetuneLoop::load_state() {
   }
   std::map<std::string, std::string> meta;
   const NamedTensors state = load_tensors(path, &meta);
-  auto get = [&](const std::string& k) {
-    auto it = meta.find(k);
-    if (it == meta.end()) throw CheckpointError(path + ": metadata '" + k + "' is missing (not a seqrec resume state?)");
-    return it->second;
-  };
+  auto get = [&](const std::string& k) { return resume_meta(meta, k, path); };
   if (get("format") != kResumeFormat) throw CheckpointError(path + ": not a " + std::string(kResumeFormat) + " file");
   if (get("run") != trajectory_key(o_, world_))
     throw CheckpointError(path + ": written by a run with other options or another number of ranks (only threads, "
