@@ -270,7 +270,7 @@ class FinetuneLoop {
     return f.substr(0, f.size() - std::string(".safetensors").size());
   }
   bool writes_shards() const { return sharded() && o_.zero_state == "sharded"; }
-  void load_own_moments(const std::string& path, const std::map<std::string, std::string>& meta);
+  std::vector<std::string> load_own_moments(const std::string& path, const std::map<std::string, std::string>& meta);
   void read_own_share();  // a rank other than 0, on resume: its moments when the state is sharded
   bool writer() const { return rank_ == 0; }  // rank 0 writes out_dir, the state and the log
   bool sharded() const { return zero_.has_value(); }  // ZeRO-1/2/3 across the ranks of a launch
@@ -555,24 +555,23 @@ NamedTensors with_prefix(const NamedTensors& tensors, const std::string& prefix)
 
 }  // namespace
 
-// This rank's moments (what its two optimisers own) from the shards a sharded state names.
-void FinetuneLoop::load_own_moments(const std::string& path, const std::map<std::string, std::string>& meta) {
+// This rank's moments (what its two optimisers own) from the shards a sharded state names; returns
+// their names.
+std::vector<std::string> FinetuneLoop::load_own_moments(const std::string& path, const std::map<std::string, std::string>& meta) {
   auto get = [&](const std::string& k) { return resume_meta(meta, k, path); };
   TrainCounters c;
   c.epoch = std::stoll(get("epoch"));
   c.step = std::stoll(get("step"));
   c.optimizer_shards = nlohmann::json::parse(get("optimizer_shards")).get<std::vector<std::string>>();
-  std::set<std::string> wanted;
-  for (const auto& [prefix, opt] : {std::pair<std::string, const AdamW*>{"decay.", decay_opt_.get()},
-                                    std::pair<std::string, const AdamW*>{"no_decay.", no_decay_opt_.get()}})
-    for (size_t i = 0; i < opt->params().size(); ++i)
-      if (opt->owns(i))
-        wanted.insert({prefix + opt->params()[i].first + ".exp_avg", prefix + opt->params()[i].first + ".exp_avg_sq"});
+  std::set<std::string> wanted;  // the names of the moments this rank's optimisers own
+  for (const auto& [name, t] : decay_opt_->state()) wanted.insert("decay." + name);
+  for (const auto& [name, t] : no_decay_opt_->state()) wanted.insert("no_decay." + name);
   const NamedTensors moments =
       load_optimizer_shards(shard_dir(), path, c, [&](const std::string& n) { return wanted.count(n) > 0; });
   decay_opt_->load_state(with_prefix(moments, "decay."), std::stoll(get("decay_steps")));
   no_decay_opt_->load_state(with_prefix(moments, "no_decay."), std::stoll(get("no_decay_steps")));
   own_share_loaded_ = true;
+  return c.optimizer_shards;
 }
 
 void FinetuneLoop::read_own_share() {
@@ -602,8 +601,9 @@ int64_t FinetuneLoop::load_state() {
     if (it == by_name.end()) throw CheckpointError(path + ": missing tensor 'param." + name + "'");
     p.copy_(it->second);
   }
+  std::vector<std::string> shards;
   if (meta.count("optimizer_shards")) {  // sharded: each rank reads its own moments (read_own_share)
-    load_own_moments(path, meta);
+    shards = load_own_moments(path, meta);
   } else {
     decay_opt_->load_state(with_prefix(state, "decay."), std::stoll(get("decay_steps")));  // (its own share under ZeRO)
     no_decay_opt_->load_state(with_prefix(state, "no_decay."), std::stoll(get("no_decay_steps")));
@@ -619,9 +619,7 @@ int64_t FinetuneLoop::load_state() {
   summary_.train_loss = text_number(get("train_loss"));
   metrics_ = get("metrics");
   const int64_t epoch = std::stoll(get("epoch"));
-  if (meta.count("optimizer_shards"))  // a killed run's shards that this state does not name
-    remove_other_optimizer_shards(shard_dir(), nlohmann::json::parse(get("optimizer_shards")).get<std::vector<std::string>>(),
-                                  shard_prefix());
+  if (!shards.empty()) remove_other_optimizer_shards(shard_dir(), shards, shard_prefix());  // a killed run's, unnamed
   log_info("resume: %s: %ld epochs (%ld steps) done", path.c_str(), long(epoch), long(step_));
   return epoch;
 }

@@ -270,8 +270,7 @@ Trainer::RunState Trainer::restore(bool resume, const NamedTensors& params, Adam
       // Sharded state, written at any world size: this rank reads what its optimizer owns (all of it
       // without ZeRO), one shard file at a time.
       std::set<std::string> wanted;
-      for (size_t i = 0; i < params.size(); ++i)
-        if (optimizer.owns(i)) wanted.insert({params[i].first + ".exp_avg", params[i].first + ".exp_avg_sq"});
+      for (const auto& [name, t] : optimizer.state()) wanted.insert(name);  // the owned parameters' moments
       s.full_opt_state = load_optimizer_shards(t.out_dir, state_path, c,
                                                [&](const std::string& n) { return wanted.count(n) > 0; });
       s.own_share_loaded = plan_.has_value();
