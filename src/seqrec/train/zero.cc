@@ -260,6 +260,17 @@ void Zero3Gate::wait_reduction(size_t b) {
   reducing_[b].clear();
 }
 
+namespace {
+
+// A forward pass's block order, then (when backward follows) the same blocks in reverse.
+std::vector<int64_t> there_and_back(const std::vector<int64_t>& forward, bool backward) {
+  std::vector<int64_t> order = forward;
+  if (backward) order.insert(order.end(), forward.rbegin(), forward.rend());
+  return order;
+}
+
+}  // namespace
+
 int64_t Zero3Gate::expected(size_t ahead) const {
   const size_t i = pos_ + ahead;
   return i < expect_.size() ? expect_[i] : -1;
@@ -282,9 +293,7 @@ torch::Tensor Zero3Gate::run(size_t b, const torch::Tensor& x,
     if (!in_forward_) {  // a new forward pass
       in_forward_ = true;
       for (size_t k = 0; k < reducing_.size(); ++k) wait_reduction(k);  // the last backward's last reduction
-      // Expected: the last forward pass's order, then (when backward will follow) its reverse.
-      expect_ = forward_;
-      if (torch::GradMode::is_enabled()) expect_.insert(expect_.end(), forward_.rbegin(), forward_.rend());
+      expect_ = there_and_back(forward_, torch::GradMode::is_enabled());  // the last forward pass's order
       pos_ = 0;
       forward_.clear();
     }
@@ -300,8 +309,7 @@ torch::Tensor Zero3Gate::run(size_t b, const torch::Tensor& x,
     y.register_hook([this, b](const torch::Tensor&) {  // backward reaches the block
       if (in_forward_) {  // backward begins: it goes back through this forward pass's blocks
         in_forward_ = false;
-        expect_.assign(forward_.begin(), forward_.end());
-        expect_.insert(expect_.end(), forward_.rbegin(), forward_.rend());
+        expect_ = there_and_back(forward_, true);
         pos_ = forward_.size();
       }
       advance(b);
