@@ -59,7 +59,7 @@ int main(int argc, char** argv) {
   }
   config::ConfigNode root = config::load_config(config_file, overrides);
   auto data_opts = config::read_data_options(root.child("data"));
-  const std::string precision = config::read_train_options(root.child("train")).precision;
+  const config::Precision precision = config::read_train_options(root.child("train")).precision;
   auto store = data::InteractionStore::open(data_opts.dir + "/interactions.bin");
   auto tokens = data::ItemTokens::load(data_opts.dir + "/item_tokens.bin");
   torch::set_num_threads(2);
@@ -96,7 +96,7 @@ int main(int argc, char** argv) {
     const double fwd_bwd = median_seconds(static_cast<int>(reps), [&] { m->embed_items(ids).sum().backward(); });
     std::printf("{\"precision\":\"%s\",\"mode\":\"%s\",\"items\":%ld,\"tokens\":%ld,\"fwd_texts_per_s\":%.0f,\"fwd_tokens_per_s\":%.0f,"
                 "\"train_texts_per_s\":%.0f,\"train_tokens_per_s\":%.0f}\n",
-                precision.c_str(), packed ? "packed" : "padded", long(n_items), long(tokens_total), n_items / fwd, tokens_total / fwd,
+                config::name(precision).c_str(), packed ? "packed" : "padded", long(n_items), long(tokens_total), n_items / fwd, tokens_total / fwd,
                 n_items / fwd_bwd, tokens_total / fwd_bwd);
   }
   auto model = build(true);

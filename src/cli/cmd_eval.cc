@@ -6,6 +6,8 @@
 #include <utility>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "cli/commands.h"
 #include "seqrec/common/error.h"
 #include "seqrec/common/fs.h"
@@ -27,6 +29,14 @@ std::string dir_of(const std::string& path) {
   while (p.size() > 1 && p.back() == '/') p.pop_back();  // a folder checkpoint: its parent
   const auto slash = p.find_last_of('/');
   return slash == std::string::npos ? "." : p.substr(0, slash);
+}
+
+// The metrics line with what produced it: the checkpoint (eval.jsonl sits beside several: best,
+// last) and, when one stood in for the user tokens' forward pass, the token cache.
+std::string with_inputs(const std::string& line, const CliArgs& args) {
+  nlohmann::json inputs = {{"checkpoint", args.checkpoint}};
+  if (!args.token_cache.empty()) inputs["token_cache"] = args.token_cache;
+  return line.substr(0, line.size() - 1) + "," + inputs.dump().substr(1);  // both are JSON objects
 }
 
 // The metric table on stderr, in people's order (hr@5 before hr@10; eval::metric_name_less), not
@@ -56,8 +66,9 @@ config::ConfigNode load_generative_run_config(const CliArgs& args) {
 models::LcRecOptions generative_options(const config::EvalOptions& eval_opts) {
   models::LcRecOptions gen;
   gen.num_beams = eval_opts.num_beams;
-  gen.constraint = eval_opts.constraint == "whitelist" ? semantic_id::CodeConstraint::kLevelWhitelist
-                                                       : semantic_id::CodeConstraint::kTrie;
+  gen.constraint = eval_opts.constraint == config::GenerationConstraint::kWhitelist
+                       ? semantic_id::CodeConstraint::kLevelWhitelist
+                       : semantic_id::CodeConstraint::kTrie;
   gen.filter_non_items = eval_opts.filter_items;
   gen.batch_size = eval_opts.generation_batch;
   return gen;
@@ -102,11 +113,12 @@ int run_generative_eval(const CliArgs& args) {
   }
   models::LcRec model(args.checkpoint, inputs.index, generative_options(eval_opts));
   const models::GenerativeResult r = models::evaluate_generative(model, examples, eval_opts.ks, "eval");
-  const std::string line = eval::to_json_line(r.metrics, data::split_name(split), "generative", r.queries);
+  const std::string line =
+      with_inputs(eval::to_json_line(r.metrics, data::split_name(split), "generative", r.queries), args);
   std::printf("%s\n", line.c_str());
   append_line(dir_of(args.checkpoint) + "/eval.jsonl", line);
   std::fprintf(stderr, "generative, %s constraint, %ld beams, %ld prompts, %zu template(s), %.2fs\n",
-               eval_opts.constraint.c_str(), long(eval_opts.num_beams), long(r.queries), r.template_ids.size(),
+               config::name(eval_opts.constraint).c_str(), long(eval_opts.num_beams), long(r.queries), r.template_ids.size(),
                r.seconds);
   print_metric_table(r.metrics, 22);
   return 0;
@@ -156,8 +168,8 @@ int run_eval(const CliArgs& args) {
   eval::EvalResult r = eval::evaluate(
       *loaded.model, store, split, eval_opts, loaded.context.max_seq_len,
       data::cold_items(store.num_items(), data_opts.cold_item_share, static_cast<uint64_t>(data_opts.cold_item_seed)));
-  const std::string line =
-      eval::to_json_line(r.metrics, data::split_name(split), config::name(eval_opts.protocol), r.users);
+  const std::string line = with_inputs(
+      eval::to_json_line(r.metrics, data::split_name(split), config::name(eval_opts.protocol), r.users), args);
   std::printf("%s\n", line.c_str());
   append_line(dir_of(args.checkpoint) + "/eval.jsonl", line);
   std::fprintf(stderr, "%-10s %s (%s, %ld users, %.2fs)\n", "metric", "value", config::name(eval_opts.protocol).c_str(),

@@ -27,7 +27,7 @@ int run_train_lsvcr(config::ConfigNode& root) {
   const config::TrainOptions train = config::read_train_options(root.child("train"));
   if (data.dir.empty()) throw ConfigError("data.dir", "required key is missing (the prepared lsvcr directory)");
   if (train.out_dir.empty()) throw ConfigError("train.out_dir", "required key is missing");
-  if (train.precision != "fp32")
+  if (train.precision != config::Precision::kFp32)
     throw ConfigError("train.precision", "LSVCR training runs in fp32 only (bf16: seqrec train on hllm / molar, "
                                          "seqrec finetune)");
   config::ConfigNode lsvcr_node = root.child("lsvcr");

@@ -285,6 +285,11 @@ TEST_F(CliTest, PersonalizedHstuTrainsCompressesAndEvaluatesFromItsCache) {
   expect_ok(cached, "eval from the cache");
   for (const char* m : {"ndcg@10", "hr@10", "mrr"})
     EXPECT_NEAR(last_json(cached.out).at(m).get<double>(), last_json(plain.out).at(m).get<double>(), 1e-9) << m;
+  // Each line names what produced it, in eval.jsonl too: the checkpoint, and the cache when one was used.
+  EXPECT_EQ(last_json(cached.out).at("token_cache").get<std::string>(), t("cache_test"));
+  EXPECT_FALSE(last_json(plain.out).contains("token_cache"));
+  EXPECT_EQ(last_json(plain.out).at("checkpoint").get<std::string>(), t("persrec/best.safetensors"));
+  EXPECT_EQ(last_json(slurp(t("persrec/eval.jsonl"))), last_json(cached.out));
   // The window cut applies to eval too: with every user's first 4 events only, the test item is
   // the 4th, and the metrics change.
   Result cut = run("eval" + ckpt + " --split test --set data.item_end_position=4");

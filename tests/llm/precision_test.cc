@@ -48,7 +48,7 @@ constexpr double kBf16Tolerance = 0.05;
 
 TEST(PrecisionTest, Bf16TrainingForwardIsCloseToFp32AndEvaluationIsExactFp32) {
   DecoderLm fp32 = tiny_lm(), bf16 = tiny_lm();  // same seed: same weights
-  EXPECT_EQ(set_training_precision(*bf16, "bf16", torch::kCPU, "train.precision"), 1);
+  EXPECT_EQ(set_training_precision(*bf16, config::Precision::kBf16, torch::kCPU, "train.precision"), 1);
   EXPECT_EQ(bf16->training_dtype, torch::kBFloat16);
   fp32->train();
   bf16->train();
@@ -83,7 +83,7 @@ TEST(PrecisionTest, Bf16TrainingForwardIsCloseToFp32AndEvaluationIsExactFp32) {
 
 TEST(PrecisionTest, Bf16GradientsAreFloat32AndCloseToFp32Ones) {
   DecoderLm fp32 = tiny_lm(), bf16 = tiny_lm();
-  set_training_precision(*bf16, "bf16", torch::kCPU, "finetune.precision");
+  set_training_precision(*bf16, config::Precision::kBf16, torch::kCPU, "finetune.precision");
   fp32->train();
   bf16->train();
   lm_loss(fp32).backward();
@@ -104,7 +104,7 @@ TEST(PrecisionTest, Bf16GradientsAreFloat32AndCloseToFp32Ones) {
 
 TEST(PrecisionTest, Bf16TrainingLearnsWithFloat32OptimizerState) {
   DecoderLm lm = tiny_lm();
-  set_training_precision(*lm, "bf16", torch::kCPU, "train.precision");
+  set_training_precision(*lm, config::Precision::kBf16, torch::kCPU, "train.precision");
   lm->train();
   std::vector<std::pair<std::string, torch::Tensor>> params;
   for (const auto& p : lm->named_parameters()) params.emplace_back(p.key(), p.value());
@@ -129,19 +129,19 @@ TEST(PrecisionTest, BadPrecisionAndModelsWithoutLlmTowersAreConfigErrors) {
   ASSERT_THROWS_WITH(config::read_train_options(node.child("train")),
                      "train.precision: 'fp16' is not one of: fp32, bf16");
   EXPECT_EQ(config::read_train_options(config::ConfigNode::parse("train:\n  precision: bf16\n").child("train")).precision,
-            "bf16");
+            config::Precision::kBf16);
   EXPECT_EQ(config::read_train_options(config::ConfigNode::parse("train:\n  epochs: 1\n").child("train")).precision,
-            "fp32");
+            config::Precision::kFp32);
   const std::string finetune = "finetune:\n  model: m\n  train_file: t.jsonl\n  out_dir: o\n";
   EXPECT_EQ(train::read_finetune_options(config::ConfigNode::parse(finetune + "  precision: bf16\n").child("finetune"))
                 .precision,
-            "bf16");
+            config::Precision::kBf16);
   ASSERT_THROWS_WITH(
       train::read_finetune_options(config::ConfigNode::parse(finetune + "  precision: half\n").child("finetune")),
       "finetune.precision: 'half' is not one of: fp32, bf16");
   torch::nn::Linear id_model(4, 4);  // no decoder LM inside
-  EXPECT_EQ(set_training_precision(*id_model, "fp32", torch::kCPU, "train.precision"), 0);
-  ASSERT_THROWS_WITH(set_training_precision(*id_model, "bf16", torch::kCPU, "train.precision"),
+  EXPECT_EQ(set_training_precision(*id_model, config::Precision::kFp32, torch::kCPU, "train.precision"), 0);
+  ASSERT_THROWS_WITH(set_training_precision(*id_model, config::Precision::kBf16, torch::kCPU, "train.precision"),
                      "train.precision: bf16 is for LLM towers");
 }
 

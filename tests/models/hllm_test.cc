@@ -353,7 +353,7 @@ TEST(Hllm, GatedTowersRunAtTheirOffsetsAndFillerPassesChangeNoGradient) {
 TEST(Hllm, Bf16TrainingIsCloseToFp32LearnsAndKeepsFloat32State) {
   TextFixture f;
   auto fp32 = make_tiny(f), bf16 = make_tiny(f);  // same seed: same weights
-  EXPECT_EQ(llm::set_training_precision(*bf16, "bf16", torch::kCPU, "train.precision"), 2);  // item and user LLM
+  EXPECT_EQ(llm::set_training_precision(*bf16, config::Precision::kBf16, torch::kCPU, "train.precision"), 2);  // item and user LLM
   fp32->train();
   bf16->train();
   config::LossOptions lo;

@@ -112,7 +112,7 @@ struct StepResult {
   std::map<std::string, torch::Tensor> grads;
 };
 
-StepResult train_step(torch::Device device, double dropout, bool checkpoint, const std::string& precision) {
+StepResult train_step(torch::Device device, double dropout, bool checkpoint, config::Precision precision) {
   torch::manual_seed(9);
   llm::DecoderConfig c = tiny_lm()->config();
   c.dropout = dropout;  // dropout masks must replay identically in the recomputation
@@ -131,32 +131,32 @@ StepResult train_step(torch::Device device, double dropout, bool checkpoint, con
   return r;
 }
 
-void expect_checkpointing_changes_nothing(torch::Device device, const std::string& precision) {
+void expect_checkpointing_changes_nothing(torch::Device device, config::Precision precision) {
   for (double dropout : {0.0, 0.3}) {
     const StepResult kept = train_step(device, dropout, false, precision);
     const StepResult recomputed = train_step(device, dropout, true, precision);
-    EXPECT_FLOAT_EQ(kept.loss, recomputed.loss) << device << " " << precision << " dropout " << dropout;
+    EXPECT_FLOAT_EQ(kept.loss, recomputed.loss) << device << " " << config::name(precision) << " dropout " << dropout;
     for (auto& [name, g] : kept.grads)
       EXPECT_TRUE(torch::allclose(g, recomputed.grads.at(name), 1e-5, 1e-6))
-          << name << " " << device << " " << precision << " dropout " << dropout;
+          << name << " " << device << " " << config::name(precision) << " dropout " << dropout;
   }
 }
 
 TEST(GradientCheckpointingTest, SameGradientsAsKeepingActivations) {
-  expect_checkpointing_changes_nothing(torch::kCPU, "fp32");
+  expect_checkpointing_changes_nothing(torch::kCPU, config::Precision::kFp32);
 }
 
 TEST(GradientCheckpointingTest, SameGradientsUnderBf16Autocast) {
   // The recomputation re-enters the forward's autocast: the same bfloat16 roundings, the same gradients.
-  expect_checkpointing_changes_nothing(torch::kCPU, "bf16");
+  expect_checkpointing_changes_nothing(torch::kCPU, config::Precision::kBf16);
   // ... which do differ from float32 ones (the comparison above is not vacuous).
-  EXPECT_NE(train_step(torch::kCPU, 0.0, true, "bf16").loss, train_step(torch::kCPU, 0.0, true, "fp32").loss);
+  EXPECT_NE(train_step(torch::kCPU, 0.0, true, config::Precision::kBf16).loss, train_step(torch::kCPU, 0.0, true, config::Precision::kFp32).loss);
 }
 
 TEST(GradientCheckpointingTest, SameGradientsOnTheGpu) {
   if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
-  expect_checkpointing_changes_nothing(torch::Device(torch::kCUDA, 0), "fp32");
-  expect_checkpointing_changes_nothing(torch::Device(torch::kCUDA, 0), "bf16");
+  expect_checkpointing_changes_nothing(torch::Device(torch::kCUDA, 0), config::Precision::kFp32);
+  expect_checkpointing_changes_nothing(torch::Device(torch::kCUDA, 0), config::Precision::kBf16);
 }
 
 TEST(ResizeEmbeddingsTest, KeepsOldRowsAndStartsNewOnesAtTheMean) {

@@ -391,7 +391,8 @@ TEST(FinetuneTest, OptionErrorsNameTheKey) {
   ASSERT_THROWS_WITH(read(ok + ", warmup_min_ratio: -1}"), "finetune.warmup_min_ratio: must be in [0, 1]");
   EXPECT_EQ(read(ok + ", zero_stage: 3}").zero_stage, 3);
   ASSERT_THROWS_WITH(read(ok + ", zero_stage: 4}"), "finetune.zero_stage: must be 0, 1, 2 or 3");
-  EXPECT_EQ(read(ok + "}").zero_state, "sharded");
+  EXPECT_EQ(read(ok + "}").zero_state, config::ZeroState::kSharded);
+  EXPECT_EQ(read(ok + ", zero_state: consolidated}").zero_state, config::ZeroState::kConsolidated);
   EXPECT_FALSE(read(ok + ", zero_prefetch: false}").zero_prefetch);
   ASSERT_THROWS_WITH(read(ok + ", zero_state: flat}"), "finetune.zero_state");
 }
@@ -591,7 +592,7 @@ TEST(FinetuneTest, ZeroOneTwoAndThreeOnTwoRanksGiveTheWeightsAndMomentsOfDataPar
     });
     return s[0];
   };
-  o.zero_state = "consolidated";  // the ZeRO runs' state files are then comparable with DDP's as they are
+  o.zero_state = config::ZeroState::kConsolidated;  // the ZeRO runs' state files are then comparable with DDP's as they are
   const FinetuneSummary ddp = on_two_ranks(0, "ddp", false, 0);
   EXPECT_EQ(ddp.steps, 12);  // 7 examples, 2 micro-batches per step (1 in the last), 3 epochs
   for (const std::string run : {"zero1", "zero2", "zero3", "zero3_checkpointing"}) {
@@ -613,7 +614,7 @@ TEST(FinetuneTest, ZeroOneTwoAndThreeOnTwoRanksGiveTheWeightsAndMomentsOfDataPar
   // after the state and the epoch, the state names them; a run cut after epoch 1 resumes from them
   // to DDP's weights, and then only the last epoch's shards are left; the state's weights and the
   // shards' moments are together DDP's state; a missing shard is refused by name.
-  o.zero_state = "sharded";
+  o.zero_state = config::ZeroState::kSharded;
   auto shard = [&](const std::string& run, int epoch, int rank) {
     return dir.file(run + ".resume.e" + std::to_string(epoch) + ".rank" + std::to_string(rank) + "-of-2.safetensors");
   };

@@ -569,12 +569,26 @@ TEST(TrainerOptionsTest, AccumulationAndZeroStageAreChecked) {
   ASSERT_THROWS_WITH(read("  grad_accum_steps: 0\n"), "train.grad_accum_steps");
   EXPECT_EQ(read("  zero_stage: 3\n").zero_stage, 3);
   ASSERT_THROWS_WITH(read("  zero_stage: 4\n"), "train.zero_stage: must be 0, 1, 2 or 3");
-  ASSERT_THROWS_WITH(read("  zero_state: flat\n"), "train.zero_state");
+  ASSERT_THROWS_WITH(read("  zero_state: flat\n"), "train.zero_state: 'flat' is not one of: sharded, consolidated");
+  EXPECT_EQ(read("").zero_state, config::ZeroState::kSharded);
+  EXPECT_EQ(read("  zero_state: consolidated\n").zero_state, config::ZeroState::kConsolidated);
   EXPECT_TRUE(read("").zero_prefetch);
   EXPECT_FALSE(read("  zero_prefetch: false\n").zero_prefetch);
   EXPECT_DOUBLE_EQ(read("  warmup_min_ratio: 0.01\n").warmup_min_ratio, 0.01);
   EXPECT_DOUBLE_EQ(read("").warmup_min_ratio, 0.0);
   ASSERT_THROWS_WITH(read("  warmup_min_ratio: 1.5\n"), "train.warmup_min_ratio: must be in [0, 1]");
+}
+
+TEST(TrainerOptionsTest, GenerationConstraintIsParsedOnceAndSpeltBack) {
+  auto read = [](const std::string& yaml) {
+    return config::read_eval_options(config::ConfigNode::parse("eval:\n" + yaml).child("eval"));
+  };
+  EXPECT_EQ(read("").constraint, config::GenerationConstraint::kTrie);
+  EXPECT_EQ(read("  constraint: whitelist\n").constraint, config::GenerationConstraint::kWhitelist);
+  ASSERT_THROWS_WITH(read("  constraint: prefix\n"), "eval.constraint: 'prefix' is not one of: trie, whitelist");
+  EXPECT_EQ(config::name(config::GenerationConstraint::kWhitelist), "whitelist");
+  EXPECT_EQ(config::name(config::ZeroState::kConsolidated), "consolidated");
+  EXPECT_EQ(config::name(config::Precision::kBf16), "bf16");
 }
 
 TEST(TrainerDeviceTest, DeviceNamesAreCheckedAndCudaWithoutAGpuIsAConfigError) {

@@ -21,6 +21,10 @@ const Spellings<Protocol> kProtocols = {
     {Protocol::kFull, "full"}, {Protocol::kSampled, "sampled"}, {Protocol::kGenerative, "generative"}};
 const Spellings<HistoryMask> kHistoryMasks = {
     {HistoryMask::kFull, "full"}, {HistoryMask::kWindow, "window"}, {HistoryMask::kNone, "none"}};
+const Spellings<Precision> kPrecisions = {{Precision::kFp32, "fp32"}, {Precision::kBf16, "bf16"}};
+const Spellings<ZeroState> kZeroStates = {{ZeroState::kSharded, "sharded"}, {ZeroState::kConsolidated, "consolidated"}};
+const Spellings<GenerationConstraint> kConstraints = {{GenerationConstraint::kTrie, "trie"},
+                                                      {GenerationConstraint::kWhitelist, "whitelist"}};
 
 template <class E>
 std::string spelling(E value, const Spellings<E>& spellings) {
@@ -35,6 +39,17 @@ std::string name(LossName value) { return spelling(value, kLossNames); }
 std::string name(Schedule value) { return spelling(value, kSchedules); }
 std::string name(Protocol value) { return spelling(value, kProtocols); }
 std::string name(HistoryMask value) { return spelling(value, kHistoryMasks); }
+std::string name(Precision value) { return spelling(value, kPrecisions); }
+std::string name(ZeroState value) { return spelling(value, kZeroStates); }
+std::string name(GenerationConstraint value) { return spelling(value, kConstraints); }
+
+Precision read_precision(ConfigNode node, Precision fallback) {
+  return parse_one_of(node.get<std::string>("precision", name(fallback)), kPrecisions, key(node, "precision"));
+}
+
+ZeroState read_zero_state(ConfigNode node, ZeroState fallback) {
+  return parse_one_of(node.get<std::string>("zero_state", name(fallback)), kZeroStates, key(node, "zero_state"));
+}
 
 DataOptions read_data_options(ConfigNode node) {
   DataOptions o;
@@ -130,9 +145,9 @@ TrainOptions read_train_options(ConfigNode node) {
   o.grad_accum_steps = node.get<int64_t>("grad_accum_steps", o.grad_accum_steps);
   o.zero_stage = node.get<int64_t>("zero_stage", o.zero_stage);
   o.zero_prefetch = node.get<bool>("zero_prefetch", o.zero_prefetch);
-  o.zero_state = node.get<std::string>("zero_state", o.zero_state);
+  o.zero_state = read_zero_state(node, o.zero_state);
   o.loss = read_loss_options(node.child("loss"));
-  o.precision = node.get<std::string>("precision", o.precision);
+  o.precision = read_precision(node, o.precision);
 
   require_positive(o.epochs, key(node, "epochs"));
   require_positive(o.batch_size, key(node, "batch_size"));
@@ -140,7 +155,6 @@ TrainOptions read_train_options(ConfigNode node) {
   require_positive(o.log_every, key(node, "log_every"));
   require_positive(o.grad_accum_steps, key(node, "grad_accum_steps"));
   if (o.zero_stage < 0 || o.zero_stage > 3) throw ConfigError(key(node, "zero_stage"), "must be 0, 1, 2 or 3");
-  require_one_of(o.zero_state, {"sharded", "consolidated"}, key(node, "zero_state"));
   o.schedule = parse_one_of(schedule, kSchedules, key(node, "schedule"));
   if (!(o.lr > 0)) throw ConfigError(key(node, "lr"), "must be > 0");
   if (!(o.beta1 >= 0 && o.beta1 < 1)) throw ConfigError(key(node, "beta1"), "must be in [0, 1)");
@@ -155,7 +169,6 @@ TrainOptions read_train_options(ConfigNode node) {
   if (o.threads < 0) throw ConfigError(key(node, "threads"), "must be >= 0 (0 = all cores)");
   if (!std::regex_match(o.device, std::regex("cpu|cuda(:[0-9]+)?")))
     throw ConfigError(key(node, "device"), "'" + o.device + "' is not one of: cpu, cuda, cuda:N");
-  require_one_of(o.precision, {"fp32", "bf16"}, key(node, "precision"));
   if (o.metric != "mrr" && o.metric.rfind("hr@", 0) != 0 && o.metric.rfind("ndcg@", 0) != 0)
     throw ConfigError(key(node, "metric"), "expected hr@K, ndcg@K or mrr, got '" + o.metric + "'");
   return o;
@@ -181,8 +194,8 @@ EvalOptions read_eval_options(ConfigNode node) {
                         "k=" + std::to_string(o.ks[i]) + " must be >= 1");
   if (o.max_users < 0) throw ConfigError(key(node, "max_users"), "must be >= 0");
   o.num_beams = node.get<int64_t>("num_beams", o.num_beams);
-  o.constraint = node.get<std::string>("constraint", o.constraint);
-  require_one_of(o.constraint, {"trie", "whitelist"}, key(node, "constraint"));
+  o.constraint =
+      parse_one_of(node.get<std::string>("constraint", name(o.constraint)), kConstraints, key(node, "constraint"));
   o.filter_items = node.get<bool>("filter_items", o.filter_items);
   o.generation_batch = node.get<int64_t>("generation_batch", o.generation_batch);
   require_positive(o.num_beams, key(node, "num_beams"));

@@ -18,12 +18,26 @@ enum class Schedule { kConstant, kCosine };
 enum class Protocol { kFull, kSampled, kGenerative };
 /// eval.history_mask: which history items full ranking masks.
 enum class HistoryMask { kFull, kWindow, kNone };
+/// train.precision and finetune.precision: the LLM towers' compute dtype when training.
+enum class Precision { kFp32, kBf16 };
+/// train.zero_state and finetune.zero_state: where ZeRO's resume state keeps the optimizer moments.
+enum class ZeroState { kSharded, kConsolidated };
+/// eval.constraint (generative): which token sequences beam search may emit.
+enum class GenerationConstraint { kTrie, kWhitelist };
 
 /// The config spelling of each enumerator ("sampled_softmax", "cosine", ...), as the readers parse it.
 std::string name(LossName value);
 std::string name(Schedule value);
 std::string name(Protocol value);
 std::string name(HistoryMask value);
+std::string name(Precision value);
+std::string name(ZeroState value);
+std::string name(GenerationConstraint value);
+
+/// `<node>.precision` and `<node>.zero_state` (train: and finetune: alike), `fallback` when absent;
+/// an unknown spelling throws ConfigError naming the key and the accepted spellings.
+Precision read_precision(ConfigNode node, Precision fallback);
+ZeroState read_zero_state(ConfigNode node, ZeroState fallback);
 
 /// `data:` -- which prepared store to use and how sequences are cut.
 struct DataOptions {
@@ -95,12 +109,13 @@ struct TrainOptions {
                                      ///< per-position losses: equal to one batch of grad_accum_steps x batch_size)
   int64_t zero_stage = 0;            ///< data parallel: 0 replicated (DDP), 1 optimizer state sharded, 2 and gradients, 3 and block parameters
   bool zero_prefetch = true;         ///< zero_stage 3: gather the next block (and reduce gradients) while one computes
-  std::string zero_state = "sharded";  ///< ZeRO's resume state: sharded (one moments file per rank) | consolidated
-                                       ///< (rank 0 gathers all into the state file); both resume at any world size
+  ZeroState zero_state = ZeroState::kSharded;  ///< ZeRO's resume state: sharded (one moments file per rank) |
+                                               ///< consolidated (rank 0 gathers all into the state file); both
+                                               ///< resume at any world size
   LossOptions loss;                  ///< train.loss
   /// fp32 | bf16: bf16 runs the LLM towers' training forward passes (and so their backward) under
   /// bfloat16 autocast; parameters, gradients and optimizer state stay float32 (llm/precision.h).
-  std::string precision = "fp32";
+  Precision precision = Precision::kFp32;
 };
 
 /// `eval:` -- the evaluation protocol.
@@ -114,7 +129,7 @@ struct EvalOptions {
   int64_t max_users = 0;             ///< evaluate only the first N users (0 = all)
   // generative only (LC-Rec, systems.md §3.4)
   int64_t num_beams = 20;            ///< beams kept = ranked items per prompt
-  std::string constraint = "trie";   ///< trie (only item codes) | whitelist (LC-Rec's per-level token sets)
+  GenerationConstraint constraint = GenerationConstraint::kTrie;  ///< trie (only item codes) | whitelist (LC-Rec's per-level token sets)
   bool filter_items = false;         ///< whitelist: beams that are no item sink to the end (upstream --filter_items)
   int64_t generation_batch = 8;      ///< prompts per beam search
 };

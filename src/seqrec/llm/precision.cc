@@ -63,13 +63,11 @@ AutocastScope::~AutocastScope() {
   at::autocast::set_autocast_cache_enabled(previous_cache_);
 }
 
-torch::Dtype precision_dtype(const std::string& precision) {
-  if (precision == "fp32") return torch::kFloat;
-  if (precision == "bf16") return torch::kBFloat16;
-  throw ConfigError("precision", "'" + precision + "' is not one of: fp32, bf16");
+torch::Dtype precision_dtype(config::Precision precision) {
+  return precision == config::Precision::kBf16 ? torch::kBFloat16 : torch::kFloat;
 }
 
-int64_t set_training_precision(torch::nn::Module& model, const std::string& precision, torch::Device device,
+int64_t set_training_precision(torch::nn::Module& model, config::Precision precision, torch::Device device,
                                const std::string& field) {
   const torch::Dtype dtype = precision_dtype(precision);
   int64_t towers = 0;

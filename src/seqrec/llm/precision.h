@@ -14,6 +14,8 @@
 #include <cstdint>
 #include <string>
 
+#include "seqrec/config/options.h"
+
 namespace seqrec::llm {
 
 /// Enables autocast to `dtype` for the device type of `device` while it lives and restores the
@@ -35,14 +37,14 @@ class AutocastScope {
   torch::Dtype previous_dtype_ = torch::kBFloat16;
 };
 
-/// The compute dtype a precision name stands for: "fp32" -> kFloat, "bf16" -> kBFloat16.
-torch::Dtype precision_dtype(const std::string& precision);
+/// The compute dtype a precision stands for: fp32 -> kFloat, bf16 -> kBFloat16.
+torch::Dtype precision_dtype(config::Precision precision);
 
 /// Sets the training compute dtype of every decoder LM (DecoderLmImpl) inside `model`, itself
-/// included, and returns how many there are. With "bf16", throws ConfigError naming `field` when
+/// included, and returns how many there are. With bf16, throws ConfigError naming `field` when
 /// `model` has no decoder LM (bf16 is for LLM towers) or `device` cannot run bfloat16 matmuls; warns
 /// when the CPU has no native bfloat16 instructions (avx512_bf16 / AMX: oneDNN then emulates them).
-int64_t set_training_precision(torch::nn::Module& model, const std::string& precision, torch::Device device,
+int64_t set_training_precision(torch::nn::Module& model, config::Precision precision, torch::Device device,
                                const std::string& field);
 
 }  // namespace seqrec::llm

@@ -215,7 +215,7 @@ std::string trajectory_key(const FinetuneOptions& o, int64_t world) {
                       {"seed", o.seed}, {"lora", o.lora.enabled}, {"lora_rank", a.rank}, {"lora_alpha", a.alpha},
                       {"lora_dropout", a.dropout}, {"lora_target_modules", a.target_modules},
                       {"lora_modules_to_save", o.lora.modules_to_save}};
-  if (o.precision != "fp32") j["precision"] = o.precision;  // absent for fp32: older states still resume
+  if (o.precision != config::Precision::kFp32) j["precision"] = config::name(o.precision);  // absent for fp32: older states still resume
   if (o.warmup_min_ratio != 0) j["warmup_min_ratio"] = o.warmup_min_ratio;  // likewise
   if (world > 1) j["world_size"] = world;                    // ranks x grad_accum_steps micro-batches per step
   return j.dump();
@@ -269,7 +269,7 @@ class FinetuneLoop {
     const std::string f = std::filesystem::path(state_path()).filename().string();
     return f.substr(0, f.size() - std::string(".safetensors").size());
   }
-  bool writes_shards() const { return sharded() && o_.zero_state == "sharded"; }
+  bool writes_shards() const { return sharded() && o_.zero_state == config::ZeroState::kSharded; }
   std::vector<std::string> load_own_moments(const std::string& path, const std::map<std::string, std::string>& meta);
   void read_own_share();  // a rank other than 0, on resume: its moments when the state is sharded
   bool writer() const { return rank_ == 0; }  // rank 0 writes out_dir, the state and the log
@@ -788,13 +788,11 @@ FinetuneOptions read_finetune_options(config::ConfigNode node) {
   o.log_every = node.get<int64_t>("log_every", o.log_every);
   o.gradient_checkpointing = node.get<bool>("gradient_checkpointing", o.gradient_checkpointing);
   o.device = node.get<std::string>("device", o.device);
-  o.precision = node.get<std::string>("precision", o.precision);
+  o.precision = config::read_precision(node, o.precision);
   o.zero_stage = node.get<int64_t>("zero_stage", o.zero_stage);
   o.zero_prefetch = node.get<bool>("zero_prefetch", o.zero_prefetch);
-  o.zero_state = node.get<std::string>("zero_state", o.zero_state);
-  config::require_one_of(o.zero_state, {"sharded", "consolidated"}, key(node, "zero_state"));
+  o.zero_state = config::read_zero_state(node, o.zero_state);
   if (o.zero_stage < 0 || o.zero_stage > 3) throw ConfigError(key(node, "zero_stage"), "must be 0, 1, 2 or 3");
-  config::require_one_of(o.precision, {"fp32", "bf16"}, key(node, "precision"));
   o.lora = read_lora(node.child("lora"));
 
   for (const auto& [name, value] : {std::pair<const char*, const std::string*>{"model", &o.model_dir},

@@ -71,7 +71,7 @@ struct FinetuneOptions {
   int64_t log_every = 10;               ///< progress line every N steps
   bool gradient_checkpointing = false;  ///< recompute blocks in backward
   std::string device = "cpu";           ///< cpu | cuda | cuda:N
-  std::string precision = "fp32";       ///< fp32 | bf16 (training forward passes under bfloat16 autocast; llm/precision.h)
+  config::Precision precision = config::Precision::kFp32;  ///< fp32 | bf16 (training forward passes under bfloat16 autocast; llm/precision.h)
   /// Under `seqrec launch`: 1 shards the AdamW moments by parameter across ranks, 2 also reduces
   /// each gradient to its owner only, 3 also keeps each decoder block's parameters on their owner
   /// outside its forward and backward (train/zero.h, as train.zero_stage); 0 = plain data parallelism.
@@ -79,7 +79,7 @@ struct FinetuneOptions {
   bool zero_prefetch = true;            ///< zero_stage 3: gather the next block (and reduce gradients) while one computes
   /// ZeRO's resume state: sharded (each rank writes its own moments beside the state, which names
   /// them; every rank must see the state's folder) | consolidated (rank 0 gathers all moments into it)
-  std::string zero_state = "sharded";
+  config::ZeroState zero_state = config::ZeroState::kSharded;
   FinetuneLoraOptions lora;             ///< finetune.lora
 };
 
