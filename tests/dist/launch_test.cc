@@ -226,6 +226,50 @@ TEST_F(LaunchTest, ZeroThreeOnLlamaIdGivesTheWeightsOfDataParallelism) {
       << refused.err;
 }
 
+// PerSRec's item_dropout can drop every recent input of a batch, leaving it no target position.
+// Alone, a process skips such a step (it used to stop with "loss is nan"); under several ranks a
+// micro-batch without positions still runs forward and backward, scaled by 0, because ZeRO-3's
+// block gathers are collectives every rank joins (skipping it left the other rank waiting in a
+// gather until Gloo's timeout). 16 users x 5 items: each training row is 2 recent inputs, both
+// dropped with probability 0.81.
+TEST_F(LaunchTest, BatchesWithoutTargetPositionsAreSkippedAloneAndJoinTheCollectivesUnderZeroThree) {
+  std::string seqs;
+  for (int u = 0; u < 16; ++u) {
+    seqs += "u" + std::to_string(u);
+    for (int i = 0; i < 5; ++i) seqs += " " + std::to_string(1 + (u * 5 + i * 7) % 30);
+    seqs += "\n";
+  }
+  dir_.write("short.txt", seqs);
+  auto config = [&](const std::string& out) {
+    return dir_.write(out + ".yaml",
+                      "prepare:\n  input: " + dir_.file("short.txt") + "\n  format: user_sequences\n  output: " +
+                          dir_.file("short") + "\ndata:\n  dir: " + dir_.file("short") + "\n  max_seq_len: 6\nmodel:\n" +
+                          kLlamaId +
+                          "  personalized:\n    number_of_user_tokens: 1\n    pretrain_item_num: 3\n"
+                          "    recent_item_num: 3\n    item_dropout: 0.9\n    boundary_target: none\ntrain:\n  out_dir: " + dir_.file(out) +
+                          "\n  epochs: 2\n  batch_size: 1\n  lr: 0.01\n  threads: 1\n  log_every: 1000\n"
+                          "  metric: ndcg@5\n  loss:\n    name: softmax\n    temperature: 0.1\neval:\n  protocol: full\n  ks: [1, 5]\n");
+  };
+  ASSERT_EQ(run(dir_, "prepare --config " + config("alone")).code, 0);
+  Result alone = run(dir_, "train --config " + config("alone"));
+  ASSERT_EQ(alone.code, 0) << alone.err;
+  std::smatch skipped;
+  ASSERT_TRUE(std::regex_search(alone.err, skipped, std::regex(R"(epoch 1: ([0-9]+) of 16 steps had no target position)")))
+      << alone.err;
+  EXPECT_GT(std::stoi(skipped[1]), 0);
+  // A wrong skip would now fail within 30 s instead of Gloo's default 300.
+  ::setenv("SEQREC_DIST_TIMEOUT", "30", 1);
+  const std::string accumulate = " --set train.grad_accum_steps=2";
+  Result ddp = run(dir_, "launch --nproc-per-node 2 -- train --config " + config("ddp") + accumulate);
+  Result z3 = run(dir_, "launch --nproc-per-node 2 -- train --config " + config("z3") + accumulate +
+                            " --set train.zero_stage=3");
+  ::unsetenv("SEQREC_DIST_TIMEOUT");
+  ASSERT_EQ(ddp.code, 0) << ddp.err;
+  ASSERT_EQ(z3.code, 0) << z3.err;
+  // Micro-batches without positions add zero gradients on both paths: the same weights.
+  expect_same_file_tensors(dir_.file("ddp/last.safetensors"), dir_.file("z3/last.safetensors"), 1e-5);
+}
+
 // ZeRO-3 on HLLM's two towers (one gate over the item LLM's blocks and the user LLM's), 2 Gloo
 // processes: the item LLM runs once per chunk of 4 of the step's items, a count that differs between
 // the ranks' batches, so the rank with fewer chunks runs filler passes (a missing one would leave

@@ -99,9 +99,9 @@ Trainer::Trainer(models::SequenceRecommender model, data::InteractionStore store
   device_ = resolve_device(setup_.train.device, setup_.local_rank);
   if (!device_.is_cpu()) model_->to(device_);
   const int64_t towers = llm::set_training_precision(*model_, setup_.train.precision, device_, "train.precision");
-  if (setup_.train.precision != "fp32" && setup_.rank == 0)
+  if (setup_.train.precision != config::Precision::kFp32 && setup_.rank == 0)
     log_info("train.precision %s: %ld LLM towers compute in it when training (weights, gradients and optimizer state "
-             "float32; evaluation float32)", setup_.train.precision.c_str(), long(towers));
+             "float32; evaluation float32)", config::name(setup_.train.precision).c_str(), long(towers));
 }
 
 void Trainer::broadcast_model() {
@@ -163,7 +163,7 @@ double Trainer::train_epoch(int64_t epoch, AdamW& optimizer, data::TrainBatcher&
                   t.log_every);
   std::vector<data::SequenceBatch> micro;
   double loss_sum = 0;
-  int64_t step = 0;
+  int64_t step = 0, empty_steps = 0;
   const auto& params = optimizer.params();
   while (true) {
     // One optimiser step = `accum` consecutive batches of the epoch (fewer at its end).
@@ -173,11 +173,16 @@ double Trainer::train_epoch(int64_t epoch, AdamW& optimizer, data::TrainBatcher&
     if (micro.empty()) break;
     // Every loss is a mean over target positions: weighting each micro-batch's mean by its share of
     // the step's positions makes the summed gradient that of the mean over all of them.
-    std::vector<double> weight(micro.size(), 1.0);
-    if (micro.size() > 1) {
-      double total = 0;
-      for (size_t i = 0; i < micro.size(); ++i) total += weight[i] = micro[i].targets.ne(0).sum().item<double>();
-      for (double& w : weight) w = total > 0 ? w / total : 0;
+    std::vector<double> weight(micro.size());
+    double positions = 0;
+    for (size_t i = 0; i < micro.size(); ++i) positions += weight[i] = micro[i].targets.ne(0).sum().item<double>();
+    for (double& w : weight) w = positions > 0 ? w / positions : 0;
+    // A batch can have no target position (PerSRec's item_dropout can drop every recent input of
+    // its rows). Alone, a process skips such a step: there is nothing to learn from it, and AdamW
+    // would still move the weights along its moments. Under several ranks the step is taken.
+    if (positions == 0 && setup_.world_size == 1) {
+      ++empty_steps;
+      continue;
     }
     const double lr = scheduled_lr(t.schedule, t.lr, optimizer.step_count(), total_steps, warmup, t.min_lr_ratio,
                                    t.warmup_min_ratio);
@@ -188,9 +193,17 @@ double Trainer::train_epoch(int64_t epoch, AdamW& optimizer, data::TrainBatcher&
     for (size_t i = 0; i < micro.size(); ++i) {
       if (reducer_) reducer_->set_sync(i + 1 == micro.size());  // communicate once per step
       sequences += micro[i].item_ids.size(0);
-      if (weight[i] == 0) continue;  // no target position (the reducer sends what .grad holds)
+      if (weight[i] == 0 && setup_.world_size == 1) continue;  // no target position: adds nothing
       const data::SequenceBatch batch = device_.is_cpu() ? micro[i] : micro[i].to(device_);
       torch::Tensor loss = compute_loss(*model_, batch, t.loss);
+      if (weight[i] == 0) {
+        // Under several ranks a micro-batch without target positions still runs forward and
+        // backward, scaled by 0: ZeRO-3's block gathers and the shared NCE pool are collectives
+        // that every rank joins. Its loss, a mean over no position, is NaN; the gradients it sends
+        // back are over empty tensors, so the parameters receive zeros.
+        (loss * 0.0).backward();
+        continue;
+      }
       (micro.size() == 1 ? loss : loss * weight[i]).backward();
       l += loss.item<double>() * weight[i];
     }
@@ -212,6 +225,9 @@ double Trainer::train_epoch(int64_t epoch, AdamW& optimizer, data::TrainBatcher&
     // seq/s of the whole job: every rank's batch has this size, up to one sequence in the last step.
     if (setup_.rank == 0) bar.update(step, l, lr, sequences * setup_.world_size);
   }
+  if (empty_steps > 0)
+    log_warn("epoch %ld: %ld of %ld steps had no target position (every recent input dropped by item_dropout?) "
+             "and were skipped", long(epoch + 1), long(empty_steps), long(step + empty_steps));
   if (zero3_ && setup_.rank == 0 && epoch == 0)
     log_info("ZeRO-3: %ld of %ld block uses gathered on demand in the first epoch (train.zero_prefetch: %s)",
              long(zero3_->on_demand_gathers()), long(zero3_->block_uses()), t.zero_prefetch ? "true" : "false");
@@ -440,7 +456,7 @@ void Trainer::commit_epoch(int64_t epoch, const RunState& s, AdamW& optimizer, b
   const bool writer = setup_.rank == 0;
   TrainCounters counters{epoch + 1, optimizer.step_count(), s.best, s.best_epoch, s.bad_evals, stop, "", {}};
   NamedTensors opt_state;
-  if (plan_ && t.zero_state == "sharded") {
+  if (plan_ && t.zero_state == config::ZeroState::kSharded) {
     // Every rank writes its own moments under a name of this epoch; once all are on disk, the
     // state naming them is the commit point (a kill before it leaves the previous unit whole).
     if (!writer) make_dirs(t.out_dir);
