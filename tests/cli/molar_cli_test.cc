@@ -1,7 +1,8 @@
 // Molar end to end from the CLI: synth renders item pictures, prepare tokenises the titles, an ID
 // model (SASRec) is trained, Molar trains on text + pictures (a scratch vision tower) with
-// post-alignment to the frozen SASRec, and eval of its checkpoint reproduces the test line. A
-// missing picture stops training with the item named.
+// post-alignment to the frozen SASRec, and eval of its checkpoint reproduces the test line; the
+// same with a Qwen2-VL tower read from a Hugging Face folder. A missing picture stops training with
+// the item named.
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -60,6 +61,27 @@ TEST(MolarCli, PicturesAndPostAlignmentTrainAndEvalReproduces) {
   Result ev = run_seqrec("eval --checkpoint " + t("molar/best.safetensors") + " --split test", dir);
   ASSERT_EQ(ev.code, 0) << ev.err;
   EXPECT_NEAR(last_json(ev.out).at("ndcg@10").get<double>(), mine.at("ndcg@10").get<double>(), 1e-6);
+
+  // Qwen2-VL's tower from a Hugging Face folder (the reference fixture: its merger's 12-wide tokens
+  // through the projector; 16-pixel pictures resized to 28, one merged token each), pictures only.
+  std::string qwen = slurp(t("molar.yaml"));
+  const std::string scratch = "vision: {config: {hidden_size: 16, intermediate_size: 32, num_hidden_layers: 1, "
+                              "num_attention_heads: 2, image_size: 16, patch_size: 8}}";
+  ASSERT_NE(qwen.find(scratch), std::string::npos);
+  qwen.replace(qwen.find(scratch), scratch.size(),
+               "vision: {pretrained: " SEQREC_SOURCE_DIR "/tests/fixtures/vision/qwen2_vl, image_size: 28}");
+  dir.write("molar_qwen.yaml", qwen);
+  Result q = run_seqrec("train --config " + t("molar_qwen.yaml") + " --set model.inputs=image --set train.out_dir=" +
+                            t("molar_qwen"), dir);
+  ASSERT_EQ(q.code, 0) << q.err;
+  Result qev = run_seqrec("eval --checkpoint " + t("molar_qwen/best.safetensors") + " --split test", dir);
+  ASSERT_EQ(qev.code, 0) << qev.err;
+  EXPECT_NEAR(last_json(qev.out).at("ndcg@10").get<double>(), last_json(q.out).at("ndcg@10").get<double>(), 1e-6);
+  Result odd = run_seqrec("train --config " + t("molar_qwen.yaml") + " --set model.image.vision.image_size=30" +
+                              " --set train.out_dir=" + t("molar_q2"), dir);
+  EXPECT_EQ(odd.code, 2) << odd.err;
+  EXPECT_NE(odd.err.find("model.image.vision.image_size: 30 is not a multiple of patch_size x spatial_merge_size = 28"),
+            std::string::npos) << odd.err;
 
   std::filesystem::remove(t("raw/images/i7.png"));
   Result missing = run_seqrec("train " + cfg + " --set train.out_dir=" + t("molar2"), dir);

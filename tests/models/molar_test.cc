@@ -362,6 +362,60 @@ TEST(MolarTest, VisionTowerPatchTokensAreTheSoftTokens) {
   EXPECT_GT(g.abs().sum().item<double>(), 0.0);
 }
 
+// A scratch Qwen2-VL tower: its merged tokens (4 per 16 x 16 picture: 4 x 4 patches of 4, merged
+// 2 x 2) go through the projector to the soft tokens; gradients reach the tower.
+TEST(MolarTest, Qwen2VlMergedTokensAreTheSoftTokens) {
+  MolarFixture f;
+  MolarOptions o;
+  o.inputs = ItemInputs::kBoth;
+  o.image.has_vision = true;
+  auto& v = o.image.vision.config;
+  v.model_type = "qwen2_vl";
+  v.hidden_size = 8;
+  v.intermediate_size = 16;
+  v.num_layers = 1;
+  v.num_heads = 2;
+  v.image_size = 16;
+  v.patch_size = 4;
+  v.layer_norm_eps = 1e-6;
+  v.merger_size = 6;
+  torch::manual_seed(17);
+  auto pixels = torch::randn({5, 3, 16, 16});
+  auto m = make_molar(f, o, pixels);
+  m->eval();
+  torch::NoGradGuard no_grad;
+  std::vector<int64_t> ids{1, 4};
+  auto got = m->embed_items(ids);
+  for (size_t i = 0; i < ids.size(); ++i) {
+    auto merged = m->vision->forward(pixels[ids[i] - 1].unsqueeze(0));   // [1, 4, 6]
+    ASSERT_EQ(merged.sizes(), (std::vector<int64_t>{1, 4, 6}));
+    auto soft = m->image_projector->forward(merged).view({4, 16});
+    auto ref = embed_by_hand(*m, f, ids[i], soft, true);
+    EXPECT_TRUE(torch::allclose(got[i], ref, 1e-5, 1e-5)) << (got[i] - ref).abs().max();
+  }
+  torch::GradMode::set_enabled(true);
+  m->train();
+  m->embed_items({2, 3}).sum().backward();
+  for (const char* name : {"vision.visual.blocks.0.attn.qkv.weight", "vision.visual.patch_embed.proj.weight",
+                           "vision.visual.merger.mlp.2.weight"}) {
+    auto g = m->named_parameters()[name].grad();
+    ASSERT_TRUE(g.defined()) << name;
+    EXPECT_GT(g.abs().sum().item<double>(), 0.0) << name;
+  }
+  // projector: none -- the merger's output, in the LLM's width, is the soft tokens as it is.
+  o.image.projector = false;
+  ASSERT_THROWS_WITH(make_molar(f, o, pixels), "model.image.projector: none feeds the image tokens");
+  v.merger_size = 16;  // the item LLM's hidden size
+  auto bare = make_molar(f, o, pixels);
+  EXPECT_FALSE(bare->image_projector);
+  bare->eval();
+  torch::NoGradGuard again;
+  auto soft = bare->vision->forward(pixels[2].unsqueeze(0)).view({4, 16});
+  auto ref = embed_by_hand(*bare, f, 3, soft, true);
+  auto embedded = bare->embed_items({3});
+  EXPECT_TRUE(torch::allclose(embedded[0], ref, 1e-5, 1e-5)) << (embedded[0] - ref).abs().max();
+}
+
 TEST(MolarTest, ParameterNamesBeyondHllmArePinned) {
   MolarFixture f;
   MolarOptions o;
@@ -435,6 +489,13 @@ TEST(MolarTest, ConfigErrorsNameTheField) {
   ASSERT_THROWS_WITH(parse("post_alignment: {alpha: 1}\n"), "id_checkpoint");
   ASSERT_THROWS_WITH(parse("inputs: image\nimage: {vision: {config: {image_size: 30, patch_size: 8}}, folder: x}\n"),
                      "model.image.vision.config.patch_size: must divide image_size");
+  ASSERT_THROWS_WITH(parse("inputs: image\nimage: {vision: {config: {hidden_act: gleu}}, folder: x}\n"),
+                     "model.image.vision.config.hidden_act: 'gleu' is not one of");
+  ASSERT_THROWS_WITH(parse("inputs: image\nimage: {vision: {config: {model_type: qwen2_vl, image_size: 42}}, folder: x}\n"),
+                     "model.image.vision.config.image_size: must be a multiple of patch_size x spatial_merge_size");
+  ASSERT_THROWS_WITH(parse("inputs: image\nimage: {vision: {config: {model_type: qwen2_vl, embed_dim: 24, num_heads: 4}}, "
+                           "folder: x}\n"),
+                     "model.image.vision.config.num_heads: must divide embed_dim into heads of a multiple of 4");
   ASSERT_THROWS_WITH(parse("inputs: image\nimage: {vision: {pretrained: p}}\n"), "model.image.folder");
   auto o = parse("inputs: image\nimage: {features: f.safetensors, tokens: 4}\npost_alignment: {id_checkpoint: a.ckpt, alpha: 0.2}\n");
   EXPECT_EQ(o.inputs, ItemInputs::kImage);

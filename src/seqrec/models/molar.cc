@@ -5,6 +5,7 @@
 
 #include "seqrec/common/error.h"
 #include "seqrec/config/config_node.h"
+#include "seqrec/config/validate.h"
 
 namespace seqrec::models {
 namespace {
@@ -39,6 +40,42 @@ std::array<double, 3> read_triple(config::ConfigNode n, const char* key, std::ar
   return {v[0], v[1], v[2]};
 }
 
+VisionTowerOptions read_vision_common(config::ConfigNode n, VisionTowerOptions o) {
+  if (n.has("config"))  // an unknown activation would otherwise run as gelu
+    config::require_one_of(o.config.hidden_act, {"quick_gelu", "gelu", "gelu_pytorch_tanh"},
+                           n.path() + ".config.hidden_act");
+  o.freeze = n.get<bool>("freeze", o.freeze);
+  o.image_mean = read_triple(n, "image_mean", o.image_mean);
+  o.image_std = read_triple(n, "image_std", o.image_std);
+  o.image_size = n.get<int64_t>("image_size", o.image_size);
+  if (o.image_size < 0) throw ConfigError(n.path() + ".image_size", "must be >= 0 (0 = the tower's)");
+  return o;
+}
+
+// A scratch Qwen2-VL tower, its keys as in HF's vision_config (embed_dim is the encoder's width,
+// hidden_size the merger's output).
+VisionTowerOptions read_qwen2_vl_vision(config::ConfigNode n, config::ConfigNode c, VisionTowerOptions o) {
+  auto& v = o.config;
+  v.layer_norm_eps = 1e-6;
+  v.hidden_size = c.get<int64_t>("embed_dim", 64);
+  v.num_layers = c.get<int64_t>("depth", 2);
+  v.num_heads = c.get<int64_t>("num_heads", 4);
+  v.intermediate_size = static_cast<int64_t>(v.hidden_size * c.get<double>("mlp_ratio", 2.0));
+  v.merger_size = c.get<int64_t>("hidden_size", v.hidden_size);
+  v.patch_size = c.get<int64_t>("patch_size", 14);
+  v.spatial_merge_size = c.get<int64_t>("spatial_merge_size", 2);
+  v.temporal_patch_size = c.get<int64_t>("temporal_patch_size", 2);
+  v.image_size = c.get<int64_t>("image_size", 56);
+  v.hidden_act = c.get<std::string>("hidden_act", v.hidden_act);
+  if (v.num_heads < 1 || v.hidden_size % v.num_heads != 0 || (v.hidden_size / v.num_heads) % 4 != 0)
+    throw ConfigError(c.path() + ".num_heads", "must divide embed_dim into heads of a multiple of 4 (2-D rotary)");
+  if (v.intermediate_size < 1 || v.merger_size < 1 || v.temporal_patch_size < 1)
+    throw ConfigError(c.path(), "mlp_ratio, hidden_size and temporal_patch_size must be > 0");
+  if (v.patch_size < 1 || v.spatial_merge_size < 1 || v.image_size % (v.patch_size * v.spatial_merge_size) != 0)
+    throw ConfigError(c.path() + ".image_size", "must be a multiple of patch_size x spatial_merge_size");
+  return read_vision_common(n, o);
+}
+
 VisionTowerOptions read_vision(config::ConfigNode n) {
   VisionTowerOptions o;
   o.pretrained = n.get<std::string>("pretrained", "");
@@ -47,6 +84,7 @@ VisionTowerOptions read_vision(config::ConfigNode n) {
     config::ConfigNode c = n.child("config");
     auto& v = o.config;
     v.model_type = c.get<std::string>("model_type", v.model_type);
+    if (v.qwen2_vl()) return read_qwen2_vl_vision(n, c, o);
     v.hidden_size = c.get<int64_t>("hidden_size", 64);
     v.intermediate_size = c.get<int64_t>("intermediate_size", 128);
     v.num_layers = c.get<int64_t>("num_hidden_layers", 2);
@@ -56,7 +94,7 @@ VisionTowerOptions read_vision(config::ConfigNode n) {
     v.hidden_act = c.get<std::string>("hidden_act", v.hidden_act);
     v.layer_norm_eps = c.get<double>("layer_norm_eps", v.layer_norm_eps);
     if (v.model_type != "clip_vision_model" && v.model_type != "siglip_vision_model")
-      throw ConfigError(c.path() + ".model_type", "must be clip_vision_model or siglip_vision_model");
+      throw ConfigError(c.path() + ".model_type", "must be clip_vision_model, siglip_vision_model or qwen2_vl");
     if (v.num_heads < 1 || v.hidden_size % v.num_heads != 0)
       throw ConfigError(c.path() + ".num_attention_heads", "must divide hidden_size");
     if (v.patch_size < 1 || v.image_size % v.patch_size != 0)
@@ -64,10 +102,7 @@ VisionTowerOptions read_vision(config::ConfigNode n) {
   } else if (o.pretrained.empty()) {
     throw ConfigError(n.path(), "needs pretrained (a Hugging Face folder) or config (an architecture)");
   }
-  o.freeze = n.get<bool>("freeze", o.freeze);
-  o.image_mean = read_triple(n, "image_mean", o.image_mean);
-  o.image_std = read_triple(n, "image_std", o.image_std);
-  return o;
+  return read_vision_common(n, o);
 }
 
 ItemImageOptions read_image(config::ConfigNode n) {
@@ -84,6 +119,9 @@ ItemImageOptions read_image(config::ConfigNode n) {
   }
   o.tokens = n.get<int64_t>("tokens", o.tokens);
   if (o.tokens < 1) throw ConfigError(n.path() + ".tokens", "must be >= 1");
+  const std::string projector = n.get<std::string>("projector", "mlp");
+  config::require_one_of(projector, {"mlp", "none"}, n.path() + ".projector");
+  o.projector = projector == "mlp";
   return o;
 }
 
@@ -121,14 +159,22 @@ MolarImpl::MolarImpl(const MolarOptions& options, std::shared_ptr<const data::It
                                                                        : llm::load_vision_tower(im.vision.pretrained));
       if (im.vision.freeze)
         for (auto& p : vision->parameters()) p.set_requires_grad(false);
-      in = vision->config().hidden_size;
+      in = vision->config().output_size();
     } else {
       in = images_.size(1);
     }
     const int64_t k = im.tokens;
-    // A LLaVA-style two-layer projector; one feature vector -> k soft tokens.
-    image_projector = register_module(
-        "image_projector", torch::nn::Sequential(torch::nn::Linear(in, d), torch::nn::GELU(), torch::nn::Linear(d, k * d)));
+    if (!im.projector) {  // Qwen2-VL: the merger already maps patches into the LLM's space
+      if (in != d || k != 1)
+        throw ConfigError("model.image.projector", "none feeds the image tokens to the item LLM as they are: they "
+                                                   "must be " + std::to_string(d) + "-wide (the LLM's hidden size; "
+                                                   "they are " + std::to_string(in) + ") with image.tokens 1 (" +
+                                                   std::to_string(k) + ")");
+    } else {
+      // A LLaVA-style two-layer projector; one feature vector -> k soft tokens.
+      image_projector = register_module("image_projector", torch::nn::Sequential(torch::nn::Linear(in, d), torch::nn::GELU(),
+                                                                                 torch::nn::Linear(d, k * d)));
+    }
   }
   const int64_t id_dim = molar_.post_alignment.id_dim;
   if (molar_.aligned() && id_dim != 0 && id_dim != d)
@@ -174,12 +220,12 @@ torch::Tensor MolarImpl::item_soft_tokens(const std::vector<int64_t>& ids) {
   auto feats = images_.index_select(0, rows).to(dev);                                  // [n, d_img] | [n, C, S, S]
   if (vision) {
     feats = vision->forward(feats);                                                    // [n, T, d_v]
-    if (!vision->config().siglip()) feats = feats.narrow(1, 1, feats.size(1) - 1);    // patches only: [n, P, d_v]
+    if (vision->config().has_class_token()) feats = feats.narrow(1, 1, feats.size(1) - 1);  // patches only: [n, P, d_v]
   } else {
     feats = feats.unsqueeze(1);                                                        // [n, 1, d_img]
   }
   const int64_t n = static_cast<int64_t>(ids.size()), d = item_token.size(0);
-  return image_projector->forward(feats).view({n, -1, d});                           // [n, S, D]
+  return (image_projector ? image_projector->forward(feats) : feats).view({n, -1, d});  // [n, S, D]
 }
 
 int64_t MolarImpl::item_tower_version() const {

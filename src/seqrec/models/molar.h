@@ -9,8 +9,9 @@
 // not a submodule: it is not saved, trained or moved with Molar; `seqrec train` installs it.
 //
 // Images: per-item image features -- precomputed (safetensors [V, d_img], row r = item r + 1), or
-// the patch tokens of a CLIP / SigLIP vision tower (llm/vision_tower.h) over the item pictures --
-// go through a projector (Linear, GELU, Linear) to soft tokens at the [Img] slot of each item's prompt,
+// the patch tokens of a CLIP / SigLIP / Qwen2-VL vision tower (llm/vision_tower.h; Qwen2-VL's are
+// its merged tokens) over the item pictures --
+// go through a projector (Linear, GELU, Linear; or none) to soft tokens at the [Img] slot of each item's prompt,
 // between its text and the [Cur_Item] slot (HLLM's [ITEM]), whose final hidden state is the item
 // embedding. `inputs: text | image | both` switches the item side for the paper's ablations.
 //
@@ -48,13 +49,16 @@ struct PostAlignmentOptions {
 /// What the item LLM reads (Molar's ablations).
 enum class ItemInputs { kText, kImage, kBoth };
 
-/// `model.image.vision:` -- a CLIP / SigLIP vision tower reading the item pictures.
+/// `model.image.vision:` -- a CLIP / SigLIP / Qwen2-VL vision tower reading the item pictures.
 struct VisionTowerOptions {
   std::string pretrained;          ///< HF folder ("" = from `config`)
   llm::VisionConfig config;        ///< used when pretrained is ""
   bool freeze = false;             ///< no gradient into the tower
   std::array<double, 3> image_mean = {0.48145466, 0.4578275, 0.40821073};  ///< CLIP's (SigLIP: 0.5)
   std::array<double, 3> image_std = {0.26862954, 0.26130258, 0.27577711};
+  /// Side the pictures are resized to (0 = the tower's image_size). Qwen2-VL only: any multiple of
+  /// patch_size x spatial_merge_size (HF resizes each picture to its own; we use one size for all).
+  int64_t image_size = 0;
 };
 
 /// `model.image:` -- per-item image features (precomputed, or from pictures through a vision tower)
@@ -67,6 +71,9 @@ struct ItemImageOptions {
   bool has_vision = false;    ///< `vision:` given: pictures through a vision tower, its patch tokens projected
   VisionTowerOptions vision;
   int64_t tokens = 1;         ///< soft tokens per feature vector (precomputed: per item; vision: per patch)
+  /// `projector: mlp` (Linear, GELU, Linear to tokens x D) | `none` (the features are the soft
+  /// tokens as they are: Qwen2-VL's merger output in the LLM's width, as the paper's MLLM reads them).
+  bool projector = true;
 };
 
 /// `model:` of `name: molar`: HLLM's options plus the image path and the post-alignment.
@@ -113,7 +120,7 @@ class MolarImpl : public HllmImpl, public AuxiliaryLossModel {
   const MolarOptions& molar_options() const { return molar_; }
 
   llm::VisionTower vision{nullptr};                ///< image.has_vision only
-  torch::nn::Sequential image_projector{nullptr};  ///< d_img -> tokens x D (images only)
+  torch::nn::Sequential image_projector{nullptr};  ///< d_img -> tokens x D (images, unless projector: none)
   torch::nn::Linear align_projection{nullptr};     ///< D -> id_dim (only when they differ)
   torch::Tensor user_slot_token;                   ///< [D] the [User] slot's input vector (user_token only)
 

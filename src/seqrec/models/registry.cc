@@ -44,13 +44,28 @@ SequenceRecommender build_hllm(config::ConfigNode node, const ModelContext& cont
   return std::make_shared<HllmImpl>(read_hllm_options(node, context), std::move(tokens));
 }
 
+// The side pictures are resized to: the tower's image_size, or for Qwen2-VL (no position table)
+// model.image.vision.image_size when given.
+int64_t resized_side(const VisionTowerOptions& vision, const llm::VisionConfig& vc) {
+  if (vision.image_size == 0 || vision.image_size == vc.image_size) return vc.image_size;
+  const std::string key = "model.image.vision.image_size";
+  if (!vc.qwen2_vl())
+    throw ConfigError(key, std::to_string(vision.image_size) + ": a " + vc.model_type + " tower reads " +
+                               std::to_string(vc.image_size) + "-pixel pictures only (its position table)");
+  const int64_t unit = vc.patch_size * vc.spatial_merge_size;
+  if (vision.image_size % unit != 0)
+    throw ConfigError(key, std::to_string(vision.image_size) + " is not a multiple of patch_size x spatial_merge_size = " +
+                               std::to_string(unit));
+  return vision.image_size;
+}
+
 // Precomputed features [V, d], or the preprocessed pictures [V, C, S, S] the vision tower reads.
 torch::Tensor load_molar_images(const ItemImageOptions& image, const std::string& data_dir) {
   if (!image.has_vision) return semantic_id::read_embeddings(image.features, image.tensor);
   const llm::VisionConfig vc =
       image.vision.pretrained.empty() ? image.vision.config : llm::read_vision_config(image.vision.pretrained);
   data::ImagePreprocessOptions pre;
-  pre.size = vc.image_size;
+  pre.size = resized_side(image.vision, vc);
   pre.mean = image.vision.image_mean;
   pre.std = image.vision.image_std;
   const auto catalog = data::ItemCatalog::load(data_dir);
