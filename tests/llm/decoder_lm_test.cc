@@ -119,6 +119,47 @@ TEST(DecoderLmTest, LoadsSelfWrittenCheckpointsTiedUntiedShardedAndQwen2) {
   }
 }
 
+// Qwen2-VL's language model is Qwen2 with M-RoPE, which over text is plain RoPE: a Qwen2-VL folder
+// (text fields top-level as released, or under text_config as newer transformers save them;
+// rope_scaling mrope; its vision tower's visual.* tensors beside) gives the Qwen2 folder's logits.
+TEST(DecoderLmTest, Qwen2VlFoldersLoadTheirLanguageModelAsQwen2) {
+  torch::manual_seed(9);
+  const DecoderConfig c = tiny_config("qwen2", true);
+  DecoderLm source(c);
+  train::NamedTensors state = train::model_state(*source);
+  state.emplace_back("visual.blocks.0.attn.qkv.weight", torch::randn({6, 2}));
+  state.emplace_back("visual.merger.mlp.2.weight", torch::randn({16, 8}));
+  nlohmann::json text = {{"vocab_size", c.vocab_size}, {"hidden_size", c.hidden_size},
+                         {"intermediate_size", c.intermediate_size}, {"num_hidden_layers", c.num_layers},
+                         {"num_attention_heads", c.num_heads}, {"num_key_value_heads", c.num_kv_heads},
+                         {"rms_norm_eps", 1e-6}, {"rope_theta", 10000.0}, {"tie_word_embeddings", true},
+                         {"rope_scaling", {{"type", "mrope"}, {"mrope_section", {1, 0, 1}}}}};
+  const nlohmann::json vision = {{"depth", 1}, {"embed_dim", 8}, {"hidden_size", 16}};
+  nlohmann::json released = text, nested = {{"model_type", "qwen2_vl"}, {"text_config", text}, {"vision_config", vision}};
+  released["model_type"] = "qwen2_vl";
+  released["vision_config"] = vision;
+  nested["hidden_size"] = 99;  // a stale top-level field: text_config wins
+  for (const nlohmann::json& config : {released, nested}) {
+    testing::TempDir dir;
+    std::ofstream(dir.file("config.json")) << config.dump();
+    train::save_tensors(dir.file("model.safetensors"), state, {});
+    DecoderLm loaded = load_decoder_lm(dir.path());
+    EXPECT_EQ(loaded->config().model_type, "qwen2_vl");
+    EXPECT_TRUE(loaded->config().attention_bias);  // Qwen2's q/k/v biases
+    EXPECT_TRUE(torch::equal(run(source), run(loaded)));
+  }
+  // M-RoPE is accepted from Qwen2-VL only; a Qwen2 folder's unexpected visual.* tensors are still named.
+  testing::TempDir dir;
+  nlohmann::json qwen2 = text;
+  qwen2["model_type"] = "qwen2";
+  std::ofstream(dir.file("config.json")) << qwen2.dump();
+  train::save_tensors(dir.file("model.safetensors"), state, {});
+  ASSERT_THROWS_WITH(load_decoder_lm(dir.path()), "rope_scaling type 'mrope' is not supported (llama3)");
+  qwen2.erase("rope_scaling");
+  std::ofstream(dir.file("config.json")) << qwen2.dump();
+  ASSERT_THROWS_WITH(load_decoder_lm(dir.path()), "unexpected: visual.blocks.0.attn.qkv.weight");
+}
+
 TEST(DecoderLmTest, LoadsHalfAndBfloat16Checkpoints) {
   for (auto dtype : {torch::kHalf, torch::kBFloat16}) {
     testing::TempDir dir;

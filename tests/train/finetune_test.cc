@@ -471,6 +471,23 @@ TEST(FinetuneTest, Stories260KLearnsAndGeneratesTheMemorisedResponses) {
 // Epoch files (lcrec-data's per-epoch template draws): epoch 2 trains on its own file. Listing
 // train_file itself changes nothing; another file for epoch 2 changes the model; one for epoch 3
 // only does not change a 2-epoch run.
+// A Qwen2-VL base is refused by name: the export would write its language model only, into a folder
+// whose config.json names a vision tower.
+TEST(FinetuneTest, Qwen2VlBasesAreRefused) {
+  TempDir dir;
+  write_tiny_hf(dir.file(""), /*tied=*/false);
+  auto config = nlohmann::json::parse(read_file(dir.file("config.json")));
+  config["model_type"] = "qwen2_vl";
+  config["attention_bias"] = false;  // the tiny LLaMA has no q/k/v biases
+  write_file_atomic(dir.file("config.json"), config.dump());
+  FinetuneOptions o;
+  o.model_dir = dir.path();
+  o.train_file = dir.write("t.jsonl", nlohmann::json({{"prompt", "a b"}, {"response", "ab"}}).dump() + "\n");
+  o.out_dir = dir.file("out");
+  ASSERT_THROWS_WITH(run_finetune(o, ""), "finetune.model: " + dir.path() + " is a Qwen2-VL folder");
+  EXPECT_FALSE(std::filesystem::exists(dir.file("out")));
+}
+
 TEST(FinetuneTest, LaterEpochsTrainOnTheirOwnFiles) {
   TempDir dir;
   write_tiny_hf(dir.file(""), /*tied=*/false);

@@ -125,8 +125,17 @@ DecoderConfig read_decoder_config(const std::string& dir) {
   }
   DecoderConfig c;
   c.model_type = field<std::string>(j, "model_type", c.model_type, file);
-  if (c.model_type != "llama" && c.model_type != "mistral" && c.model_type != "qwen2")
-    throw DataError(file + ": model_type '" + c.model_type + "' is not supported (llama, mistral, qwen2)");
+  const bool qwen2_vl = c.model_type == "qwen2_vl";
+  if (qwen2_vl && j.contains("text_config") && j["text_config"].is_object()) {
+    // Qwen2-VL's language model: its fields are top-level as released, under text_config as newer
+    // transformers save them (text_config wins).
+    json text = j["text_config"];
+    for (auto& [k, v] : j.items())
+      if (k != "text_config" && k != "vision_config" && !text.contains(k)) text[k] = v;
+    j = std::move(text);
+  }
+  if (c.model_type != "llama" && c.model_type != "mistral" && c.model_type != "qwen2" && !qwen2_vl)
+    throw DataError(file + ": model_type '" + c.model_type + "' is not supported (llama, mistral, qwen2, qwen2_vl)");
   for (const char* k : {"vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads"})
     if (!j.contains(k)) throw DataError(file + ": required field '" + std::string(k) + "' is missing");
   c.vocab_size = field<int64_t>(j, "vocab_size", 0, file);
@@ -140,7 +149,7 @@ DecoderConfig read_decoder_config(const std::string& dir) {
   c.rms_norm_eps = field<double>(j, "rms_norm_eps", c.rms_norm_eps, file);
   c.rope_theta = field<double>(j, "rope_theta", c.rope_theta, file);
   c.tie_word_embeddings = field<bool>(j, "tie_word_embeddings", c.tie_word_embeddings, file);
-  c.attention_bias = field<bool>(j, "attention_bias", c.model_type == "qwen2", file);
+  c.attention_bias = field<bool>(j, "attention_bias", c.model_type == "qwen2" || qwen2_vl, file);
   c.dropout = field<double>(j, "attention_dropout", 0.0, file);
   c.bos_token_id = j.contains("bos_token_id") && j["bos_token_id"].is_number() ? j["bos_token_id"].get<int64_t>() : -1;
   if (j.contains("eos_token_id") && j["eos_token_id"].is_number()) c.eos_token_id = j["eos_token_id"].get<int64_t>();
@@ -149,8 +158,12 @@ DecoderConfig read_decoder_config(const std::string& dir) {
   if (j.contains("rope_scaling") && j["rope_scaling"].is_object()) {
     const json& rs = j["rope_scaling"];
     const std::string type = field<std::string>(rs, "rope_type", field<std::string>(rs, "type", "", file), file);
-    if (type != "llama3" && type != "default")
-      throw DataError(file + ": rope_scaling type '" + type + "' is not supported (llama3)");
+    // Qwen2-VL's M-RoPE (type mrope, or default with mrope_section) gives a text token the same
+    // position in its three sections: over text it is plain RoPE. seqrec numbers every token, soft
+    // image tokens included, with 1-D positions (docs/models.md).
+    if (!(type == "llama3" || type == "default" || (qwen2_vl && type == "mrope")))
+      throw DataError(file + ": rope_scaling type '" + type + "' is not supported (llama3" +
+                      std::string(qwen2_vl ? ", mrope" : "") + ")");
     if (type == "llama3") {
       c.rope_factor = field<double>(rs, "factor", 8.0, file);
       c.rope_low_freq_factor = field<double>(rs, "low_freq_factor", 1.0, file);
@@ -301,6 +314,13 @@ void load_hf_weights(torch::nn::Module& model, const std::string& dir, bool tied
     mapped.push_back(SafetensorsFile::open(f));
     for (const auto& n : mapped.back().names()) where[n] = {mapped.size() - 1, f};
   }
+  // A Qwen2-VL folder holds its vision tower (`visual.*`, llm/vision_tower.h) beside the language model.
+  bool vision_beside = false;
+  try {
+    vision_beside = path_exists(dir + "/config.json") &&
+                    json::parse(read_file(dir + "/config.json")).value("model_type", "") == "qwen2_vl";
+  } catch (const json::exception&) {
+  }
   std::string missing, unexpected;
   std::set<std::string> used;
   torch::NoGradGuard no_grad;
@@ -325,7 +345,7 @@ void load_hf_weights(torch::nn::Module& model, const std::string& dir, bool tied
   }
   for (const auto& [name, loc] : where)
     if (!used.count(name) && !skip.count(name) && !(tied_embeddings && name == "lm_head.weight") &&
-        name.find("rotary_emb") == std::string::npos)
+        name.find("rotary_emb") == std::string::npos && !(vision_beside && name.rfind("visual.", 0) == 0))
       unexpected += (unexpected.empty() ? "" : ", ") + name;
   if (!missing.empty() || !unexpected.empty())
     throw CheckpointError(dir + ": checkpoint does not match the model" + (missing.empty() ? "" : "; missing: " + missing) +

@@ -21,7 +21,7 @@ namespace seqrec::llm {
 
 /// The architecture fields of a Hugging Face config.json that the forward pass depends on.
 struct DecoderConfig {
-  std::string model_type = "llama";   ///< llama | mistral | qwen2
+  std::string model_type = "llama";   ///< llama | mistral | qwen2 | qwen2_vl (its language model)
   int64_t vocab_size = 32000;
   int64_t hidden_size = 4096;
   int64_t intermediate_size = 11008;
