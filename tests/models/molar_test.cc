@@ -328,6 +328,29 @@ TEST(MolarTest, ImageSoftTokensLandAtTheImgSlotBeforeTheItemSlot) {
   EXPECT_GT((a - b).abs().max().item<double>(), 1e-4);
 }
 
+// Each item's embedding equals the item LLM over its text with soft(item) [S, D] at the [Img] slot.
+template <class Soft>
+void expect_embeddings_with_soft_tokens(MolarImpl& m, const MolarFixture& f, const std::vector<int64_t>& ids, Soft soft) {
+  torch::NoGradGuard no_grad;
+  auto got = m.embed_items(ids);
+  for (size_t i = 0; i < ids.size(); ++i) {
+    auto ref = embed_by_hand(m, f, ids[i], soft(ids[i]), true);
+    EXPECT_TRUE(torch::allclose(got[i], ref, 1e-5, 1e-5)) << "item " << ids[i] << ": " << (got[i] - ref).abs().max();
+  }
+}
+
+// Training through the item embeddings gives each named parameter a non-zero gradient.
+void expect_gradients_reach(MolarImpl& m, const std::vector<std::string>& names) {
+  torch::GradMode::set_enabled(true);
+  m.train();
+  m.embed_items({1, 3}).sum().backward();
+  for (const auto& name : names) {
+    auto g = m.named_parameters()[name].grad();
+    ASSERT_TRUE(g.defined()) << name;
+    EXPECT_GT(g.abs().sum().item<double>(), 0.0) << name;
+  }
+}
+
 TEST(MolarTest, VisionTowerPatchTokensAreTheSoftTokens) {
   MolarFixture f;
   MolarOptions o;
@@ -344,22 +367,11 @@ TEST(MolarTest, VisionTowerPatchTokensAreTheSoftTokens) {
   auto pixels = torch::randn({5, 3, 8, 8});
   auto m = make_molar(f, o, pixels);
   m->eval();
-  torch::NoGradGuard no_grad;
-  std::vector<int64_t> ids{2, 5};
-  auto got = m->embed_items(ids);
-  for (size_t i = 0; i < ids.size(); ++i) {
-    auto patches = m->vision->forward(pixels[ids[i] - 1].unsqueeze(0)).narrow(1, 1, 4);   // [1, 4, 8]
-    auto soft = m->image_projector->forward(patches).view({4, 16});
-    auto ref = embed_by_hand(*m, f, ids[i], soft, true);
-    EXPECT_TRUE(torch::allclose(got[i], ref, 1e-5, 1e-5)) << (got[i] - ref).abs().max();
-  }
-  // Gradients reach the vision tower through the item embeddings.
-  torch::GradMode::set_enabled(true);
-  m->train();
-  m->embed_items({1, 3}).sum().backward();
-  auto g = m->named_parameters()["vision.vision_model.encoder.layers.0.self_attn.q_proj.weight"].grad();
-  ASSERT_TRUE(g.defined());
-  EXPECT_GT(g.abs().sum().item<double>(), 0.0);
+  expect_embeddings_with_soft_tokens(*m, f, {2, 5}, [&](int64_t id) {
+    auto patches = m->vision->forward(pixels[id - 1].unsqueeze(0)).narrow(1, 1, 4);   // [1, 4, 8]
+    return m->image_projector->forward(patches).view({4, 16});
+  });
+  expect_gradients_reach(*m, {"vision.vision_model.encoder.layers.0.self_attn.q_proj.weight"});
 }
 
 // A scratch Qwen2-VL tower: its merged tokens (4 per 16 x 16 picture: 4 x 4 patches of 4, merged
@@ -383,25 +395,13 @@ TEST(MolarTest, Qwen2VlMergedTokensAreTheSoftTokens) {
   auto pixels = torch::randn({5, 3, 16, 16});
   auto m = make_molar(f, o, pixels);
   m->eval();
-  torch::NoGradGuard no_grad;
-  std::vector<int64_t> ids{1, 4};
-  auto got = m->embed_items(ids);
-  for (size_t i = 0; i < ids.size(); ++i) {
-    auto merged = m->vision->forward(pixels[ids[i] - 1].unsqueeze(0));   // [1, 4, 6]
-    ASSERT_EQ(merged.sizes(), (std::vector<int64_t>{1, 4, 6}));
-    auto soft = m->image_projector->forward(merged).view({4, 16});
-    auto ref = embed_by_hand(*m, f, ids[i], soft, true);
-    EXPECT_TRUE(torch::allclose(got[i], ref, 1e-5, 1e-5)) << (got[i] - ref).abs().max();
-  }
-  torch::GradMode::set_enabled(true);
-  m->train();
-  m->embed_items({2, 3}).sum().backward();
-  for (const char* name : {"vision.visual.blocks.0.attn.qkv.weight", "vision.visual.patch_embed.proj.weight",
-                           "vision.visual.merger.mlp.2.weight"}) {
-    auto g = m->named_parameters()[name].grad();
-    ASSERT_TRUE(g.defined()) << name;
-    EXPECT_GT(g.abs().sum().item<double>(), 0.0) << name;
-  }
+  expect_embeddings_with_soft_tokens(*m, f, {1, 4}, [&](int64_t id) {
+    auto merged = m->vision->forward(pixels[id - 1].unsqueeze(0));   // [1, 4, 6]
+    EXPECT_EQ(merged.sizes(), (std::vector<int64_t>{1, 4, 6}));
+    return m->image_projector->forward(merged).view({4, 16});
+  });
+  expect_gradients_reach(*m, {"vision.visual.blocks.0.attn.qkv.weight", "vision.visual.patch_embed.proj.weight",
+                              "vision.visual.merger.mlp.2.weight"});
   // projector: none -- the merger's output, in the LLM's width, is the soft tokens as it is.
   o.image.projector = false;
   ASSERT_THROWS_WITH(make_molar(f, o, pixels), "model.image.projector: none feeds the image tokens");
@@ -409,11 +409,9 @@ TEST(MolarTest, Qwen2VlMergedTokensAreTheSoftTokens) {
   auto bare = make_molar(f, o, pixels);
   EXPECT_FALSE(bare->image_projector);
   bare->eval();
-  torch::NoGradGuard again;
-  auto soft = bare->vision->forward(pixels[2].unsqueeze(0)).view({4, 16});
-  auto ref = embed_by_hand(*bare, f, 3, soft, true);
-  auto embedded = bare->embed_items({3});
-  EXPECT_TRUE(torch::allclose(embedded[0], ref, 1e-5, 1e-5)) << (embedded[0] - ref).abs().max();
+  expect_embeddings_with_soft_tokens(*bare, f, {3}, [&](int64_t id) {
+    return bare->vision->forward(pixels[id - 1].unsqueeze(0)).view({4, 16});
+  });
 }
 
 TEST(MolarTest, ParameterNamesBeyondHllmArePinned) {
