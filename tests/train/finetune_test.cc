@@ -471,21 +471,39 @@ TEST(FinetuneTest, Stories260KLearnsAndGeneratesTheMemorisedResponses) {
 // Epoch files (lcrec-data's per-epoch template draws): epoch 2 trains on its own file. Listing
 // train_file itself changes nothing; another file for epoch 2 changes the model; one for epoch 3
 // only does not change a 2-epoch run.
-// A Qwen2-VL base is refused by name: the export would write its language model only, into a folder
-// whose config.json names a vision tower.
-TEST(FinetuneTest, Qwen2VlBasesAreRefused) {
+// A Qwen2-VL base: its language model is tuned, and its vision tower (`visual.*`, here a bfloat16
+// tensor and a float32 one) travels unchanged into the export, in float32, so that the exported
+// folder is a whole Qwen2-VL folder that loads again.
+TEST(FinetuneTest, Qwen2VlBasesExportTheirVisionTowerUnchanged) {
   TempDir dir;
   write_tiny_hf(dir.file(""), /*tied=*/false);
   auto config = nlohmann::json::parse(read_file(dir.file("config.json")));
   config["model_type"] = "qwen2_vl";
   config["attention_bias"] = false;  // the tiny LLaMA has no q/k/v biases
   write_file_atomic(dir.file("config.json"), config.dump());
+  NamedTensors base = load_tensors(dir.file("model.safetensors"), nullptr);
+  torch::manual_seed(3);
+  const torch::Tensor qkv = torch::randn({6, 4}).to(torch::kBFloat16), merger = torch::randn({3});
+  base.emplace_back("visual.blocks.0.attn.qkv.weight", qkv);
+  base.emplace_back("visual.merger.mlp.2.bias", merger);
+  save_tensors(dir.file("model.safetensors"), base, {{"format", "pt"}});
   FinetuneOptions o;
   o.model_dir = dir.path();
   o.train_file = dir.write("t.jsonl", nlohmann::json({{"prompt", "a b"}, {"response", "ab"}}).dump() + "\n");
   o.out_dir = dir.file("out");
-  ASSERT_THROWS_WITH(run_finetune(o, ""), "finetune.model: " + dir.path() + " is a Qwen2-VL folder");
-  EXPECT_FALSE(std::filesystem::exists(dir.file("out")));
+  o.epochs = 1;
+  o.lr = 1e-2;
+  run_finetune(o, "");
+  NamedTensors exported = load_tensors(dir.file("out/model.safetensors"), nullptr);
+  std::map<std::string, torch::Tensor> by_name(exported.begin(), exported.end());
+  ASSERT_TRUE(by_name.count("visual.blocks.0.attn.qkv.weight"));
+  EXPECT_EQ(by_name["visual.blocks.0.attn.qkv.weight"].scalar_type(), torch::kFloat);
+  EXPECT_TRUE(torch::equal(by_name["visual.blocks.0.attn.qkv.weight"], qkv.to(torch::kFloat)));
+  EXPECT_TRUE(torch::equal(by_name["visual.merger.mlp.2.bias"], merger));
+  // The language model did train, and the folder loads again as a Qwen2-VL language model.
+  std::map<std::string, torch::Tensor> before(base.begin(), base.end());
+  EXPECT_FALSE(torch::equal(by_name["model.layers.0.mlp.up_proj.weight"], before["model.layers.0.mlp.up_proj.weight"]));
+  EXPECT_EQ(llm::load_decoder_lm(dir.file("out"))->config().model_type, "qwen2_vl");
 }
 
 TEST(FinetuneTest, LaterEpochsTrainOnTheirOwnFiles) {

@@ -358,10 +358,6 @@ void FinetuneLoop::load_model() {
 
   torch::manual_seed(static_cast<uint64_t>(o_.seed));
   lm_ = llm::load_decoder_lm(o_.model_dir);
-  if (lm_->config().model_type == "qwen2_vl")  // the export writes the language model only
-    throw ConfigError("finetune.model", o_.model_dir + " is a Qwen2-VL folder: seqrec tunes and exports its language "
-                                        "model only, and the exported folder would lack the vision tower that its "
-                                        "config.json names (tune a Qwen2 folder instead)");
   if (known > lm_->config().vocab_size)
     throw DataError(o_.model_dir + ": the tokenizer has " + std::to_string(known) +
                     " tokens but config.json vocab_size is " + std::to_string(lm_->config().vocab_size));

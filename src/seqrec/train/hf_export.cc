@@ -131,6 +131,30 @@ void write_adapter(const llm::DecoderLmImpl& lm, const HfExportSpec& spec, const
   write_file_atomic(dir + "/adapter_config.json", config.dump(2) + "\n");
 }
 
+// A Qwen2-VL base holds its vision tower beside the language model: its `visual.*` tensors travel
+// unchanged (in float32, as the rest is written), so that the export is a whole Qwen2-VL folder.
+NamedTensors base_vision_tensors(const std::string& base_dir) {
+  std::vector<std::string> files;
+  const std::string index = base_dir + "/model.safetensors.index.json";
+  if (path_exists(index)) {
+    const json j = read_json(index);
+    if (!j.contains("weight_map") || !j["weight_map"].is_object()) throw CheckpointError(index + ": no 'weight_map'");
+    std::set<std::string> shards;
+    for (const auto& [name, shard] : j["weight_map"].items()) shards.insert(shard.get<std::string>());
+    for (const auto& shard : shards) files.push_back(base_dir + "/" + shard);
+  } else {
+    files.push_back(base_dir + "/model.safetensors");
+  }
+  NamedTensors out;
+  for (const auto& f : files) {
+    const SafetensorsFile file = SafetensorsFile::open(f);
+    for (const auto& name : file.names())
+      if (name.rfind("visual.", 0) == 0)
+        out.emplace_back(name, nn::tensor_view(file.get(name)).to(torch::kFloat, /*non_blocking=*/false, /*copy=*/true));
+  }
+  return out;
+}
+
 // Puts the finished `tmp` folder at `dir`: a rename when dir is new, else one atomic exchange (a
 // reader sees the old folder or the new one) and the old folder, checked to be ours, removed.
 void swap_in(const std::string& tmp, const std::string& dir) {
@@ -177,7 +201,10 @@ void export_hf_model(const llm::DecoderLmImpl& lm, const HfExportSpec& spec, con
   const std::string tmp = temp_path_for(out_dir);
   fs::remove_all(tmp);
   make_dirs(tmp);
-  save_tensors(tmp + "/model.safetensors", hf_state(lm), {{"format", "pt"}});
+  NamedTensors state = hf_state(lm);
+  if (lm.config().model_type == "qwen2_vl")
+    for (auto& t : base_vision_tensors(spec.base_dir)) state.push_back(std::move(t));
+  save_tensors(tmp + "/model.safetensors", state, {{"format", "pt"}});
   write_config(lm, spec, tmp);
   for (const char* name : kCopied)
     if (path_exists(spec.base_dir + "/" + name)) write_file_atomic(tmp + "/" + name, read_file(spec.base_dir + "/" + name));

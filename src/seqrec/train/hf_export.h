@@ -1,7 +1,8 @@
 // Hugging Face folders out of a fine-tuned DecoderLm: config.json (vocab_size updated),
 // model.safetensors under HF names (LoRA merged), the base tokenizer files with the added tokens
 // registered where transformers and load_tokenizer look for them, and with LoRA a PEFT adapter
-// (adapter_config.json + adapter_model.safetensors). Written to a temp folder and swapped in; an
+// (adapter_config.json + adapter_model.safetensors). A Qwen2-VL base's vision tower (`visual.*`)
+// is copied unchanged beside the language model. Written to a temp folder and swapped in; an
 // existing folder is replaced only if seqrec wrote it (its seqrec_export.json lists every file).
 #pragma once
 
