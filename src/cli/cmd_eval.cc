@@ -3,6 +3,8 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <map>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -16,10 +18,14 @@
 #include "seqrec/config/options.h"
 #include "seqrec/data/interaction_store.h"
 #include "seqrec/data/lcrec_tasks.h"
+#include "seqrec/data/lsvcr_data.h"
 #include "seqrec/eval/evaluator.h"
 #include "seqrec/eval/report.h"
+#include "seqrec/common/safetensors.h"
 #include "seqrec/models/lcrec.h"
+#include "seqrec/models/lsvcr.h"
 #include "seqrec/train/checkpoint.h"
+#include "seqrec/train/lsvcr_trainer.h"
 
 namespace seqrec::cli {
 namespace {
@@ -124,6 +130,51 @@ int run_generative_eval(const CliArgs& args) {
   return 0;
 }
 
+// An LSVCR checkpoint (stage 2, `seqrec train` with model.name lsvcr) under the lsvcr protocol of
+// its run's config: videos among 1 + 99 candidates, comments among their video's, as train does.
+int run_lsvcr_eval(const CliArgs& args, const std::map<std::string, std::string>& meta) {
+  config::ConfigNode root = load_run_config(args);
+  const config::DataOptions data = config::read_data_options(root.child("data"));
+  const config::TrainOptions train = config::read_train_options(root.child("train"));
+  config::ConfigNode lsvcr_node = root.child("lsvcr");
+  const train::LsvcrRunOptions run = train::read_lsvcr_run_options(lsvcr_node);
+  if (lsvcr_node.get<std::string>("stage", "finetune") != "finetune")
+    throw ConfigError("lsvcr.stage", "seqrec eval takes stage 2 checkpoints (lsvcr.stage: finetune); stage 1's SR "
+                                     "model is evaluated by a stage 2 run started from it (train.init_from)");
+  config::ConfigNode model_node = root.child("model");
+  model_node.require<std::string>("name");  // lsvcr: how run_eval got here
+  models::LsvcrOptions options = models::read_lsvcr_options(model_node);
+  ignore_sections(root, "data model train lsvcr");
+  root.finish();
+  if (data.dir.empty()) throw ConfigError("data.dir", "required key is missing (or pass --data DIR)");
+  const data::Split which = data::parse_split(args.split, "--split");
+  set_threads(train.threads);
+  const data::LsvcrStore store = data::LsvcrStore::load(data.dir + "/" + data::kLsvcrStoreFile);
+  for (const auto& [key, noun, have] : {std::tuple<const char*, const char*, int64_t>{"num_videos", "videos", store.num_videos},
+                                        {"num_comments", "comments", store.num_comments}})
+    if (meta.count(key) && meta.at(key) != std::to_string(have))
+      throw CheckpointError(args.checkpoint + ": built for " + meta.at(key) + " " + noun + ", but " + data.dir + " has " +
+                            std::to_string(have) + " (a different prepared dataset?)");
+  const data::LsvcrSplits splits = data::split_lsvcr(store);
+  models::LsvcrTextTables tables = train::load_lsvcr_text_tables(store, run);
+  options.num_videos = store.num_videos;
+  options.num_comments = store.num_comments;
+  options.text_input_dim = tables.video_title.size(1);
+  models::Lsvcr model(options);
+  model->set_text_tables(std::move(tables));
+  train::load_state_into(*model, train::load_tensors(args.checkpoint, nullptr), args.checkpoint);
+  const eval::MetricSet m =
+      train::evaluate_lsvcr(*model, store, which == data::Split::kValid ? splits.valid : splits.test, run, train.batch_size);
+  const std::string line = with_inputs(
+      eval::to_json_line(m, data::split_name(which), "lsvcr", static_cast<int64_t>(m.at("video_samples"))), args);
+  std::printf("%s\n", line.c_str());
+  append_line(dir_of(args.checkpoint) + "/eval.jsonl", line);
+  std::fprintf(stderr, "%-22s %s (lsvcr, %ld video and %ld comment samples)\n", "metric", "value",
+               long(m.at("video_samples")), long(m.at("comment_samples")));
+  print_metric_table(m, 22);
+  return 0;
+}
+
 }  // namespace
 
 data::InteractionStore window_store(const data::InteractionStore& raw, const config::DataOptions& data) {
@@ -145,6 +196,11 @@ config::ConfigNode load_run_config(const CliArgs& args) {
 
 int run_eval(const CliArgs& args) {
   if (is_directory(args.checkpoint)) return run_generative_eval(args);
+  if (path_exists(args.checkpoint)) {
+    const auto meta = SafetensorsFile::open(args.checkpoint).metadata();
+    const auto format = meta.find("format");
+    if (format != meta.end() && format->second == train::kLsvcrCheckpointFormat) return run_lsvcr_eval(args, meta);
+  }
   config::ConfigNode root = load_run_config(args);
   config::DataOptions data_opts = config::read_data_options(root.child("data"));
   config::EvalOptions eval_opts = config::read_eval_options(root.child("eval"));

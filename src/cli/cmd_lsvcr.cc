@@ -81,7 +81,7 @@ int run_train_lsvcr(config::ConfigNode& root) {
            splits.train.video.size(), splits.train.comment.size(), splits.valid.video.size(),
            splits.valid.comment.size(), splits.test.video.size(), splits.test.comment.size());
   const std::map<std::string, std::string> metadata = {
-      {"format", "seqrec-lsvcr-checkpoint-1"},
+      {"format", train::kLsvcrCheckpointFormat},
       {"model", model_node.dump()},
       {"num_videos", std::to_string(options.num_videos)},
       {"num_comments", std::to_string(options.num_comments)},

@@ -57,5 +57,44 @@ TEST(LsvcrCliTest, SynthPrepareAlignAndFinetuneFromTheAlignedModel) {
   EXPECT_TRUE(last_json(r.out).contains("comment_ndcg@5"));
 }
 
+// seqrec eval on a stage 2 checkpoint: from the run's config.yaml, the test line of train and the
+// best epoch's validation line again (eval.jsonl names the checkpoint); another store is refused.
+TEST(LsvcrCliTest, EvalOfAStageTwoCheckpointRepeatsTrainsLines) {
+  TempDir dir;
+  make_small_lsvcr_data(dir);
+  if (HasFatalFailure()) return;
+  const std::string common =
+      "--config " + std::string(SEQREC_SOURCE_DIR) + "/configs/lsvcr/synthetic.yaml --set data.dir=" + dir.file("data") +
+      " --set lsvcr.video_title_emb=" + dir.file("v.safetensors") + " --set lsvcr.comment_emb=" + dir.file("c.safetensors") +
+      " --set model.max_history=6 --set model.max_position=12 --set model.hidden_dim=16 --set model.ffn_dim=32"
+      " --set model.text_hidden_dim=16 --set model.text_dim=16 --set train.batch_size=64 --set train.threads=1";
+  Result r = run_seqrec("train " + common + " --set train.epochs=2 --set train.eval_every=1 --set train.out_dir=" +
+                            dir.file("s2"), dir);
+  ASSERT_EQ(r.code, 0) << r.err;
+  const auto trained = last_json(r.out);
+  const auto lines = lines_of(slurp(dir.file("s2/metrics.jsonl")));
+  ASSERT_EQ(lines.size(), 3u);  // valid, valid, test
+  const auto logged_test = nlohmann::json::parse(lines[2]);
+  const auto best_valid = nlohmann::json::parse(lines[logged_test["epoch"].get<int64_t>() - 1]);
+  for (const auto& [split, want] : {std::pair<std::string, nlohmann::json>{"test", trained}, {"valid", best_valid}}) {
+    Result e = run_seqrec("eval --checkpoint " + dir.file("s2/best.safetensors") + " --split " + split, dir);
+    ASSERT_EQ(e.code, 0) << e.err;
+    const auto got = last_json(e.out);
+    EXPECT_EQ(got["protocol"], "lsvcr");
+    EXPECT_EQ(got["split"], split);
+    for (const char* k : {"video_ndcg@5", "video_recall@10", "video_mrr@10", "comment_ndcg@5", "comment_recall@1"})
+      EXPECT_DOUBLE_EQ(got.at(k).get<double>(), want.at(k).get<double>()) << split << " " << k;
+  }
+  EXPECT_EQ(last_json(slurp(dir.file("s2/eval.jsonl")))["checkpoint"], dir.file("s2/best.safetensors"));
+  // A store with other videos: refused by name before anything runs.
+  Result other = run_seqrec("synth --set synth.mode=lsvcr --set synth.num_users=40 --set synth.num_videos=12 "
+                            "--set synth.num_topics=4 --set synth.max_comments=24 --out " + dir.file("raw2"), dir);
+  ASSERT_EQ(other.code, 0) << other.err;
+  ASSERT_EQ(run_seqrec("prepare --set prepare.format=lsvcr --input " + dir.file("raw2") + " --out " + dir.file("data2"), dir).code, 0);
+  Result wrong = run_seqrec("eval --checkpoint " + dir.file("s2/best.safetensors") + " --data " + dir.file("data2"), dir);
+  EXPECT_NE(wrong.code, 0);
+  EXPECT_NE(wrong.err.find("built for 16 videos, but " + dir.file("data2") + " has 12"), std::string::npos) << wrong.err;
+}
+
 }  // namespace
 }  // namespace seqrec::testing::cli

@@ -23,6 +23,9 @@ class ConfigNode;
 
 namespace seqrec::train {
 
+/// The "format" metadata of LSVCR's checkpoints (best/last.safetensors; `seqrec eval` takes them).
+constexpr const char* kLsvcrCheckpointFormat = "seqrec-lsvcr-checkpoint-1";
+
 /// The `lsvcr:` section: LSVCR's data files, task and evaluation settings.
 struct LsvcrRunOptions {
   std::string video_title_emb;          ///< [V, D_text] title embeddings (embed-items --data <data.dir>/videos --fields title)
