@@ -72,6 +72,7 @@ void install_token_cache(models::SequenceRecommenderImpl& model, const CliArgs& 
 }
 
 int run_compress(const CliArgs& args) {
+  refuse_lsvcr_checkpoint(args, "compress");
   config::ConfigNode root = load_run_config(args);
   config::DataOptions data_opts = config::read_data_options(root.child("data"));
   const int64_t threads = root.child("train").get<int64_t>("threads", 0);

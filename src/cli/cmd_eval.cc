@@ -194,13 +194,27 @@ config::ConfigNode load_run_config(const CliArgs& args) {
   return config::load_config(file, overrides);
 }
 
+bool is_lsvcr_checkpoint(const std::string& path) {
+  if (!path_exists(path) || is_directory(path)) return false;
+  try {
+    const auto meta = SafetensorsFile::open(path).metadata();
+    const auto format = meta.find("format");
+    return format != meta.end() && format->second == train::kLsvcrCheckpointFormat;
+  } catch (const std::exception&) {
+    return false;  // not a readable checkpoint: the command's own loading says why
+  }
+}
+
+void refuse_lsvcr_checkpoint(const CliArgs& args, const std::string& command) {
+  if (is_lsvcr_checkpoint(args.checkpoint))
+    throw ConfigError("--checkpoint", args.checkpoint + " is an LSVCR checkpoint: seqrec " + command +
+                                          " does not take LSVCR models yet (seqrec eval does)");
+}
+
 int run_eval(const CliArgs& args) {
   if (is_directory(args.checkpoint)) return run_generative_eval(args);
-  if (path_exists(args.checkpoint)) {
-    const auto meta = SafetensorsFile::open(args.checkpoint).metadata();
-    const auto format = meta.find("format");
-    if (format != meta.end() && format->second == train::kLsvcrCheckpointFormat) return run_lsvcr_eval(args, meta);
-  }
+  if (is_lsvcr_checkpoint(args.checkpoint))
+    return run_lsvcr_eval(args, SafetensorsFile::open(args.checkpoint).metadata());
   config::ConfigNode root = load_run_config(args);
   config::DataOptions data_opts = config::read_data_options(root.child("data"));
   config::EvalOptions eval_opts = config::read_eval_options(root.child("eval"));

@@ -83,6 +83,7 @@ int run_recommend(const CliArgs& args) {
     throw RequestError("give exactly one of --user RAW_ID or --history 'ID ID ...'");
   if (args.k < 1) throw RequestError("--k must be >= 1, got " + std::to_string(args.k));
   if (is_directory(args.checkpoint)) return recommend_generative(args);
+  refuse_lsvcr_checkpoint(args, "recommend");
   config::ConfigNode root = load_run_config(args);
   config::DataOptions data_opts = config::read_data_options(root.child("data"));
   ignore_sections(root, "data");

@@ -99,6 +99,7 @@ int run_serve(const CliArgs& args) {
   for (const auto& [key, value] : args.serve_flags)
     if (!value.empty()) with_flags.overrides.push_back("serve." + key + "=" + value);
   const bool generative = is_directory(args.checkpoint);  // an LC-Rec folder: its seqrec_finetune.yaml
+  refuse_lsvcr_checkpoint(args, "serve");
   config::ConfigNode root = generative ? load_generative_run_config(with_flags) : load_run_config(with_flags);
   const config::DataOptions data_opts = config::read_data_options(root.child("data"));
   const serve::ServeOptions options = serve::read_serve_options(root.child("serve"));

@@ -134,6 +134,12 @@ data::InteractionStore window_store(const data::InteractionStore& raw, const con
 /// The run config next to a checkpoint (written by train) unless --config is given.
 config::ConfigNode load_run_config(const CliArgs& args);
 
+/// Whether `path` is a checkpoint file of LSVCR (stage 2 or the aligned SR model).
+bool is_lsvcr_checkpoint(const std::string& path);
+/// Throws ConfigError naming --checkpoint when it is an LSVCR checkpoint, which `command` does not
+/// take (seqrec eval does).
+void refuse_lsvcr_checkpoint(const CliArgs& args, const std::string& command);
+
 /// PerSRec: installs the token cache of --token-cache (if given) into a model with user tokens;
 /// split: the split the cache must have been made for (test | valid | all).
 void install_token_cache(models::SequenceRecommenderImpl& model, const CliArgs& args, const std::string& split);
