@@ -82,6 +82,10 @@ TEST(MolarCli, PicturesAndPostAlignmentTrainAndEvalReproduces) {
   EXPECT_EQ(odd.code, 2) << odd.err;
   EXPECT_NE(odd.err.find("model.image.vision.image_size: 30 is not a multiple of patch_size x spatial_merge_size = 28"),
             std::string::npos) << odd.err;
+  Result clip = run_seqrec("train " + cfg + " --set model.image.vision.image_size=32 --set train.out_dir=" + t("molar_c2"), dir);
+  EXPECT_EQ(clip.code, 2) << clip.err;
+  EXPECT_NE(clip.err.find("model.image.vision.image_size: 32: a clip_vision_model tower reads 16-pixel pictures only"),
+            std::string::npos) << clip.err;
 
   std::filesystem::remove(t("raw/images/i7.png"));
   Result missing = run_seqrec("train " + cfg + " --set train.out_dir=" + t("molar2"), dir);
