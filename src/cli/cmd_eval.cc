@@ -138,7 +138,7 @@ int run_lsvcr_eval(const CliArgs& args, const std::map<std::string, std::string>
   const config::TrainOptions train = config::read_train_options(root.child("train"));
   config::ConfigNode lsvcr_node = root.child("lsvcr");
   const train::LsvcrRunOptions run = train::read_lsvcr_run_options(lsvcr_node);
-  if (lsvcr_node.get<std::string>("stage", "finetune") != "finetune")
+  if (run.stage != train::LsvcrStage::kFinetune)
     throw ConfigError("lsvcr.stage", "seqrec eval takes stage 2 checkpoints (lsvcr.stage: finetune); stage 1's SR "
                                      "model is evaluated by a stage 2 run started from it (train.init_from)");
   config::ConfigNode model_node = root.child("model");

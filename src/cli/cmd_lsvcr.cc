@@ -32,11 +32,10 @@ int run_train_lsvcr(config::ConfigNode& root) {
                                          "seqrec finetune)");
   config::ConfigNode lsvcr_node = root.child("lsvcr");
   const train::LsvcrRunOptions run = train::read_lsvcr_run_options(lsvcr_node);
-  const std::string stage = lsvcr_node.get<std::string>("stage", "finetune");
-  if (stage != "finetune" && stage != "align" && stage != "random" && stage != "most_pop")
-    throw ConfigError("lsvcr.stage", "'" + stage + "' is not one of: finetune, align, random, most_pop");
+  using Stage = train::LsvcrStage;
+  const Stage stage = run.stage;
   train::LsvcrAlignOptions align;
-  if (stage == "align") {
+  if (stage == Stage::kAlign) {
     align = train::read_lsvcr_align_options(lsvcr_node.child("align"));
     align.data_dir = data.dir;
   }
@@ -48,16 +47,16 @@ int run_train_lsvcr(config::ConfigNode& root) {
   root.finish();
 
   // `seqrec launch`: stage 1 splits its steps over the ranks; the other stages run in one process.
-  if (dist::is_distributed(dist::process_env()) && stage != "align")
-    throw ConfigError("lsvcr.stage", "'" + stage + "' runs in one process; under `seqrec launch` only stage 1 "
+  if (dist::is_distributed(dist::process_env()) && stage != Stage::kAlign)
+    throw ConfigError("lsvcr.stage", "'" + train::name(stage) + "' runs in one process; under `seqrec launch` only stage 1 "
                                      "(lsvcr.stage: align) trains data-parallel");
   int64_t local_rank = 0;
-  const std::shared_ptr<dist::ProcessGroup> group = stage == "align" ? join_job(&local_rank) : nullptr;
+  const std::shared_ptr<dist::ProcessGroup> group = stage == Stage::kAlign ? join_job(&local_rank) : nullptr;
   const bool writer = group == nullptr || group->rank() == 0;
   const data::LsvcrStore store = data::LsvcrStore::load(data.dir + "/" + data::kLsvcrStoreFile);
   const data::LsvcrSplits splits = data::split_lsvcr(store);
-  if (stage == "random" || stage == "most_pop") {  // reference rows: no model, the test split
-    const eval::MetricSet m = train::evaluate_lsvcr_baseline(store, splits, splits.test, run, stage == "most_pop");
+  if (stage == Stage::kRandom || stage == Stage::kMostPop) {  // reference rows: no model, the test split
+    const eval::MetricSet m = train::evaluate_lsvcr_baseline(store, splits, splits.test, run, stage == Stage::kMostPop);
     std::printf("%s\n", eval::to_json_line(m, "test", "lsvcr", static_cast<int64_t>(m.at("video_samples"))).c_str());
     return 0;
   }
@@ -65,7 +64,7 @@ int run_train_lsvcr(config::ConfigNode& root) {
   options.num_videos = store.num_videos;
   options.num_comments = store.num_comments;
   options.text_input_dim = tables.video_title.size(1);
-  if (stage == "align") options.use_id_embeddings = false;  // §4.2: text only, random positions
+  if (stage == Stage::kAlign) options.use_id_embeddings = false;  // §4.2: text only, random positions
   set_threads(train.threads);
   torch::manual_seed(static_cast<uint64_t>(train.seed));
   models::Lsvcr model(options);
@@ -86,7 +85,7 @@ int run_train_lsvcr(config::ConfigNode& root) {
       {"num_videos", std::to_string(options.num_videos)},
       {"num_comments", std::to_string(options.num_comments)},
       {"text_input_dim", std::to_string(options.text_input_dim)}};
-  if (stage == "align") {
+  if (stage == Stage::kAlign) {
     const double tokens_per_s = train::fit_lsvcr_align(*model, store, splits, train, align, metadata, group);
     dist::set_default_group(nullptr);
     log_info("done: stage 1 (align) -> %s/sr_model.safetensors (%.0f LLM tokens/s)", train.out_dir.c_str(), tokens_per_s);
@@ -97,7 +96,7 @@ int run_train_lsvcr(config::ConfigNode& root) {
   }
   const train::LsvcrSummary s = train::fit_lsvcr(*model, store, splits, train, run, metadata);
   log_info("done: %ld epochs in %.1fs, best valid ndcg@5 (%s) %.4f at epoch %ld; test (lsvcr protocol) below",
-           long(s.epochs_run), s.train_seconds, run.selection.c_str(), s.best_metric, long(s.best_epoch));
+           long(s.epochs_run), s.train_seconds, train::name(run.selection).c_str(), s.best_metric, long(s.best_epoch));
   std::printf("%s\n", eval::to_json_line(s.test, "test", "lsvcr", static_cast<int64_t>(s.test.at("video_samples"))).c_str());
   return 0;
 }

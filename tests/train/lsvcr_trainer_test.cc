@@ -150,7 +150,13 @@ TEST(LsvcrTrainerTest, RunOptionsAreValidatedWithTheirPath) {
   };
   ASSERT_THROWS_WITH(read("lsvcr: {comment_emb: c}"), "lsvcr.video_title_emb: required key is missing");
   ASSERT_THROWS_WITH(read("lsvcr: {video_title_emb: v, comment_emb: c, ks: [1, 10]}"), "lsvcr.ks: must contain 5");
-  ASSERT_THROWS_WITH(read("lsvcr: {video_title_emb: v, comment_emb: c, selection: best}"), "lsvcr.selection");
+  ASSERT_THROWS_WITH(read("lsvcr: {video_title_emb: v, comment_emb: c, selection: best}"),
+                     "lsvcr.selection: 'best' is not one of: mean, video, comment");
+  ASSERT_THROWS_WITH(read("lsvcr: {video_title_emb: v, comment_emb: c, stage: pretrain}"),
+                     "lsvcr.stage: 'pretrain' is not one of: finetune, align, random, most_pop");
+  EXPECT_EQ(read("lsvcr: {video_title_emb: v, comment_emb: c, stage: most_pop}").stage, LsvcrStage::kMostPop);
+  EXPECT_EQ(read("lsvcr: {video_title_emb: v, comment_emb: c, selection: comment}").selection, LsvcrSelection::kComment);
+  EXPECT_EQ(name(LsvcrStage::kMostPop), "most_pop");
   EXPECT_EQ(read("lsvcr: {video_title_emb: v, comment_emb: c}").neg_comment_num, 19);
 }
 

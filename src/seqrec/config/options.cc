@@ -26,13 +26,6 @@ const Spellings<ZeroState> kZeroStates = {{ZeroState::kSharded, "sharded"}, {Zer
 const Spellings<GenerationConstraint> kConstraints = {{GenerationConstraint::kTrie, "trie"},
                                                       {GenerationConstraint::kWhitelist, "whitelist"}};
 
-template <class E>
-std::string spelling(E value, const Spellings<E>& spellings) {
-  for (const auto& [e, s] : spellings)
-    if (e == value) return s;
-  return "?";  // not reached: every table spells every value
-}
-
 }  // namespace
 
 std::string name(LossName value) { return spelling(value, kLossNames); }

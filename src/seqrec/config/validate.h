@@ -24,6 +24,14 @@ void require_one_of(const std::string& value, const std::vector<std::string>& al
 template <class E>
 using Spellings = std::vector<std::pair<E, std::string>>;
 
+/// The spelling of `value` in `spellings` ("?" if the table lacks it: every table spells every value).
+template <class E>
+std::string spelling(E value, const Spellings<E>& spellings) {
+  for (const auto& [e, s] : spellings)
+    if (e == value) return s;
+  return "?";
+}
+
 /// The value spelt `value` in `spellings`; throws as require_one_of does when there is none.
 template <class E>
 E parse_one_of(const std::string& value, const Spellings<E>& spellings, const std::string& path) {

@@ -21,8 +21,23 @@
 
 namespace seqrec::train {
 
+namespace {
+
+const config::Spellings<LsvcrStage> kStages = {{LsvcrStage::kFinetune, "finetune"},
+                                               {LsvcrStage::kAlign, "align"},
+                                               {LsvcrStage::kRandom, "random"},
+                                               {LsvcrStage::kMostPop, "most_pop"}};
+const config::Spellings<LsvcrSelection> kSelections = {
+    {LsvcrSelection::kMean, "mean"}, {LsvcrSelection::kVideo, "video"}, {LsvcrSelection::kComment, "comment"}};
+
+}  // namespace
+
+std::string name(LsvcrStage value) { return config::spelling(value, kStages); }
+std::string name(LsvcrSelection value) { return config::spelling(value, kSelections); }
+
 LsvcrRunOptions read_lsvcr_run_options(config::ConfigNode node) {
   LsvcrRunOptions o;
+  o.stage = config::parse_one_of(node.get<std::string>("stage", name(o.stage)), kStages, config::key(node, "stage"));
   o.video_title_emb = node.require<std::string>("video_title_emb");
   o.comment_emb = node.require<std::string>("comment_emb");
   o.neg_comment_num = node.get<int64_t>("neg_comment_num", o.neg_comment_num);
@@ -31,7 +46,8 @@ LsvcrRunOptions read_lsvcr_run_options(config::ConfigNode node) {
   o.eval_video_candidates = node.get<int64_t>("eval_video_candidates", o.eval_video_candidates);
   o.eval_comment_candidates = node.get<int64_t>("eval_comment_candidates", o.eval_comment_candidates);
   o.ks = node.get<std::vector<int64_t>>("ks", o.ks);
-  o.selection = node.get<std::string>("selection", o.selection);
+  o.selection = config::parse_one_of(node.get<std::string>("selection", name(o.selection)), kSelections,
+                                     config::key(node, "selection"));
   o.eval_seed = node.get<int64_t>("eval_seed", o.eval_seed);
   for (const char* k : {"neg_comment_num", "id_text_negatives"})
     config::require_positive(node.get<int64_t>(k, 1), config::key(node, k));
@@ -41,7 +57,6 @@ LsvcrRunOptions read_lsvcr_run_options(config::ConfigNode node) {
   for (int64_t k : o.ks) config::require_positive(k, config::key(node, "ks"));
   if (std::find(o.ks.begin(), o.ks.end(), 5) == o.ks.end())
     throw ConfigError(config::key(node, "ks"), "must contain 5 (model selection is on ndcg@5)");
-  config::require_one_of(o.selection, {"mean", "video", "comment"}, config::key(node, "selection"));
   return o;
 }
 
@@ -303,8 +318,8 @@ double lsvcr_selection_metric(const eval::MetricSet& m, const LsvcrRunOptions& o
     auto it = m.find(k);
     return it == m.end() ? 0.0 : it->second;
   };
-  if (o.selection == "video") return get("video_ndcg@5");
-  if (o.selection == "comment") return get("comment_ndcg@5");
+  if (o.selection == LsvcrSelection::kVideo) return get("video_ndcg@5");
+  if (o.selection == LsvcrSelection::kComment) return get("comment_ndcg@5");
   return 0.5 * (get("video_ndcg@5") + get("comment_ndcg@5"));
 }
 
@@ -377,7 +392,7 @@ LsvcrSummary fit_lsvcr(models::LsvcrImpl& model, const data::LsvcrStore& store, 
     const double value = lsvcr_selection_metric(valid, o);
     log_info("[eval] split=valid epoch %ld video_ndcg@5=%.4f comment_ndcg@5=%.4f selection(%s)=%.4f", long(epoch + 1),
              valid.count("video_ndcg@5") ? valid.at("video_ndcg@5") : 0.0,
-             valid.count("comment_ndcg@5") ? valid.at("comment_ndcg@5") : 0.0, o.selection.c_str(), value);
+             valid.count("comment_ndcg@5") ? valid.at("comment_ndcg@5") : 0.0, name(o.selection).c_str(), value);
     if (value > summary.best_metric) {
       summary.best_metric = value;
       summary.best_epoch = epoch + 1;

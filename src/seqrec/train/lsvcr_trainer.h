@@ -26,8 +26,17 @@ namespace seqrec::train {
 /// The "format" metadata of LSVCR's checkpoints (best/last.safetensors; `seqrec eval` takes them).
 constexpr const char* kLsvcrCheckpointFormat = "seqrec-lsvcr-checkpoint-1";
 
+/// lsvcr.stage: what `seqrec train` runs.
+enum class LsvcrStage { kFinetune, kAlign, kRandom, kMostPop };
+/// lsvcr.selection: whose ndcg@5 selects the model.
+enum class LsvcrSelection { kMean, kVideo, kComment };
+/// The config spelling ("most_pop", "comment", ...), as read_lsvcr_run_options parses it.
+std::string name(LsvcrStage value);
+std::string name(LsvcrSelection value);
+
 /// The `lsvcr:` section: LSVCR's data files, task and evaluation settings.
 struct LsvcrRunOptions {
+  LsvcrStage stage = LsvcrStage::kFinetune;  ///< finetune (stage 2) | align (stage 1) | random | most_pop (reference rows)
   std::string video_title_emb;          ///< [V, D_text] title embeddings (embed-items --data <data.dir>/videos --fields title)
   std::string comment_emb;              ///< [C, D_text] comment embeddings (embed-items --data <data.dir>/comments --fields text)
   int64_t neg_comment_num = 19;         ///< training negatives per comment sample, from the same video's section
@@ -36,7 +45,7 @@ struct LsvcrRunOptions {
   int64_t eval_video_candidates = 100;  ///< video eval: the target and this many - 1 random videos
   int64_t eval_comment_candidates = 100;  ///< comment eval: at most this many comments of the video
   std::vector<int64_t> ks = {1, 5, 10}; ///< cut-offs of recall / ndcg / mrr
-  std::string selection = "mean";       ///< model selection on ndcg@5 of: mean (both tasks) | video | comment
+  LsvcrSelection selection = LsvcrSelection::kMean;  ///< model selection on ndcg@5 of: mean (both tasks) | video | comment
   int64_t eval_seed = 7;                ///< candidates are a function of (eval_seed, sample)
 };
 
