@@ -13,6 +13,14 @@ namespace {
 
 const std::string kStories = SEQREC_SOURCE_DIR "/../shared/models/stories260K/hf";
 
+// The synthetic config on make_small_lsvcr_data's store, with tiny towers.
+std::string small_run_args(const TempDir& dir) {
+  return "--config " + std::string(SEQREC_SOURCE_DIR) + "/configs/lsvcr/synthetic.yaml --set data.dir=" + dir.file("data") +
+         " --set lsvcr.video_title_emb=" + dir.file("v.safetensors") + " --set lsvcr.comment_emb=" + dir.file("c.safetensors") +
+         " --set model.max_history=6 --set model.max_position=12 --set model.hidden_dim=16 --set model.ffn_dim=32"
+         " --set model.text_hidden_dim=16 --set model.text_dim=16 --set train.batch_size=64 --set train.threads=1";
+}
+
 TEST(LsvcrCliTest, PrepareNamesTheFileAndLineOfACommentOnAnUnknownVideo) {
   TempDir dir;
   dir.write("videos.tsv", "video_id\ttitle\nv1\ta\n");
@@ -29,11 +37,7 @@ TEST(LsvcrCliTest, SynthPrepareAlignAndFinetuneFromTheAlignedModel) {
   TempDir dir;
   make_small_lsvcr_data(dir);
   if (HasFatalFailure()) return;
-  const std::string common =
-      "--config " + std::string(SEQREC_SOURCE_DIR) + "/configs/lsvcr/synthetic.yaml --set data.dir=" + dir.file("data") +
-      " --set lsvcr.video_title_emb=" + dir.file("v.safetensors") + " --set lsvcr.comment_emb=" + dir.file("c.safetensors") +
-      " --set model.max_history=6 --set model.max_position=12 --set model.hidden_dim=16 --set model.ffn_dim=32"
-      " --set model.text_hidden_dim=16 --set model.text_dim=16 --set train.batch_size=64 --set train.threads=1";
+  const std::string common = small_run_args(dir);
   Result r = run_seqrec("train " + common + " --set lsvcr.stage=align --set lsvcr.align.llm=" + kStories +
                      " --set lsvcr.align.max_steps=2 --set lsvcr.align.max_prompt_tokens=64 --set train.batch_size=4"
                      " --set train.out_dir=" + dir.file("align"),
@@ -63,11 +67,7 @@ TEST(LsvcrCliTest, EvalOfAStageTwoCheckpointRepeatsTrainsLines) {
   TempDir dir;
   make_small_lsvcr_data(dir);
   if (HasFatalFailure()) return;
-  const std::string common =
-      "--config " + std::string(SEQREC_SOURCE_DIR) + "/configs/lsvcr/synthetic.yaml --set data.dir=" + dir.file("data") +
-      " --set lsvcr.video_title_emb=" + dir.file("v.safetensors") + " --set lsvcr.comment_emb=" + dir.file("c.safetensors") +
-      " --set model.max_history=6 --set model.max_position=12 --set model.hidden_dim=16 --set model.ffn_dim=32"
-      " --set model.text_hidden_dim=16 --set model.text_dim=16 --set train.batch_size=64 --set train.threads=1";
+  const std::string common = small_run_args(dir);
   Result r = run_seqrec("train " + common + " --set train.epochs=2 --set train.eval_every=1 --set train.out_dir=" +
                             dir.file("s2"), dir);
   ASSERT_EQ(r.code, 0) << r.err;
