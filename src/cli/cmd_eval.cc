@@ -132,7 +132,7 @@ int run_generative_eval(const CliArgs& args) {
 
 // An LSVCR checkpoint (stage 2, `seqrec train` with model.name lsvcr) under the lsvcr protocol of
 // its run's config: videos among 1 + 99 candidates, comments among their video's, as train does.
-int run_lsvcr_eval(const CliArgs& args, const std::map<std::string, std::string>& meta) {
+int run_lsvcr_eval(const CliArgs& args) {
   config::ConfigNode root = load_run_config(args);
   const config::DataOptions data = config::read_data_options(root.child("data"));
   const config::TrainOptions train = config::read_train_options(root.child("train"));
@@ -150,19 +150,16 @@ int run_lsvcr_eval(const CliArgs& args, const std::map<std::string, std::string>
   const data::Split which = data::parse_split(args.split, "--split");
   set_threads(train.threads);
   const data::LsvcrStore store = data::LsvcrStore::load(data.dir + "/" + data::kLsvcrStoreFile);
+  std::map<std::string, std::string> meta;
+  const train::NamedTensors weights = train::load_tensors(args.checkpoint, &meta);
   for (const auto& [key, noun, have] : {std::tuple<const char*, const char*, int64_t>{"num_videos", "videos", store.num_videos},
                                         {"num_comments", "comments", store.num_comments}})
     if (meta.count(key) && meta.at(key) != std::to_string(have))
       throw CheckpointError(args.checkpoint + ": built for " + meta.at(key) + " " + noun + ", but " + data.dir + " has " +
                             std::to_string(have) + " (a different prepared dataset?)");
   const data::LsvcrSplits splits = data::split_lsvcr(store);
-  models::LsvcrTextTables tables = train::load_lsvcr_text_tables(store, run);
-  options.num_videos = store.num_videos;
-  options.num_comments = store.num_comments;
-  options.text_input_dim = tables.video_title.size(1);
-  models::Lsvcr model(options);
-  model->set_text_tables(std::move(tables));
-  train::load_state_into(*model, train::load_tensors(args.checkpoint, nullptr), args.checkpoint);
+  models::Lsvcr model = train::build_lsvcr(options, store, run);
+  train::load_state_into(*model, weights, args.checkpoint);
   const eval::MetricSet m =
       train::evaluate_lsvcr(*model, store, which == data::Split::kValid ? splits.valid : splits.test, run, train.batch_size);
   const std::string line = with_inputs(
@@ -213,8 +210,7 @@ void refuse_lsvcr_checkpoint(const CliArgs& args, const std::string& command) {
 
 int run_eval(const CliArgs& args) {
   if (is_directory(args.checkpoint)) return run_generative_eval(args);
-  if (is_lsvcr_checkpoint(args.checkpoint))
-    return run_lsvcr_eval(args, SafetensorsFile::open(args.checkpoint).metadata());
+  if (is_lsvcr_checkpoint(args.checkpoint)) return run_lsvcr_eval(args);
   config::ConfigNode root = load_run_config(args);
   config::DataOptions data_opts = config::read_data_options(root.child("data"));
   config::EvalOptions eval_opts = config::read_eval_options(root.child("eval"));

@@ -60,15 +60,10 @@ int run_train_lsvcr(config::ConfigNode& root) {
     std::printf("%s\n", eval::to_json_line(m, "test", "lsvcr", static_cast<int64_t>(m.at("video_samples"))).c_str());
     return 0;
   }
-  models::LsvcrTextTables tables = train::load_lsvcr_text_tables(store, run);
-  options.num_videos = store.num_videos;
-  options.num_comments = store.num_comments;
-  options.text_input_dim = tables.video_title.size(1);
   if (stage == Stage::kAlign) options.use_id_embeddings = false;  // §4.2: text only, random positions
   set_threads(train.threads);
   torch::manual_seed(static_cast<uint64_t>(train.seed));
-  models::Lsvcr model(options);
-  model->set_text_tables(std::move(tables));
+  models::Lsvcr model = train::build_lsvcr(options, store, run);
   if (!init.checkpoint.empty()) train::init_from_checkpoint(*model, init);  // e.g. stage 1's SR model
   if (writer) {
     make_dirs(train.out_dir);
@@ -82,9 +77,9 @@ int run_train_lsvcr(config::ConfigNode& root) {
   const std::map<std::string, std::string> metadata = {
       {"format", train::kLsvcrCheckpointFormat},
       {"model", model_node.dump()},
-      {"num_videos", std::to_string(options.num_videos)},
-      {"num_comments", std::to_string(options.num_comments)},
-      {"text_input_dim", std::to_string(options.text_input_dim)}};
+      {"num_videos", std::to_string(store.num_videos)},
+      {"num_comments", std::to_string(store.num_comments)},
+      {"text_input_dim", std::to_string(model->options().text_input_dim)}};
   if (stage == Stage::kAlign) {
     const double tokens_per_s = train::fit_lsvcr_align(*model, store, splits, train, align, metadata, group);
     dist::set_default_group(nullptr);

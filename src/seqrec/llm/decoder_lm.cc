@@ -314,13 +314,10 @@ void load_hf_weights(torch::nn::Module& model, const std::string& dir, bool tied
     mapped.push_back(SafetensorsFile::open(f));
     for (const auto& n : mapped.back().names()) where[n] = {mapped.size() - 1, f};
   }
-  // A Qwen2-VL folder holds its vision tower (`visual.*`, llm/vision_tower.h) beside the language model.
-  bool vision_beside = false;
-  try {
-    vision_beside = path_exists(dir + "/config.json") &&
-                    json::parse(read_file(dir + "/config.json")).value("model_type", "") == "qwen2_vl";
-  } catch (const json::exception&) {
-  }
+  // A Qwen2-VL folder holds its vision tower (`visual.*`, llm/vision_tower.h) beside the language
+  // model: not the decoder's to load or to report.
+  const auto* lm = dynamic_cast<const DecoderLmImpl*>(&model);
+  const bool vision_beside = lm != nullptr && lm->config().model_type == "qwen2_vl";
   std::string missing, unexpected;
   std::set<std::string> used;
   torch::NoGradGuard no_grad;

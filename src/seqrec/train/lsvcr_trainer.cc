@@ -93,6 +93,16 @@ models::LsvcrTextTables load_lsvcr_text_tables(const data::LsvcrStore& store, co
   return t;
 }
 
+models::Lsvcr build_lsvcr(models::LsvcrOptions options, const data::LsvcrStore& store, const LsvcrRunOptions& run) {
+  models::LsvcrTextTables tables = load_lsvcr_text_tables(store, run);
+  options.num_videos = store.num_videos;
+  options.num_comments = store.num_comments;
+  options.text_input_dim = tables.video_title.size(1);
+  models::Lsvcr model(options);
+  model->set_text_tables(std::move(tables));
+  return model;
+}
+
 LsvcrSampleBatch make_lsvcr_batch(const data::LsvcrStore& store, const std::vector<const data::LsvcrSample*>& samples,
                                   int64_t max_history) {
   const int64_t B = static_cast<int64_t>(samples.size());

@@ -56,6 +56,10 @@ LsvcrRunOptions read_lsvcr_run_options(config::ConfigNode node);
 /// padding row is prepended). Throws DataError naming the file when its row count does not match.
 models::LsvcrTextTables load_lsvcr_text_tables(const data::LsvcrStore& store, const LsvcrRunOptions& options);
 
+/// The LSVCR model of `options` for `store`: the catalogue sizes from the store, the text tables of
+/// `run` loaded and their width set; parameters drawn from the current torch seed.
+models::Lsvcr build_lsvcr(models::LsvcrOptions options, const data::LsvcrStore& store, const LsvcrRunOptions& run);
+
 /// Model inputs of samples, plus each sample's target video (next video, or the current video).
 struct LsvcrSampleBatch {
   models::LsvcrBatch inputs;  ///< histories (the newest max_history events, right-padded)
