@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
+#include "cli/lsvcr_cli.h"
 #include "seqrec/common/error.h"
 #include "seqrec/common/fs.h"
 #include "seqrec/common/log.h"
@@ -133,35 +134,11 @@ int run_generative_eval(const CliArgs& args) {
 // An LSVCR checkpoint (stage 2, `seqrec train` with model.name lsvcr) under the lsvcr protocol of
 // its run's config: videos among 1 + 99 candidates, comments among their video's, as train does.
 int run_lsvcr_eval(const CliArgs& args) {
-  config::ConfigNode root = load_run_config(args);
-  const config::DataOptions data = config::read_data_options(root.child("data"));
-  const config::TrainOptions train = config::read_train_options(root.child("train"));
-  config::ConfigNode lsvcr_node = root.child("lsvcr");
-  const train::LsvcrRunOptions run = train::read_lsvcr_run_options(lsvcr_node);
-  if (run.stage != train::LsvcrStage::kFinetune)
-    throw ConfigError("lsvcr.stage", "seqrec eval takes stage 2 checkpoints (lsvcr.stage: finetune); stage 1's SR "
-                                     "model is evaluated by a stage 2 run started from it (train.init_from)");
-  config::ConfigNode model_node = root.child("model");
-  model_node.require<std::string>("name");  // lsvcr: how run_eval got here
-  models::LsvcrOptions options = models::read_lsvcr_options(model_node);
-  ignore_sections(root, "data model train lsvcr");
-  root.finish();
-  if (data.dir.empty()) throw ConfigError("data.dir", "required key is missing (or pass --data DIR)");
   const data::Split which = data::parse_split(args.split, "--split");
-  set_threads(train.threads);
-  const data::LsvcrStore store = data::LsvcrStore::load(data.dir + "/" + data::kLsvcrStoreFile);
-  std::map<std::string, std::string> meta;
-  const train::NamedTensors weights = train::load_tensors(args.checkpoint, &meta);
-  for (const auto& [key, noun, have] : {std::tuple<const char*, const char*, int64_t>{"num_videos", "videos", store.num_videos},
-                                        {"num_comments", "comments", store.num_comments}})
-    if (meta.count(key) && meta.at(key) != std::to_string(have))
-      throw CheckpointError(args.checkpoint + ": built for " + meta.at(key) + " " + noun + ", but " + data.dir + " has " +
-                            std::to_string(have) + " (a different prepared dataset?)");
-  const data::LsvcrSplits splits = data::split_lsvcr(store);
-  models::Lsvcr model = train::build_lsvcr(options, store, run);
-  train::load_state_into(*model, weights, args.checkpoint);
-  const eval::MetricSet m =
-      train::evaluate_lsvcr(*model, store, which == data::Split::kValid ? splits.valid : splits.test, run, train.batch_size);
+  LsvcrCheckpoint c = load_lsvcr_checkpoint(args, "eval");
+  const data::LsvcrSplits splits = data::split_lsvcr(c.store);
+  const eval::MetricSet m = train::evaluate_lsvcr(*c.model, c.store, which == data::Split::kValid ? splits.valid : splits.test,
+                                                  c.run, c.train.batch_size);
   const std::string line = with_inputs(
       eval::to_json_line(m, data::split_name(which), "lsvcr", static_cast<int64_t>(m.at("video_samples"))), args);
   std::printf("%s\n", line.c_str());
@@ -205,7 +182,7 @@ bool is_lsvcr_checkpoint(const std::string& path) {
 void refuse_lsvcr_checkpoint(const CliArgs& args, const std::string& command) {
   if (is_lsvcr_checkpoint(args.checkpoint))
     throw ConfigError("--checkpoint", args.checkpoint + " is an LSVCR checkpoint: seqrec " + command +
-                                          " does not take LSVCR models yet (seqrec eval does)");
+                                          " does not take LSVCR models yet (seqrec eval and recommend do)");
 }
 
 int run_eval(const CliArgs& args) {

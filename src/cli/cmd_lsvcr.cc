@@ -1,21 +1,29 @@
 // seqrec train with model.name lsvcr: LSVCR stage 1 (lsvcr.stage align, §4.2) or stage 2 (finetune,
-// §4.3) on a store of
-// `seqrec prepare --format lsvcr`, with the text embeddings named in the `lsvcr:` section.
+// §4.3) on a store of `seqrec prepare --format lsvcr`, with the text embeddings named in the `lsvcr:`
+// section; and the loading of stage 2 checkpoints for eval and recommend, and recommend itself.
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <cstdio>
+#include <map>
+#include <sstream>
+#include <tuple>
 
 #include "cli/commands.h"
+#include "cli/lsvcr_cli.h"
 #include "seqrec/common/error.h"
 #include "seqrec/common/fs.h"
 #include "seqrec/common/log.h"
 #include "seqrec/config/config_node.h"
 #include "seqrec/config/options.h"
+#include "seqrec/data/item_catalog.h"
 #include "seqrec/data/lsvcr_data.h"
 #include "seqrec/dist/env.h"
 #include "seqrec/dist/process_group.h"
 #include "seqrec/eval/metrics.h"
 #include "seqrec/models/lsvcr.h"
+#include "seqrec/serve/lsvcr_ranker.h"
+#include "seqrec/train/checkpoint.h"
 #include "seqrec/train/init_from.h"
 #include "seqrec/train/lsvcr_align.h"
 #include "seqrec/train/lsvcr_trainer.h"
@@ -93,6 +101,97 @@ int run_train_lsvcr(config::ConfigNode& root) {
   log_info("done: %ld epochs in %.1fs, best valid ndcg@5 (%s) %.4f at epoch %ld; test (lsvcr protocol) below",
            long(s.epochs_run), s.train_seconds, train::name(run.selection).c_str(), s.best_metric, long(s.best_epoch));
   std::printf("%s\n", eval::to_json_line(s.test, "test", "lsvcr", static_cast<int64_t>(s.test.at("video_samples"))).c_str());
+  return 0;
+}
+
+
+LsvcrCheckpoint load_lsvcr_checkpoint(const CliArgs& args, const std::string& command) {
+  config::ConfigNode root = load_run_config(args);
+  LsvcrCheckpoint c;
+  c.data_dir = config::read_data_options(root.child("data")).dir;
+  c.train = config::read_train_options(root.child("train"));
+  root.child("train").ignore("init_from");  // where training started: the checkpoint holds the result
+  c.run = train::read_lsvcr_run_options(root.child("lsvcr"));
+  if (c.run.stage != train::LsvcrStage::kFinetune)
+    throw ConfigError("lsvcr.stage", "seqrec " + command + " takes stage 2 checkpoints (lsvcr.stage: finetune); stage 1's "
+                                     "SR model is evaluated by a stage 2 run started from it (train.init_from)");
+  config::ConfigNode model_node = root.child("model");
+  model_node.require<std::string>("name");  // lsvcr: how the command got here
+  const models::LsvcrOptions options = models::read_lsvcr_options(model_node);
+  ignore_sections(root, "data model train lsvcr");
+  root.finish();
+  if (c.data_dir.empty()) throw ConfigError("data.dir", "required key is missing (or pass --data DIR)");
+  set_threads(c.train.threads);
+  c.store = data::LsvcrStore::load(c.data_dir + "/" + data::kLsvcrStoreFile);
+  std::map<std::string, std::string> meta;
+  const train::NamedTensors weights = train::load_tensors(args.checkpoint, &meta);
+  for (const auto& [key, noun, have] :
+       {std::tuple<const char*, const char*, int64_t>{"num_videos", "videos", c.store.num_videos},
+        {"num_comments", "comments", c.store.num_comments}})
+    if (meta.count(key) && meta.at(key) != std::to_string(have))
+      throw CheckpointError(args.checkpoint + ": built for " + meta.at(key) + " " + noun + ", but " + c.data_dir + " has " +
+                            std::to_string(have) + " (a different prepared dataset?)");
+  c.model = train::build_lsvcr(options, c.store, c.run);
+  train::load_state_into(*c.model, weights, args.checkpoint);
+  return c;
+}
+
+namespace {
+
+/// Dense ids of raw ids (comma or space separated) in `catalog`; `flag` and the file name errors.
+std::vector<int64_t> parse_ids(const std::string& text, const data::ItemCatalog& catalog, const std::string& flag,
+                               const std::string& file) {
+  std::string spaced = text;
+  std::replace(spaced.begin(), spaced.end(), ',', ' ');
+  std::istringstream in(spaced);
+  std::vector<int64_t> out;
+  for (std::string raw; in >> raw;) {
+    const int64_t id = catalog.find(raw);
+    if (id < 0) throw RequestError(flag + ": unknown id '" + raw + "' (not in " + file + ")");
+    out.push_back(id);
+  }
+  return out;
+}
+
+}  // namespace
+
+int run_recommend_lsvcr(const CliArgs& args) {
+  if (args.user.empty() == (args.history.empty() && args.comment_history.empty()))
+    throw RequestError("give exactly one of --user RAW_ID or --history 'VIDEO ...' (and/or --comment-history "
+                       "'COMMENT ...'): --user reads both of the user's histories from the store");
+  LsvcrCheckpoint c = load_lsvcr_checkpoint(args, "recommend");
+  const data::ItemCatalog videos = data::ItemCatalog::load(c.data_dir + "/videos");
+  const data::ItemCatalog comments = data::ItemCatalog::load(c.data_dir + "/comments");
+  serve::LsvcrHistories h;
+  if (!args.user.empty()) {
+    const int64_t u = data::UserMap::load(c.data_dir).find(args.user);
+    if (u < 0) throw RequestError("--user: unknown user id '" + args.user + "' (not in " + c.data_dir + "/users.tsv)");
+    h.videos = c.store.video_histories[static_cast<size_t>(u)].ids;
+    h.comments = c.store.comment_histories[static_cast<size_t>(u)].ids;
+  } else {
+    h.videos = parse_ids(args.history, videos, "--history", c.data_dir + "/videos/items.tsv");
+    h.comments = parse_ids(args.comment_history, comments, "--comment-history", c.data_dir + "/comments/items.tsv");
+  }
+  if (h.videos.empty() && h.comments.empty()) throw RequestError("the user has no video and no comment history");
+  if (args.video.empty()) {  // next videos; the ones watched are never recommended again
+    const serve::Ranked top = serve::lsvcr_next_videos(*c.model, h, args.k, h.videos);
+    std::printf("rank\tvideo_id\tscore\ttitle\n");
+    for (size_t i = 0; i < top.ids.size(); ++i)
+      std::printf("%zu\t%s\t%.4f\t%s\n", i + 1, videos.raw_id(top.ids[i]).c_str(), top.scores[i],
+                  videos.title(top.ids[i]).c_str());
+    return 0;
+  }
+  const int64_t video = videos.find(args.video);
+  if (video < 0)
+    throw RequestError("--video: unknown video id '" + args.video + "' (not in " + c.data_dir + "/videos/items.tsv)");
+  // The video's comments, the ones the user engaged with already left out.
+  const serve::Ranked top = serve::lsvcr_rank_comments(*c.model, c.store, h, video, args.k, h.comments);
+  std::fprintf(stderr, "video %s: %zu comments, %zu ranked\n", args.video.c_str(),
+               c.store.video_comments[static_cast<size_t>(video)].size(), top.ids.size());
+  std::printf("rank\tcomment_id\tscore\ttext\n");
+  for (size_t i = 0; i < top.ids.size(); ++i)
+    std::printf("%zu\t%s\t%.4f\t%s\n", i + 1, comments.raw_id(top.ids[i]).c_str(), top.scores[i],
+                comments.field(top.ids[i], "text").c_str());
   return 0;
 }
 

@@ -1,10 +1,13 @@
-// seqrec recommend: top-k items for a known user or an explicit history (raw ids in, raw ids out).
+// seqrec recommend: top-k items for a known user or an explicit history (raw ids in, raw ids out);
+// LSVCR checkpoints go to run_recommend_lsvcr (cmd_lsvcr.cc): next videos, or a video's comments.
 #include <torch/torch.h>
 
 #include <cstdio>
+#include <utility>
 #include <sstream>
 
 #include "cli/commands.h"
+#include "cli/lsvcr_cli.h"
 #include "seqrec/common/error.h"
 #include "seqrec/common/fs.h"
 #include "seqrec/config/config_node.h"
@@ -79,11 +82,16 @@ int recommend_generative(const CliArgs& args) {
 }  // namespace
 
 int run_recommend(const CliArgs& args) {
+  if (args.k < 1) throw RequestError("--k must be >= 1, got " + std::to_string(args.k));
+  if (is_lsvcr_checkpoint(args.checkpoint)) return run_recommend_lsvcr(args);
+  for (const auto& [flag, value] : {std::pair<const char*, const std::string&>{"--video", args.video},
+                                    {"--comment-history", args.comment_history}})
+    if (!value.empty())
+      throw RequestError(std::string(flag) + " is for LSVCR checkpoints (comments of a video), and " + args.checkpoint +
+                         " is not one");
   if (args.user.empty() == args.history.empty())
     throw RequestError("give exactly one of --user RAW_ID or --history 'ID ID ...'");
-  if (args.k < 1) throw RequestError("--k must be >= 1, got " + std::to_string(args.k));
   if (is_directory(args.checkpoint)) return recommend_generative(args);
-  refuse_lsvcr_checkpoint(args, "recommend");
   config::ConfigNode root = load_run_config(args);
   config::DataOptions data_opts = config::read_data_options(root.child("data"));
   ignore_sections(root, "data");

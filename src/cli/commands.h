@@ -33,6 +33,8 @@ struct CliArgs {
   std::string user;                     ///< --user raw id (recommend)
   std::string history;                  ///< --history raw ids, comma/space separated (recommend)
   int64_t k = 10;                       ///< --k (recommend)
+  std::string video;                    ///< --video raw id: LSVCR comment ranking (recommend)
+  std::string comment_history;          ///< --comment-history raw comment ids (recommend, LSVCR)
   std::string lm_action;                ///< generate | score (lm)
   std::string model_dir;                ///< --model Hugging Face folder (lm)
   std::string prompt;                   ///< --prompt / --text (lm)
@@ -137,7 +139,7 @@ config::ConfigNode load_run_config(const CliArgs& args);
 /// Whether `path` is a checkpoint file of LSVCR (stage 2 or the aligned SR model).
 bool is_lsvcr_checkpoint(const std::string& path);
 /// Throws ConfigError naming --checkpoint when it is an LSVCR checkpoint, which `command` does not
-/// take (seqrec eval does).
+/// take (seqrec eval and recommend do).
 void refuse_lsvcr_checkpoint(const CliArgs& args, const std::string& command);
 
 /// PerSRec: installs the token cache of --token-cache (if given) into a model with user tokens;

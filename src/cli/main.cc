@@ -58,6 +58,9 @@ int main(int argc, char** argv) {
   rec->add_option("--history", args.history, "raw item ids, oldest first (comma or space separated)");
   rec->add_option("-k,--k", args.k, "number of items");
   rec->add_option("--token-cache", args.token_cache, "PerSRec: predict from this cache (compress --split all)");
+  rec->add_option("--video", args.video, "LSVCR: rank this video's comments for the user (raw video id)");
+  rec->add_option("--comment-history", args.comment_history,
+                  "LSVCR, with --history: raw comment ids engaged with, oldest first");
   CLI::App* compress = subs[3].first;
   compress->add_option("--checkpoint", args.checkpoint, "checkpoint of a model with user tokens")->required();
   compress->add_option("--data", args.data_dir, "prepared data dir (default: data.dir of the run's config)");

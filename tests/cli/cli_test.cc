@@ -258,6 +258,11 @@ TEST_F(CliTest, RecommendUnknownUser) {
   EXPECT_EQ(r.code, 2);
   EXPECT_NE(r.err.find("unknown user id"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("no_such_user_42"), std::string::npos) << r.err;
+  // LSVCR's flags are refused on other models, not ignored.
+  r = run("recommend --checkpoint " + t("sasrec/best.safetensors") + " --user u1 --video 3");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("--video is for LSVCR checkpoints (comments of a video), and " + t("sasrec/best.safetensors") +
+                       " is not one"), std::string::npos) << r.err;
 }
 
 TEST_F(CliTest, PersonalizedHstuTrainsCompressesAndEvaluatesFromItsCache) {

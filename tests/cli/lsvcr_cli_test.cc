@@ -3,9 +3,13 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <set>
+
 #include "cli/cli_support.h"
 #include "cli/lsvcr_cli_support.h"
 #include "seqrec/common/fs.h"
+#include "seqrec/data/item_catalog.h"
+#include "seqrec/data/lsvcr_data.h"
 #include "seqrec/train/checkpoint.h"
 
 namespace seqrec::testing::cli {
@@ -87,11 +91,11 @@ TEST(LsvcrCliTest, EvalOfAStageTwoCheckpointRepeatsTrainsLines) {
   }
   EXPECT_EQ(last_json(slurp(dir.file("s2/eval.jsonl")))["checkpoint"], dir.file("s2/best.safetensors"));
   // The commands that do not take LSVCR models say so (they used to fail on a missing items.tsv).
-  for (const char* command : {"recommend --user u1", "serve --port 0", "compress --out x"}) {
+  for (const char* command : {"serve --port 0", "compress --out x"}) {
     Result no = run_seqrec(std::string(command) + " --checkpoint " + dir.file("s2/best.safetensors"), dir);
     EXPECT_EQ(no.code, 2) << command << ": " << no.err;
     EXPECT_NE(no.err.find("is an LSVCR checkpoint: seqrec " + std::string(command).substr(0, std::string(command).find(' ')) +
-                          " does not take LSVCR models yet (seqrec eval does)"),
+                          " does not take LSVCR models yet (seqrec eval and recommend do)"),
               std::string::npos) << no.err;
   }
   // A store with other videos: refused by name before anything runs.
@@ -102,6 +106,94 @@ TEST(LsvcrCliTest, EvalOfAStageTwoCheckpointRepeatsTrainsLines) {
   Result wrong = run_seqrec("eval --checkpoint " + dir.file("s2/best.safetensors") + " --data " + dir.file("data2"), dir);
   EXPECT_NE(wrong.code, 0);
   EXPECT_NE(wrong.err.find("built for 16 videos, but " + dir.file("data2") + " has 12"), std::string::npos) << wrong.err;
+}
+
+/// Raw ids of dense ids, space separated.
+std::string raw_ids(const std::vector<int64_t>& ids, const data::ItemCatalog& catalog) {
+  std::string out;
+  for (int64_t id : ids) out += (out.empty() ? "" : " ") + catalog.raw_id(id);
+  return out;
+}
+
+/// The id column (second) of recommend's rows, after checking the header and that scores never rise.
+std::vector<std::string> ranked_ids(const Result& r, const std::string& header) {
+  const auto lines = lines_of(r.out);
+  EXPECT_FALSE(lines.empty());
+  if (lines.empty()) return {};
+  EXPECT_EQ(lines[0], header);
+  std::vector<std::string> ids;
+  double previous = 1e9;
+  for (size_t i = 1; i < lines.size(); ++i) {
+    const auto f = split_tabs(lines[i]);
+    EXPECT_EQ(f[0], std::to_string(i));
+    EXPECT_LE(std::stod(f[2]), previous) << lines[i];
+    previous = std::stod(f[2]);
+    ids.push_back(f[1]);
+  }
+  return ids;
+}
+
+// seqrec recommend on a stage 2 checkpoint, here one trained from another through train.init_from
+// (which eval used to refuse as an unknown key): the next videos of a user, never one watched, the
+// same with both histories spelled out; with --video that video's comments less the user's own;
+// unknown ids and a mixed request refused by flag.
+TEST(LsvcrCliTest, RecommendsNextVideosAndRanksAVideosComments) {
+  TempDir dir;
+  make_small_lsvcr_data(dir);
+  if (HasFatalFailure()) return;
+  const std::string common = small_run_args(dir) + " --set train.epochs=1 --set train.eval_every=1";
+  ASSERT_EQ(run_seqrec("train " + common + " --set train.out_dir=" + dir.file("s0"), dir).code, 0);
+  Result r = run_seqrec("train " + common + " --set train.out_dir=" + dir.file("s2") +
+                            " --set train.init_from.checkpoint=" + dir.file("s0/best.safetensors"), dir);
+  ASSERT_EQ(r.code, 0) << r.err;
+  const std::string ckpt = " --checkpoint " + dir.file("s2/best.safetensors");
+  r = run_seqrec("eval" + ckpt, dir);
+  EXPECT_EQ(r.code, 0) << r.err;
+
+  const data::LsvcrStore store = data::LsvcrStore::load(dir.file("data/lsvcr.bin"));
+  const data::ItemCatalog videos = data::ItemCatalog::load(dir.file("data/videos"));
+  const data::ItemCatalog comments = data::ItemCatalog::load(dir.file("data/comments"));
+  const std::string user = data::UserMap::load(dir.file("data")).raw_id(0);
+  const std::vector<int64_t>& watched = store.video_histories[0].ids;
+  const std::vector<int64_t>& engaged = store.comment_histories[0].ids;
+  ASSERT_FALSE(engaged.empty());
+
+  const Result by_user = run_seqrec("recommend" + ckpt + " --user " + user + " --k 100", dir);
+  ASSERT_EQ(by_user.code, 0) << by_user.err;
+  const auto next = ranked_ids(by_user, "rank\tvideo_id\tscore\ttitle");
+  ASSERT_GE(next.size(), 2u);
+  const std::set<int64_t> seen(watched.begin(), watched.end());
+  EXPECT_EQ(next.size(), static_cast<size_t>(store.num_videos) - seen.size());
+  for (int64_t v : seen) EXPECT_EQ(std::count(next.begin(), next.end(), videos.raw_id(v)), 0) << "watched " << v;
+  const Result spelled = run_seqrec("recommend" + ckpt + " --history '" + raw_ids(watched, videos) +
+                                        "' --comment-history '" + raw_ids(engaged, comments) + "' --k 100", dir);
+  ASSERT_EQ(spelled.code, 0) << spelled.err;
+  EXPECT_EQ(spelled.out, by_user.out);
+  const Result videos_only = run_seqrec("recommend" + ckpt + " --history '" + raw_ids(watched, videos) + "' --k 100", dir);
+  ASSERT_EQ(videos_only.code, 0) << videos_only.err;
+  EXPECT_NE(videos_only.out, by_user.out);  // the comment history is read
+
+  int64_t video = 1;  // the largest comment section
+  for (int64_t v = 1; v <= store.num_videos; ++v)
+    if (store.video_comments[v].size() > store.video_comments[video].size()) video = v;
+  const Result ranked = run_seqrec("recommend" + ckpt + " --user " + user + " --video " + videos.raw_id(video) + " --k 1000", dir);
+  ASSERT_EQ(ranked.code, 0) << ranked.err;
+  const auto got = ranked_ids(ranked, "rank\tcomment_id\tscore\ttext");
+  std::set<std::string> want;
+  for (int64_t c : store.video_comments[video])
+    if (std::find(engaged.begin(), engaged.end(), c) == engaged.end()) want.insert(comments.raw_id(c));
+  EXPECT_EQ(std::set<std::string>(got.begin(), got.end()), want);
+  EXPECT_EQ(got.size(), want.size());
+
+  for (const auto& [args, message] : std::vector<std::pair<std::string, std::string>>{
+           {" --user " + user + " --video nope", "--video: unknown video id 'nope' (not in " + dir.file("data/videos/items.tsv")},
+           {" --history nope", "--history: unknown id 'nope'"},
+           {" --user " + user + " --comment-history " + comments.raw_id(1), "give exactly one of --user RAW_ID or --history"},
+           {" --user nobody", "--user: unknown user id 'nobody'"}}) {
+    const Result bad = run_seqrec("recommend" + ckpt + args, dir);
+    EXPECT_EQ(bad.code, 2) << args;
+    EXPECT_NE(bad.err.find(message), std::string::npos) << bad.err;
+  }
 }
 
 }  // namespace

@@ -8,6 +8,7 @@
 #include <iterator>
 
 #include "seqrec/common/error.h"
+#include "seqrec/data/item_catalog.h"
 #include "seqrec/data/lsvcr_synth.h"
 #include "support.h"
 
@@ -47,6 +48,12 @@ TEST(LsvcrDataTest, PrepareMapsIdsSortsHistoriesAndRoundTrips) {
   EXPECT_EQ(s.comment_histories[0].ids, (std::vector<int64_t>{2}));
   EXPECT_TRUE(s.video_histories[2].ids.empty());  // u3 only commented
   EXPECT_EQ(s.comment_histories[2].ids, (std::vector<int64_t>{1}));
+  // users.tsv as every prepared store has it (UserMap reads it: recommend --user); the header line
+  // the LSVCR stores had before is still read.
+  EXPECT_EQ(slurp_file(out.file("users.tsv")), "0\tu1\n1\tu2\n2\tu3\n");
+  EXPECT_EQ(UserMap::load(out.path()).find("u3"), 2);
+  out.write("users.tsv", "user\traw_id\n0\tu1\n1\tu2\n");
+  EXPECT_EQ(UserMap::load(out.path()).find("u2"), 1);
 }
 
 /// The output is owned as prepare's store is: a marker lists what prepare wrote, a second run

@@ -113,6 +113,7 @@ UserMap UserMap::load(const std::string& dir) {
   UserMap map;
   for_each_line(buf, [&](int64_t line_no, std::string_view line) {
     if (line.empty()) return;
+    if (line_no == 1 && line == "user\traw_id") return;  // the header LSVCR stores had before 2026-12-05
     const auto f = split_tabs(line);
     if (f.size() != 2) {
       throw DataError(loc(path, line_no) + ": expected 2 fields, got " + std::to_string(f.size()));

@@ -265,7 +265,8 @@ LsvcrPrepareReport prepare_lsvcr_into(const std::string& input_dir, const std::s
 
   make_dirs(output_dir + "/videos");
   make_dirs(output_dir + "/comments");
-  std::string vt = "item_id\traw_id\ttitle\n", ct = "item_id\traw_id\ttext\tvideo\n", ut = "user\traw_id\n";
+  // users.tsv as every store has it: "index<TAB>raw id" lines, no header (UserMap reads it).
+  std::string vt = "item_id\traw_id\ttitle\n", ct = "item_id\traw_id\ttext\tvideo\n", ut;
   for (int64_t v = 1; v <= s.num_videos; ++v) vt += std::to_string(v) + "\t" + videos.raw[v] + "\t" + titles[v] + "\n";
   for (int64_t c = 1; c <= s.num_comments; ++c)
     ct += std::to_string(c) + "\t" + comments.raw[c] + "\t" + texts[c] + "\t" + std::to_string(s.comment_video[c]) + "\n";

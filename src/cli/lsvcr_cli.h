@@ -1,0 +1,32 @@
+// LSVCR's stage 2 checkpoints in the commands that read them (eval, recommend): the run config,
+// the prepared two-behaviour store and the model with its weights, loaded once the same way.
+#pragma once
+
+#include <string>
+
+#include "cli/commands.h"
+#include "seqrec/config/options.h"
+#include "seqrec/data/lsvcr_data.h"
+#include "seqrec/models/lsvcr.h"
+#include "seqrec/train/lsvcr_trainer.h"
+
+namespace seqrec::cli {
+
+/// A loaded stage 2 checkpoint.
+struct LsvcrCheckpoint {
+  std::string data_dir;          ///< data.dir of the run (or --data)
+  config::TrainOptions train;    ///< the run's train: (threads, batch_size)
+  train::LsvcrRunOptions run;    ///< the run's lsvcr: section
+  data::LsvcrStore store;        ///< <data_dir>/lsvcr.bin
+  models::Lsvcr model{nullptr};  ///< weights of --checkpoint, text tables installed
+};
+
+/// Loads --checkpoint with the run config next to it (or --config, --set, --data); sets the run's
+/// threads. Throws ConfigError for a checkpoint of another stage than finetune (`command` names the
+/// command in the message) and CheckpointError for a store with other video or comment counts.
+LsvcrCheckpoint load_lsvcr_checkpoint(const CliArgs& args, const std::string& command);
+
+/// `seqrec recommend` on an LSVCR checkpoint: next videos, or with --video the video's comments.
+int run_recommend_lsvcr(const CliArgs& args);
+
+}  // namespace seqrec::cli
