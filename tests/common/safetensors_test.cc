@@ -273,3 +273,30 @@ TEST(SafetensorsTest, ChecksumsCatchAFlippedByteAndForeignFilesStillLoad) {
 
 }  // namespace
 }  // namespace seqrec
+
+namespace seqrec {
+namespace {
+
+// A Hugging Face folder's weight files: the single file, or each shard of the index once, sorted;
+// a broken index or an empty folder named in the error.
+TEST(HfWeightFilesTest, SingleFileOrTheIndexsShards) {
+  testing::TempDir dir;
+  ASSERT_THROWS_WITH(hf_weight_files(dir.path()),
+                     dir.path() + ": neither model.safetensors nor model.safetensors.index.json found");
+  dir.write("model.safetensors", "x");
+  EXPECT_EQ(hf_weight_files(dir.path()), std::vector<std::string>{dir.file("model.safetensors")});
+  dir.write("model.safetensors.index.json",
+            R"({"metadata": {}, "weight_map": {"a": "m-00002.safetensors", "b": "m-00001.safetensors",
+                "c": "m-00002.safetensors"}})");
+  EXPECT_EQ(hf_weight_files(dir.path()),
+            (std::vector<std::string>{dir.file("m-00001.safetensors"), dir.file("m-00002.safetensors")}));
+  dir.write("model.safetensors.index.json", R"({"metadata": {}})");
+  ASSERT_THROWS_WITH(hf_weight_files(dir.path()), dir.file("model.safetensors.index.json") + ": no 'weight_map'");
+  dir.write("model.safetensors.index.json", R"({"weight_map": {"a": 3}})");
+  ASSERT_THROWS_WITH(hf_weight_files(dir.path()), "weight_map['a'] is not a file name");
+  dir.write("model.safetensors.index.json", "{");
+  ASSERT_THROWS_WITH(hf_weight_files(dir.path()), dir.file("model.safetensors.index.json") + ": not valid JSON");
+}
+
+}  // namespace
+}  // namespace seqrec

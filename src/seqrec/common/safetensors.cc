@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <cstring>
 #include <limits>
+#include <set>
 #include <nlohmann/json.hpp>
 
 #include "seqrec/common/error.h"
@@ -392,6 +393,29 @@ const StTensorView& SafetensorsFile::get(const std::string& name) const {
 
 const std::map<std::string, std::string>& SafetensorsFile::metadata() const {
   return impl_->metadata;
+}
+
+std::vector<std::string> hf_weight_files(const std::string& dir) {
+  const std::string index = dir + "/model.safetensors.index.json";
+  if (!path_exists(index)) {
+    if (path_exists(dir + "/model.safetensors")) return {dir + "/model.safetensors"};
+    throw CheckpointError(dir + ": neither model.safetensors nor model.safetensors.index.json found");
+  }
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(read_file(index));
+  } catch (const nlohmann::json::exception& e) {
+    throw CheckpointError(index + ": not valid JSON: " + e.what());
+  }
+  if (!j.contains("weight_map") || !j["weight_map"].is_object()) throw CheckpointError(index + ": no 'weight_map'");
+  std::set<std::string> shards;
+  for (const auto& [name, shard] : j["weight_map"].items()) {
+    if (!shard.is_string()) throw CheckpointError(index + ": weight_map['" + name + "'] is not a file name");
+    shards.insert(shard.get<std::string>());
+  }
+  std::vector<std::string> files;
+  for (const auto& shard : shards) files.push_back(dir + "/" + shard);
+  return files;
 }
 
 }  // namespace seqrec

@@ -58,4 +58,9 @@ class SafetensorsFile {
   std::shared_ptr<const Impl> impl_;
 };
 
+/// The weight files of a Hugging Face model folder: `model.safetensors`, or the shards named by
+/// `model.safetensors.index.json` (each once, sorted). Throws CheckpointError naming the index when
+/// it is not JSON or has no weight_map, and the folder when it has neither file.
+std::vector<std::string> hf_weight_files(const std::string& dir);
+
 }  // namespace seqrec

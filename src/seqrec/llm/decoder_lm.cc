@@ -289,25 +289,7 @@ torch::Tensor DecoderLmImpl::logits(const torch::Tensor& hidden) {
 
 void load_hf_weights(torch::nn::Module& model, const std::string& dir, bool tied_embeddings,
                      const std::set<std::string>& skip) {
-  // Collect the files: a single model.safetensors, or the shards named by the index.
-  std::vector<std::string> files;
-  const std::string index = dir + "/model.safetensors.index.json";
-  if (path_exists(index)) {
-    json j;
-    try {
-      j = json::parse(read_file(index));
-    } catch (const json::exception& e) {
-      throw CheckpointError(index + ": not valid JSON: " + e.what());
-    }
-    if (!j.contains("weight_map") || !j["weight_map"].is_object()) throw CheckpointError(index + ": no 'weight_map'");
-    std::set<std::string> shards;
-    for (auto& [name, shard] : j["weight_map"].items()) shards.insert(shard.get<std::string>());
-    for (const auto& s : shards) files.push_back(dir + "/" + s);
-  } else if (path_exists(dir + "/model.safetensors")) {
-    files.push_back(dir + "/model.safetensors");
-  } else {
-    throw CheckpointError(dir + ": neither model.safetensors nor model.safetensors.index.json found");
-  }
+  const std::vector<std::string> files = hf_weight_files(dir);
   std::vector<SafetensorsFile> mapped;
   std::map<std::string, std::pair<size_t, std::string>> where;  // tensor -> (file index, file)
   for (const auto& f : files) {

@@ -268,14 +268,8 @@ VisionTower load_vision_tower(const std::string& dir) {
   // Everything outside vision_model.* (a dual encoder's text tower, the projections, SigLIP's
   // pooling head) is not ours to load.
   std::set<std::string> skip;
-  const std::string index = dir + "/model.safetensors.index.json";
-  if (path_exists(index)) {
-    json j = json::parse(read_file(index));
-    if (j.contains("weight_map") && j["weight_map"].is_object())
-      for (auto& [name, shard] : j["weight_map"].items()) skip.insert(name);
-  } else if (path_exists(dir + "/model.safetensors")) {
-    for (const auto& name : SafetensorsFile::open(dir + "/model.safetensors").names()) skip.insert(name);
-  }
+  for (const auto& file : hf_weight_files(dir))
+    for (const auto& name : SafetensorsFile::open(file).names()) skip.insert(name);
   for (const auto& p : tower->named_parameters()) skip.erase(p.key());
   // Qwen2-VL: the language model beside `visual.*` is not ours either.
   const char* prefix = tower->config().qwen2_vl() ? "visual." : "vision_model.";

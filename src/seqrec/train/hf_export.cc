@@ -134,19 +134,8 @@ void write_adapter(const llm::DecoderLmImpl& lm, const HfExportSpec& spec, const
 // A Qwen2-VL base holds its vision tower beside the language model: its `visual.*` tensors travel
 // unchanged (in float32, as the rest is written), so that the export is a whole Qwen2-VL folder.
 NamedTensors base_vision_tensors(const std::string& base_dir) {
-  std::vector<std::string> files;
-  const std::string index = base_dir + "/model.safetensors.index.json";
-  if (path_exists(index)) {
-    const json j = read_json(index);
-    if (!j.contains("weight_map") || !j["weight_map"].is_object()) throw CheckpointError(index + ": no 'weight_map'");
-    std::set<std::string> shards;
-    for (const auto& [name, shard] : j["weight_map"].items()) shards.insert(shard.get<std::string>());
-    for (const auto& shard : shards) files.push_back(base_dir + "/" + shard);
-  } else {
-    files.push_back(base_dir + "/model.safetensors");
-  }
   NamedTensors out;
-  for (const auto& f : files) {
+  for (const auto& f : hf_weight_files(base_dir)) {
     const SafetensorsFile file = SafetensorsFile::open(f);
     for (const auto& name : file.names())
       if (name.rfind("visual.", 0) == 0)
