@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <cmath>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
@@ -158,6 +159,66 @@ TEST(DecoderLmTest, Qwen2VlFoldersLoadTheirLanguageModelAsQwen2) {
   qwen2.erase("rope_scaling");
   std::ofstream(dir.file("config.json")) << qwen2.dump();
   ASSERT_THROWS_WITH(load_decoder_lm(dir.path()), "unexpected: visual.blocks.0.attn.qkv.weight");
+}
+
+// M-RoPE by hand: head_dim 8 (inverse frequencies 1, 0.1, 0.01, 0.001), sections [1, 1, 2] cut
+// the channels into [1, 1, 2, 1, 1, 2]: channel 0 and 4 rotate by the temporal position, 1 and 5
+// by the row, 2, 3, 6, 7 by the column.
+TEST(DecoderLmTest, MultimodalRotaryTakesEachChannelChunkFromItsPositionRow) {
+  const torch::Tensor inv = nn::rope_inverse_frequencies(8, 10000.0);
+  const torch::Tensor positions = torch::tensor({2, 5, 7}, torch::kLong).view({3, 1, 1});
+  const nn::Rotary r = multimodal_rotary(positions, inv, {1, 1, 2});
+  ASSERT_EQ(r.cos.sizes(), (std::vector<int64_t>{1, 1, 8}));
+  const double angle[] = {2 * 1.0, 5 * 0.1, 7 * 0.01, 7 * 0.001};
+  for (int64_t c = 0; c < 8; ++c) {
+    EXPECT_NEAR(r.cos[0][0][c].item<double>(), std::cos(angle[c % 4]), 1e-6) << c;
+    EXPECT_NEAR(r.sin[0][0][c].item<double>(), std::sin(angle[c % 4]), 1e-6) << c;
+  }
+}
+
+// Qwen2-VL's language model with image tokens at (t, row, column) positions, against the
+// transcription of modeling_qwen2_vl.py (tests/reference/qwen2_vl_mrope_reference.py: 3 text
+// tokens, a 2 x 3 image grid, 2 text tokens, random weights and input embeddings). The same
+// inputs with 1-D positions move the reference output by 1.4: the test sees the image positions.
+TEST(DecoderLmTest, Qwen2VlMropeMatchesTheReference) {
+  const std::string dir = SEQREC_SOURCE_DIR "/tests/fixtures/qwen2_vl_lm";
+  DecoderLm lm = load_decoder_lm(dir);
+  EXPECT_EQ(lm->config().mrope_section, (std::vector<int64_t>{1, 1, 2}));
+  lm->eval();
+  torch::NoGradGuard no_grad;
+  const train::NamedTensors expected = train::load_tensors(dir + "/expected.safetensors", nullptr);
+  auto get = [&](const std::string& name) {
+    for (const auto& [n, t] : expected)
+      if (n == name) return t;
+    ADD_FAILURE() << "no " << name;
+    return torch::Tensor();
+  };
+  DecoderInput in;
+  in.inputs_embeds = get("inputs_embeds");
+  in.positions = get("position_ids").to(torch::kLong);  // [3, 1, 11]
+  EXPECT_TRUE(in.positions[1][0].narrow(0, 3, 6).equal(torch::tensor({3, 3, 3, 4, 4, 4}, torch::kLong)));  // rows
+  const torch::Tensor hidden = lm->forward_hidden(in);
+  EXPECT_LT((hidden - get("hidden")).abs().max().item<double>(), 1e-4);
+  in.positions = in.positions + 40;  // rotary attention sees differences only
+  EXPECT_LT((lm->forward_hidden(in) - get("hidden")).abs().max().item<double>(), 1e-4);
+  in.positions = torch::arange(11, torch::kLong).view({1, 11});  // 1-D: another output
+  EXPECT_GT((lm->forward_hidden(in) - get("hidden")).abs().max().item<double>(), 0.1);
+  // [3, B, T] positions on a model without M-RoPE are refused.
+  DecoderLm plain(tiny_config("llama", false));
+  DecoderInput three;
+  three.input_ids = torch::zeros({1, 2}, torch::kLong);
+  three.positions = torch::zeros({3, 1, 2}, torch::kLong);
+  ASSERT_THROWS_WITH(plain->forward_hidden(three), "[3, B, T] positions are M-RoPE's");
+}
+
+// A bad mrope_section is named with the sum it must have.
+TEST(DecoderLmTest, MropeSectionMustCoverHalfTheHeadDim) {
+  testing::TempDir dir;
+  nlohmann::json config = nlohmann::json::parse(read_file(SEQREC_SOURCE_DIR "/tests/fixtures/qwen2_vl_lm/config.json"));
+  config["rope_scaling"]["mrope_section"] = {1, 1, 1};
+  std::ofstream(dir.file("config.json")) << config.dump();
+  ASSERT_THROWS_WITH(read_decoder_config(dir.path()),
+                     "rope_scaling.mrope_section must be 3 non-negative counts summing to head_dim / 2 = 4, got [1,1,1]");
 }
 
 TEST(DecoderLmTest, LoadsHalfAndBfloat16Checkpoints) {

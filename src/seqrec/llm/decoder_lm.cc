@@ -158,9 +158,8 @@ DecoderConfig read_decoder_config(const std::string& dir) {
   if (j.contains("rope_scaling") && j["rope_scaling"].is_object()) {
     const json& rs = j["rope_scaling"];
     const std::string type = field<std::string>(rs, "rope_type", field<std::string>(rs, "type", "", file), file);
-    // Qwen2-VL's M-RoPE (type mrope, or default with mrope_section) gives a text token the same
-    // position in its three sections: over text it is plain RoPE. seqrec numbers every token, soft
-    // image tokens included, with 1-D positions (docs/models.md).
+    // Qwen2-VL's M-RoPE (type mrope, or default with mrope_section): a text token has the same
+    // position in its three sections (plain RoPE); image tokens get (t, row, column) positions.
     if (!(type == "llama3" || type == "default" || (qwen2_vl && type == "mrope")))
       throw DataError(file + ": rope_scaling type '" + type + "' is not supported (llama3" +
                       std::string(qwen2_vl ? ", mrope" : "") + ")");
@@ -169,6 +168,15 @@ DecoderConfig read_decoder_config(const std::string& dir) {
       c.rope_low_freq_factor = field<double>(rs, "low_freq_factor", 1.0, file);
       c.rope_high_freq_factor = field<double>(rs, "high_freq_factor", 4.0, file);
       c.rope_original_max_position = field<int64_t>(rs, "original_max_position_embeddings", 8192, file);
+    }
+    if (qwen2_vl && rs.contains("mrope_section")) {
+      c.mrope_section = field<std::vector<int64_t>>(rs, "mrope_section", {}, file);
+      int64_t pairs = 0;
+      for (int64_t n : c.mrope_section) pairs += n;
+      if (c.mrope_section.size() != 3 || pairs != c.head_dim / 2 ||
+          std::any_of(c.mrope_section.begin(), c.mrope_section.end(), [](int64_t n) { return n < 0; }))
+        throw DataError(file + ": rope_scaling.mrope_section must be 3 non-negative counts summing to head_dim / 2 = " +
+                        std::to_string(c.head_dim / 2) + ", got " + rs["mrope_section"].dump());
     }
   }
   const std::pair<const char*, int64_t> sizes[] = {
@@ -233,6 +241,22 @@ DecoderLmImpl::DecoderLmImpl(const DecoderConfig& c) : config_(c) {
   inv_freq_ = decoder_inverse_frequencies(c);
 }
 
+nn::Rotary multimodal_rotary(const torch::Tensor& positions, const torch::Tensor& inv_freq,
+                             const std::vector<int64_t>& sections) {
+  TORCH_CHECK(positions.dim() == 3 && positions.size(0) == 3 && sections.size() == 3,
+              "multimodal_rotary: positions [3, B, T] and three sections");
+  const nn::Rotary all = nn::rotary_for_positions(positions, inv_freq);  // [3, B, T, hd]
+  std::vector<torch::Tensor> cos, sin;
+  int64_t at = 0;
+  for (size_t i = 0; i < 2 * sections.size(); ++i) {
+    const int64_t n = sections[i % 3];
+    cos.push_back(all.cos[static_cast<int64_t>(i % 3)].narrow(-1, at, n));
+    sin.push_back(all.sin[static_cast<int64_t>(i % 3)].narrow(-1, at, n));
+    at += n;
+  }
+  return {torch::cat(cos, -1), torch::cat(sin, -1)};  // [B, T, hd]
+}
+
 void check_token_ids(const torch::Tensor& ids, int64_t vocab_size) {
   if (ids.numel() == 0) return;
   const auto [lo, hi] = torch::aminmax(ids);
@@ -257,7 +281,11 @@ torch::Tensor DecoderLmImpl::forward_hidden(const DecoderInput& in, DecoderCache
   torch::Tensor positions = in.positions.defined()
                                 ? in.positions
                                 : torch::arange(past, past + t, torch::kLong).unsqueeze(0).expand({b, t});
-  nn::Rotary rotary = nn::rotary_for_positions(positions.to(x.device()), inv_freq_.to(x.device()));
+  if (positions.dim() == 3 && config_.mrope_section.empty())
+    throw ConfigError("positions", "[3, B, T] positions are M-RoPE's, and this model has no rope_scaling.mrope_section");
+  nn::Rotary rotary = positions.dim() == 3
+                          ? multimodal_rotary(positions.to(x.device()), inv_freq_.to(x.device()), config_.mrope_section)
+                          : nn::rotary_for_positions(positions.to(x.device()), inv_freq_.to(x.device()));
   TORCH_CHECK(!in.packed || (b == 1 && !cache && in.positions.defined()),
               "packed input: one row, explicit positions, no cache");
   torch::Tensor bias = in.packed || in.bias.defined() ? in.bias : nn::causal_bias(t, past, in.key_valid, x.options());

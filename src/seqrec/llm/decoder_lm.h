@@ -42,6 +42,10 @@ struct DecoderConfig {
   double rope_high_freq_factor = 4;
   int64_t rope_original_max_position = 8192;
   double dropout = 0.0;               ///< attention_dropout (also used on residual branches when training)
+  /// Qwen2-VL's M-RoPE (rope_scaling.mrope_section): rotary channel pairs driven by the temporal,
+  /// height and width position (sum = head_dim / 2). Empty: 1-D RoPE. With it, positions may be
+  /// [3, B, T]; 1-D positions [B, T] are M-RoPE with the three equal (text tokens).
+  std::vector<int64_t> mrope_section;
 };
 
 /// Parses <dir>/config.json; throws DataError naming the file and field for missing or bad values.
@@ -61,7 +65,7 @@ TORCH_MODULE(DecoderBody);
 struct DecoderInput {
   torch::Tensor input_ids;      ///< [B, T] int64, or undefined when inputs_embeds is given
   torch::Tensor inputs_embeds;  ///< [B, T, D]
-  torch::Tensor positions;      ///< [B, T] int64; default past..past+T-1
+  torch::Tensor positions;      ///< [B, T] int64, or [3, B, T] (t, h, w) under M-RoPE; default past..past+T-1
   torch::Tensor key_valid;      ///< [B, past+T] bool: false for padding keys; default all valid
   torch::Tensor bias;           ///< optional additive attention mask [B or 1, 1, T, S] (overrides causal)
   /// Packed segments (HLLM item texts): input is one row [1, T]; each segment attends causally to
@@ -103,6 +107,12 @@ TORCH_MODULE(DecoderLm);
 
 /// RoPE inverse frequencies of a config, llama3 rope_scaling applied.
 torch::Tensor decoder_inverse_frequencies(const DecoderConfig& config);
+
+/// Qwen2-VL's multimodal rotary tables for positions [3, B, T] (temporal, height, width): the
+/// head_dim channels are cut into sections ++ sections (rotate-half layout), and chunk i takes its
+/// cos / sin from position row i % 3, as transformers' apply_multimodal_rotary_pos_emb does.
+nn::Rotary multimodal_rotary(const torch::Tensor& positions, const torch::Tensor& inv_freq,
+                             const std::vector<int64_t>& sections);
 
 /// Throws DataError when a token id of `ids` is negative or >= vocab_size (the message says the
 /// text was probably tokenized with another tokenizer); LibTorch's embedding would abort instead.
