@@ -70,6 +70,13 @@ TEST(ItemText, TextTokensAndPositionsOfAKnownItem) {
                                                                 22, 23, 24}));
   EXPECT_EQ(data::item_positions(24, 24).front(), 0);
   EXPECT_EQ(data::item_positions(24, 24).back(), 24);
+  // M-RoPE (Qwen2-VL's get_rope_index): 2 text tokens, 1 word before, a 2 x 3 image, 1 word after,
+  // [ITEM]; E = 1 + max(2, 3) + 1 = 5, so the [ITEM] slot sits at L + 5 = 15 and the text starts at
+  // 15 - 2 - 5 = 8; the image starts at s = 11 and the word after it at s + 3 = 14.
+  const auto m = data::item_positions_mrope(2, 1, 2, 3, 1, 10);
+  EXPECT_EQ(m[0], (std::vector<int64_t>{8, 9, 10, 11, 11, 11, 11, 11, 11, 14, 15}));  // t
+  EXPECT_EQ(m[1], (std::vector<int64_t>{8, 9, 10, 11, 11, 11, 12, 12, 12, 14, 15}));  // rows
+  EXPECT_EQ(m[2], (std::vector<int64_t>{8, 9, 10, 11, 12, 13, 11, 12, 13, 14, 15}));  // columns
 }
 
 TEST(ItemText, FileRoundTripAndCorruption) {
@@ -432,6 +439,24 @@ TEST(Hllm, ConfigErrorsNameTheField) {
       "model:\n  name: hllm\n  item_llm: {config: {vocab_size: 100, hidden_size: 16, num_attention_heads: 4}}\n"
       "  user_llm: {config: {vocab_size: 100, hidden_size: 16, num_attention_heads: 4}}\n");
   ASSERT_THROWS_WITH(make_model(small.child("model"), ctx), "is smaller than the item texts' tokenizer's");
+  // A scratch Qwen2-VL language model: q/k/v biases and M-RoPE sections, checked against head_dim.
+  auto qwen = [&](const std::string& extra) {
+    return config::ConfigNode::parse("model:\n  name: hllm\n  item_llm: {config: {vocab_size: 300, hidden_size: 16, "
+                                     "num_attention_heads: 2, model_type: qwen2_vl" + extra + "}}\n"
+                                     "  user_llm: {config: {vocab_size: 300, hidden_size: 16, num_attention_heads: 2}}\n");
+  };
+  auto ok = qwen(", rope_scaling: {type: mrope, mrope_section: [1, 1, 2]}");
+  auto model = std::dynamic_pointer_cast<HllmImpl>(make_model(ok.child("model"), ctx));
+  ASSERT_TRUE(model);
+  EXPECT_EQ(model->item_llm->config().mrope_section, (std::vector<int64_t>{1, 1, 2}));
+  EXPECT_TRUE(model->item_llm->config().attention_bias);
+  auto bad = qwen(", rope_scaling: {mrope_section: [2, 3, 2]}");
+  ASSERT_THROWS_WITH(make_model(bad.child("model"), ctx),
+                     "model.item_llm.config.rope_scaling.mrope_section: M-RoPE needs model_type qwen2_vl and 3 "
+                     "non-negative counts summing to head_dim / 2 = 4");
+  auto unknown = config::ConfigNode::parse("model:\n  name: hllm\n  item_llm: {config: {model_type: gpt2}}\n"
+                                           "  user_llm: {config: {}}\n");
+  ASSERT_THROWS_WITH(make_model(unknown.child("model"), ctx), "model.item_llm.config.model_type: expected llama, qwen2 or qwen2_vl");
 }
 
 

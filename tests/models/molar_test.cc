@@ -244,7 +244,8 @@ TEST(MolarTest, UserSlotTrainsAndIsNamedInTheCheckpoint) {
 
 // The item LLM by hand: [text][image words before][soft tokens][image words after][Cur_Item] with
 // right-aligned positions.
-torch::Tensor embed_by_hand(MolarImpl& m, const MolarFixture& f, int64_t id, const torch::Tensor& soft, bool text) {
+torch::Tensor embed_by_hand(MolarImpl& m, const MolarFixture& f, int64_t id, const torch::Tensor& soft, bool text,
+                            const torch::Tensor& positions = {}) {
   auto span = f.tokens->tokens(id);
   std::vector<int64_t> tok;
   if (text) tok.assign(span.begin(), span.end());
@@ -263,7 +264,7 @@ torch::Tensor embed_by_hand(MolarImpl& m, const MolarFixture& f, int64_t id, con
   auto pos = torch::arange(t, torch::kLong) + (f.tokens->max_text_length() - mlen);
   llm::DecoderInput in;
   in.inputs_embeds = x;
-  in.positions = pos.unsqueeze(0);
+  in.positions = positions.defined() ? positions : pos.unsqueeze(0);
   return m.item_llm->forward_hidden(in)[0][t - 1];
 }
 
@@ -412,6 +413,60 @@ TEST(MolarTest, Qwen2VlMergedTokensAreTheSoftTokens) {
   expect_embeddings_with_soft_tokens(*bare, f, {3}, [&](int64_t id) {
     return bare->vision->forward(pixels[id - 1].unsqueeze(0)).view({4, 16});
   });
+}
+
+// An item LLM with Qwen2-VL's M-RoPE gives a Qwen2-VL tower's 2 x 2 merged tokens (one soft token
+// each) (t, row, column) positions, as get_rope_index does, packed and padded alike; the 1-D numbering
+// is another embedding. A CLIP-style projector with 2 tokens per patch has no grid: 1-D positions.
+TEST(MolarTest, MropeItemLlmGivesQwen2VlImageTokensGridPositions) {
+  MolarFixture f(true);
+  MolarOptions o;
+  o.inputs = ItemInputs::kBoth;
+  o.image.has_vision = true;
+  auto& v = o.image.vision.config;
+  v.model_type = "qwen2_vl";
+  v.hidden_size = 8;
+  v.intermediate_size = 16;
+  v.num_layers = 1;
+  v.num_heads = 2;
+  v.image_size = 16;  // 4 x 4 patches of 4, merged 2 x 2: a 2 x 2 grid
+  v.patch_size = 4;
+  v.layer_norm_eps = 1e-6;
+  v.merger_size = 6;
+  torch::manual_seed(17);
+  auto pixels = torch::randn({5, 3, 16, 16});
+  auto molar = [&](bool packed) {
+    o.hllm = tiny_hllm(f.tokens->vocab_size());
+    for (auto* c : {&o.hllm.item_llm.config, &o.hllm.user_llm.config}) {
+      c->model_type = "qwen2_vl";
+      c->mrope_section = {0, 1, 1};  // head_dim 4: one channel pair by row, one by column
+    }
+    o.hllm.packed_items = packed;
+    torch::manual_seed(3);
+    auto m = std::make_shared<MolarImpl>(o, f.tokens, pixels);
+    m->eval();
+    return m;
+  };
+  auto m = molar(true);
+  EXPECT_EQ(m->soft_token_grid(), (std::pair<int64_t, int64_t>{2, 2}));
+  torch::NoGradGuard no_grad;
+  const std::vector<int64_t> ids{2, 5};
+  const auto got = m->embed_items(ids);
+  for (size_t i = 0; i < ids.size(); ++i) {
+    const auto soft = m->image_projector->forward(m->vision->forward(pixels[ids[i] - 1].unsqueeze(0))).view({4, 16});
+    const int64_t mlen = static_cast<int64_t>(f.tokens->tokens(ids[i]).size());
+    const int64_t nb = f.tokens->image_before().size(), na = f.tokens->image_after().size();
+    const auto p = data::item_positions_mrope(mlen, nb, 2, 2, na, f.tokens->max_text_length());
+    const auto positions =
+        torch::stack({torch::tensor(p[0]), torch::tensor(p[1]), torch::tensor(p[2])}).unsqueeze(1);  // [3, 1, T]
+    const auto grid = embed_by_hand(*m, f, ids[i], soft, true, positions);
+    EXPECT_TRUE(torch::allclose(got[i], grid, 1e-5, 1e-5)) << "item " << ids[i] << ": " << (got[i] - grid).abs().max();
+    const auto flat = embed_by_hand(*m, f, ids[i], soft, true);
+    EXPECT_GT((got[i] - flat).abs().max().item<double>(), 1e-4) << "item " << ids[i];
+  }
+  EXPECT_TRUE(torch::allclose(molar(false)->embed_items(ids), got, 1e-5, 1e-5));  // padded
+  o.image.tokens = 2;  // two soft tokens per merged patch: no grid
+  EXPECT_EQ(molar(true)->soft_token_grid(), (std::pair<int64_t, int64_t>{0, 0}));
 }
 
 TEST(MolarTest, ParameterNamesBeyondHllmArePinned) {

@@ -57,6 +57,26 @@ std::vector<int64_t> item_positions(int64_t m, int64_t max_text_length) {
   return pos;
 }
 
+std::array<std::vector<int64_t>, 3> item_positions_mrope(int64_t m, int64_t nb, int64_t gh, int64_t gw, int64_t na,
+                                                         int64_t max_text_length) {
+  const int64_t span = std::max(gh, gw), e = nb + span + na;
+  const std::vector<int64_t> p = item_positions(m + e, max_text_length + e);  // [text][before][span][after][ITEM]
+  std::array<std::vector<int64_t>, 3> out;
+  auto text = [&](int64_t q) {
+    for (auto& row : out) row.push_back(q);
+  };
+  for (int64_t j = 0; j < m + nb; ++j) text(p[j]);
+  const int64_t s = p[m + nb];
+  for (int64_t r = 0; r < gh; ++r)
+    for (int64_t c = 0; c < gw; ++c) {
+      out[0].push_back(s);
+      out[1].push_back(s + r);
+      out[2].push_back(s + c);
+    }
+  for (int64_t j = m + nb + span; j <= m + e; ++j) text(p[j]);
+  return out;
+}
+
 ItemTokens ItemTokens::build(const ItemCatalog& catalog, const llm::Tokenizer& tokenizer,
                              const ItemTextOptions& options) {
   if (options.max_text_length < 1) throw ConfigError("prepare.item_text.max_text_length", "must be >= 1");

@@ -19,6 +19,7 @@
 // 64 of everything before it. Version 1 files (no image words) still load.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -48,6 +49,14 @@ std::string item_text(const ItemCatalog& catalog, int64_t id, const ItemTextOpti
 
 /// Right-aligned positions of an item with m text tokens plus the [ITEM] slot: (L - m) .. L.
 std::vector<int64_t> item_positions(int64_t m, int64_t max_text_length);
+
+/// The positions of an item's tokens [text m][before nb][image gh x gw][after na][ITEM] under
+/// M-RoPE (Qwen2-VL's get_rope_index, one frame): rows t, h, w of m + nb + gh * gw + na + 1 entries.
+/// A text token has t = h = w; the image's tokens, row-major, sit at (s, s + row, s + column) for
+/// s the position after the words before it, and the words after it continue at s + max(gh, gw).
+/// Right-aligned as item_positions with E = nb + max(gh, gw) + na: the [ITEM] slot at L + E.
+std::array<std::vector<int64_t>, 3> item_positions_mrope(int64_t m, int64_t nb, int64_t gh, int64_t gw, int64_t na,
+                                                         int64_t max_text_length);
 
 /// Token ids of every item (CSR), the content of item_tokens.bin.
 class ItemTokens {

@@ -4,6 +4,7 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 
 #include "seqrec/common/error.h"
@@ -42,6 +43,26 @@ llm::DecoderConfig decoder_config_from(config::ConfigNode n) {
     throw ConfigError(p + ".num_key_value_heads", "must divide num_attention_heads");
   c.head_dim = c.hidden_size / c.num_heads;
   c.tie_word_embeddings = true;
+  // Qwen2's q/k/v biases; Qwen2-VL's language model also reads rope_scaling.mrope_section (M-RoPE).
+  c.model_type = n.get<std::string>("model_type", "llama");
+  if (c.model_type != "llama" && c.model_type != "qwen2" && c.model_type != "qwen2_vl")
+    throw ConfigError(p + ".model_type", "expected llama, qwen2 or qwen2_vl, got '" + c.model_type + "'");
+  c.attention_bias = c.model_type != "llama";
+  if (n.has("rope_scaling")) {
+    config::ConfigNode rs = n.child("rope_scaling");
+    rs.ignore("type");
+    rs.ignore("rope_type");
+    c.mrope_section = rs.get<std::vector<int64_t>>("mrope_section", {});
+    int64_t pairs = 0;
+    bool negative = false;
+    for (int64_t x : c.mrope_section) {
+      pairs += x;
+      negative = negative || x < 0;
+    }
+    if (c.model_type != "qwen2_vl" || c.mrope_section.size() != 3 || negative || pairs != c.head_dim / 2)
+      throw ConfigError(rs.path() + ".mrope_section", "M-RoPE needs model_type qwen2_vl and 3 non-negative counts "
+                                                      "summing to head_dim / 2 = " + std::to_string(c.head_dim / 2));
+  }
   return c;
 }
 
@@ -146,6 +167,14 @@ HllmImpl::HllmImpl(const HllmOptions& options, std::shared_ptr<const data::ItemT
 
 torch::Tensor HllmImpl::item_soft_tokens(const std::vector<int64_t>&) { return torch::Tensor(); }
 
+std::pair<int64_t, int64_t> HllmImpl::image_grid(int64_t soft_tokens) const {
+  if (soft_tokens == 0 || item_llm->config().mrope_section.empty()) return {0, 0};
+  const auto [gh, gw] = soft_token_grid();
+  TORCH_CHECK(gh * gw == 0 || gh * gw == soft_tokens, "soft_token_grid ", gh, " x ", gw, " for ", soft_tokens,
+              " soft tokens");
+  return {gh, gw};
+}
+
 // Each item is [text tokens][image words before][S soft tokens][image words after][ITEM] (the
 // image words only with soft tokens; data/item_text.h); positions stay right-aligned with the
 // [ITEM] slot at L + E, E = the columns after the text (without soft tokens: exactly HLLM's layout).
@@ -157,7 +186,9 @@ torch::Tensor HllmImpl::embed_packed(const std::vector<int64_t>& ids) {
   const auto& after = s > 0 ? tokens_->image_after() : kNoWords;
   const int64_t e = static_cast<int64_t>(before.size() + after.size()) + s;
   const bool text = item_text_enabled();
-  std::vector<int64_t> tok, pos, lengths, slots, soft_slots;
+  const auto [gh, gw] = image_grid(s);
+  std::vector<int64_t> tok, lengths, slots, soft_slots;
+  std::array<std::vector<int64_t>, 3> pos;  // rows t, h, w (only t without a grid)
   for (int64_t id : ids) {
     auto span = tokens_->tokens(id);
     const int64_t m = text ? span.size() : 0;
@@ -169,7 +200,12 @@ torch::Tensor HllmImpl::embed_packed(const std::vector<int64_t>& ids) {
     }
     tok.insert(tok.end(), after.begin(), after.end());
     tok.push_back(0);  // the [ITEM] slot: its input embedding is replaced below
-    for (int64_t p : data::item_positions(m + e, l + e)) pos.push_back(p);
+    if (gh > 0) {
+      const auto p = data::item_positions_mrope(m, before.size(), gh, gw, after.size(), l);
+      for (size_t r = 0; r < 3; ++r) pos[r].insert(pos[r].end(), p[r].begin(), p[r].end());
+    } else {
+      for (int64_t p : data::item_positions(m + e, l + e)) pos[0].push_back(p);
+    }
     slots.push_back(static_cast<int64_t>(tok.size()) - 1);
     lengths.push_back(m + e + 1);
   }
@@ -184,7 +220,9 @@ torch::Tensor HllmImpl::embed_packed(const std::vector<int64_t>& ids) {
   emb = emb.index_copy(1, slot_index, item_token.view({1, 1, d}).expand({1, n, d}).contiguous());
   llm::DecoderInput in;
   in.inputs_embeds = emb;
-  in.positions = torch::tensor(pos, torch::kLong).view({1, t}).to(dev);
+  in.positions = gh > 0 ? torch::stack({torch::tensor(pos[0]), torch::tensor(pos[1]), torch::tensor(pos[2])}).view({3, 1, t})
+                        : torch::tensor(pos[0], torch::kLong).view({1, t});
+  in.positions = in.positions.to(dev);
   in.packed = &packed;
   return item_llm->forward_hidden(in).squeeze(0).index_select(0, slot_index);                     // [n, D]
 }
@@ -197,10 +235,11 @@ torch::Tensor HllmImpl::embed_padded(const std::vector<int64_t>& ids) {
   const auto& after = s > 0 ? tokens_->image_after() : kNoWords;
   const int64_t nb = static_cast<int64_t>(before.size()), na = static_cast<int64_t>(after.size()), e = nb + s + na;
   const bool text = item_text_enabled();
+  const auto [gh, gw] = image_grid(s);
   auto length = [&](int64_t id) -> int64_t { return text ? tokens_->tokens(id).size() : 0; };
   int64_t w = 1;
   for (int64_t id : ids) w = std::max(w, length(id) + e + 1);
-  auto tok = torch::zeros({n, w}, torch::kLong), pos = torch::zeros({n, w}, torch::kLong);
+  auto tok = torch::zeros({n, w}, torch::kLong), pos = torch::zeros({gh > 0 ? 3 : 1, n, w}, torch::kLong);
   auto valid = torch::zeros({n, w}, torch::kBool);
   auto* tp = tok.data_ptr<int64_t>();
   auto* pp = pos.data_ptr<int64_t>();
@@ -208,11 +247,15 @@ torch::Tensor HllmImpl::embed_padded(const std::vector<int64_t>& ids) {
   for (int64_t i = 0; i < n; ++i) {
     auto span = tokens_->tokens(ids[i]);
     const int64_t m = length(ids[i]), pad = w - (m + e + 1);
-    auto p = data::item_positions(m + e, l + e);
+    std::array<std::vector<int64_t>, 3> p;
+    if (gh > 0)
+      p = data::item_positions_mrope(m, nb, gh, gw, na, l);
+    else
+      p[0] = data::item_positions(m + e, l + e);
     for (int64_t j = 0; j <= m + e; ++j) {
       const int64_t k = j - m;  // column within [before][soft][after][ITEM]
       tp[i * w + pad + j] = j < m ? span[j] : k < nb ? before[k] : k >= nb + s && k < e ? after[k - nb - s] : 0;
-      pp[i * w + pad + j] = p[j];
+      for (int64_t r = 0; r < pos.size(0); ++r) pp[(r * n + i) * w + pad + j] = p[r][j];
       vp[i * w + pad + j] = true;
     }
   }
@@ -228,7 +271,7 @@ torch::Tensor HllmImpl::embed_padded(const std::vector<int64_t>& ids) {
   emb = torch::cat(cols, 1);                                                                     // [n, W, D]
   llm::DecoderInput in;
   in.inputs_embeds = emb;
-  in.positions = pos.to(dev);
+  in.positions = (gh > 0 ? pos : pos[0]).to(dev);
   in.key_valid = valid.to(dev);
   return item_llm->forward_hidden(in).select(1, w - 1);                                          // [n, D]
 }

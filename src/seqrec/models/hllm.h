@@ -15,6 +15,7 @@
 
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "seqrec/data/item_text.h"
@@ -92,6 +93,10 @@ class HllmImpl : public SequenceRecommenderImpl, public UserTokenModel {
   virtual torch::Tensor item_soft_tokens(const std::vector<int64_t>& ids);
   /// Whether the item texts enter the item LLM (Molar image-only: false).
   virtual bool item_text_enabled() const { return true; }
+  /// Rows x columns of the soft tokens when they are one picture's merged patches in row-major order
+  /// (Molar's Qwen2-VL tower): an M-RoPE item LLM then gives them (t, row, column) positions
+  /// (data::item_positions_mrope). {0, 0}: no grid, every token one position further.
+  virtual std::pair<int64_t, int64_t> soft_token_grid() const { return {0, 0}; }
   /// Changes whenever a parameter of the item side changes: the eval cache's key.
   virtual int64_t item_tower_version() const;
   /// The user LLM's raw input embeddings [B, W, D] of the batch's items (row 0 = padding: zeros); in
@@ -104,6 +109,8 @@ class HllmImpl : public SequenceRecommenderImpl, public UserTokenModel {
   std::shared_ptr<const TokenCache> token_cache_;
   torch::Tensor embed_packed(const std::vector<int64_t>& ids);
   torch::Tensor embed_padded(const std::vector<int64_t>& ids);
+  // The grid of `soft_tokens` soft tokens that gets M-RoPE positions ({0, 0}: 1-D positions).
+  std::pair<int64_t, int64_t> image_grid(int64_t soft_tokens) const;
 
   HllmOptions options_;
   std::shared_ptr<const data::ItemTokens> tokens_;

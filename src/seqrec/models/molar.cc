@@ -228,6 +228,13 @@ torch::Tensor MolarImpl::item_soft_tokens(const std::vector<int64_t>& ids) {
   return (image_projector ? image_projector->forward(feats) : feats).view({n, -1, d});  // [n, S, D]
 }
 
+std::pair<int64_t, int64_t> MolarImpl::soft_token_grid() const {
+  if (!vision || !vision->config().qwen2_vl() || (image_projector && molar_.image.tokens != 1)) return {0, 0};
+  const auto& c = vision->config();
+  const int64_t side = c.image_size / (c.patch_size * c.spatial_merge_size);
+  return {side, side};
+}
+
 int64_t MolarImpl::item_tower_version() const {
   int64_t v = HllmImpl::item_tower_version();
   if (image_projector)

@@ -118,6 +118,9 @@ class MolarImpl : public HllmImpl, public AuxiliaryLossModel {
   torch::Tensor id_user_embeddings(const data::SequenceBatch& batch);
   /// The options it was built with.
   const MolarOptions& molar_options() const { return molar_; }
+  /// Qwen2-VL's tower with one soft token per merged patch (projector none, or image.tokens 1):
+  /// image_size / (patch_size x spatial_merge_size) on each side; else {0, 0}.
+  std::pair<int64_t, int64_t> soft_token_grid() const override;
 
   llm::VisionTower vision{nullptr};                ///< image.has_vision only
   torch::nn::Sequential image_projector{nullptr};  ///< d_img -> tokens x D (images, unless projector: none)
