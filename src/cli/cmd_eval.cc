@@ -136,6 +136,7 @@ int run_generative_eval(const CliArgs& args) {
 int run_lsvcr_eval(const CliArgs& args) {
   const data::Split which = data::parse_split(args.split, "--split");
   LsvcrCheckpoint c = load_lsvcr_checkpoint(args, "eval");
+  set_threads(c.train.threads);
   const data::LsvcrSplits splits = data::split_lsvcr(c.store);
   const eval::MetricSet m = train::evaluate_lsvcr(*c.model, c.store, which == data::Split::kValid ? splits.valid : splits.test,
                                                   c.run, c.train.batch_size);
@@ -182,7 +183,7 @@ bool is_lsvcr_checkpoint(const std::string& path) {
 void refuse_lsvcr_checkpoint(const CliArgs& args, const std::string& command) {
   if (is_lsvcr_checkpoint(args.checkpoint))
     throw ConfigError("--checkpoint", args.checkpoint + " is an LSVCR checkpoint: seqrec " + command +
-                                          " does not take LSVCR models yet (seqrec eval and recommend do)");
+                                          " does not take LSVCR models yet (seqrec eval, recommend and serve do)");
 }
 
 int run_eval(const CliArgs& args) {

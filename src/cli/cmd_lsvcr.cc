@@ -121,7 +121,6 @@ LsvcrCheckpoint load_lsvcr_checkpoint(const CliArgs& args, const std::string& co
   ignore_sections(root, "data model train lsvcr");
   root.finish();
   if (c.data_dir.empty()) throw ConfigError("data.dir", "required key is missing (or pass --data DIR)");
-  set_threads(c.train.threads);
   c.store = data::LsvcrStore::load(c.data_dir + "/" + data::kLsvcrStoreFile);
   std::map<std::string, std::string> meta;
   const train::NamedTensors weights = train::load_tensors(args.checkpoint, &meta);
@@ -134,6 +133,30 @@ LsvcrCheckpoint load_lsvcr_checkpoint(const CliArgs& args, const std::string& co
   c.model = train::build_lsvcr(options, c.store, c.run);
   train::load_state_into(*c.model, weights, args.checkpoint);
   return c;
+}
+
+serve::ServiceData lsvcr_service_data(const std::string& data_dir) {
+  const data::LsvcrStore store = data::LsvcrStore::load(data_dir + "/" + data::kLsvcrStoreFile);
+  data::StoreData videos;  // the video histories as an interaction store: "user" requests read them
+  videos.num_items = store.num_videos;
+  videos.user_offsets.push_back(0);
+  for (const data::LsvcrHistory& h : store.video_histories) {
+    for (int64_t v : h.ids) videos.item_ids.push_back(static_cast<int32_t>(v));
+    videos.user_offsets.push_back(videos.item_ids.size());
+  }
+  return {data_dir, data::ItemCatalog::load(data_dir + "/videos"), data::UserMap::load(data_dir),
+          data::InteractionStore::from_data(std::move(videos))};
+}
+
+std::shared_ptr<const serve::LsvcrBackend> load_lsvcr_backend(const CliArgs& args, const std::string& checkpoint) {
+  if (!is_lsvcr_checkpoint(checkpoint)) return nullptr;
+  CliArgs a = args;
+  a.checkpoint = checkpoint;
+  LsvcrCheckpoint c = load_lsvcr_checkpoint(a, "serve");
+  const std::string description =
+      "lsvcr next-video (cosine / " + std::to_string(c.model->options().temperature).substr(0, 4) + ")";
+  return std::make_shared<serve::LsvcrBackend>(c.model.ptr(), std::make_shared<const data::LsvcrStore>(std::move(c.store)),
+                                               description);
 }
 
 namespace {
@@ -160,6 +183,7 @@ int run_recommend_lsvcr(const CliArgs& args) {
     throw RequestError("give exactly one of --user RAW_ID or --history 'VIDEO ...' (and/or --comment-history "
                        "'COMMENT ...'): --user reads both of the user's histories from the store");
   LsvcrCheckpoint c = load_lsvcr_checkpoint(args, "recommend");
+  set_threads(c.train.threads);
   const data::ItemCatalog videos = data::ItemCatalog::load(c.data_dir + "/videos");
   const data::ItemCatalog comments = data::ItemCatalog::load(c.data_dir + "/comments");
   serve::LsvcrHistories h;

@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "cli/commands.h"
+#include "cli/lsvcr_cli.h"
 #include "seqrec/common/error.h"
 #include "seqrec/common/fs.h"
 #include "seqrec/common/log.h"
@@ -99,23 +100,25 @@ int run_serve(const CliArgs& args) {
   for (const auto& [key, value] : args.serve_flags)
     if (!value.empty()) with_flags.overrides.push_back("serve." + key + "=" + value);
   const bool generative = is_directory(args.checkpoint);  // an LC-Rec folder: its seqrec_finetune.yaml
-  refuse_lsvcr_checkpoint(args, "serve");
+  const bool lsvcr = is_lsvcr_checkpoint(args.checkpoint);
   config::ConfigNode root = generative ? load_generative_run_config(with_flags) : load_run_config(with_flags);
   const config::DataOptions data_opts = config::read_data_options(root.child("data"));
   const serve::ServeOptions options = serve::read_serve_options(root.child("serve"));
   ignore_sections(root, "data serve");
   root.finish();
   if (data_opts.dir.empty()) throw ConfigError("data.dir", "required key is missing (or pass --data DIR)");
-  if (generative && !args.token_cache.empty())
-    throw ConfigError("--token-cache", args.checkpoint + " is a generative model (LC-Rec): it keeps no per-user tokens");
+  if ((generative || lsvcr) && !args.token_cache.empty())
+    throw ConfigError("--token-cache", args.checkpoint + (lsvcr ? " is an LSVCR model" : " is a generative model (LC-Rec)") +
+                                           ": it keeps no per-user tokens");
   const std::string token = read_token(args.token_file);
   if (!is_loopback(options.host) && token.empty())
     log_warn("serve: listening on %s without --token-file: anyone who reaches this address can query and reload",
              options.host.c_str());
   set_threads(options.torch_threads);
 
-  serve::ServiceData data{data_opts.dir, data::ItemCatalog::load(data_opts.dir), data::UserMap::load(data_opts.dir),
-                          open_store(data_opts)};
+  serve::ServiceData data = lsvcr ? lsvcr_service_data(data_opts.dir)
+                                  : serve::ServiceData{data_opts.dir, data::ItemCatalog::load(data_opts.dir),
+                                                       data::UserMap::load(data_opts.dir), open_store(data_opts)};
   serve::ServiceOptions service_options;
   service_options.checkpoint = args.checkpoint;
   service_options.block_items = options.block_items;
@@ -127,6 +130,12 @@ int run_serve(const CliArgs& args) {
   service_options.load_generative = [&args, max_batch = options.max_batch](const std::string& folder) {
     return load_lcrec_backend(args, folder, max_batch);
   };
+  if (lsvcr)  // the next-video task; a reload must name an LSVCR checkpoint again
+    service_options.load_lsvcr = [&args](const std::string& checkpoint) {
+      auto backend = load_lsvcr_backend(args, checkpoint);
+      if (!backend) throw CheckpointError(checkpoint + ": not an LSVCR checkpoint, and this server serves " + args.checkpoint);
+      return backend;
+    };
   serve::RecommenderService service(std::move(data), service_options);
   const auto snap = service.snapshot();
   log_info("serve: %s: %ld items, %ld users, %s top-k, loaded in %.2fs", snap->checkpoint.c_str(), long(snap->context.num_items),

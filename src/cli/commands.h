@@ -139,7 +139,7 @@ config::ConfigNode load_run_config(const CliArgs& args);
 /// Whether `path` is a checkpoint file of LSVCR (stage 2 or the aligned SR model).
 bool is_lsvcr_checkpoint(const std::string& path);
 /// Throws ConfigError naming --checkpoint when it is an LSVCR checkpoint, which `command` does not
-/// take (seqrec eval and recommend do).
+/// take (seqrec eval, recommend and serve do).
 void refuse_lsvcr_checkpoint(const CliArgs& args, const std::string& command);
 
 /// PerSRec: installs the token cache of --token-cache (if given) into a model with user tokens;

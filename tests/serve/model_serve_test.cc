@@ -1,11 +1,15 @@
 // seqrec serve for the models that carry more than weights: HLLM (the item LLM embeds the
-// catalogue's texts once at load) and PerSRec with a token cache (per-user state, user requests
-// only). Answers equal `seqrec recommend` for the same checkpoint, data and cache.
+// catalogue's texts once at load), PerSRec with a token cache (per-user state, user requests
+// only) and LSVCR (two histories; the next-video task). Answers equal `seqrec recommend` for the
+// same checkpoint, data and cache.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
 #include <filesystem>
 
+#include "seqrec/data/item_catalog.h"
+
+#include "cli/lsvcr_cli_support.h"
 #include "llm/tokenizer_fixtures.h"
 #include "serve/http_support.h"
 
@@ -105,6 +109,50 @@ TEST(ModelServeTest, PersrecWithATokenCacheAnswersEqualSeqrecRecommend) {
   std::tie(status, body) = post_json(serve.port(), "/v1/recommend", {{"history", {catalog.raw_id(1)}}});
   EXPECT_EQ(status, 400);
   EXPECT_NE(body.dump().find("history: this model keeps per-user state"), std::string::npos) << body.dump();
+  EXPECT_EQ(serve.stop(), 0) << serve.err();
+}
+
+// LSVCR stage 2: `seqrec serve` answers the next-video task over the videos (both of the user's
+// histories for a "user" request, the videos given for a "history" one), alone and batched (rows of
+// different lengths padded together), as `seqrec recommend` does; deny lists apply as for any model.
+TEST(ModelServeTest, LsvcrNextVideosEqualSeqrecRecommend) {
+  TempDir dir;
+  seqrec::testing::cli::make_small_lsvcr_data(dir);
+  if (HasFatalFailure()) return;
+  const std::string ckpt = dir.file("s2/best.safetensors");
+  const auto trained = run_seqrec("train --config " + std::string(SEQREC_SOURCE_DIR) + "/configs/lsvcr/synthetic.yaml"
+                                  " --set data.dir=" + dir.file("data") + " --set lsvcr.video_title_emb=" +
+                                  dir.file("v.safetensors") + " --set lsvcr.comment_emb=" + dir.file("c.safetensors") +
+                                  " --set model.max_history=6 --set model.max_position=12 --set model.hidden_dim=16"
+                                  " --set model.ffn_dim=32 --set model.text_hidden_dim=16 --set model.text_dim=16"
+                                  " --set train.epochs=1 --set train.threads=1 --set train.out_dir=" + dir.file("s2"), dir);
+  ASSERT_EQ(trained.code, 0) << trained.err;
+  ServeProcess serve({"--checkpoint", ckpt}, dir.file("serve.stderr"));
+  ASSERT_GT(serve.port(), 0) << serve.err();
+  const auto videos = data::ItemCatalog::load(dir.file("data/videos"));
+  const auto users = data::UserMap::load(dir.file("data"));
+  const std::string base = "--checkpoint " + ckpt;
+  json requests = json::array();
+  std::vector<std::vector<std::pair<std::string, double>>> want;
+  for (int64_t u : {0, 7, 21, 39}) {
+    const std::string user = users.raw_id(u);
+    want.push_back(recommend_rows(base + " --user " + user + " --k 5"));
+    auto [status, body] = post_json(serve.port(), "/v1/recommend", {{"user", user}, {"k", 5}});
+    EXPECT_EQ(status, 200) << body.dump();
+    expect_items_equal(body, want.back(), "lsvcr user " + user);
+    requests.push_back({{"user", user}, {"k", 5}});
+  }
+  auto [status, body] = post_json(serve.port(), "/v1/recommend/batch", {{"requests", requests}});
+  ASSERT_EQ(status, 200) << body.dump();
+  for (size_t i = 0; i < want.size(); ++i) expect_items_equal(body["results"][i], want[i], "lsvcr batch " + std::to_string(i));
+  const std::vector<std::string> history = {videos.raw_id(3), videos.raw_id(9)};
+  auto rows = recommend_rows(base + " --history '" + history[0] + " " + history[1] + "' --k 6");
+  std::tie(status, body) = post_json(serve.port(), "/v1/recommend", {{"history", history}, {"k", 6}});
+  EXPECT_EQ(status, 200) << body.dump();
+  expect_items_equal(body, rows, "lsvcr history");
+  std::tie(status, body) = post_json(serve.port(), "/v1/recommend", {{"history", history}, {"k", 5}, {"deny", {rows[0].first}}});
+  EXPECT_EQ(status, 200) << body.dump();
+  expect_items_equal(body, std::vector<std::pair<std::string, double>>(rows.begin() + 1, rows.end()), "lsvcr deny");
   EXPECT_EQ(serve.stop(), 0) << serve.err();
 }
 

@@ -86,4 +86,51 @@ Ranked lsvcr_rank_comments(models::LsvcrImpl& model, const data::LsvcrStore& sto
   });
 }
 
+LsvcrBackend::LsvcrBackend(std::shared_ptr<models::LsvcrImpl> model, std::shared_ptr<const data::LsvcrStore> store,
+                           std::string description)
+    : model_(std::move(model)), store_(std::move(store)), description_(std::move(description)) {
+  model_->eval();
+}
+
+int64_t LsvcrBackend::num_videos() const { return model_->options().num_videos; }
+
+int64_t LsvcrBackend::max_history() const { return model_->options().max_history; }
+
+torch::Tensor LsvcrBackend::item_table() const {
+  torch::NoGradGuard no_grad;
+  torch::Tensor table = model_->video_embedding(torch::arange(num_videos() + 1, torch::kInt64));  // [V+1, D]
+  table = torch::nn::functional::normalize(table, torch::nn::functional::NormalizeFuncOptions().dim(1));
+  table[0].zero_();
+  return table.to(torch::kCPU, torch::kFloat32).contiguous();
+}
+
+torch::Tensor LsvcrBackend::user_states(const std::vector<const Query*>& queries) const {
+  torch::NoGradGuard no_grad;
+  const int64_t b = static_cast<int64_t>(queries.size()), max = max_history();
+  // Right-padded rows of the newest max_history events, as lsvcr_history_batch writes one.
+  std::vector<std::vector<int64_t>> videos(queries.size()), comments(queries.size());
+  int64_t lv = 1, lc = 1;
+  for (size_t i = 0; i < queries.size(); ++i) {
+    const Query& q = *queries[i];
+    videos[i].assign(q.history.begin(), q.history.end());
+    if (q.by_user) comments[i] = store_->comment_histories.at(static_cast<size_t>(q.user)).ids;
+    lv = std::max<int64_t>(lv, std::min<int64_t>(static_cast<int64_t>(videos[i].size()), max));
+    lc = std::max<int64_t>(lc, std::min<int64_t>(static_cast<int64_t>(comments[i].size()), max));
+  }
+  models::LsvcrBatch batch;
+  batch.video_ids = torch::zeros({b, lv}, torch::kInt64);
+  batch.comment_ids = torch::zeros({b, lc}, torch::kInt64);
+  auto put = [max](torch::Tensor& rows, int64_t i, const std::vector<int64_t>& ids) {
+    const torch::Tensor row = history_row(ids, max);  // [1, n or 1]
+    rows[i].narrow(0, 0, row.size(1)).copy_(row[0]);
+  };
+  for (int64_t i = 0; i < b; ++i) {
+    put(batch.video_ids, i, videos[i]);
+    put(batch.comment_ids, i, comments[i]);
+  }
+  torch::Tensor user = model_->video_user(model_->encode(batch));  // [B, D]
+  user = torch::nn::functional::normalize(user, torch::nn::functional::NormalizeFuncOptions().dim(1));
+  return (user / model_->options().temperature).to(torch::kCPU, torch::kFloat32).contiguous();
+}
+
 }  // namespace seqrec::serve

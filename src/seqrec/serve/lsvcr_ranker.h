@@ -5,7 +5,11 @@
 // evaluated. `seqrec recommend` on an LSVCR checkpoint prints these.
 #pragma once
 
+#include <torch/types.h>
+
 #include <cstdint>
+#include <memory>
+#include <string>
 #include <vector>
 
 #include "seqrec/serve/query.h"
@@ -39,5 +43,32 @@ Ranked lsvcr_next_videos(models::LsvcrImpl& model, const LsvcrHistories& histori
 /// first), `masked` never returned. Throws RequestError for a video outside 1..V.
 Ranked lsvcr_rank_comments(models::LsvcrImpl& model, const data::LsvcrStore& store, const LsvcrHistories& histories,
                            int64_t video, int64_t k, const std::vector<int64_t>& masked);
+
+/// LSVCR behind RecommenderService (`seqrec serve`): the next-video task as a ranking model whose
+/// item table is the l2-normalised video embeddings and whose user state is the l2-normalised
+/// next-video user vector / temperature, so that their dot product is the model's score and the
+/// service's exact or index top-k, masks and allow lists apply unchanged. A query's video history
+/// is its history; its comment history is the user's row of the store for a "user" request, empty
+/// for a "history" one. Thread-safe (the model runs in eval mode without gradients).
+class LsvcrBackend {
+ public:
+  LsvcrBackend(std::shared_ptr<models::LsvcrImpl> model, std::shared_ptr<const data::LsvcrStore> store,
+               std::string description);
+  /// V.
+  int64_t num_videos() const;
+  /// The newest events of each history the model reads.
+  int64_t max_history() const;
+  /// [V+1, D] float32 CPU, row 0 zeros.
+  torch::Tensor item_table() const;
+  /// [B, D] float32 CPU user states of the queries (one forward).
+  torch::Tensor user_states(const std::vector<const Query*>& queries) const;
+  /// "lsvcr next-video (cosine / 0.07)", for logs and /healthz.
+  const std::string& description() const { return description_; }
+
+ private:
+  std::shared_ptr<models::LsvcrImpl> model_;
+  std::shared_ptr<const data::LsvcrStore> store_;
+  std::string description_;
+};
 
 }  // namespace seqrec::serve

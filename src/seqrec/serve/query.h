@@ -12,6 +12,7 @@ struct Query {
   std::vector<int32_t> history;     ///< dense item ids 1..V, oldest first (never empty)
   std::vector<int64_t> history_ts;  ///< their timestamps (user requests with a timed store; else empty)
   int64_t user = 0;                 ///< dense user index (0 for history requests), for per-user model state
+  bool by_user = false;             ///< a "user" request: `history` is the user's row of the store
   int64_t k = 10;                   ///< items wanted
   std::vector<int64_t> masked;      ///< sorted unique dense ids never returned (history if excluded, deny list)
   std::vector<int64_t> allow;       ///< sorted unique dense ids: only these (empty = every item)

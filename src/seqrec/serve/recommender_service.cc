@@ -130,20 +130,30 @@ std::shared_ptr<const ModelSnapshot> RecommenderService::load(const std::string&
     snap->load_seconds = seconds_since(start);
     return snap;
   }
-  train::LoadedModel loaded = train::load_checkpoint(checkpoint, data_.dir);
-  if (loaded.context.num_items != data_.catalog.num_items())
-    throw CheckpointError(checkpoint + ": built for " + std::to_string(loaded.context.num_items) + " items, but " + data_.dir +
-                          " has " + std::to_string(data_.catalog.num_items()) + " (a different prepared dataset?)");
-  if (options_.prepare_model) options_.prepare_model(*loaded.model);
   auto snap = std::make_shared<ModelSnapshot>();
-  loaded.model->eval();
-  {
-    torch::NoGradGuard no_grad;
-    // Embedded once here (HLLM: the item LLM over the whole catalogue, kept in the model's cache too).
-    snap->items = loaded.model->all_item_embeddings().to(torch::kCPU, torch::kFloat32).contiguous();
+  if (auto lsvcr = options_.load_lsvcr ? options_.load_lsvcr(checkpoint) : nullptr) {
+    if (lsvcr->num_videos() != data_.catalog.num_items())
+      throw CheckpointError(checkpoint + ": built for " + std::to_string(lsvcr->num_videos()) + " videos, but " + data_.dir +
+                            " has " + std::to_string(data_.catalog.num_items()) + " (a different prepared dataset?)");
+    snap->items = lsvcr->item_table();
+    snap->context.num_items = lsvcr->num_videos();
+    snap->context.max_seq_len = lsvcr->max_history();
+    snap->lsvcr = std::move(lsvcr);
+  } else {
+    train::LoadedModel loaded = train::load_checkpoint(checkpoint, data_.dir);
+    if (loaded.context.num_items != data_.catalog.num_items())
+      throw CheckpointError(checkpoint + ": built for " + std::to_string(loaded.context.num_items) + " items, but " +
+                            data_.dir + " has " + std::to_string(data_.catalog.num_items()) + " (a different prepared dataset?)");
+    if (options_.prepare_model) options_.prepare_model(*loaded.model);
+    loaded.model->eval();
+    {
+      torch::NoGradGuard no_grad;
+      // Embedded once here (HLLM: the item LLM over the whole catalogue, kept in the model's cache too).
+      snap->items = loaded.model->all_item_embeddings().to(torch::kCPU, torch::kFloat32).contiguous();
+    }
+    snap->model = loaded.model;
+    snap->context = loaded.context;
   }
-  snap->model = loaded.model;
-  snap->context = loaded.context;
   snap->version = version;
   snap->checkpoint = checkpoint;
   snap->index_description = "exact";
@@ -240,6 +250,7 @@ Query RecommenderService::resolve_ids(const RecommendRequest& request) const {
     const int64_t u = data_.users.find(request.user);
     if (u < 0) throw not_found(at(p, "user") + ": unknown user id '" + request.user + "' (not in " + data_.dir + "/users.tsv)");
     q.user = u;
+    q.by_user = true;
     for (int32_t item : data_.store.items(u)) q.history.push_back(item);
     if (data_.store.has_timestamps())
       for (int64_t t : data_.store.timestamps(u)) q.history_ts.push_back(t);
@@ -274,6 +285,7 @@ Query RecommenderService::resolve_ids(const RecommendRequest& request) const {
 }
 
 torch::Tensor RecommenderService::states(const ModelSnapshot& snap, const std::vector<const Query*>& queries) const {
+  if (snap.lsvcr) return snap.lsvcr->user_states(queries);
   std::vector<data::EvalQuery> eq(queries.size());
   for (size_t i = 0; i < queries.size(); ++i) {
     const Query& q = *queries[i];

@@ -17,6 +17,7 @@
 #include "seqrec/data/item_catalog.h"
 #include "seqrec/models/recommender.h"
 #include "seqrec/serve/generative_backend.h"
+#include "seqrec/serve/lsvcr_ranker.h"
 #include "seqrec/serve/query.h"
 #include "seqrec/serve/request.h"
 #include "seqrec/serve/serve_options.h"
@@ -45,6 +46,9 @@ struct ServiceOptions {
   bool per_user_state = false;        ///< the model keeps per-user state: history requests are refused
   /// Loads a folder checkpoint (LC-Rec) as a generative model; unset: folders are refused.
   GenerativeLoader load_generative;
+  /// Loads an LSVCR checkpoint for its next-video task, or returns null when the file is none
+  /// (then it loads as a `seqrec train` checkpoint); unset: no LSVCR.
+  std::function<std::shared_ptr<const LsvcrBackend>(const std::string& checkpoint)> load_lsvcr;
 };
 
 /// One loaded model and everything derived from it; immutable once built. Either a ranking model
@@ -54,6 +58,7 @@ struct ModelSnapshot {
   models::ModelContext context;       ///< num_items for both kinds; the rest for ranking models
   torch::Tensor items;                ///< [V+1, D] float32 CPU item table (row 0 = padding)
   std::shared_ptr<const GenerativeBackend> generative;  ///< LC-Rec: beam search instead of model/items
+  std::shared_ptr<const LsvcrBackend> lsvcr;  ///< LSVCR: user states from it instead of model (items: its videos)
   std::shared_ptr<const ItemIndex> index;  ///< null: exact top-k
   std::string index_description;      ///< "exact", the faiss index's, or the generative model's
   double index_recall = -1;           ///< recall@recall_k of the index against exact at load (-1: not measured)
