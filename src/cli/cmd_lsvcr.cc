@@ -156,7 +156,7 @@ std::shared_ptr<const serve::LsvcrBackend> load_lsvcr_backend(const CliArgs& arg
   const std::string description =
       "lsvcr next-video (cosine / " + std::to_string(c.model->options().temperature).substr(0, 4) + ")";
   return std::make_shared<serve::LsvcrBackend>(c.model.ptr(), std::make_shared<const data::LsvcrStore>(std::move(c.store)),
-                                               description);
+                                               data::ItemCatalog::load(c.data_dir + "/comments"), description);
 }
 
 namespace {

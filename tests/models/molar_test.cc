@@ -375,10 +375,9 @@ TEST(MolarTest, VisionTowerPatchTokensAreTheSoftTokens) {
   expect_gradients_reach(*m, {"vision.vision_model.encoder.layers.0.self_attn.q_proj.weight"});
 }
 
-// A scratch Qwen2-VL tower: its merged tokens (4 per 16 x 16 picture: 4 x 4 patches of 4, merged
-// 2 x 2) go through the projector to the soft tokens; gradients reach the tower.
-TEST(MolarTest, Qwen2VlMergedTokensAreTheSoftTokens) {
-  MolarFixture f;
+// Both inputs, a scratch Qwen2-VL tower over 16 x 16 pictures: 4 x 4 patches of 4 pixels merged 2 x 2
+// into 4 tokens of width 6.
+MolarOptions with_qwen2_vl_tower() {
   MolarOptions o;
   o.inputs = ItemInputs::kBoth;
   o.image.has_vision = true;
@@ -392,6 +391,15 @@ TEST(MolarTest, Qwen2VlMergedTokensAreTheSoftTokens) {
   v.patch_size = 4;
   v.layer_norm_eps = 1e-6;
   v.merger_size = 6;
+  return o;
+}
+
+// A scratch Qwen2-VL tower: its merged tokens (4 per 16 x 16 picture: 4 x 4 patches of 4, merged
+// 2 x 2) go through the projector to the soft tokens; gradients reach the tower.
+TEST(MolarTest, Qwen2VlMergedTokensAreTheSoftTokens) {
+  MolarFixture f;
+  MolarOptions o = with_qwen2_vl_tower();
+  auto& v = o.image.vision.config;
   torch::manual_seed(17);
   auto pixels = torch::randn({5, 3, 16, 16});
   auto m = make_molar(f, o, pixels);
@@ -420,19 +428,7 @@ TEST(MolarTest, Qwen2VlMergedTokensAreTheSoftTokens) {
 // is another embedding. A CLIP-style projector with 2 tokens per patch has no grid: 1-D positions.
 TEST(MolarTest, MropeItemLlmGivesQwen2VlImageTokensGridPositions) {
   MolarFixture f(true);
-  MolarOptions o;
-  o.inputs = ItemInputs::kBoth;
-  o.image.has_vision = true;
-  auto& v = o.image.vision.config;
-  v.model_type = "qwen2_vl";
-  v.hidden_size = 8;
-  v.intermediate_size = 16;
-  v.num_layers = 1;
-  v.num_heads = 2;
-  v.image_size = 16;  // 4 x 4 patches of 4, merged 2 x 2: a 2 x 2 grid
-  v.patch_size = 4;
-  v.layer_norm_eps = 1e-6;
-  v.merger_size = 6;
+  MolarOptions o = with_qwen2_vl_tower();  // 4 x 4 patches, merged 2 x 2: a 2 x 2 grid
   torch::manual_seed(17);
   auto pixels = torch::randn({5, 3, 16, 16});
   auto molar = [&](bool packed) {

@@ -200,6 +200,10 @@ TEST_F(HttpServerTest, BadRequestsGet4xxWithAMessageNamingTheField) {
   ASSERT_TRUE(unknown_item);
   EXPECT_EQ(unknown_item->status, 404);
   EXPECT_NE(unknown_item->body.find("unknown item id 'nope'"), std::string::npos);
+  // Comment ranking is LSVCR's: a SASRec server says so.
+  const json comments = post("/v1/comments", json{{"user", user(0)}, {"video", item(1)}}.dump(), 400);
+  EXPECT_NE(comments["error"].at("message").get<std::string>().find("ranks no comments (LSVCR checkpoints do"),
+            std::string::npos) << comments.dump();
   // The server is still healthy.
   post("/v1/recommend", json{{"user", user(0)}}.dump(), 200);
 }

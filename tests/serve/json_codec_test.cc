@@ -65,6 +65,34 @@ TEST(JsonCodecTest, RefusesMalformedBodiesNamingTheField) {
   expect_invalid(R"({"user": "u", "top_k": 3})", "top_k: unknown field");
 }
 
+// POST /v1/comments (LSVCR): the user or the histories, a required video.
+TEST(JsonCodecTest, CommentRequestsNeedAVideoAndOneKindOfHistory) {
+  const CommentRequest r = parse_comments_request(
+      R"({"history": ["v1", 2], "comment_history": ["c3"], "video": "v9", "k": 4, "exclude_history": false})", kLimits);
+  EXPECT_EQ(r.history, (std::vector<std::string>{"v1", "2"}));
+  EXPECT_EQ(r.comment_history, (std::vector<std::string>{"c3"}));
+  EXPECT_EQ(r.video, "v9");
+  EXPECT_EQ(r.k, 4);
+  EXPECT_FALSE(r.exclude_history);
+  EXPECT_EQ(parse_comments_request(R"({"comment_history": ["c1"], "video": 7})", kLimits).video, "7");
+  EXPECT_EQ(parse_comments_request(R"({"user": "u1", "video": "v"})", kLimits).k, 10);
+  for (const auto& [body, sub] : std::vector<std::pair<std::string, std::string>>{
+           {R"({"user": "u1"})", "video: required field is missing"},
+           {R"({"video": "v"})", "give exactly one of \"user\""},
+           {R"({"user": "u1", "history": ["v2"], "video": "v"})", "give exactly one of"},
+           {R"({"user": "u1", "video": "v", "allow": ["c1"]})", "allow: unknown field"},
+           {R"({"user": "u1", "video": "v", "k": 0})", "k: must be an integer in [1, 100], got 0"},
+           {R"({"comment_history": ["a", "b", "c", "d", "e", "f"], "video": "v"})", "6 ids, more than the limit of 5"}}) {
+    try {
+      parse_comments_request(body, kLimits);
+      ADD_FAILURE() << body;
+    } catch (const ApiError& e) {
+      EXPECT_EQ(e.status(), 400);
+      EXPECT_NE(std::string(e.what()).find(sub), std::string::npos) << body << " -> " << e.what();
+    }
+  }
+}
+
 // Found by fuzz/fuzz_request_json: nlohmann's out_of_range (406) for a number that overflows a
 // double escaped parse_body, which caught parse_error only.
 TEST(JsonCodecTest, NumberOverflowIsAMalformedBody) {

@@ -153,6 +153,27 @@ TEST(ModelServeTest, LsvcrNextVideosEqualSeqrecRecommend) {
   std::tie(status, body) = post_json(serve.port(), "/v1/recommend", {{"history", history}, {"k", 5}, {"deny", {rows[0].first}}});
   EXPECT_EQ(status, 200) << body.dump();
   expect_items_equal(body, std::vector<std::pair<std::string, double>>(rows.begin() + 1, rows.end()), "lsvcr deny");
+
+  // POST /v1/comments: a video's comment section for a user, as recommend --video prints it.
+  const auto comments = data::ItemCatalog::load(dir.file("data/comments"));
+  const std::string user = users.raw_id(7), video = videos.raw_id(2);
+  std::tie(status, body) = post_json(serve.port(), "/v1/comments", {{"user", user}, {"video", video}, {"k", 100}});
+  EXPECT_EQ(status, 200) << body.dump();
+  expect_items_equal(body, recommend_rows(base + " --user " + user + " --video " + video + " --k 100"), "lsvcr comments");
+  const std::vector<std::string> engaged = {comments.raw_id(1), comments.raw_id(5)};
+  std::tie(status, body) = post_json(serve.port(), "/v1/comments",
+                                     {{"history", history}, {"comment_history", engaged}, {"video", video}, {"k", 4}});
+  EXPECT_EQ(status, 200) << body.dump();
+  expect_items_equal(body,
+                     recommend_rows(base + " --history '" + history[0] + " " + history[1] + "' --comment-history '" +
+                                    engaged[0] + " " + engaged[1] + "' --video " + video + " --k 4"),
+                     "lsvcr comments of a history");
+  std::tie(status, body) = post_json(serve.port(), "/v1/comments", {{"user", user}, {"video", "nope"}});
+  EXPECT_EQ(status, 404) << body.dump();
+  EXPECT_NE(body.dump().find("video: unknown video id 'nope'"), std::string::npos) << body.dump();
+  std::tie(status, body) = post_json(serve.port(), "/v1/comments", {{"user", user}});
+  EXPECT_EQ(status, 400) << body.dump();
+  EXPECT_NE(body.dump().find("video: required field is missing"), std::string::npos) << body.dump();
   EXPECT_EQ(serve.stop(), 0) << serve.err();
 }
 

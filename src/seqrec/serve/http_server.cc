@@ -29,7 +29,7 @@ thread_local bool t_drop_connection = false;
 
 // The metrics label of a path: the route pattern, so that ids do not blow up the label set.
 std::string route_of(const std::string& path) {
-  for (const char* r : {"/v1/recommend/batch", "/v1/recommend", "/healthz", "/metrics", "/admin/reload"})
+  for (const char* r : {"/v1/recommend/batch", "/v1/recommend", "/v1/comments", "/healthz", "/metrics", "/admin/reload"})
     if (path == r) return r;
   if (path.rfind("/v1/items/", 0) == 0) return "/v1/items/{id}";
   return "other";
@@ -233,6 +233,11 @@ struct HttpServer::Impl {
     http.Post("/v1/recommend/batch", [this](const httplib::Request& req, httplib::Response& res) {
       guarded(res, [&] { send_json(res, 200, encode_batch_result(answer(parse_batch_request(req.body, limits)))); });
     });
+    http.Post("/v1/comments", [this](const httplib::Request& req, httplib::Response& res) {
+      guarded(res, [&] {
+        send_json(res, 200, encode_result(service.rank_comments(parse_comments_request(req.body, limits))));
+      });
+    });
     http.Get(R"(/v1/items/(.+))", [this](const httplib::Request& req, httplib::Response& res) {
       guarded(res, [&] { item(req.matches[1].str(), res); });
     });
@@ -243,7 +248,7 @@ struct HttpServer::Impl {
     http.Post("/admin/reload", [this](const httplib::Request& req, httplib::Response& res) {
       guarded(res, [&] { reload_route(req, res); });
     });
-    for (const char* post_only : {"/v1/recommend", "/v1/recommend/batch", "/admin/reload"})
+    for (const char* post_only : {"/v1/recommend", "/v1/recommend/batch", "/v1/comments", "/admin/reload"})
       http.Get(post_only, [](const httplib::Request& req, httplib::Response& res) {
         res.set_header("Allow", "POST");
         send_error(res, 405, "method_not_allowed", req.path + ": use POST");

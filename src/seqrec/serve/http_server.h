@@ -5,6 +5,7 @@
 //   POST /v1/recommend         one request           GET /healthz    status, model, index
 //   POST /v1/recommend/batch   {"requests": [...]}   GET /metrics    Prometheus text
 //   GET  /v1/items/{id}        an item's fields      POST /admin/reload  {"checkpoint": path} (optional)
+//   POST /v1/comments          LSVCR: a video's comments ranked for a user
 #pragma once
 
 #include <memory>

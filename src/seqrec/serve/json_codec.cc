@@ -123,6 +123,35 @@ std::vector<RecommendRequest> parse_batch_request(const std::string& body, const
   return out;
 }
 
+CommentRequest parse_comments_request(const std::string& body, const RequestLimits& limits) {
+  const json j = parse_body(body);
+  if (!j.is_object()) throw invalid_request("body: expected a JSON object, got " + std::string(type_name(j)));
+  CommentRequest r;
+  for (const auto& [key, value] : j.items()) {
+    if (key == "user") {
+      r.user = read_id(value, key);
+    } else if (key == "history") {
+      r.history = read_ids(value, key, limits.max_history);
+    } else if (key == "comment_history") {
+      r.comment_history = read_ids(value, key, limits.max_history);
+    } else if (key == "video") {
+      r.video = read_id(value, key);
+    } else if (key == "k") {
+      r.k = read_k(value, key, limits.max_k);
+    } else if (key == "exclude_history") {
+      if (!value.is_boolean()) throw invalid_request(key + ": expected true or false, got " + std::string(type_name(value)));
+      r.exclude_history = value.get<bool>();
+    } else {
+      throw invalid_request(key + ": unknown field (expected user, history, comment_history, video, k, exclude_history)");
+    }
+  }
+  if (r.video.empty()) throw invalid_request("video: required field is missing (the video whose comments are ranked)");
+  if (r.user.empty() == (r.history.empty() && r.comment_history.empty()))
+    throw invalid_request("body: give exactly one of \"user\" (a user id) or \"history\" / \"comment_history\" "
+                          "(video and comment ids, oldest first; not both empty)");
+  return r;
+}
+
 std::string parse_reload_request(const std::string& body) {
   const json j = parse_body(body);
   if (!j.is_object()) throw invalid_request("body: expected a JSON object {\"checkpoint\": \"path\"}, got " + std::string(type_name(j)));

@@ -28,6 +28,10 @@ RecommendRequest parse_recommend_request(const std::string& body, const RequestL
 /// Parses the body of POST /v1/recommend/batch: {"requests": [<request>, ...]} (1..max_batch_requests).
 std::vector<RecommendRequest> parse_batch_request(const std::string& body, const RequestLimits& limits);
 
+/// Parses the body of POST /v1/comments (LSVCR): {"user": "u1"} or {"history": [...]} and/or
+/// {"comment_history": [...]}, a required "video", optional "k" and "exclude_history".
+CommentRequest parse_comments_request(const std::string& body, const RequestLimits& limits);
+
 /// Parses the optional body of POST /admin/reload: {"checkpoint": "path"} ("" when absent).
 std::string parse_reload_request(const std::string& body);
 

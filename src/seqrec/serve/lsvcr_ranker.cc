@@ -87,8 +87,9 @@ Ranked lsvcr_rank_comments(models::LsvcrImpl& model, const data::LsvcrStore& sto
 }
 
 LsvcrBackend::LsvcrBackend(std::shared_ptr<models::LsvcrImpl> model, std::shared_ptr<const data::LsvcrStore> store,
-                           std::string description)
-    : model_(std::move(model)), store_(std::move(store)), description_(std::move(description)) {
+                           data::ItemCatalog comments, std::string description)
+    : model_(std::move(model)), store_(std::move(store)), comments_(std::move(comments)),
+      description_(std::move(description)) {
   model_->eval();
 }
 
@@ -131,6 +132,37 @@ torch::Tensor LsvcrBackend::user_states(const std::vector<const Query*>& queries
   torch::Tensor user = model_->video_user(model_->encode(batch));  // [B, D]
   user = torch::nn::functional::normalize(user, torch::nn::functional::NormalizeFuncOptions().dim(1));
   return (user / model_->options().temperature).to(torch::kCPU, torch::kFloat32).contiguous();
+}
+
+RecommendResult LsvcrBackend::rank_comments(const CommentRequest& r, const data::ItemCatalog& videos,
+                                           const data::UserMap& users) const {
+  auto dense = [](const std::vector<std::string>& raw, const data::ItemCatalog& catalog, const std::string& field) {
+    std::vector<int64_t> out;
+    for (size_t i = 0; i < raw.size(); ++i) {
+      const int64_t id = catalog.find(raw[i]);
+      if (id < 0) throw not_found(field + "[" + std::to_string(i) + "]: unknown id '" + raw[i] + "'");
+      out.push_back(id);
+    }
+    return out;
+  };
+  LsvcrHistories h;
+  if (!r.user.empty()) {
+    const int64_t u = users.find(r.user);
+    if (u < 0) throw not_found("user: unknown user id '" + r.user + "'");
+    h.videos = store_->video_histories.at(static_cast<size_t>(u)).ids;
+    h.comments = store_->comment_histories.at(static_cast<size_t>(u)).ids;
+    if (h.videos.empty() && h.comments.empty()) throw invalid_request("user: user '" + r.user + "' has no history");
+  } else {
+    h.videos = dense(r.history, videos, "history");
+    h.comments = dense(r.comment_history, comments_, "comment_history");
+  }
+  const int64_t video = videos.find(r.video);
+  if (video < 0) throw not_found("video: unknown video id '" + r.video + "'");
+  const Ranked ranked =
+      lsvcr_rank_comments(*model_, *store_, h, video, r.k, r.exclude_history ? h.comments : std::vector<int64_t>{});
+  RecommendResult out;
+  for (size_t i = 0; i < ranked.ids.size(); ++i) out.items.push_back({comments_.raw_id(ranked.ids[i]), ranked.scores[i]});
+  return out;
 }
 
 }  // namespace seqrec::serve

@@ -12,7 +12,9 @@
 #include <string>
 #include <vector>
 
+#include "seqrec/data/item_catalog.h"
 #include "seqrec/serve/query.h"
+#include "seqrec/serve/request.h"
 
 namespace seqrec::models {
 class LsvcrImpl;
@@ -52,8 +54,9 @@ Ranked lsvcr_rank_comments(models::LsvcrImpl& model, const data::LsvcrStore& sto
 /// for a "history" one. Thread-safe (the model runs in eval mode without gradients).
 class LsvcrBackend {
  public:
+  /// `comments`: the store's comments/items.tsv (raw comment ids of /v1/comments).
   LsvcrBackend(std::shared_ptr<models::LsvcrImpl> model, std::shared_ptr<const data::LsvcrStore> store,
-               std::string description);
+               data::ItemCatalog comments, std::string description);
   /// V.
   int64_t num_videos() const;
   /// The newest events of each history the model reads.
@@ -64,10 +67,16 @@ class LsvcrBackend {
   torch::Tensor user_states(const std::vector<const Query*>& queries) const;
   /// "lsvcr next-video (cosine / 0.07)", for logs and /healthz.
   const std::string& description() const { return description_; }
+  /// The comments of request.video ranked for the user (lsvcr_rank_comments; the user's comments
+  /// left out unless exclude_history is false), raw comment ids out. `videos` and `users` are the
+  /// service's maps; an unknown id throws ApiError 404 naming the field.
+  RecommendResult rank_comments(const CommentRequest& request, const data::ItemCatalog& videos,
+                                const data::UserMap& users) const;
 
  private:
   std::shared_ptr<models::LsvcrImpl> model_;
   std::shared_ptr<const data::LsvcrStore> store_;
+  data::ItemCatalog comments_;
   std::string description_;
 };
 

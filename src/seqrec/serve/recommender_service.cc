@@ -233,6 +233,16 @@ void RecommenderService::measure_recall(ModelSnapshot& snap) const {
            long(io.recall_k), queries.size(), snap.index_recall);
 }
 
+RecommendResult RecommenderService::rank_comments(const CommentRequest& request) const {
+  const auto snap = snapshot();
+  if (!snap->lsvcr)
+    throw invalid_request("video: " + snap->checkpoint + " ranks no comments (LSVCR checkpoints do; this one answers "
+                                                         "/v1/recommend)");
+  RecommendResult out = snap->lsvcr->rank_comments(request, data_.catalog, data_.users);
+  out.model_version = snap->version;
+  return out;
+}
+
 Query RecommenderService::resolve(const RecommendRequest& request) const {
   const auto snap = snapshot();
   if (snap->generative && request.k > snap->generative->num_beams())

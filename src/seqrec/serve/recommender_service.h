@@ -97,6 +97,9 @@ class RecommenderService {
   std::vector<Ranked> rank_exact(const ModelSnapshot& snapshot, const std::vector<const Query*>& queries) const;
   /// Raw ids and scores of a ranked answer.
   RecommendResult render(const Ranked& ranked) const;
+  /// LSVCR's comment ranking (POST /v1/comments) with the current model, one forward per request;
+  /// ApiError 400 for a model without comments.
+  RecommendResult rank_comments(const CommentRequest& request) const;
   /// resolve + rank + render, without micro-batching.
   std::vector<RecommendResult> recommend(const std::vector<RecommendRequest>& requests) const;
 

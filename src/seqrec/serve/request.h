@@ -21,6 +21,16 @@ struct RecommendRequest {
   std::string field;                 ///< where the request sits in the body ("" or "requests[3]"), for messages
 };
 
+/// One comment-ranking request (LSVCR): the user's histories and the video being watched.
+struct CommentRequest {
+  std::string user;                          ///< raw user id: both of the user's histories ("" = the two below)
+  std::vector<std::string> history;          ///< raw video ids, oldest first
+  std::vector<std::string> comment_history;  ///< raw comment ids, oldest first
+  std::string video;                         ///< raw id of the video whose comment section is ranked
+  int64_t k = 10;                            ///< comments wanted
+  bool exclude_history = true;               ///< never return a comment of the user's comment history
+};
+
 /// One recommended item.
 struct ScoredItem {
   std::string id;  ///< raw item id
