@@ -1,7 +1,8 @@
 // libFuzzer target: the serving API's request bodies (POST /v1/recommend, /v1/recommend/batch,
-// /admin/reload). The first input byte picks the endpoint; the rest is the body. ApiError (a
+// /v1/comments, /admin/reload). The first input byte picks the endpoint; the rest is the body. ApiError (a
 // RequestError) is expected; anything else is a finding, as is an accepted request outside the
 // documented limits.
+#include <algorithm>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -31,7 +32,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   limits.max_batch_requests = 4;
   const std::string body(reinterpret_cast<const char*>(data) + 1, size - 1);
   seqrec::fuzz::expect_ok_or_error([&] {
-    switch (data[0] % 3) {
+    switch (data[0] % 4) {
       case 0: {
         const auto r = seqrec::serve::parse_recommend_request(body, limits);
         check(r, limits);
@@ -43,6 +44,16 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
           seqrec::fuzz::finding("batch size " + std::to_string(rs.size()));
         }
         for (const auto& r : rs) check(r, limits);
+        break;
+      }
+      case 2: {
+        const auto c = seqrec::serve::parse_comments_request(body, limits);
+        if (c.k < 1 || c.k > limits.max_k) seqrec::fuzz::finding("accepted k " + std::to_string(c.k));
+        if (c.video.empty()) seqrec::fuzz::finding("accepted a comment request without a video");
+        if (c.user.empty() == (c.history.empty() && c.comment_history.empty()))
+          seqrec::fuzz::finding("accepted both or neither of user and histories");
+        if (static_cast<int64_t>(std::max(c.history.size(), c.comment_history.size())) > limits.max_history)
+          seqrec::fuzz::finding("comment request history over the limit");
         break;
       }
       default:
