@@ -1,6 +1,6 @@
 // seqrec train with model.name lsvcr: LSVCR stage 1 (lsvcr.stage align, §4.2) or stage 2 (finetune,
 // §4.3) on a store of `seqrec prepare --format lsvcr`, with the text embeddings named in the `lsvcr:`
-// section; and the loading of stage 2 checkpoints for eval and recommend, and recommend itself.
+// section; the loading of stage 2 checkpoints for eval, recommend and serve; recommend itself.
 #include <torch/torch.h>
 
 #include <algorithm>
@@ -103,7 +103,6 @@ int run_train_lsvcr(config::ConfigNode& root) {
   std::printf("%s\n", eval::to_json_line(s.test, "test", "lsvcr", static_cast<int64_t>(s.test.at("video_samples"))).c_str());
   return 0;
 }
-
 
 LsvcrCheckpoint load_lsvcr_checkpoint(const CliArgs& args, const std::string& command) {
   config::ConfigNode root = load_run_config(args);

@@ -24,7 +24,8 @@ struct LsvcrCheckpoint {
   models::Lsvcr model{nullptr};  ///< weights of --checkpoint, text tables installed
 };
 
-/// Loads --checkpoint with the run config next to it (or --config, --set, --data). Throws ConfigError for a checkpoint of another stage than finetune (`command` names the
+/// Loads --checkpoint with the run config next to it (or --config, --set, --data); the caller sets
+/// threads. Throws ConfigError for a checkpoint of another stage than finetune (`command` names the
 /// command in the message) and CheckpointError for a store with other video or comment counts.
 LsvcrCheckpoint load_lsvcr_checkpoint(const CliArgs& args, const std::string& command);
 

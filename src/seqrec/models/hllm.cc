@@ -220,9 +220,9 @@ torch::Tensor HllmImpl::embed_packed(const std::vector<int64_t>& ids) {
   emb = emb.index_copy(1, slot_index, item_token.view({1, 1, d}).expand({1, n, d}).contiguous());
   llm::DecoderInput in;
   in.inputs_embeds = emb;
-  in.positions = gh > 0 ? torch::stack({torch::tensor(pos[0]), torch::tensor(pos[1]), torch::tensor(pos[2])}).view({3, 1, t})
-                        : torch::tensor(pos[0], torch::kLong).view({1, t});
-  in.positions = in.positions.to(dev);
+  in.positions = (gh > 0 ? torch::stack({torch::tensor(pos[0]), torch::tensor(pos[1]), torch::tensor(pos[2])}).view({3, 1, t})
+                         : torch::tensor(pos[0], torch::kLong).view({1, t}))
+                     .to(dev);
   in.packed = &packed;
   return item_llm->forward_hidden(in).squeeze(0).index_select(0, slot_index);                     // [n, D]
 }
