@@ -54,7 +54,9 @@ void expect_ranking(const Ranked& r, const std::vector<int64_t>& candidates, con
     const auto at = std::find(candidates.begin(), candidates.end(), r.ids[i]) - candidates.begin();
     ASSERT_LT(at, static_cast<long>(candidates.size())) << r.ids[i] << " is no candidate";
     EXPECT_NEAR(r.scores[i], expected[at].item<float>(), 1e-4) << "rank " << i;
-    if (i > 0) EXPECT_GE(r.scores[i - 1], r.scores[i]);
+    if (i > 0) {
+      EXPECT_GE(r.scores[i - 1], r.scores[i]);
+    }
   }
 }
 

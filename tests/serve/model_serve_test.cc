@@ -117,7 +117,7 @@ TEST(ModelServeTest, PersrecWithATokenCacheAnswersEqualSeqrecRecommend) {
 // different lengths padded together), as `seqrec recommend` does; deny lists apply as for any model.
 TEST(ModelServeTest, LsvcrNextVideosEqualSeqrecRecommend) {
   TempDir dir;
-  seqrec::testing::cli::make_small_lsvcr_data(dir);
+  seqrec::testing::cli::make_small_lsvcr_data(dir, "commenter");
   if (HasFatalFailure()) return;
   const std::string ckpt = dir.file("s2/best.safetensors");
   const auto trained = run_seqrec("train --config " + std::string(SEQREC_SOURCE_DIR) + "/configs/lsvcr/synthetic.yaml"
@@ -134,7 +134,8 @@ TEST(ModelServeTest, LsvcrNextVideosEqualSeqrecRecommend) {
   const std::string base = "--checkpoint " + ckpt;
   json requests = json::array();
   std::vector<std::vector<std::pair<std::string, double>>> want;
-  for (int64_t u : {0, 7, 21, 39}) {
+  ASSERT_EQ(users.raw_id(40), "commenter");  // no video, one comment: answered from the comment
+  for (int64_t u : {0, 7, 21, 39, 40}) {
     const std::string user = users.raw_id(u);
     want.push_back(recommend_rows(base + " --user " + user + " --k 5"));
     auto [status, body] = post_json(serve.port(), "/v1/recommend", {{"user", user}, {"k", 5}});

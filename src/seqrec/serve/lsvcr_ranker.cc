@@ -97,6 +97,10 @@ int64_t LsvcrBackend::num_videos() const { return model_->options().num_videos; 
 
 int64_t LsvcrBackend::max_history() const { return model_->options().max_history; }
 
+bool LsvcrBackend::has_comment_history(int64_t user) const {
+  return user >= 0 && user < store_->num_users() && !store_->comment_histories[static_cast<size_t>(user)].ids.empty();
+}
+
 torch::Tensor LsvcrBackend::item_table() const {
   torch::NoGradGuard no_grad;
   torch::Tensor table = model_->video_embedding(torch::arange(num_videos() + 1, torch::kInt64));  // [V+1, D]

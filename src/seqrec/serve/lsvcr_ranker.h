@@ -61,6 +61,8 @@ class LsvcrBackend {
   int64_t num_videos() const;
   /// The newest events of each history the model reads.
   int64_t max_history() const;
+  /// Whether dense user `user` engaged with a comment (a user without videos is still answered).
+  bool has_comment_history(int64_t user) const;
   /// [V+1, D] float32 CPU, row 0 zeros.
   torch::Tensor item_table() const;
   /// [B, D] float32 CPU user states of the queries (one forward).

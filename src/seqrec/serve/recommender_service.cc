@@ -249,7 +249,11 @@ Query RecommenderService::resolve(const RecommendRequest& request) const {
     throw invalid_request(at(request.field, "k") + ": must be <= " + std::to_string(snap->generative->num_beams()) +
                           " for this generative model (LC-Rec returns at most its eval.num_beams beams), got " +
                           std::to_string(request.k));
-  return resolve_ids(request);
+  Query q = resolve_ids(request);
+  // LSVCR answers a user from their comments alone; every other model needs items.
+  if (q.by_user && q.history.empty() && !(snap->lsvcr && snap->lsvcr->has_comment_history(q.user)))
+    throw invalid_request(at(request.field, "user") + ": user '" + request.user + "' has no history to recommend from");
+  return q;
 }
 
 Query RecommenderService::resolve_ids(const RecommendRequest& request) const {
@@ -264,7 +268,6 @@ Query RecommenderService::resolve_ids(const RecommendRequest& request) const {
     for (int32_t item : data_.store.items(u)) q.history.push_back(item);
     if (data_.store.has_timestamps())
       for (int64_t t : data_.store.timestamps(u)) q.history_ts.push_back(t);
-    if (q.history.empty()) throw invalid_request(at(p, "user") + ": user '" + request.user + "' has no history to recommend from");
   } else {
     if (options_.per_user_state)
       throw invalid_request(at(p, "history") + ": this model keeps per-user state (a token cache): ask with \"user\"");

@@ -86,7 +86,7 @@ class RecommenderService {
   RecommenderService& operator=(const RecommenderService&) = delete;
 
   /// Resolves raw ids to a Query; throws ApiError 404 naming the field for an unknown user or item,
-  /// 400 for a request the model cannot answer.
+  /// 400 for a request the model cannot answer (a user without history: LSVCR's may have comments only).
   Query resolve(const RecommendRequest& request) const;
   /// Top-k of each query with the current model: one forward for the batch, then exact or index
   /// top-k with the masked items removed and the allow lists applied.
