@@ -1,10 +1,12 @@
 // Closed-loop HTTP load generator for `seqrec serve`: C connections, each sending the next
 // POST /v1/recommend as soon as the last one is answered, for S seconds; bodies are histories of
-// the last H items of real users of a prepared store. Optionally reloads the model mid-run, reads
+// the last H items of real users of a prepared store, or the lines of --bodies FILE (one JSON body
+// per line) sent to --path (default /v1/recommend). Optionally reloads the model mid-run, reads
 // the server's RSS before and after, and samples it every --rss-every seconds (start, end, max and
 // the samples in the output). Prints one JSON line.
 //
-//   bench_serve --port P --data DIR [--connections 8] [--seconds 10] [--history 200] [--k 10]
+//   bench_serve --port P (--data DIR [--history 200] [--k 10] | --bodies FILE [--path /v1/comments])
+//               [--connections 8] [--seconds 10]
 //               [--reload-at SECONDS --reload-checkpoint PATH] [--server-pid PID [--rss-every SECONDS]]
 #include <httplib.h>
 
@@ -29,6 +31,8 @@ using Clock = std::chrono::steady_clock;
 struct Args {
   int port = 8080;
   std::string data;
+  std::string bodies;            // a file of JSON bodies, one per line (instead of --data)
+  std::string path = "/v1/recommend";
   int connections = 8;
   double seconds = 10;
   int64_t history = 200;
@@ -45,6 +49,8 @@ Args parse(int argc, char** argv) {
     const std::string key = argv[i], value = argv[i + 1];
     if (key == "--port") a.port = std::stoi(value);
     else if (key == "--data") a.data = value;
+    else if (key == "--bodies") a.bodies = value;
+    else if (key == "--path") a.path = value;
     else if (key == "--connections") a.connections = std::stoi(value);
     else if (key == "--seconds") a.seconds = std::stod(value);
     else if (key == "--history") a.history = std::stoll(value);
@@ -55,7 +61,7 @@ Args parse(int argc, char** argv) {
     else if (key == "--rss-every") a.rss_every = std::stod(value);
     else throw std::runtime_error("unknown option " + key);
   }
-  if (a.data.empty()) throw std::runtime_error("--data DIR is required");
+  if (a.data.empty() == a.bodies.empty()) throw std::runtime_error("give one of --data DIR or --bodies FILE");
   if (a.rss_every > 0 && a.server_pid <= 0) throw std::runtime_error("--rss-every needs --server-pid");
   return a;
 }
@@ -71,6 +77,15 @@ int64_t rss_kb(int pid) {
 
 // Bodies {"history": [last H raw ids], "k": K} of every user with at least H events.
 std::vector<std::string> make_bodies(const Args& a) {
+  if (!a.bodies.empty()) {
+    std::ifstream in(a.bodies);
+    if (!in) throw std::runtime_error("cannot open " + a.bodies);
+    std::vector<std::string> out;
+    for (std::string line; std::getline(in, line);)
+      if (!line.empty()) out.push_back(line);
+    if (out.empty()) throw std::runtime_error(a.bodies + ": no bodies");
+    return out;
+  }
   const auto catalog = seqrec::data::ItemCatalog::load(a.data);
   const auto store = seqrec::data::InteractionStore::open(a.data + "/interactions.bin");
   std::vector<std::string> out;
@@ -114,7 +129,7 @@ int main(int argc, char** argv) {
         while (!stop) {
           const std::string& body = bodies[next++ % bodies.size()];
           const auto t = Clock::now();
-          auto r = cli.Post("/v1/recommend", body, "application/json");
+          auto r = cli.Post(a.path.c_str(), body, "application/json");
           const double ms = std::chrono::duration<double, std::milli>(Clock::now() - t).count();
           if (!r || r->status != 200) {
             ++errors;
@@ -152,7 +167,7 @@ int main(int argc, char** argv) {
     const double elapsed = std::chrono::duration<double>(Clock::now() - start).count();
     std::vector<double> all;
     for (const auto& v : latencies) all.insert(all.end(), v.begin(), v.end());
-    nlohmann::json out = {{"connections", a.connections}, {"seconds", elapsed},  {"history", a.history},
+    nlohmann::json out = {{"path", a.path}, {"connections", a.connections}, {"seconds", elapsed},  {"history", a.history},
                           {"requests", all.size()},       {"errors", errors.load()}, {"rps", all.size() / elapsed}};
     out["p50_ms"] = percentile(all, 0.50);
     out["p90_ms"] = percentile(all, 0.90);

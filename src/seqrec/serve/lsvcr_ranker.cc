@@ -162,8 +162,10 @@ RecommendResult LsvcrBackend::rank_comments(const CommentRequest& r, const data:
   }
   const int64_t video = videos.find(r.video);
   if (video < 0) throw not_found("video: unknown video id '" + r.video + "'");
+  std::unique_lock<std::mutex> lock(forward_mutex_);
   const Ranked ranked =
       lsvcr_rank_comments(*model_, *store_, h, video, r.k, r.exclude_history ? h.comments : std::vector<int64_t>{});
+  lock.unlock();
   RecommendResult out;
   for (size_t i = 0; i < ranked.ids.size(); ++i) out.items.push_back({comments_.raw_id(ranked.ids[i]), ranked.scores[i]});
   return out;

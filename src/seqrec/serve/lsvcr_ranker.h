@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -71,7 +72,9 @@ class LsvcrBackend {
   const std::string& description() const { return description_; }
   /// The comments of request.video ranked for the user (lsvcr_rank_comments; the user's comments
   /// left out unless exclude_history is false), raw comment ids out. `videos` and `users` are the
-  /// service's maps; an unknown id throws ApiError 404 naming the field.
+  /// service's maps; an unknown id throws ApiError 404 naming the field. One request's forward at
+  /// a time: concurrent LibTorch forwards from the HTTP threads oversubscribe the cores (measured:
+  /// 5 requests/s at 8 connections against 194 at one, docs/benchmarks.md).
   RecommendResult rank_comments(const CommentRequest& request, const data::ItemCatalog& videos,
                                 const data::UserMap& users) const;
 
@@ -79,6 +82,7 @@ class LsvcrBackend {
   std::shared_ptr<models::LsvcrImpl> model_;
   std::shared_ptr<const data::LsvcrStore> store_;
   data::ItemCatalog comments_;
+  mutable std::mutex forward_mutex_;  // rank_comments: one forward at a time
   std::string description_;
 };
 
