@@ -117,6 +117,7 @@ struct HttpServer::Impl {
   ServeMetrics metrics;
   RequestLimits limits;
   MicroBatcher batcher;
+  MicroBatcher comment_batcher;  // LSVCR's /v1/comments: one forward per batch of comment queries
   Listener http;
   std::mutex stop_mutex;
   bool stopped = false;
@@ -128,7 +129,10 @@ struct HttpServer::Impl {
         limits{o.max_k, o.max_history, o.max_list, o.max_batch_requests},
         batcher([this](const std::vector<const Query*>& q) { return service.rank(q); },
                 BatcherOptions{o.max_batch, o.max_wait_us, o.workers, o.queue_limit},
-                [this](int64_t size) { metrics.observe_batch(size); }) {
+                [this](int64_t size) { metrics.observe_batch(size); }),
+        comment_batcher([this](const std::vector<const Query*>& q) { return service.rank_comments(q); },
+                        BatcherOptions{o.max_batch, o.max_wait_us, o.workers, o.queue_limit},
+                        [this](int64_t size) { metrics.observe_batch(size); }) {
     const auto snap = service.snapshot();
     metrics.set_model(snap->version, snap->checkpoint);
     configure();
@@ -235,7 +239,9 @@ struct HttpServer::Impl {
     });
     http.Post("/v1/comments", [this](const httplib::Request& req, httplib::Response& res) {
       guarded(res, [&] {
-        send_json(res, 200, encode_result(service.rank_comments(parse_comments_request(req.body, limits))));
+        std::vector<Query> query;
+        query.push_back(service.resolve_comments(parse_comments_request(req.body, limits)));
+        send_json(res, 200, encode_result(service.render_comments(comment_batcher.run(std::move(query), deadline()).front())));
       });
     });
     http.Get(R"(/v1/items/(.+))", [this](const httplib::Request& req, httplib::Response& res) {
@@ -320,6 +326,7 @@ int HttpServer::bind() {
 void HttpServer::listen() {
   impl_->http.listen_after_bind();
   impl_->batcher.stop();  // the connections are done: finish what is queued
+  impl_->comment_batcher.stop();
 }
 
 void HttpServer::stop() {

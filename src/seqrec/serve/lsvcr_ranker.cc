@@ -109,8 +109,7 @@ torch::Tensor LsvcrBackend::item_table() const {
   return table.to(torch::kCPU, torch::kFloat32).contiguous();
 }
 
-torch::Tensor LsvcrBackend::user_states(const std::vector<const Query*>& queries) const {
-  torch::NoGradGuard no_grad;
+models::LsvcrBatch LsvcrBackend::batch_of(const std::vector<const Query*>& queries) const {
   const int64_t b = static_cast<int64_t>(queries.size()), max = max_history();
   // Right-padded rows of the newest max_history events, as lsvcr_history_batch writes one.
   std::vector<std::vector<int64_t>> videos(queries.size()), comments(queries.size());
@@ -118,7 +117,7 @@ torch::Tensor LsvcrBackend::user_states(const std::vector<const Query*>& queries
   for (size_t i = 0; i < queries.size(); ++i) {
     const Query& q = *queries[i];
     videos[i].assign(q.history.begin(), q.history.end());
-    if (q.by_user) comments[i] = store_->comment_histories.at(static_cast<size_t>(q.user)).ids;
+    comments[i] = q.video > 0 || !q.by_user ? q.comments : store_->comment_histories.at(static_cast<size_t>(q.user)).ids;
     lv = std::max<int64_t>(lv, std::min<int64_t>(static_cast<int64_t>(videos[i].size()), max));
     lc = std::max<int64_t>(lc, std::min<int64_t>(static_cast<int64_t>(comments[i].size()), max));
   }
@@ -133,13 +132,18 @@ torch::Tensor LsvcrBackend::user_states(const std::vector<const Query*>& queries
     put(batch.video_ids, i, videos[i]);
     put(batch.comment_ids, i, comments[i]);
   }
-  torch::Tensor user = model_->video_user(model_->encode(batch));  // [B, D]
+  return batch;
+}
+
+torch::Tensor LsvcrBackend::user_states(const std::vector<const Query*>& queries) const {
+  torch::NoGradGuard no_grad;
+  torch::Tensor user = model_->video_user(model_->encode(batch_of(queries)));  // [B, D]
   user = torch::nn::functional::normalize(user, torch::nn::functional::NormalizeFuncOptions().dim(1));
   return (user / model_->options().temperature).to(torch::kCPU, torch::kFloat32).contiguous();
 }
 
-RecommendResult LsvcrBackend::rank_comments(const CommentRequest& r, const data::ItemCatalog& videos,
-                                           const data::UserMap& users) const {
+Query LsvcrBackend::resolve_comments(const CommentRequest& r, const data::ItemCatalog& videos,
+                                     const data::UserMap& users) const {
   auto dense = [](const std::vector<std::string>& raw, const data::ItemCatalog& catalog, const std::string& field) {
     std::vector<int64_t> out;
     for (size_t i = 0; i < raw.size(); ++i) {
@@ -149,25 +153,54 @@ RecommendResult LsvcrBackend::rank_comments(const CommentRequest& r, const data:
     }
     return out;
   };
-  LsvcrHistories h;
+  Query q;
+  q.k = r.k;
+  std::vector<int64_t> watched;
   if (!r.user.empty()) {
     const int64_t u = users.find(r.user);
     if (u < 0) throw not_found("user: unknown user id '" + r.user + "'");
-    h.videos = store_->video_histories.at(static_cast<size_t>(u)).ids;
-    h.comments = store_->comment_histories.at(static_cast<size_t>(u)).ids;
-    if (h.videos.empty() && h.comments.empty()) throw invalid_request("user: user '" + r.user + "' has no history");
+    q.user = u;
+    q.by_user = true;
+    watched = store_->video_histories.at(static_cast<size_t>(u)).ids;
+    q.comments = store_->comment_histories.at(static_cast<size_t>(u)).ids;
+    if (watched.empty() && q.comments.empty()) throw invalid_request("user: user '" + r.user + "' has no history");
   } else {
-    h.videos = dense(r.history, videos, "history");
-    h.comments = dense(r.comment_history, comments_, "comment_history");
+    watched = dense(r.history, videos, "history");
+    q.comments = dense(r.comment_history, comments_, "comment_history");
   }
-  const int64_t video = videos.find(r.video);
-  if (video < 0) throw not_found("video: unknown video id '" + r.video + "'");
-  std::unique_lock<std::mutex> lock(forward_mutex_);
-  const Ranked ranked =
-      lsvcr_rank_comments(*model_, *store_, h, video, r.k, r.exclude_history ? h.comments : std::vector<int64_t>{});
-  lock.unlock();
+  q.history.assign(watched.begin(), watched.end());
+  q.video = videos.find(r.video);
+  if (q.video < 0) throw not_found("video: unknown video id '" + r.video + "'");
+  if (r.exclude_history) {
+    q.masked = q.comments;
+    std::sort(q.masked.begin(), q.masked.end());
+    q.masked.erase(std::unique(q.masked.begin(), q.masked.end()), q.masked.end());
+  }
+  return q;
+}
+
+std::vector<Ranked> LsvcrBackend::rank_comments(const std::vector<const Query*>& queries) const {
+  torch::NoGradGuard no_grad;
+  std::vector<int64_t> current;
+  for (const Query* q : queries) current.push_back(q->video);
+  const torch::Tensor users =
+      model_->comment_user(model_->encode(batch_of(queries)), torch::tensor(current, torch::kInt64));  // [B, D]
+  std::vector<Ranked> out(queries.size());
+  for (size_t i = 0; i < queries.size(); ++i) {
+    const std::vector<int64_t>& section = store_->video_comments.at(static_cast<size_t>(current[i]));
+    if (section.empty()) continue;
+    const auto row = static_cast<int64_t>(i);
+    const torch::Tensor scores =
+        model_->score(users.slice(0, row, row + 1), model_->comment_text(torch::tensor(section, torch::kInt64))).squeeze(0);
+    out[i] = top_k(section, scores, queries[i]->k, queries[i]->masked);
+  }
+  return out;
+}
+
+RecommendResult LsvcrBackend::render_comments(const Ranked& ranked) const {
   RecommendResult out;
   for (size_t i = 0; i < ranked.ids.size(); ++i) out.items.push_back({comments_.raw_id(ranked.ids[i]), ranked.scores[i]});
+  out.model_version = ranked.model_version;
   return out;
 }
 

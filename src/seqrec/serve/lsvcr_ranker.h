@@ -9,7 +9,6 @@
 
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <vector>
 
@@ -70,19 +69,26 @@ class LsvcrBackend {
   torch::Tensor user_states(const std::vector<const Query*>& queries) const;
   /// "lsvcr next-video (cosine / 0.07)", for logs and /healthz.
   const std::string& description() const { return description_; }
-  /// The comments of request.video ranked for the user (lsvcr_rank_comments; the user's comments
-  /// left out unless exclude_history is false), raw comment ids out. `videos` and `users` are the
-  /// service's maps; an unknown id throws ApiError 404 naming the field. One request's forward at
-  /// a time: concurrent LibTorch forwards from the HTTP threads oversubscribe the cores (measured:
-  /// 5 requests/s at 8 connections against 194 at one, docs/benchmarks.md).
-  RecommendResult rank_comments(const CommentRequest& request, const data::ItemCatalog& videos,
-                                const data::UserMap& users) const;
+  /// A comment request as a query: `history` the video history, `comments` the comment history
+  /// (a "user" request: both from the store), `video` the current video, `masked` the comments
+  /// engaged with (unless exclude_history is false). `videos` and `users` are the service's maps; an
+  /// unknown id throws ApiError 404 naming the field, a user without any history 400.
+  Query resolve_comments(const CommentRequest& request, const data::ItemCatalog& videos,
+                         const data::UserMap& users) const;
+  /// The comment sections of a batch of comment queries, ranked as lsvcr_rank_comments ranks one
+  /// (one forward for the batch; `masked` left out, k best first).
+  std::vector<Ranked> rank_comments(const std::vector<const Query*>& queries) const;
+  /// Raw comment ids of a ranked answer.
+  RecommendResult render_comments(const Ranked& ranked) const;
 
  private:
   std::shared_ptr<models::LsvcrImpl> model_;
   std::shared_ptr<const data::LsvcrStore> store_;
+  // The model input of a batch: each query's videos and its comments (q.comments, or for a "user"
+  // next-video query the user's row of the store).
+  models::LsvcrBatch batch_of(const std::vector<const Query*>& queries) const;
+
   data::ItemCatalog comments_;
-  mutable std::mutex forward_mutex_;  // rank_comments: one forward at a time
   std::string description_;
 };
 

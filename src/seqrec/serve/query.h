@@ -16,6 +16,8 @@ struct Query {
   int64_t k = 10;                   ///< items wanted
   std::vector<int64_t> masked;      ///< sorted unique dense ids never returned (history if excluded, deny list)
   std::vector<int64_t> allow;       ///< sorted unique dense ids: only these (empty = every item)
+  int64_t video = 0;                ///< LSVCR comment ranking: the current video (0: not a comment query)
+  std::vector<int64_t> comments;    ///< LSVCR comment ranking: the comment history (dense ids, oldest first)
 };
 
 /// A ranked answer: dense ids, best first, and their scores.

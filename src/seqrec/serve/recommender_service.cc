@@ -233,14 +233,31 @@ void RecommenderService::measure_recall(ModelSnapshot& snap) const {
            long(io.recall_k), queries.size(), snap.index_recall);
 }
 
-RecommendResult RecommenderService::rank_comments(const CommentRequest& request) const {
+namespace {
+
+// The LSVCR backend of a snapshot; 400 for any other model.
+std::shared_ptr<const LsvcrBackend> lsvcr_of(const ModelSnapshot& snap) {
+  if (!snap.lsvcr)
+    throw invalid_request("video: " + snap.checkpoint + " ranks no comments (LSVCR checkpoints do; this one answers "
+                                                        "/v1/recommend)");
+  return snap.lsvcr;
+}
+
+}  // namespace
+
+Query RecommenderService::resolve_comments(const CommentRequest& request) const {
+  return lsvcr_of(*snapshot())->resolve_comments(request, data_.catalog, data_.users);
+}
+
+std::vector<Ranked> RecommenderService::rank_comments(const std::vector<const Query*>& queries) const {
   const auto snap = snapshot();
-  if (!snap->lsvcr)
-    throw invalid_request("video: " + snap->checkpoint + " ranks no comments (LSVCR checkpoints do; this one answers "
-                                                         "/v1/recommend)");
-  RecommendResult out = snap->lsvcr->rank_comments(request, data_.catalog, data_.users);
-  out.model_version = snap->version;
+  std::vector<Ranked> out = lsvcr_of(*snap)->rank_comments(queries);
+  for (Ranked& r : out) r.model_version = snap->version;
   return out;
+}
+
+RecommendResult RecommenderService::render_comments(const Ranked& ranked) const {
+  return lsvcr_of(*snapshot())->render_comments(ranked);
 }
 
 Query RecommenderService::resolve(const RecommendRequest& request) const {

@@ -97,9 +97,11 @@ class RecommenderService {
   std::vector<Ranked> rank_exact(const ModelSnapshot& snapshot, const std::vector<const Query*>& queries) const;
   /// Raw ids and scores of a ranked answer.
   RecommendResult render(const Ranked& ranked) const;
-  /// LSVCR's comment ranking (POST /v1/comments) with the current model, one forward per request;
-  /// ApiError 400 for a model without comments.
-  RecommendResult rank_comments(const CommentRequest& request) const;
+  /// LSVCR's comment ranking (POST /v1/comments): the request as a query (ApiError 400 for a model
+  /// without comments, 404 for unknown ids), a batch of them ranked with one forward, raw ids out.
+  Query resolve_comments(const CommentRequest& request) const;
+  std::vector<Ranked> rank_comments(const std::vector<const Query*>& queries) const;
+  RecommendResult render_comments(const Ranked& ranked) const;
   /// resolve + rank + render, without micro-batching.
   std::vector<RecommendResult> recommend(const std::vector<RecommendRequest>& requests) const;
 
