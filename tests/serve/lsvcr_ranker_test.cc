@@ -11,6 +11,7 @@
 #include <set>
 
 #include "seqrec/common/error.h"
+#include "seqrec/data/item_catalog.h"
 #include "seqrec/models/lsvcr.h"
 #include "train/lsvcr_support.h"
 
@@ -121,6 +122,56 @@ TEST(LsvcrRankerTest, CommentsAreTheVideosSectionRankedWithTheVideoAsQuery) {
   EXPECT_FALSE(torch::allclose(user, other));
   EXPECT_THROW(lsvcr_rank_comments(*model, data.store, h, data.store.num_videos + 1, 5, {}), RequestError);
   EXPECT_THROW(lsvcr_rank_comments(*model, data.store, h, 0, 5, {}), RequestError);
+}
+
+// The serving backend ranks a batch of queries of different history lengths (rows padded together)
+// exactly as the one-user functions rank each alone: next videos through user_states . item_table,
+// comment sections through rank_comments.
+TEST(LsvcrRankerTest, TheBackendRanksABatchAsEachQueryAlone) {
+  testing::SyntheticLsvcr data(testing::small_lsvcr(30, 40, 3, 12));
+  models::Lsvcr model = small_model(data.store);
+  const auto store = std::make_shared<const data::LsvcrStore>(data.store);
+  const LsvcrBackend backend(model.ptr(), store, data::ItemCatalog::load(data.prepared.file("comments")), "test");
+  int64_t video = 1;  // the largest section
+  for (int64_t v = 1; v <= store->num_videos; ++v)
+    if (store->video_comments[v].size() > store->video_comments[video].size()) video = v;
+  std::vector<Query> queries;
+  std::vector<LsvcrHistories> alone;
+  for (int64_t u : {0, 3, 11, 17}) {  // "user" queries: both rows of the store
+    Query q;
+    q.by_user = true;
+    q.user = u;
+    q.history.assign(store->video_histories[u].ids.begin(), store->video_histories[u].ids.end());
+    queries.push_back(q);
+    alone.push_back({store->video_histories[u].ids, store->comment_histories[u].ids});
+  }
+  Query spelled;  // a "history" query: one video, no comments
+  spelled.history = {5};
+  queries.push_back(spelled);
+  alone.push_back({{5}, {}});
+  std::vector<const Query*> batch;
+  for (const Query& q : queries) batch.push_back(&q);
+
+  const torch::Tensor scores = backend.user_states(batch).matmul(backend.item_table().t());  // [B, V+1]
+  for (size_t i = 0; i < queries.size(); ++i) {
+    const Ranked want = lsvcr_next_videos(*model, alone[i], 1000, {});
+    for (size_t j = 0; j < want.ids.size(); ++j)
+      EXPECT_NEAR(scores[i][want.ids[j]].item<float>(), want.scores[j], 1e-4) << "query " << i << " video " << want.ids[j];
+  }
+
+  for (size_t i = 0; i < queries.size(); ++i) {  // the same users as comment queries
+    queries[i].video = video;
+    queries[i].comments = alone[i].comments;
+    queries[i].masked = {store->video_comments[video][0]};
+    queries[i].k = 1000;
+  }
+  const std::vector<Ranked> ranked = backend.rank_comments(batch);
+  for (size_t i = 0; i < queries.size(); ++i) {
+    const Ranked want = lsvcr_rank_comments(*model, *store, alone[i], video, 1000, queries[i].masked);
+    EXPECT_EQ(ranked[i].ids, want.ids) << "query " << i;
+    ASSERT_EQ(ranked[i].scores.size(), want.scores.size());
+    for (size_t j = 0; j < want.scores.size(); ++j) EXPECT_NEAR(ranked[i].scores[j], want.scores[j], 1e-4);
+  }
 }
 
 }  // namespace
