@@ -26,12 +26,7 @@ ninja -C "$build" seqrec bench_serve >&2
 work=$(mktemp -d)
 server_pid=""
 trap '[[ -n $server_pid ]] && kill -TERM $server_pid 2>/dev/null; rm -rf "$work"' EXIT
-quiet() { "$@" >"$work/cmd.log" 2>&1 || { cat "$work/cmd.log" >&2; echo "failed: $*" >&2; exit 1; }; }
-quiet "$seqrec" synth --set synth.mode=lsvcr --set synth.num_users=500 --set synth.num_videos=200 \
-  --set synth.max_comments=100 --out "$work/raw"
-quiet "$seqrec" prepare --set prepare.format=lsvcr --set prepare.input="$work/raw" --out "$work/data"
-quiet "$seqrec" embed-items --model $model --data "$work/data/videos" --fields title -o "$work/data/title.safetensors"
-quiet "$seqrec" embed-items --model $model --data "$work/data/comments" --fields text -o "$work/data/comment.safetensors"
+source "$root/bench/lsvcr_data.sh"
 quiet "$seqrec" train --config configs/lsvcr/synthetic.yaml --set data.dir="$work/data" \
   --set lsvcr.video_title_emb="$work/data/title.safetensors" --set lsvcr.comment_emb="$work/data/comment.safetensors" \
   --set train.epochs=1 --set train.out_dir="$work/s2"

@@ -21,12 +21,7 @@ model=../shared/models/stories260K/hf
 [[ -f $model/config.json ]] || { echo "no $model: stage 1 needs the stories260K LLM" >&2; exit 1; }
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-quiet() { "$@" >"$work/cmd.log" 2>&1 || { cat "$work/cmd.log" >&2; echo "failed: $*" >&2; exit 1; }; }
-quiet "$seqrec" synth --set synth.mode=lsvcr --set synth.num_users=500 --set synth.num_videos=200 \
-  --set synth.max_comments=100 --out "$work/raw"
-quiet "$seqrec" prepare --set prepare.format=lsvcr --set prepare.input="$work/raw" --out "$work/data"
-quiet "$seqrec" embed-items --model $model --data "$work/data/videos" --fields title -o "$work/data/title.safetensors"
-quiet "$seqrec" embed-items --model $model --data "$work/data/comments" --fields text -o "$work/data/comment.safetensors"
+source "$root/bench/lsvcr_data.sh"
 common=(--set data.dir="$work/data" --set lsvcr.video_title_emb="$work/data/title.safetensors"
         --set lsvcr.comment_emb="$work/data/comment.safetensors" --set model.max_history=20 --set model.max_position=40)
 out="$work/results.jsonl"
