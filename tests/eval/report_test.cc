@@ -106,6 +106,28 @@ TEST(Report, PageTablesAndChartsFromTwoRuns) {
   EXPECT_NE(page.find("No evaluation during training."), std::string::npos);
 }
 
+// An LSVCR run charts its own selection metrics (ndcg@5 of each task) by default, prints its sample
+// counts as integers, and a run whose evaluations lack the asked-for metrics says so.
+TEST(Report, LsvcrRunsChartTheirOwnMetrics) {
+  TempDir dir;
+  std::filesystem::create_directories(dir.file("lsvcr"));
+  const std::string tasks = "\"video_ndcg@5\":0.1,\"comment_ndcg@5\":0.2,\"video_samples\":500.0,\"comment_samples\":480.0}";
+  dir.write("lsvcr/metrics.jsonl", "{\"epoch\":2,\"split\":\"valid\",\"protocol\":\"lsvcr\",\"users\":500," + tasks + "\n"
+                                   "{\"epoch\":4,\"split\":\"valid\",\"protocol\":\"lsvcr\",\"users\":500," + tasks + "\n"
+                                   "{\"epoch\":4,\"split\":\"test\",\"protocol\":\"lsvcr\",\"users\":500," + tasks + "\n");
+  ReportOptions options;
+  options.out_dir = dir.file("out");
+  const ReportSummary summary = write_report({read_run_log(dir.file("lsvcr"))}, options);
+  const std::string page = read_file(summary.page);
+  EXPECT_NE(page.find("| epoch (valid) | video_ndcg@5 | comment_ndcg@5 |"), std::string::npos) << page;
+  EXPECT_NE(page.find("| lsvcr | 4 | 500 | 0.2000 | 480 | 0.1000 | 500 |"), std::string::npos) << page;
+  EXPECT_EQ(summary.charts.size(), 2u);  // the test bars and the curves
+  options.curve_metrics = {"ndcg@10"};
+  options.out_dir = dir.file("out2");
+  const std::string asked = read_file(write_report({read_run_log(dir.file("lsvcr"))}, options).page);
+  EXPECT_NE(asked.find("Its evaluations carry none of ndcg@10 (choose with --metrics)."), std::string::npos) << asked;
+}
+
 // Two trainings appended to one folder (a fresh `train` into the same out_dir): only the last is
 // reported; a resume's duplicated epoch does not count as a new training.
 TEST(Report, OnlyTheLastTrainingOfAFolderIsReported) {

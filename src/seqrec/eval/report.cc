@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cmath>
 #include <cstdio>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -47,6 +48,27 @@ std::string fixed4(double v) {
   std::snprintf(buf, sizeof buf, "%.4f", v);
   return buf;
 }
+
+// The metrics charted for runs of `protocol`: the ones asked for, else the protocol's own.
+std::vector<std::string> charted_metrics(const ReportOptions& options, const std::string& protocol) {
+  if (!options.curve_metrics.empty()) return options.curve_metrics;
+  if (protocol == "lsvcr") return {"video_ndcg@5", "comment_ndcg@5"};
+  return {"ndcg@10", "hr@10"};
+}
+
+// The protocol of a run's evaluations ("" when it has none).
+std::string run_protocol(const RunLog& r) {
+  for (const auto& line : r.lines)
+    if (line.split != "train" && !line.protocol.empty()) return line.protocol;
+  return "";
+}
+
+// A value of the tables: counts (LSVCR's *_samples) as integers, metrics with 4 decimals.
+std::string table_value(const std::string& name, double v) {
+  const bool count = name.size() > 8 && name.compare(name.size() - 8, 8, "_samples") == 0 && v == std::floor(v);
+  return count ? std::to_string(static_cast<int64_t>(v)) : fixed4(v);
+}
+
 
 std::string file_stem(const std::string& s) {
   std::string out;
@@ -200,12 +222,12 @@ ReportSummary write_report(std::vector<RunLog> runs, const ReportOptions& option
       page += "| " + r->name + " | " + std::to_string(t.epoch) + " | " + std::to_string(t.users) + " |";
       for (const auto& n : names) {
         const auto it = t.values.find(n);
-        page += " " + (it == t.values.end() ? std::string("") : fixed4(it->second)) + " |";
+        page += " " + (it == t.values.end() ? std::string("") : table_value(n, it->second)) + " |";
       }
       page += "\n";
     }
     std::vector<std::string> shown, labels;
-    for (const auto& m : options.curve_metrics)
+    for (const auto& m : charted_metrics(options, protocol))
       if (names.count(m)) shown.push_back(m);
     if (shown.empty()) continue;
     std::vector<std::vector<double>> values;
@@ -231,8 +253,9 @@ ReportSummary write_report(std::vector<RunLog> runs, const ReportOptions& option
               " trainings into this folder; this report shows the last.\n";
     std::vector<Series> series;
     std::string table;
+    const std::vector<std::string> metrics = charted_metrics(options, run_protocol(r));
     for (const auto& [split, epochs] : curves(r)) {
-      for (const auto& m : options.curve_metrics) {
+      for (const auto& m : metrics) {
         Series s{m + " (" + split + ")", {}};
         for (const auto& [epoch, line] : epochs) {
           const auto it = line->values.find(m);
@@ -242,11 +265,11 @@ ReportSummary write_report(std::vector<RunLog> runs, const ReportOptions& option
       }
       table += "\n| epoch (" + split + ") |";
       std::string rule = "\n|---|";
-      for (const auto& m : options.curve_metrics) table += " " + m + " |", rule += "---|";
+      for (const auto& m : metrics) table += " " + m + " |", rule += "---|";
       table += rule + "\n";
       for (const auto& [epoch, line] : epochs) {
         table += "| " + std::to_string(epoch) + " |";
-        for (const auto& m : options.curve_metrics) {
+        for (const auto& m : metrics) {
           const auto it = line->values.find(m);
           table += " " + (it == line->values.end() ? std::string("") : fixed4(it->second)) + " |";
         }
@@ -257,8 +280,12 @@ ReportSummary write_report(std::vector<RunLog> runs, const ReportOptions& option
       const std::string chart = file_stem(r.name) + "_metrics.svg";
       files.emplace_back(chart, svg_line_chart(r.name + ": metrics by epoch", "epoch", "", series));
       page += "\n![" + r.name + " metrics by epoch](" + chart + ")\n" + table;
-    } else {
+    } else if (curves(r).empty()) {
       page += "\nNo evaluation during training.\n";
+    } else {
+      std::string listed;
+      for (const auto& m : metrics) listed += (listed.empty() ? "" : ", ") + m;
+      page += "\nIts evaluations carry none of " + listed + " (choose with --metrics).\n";
     }
     for (const char* key : {"loss", "lr"}) {
       Series s{key, {}};

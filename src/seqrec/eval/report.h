@@ -43,7 +43,9 @@ RunLog read_run_log(const std::string& run_dir);
 /// Options of a report.
 struct ReportOptions {
   std::string out_dir;                                   ///< created if missing
-  std::vector<std::string> curve_metrics = {"ndcg@10", "hr@10"};  ///< plotted by epoch
+  /// Plotted by epoch and in the test charts; empty: the protocol's own (ndcg@10 and hr@10; LSVCR's
+  /// selection metrics video_ndcg@5 and comment_ndcg@5 for protocol lsvcr).
+  std::vector<std::string> curve_metrics;
 };
 
 /// What write_report wrote.
