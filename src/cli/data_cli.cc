@@ -74,7 +74,8 @@ DataCli add_data_commands(CLI::App& app, CliArgs& args) {
   d.report = app.add_subcommand("report", "a Markdown page with SVG charts from training runs' metrics.jsonl");
   d.report->add_option("runs", args.run_dirs, "run folders (train.out_dir)")->required();
   d.report->add_option("-o,--out", args.out, "output folder of report.md and its charts")->required();
-  d.report->add_option("--metrics", args.report_metrics, "metrics plotted by epoch and compared (default ndcg@10 hr@10; LSVCR: video_ndcg@5 comment_ndcg@5)");
+  d.report->add_option("--metrics", args.report_metrics,
+                        "metrics plotted by epoch and compared (default ndcg@10 hr@10; LSVCR: video_ndcg@5 comment_ndcg@5)");
   d.molar_data = app.add_subcommand("molar-data", "Molar: item-model pre-training mixtures as prompt/response JSONL");
   add_common_options(d.molar_data, args);
   d.molar_data->add_option("--data", args.data_dir, "prepared data dir (data.dir)");
