@@ -152,10 +152,8 @@ std::shared_ptr<const serve::LsvcrBackend> load_lsvcr_backend(const CliArgs& arg
   CliArgs a = args;
   a.checkpoint = checkpoint;
   LsvcrCheckpoint c = load_lsvcr_checkpoint(a, "serve");
-  const std::string description =
-      "lsvcr next-video (cosine / " + std::to_string(c.model->options().temperature).substr(0, 4) + ")";
   return std::make_shared<serve::LsvcrBackend>(c.model.ptr(), std::make_shared<const data::LsvcrStore>(std::move(c.store)),
-                                               data::ItemCatalog::load(c.data_dir + "/comments"), description);
+                                               data::ItemCatalog::load(c.data_dir + "/comments"));
 }
 
 namespace {

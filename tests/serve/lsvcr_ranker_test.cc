@@ -131,7 +131,7 @@ TEST(LsvcrRankerTest, TheBackendRanksABatchAsEachQueryAlone) {
   testing::SyntheticLsvcr data(testing::small_lsvcr(30, 40, 3, 12));
   models::Lsvcr model = small_model(data.store);
   const auto store = std::make_shared<const data::LsvcrStore>(data.store);
-  const LsvcrBackend backend(model.ptr(), store, data::ItemCatalog::load(data.prepared.file("comments")), "test");
+  const LsvcrBackend backend(model.ptr(), store, data::ItemCatalog::load(data.prepared.file("comments")));
   int64_t video = 1;  // the largest section
   for (int64_t v = 1; v <= store->num_videos; ++v)
     if (store->video_comments[v].size() > store->video_comments[video].size()) video = v;

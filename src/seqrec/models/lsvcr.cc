@@ -3,6 +3,7 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include "seqrec/common/error.h"
@@ -73,6 +74,19 @@ torch::Tensor LsvcrLayerImpl::forward(const torch::Tensor& x, const torch::Tenso
   auto h = attention_norm(x + torch::dropout(attention(x, kv, allowed), dropout_, train));               // [B, Q, D]
   auto f = ffn_out(torch::dropout(torch::gelu(ffn_in(h)), dropout_, train));                             // [B, Q, D]
   return ffn_norm(h + torch::dropout(f, dropout_, train));
+}
+
+torch::Tensor lsvcr_history_rows(const std::vector<LsvcrHistoryView>& histories, int64_t max_history) {
+  int64_t width = 1;
+  for (const auto& h : histories) width = std::max(width, std::min(h.count, max_history));
+  torch::Tensor rows = torch::zeros({static_cast<int64_t>(histories.size()), width}, torch::kInt64);
+  int64_t* out = rows.data_ptr<int64_t>();
+  for (const auto& h : histories) {
+    const int64_t n = std::min(h.count, max_history);
+    std::copy(h.ids + (h.count - n), h.ids + h.count, out);
+    out += width;
+  }
+  return rows;
 }
 
 torch::Tensor lsvcr_key_mask(const torch::Tensor& ids) {

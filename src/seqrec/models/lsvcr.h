@@ -30,6 +30,7 @@
 #include <torch/types.h>
 
 #include <cstdint>
+#include <vector>
 
 namespace seqrec::config {
 class ConfigNode;
@@ -114,6 +115,15 @@ class LsvcrLayerImpl : public torch::nn::Module {
   torch::nn::LayerNorm ffn_norm{nullptr};
 };
 TORCH_MODULE(LsvcrLayer);
+
+/// One history as the model reads it: `count` ids at `ids`, oldest first.
+struct LsvcrHistoryView {
+  const int64_t* ids = nullptr;
+  int64_t count = 0;
+};
+/// Right-padded rows of the newest `max_history` ids of each history -> [B, W] int64, W the longest
+/// row kept (at least 1: an empty history is one padding slot).
+torch::Tensor lsvcr_history_rows(const std::vector<LsvcrHistoryView>& histories, int64_t max_history);
 
 /// The masks of a right-padded history of ids [B, L]: which keys may be attended to (real events,
 /// plus slot 0 of an empty row) -> [B, L] bool.

@@ -11,12 +11,8 @@
 namespace seqrec::serve {
 namespace {
 
-/// The newest `max_history` of `ids` as a [1, max(1, n)] right-padded row.
-torch::Tensor history_row(const std::vector<int64_t>& ids, int64_t max_history) {
-  const auto n = std::min<int64_t>(static_cast<int64_t>(ids.size()), max_history);
-  torch::Tensor row = torch::zeros({1, std::max<int64_t>(n, 1)}, torch::kInt64);
-  std::copy(ids.end() - n, ids.end(), row.data_ptr<int64_t>());
-  return row;
+models::LsvcrHistoryView view(const std::vector<int64_t>& ids) {
+  return {ids.data(), static_cast<int64_t>(ids.size())};
 }
 
 /// The k best of `candidates` by `scores` (one per candidate), masked ones dropped; stable on ties
@@ -57,8 +53,8 @@ Ranked in_eval_mode(models::LsvcrImpl& model, F&& f) {
 models::LsvcrBatch lsvcr_history_batch(const LsvcrHistories& h, int64_t max_history) {
   if (h.videos.empty() && h.comments.empty()) throw RequestError("LSVCR needs a video or a comment history; both are empty");
   models::LsvcrBatch batch;
-  batch.video_ids = history_row(h.videos, max_history);
-  batch.comment_ids = history_row(h.comments, max_history);
+  batch.video_ids = models::lsvcr_history_rows({view(h.videos)}, max_history);
+  batch.comment_ids = models::lsvcr_history_rows({view(h.comments)}, max_history);
   return batch;
 }
 
@@ -87,9 +83,8 @@ Ranked lsvcr_rank_comments(models::LsvcrImpl& model, const data::LsvcrStore& sto
 }
 
 LsvcrBackend::LsvcrBackend(std::shared_ptr<models::LsvcrImpl> model, std::shared_ptr<const data::LsvcrStore> store,
-                           data::ItemCatalog comments, std::string description)
-    : model_(std::move(model)), store_(std::move(store)), comments_(std::move(comments)),
-      description_(std::move(description)) {
+                           data::ItemCatalog comments)
+    : model_(std::move(model)), store_(std::move(store)), comments_(std::move(comments)) {
   model_->eval();
 }
 
@@ -110,28 +105,18 @@ torch::Tensor LsvcrBackend::item_table() const {
 }
 
 models::LsvcrBatch LsvcrBackend::batch_of(const std::vector<const Query*>& queries) const {
-  const int64_t b = static_cast<int64_t>(queries.size()), max = max_history();
-  // Right-padded rows of the newest max_history events, as lsvcr_history_batch writes one.
-  std::vector<std::vector<int64_t>> videos(queries.size()), comments(queries.size());
-  int64_t lv = 1, lc = 1;
-  for (size_t i = 0; i < queries.size(); ++i) {
-    const Query& q = *queries[i];
-    videos[i].assign(q.history.begin(), q.history.end());
-    comments[i] = q.video > 0 || !q.by_user ? q.comments : store_->comment_histories.at(static_cast<size_t>(q.user)).ids;
-    lv = std::max<int64_t>(lv, std::min<int64_t>(static_cast<int64_t>(videos[i].size()), max));
-    lc = std::max<int64_t>(lc, std::min<int64_t>(static_cast<int64_t>(comments[i].size()), max));
+  std::vector<std::vector<int64_t>> videos;  // Query::history holds int32 ids
+  std::vector<models::LsvcrHistoryView> video_rows, comment_rows;
+  videos.reserve(queries.size());
+  for (const Query* q : queries) {
+    videos.emplace_back(q->history.begin(), q->history.end());
+    video_rows.push_back(view(videos.back()));
+    comment_rows.push_back(
+        view(q->video > 0 || !q->by_user ? q->comments : store_->comment_histories.at(static_cast<size_t>(q->user)).ids));
   }
   models::LsvcrBatch batch;
-  batch.video_ids = torch::zeros({b, lv}, torch::kInt64);
-  batch.comment_ids = torch::zeros({b, lc}, torch::kInt64);
-  auto put = [max](torch::Tensor& rows, int64_t i, const std::vector<int64_t>& ids) {
-    const torch::Tensor row = history_row(ids, max);  // [1, n or 1]
-    rows[i].narrow(0, 0, row.size(1)).copy_(row[0]);
-  };
-  for (int64_t i = 0; i < b; ++i) {
-    put(batch.video_ids, i, videos[i]);
-    put(batch.comment_ids, i, comments[i]);
-  }
+  batch.video_ids = models::lsvcr_history_rows(video_rows, max_history());
+  batch.comment_ids = models::lsvcr_history_rows(comment_rows, max_history());
   return batch;
 }
 

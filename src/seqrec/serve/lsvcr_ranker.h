@@ -56,7 +56,7 @@ class LsvcrBackend {
  public:
   /// `comments`: the store's comments/items.tsv (raw comment ids of /v1/comments).
   LsvcrBackend(std::shared_ptr<models::LsvcrImpl> model, std::shared_ptr<const data::LsvcrStore> store,
-               data::ItemCatalog comments, std::string description);
+               data::ItemCatalog comments);
   /// V.
   int64_t num_videos() const;
   /// The newest events of each history the model reads.
@@ -67,8 +67,6 @@ class LsvcrBackend {
   torch::Tensor item_table() const;
   /// [B, D] float32 CPU user states of the queries (one forward).
   torch::Tensor user_states(const std::vector<const Query*>& queries) const;
-  /// "lsvcr next-video (cosine / 0.07)", for logs and /healthz.
-  const std::string& description() const { return description_; }
   /// A comment request as a query: `history` the video history, `comments` the comment history
   /// (a "user" request: both from the store), `video` the current video, `masked` the comments
   /// engaged with (unless exclude_history is false). `videos` and `users` are the service's maps; an
@@ -89,7 +87,6 @@ class LsvcrBackend {
   models::LsvcrBatch batch_of(const std::vector<const Query*>& queries) const;
 
   data::ItemCatalog comments_;
-  std::string description_;
 };
 
 }  // namespace seqrec::serve

@@ -72,13 +72,6 @@ torch::Tensor with_padding_row(const std::string& path, int64_t rows) {
 
 torch::Tensor as_tensor(const std::vector<int64_t>& v) { return torch::tensor(v, torch::kInt64); }
 
-/// The newest `max_history` ids of [0, end) of `ids`, right-padded to `width`.
-void copy_history(const std::vector<int64_t>& ids, int64_t end, int64_t max_history, int64_t width, int64_t* row) {
-  const int64_t n = std::min(end, max_history);
-  std::copy(ids.begin() + (end - n), ids.begin() + end, row);
-  std::fill(row + n, row + width, 0);
-}
-
 }  // namespace
 
 models::LsvcrTextTables load_lsvcr_text_tables(const data::LsvcrStore& store, const LsvcrRunOptions& o) {
@@ -105,23 +98,16 @@ models::Lsvcr build_lsvcr(models::LsvcrOptions options, const data::LsvcrStore& 
 
 LsvcrSampleBatch make_lsvcr_batch(const data::LsvcrStore& store, const std::vector<const data::LsvcrSample*>& samples,
                                   int64_t max_history) {
-  const int64_t B = static_cast<int64_t>(samples.size());
-  int64_t lv = 1, lc = 1;
-  for (const auto* s : samples) {
-    lv = std::max(lv, std::min(s->video_end, max_history));
-    lc = std::max(lc, std::min(s->comment_end, max_history));
-  }
-  auto videos = torch::zeros({B, lv}, torch::kInt64), comments = torch::zeros({B, lc}, torch::kInt64);
+  std::vector<models::LsvcrHistoryView> videos, comments;
   std::vector<int64_t> targets;
-  for (int64_t b = 0; b < B; ++b) {
-    const auto& s = *samples[b];
-    copy_history(store.video_histories[s.user].ids, s.video_end, max_history, lv, videos[b].data_ptr<int64_t>());
-    copy_history(store.comment_histories[s.user].ids, s.comment_end, max_history, lc, comments[b].data_ptr<int64_t>());
-    targets.push_back(s.target_video);
+  for (const auto* s : samples) {
+    videos.push_back({store.video_histories[s->user].ids.data(), s->video_end});
+    comments.push_back({store.comment_histories[s->user].ids.data(), s->comment_end});
+    targets.push_back(s->target_video);
   }
   LsvcrSampleBatch out;
-  out.inputs.video_ids = videos;
-  out.inputs.comment_ids = comments;
+  out.inputs.video_ids = models::lsvcr_history_rows(videos, max_history);
+  out.inputs.comment_ids = models::lsvcr_history_rows(comments, max_history);
   out.videos = as_tensor(targets);
   return out;
 }
