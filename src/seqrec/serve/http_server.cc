@@ -117,7 +117,9 @@ struct HttpServer::Impl {
   ServeMetrics metrics;
   RequestLimits limits;
   MicroBatcher batcher;
-  MicroBatcher comment_batcher;  // LSVCR's /v1/comments: one forward per batch of comment queries
+  // LSVCR's /v1/comments: one forward per batch of comment queries (null for other models: an LSVCR
+  // server reloads LSVCR checkpoints only, and no other server ever serves one).
+  std::unique_ptr<MicroBatcher> comment_batcher;
   Listener http;
   std::mutex stop_mutex;
   bool stopped = false;
@@ -129,11 +131,13 @@ struct HttpServer::Impl {
         limits{o.max_k, o.max_history, o.max_list, o.max_batch_requests},
         batcher([this](const std::vector<const Query*>& q) { return service.rank(q); },
                 BatcherOptions{o.max_batch, o.max_wait_us, o.workers, o.queue_limit},
-                [this](int64_t size) { metrics.observe_batch(size); }),
-        comment_batcher([this](const std::vector<const Query*>& q) { return service.rank_comments(q); },
-                        BatcherOptions{o.max_batch, o.max_wait_us, o.workers, o.queue_limit},
-                        [this](int64_t size) { metrics.observe_batch(size); }) {
+                [this](int64_t size) { metrics.observe_batch(size); }) {
     const auto snap = service.snapshot();
+    if (snap->lsvcr)
+      comment_batcher = std::make_unique<MicroBatcher>(
+          [this](const std::vector<const Query*>& q) { return service.rank_comments(q); },
+          BatcherOptions{o.max_batch, o.max_wait_us, o.workers, o.queue_limit},
+          [this](int64_t size) { metrics.observe_batch(size); });
     metrics.set_model(snap->version, snap->checkpoint);
     configure();
     routes();
@@ -239,9 +243,10 @@ struct HttpServer::Impl {
     });
     http.Post("/v1/comments", [this](const httplib::Request& req, httplib::Response& res) {
       guarded(res, [&] {
-        std::vector<Query> query;
+        std::vector<Query> query;  // resolving refuses a model without comments (400) before the batcher
         query.push_back(service.resolve_comments(parse_comments_request(req.body, limits)));
-        send_json(res, 200, encode_result(service.render_comments(comment_batcher.run(std::move(query), deadline()).front())));
+        const std::vector<Ranked> ranked = comment_batcher->run(std::move(query), deadline());
+        send_json(res, 200, encode_result(service.render_comments(ranked.front())));
       });
     });
     http.Get(R"(/v1/items/(.+))", [this](const httplib::Request& req, httplib::Response& res) {
@@ -326,7 +331,7 @@ int HttpServer::bind() {
 void HttpServer::listen() {
   impl_->http.listen_after_bind();
   impl_->batcher.stop();  // the connections are done: finish what is queued
-  impl_->comment_batcher.stop();
+  if (impl_->comment_batcher) impl_->comment_batcher->stop();
 }
 
 void HttpServer::stop() {
