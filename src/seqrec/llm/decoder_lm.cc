@@ -114,6 +114,15 @@ void release_pages(const StTensorView& v) {
 
 }  // namespace
 
+bool valid_mrope_section(const std::vector<int64_t>& sections, const DecoderConfig& config) {
+  int64_t pairs = 0;
+  for (int64_t n : sections) {
+    if (n < 0) return false;
+    pairs += n;
+  }
+  return sections.size() == 3 && pairs == config.head_dim / 2;
+}
+
 DecoderConfig read_decoder_config(const std::string& dir) {
   const std::string file = dir + "/config.json";
   if (!path_exists(file)) throw DataError(file + ": no such file (is '" + dir + "' a Hugging Face model folder?)");
@@ -171,10 +180,7 @@ DecoderConfig read_decoder_config(const std::string& dir) {
     }
     if (qwen2_vl && rs.contains("mrope_section")) {
       c.mrope_section = field<std::vector<int64_t>>(rs, "mrope_section", {}, file);
-      int64_t pairs = 0;
-      for (int64_t n : c.mrope_section) pairs += n;
-      if (c.mrope_section.size() != 3 || pairs != c.head_dim / 2 ||
-          std::any_of(c.mrope_section.begin(), c.mrope_section.end(), [](int64_t n) { return n < 0; }))
+      if (!valid_mrope_section(c.mrope_section, c))
         throw DataError(file + ": rope_scaling.mrope_section must be 3 non-negative counts summing to head_dim / 2 = " +
                         std::to_string(c.head_dim / 2) + ", got " + rs["mrope_section"].dump());
     }

@@ -48,6 +48,10 @@ struct DecoderConfig {
   std::vector<int64_t> mrope_section;
 };
 
+/// Whether `sections` is a valid M-RoPE split of `config`'s rotary channel pairs: 3 non-negative
+/// counts (t, h, w) summing to head_dim / 2.
+bool valid_mrope_section(const std::vector<int64_t>& sections, const DecoderConfig& config);
+
 /// Parses <dir>/config.json; throws DataError naming the file and field for missing or bad values.
 DecoderConfig read_decoder_config(const std::string& dir);
 

@@ -53,13 +53,7 @@ llm::DecoderConfig decoder_config_from(config::ConfigNode n) {
     rs.ignore("type");
     rs.ignore("rope_type");
     c.mrope_section = rs.get<std::vector<int64_t>>("mrope_section", {});
-    int64_t pairs = 0;
-    bool negative = false;
-    for (int64_t x : c.mrope_section) {
-      pairs += x;
-      negative = negative || x < 0;
-    }
-    if (c.model_type != "qwen2_vl" || c.mrope_section.size() != 3 || negative || pairs != c.head_dim / 2)
+    if (c.model_type != "qwen2_vl" || !llm::valid_mrope_section(c.mrope_section, c))
       throw ConfigError(rs.path() + ".mrope_section", "M-RoPE needs model_type qwen2_vl and 3 non-negative counts "
                                                       "summing to head_dim / 2 = " + std::to_string(c.head_dim / 2));
   }
