@@ -83,7 +83,7 @@ torch::Tensor lsvcr_history_rows(const std::vector<LsvcrHistoryView>& histories,
   int64_t* out = rows.data_ptr<int64_t>();
   for (const auto& h : histories) {
     const int64_t n = std::min(h.count, max_history);
-    std::copy(h.ids + (h.count - n), h.ids + h.count, out);
+    if (n > 0) std::copy(h.ids + (h.count - n), h.ids + h.count, out);  // an empty vector's data() may be null
     out += width;
   }
   return rows;
