@@ -159,6 +159,19 @@ HllmImpl::HllmImpl(const HllmOptions& options, std::shared_ptr<const data::ItemT
   }
 }
 
+namespace {
+
+// The positions of one item's tokens [text m][before nb][soft s][after na][ITEM]: with a gh x gw grid
+// of soft tokens (M-RoPE) rows t, h, w; without one only row 0, each token one position further.
+std::array<std::vector<int64_t>, 3> item_token_positions(int64_t m, int64_t nb, int64_t s, int64_t na, int64_t l,
+                                                         int64_t gh, int64_t gw) {
+  if (gh > 0) return data::item_positions_mrope(m, nb, gh, gw, na, l);
+  const int64_t e = nb + s + na;
+  return {data::item_positions(m + e, l + e), {}, {}};
+}
+
+}  // namespace
+
 torch::Tensor HllmImpl::item_soft_tokens(const std::vector<int64_t>&) { return torch::Tensor(); }
 
 std::pair<int64_t, int64_t> HllmImpl::image_grid(int64_t soft_tokens) const {
@@ -194,12 +207,8 @@ torch::Tensor HllmImpl::embed_packed(const std::vector<int64_t>& ids) {
     }
     tok.insert(tok.end(), after.begin(), after.end());
     tok.push_back(0);  // the [ITEM] slot: its input embedding is replaced below
-    if (gh > 0) {
-      const auto p = data::item_positions_mrope(m, before.size(), gh, gw, after.size(), l);
-      for (size_t r = 0; r < 3; ++r) pos[r].insert(pos[r].end(), p[r].begin(), p[r].end());
-    } else {
-      for (int64_t p : data::item_positions(m + e, l + e)) pos[0].push_back(p);
-    }
+    const auto p = item_token_positions(m, before.size(), s, after.size(), l, gh, gw);
+    for (size_t r = 0; r < 3; ++r) pos[r].insert(pos[r].end(), p[r].begin(), p[r].end());
     slots.push_back(static_cast<int64_t>(tok.size()) - 1);
     lengths.push_back(m + e + 1);
   }
@@ -241,11 +250,7 @@ torch::Tensor HllmImpl::embed_padded(const std::vector<int64_t>& ids) {
   for (int64_t i = 0; i < n; ++i) {
     auto span = tokens_->tokens(ids[i]);
     const int64_t m = length(ids[i]), pad = w - (m + e + 1);
-    std::array<std::vector<int64_t>, 3> p;
-    if (gh > 0)
-      p = data::item_positions_mrope(m, nb, gh, gw, na, l);
-    else
-      p[0] = data::item_positions(m + e, l + e);
+    const auto p = item_token_positions(m, nb, s, na, l, gh, gw);
     for (int64_t j = 0; j <= m + e; ++j) {
       const int64_t k = j - m;  // column within [before][soft][after][ITEM]
       tp[i * w + pad + j] = j < m ? span[j] : k < nb ? before[k] : k >= nb + s && k < e ? after[k - nb - s] : 0;
